@@ -1,0 +1,91 @@
+"""The engine's output: operations to apply, conflicts to report, counts to show."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from ferry.engine.records import AttributeValue, ObjectType
+
+
+class OpKind(StrEnum):
+    CREATE = "create"
+    UPDATE = "update"
+    MOVE = "move"            # rename and/or move: new_dn differs from dn
+    DELETE = "delete"
+    REFERENCES = "references"  # group members / manager, applied after all objects exist
+
+
+@dataclass(slots=True)
+class Operation:
+    """One change to one target object.
+
+    For CREATE, target_anchor is None until applied; later phases resolve the object through
+    the join made for source_anchor. `changes` maps attribute -> new value (None clears it).
+    For REFERENCES, `add` holds *source* anchors (resolved through joins at apply time, since
+    they may be created in the same run) and `remove` holds *target* anchors.
+    """
+
+    kind: OpKind
+    object_type: ObjectType
+    pair: str
+    source_anchor: str | None
+    target_anchor: str | None
+    dn: str                                   # current target DN (desired DN for CREATE)
+    new_dn: str | None = None                 # MOVE only
+    changes: dict[str, AttributeValue | None] = field(default_factory=dict)
+    enabled: bool | None = None               # CREATE/UPDATE of users: desired state
+    attribute: str | None = None              # REFERENCES: "member" or "manager"
+    add: tuple[str, ...] = ()
+    remove: tuple[str, ...] = ()
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Conflict:
+    """A source object that matched ambiguously: nothing is written for it."""
+
+    pair: str
+    source_anchor: str
+    source_dn: str
+    object_type: ObjectType
+    rule: str            # e.g. "mail -> mail"
+    value: str
+    candidates: tuple[str, ...]   # DNs of the competing target or source objects
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class StagingError:
+    """A source object whose staging failed (e.g. an expression error); nothing is written."""
+
+    pair: str
+    source_anchor: str
+    source_dn: str
+    object_type: ObjectType
+    message: str
+
+
+@dataclass(slots=True)
+class PairPlan:
+    pair: str
+    operations: list[Operation] = field(default_factory=list)
+    conflicts: list[Conflict] = field(default_factory=list)
+    errors: list[StagingError] = field(default_factory=list)
+    # source anchor -> target anchor for joins discovered by match rules this run (to persist).
+    new_joins: dict[str, str] = field(default_factory=dict)
+    # source anchors whose joins should be forgotten (their target was deleted or vanished).
+    dropped_joins: list[str] = field(default_factory=list)
+    # source anchors of objects with references to objects not synced yet: retried next run.
+    deferred: list[str] = field(default_factory=list)
+    unchanged: Counter[ObjectType] = field(default_factory=Counter)
+    threshold_hit: bool = False
+    threshold_message: str = ""
+
+    def count(self, kind: OpKind, object_type: ObjectType | None = None) -> int:
+        return sum(
+            1
+            for op in self.operations
+            if op.kind == kind and (object_type is None or op.object_type == object_type)
+        )
