@@ -1,0 +1,120 @@
+"""Environment: a directory and how Ferry reaches it."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from ferry.api.base import ApiModel, Resource, ValueSource
+
+
+class DirectoryType(StrEnum):
+    ACTIVE_DIRECTORY = "ActiveDirectory"
+    ENTRA_ID = "EntraID"
+
+
+class ConnectionMode(StrEnum):
+    DIRECT = "direct"
+    AGENT = "agent"
+
+
+class ScopeObjectType(StrEnum):
+    USERS = "users"
+    GROUPS = "groups"
+    CONTACTS = "contacts"
+    DEVICES = "devices"
+
+
+class TlsSettings(ApiModel):
+    ca: ValueSource | None = Field(
+        default=None, description="PEM CA bundle that signed the domain controllers' certificates."
+    )
+    insecure_skip_verify: bool = Field(
+        default=False,
+        description="Accept any server certificate. Only for labs; never in production.",
+    )
+
+
+class Credentials(ApiModel):
+    username: str = Field(
+        description="Account Ferry binds as: a UPN (svc-ferry@corp.example), DOMAIN\\user or a DN."
+    )
+    password: ValueSource = Field(description="Where the account's password comes from.")
+
+
+class ActiveDirectorySpec(ApiModel):
+    host: str = Field(description="Domain controller host name or address.")
+    port: int = Field(default=636, ge=1, le=65535, description="LDAPS port.")
+    base_dn: str = Field(alias="baseDN", description="Naming context, e.g. DC=corp,DC=example.")
+    tls: TlsSettings = Field(default_factory=TlsSettings, description="LDAPS trust settings.")
+    credentials: Credentials
+
+
+class EntraIdSpec(ApiModel):
+    tenant_id: str = Field(description="Directory (tenant) id or verified domain.")
+    client_id: str = Field(description="Application (client) id of Ferry's app registration.")
+    client_secret: ValueSource | None = Field(default=None, description="Client secret source.")
+    authority_host: str = Field(
+        default="https://login.microsoftonline.com",
+        description="Sign-in authority; change for national clouds.",
+    )
+
+
+class Scope(ApiModel):
+    ous: list[str] = Field(
+        default_factory=list,
+        description="Containers to read (DNs). Empty: the whole naming context.",
+    )
+    object_types: list[ScopeObjectType] = Field(
+        default_factory=lambda: [
+            ScopeObjectType.USERS, ScopeObjectType.GROUPS, ScopeObjectType.CONTACTS
+        ],
+        min_length=1,
+        description="Object types read from this directory.",
+    )
+
+
+class Discovery(ApiModel):
+    interval_minutes: int = Field(
+        default=1440, ge=15, description="Minutes between discoveries (full first, then delta)."
+    )
+
+
+class EnvironmentSpec(ApiModel):
+    type: DirectoryType = Field(description="Kind of directory.")
+    connection: ConnectionMode = Field(
+        default=ConnectionMode.DIRECT,
+        description="direct: Ferry connects itself. agent: through on-premises agents.",
+    )
+    active_directory: ActiveDirectorySpec | None = Field(
+        default=None, description="Connection details; required when type is ActiveDirectory."
+    )
+    entra_id: EntraIdSpec | None = Field(
+        default=None, alias="entraID", description="Tenant details; required when type is EntraID."
+    )
+    scope: Scope = Field(default_factory=Scope, description="What Ferry reads.")
+    discovery: Discovery = Field(default_factory=Discovery)
+
+    @model_validator(mode="after")
+    def _block_matches_type(self) -> EnvironmentSpec:
+        wanted = {
+            DirectoryType.ACTIVE_DIRECTORY: "activeDirectory",
+            DirectoryType.ENTRA_ID: "entraID",
+        }[self.type]
+        present = {
+            "activeDirectory": self.active_directory is not None,
+            "entraID": self.entra_id is not None,
+        }
+        if not present[wanted]:
+            raise ValueError(f"type {self.type.value} needs the {wanted} block")
+        extra = [name for name, there in present.items() if there and name != wanted]
+        if extra:
+            raise ValueError(f"type {self.type.value} takes only {wanted}; remove {extra[0]}")
+        return self
+
+
+class Environment(Resource):
+    kind: Literal["Environment"]
+    spec: EnvironmentSpec

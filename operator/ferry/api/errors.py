@@ -1,0 +1,36 @@
+"""Manifest problems, each naming the file, the object, the field path and what is expected."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ManifestProblem:
+    file: str
+    obj: str          # "Kind/name", or "document N" when the object cannot be named
+    path: str         # e.g. "spec.steps[1].match.rules[0].sourceAttribute"
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}: {self.obj}"
+        return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+
+
+class ManifestError(Exception):
+    """One or more problems found while loading manifests; nothing may run."""
+
+    def __init__(self, problems: Sequence[ManifestProblem]):
+        self.problems = list(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+def format_path(loc: Sequence[str | int]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out

@@ -1,0 +1,172 @@
+"""Load ferry.dev manifests from files and folders, exactly as `kubectl apply -f` takes them."""
+
+from __future__ import annotations
+
+import types
+import typing
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from ferry.api.base import API_GROUP, GROUP_VERSION, Resource
+from ferry.api.devicemigration import DeviceMigration
+from ferry.api.environment import Environment
+from ferry.api.errors import ManifestError, ManifestProblem, format_path
+from ferry.api.references import check_references
+from ferry.api.template import Template
+from ferry.api.workflow import Workflow
+
+KINDS: dict[str, type[Resource]] = {
+    "Environment": Environment,
+    "Template": Template,
+    "Workflow": Workflow,
+    "DeviceMigration": DeviceMigration,
+}
+MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+@dataclass
+class Manifests:
+    """Every ferry.dev object found, by kind and name, with the file each came from."""
+
+    environments: dict[str, Environment] = field(default_factory=dict)
+    templates: dict[str, Template] = field(default_factory=dict)
+    workflows: dict[str, Workflow] = field(default_factory=dict)
+    device_migrations: dict[str, DeviceMigration] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)  # "Kind/name" -> file
+
+    def add(self, obj: Resource) -> None:
+        table: dict[str, Any] = {
+            "Environment": self.environments,
+            "Template": self.templates,
+            "Workflow": self.workflows,
+            "DeviceMigration": self.device_migrations,
+        }[obj.kind]
+        table[obj.metadata.name] = obj
+
+
+def load_manifests(paths: Sequence[str | Path]) -> Manifests:
+    """Load and validate every manifest under paths; raise ManifestError listing all problems."""
+    problems: list[ManifestProblem] = []
+    manifests = Manifests()
+    for file in _manifest_files(paths, problems):
+        for index, document in enumerate(_documents(file, problems)):
+            obj = _parse(str(file), index, document, problems)
+            if obj is None:
+                continue
+            key = f"{obj.kind}/{obj.metadata.name}"
+            if key in manifests.sources:
+                problems.append(ManifestProblem(
+                    str(file), key, "metadata.name",
+                    f"duplicate: {key} is also defined in {manifests.sources[key]}; rename one",
+                ))
+                continue
+            manifests.sources[key] = str(file)
+            manifests.add(obj)
+    problems.extend(check_references(manifests))
+    if problems:
+        raise ManifestError(problems)
+    return manifests
+
+
+def _manifest_files(paths: Sequence[str | Path], problems: list[ManifestProblem]) -> list[Path]:
+    files: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            files.extend(sorted(p for p in path.rglob("*") if p.suffix in MANIFEST_SUFFIXES))
+        elif path.is_file():
+            files.append(path)
+        else:
+            problems.append(ManifestProblem(str(path), "-", "", "no such file or folder"))
+    return files
+
+
+def _documents(file: Path, problems: list[ManifestProblem]) -> Iterable[Any]:
+    try:
+        text = file.read_text(encoding="utf-8")
+        return [doc for doc in yaml.safe_load_all(text) if doc is not None]
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        problems.append(ManifestProblem(str(file), "-", "", f"cannot read YAML: {exc}"))
+        return []
+
+
+def _parse(
+    file: str, index: int, document: Any, problems: list[ManifestProblem]
+) -> Resource | None:
+    where = f"document {index + 1}"
+    if not isinstance(document, dict):
+        problems.append(ManifestProblem(file, where, "", "expected a mapping with apiVersion and kind"))
+        return None
+    api_version = str(document.get("apiVersion", ""))
+    kind = document.get("kind")
+    name = (document.get("metadata") or {}).get("name") if isinstance(
+        document.get("metadata"), dict) else None
+    obj_label = f"{kind}/{name}" if kind and name else where
+    if api_version.split("/")[0] != API_GROUP:
+        return None  # Secrets, Namespaces and the like travel with manifests; not ours.
+    if api_version != GROUP_VERSION:
+        problems.append(ManifestProblem(
+            file, obj_label, "apiVersion", f"expected {GROUP_VERSION!r}, got {api_version!r}"))
+        return None
+    model = KINDS.get(str(kind))
+    if model is None:
+        problems.append(ManifestProblem(
+            file, obj_label, "kind", f"unknown kind {kind!r}; expected one of {', '.join(KINDS)}"))
+        return None
+    try:
+        return model.model_validate(document)
+    except ValidationError as exc:
+        for error in exc.errors():
+            problems.append(ManifestProblem(
+                file, obj_label, format_path(error["loc"]), _explain(model, error)))
+        return None
+
+
+def _explain(model: type[BaseModel], error: Any) -> str:
+    kind, loc, value = error["type"], error["loc"], error.get("input")
+    if kind == "extra_forbidden":
+        allowed = _fields_at(model, loc[:-1])
+        hint = f"; allowed here: {', '.join(allowed)}" if allowed else ""
+        return f"unknown field {loc[-1]!r}{hint}"
+    if kind == "missing":
+        return "required field is missing"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if kind.endswith("_type") or kind.endswith("_parsing") or kind == "enum":
+        return f"{message} (got {value!r})"
+    return message
+
+
+def _fields_at(model: type[BaseModel], loc: Sequence[str | int]) -> list[str]:
+    """The field names (as written in YAML) of the model found by following loc from model."""
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+            return []
+        match = next(
+            (f for n, f in current.model_fields.items() if (f.alias or n) == part), None)
+        if match is None:
+            return []
+        current = _model_in(match.annotation)
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return [f.alias or n for n, f in current.model_fields.items()]
+    return []
+
+
+def _model_in(annotation: Any) -> Any:
+    """Unwrap Optional[...] and list[...] down to a model class, if there is one."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    origin = typing.get_origin(annotation)
+    if origin in (list, typing.Union, types.UnionType):
+        for arg in typing.get_args(annotation):
+            found = _model_in(arg)
+            if found is not None:
+                return found
+    return None

@@ -1,0 +1,86 @@
+"""Cross-object rules: names that must exist and steps that must fit together."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ferry.api.errors import ManifestProblem
+
+if TYPE_CHECKING:
+    from ferry.api.loader import Manifests
+
+
+def check_references(m: Manifests) -> list[ManifestProblem]:
+    """Every dangling name or inconsistent step, one problem each."""
+    problems: list[ManifestProblem] = []
+    for name, wf in m.workflows.items():
+        label, file = f"Workflow/{name}", m.sources[f"Workflow/{name}"]
+
+        def problem(path: str, message: str, label: str = label, file: str = file) -> None:
+            problems.append(ManifestProblem(file, label, path, message))
+
+        def env(path: str, env_name: str) -> None:
+            if env_name not in m.environments:
+                known = ", ".join(sorted(m.environments)) or "none loaded"
+                problem(path, f"Environment {env_name!r} not found (known: {known})")
+
+        read: set[str] = set()
+        written: set[str] = set()
+        staged: set[tuple[str, str]] = set()
+        for i, step in enumerate(wf.spec.steps):
+            base = f"spec.steps[{i}]"
+            if step.read_from:
+                for j, e in enumerate(step.read_from.environments):
+                    env(f"{base}.readFrom.environments[{j}]", e)
+                read.update(step.read_from.environments)
+            if step.match:
+                for side in ("source", "target"):
+                    e = getattr(step.match, side)
+                    env(f"{base}.match.{side}", e)
+                    if e not in read:
+                        problem(f"{base}.match.{side}",
+                                f"{e!r} is matched before any readFrom step reads it")
+            if step.stage_data:
+                if step.stage_data.template not in m.templates:
+                    known = ", ".join(sorted(m.templates)) or "none loaded"
+                    problem(f"{base}.stageData.template",
+                            f"Template {step.stage_data.template!r} not found (known: {known})")
+                for j, pair in enumerate(step.stage_data.pairs):
+                    for side in ("source", "target"):
+                        e = getattr(pair, side)
+                        env(f"{base}.stageData.pairs[{j}].{side}", e)
+                        if e not in read:
+                            problem(f"{base}.stageData.pairs[{j}].{side}",
+                                    f"{e!r} is staged before any readFrom step reads it")
+                    if pair.source == pair.target:
+                        problem(f"{base}.stageData.pairs[{j}]",
+                                "source and target must be different environments")
+                    staged.add((pair.source, pair.target))
+            if step.write_to:
+                for j, e in enumerate(step.write_to.environments):
+                    env(f"{base}.writeTo.environments[{j}]", e)
+                    if e not in {t for _, t in staged}:
+                        problem(f"{base}.writeTo.environments[{j}]",
+                                f"no stageData pair before this step targets {e!r}")
+                written.update(step.write_to.environments)
+            if step.delete_objects:
+                for j, pair in enumerate(step.delete_objects.pairs):
+                    if (pair.source, pair.target) not in staged:
+                        problem(f"{base}.deleteObjects.pairs[{j}]",
+                                f"{pair.source!r} -> {pair.target!r} is not a stageData pair"
+                                " of an earlier step")
+        for source, target in sorted(staged):
+            if target not in written and not wf.spec.test_mode:
+                problem("spec.steps", f"pair {source!r} -> {target!r} is staged but no writeTo"
+                        f" step writes {target!r}; add one or set testMode: true")
+    for name, dm in m.device_migrations.items():
+        label, file = f"DeviceMigration/{name}", m.sources[f"DeviceMigration/{name}"]
+        for side in ("source", "target"):
+            e = getattr(dm.spec, side)
+            if e not in m.environments:
+                problems.append(ManifestProblem(
+                    file, label, f"spec.{side}", f"Environment {e!r} not found"))
+        if dm.spec.workflow not in m.workflows:
+            problems.append(ManifestProblem(
+                file, label, "spec.workflow", f"Workflow {dm.spec.workflow!r} not found"))
+    return problems

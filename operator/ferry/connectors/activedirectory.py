@@ -1,0 +1,199 @@
+"""Active Directory through LDAP, using the agent's directory library directly."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from ferry_agent.directory import read as ad_read
+from ferry_agent.directory import write as ad_write
+from ferry_agent.directory.connection import DirectoryEndpoint, connect
+from ferry_agent.directory.errors import DirectoryError
+
+from ferry.connectors.base import ObjectError, ReadResult, Watermark
+from ferry.engine.plan import Operation
+from ferry.engine.records import (
+    REFERENCE_ATTRIBUTES,
+    AttributeValue,
+    ObjectType,
+    Record,
+    parent_of,
+)
+
+# Read on every object whatever the workflow asks: identity, placement, state, references.
+BASE_ATTRIBUTES = ("cn", "objectClass", "userAccountControl", "member", "manager")
+# Attributes that are not data to stage: they describe the object, not the person.
+_NOT_STAGED = frozenset(a.lower() for a in (
+    "objectClass", "objectGUID", "userAccountControl", "uSNChanged", "distinguishedName",
+    "member", "manager"))
+
+
+class ActiveDirectoryConnector:
+    """One AD domain: full and delta reads into Records, and operations applied by anchor."""
+
+    def __init__(self, name: str, endpoint: DirectoryEndpoint, scope_ous: Sequence[str] = ()):
+        self.name = name
+        self.endpoint = endpoint
+        self.scope_ous = list(scope_ous) or [endpoint.base_dn]
+        self._conn: Any = None
+        self._dn_of: dict[str, str] = {}      # anchor -> DN, kept current through writes
+        self._anchor_of: dict[str, str] = {}  # lower-case DN -> anchor
+        self._known_ous: set[str] = set()
+
+    @property
+    def conn(self) -> Any:
+        if self._conn is None:
+            self._conn = connect(self.endpoint)
+        return self._conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.unbind()
+            self._conn = None
+
+    # reading ---------------------------------------------------------------------------
+    def read(self, object_types: Collection[ObjectType], attributes: Collection[str],
+             watermark: Watermark | None = None) -> ReadResult:
+        scope = ad_read.Scope(base_dns=self.scope_ous,
+                              object_types=[t.value for t in object_types])
+        wanted = sorted({*BASE_ATTRIBUTES, *attributes})
+        if watermark is None:
+            start = ad_read.initial_watermark(self.conn)
+            entries = list(ad_read.read_full(self.conn, scope, wanted))
+            deleted: list[str] = []
+            full = True
+        else:
+            changes = ad_read.read_changes(self.conn, scope, wanted,
+                                           ad_read.Watermark(watermark.kind, watermark.value))
+            entries, deleted, start, full = list(changes.entries), list(changes.deleted), \
+                changes.watermark, False
+        records = self._records(entries)
+        return ReadResult(records, deleted, Watermark(start.kind, start.value), full)
+
+    def read_anchors(self, anchors: Collection[str], attributes: Collection[str]) -> list[Record]:
+        wanted = sorted({*BASE_ATTRIBUTES, *attributes})
+        return self._records(list(ad_read.read_by_guids(self.conn, list(anchors), wanted)))
+
+    def _records(self, entries: list[ad_read.Entry]) -> list[Record]:
+        for entry in entries:
+            self._remember(entry.guid, entry.dn)
+        referenced = {
+            dn.lower() for e in entries
+            for dn in (*e.members, *e.attributes.get("manager", ()))
+        }
+        unknown = [dn for dn in referenced if dn not in self._anchor_of]
+        if unknown:
+            for dn, guid in ad_read.resolve_dns(self.conn, unknown).items():
+                self._remember(guid, dn)
+        return [self._record(e) for e in entries]
+
+    def _record(self, entry: ad_read.Entry) -> Record:
+        attributes: dict[str, AttributeValue] = {}
+        for name, values in entry.attributes.items():
+            if name.lower() in _NOT_STAGED or not values:
+                continue
+            attributes[name] = values[0] if len(values) == 1 else tuple(values)
+        references: dict[str, tuple[str, ...]] = {}
+        members = self._anchors(entry.members)
+        if entry.object_type == "group":
+            references["member"] = members
+        manager = self._anchors(entry.attributes.get("manager", ()))
+        if manager:
+            references["manager"] = manager
+        return Record(
+            anchor=entry.guid,
+            object_type=ObjectType(entry.object_type),
+            dn=entry.dn,
+            attributes=attributes,
+            references=references,
+            enabled=entry.enabled if entry.object_type == "user" else None,
+        )
+
+    def _anchors(self, dns: Iterable[str]) -> tuple[str, ...]:
+        # A reference to an object outside what can be resolved is not Ferry's to manage.
+        return tuple(a for a in (self._anchor_of.get(dn.lower()) for dn in dns) if a)
+
+    def _remember(self, anchor: str, dn: str) -> None:
+        old = self._dn_of.get(anchor)
+        if old is not None:
+            self._anchor_of.pop(old.lower(), None)
+        self._dn_of[anchor] = dn
+        self._anchor_of[dn.lower()] = anchor
+
+    def dn_of(self, anchor: str) -> str:
+        try:
+            return self._dn_of[anchor]
+        except KeyError:
+            raise ObjectError(anchor, "resolve", "object not found in the last read") from None
+
+    # writing ---------------------------------------------------------------------------
+    def create(self, op: Operation, password: str | None, must_change_password: bool) -> str:
+        values = {k: _values(v) for k, v in op.changes.items() if v is not None}
+        with _object_errors(op.dn, "create"):
+            self._ensure_parent(op.dn)
+            guid = ad_write.create(
+                self.conn, op.object_type.value, op.dn, values, password=password,
+                must_change_password=must_change_password, enabled=op.enabled)
+        self._remember(guid, op.dn)
+        return guid
+
+    def update(self, op: Operation) -> None:
+        dn = self.dn_of(op.target_anchor or "")
+        changes = {k: (None if v is None else _values(v)) for k, v in op.changes.items()
+                   if k not in REFERENCE_ATTRIBUTES}
+        with _object_errors(dn, "update"):
+            if changes:
+                ad_write.update(self.conn, dn, changes)
+            if op.enabled is not None:
+                ad_write.set_enabled(self.conn, dn, op.enabled)
+
+    def move(self, op: Operation) -> None:
+        anchor = op.target_anchor or ""
+        dn, new_dn = self.dn_of(anchor), op.new_dn or ""
+        with _object_errors(dn, "move"):
+            self._ensure_parent(new_dn)
+            ad_write.move(self.conn, dn, new_dn)
+        self._remember(anchor, new_dn)
+
+    def delete(self, op: Operation) -> None:
+        anchor = op.target_anchor or ""
+        dn = self.dn_of(anchor)
+        with _object_errors(dn, "delete"):
+            ad_write.delete(self.conn, dn)
+        self._anchor_of.pop(dn.lower(), None)
+        self._dn_of.pop(anchor, None)
+
+    def set_references(self, target_anchor: str, attribute: str,
+                       add: Sequence[str], remove: Sequence[str]) -> None:
+        dn = self.dn_of(target_anchor)
+        add_dns = [self.dn_of(a) for a in add]
+        remove_dns = [self.dn_of(a) for a in remove]
+        with _object_errors(dn, f"set {attribute}"):
+            if attribute == "member":
+                if add_dns:
+                    ad_write.add_members(self.conn, dn, add_dns)
+                if remove_dns:
+                    ad_write.remove_members(self.conn, dn, remove_dns)
+            else:  # single-valued references such as manager
+                ad_write.update(self.conn, dn, {attribute: add_dns[:1] or None})
+
+    def _ensure_parent(self, dn: str) -> None:
+        parent = parent_of(dn)
+        if parent.lower() in self._known_ous or parent.lower() == self.endpoint.base_dn.lower():
+            return
+        ad_write.ensure_ou(self.conn, parent)
+        self._known_ous.add(parent.lower())
+
+
+def _values(value: AttributeValue) -> list[str]:
+    return [value] if isinstance(value, str) else list(value)
+
+
+@contextmanager
+def _object_errors(target: str, operation: str) -> Iterator[None]:
+    """Turn a directory error for one object into an ObjectError the run records."""
+    try:
+        yield
+    except DirectoryError as exc:
+        raise ObjectError(target, operation, str(exc)) from exc

@@ -1,0 +1,69 @@
+"""The one small interface every directory connector implements."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from ferry.engine.plan import Operation
+from ferry.engine.records import ObjectType, Record
+
+
+@dataclass(frozen=True)
+class Watermark:
+    """Where a changed-objects-only read resumes; opaque to everyone but its connector."""
+
+    kind: str
+    value: str
+
+
+@dataclass
+class ReadResult:
+    records: list[Record]
+    deleted: list[str] = field(default_factory=list)   # anchors deleted since the watermark
+    watermark: Watermark | None = None                  # where the next delta starts
+    full: bool = True                                   # False: records are changes only
+
+
+class ObjectError(Exception):
+    """A write to one object failed; the run records it and goes on."""
+
+    def __init__(self, target: str, operation: str, message: str):
+        self.target, self.operation = target, operation
+        super().__init__(f"{operation} {target}: {message}")
+
+
+class Connector(Protocol):
+    """Reads records of a directory and applies engine operations to it, by anchor."""
+
+    name: str
+
+    def read(self, object_types: Collection[ObjectType], attributes: Collection[str],
+             watermark: Watermark | None = None) -> ReadResult:
+        """Full read (watermark None) or changes since watermark; always returns a new one.
+
+        `attributes` are the ones the workflow needs; connectors add what they need themselves.
+        """
+        ...
+
+    def read_anchors(self, anchors: Collection[str], attributes: Collection[str]) -> list[Record]:
+        """Current records of these anchors (those that still exist)."""
+        ...
+
+    def create(self, op: Operation, password: str | None, must_change_password: bool) -> str:
+        """Create op's object; return its anchor."""
+        ...
+
+    def update(self, op: Operation) -> None: ...
+
+    def move(self, op: Operation) -> None: ...
+
+    def delete(self, op: Operation) -> None: ...
+
+    def set_references(self, target_anchor: str, attribute: str,
+                       add: Sequence[str], remove: Sequence[str]) -> None:
+        """Add/remove referenced objects (target anchors) to a reference attribute."""
+        ...
+
+    def close(self) -> None: ...

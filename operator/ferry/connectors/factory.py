@@ -1,0 +1,37 @@
+"""Open the connector an Environment describes."""
+
+from __future__ import annotations
+
+from ferry_agent.directory.connection import DirectoryEndpoint
+
+from ferry.api.environment import ConnectionMode, DirectoryType, Environment
+from ferry.connectors.activedirectory import ActiveDirectoryConnector
+from ferry.connectors.base import Connector
+from ferry.secrets import SecretResolver
+
+
+class ConnectorUnavailable(Exception):
+    """The environment cannot be reached this way (yet); the message says why."""
+
+
+def open_connector(env: Environment, secrets: SecretResolver) -> Connector:
+    name = env.metadata.name
+    where = f"Environment/{name}"
+    if env.spec.connection is ConnectionMode.AGENT:
+        raise ConnectorUnavailable(
+            f"{where}: spec.connection 'agent' needs the Ferry gateway, which this build does"
+            " not have yet; use connection: direct")
+    if env.spec.type is DirectoryType.ACTIVE_DIRECTORY:
+        ad = env.spec.active_directory
+        assert ad is not None  # the model checks the block matches the type
+        ca_data = (secrets.resolve(ad.tls.ca, f"{where}: spec.activeDirectory.tls.ca")
+                   if ad.tls.ca else None)
+        password = secrets.resolve(ad.credentials.password,
+                                   f"{where}: spec.activeDirectory.credentials.password")
+        endpoint = DirectoryEndpoint(
+            host=ad.host, port=ad.port, base_dn=ad.base_dn, ca_data=ca_data,
+            insecure=ad.tls.insecure_skip_verify, bind_user=ad.credentials.username,
+            password=password)
+        return ActiveDirectoryConnector(name, endpoint, env.spec.scope.ous)
+    raise ConnectorUnavailable(
+        f"{where}: spec.type {env.spec.type.value} has no connector in this build yet")

@@ -1,0 +1,89 @@
+"""Tables of the state store: joins, watermarks, runs and per-object results."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Join(Base):
+    """A source object joined to its target object, per pair.
+
+    status "pending" marks a create that was started but not confirmed: target_dn says where
+    it was going, so a re-run after a crash adopts the object instead of creating it again.
+    """
+
+    __tablename__ = "joins"
+    __table_args__ = (
+        UniqueConstraint("pair", "source_anchor"),
+        Index("ix_joins_pair_target", "pair", "target_anchor"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    pair: Mapped[str] = mapped_column(String(300))
+    source_anchor: Mapped[str] = mapped_column(String(100))
+    target_anchor: Mapped[str | None] = mapped_column(String(100))
+    object_type: Mapped[str] = mapped_column(String(20))
+    target_dn: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(10), default="joined")
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Watermark(Base):
+    """Where the next changed-objects-only read of an environment starts, per workflow."""
+
+    __tablename__ = "watermarks"
+    __table_args__ = (UniqueConstraint("workflow", "environment"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    workflow: Mapped[str] = mapped_column(String(300))
+    environment: Mapped[str] = mapped_column(String(300))
+    kind: Mapped[str] = mapped_column(String(20))     # "dirsync" | "usn" | "deltaLink"
+    value: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Retry(Base):
+    """A source object to process again on the next run, even if it did not change."""
+
+    __tablename__ = "retries"
+    __table_args__ = (UniqueConstraint("pair", "source_anchor"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    pair: Mapped[str] = mapped_column(String(300))
+    source_anchor: Mapped[str] = mapped_column(String(100))
+    reason: Mapped[str] = mapped_column(Text)
+
+
+class Run(Base):
+    __tablename__ = "runs"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    workflow: Mapped[str] = mapped_column(String(300), index=True)
+    mode: Mapped[str] = mapped_column(String(20))      # full | changed | test
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    result: Mapped[str] = mapped_column(String(20), default="Running")
+    exit_code: Mapped[int | None] = mapped_column(Integer)
+    message: Mapped[str] = mapped_column(Text, default="")
+    counts: Mapped[dict[str, dict[str, int]]] = mapped_column(JSON, default=dict)
+
+
+class ObjectResult(Base):
+    __tablename__ = "object_results"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    pair: Mapped[str] = mapped_column(String(300))
+    object_type: Mapped[str] = mapped_column(String(20))
+    source_anchor: Mapped[str | None] = mapped_column(String(100))
+    target_dn: Mapped[str] = mapped_column(Text)
+    operation: Mapped[str] = mapped_column(String(20))
+    outcome: Mapped[str] = mapped_column(String(20))   # ok | error | conflict | deferred
+    message: Mapped[str] = mapped_column(Text, default="")

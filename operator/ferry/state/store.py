@@ -1,0 +1,199 @@
+"""The state store: SQLite by default, PostgreSQL by URL, one small API over SQLAlchemy 2."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, delete, event, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from ferry.state.schema import Base, Join, ObjectResult, Retry, Run, Watermark
+
+
+@dataclass(frozen=True)
+class ResultRow:
+    pair: str
+    object_type: str
+    source_anchor: str | None
+    target_dn: str
+    operation: str
+    outcome: str
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    id: str
+    workflow: str
+    mode: str
+    started_at: datetime
+    finished_at: datetime | None
+    result: str
+    exit_code: int | None
+    message: str
+    counts: dict[str, dict[str, int]]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def database_url(location: str) -> str:
+    """Accept a SQLAlchemy URL or a plain file path (taken as SQLite)."""
+    if "://" in location:
+        return location
+    path = Path(location).expanduser().resolve()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{path}"
+
+
+class StateStore:
+    """Joins, watermarks, retries and run history. Every write method commits on return."""
+
+    def __init__(self, location: str):
+        url = database_url(location)
+        self.engine: Engine = create_engine(url, future=True)
+        if url.startswith("sqlite"):
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        Base.metadata.create_all(self.engine)
+        self._session = sessionmaker(self.engine, expire_on_commit=False)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # joins -----------------------------------------------------------------------------
+    def joins(self, pair: str) -> dict[str, str]:
+        """source anchor -> target anchor of confirmed joins."""
+        with self._session() as s:
+            rows = s.execute(select(Join.source_anchor, Join.target_anchor).where(
+                Join.pair == pair, Join.status == "joined"))
+            return {src: tgt for src, tgt in rows if tgt}
+
+    def pending_creates(self, pair: str) -> dict[str, str]:
+        """source anchor -> target DN of creates begun but never confirmed."""
+        with self._session() as s:
+            rows = s.execute(select(Join.source_anchor, Join.target_dn).where(
+                Join.pair == pair, Join.status == "pending"))
+            return dict(rows.tuples().all())
+
+    def begin_create(self, pair: str, source_anchor: str, object_type: str, target_dn: str) -> None:
+        """Write ahead: remember where an object is about to be created."""
+        with self._session.begin() as s:
+            self._upsert(s, pair, source_anchor, None, object_type, target_dn, "pending")
+
+    def confirm_joins(self, pair: str, joins: Iterable[tuple[str, str, str, str]]) -> None:
+        """Store (source anchor, target anchor, object type, target DN) joins."""
+        with self._session.begin() as s:
+            for source_anchor, target_anchor, object_type, target_dn in joins:
+                self._upsert(s, pair, source_anchor, target_anchor, object_type, target_dn,
+                             "joined")
+
+    def update_target_dn(self, pair: str, source_anchor: str, target_dn: str) -> None:
+        with self._session.begin() as s:
+            s.execute(update(Join).where(Join.pair == pair, Join.source_anchor == source_anchor)
+                      .values(target_dn=target_dn, updated_at=_now()))
+
+    def drop_joins(self, pair: str, source_anchors: Iterable[str]) -> None:
+        anchors = list(source_anchors)
+        with self._session.begin() as s:
+            for chunk in _chunks(anchors, 500):
+                s.execute(delete(Join).where(Join.pair == pair, Join.source_anchor.in_(chunk)))
+
+    def _upsert(self, s: Session, pair: str, source_anchor: str, target_anchor: str | None,
+                object_type: str, target_dn: str, status: str) -> None:
+        row = s.scalars(select(Join).where(
+            Join.pair == pair, Join.source_anchor == source_anchor)).first()
+        if row is None:
+            s.add(Join(pair=pair, source_anchor=source_anchor, target_anchor=target_anchor,
+                       object_type=object_type, target_dn=target_dn, status=status,
+                       updated_at=_now()))
+        else:
+            row.target_anchor, row.target_dn, row.status = target_anchor, target_dn, status
+            row.object_type, row.updated_at = object_type, _now()
+
+    # watermarks ------------------------------------------------------------------------
+    def watermark(self, workflow: str, environment: str) -> tuple[str, str] | None:
+        with self._session() as s:
+            row = s.scalars(select(Watermark).where(
+                Watermark.workflow == workflow, Watermark.environment == environment)).first()
+            return (row.kind, row.value) if row else None
+
+    def set_watermark(self, workflow: str, environment: str, kind: str, value: str) -> None:
+        with self._session.begin() as s:
+            row = s.scalars(select(Watermark).where(
+                Watermark.workflow == workflow, Watermark.environment == environment)).first()
+            if row is None:
+                s.add(Watermark(workflow=workflow, environment=environment, kind=kind,
+                                value=value, updated_at=_now()))
+            else:
+                row.kind, row.value, row.updated_at = kind, value, _now()
+
+    def reset_watermarks(self, environment: str) -> None:
+        """Forget where deltas start: the next run of every workflow reads in full."""
+        with self._session.begin() as s:
+            s.execute(delete(Watermark).where(Watermark.environment == environment))
+
+    # retries ---------------------------------------------------------------------------
+    def retries(self, pair: str) -> set[str]:
+        with self._session() as s:
+            return set(s.scalars(select(Retry.source_anchor).where(Retry.pair == pair)))
+
+    def set_retries(self, pair: str, reasons: Mapping[str, str]) -> None:
+        """Replace the pair's retry list with these source anchors."""
+        with self._session.begin() as s:
+            s.execute(delete(Retry).where(Retry.pair == pair))
+            s.add_all(Retry(pair=pair, source_anchor=a, reason=r) for a, r in reasons.items())
+
+    # runs ------------------------------------------------------------------------------
+    def start_run(self, workflow: str, mode: str) -> str:
+        run_id = _now().strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+        with self._session.begin() as s:
+            s.add(Run(id=run_id, workflow=workflow, mode=mode, started_at=_now(),
+                      result="Running", message="", counts={}))
+        return run_id
+
+    def record_results(self, run_id: str, rows: Iterable[ResultRow]) -> None:
+        with self._session.begin() as s:
+            s.add_all(ObjectResult(run_id=run_id, **row.__dict__) for row in rows)
+
+    def finish_run(self, run_id: str, result: str, exit_code: int, message: str,
+                   counts: dict[str, dict[str, int]]) -> None:
+        with self._session.begin() as s:
+            s.execute(update(Run).where(Run.id == run_id).values(
+                finished_at=_now(), result=result, exit_code=exit_code, message=message,
+                counts=counts))
+
+    def runs(self, workflow: str | None = None, limit: int = 20) -> list[RunSummary]:
+        with self._session() as s:
+            query = select(Run).order_by(Run.started_at.desc()).limit(limit)
+            if workflow:
+                query = query.where(Run.workflow == workflow)
+            return [RunSummary(r.id, r.workflow, r.mode, r.started_at, r.finished_at, r.result,
+                               r.exit_code, r.message, r.counts or {})
+                    for r in s.scalars(query)]
+
+    def results(self, run_id: str) -> list[ResultRow]:
+        with self._session() as s:
+            rows = s.scalars(select(ObjectResult).where(ObjectResult.run_id == run_id)
+                             .order_by(ObjectResult.id))
+            return [ResultRow(r.pair, r.object_type, r.source_anchor, r.target_dn, r.operation,
+                              r.outcome, r.message) for r in rows]
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # WAL keeps readers (ferry runs) unblocked while a run writes; NORMAL is durable in WAL.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def _chunks(items: list[str], size: int) -> Iterable[list[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

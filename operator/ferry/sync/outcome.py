@@ -1,0 +1,130 @@
+"""What a run did: per-type counts, problems, the exit code and the plan as JSON."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from enum import IntEnum
+from pathlib import Path
+from typing import Any
+
+from ferry.engine.plan import Conflict, PairPlan, StagingError
+
+COUNT_KEYS = ("created", "updated", "moved", "deleted", "unchanged", "conflicts", "errors",
+              "deferred")
+
+
+class ExitCode(IntEnum):
+    """Documented exit codes of `ferry run` and `ferry sync-job`."""
+
+    OK = 0
+    FAILED = 1             # the run could not complete (connection, unexpected error)
+    INVALID_INPUT = 2      # manifests or arguments are wrong; nothing ran
+    DELETE_THRESHOLD = 3   # a pair would delete more than its threshold; it deleted nothing
+    OBJECT_ERRORS = 4      # the run completed but some objects failed (they retry next run)
+
+
+@dataclass(frozen=True)
+class ObjectFailure:
+    pair: str
+    object_type: str
+    target: str
+    operation: str
+    message: str
+
+
+@dataclass
+class RunOutcome:
+    run_id: str
+    workflow: str
+    mode: str                         # full | changed | test
+    counts: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
+    conflicts: list[Conflict] = field(default_factory=list)
+    staging_errors: list[StagingError] = field(default_factory=list)
+    failures: list[ObjectFailure] = field(default_factory=list)
+    threshold_messages: list[str] = field(default_factory=list)
+    fatal: str = ""
+
+    @property
+    def exit_code(self) -> ExitCode:
+        if self.fatal:
+            return ExitCode.FAILED
+        if self.threshold_messages:
+            return ExitCode.DELETE_THRESHOLD
+        if self.failures or self.staging_errors:
+            return ExitCode.OBJECT_ERRORS
+        return ExitCode.OK
+
+    @property
+    def result(self) -> str:
+        return {
+            ExitCode.OK: "Succeeded",
+            ExitCode.FAILED: "Failed",
+            ExitCode.DELETE_THRESHOLD: "ThresholdHit",
+            ExitCode.OBJECT_ERRORS: "CompletedWithErrors",
+        }[self.exit_code]
+
+    @property
+    def message(self) -> str:
+        if self.fatal:
+            return self.fatal
+        parts = list(self.threshold_messages)
+        if self.failures:
+            parts.append(f"{len(self.failures)} object(s) failed and will be retried")
+        if self.conflicts:
+            parts.append(f"{len(self.conflicts)} conflict(s): nothing written for them")
+        return "; ".join(parts)
+
+    def count(self, object_type: str, key: str, amount: int = 1) -> None:
+        self.counts[object_type][key] += amount
+
+    def totals(self) -> Counter[str]:
+        total: Counter[str] = Counter()
+        for per_type in self.counts.values():
+            total.update(per_type)
+        return total
+
+    def counts_as_dict(self) -> dict[str, dict[str, int]]:
+        return {t: {k: c[k] for k in COUNT_KEYS} for t, c in sorted(self.counts.items())}
+
+
+def plan_to_json(outcome: RunOutcome, plans: list[PairPlan]) -> dict[str, Any]:
+    """A JSON-ready document of everything a run would do (or did) and why."""
+
+    def clean(value: Any) -> Any:
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            return {f.name: clean(getattr(value, f.name)) for f in dataclasses.fields(value)
+                    if getattr(value, f.name) not in (None, "", (), [], {})}
+        if isinstance(value, dict):
+            return {str(k): clean(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [clean(v) for v in value]
+        return value
+
+    return {
+        "workflow": outcome.workflow,
+        "runId": outcome.run_id,
+        "mode": outcome.mode,
+        "counts": outcome.counts_as_dict(),
+        "thresholds": outcome.threshold_messages,
+        "pairs": [
+            {
+                "pair": p.pair,
+                "operations": [clean(op) for op in p.operations],
+                "conflicts": [clean(c) for c in p.conflicts],
+                "errors": [clean(e) for e in p.errors],
+                "thresholdHit": p.threshold_hit,
+                "thresholdMessage": p.threshold_message,
+            }
+            for p in plans
+        ],
+    }
+
+
+def write_plan(path: Path, document: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(document, indent=2, ensure_ascii=False), encoding="utf-8")
+    tmp.replace(path)

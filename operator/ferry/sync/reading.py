@@ -1,0 +1,79 @@
+"""Read every environment a workflow touches, once, with exactly the attributes it needs."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from ferry.connectors.base import Connector, ReadResult, Watermark
+from ferry.engine.records import ObjectType, Record
+from ferry.state.store import StateStore
+from ferry.sync.pairs import PairSettings
+
+_SOURCE_REFERENCE = re.compile(r"\bsource\.([A-Za-z][A-Za-z0-9-]*)")
+
+
+@dataclass
+class EnvironmentNeeds:
+    """What one environment must deliver for a run: types, attributes, and in which role."""
+
+    object_types: set[ObjectType] = field(default_factory=set)
+    attributes: set[str] = field(default_factory=set)
+    as_source: bool = False
+    as_target: bool = False
+
+
+def environment_needs(pairs: Iterable[PairSettings]) -> dict[str, EnvironmentNeeds]:
+    needs: dict[str, EnvironmentNeeds] = {}
+    for pair in pairs:
+        rules = pair.rules
+        source = needs.setdefault(pair.source, EnvironmentNeeds())
+        target = needs.setdefault(pair.target, EnvironmentNeeds())
+        source.as_source = target.as_target = True
+        source.object_types |= rules.object_types
+        target.object_types |= rules.object_types
+        expressions = [m.expression for m in rules.staging.mappings]
+        if rules.source_filter:
+            expressions.append(rules.source_filter)
+        for expression in expressions:
+            source.attributes.update(_SOURCE_REFERENCE.findall(expression))
+        source.attributes.update(r.source_attribute for r in rules.match_rules)
+        target.attributes.update(r.target_attribute for r in rules.match_rules)
+        target.attributes.update(m.target_attribute for m in rules.staging.mappings)
+        for attr in rules.staging.domain_mapped_attributes:
+            source.attributes.add(attr)
+            target.attributes.add(attr)
+    return needs
+
+
+@dataclass
+class EnvironmentRead:
+    result: ReadResult
+    by_anchor: dict[str, Record]
+
+
+def read_environment(
+    connector: Connector,
+    needs: EnvironmentNeeds,
+    store: StateStore,
+    workflow: str,
+    *,
+    changed_only: bool,
+    retry_anchors: set[str],
+) -> EnvironmentRead:
+    """Delta read when allowed and a watermark exists; a full read otherwise.
+
+    A target must be read in full: matching and diffing compare against all of it.
+    """
+    watermark = None
+    if changed_only and not needs.as_target:
+        stored = store.watermark(workflow, connector.name)
+        watermark = Watermark(*stored) if stored else None
+    result = connector.read(needs.object_types, needs.attributes, watermark)
+    if not result.full and retry_anchors:
+        have = {r.anchor for r in result.records}
+        missing = retry_anchors - have
+        if missing:
+            result.records.extend(connector.read_anchors(missing, needs.attributes))
+    return EnvironmentRead(result, {r.anchor: r for r in result.records})

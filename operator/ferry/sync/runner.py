@@ -1,0 +1,172 @@
+"""Run one workflow: read, plan each pair with the engine, write (unless test mode), record."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import structlog
+
+from ferry.api.loader import Manifests
+from ferry.connectors.base import Connector
+from ferry.connectors.factory import open_connector
+from ferry.engine.expressions import ExpressionError
+from ferry.engine.pipeline import plan_pair
+from ferry.engine.plan import OpKind, PairPlan
+from ferry.secrets import SecretResolver
+from ferry.state.store import ResultRow, StateStore
+from ferry.sync.apply import PairApplier, password_source
+from ferry.sync.outcome import RunOutcome, plan_to_json, write_plan
+from ferry.sync.pairs import PairSettings, workflow_pairs
+from ferry.sync.progress import NoProgress, Progress
+from ferry.sync.reading import EnvironmentRead, environment_needs, read_environment
+
+log = structlog.get_logger("ferry.run")
+
+_PLANNED = {OpKind.CREATE: "created", OpKind.UPDATE: "updated", OpKind.MOVE: "moved",
+            OpKind.DELETE: "deleted"}
+
+
+@dataclass
+class RunRequest:
+    workflow: str
+    test_mode: bool = False          # force a plan-only run whatever the Workflow says
+    full: bool = False               # ignore changedObjectsOnly for this run
+    plan_path: Path | None = None    # where to save the plan as JSON
+
+
+@dataclass
+class RunResult:
+    outcome: RunOutcome
+    plans: list[PairPlan] = field(default_factory=list)
+    plan_path: Path | None = None
+
+
+ConnectorFactory = Callable[..., Connector]
+
+
+def run_workflow(
+    manifests: Manifests,
+    request: RunRequest,
+    store: StateStore,
+    secrets: SecretResolver,
+    progress: Progress | None = None,
+    connector_factory: ConnectorFactory = open_connector,
+) -> RunResult:
+    """Run a workflow end to end; never raises for per-object problems."""
+    progress = progress or NoProgress()
+    workflow = manifests.workflows[request.workflow]
+    spec = workflow.spec
+    test_mode = request.test_mode or spec.test_mode
+    changed_only = spec.changed_objects_only and not request.full
+    mode = "test" if test_mode else ("changed" if changed_only else "full")
+    # Test mode writes nothing anywhere, run history included.
+    run_id = "plan" if test_mode else store.start_run(request.workflow, mode)
+    outcome = RunOutcome(run_id, request.workflow, mode)
+    result = RunResult(outcome)
+    log.info("run.started", workflow=request.workflow, run=run_id, mode=mode)
+    connectors: dict[str, Connector] = {}
+    try:
+        pairs = workflow_pairs(manifests, workflow)
+        needs = environment_needs(pairs)
+        retries = {p.rules.name: store.retries(p.rules.name) for p in pairs}
+        reads: dict[str, EnvironmentRead] = {}
+        for env_name, need in needs.items():
+            connector = connectors[env_name] = connector_factory(
+                manifests.environments[env_name], secrets)
+            task = progress.task(f"read {env_name}")
+            retry_anchors = set().union(*(retries[p.rules.name] for p in pairs
+                                          if p.source == env_name))
+            reads[env_name] = read_environment(
+                connector, need, store, request.workflow, changed_only=changed_only,
+                retry_anchors=retry_anchors)
+            task.advance(len(reads[env_name].result.records))
+            task.finish()
+            log.info("read.done", environment=env_name,
+                     objects=len(reads[env_name].result.records),
+                     full=reads[env_name].result.full)
+        for pair in pairs:
+            plan = _plan(pair, reads, store)
+            result.plans.append(plan)
+            _report_plan(outcome, plan)
+            if not test_mode:
+                _apply(run_id, pair, plan, connectors[pair.target], store, outcome,
+                       reads[pair.target], secrets, progress)
+        if not test_mode:
+            for env_name, read in reads.items():
+                wm = read.result.watermark
+                if needs[env_name].as_source and wm is not None:
+                    store.set_watermark(request.workflow, env_name, wm.kind, wm.value)
+    except ExpressionError as exc:
+        outcome.fatal = str(exc)
+    except Exception as exc:  # a run must end with a recorded outcome, whatever broke
+        log.exception("run.failed", workflow=request.workflow)
+        outcome.fatal = f"{type(exc).__name__}: {exc}"
+    finally:
+        for connector in connectors.values():
+            connector.close()
+    if request.plan_path is not None:
+        write_plan(request.plan_path, plan_to_json(outcome, result.plans))
+        result.plan_path = request.plan_path
+    if not test_mode:
+        store.finish_run(run_id, outcome.result, int(outcome.exit_code), outcome.message,
+                         outcome.counts_as_dict())
+    log.info("run.finished", workflow=request.workflow, run=run_id, result=outcome.result,
+             **dict(outcome.totals()))
+    return result
+
+
+def _plan(pair: PairSettings, reads: dict[str, EnvironmentRead], store: StateStore) -> PairPlan:
+    source, target = reads[pair.source].result, reads[pair.target].result
+    name = pair.rules.name
+    sources = [r for r in source.records if r.object_type in pair.rules.object_types]
+    return plan_pair(
+        pair.rules, sources, target.records, store.joins(name),
+        pending_creates=store.pending_creates(name),
+        deleted_sources=source.deleted,
+        full=source.full,
+    )
+
+
+def _report_plan(outcome: RunOutcome, plan: PairPlan) -> None:
+    for object_type, count in plan.unchanged.items():
+        outcome.count(object_type.value, "unchanged", count)
+    for conflict in plan.conflicts:
+        outcome.count(conflict.object_type.value, "conflicts")
+        log.warning("object.conflict", pair=plan.pair, dn=conflict.source_dn,
+                    message=conflict.message)
+    outcome.conflicts.extend(plan.conflicts)
+    for error in plan.errors:
+        outcome.count(error.object_type.value, "errors")
+    outcome.staging_errors.extend(plan.errors)
+    if plan.threshold_hit:
+        outcome.threshold_messages.append(f"{plan.pair}: {plan.threshold_message}")
+        log.warning("delete.threshold", pair=plan.pair, message=plan.threshold_message)
+    if outcome.mode == "test":
+        for op in plan.operations:
+            if op.kind in _PLANNED:
+                outcome.count(op.object_type.value, _PLANNED[op.kind])
+
+
+def _apply(run_id: str, pair: PairSettings, plan: PairPlan, connector: Connector,
+           store: StateStore, outcome: RunOutcome, target: EnvironmentRead,
+           secrets: SecretResolver, progress: Progress) -> None:
+    applier = PairApplier(
+        run_id=run_id, plan=plan, connector=connector, store=store, outcome=outcome,
+        targets=target.by_anchor, password_options=pair.password,
+        password_source=password_source(
+            pair.password, secrets, f"Template/{pair.template}: spec.password.value"),
+        joins=store.joins(plan.pair),
+    )
+    task = progress.task(f"write {pair.target}", total=len(plan.operations))
+    applier.apply(task)
+    task.finish()
+    retry = dict(applier.retries)
+    retry.update({c.source_anchor: c.message for c in plan.conflicts})
+    retry.update({e.source_anchor: e.message for e in plan.errors})
+    retry.update({a: "references not resolved yet" for a in plan.deferred})
+    store.set_retries(plan.pair, retry)
+    store.record_results(run_id, [
+        ResultRow(plan.pair, c.object_type.value, c.source_anchor, c.source_dn, "match",
+                  "conflict", c.message) for c in plan.conflicts])
