@@ -1,0 +1,59 @@
+# Ferry: `make demo` and `make test` install what they need on a fresh Debian machine (as root).
+
+PYTHON ?= python3
+PIP ?= $(PYTHON) -m pip
+DEBIAN_PACKAGES := samba samba-ad-dc samba-dsdb-modules winbind ldap-utils iproute2
+STAMP := .cache/stamps
+
+.PHONY: demo test unit integration lint bench deps python-deps system-deps lab-down clean
+
+demo: deps
+	ferry lab up
+	ferry lab seed --users 200 --groups 20 --contacts 20
+	@echo; echo "== First run: Ferry copies SRC.TEST into TGT.TEST =="
+	ferry run -f examples/ad-to-ad
+	@echo; echo "== Second run: nothing left to change =="
+	ferry run -f examples/ad-to-ad
+	@echo; ferry runs --limit 2
+	@echo; echo "The lab keeps running; 'ferry lab down' removes it."
+
+test: deps
+	$(PYTHON) -m ruff check operator agent tests bench
+	$(PYTHON) -m mypy
+	$(PYTHON) -m pytest tests/unit tests/integration
+
+unit: python-deps
+	$(PYTHON) -m pytest tests/unit
+
+lint: python-deps
+	$(PYTHON) -m ruff check operator agent tests bench
+	$(PYTHON) -m mypy
+
+bench: deps
+	$(PYTHON) bench/run.py
+
+deps: system-deps python-deps
+
+# Debian's Samba AD DC and ldap-utils; services the packages would start are held back:
+# the lab runs its own Samba processes on loopback addresses only.
+system-deps: $(STAMP)/system
+$(STAMP)/system:
+	@if ! command -v samba >/dev/null || ! command -v ldapsearch >/dev/null \
+	    || ! command -v ip >/dev/null || ! dpkg -s samba-ad-dc >/dev/null 2>&1; then \
+	  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    --no-install-recommends $(DEBIAN_PACKAGES); status=$$?; \
+	  rm -f /usr/sbin/policy-rc.d; exit $$status; \
+	fi
+	@mkdir -p $(STAMP) && touch $@
+
+python-deps: $(STAMP)/python
+$(STAMP)/python: pyproject.toml
+	$(PIP) install --quiet --disable-pip-version-check -e '.[operator,test]'
+	@mkdir -p $(STAMP) && touch $@
+
+lab-down:
+	-ferry lab down
+
+clean: lab-down
+	rm -rf .cache .ferry .pytest_cache .mypy_cache .ruff_cache

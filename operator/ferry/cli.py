@@ -1,0 +1,189 @@
+"""The `ferry` command: plan and run workflows from manifests, inspect runs, drive the lab."""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from ferry import logs
+from ferry.api.errors import ManifestError
+from ferry.api.loader import Manifests, load_manifests
+from ferry.secrets import SECRETS_DIR_ENV, SecretResolver
+from ferry.state.store import StateStore
+from ferry.sync.outcome import COUNT_KEYS, ExitCode, RunOutcome
+from ferry.sync.runner import RunRequest, RunResult, run_workflow
+
+app = typer.Typer(no_args_is_help=True, add_completion=False,
+                  help="Ferry: sync and migrate identities between directories.")
+lab_app = typer.Typer(no_args_is_help=True, help="The local two-domain Samba AD lab.")
+app.add_typer(lab_app, name="lab")
+out = Console()
+err = Console(stderr=True)
+
+DEFAULT_STATE = ".ferry/state.sqlite"
+LAB_DIR = Path(os.environ.get("FERRY_LAB_DIR", ".lab"))
+
+PathsOpt = Annotated[list[Path], typer.Option("-f", "--filename",
+                     help="Manifest file or folder (repeatable), as for kubectl apply -f.")]
+WorkflowOpt = Annotated[str | None, typer.Option("--workflow", "-w",
+                        help="Run only this Workflow (default: all in the manifests).")]
+StateOpt = Annotated[str, typer.Option("--state", envvar="FERRY_STATE",
+                     help="State store: a SQLite file path or a SQLAlchemy URL (PostgreSQL).")]
+SecretsOpt = Annotated[str | None, typer.Option("--secrets-dir", envvar=SECRETS_DIR_ENV,
+                       help="Folder laid out as <secret>/<key> resolving secretKeyRef values.")]
+VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Log every step.")]
+
+
+class _RichProgress:
+    """Progress bars on the terminal for reads and writes."""
+
+    def __init__(self, progress: Progress):
+        self.progress = progress
+
+    def task(self, description: str, total: int | None = None) -> _RichTask:
+        return _RichTask(self.progress, self.progress.add_task(description, total=total))
+
+
+class _RichTask:
+    def __init__(self, progress: Progress, task_id: object):
+        self.progress, self.task_id = progress, task_id
+
+    def advance(self, amount: int = 1) -> None:
+        self.progress.advance(self.task_id, amount)  # type: ignore[arg-type]
+
+    def finish(self) -> None:
+        task = self.progress.tasks[self.task_id]  # type: ignore[index]
+        self.progress.update(self.task_id, total=task.completed)  # type: ignore[arg-type]
+
+
+def _load(paths: list[Path]) -> Manifests:
+    try:
+        return load_manifests(paths)
+    except ManifestError as exc:
+        err.print(f"[bold red]{len(exc.problems)} problem(s) in the manifests; nothing ran:[/]")
+        for problem in exc.problems:
+            err.print(f"  {problem}", markup=False, highlight=False)
+        raise typer.Exit(ExitCode.INVALID_INPUT) from None
+
+
+def _secrets(secrets_dir: str | None, paths: list[Path]) -> SecretResolver:
+    # Outside a cluster the lab's secrets are the natural default.
+    if secrets_dir is None and (LAB_DIR / "secrets").is_dir():
+        secrets_dir = str(LAB_DIR / "secrets")
+    base = paths[0] if paths and paths[0].is_dir() else (paths[0].parent if paths else Path())
+    return SecretResolver.from_environment(secrets_dir, base)
+
+
+def _execute(paths: list[Path], workflow: str | None, state: str, secrets_dir: str | None,
+             test_mode: bool, full: bool, plan_out: Path | None, verbose: bool) -> None:
+    logs.configure("INFO" if verbose else "WARNING")
+    manifests = _load(paths)
+    names = [workflow] if workflow else sorted(manifests.workflows)
+    if workflow and workflow not in manifests.workflows:
+        err.print(f"no Workflow named {workflow!r} in the manifests"
+                  f" (found: {', '.join(sorted(manifests.workflows)) or 'none'})")
+        raise typer.Exit(ExitCode.INVALID_INPUT)
+    if not names:
+        err.print("the manifests hold no Workflow; nothing to run")
+        raise typer.Exit(ExitCode.INVALID_INPUT)
+    store = StateStore(state)
+    secrets = _secrets(secrets_dir, paths)
+    worst = ExitCode.OK
+    for name in names:
+        plan_path = plan_out or (Path(".ferry/plans") / f"{name}-"
+                                 f"{datetime.now().strftime('%Y%m%d-%H%M%S')}.json")
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      TimeElapsedColumn(), console=err, transient=True) as bars:
+            result = run_workflow(manifests, RunRequest(name, test_mode, full, plan_path),
+                                  store, secrets, _RichProgress(bars))
+        _print_result(result)
+        worst = max(worst, result.outcome.exit_code, key=_severity)
+    store.close()
+    raise typer.Exit(int(worst))
+
+
+def _severity(code: ExitCode) -> int:
+    return [ExitCode.OK, ExitCode.OBJECT_ERRORS, ExitCode.DELETE_THRESHOLD,
+            ExitCode.INVALID_INPUT, ExitCode.FAILED].index(code)
+
+
+def _print_result(result: RunResult) -> None:
+    o: RunOutcome = result.outcome
+    what = ("plan (test mode, nothing written)" if o.mode == "test"
+            else f"run {o.run_id} ({o.mode})")
+    title = f"Workflow {o.workflow}: {what}: {o.result}"
+    table = Table(title=title, title_justify="left")
+    table.add_column("type")
+    for key in COUNT_KEYS:
+        table.add_column(key, justify="right")
+    for object_type, counts in o.counts_as_dict().items():
+        table.add_row(object_type, *(str(counts[k]) for k in COUNT_KEYS))
+    out.print(table)
+    lines = [f"conflict: {c.message}" for c in o.conflicts]
+    lines += [f"error: {e.source_dn}: {e.message}" for e in o.staging_errors]
+    lines += [f"error: {f.operation} {f.target}: {f.message}" for f in o.failures]
+    for line in lines[:20]:
+        out.print(f"  {line}", markup=False, highlight=False)
+    if len(lines) > 20:
+        out.print(f"  ... and {len(lines) - 20} more (see `ferry runs --run {o.run_id}`)")
+    for message in o.threshold_messages:
+        out.print(f"[bold yellow]delete threshold:[/] {message}")
+    if o.fatal:
+        out.print(f"[bold red]failed:[/] {o.fatal}", highlight=False)
+    if result.plan_path:
+        out.print(f"plan saved to {result.plan_path}")
+
+
+@app.command()
+def plan(paths: PathsOpt, workflow: WorkflowOpt = None, state: StateOpt = DEFAULT_STATE,
+         secrets_dir: SecretsOpt = None,
+         out_file: Annotated[Path | None, typer.Option("--out", help="Plan JSON file.")] = None,
+         verbose: VerboseOpt = False) -> None:
+    """Show what a run would change, writing nothing anywhere (test mode)."""
+    _execute(paths, workflow, state, secrets_dir, True, False, out_file, verbose)
+
+
+@app.command()
+def run(paths: PathsOpt, workflow: WorkflowOpt = None, state: StateOpt = DEFAULT_STATE,
+        secrets_dir: SecretsOpt = None,
+        full: Annotated[bool, typer.Option("--full", help="Read everything even when the"
+                                           " workflow is changed-objects-only.")] = False,
+        out_file: Annotated[Path | None, typer.Option("--out", help="Plan JSON file.")] = None,
+        verbose: VerboseOpt = False) -> None:
+    """Run workflows. Exit codes: 0 ok, 1 failed, 2 invalid input, 3 delete threshold hit,
+    4 some objects failed (retried next run)."""
+    _execute(paths, workflow, state, secrets_dir, False, full, out_file, verbose)
+
+
+@app.command()
+def runs(state: StateOpt = DEFAULT_STATE, workflow: WorkflowOpt = None,
+         run_id: Annotated[str | None, typer.Option("--run", help="Show one run's objects.")]
+         = None,
+         limit: Annotated[int, typer.Option(help="How many runs to list.")] = 20) -> None:
+    """List recent runs with their counts, or one run's per-object results."""
+    store = StateStore(state)
+    if run_id:
+        table = Table("pair", "type", "operation", "outcome", "target", "message")
+        for r in store.results(run_id):
+            table.add_row(r.pair, r.object_type, r.operation, r.outcome, r.target_dn, r.message)
+        out.print(table)
+        return
+    table = Table("run", "workflow", "mode", "started", "result", "created", "updated",
+                  "moved", "deleted", "conflicts", "errors", "message")
+    for r in store.runs(workflow, limit):
+        totals = {k: sum(c.get(k, 0) for c in r.counts.values()) for k in COUNT_KEYS}
+        table.add_row(r.id, r.workflow, r.mode, f"{r.started_at:%Y-%m-%d %H:%M:%S}", r.result,
+                      *(str(totals[k]) for k in ("created", "updated", "moved", "deleted",
+                                                 "conflicts", "errors")), r.message)
+    out.print(table)
+
+
+def main() -> None:
+    app()
