@@ -1,0 +1,80 @@
+"""LDAP operations on Active Directory, used by the sync engine directly and by agents.
+
+Plain data in and out (str, dicts, dataclasses): nothing here knows the engine's types.
+"""
+
+from .connection import DirectoryEndpoint, connect
+from .dn import build_dn, dn_equal, escape_rdn_value, is_under, normalize_dn, parent_dn, rdn_value
+from .errors import DirectoryConnectionError, DirectoryError, WatermarkError
+from .guid import guid_dn, guid_filter, guid_from_bytes, guid_to_bytes
+from .password import generate_password
+from .read import (
+    OBJECT_TYPES,
+    Changes,
+    DirSyncUnavailable,
+    Entry,
+    Scope,
+    Watermark,
+    initial_watermark,
+    naming_context,
+    read_by_guids,
+    read_changes,
+    read_full,
+    read_members,
+    resolve_dns,
+)
+from .write import (
+    add_members,
+    create,
+    delete,
+    ensure_ou,
+    group_type,
+    move,
+    parse_group_type,
+    remove_members,
+    set_enabled,
+    update,
+)
+
+__all__ = [
+    "OBJECT_TYPES",
+    "Changes",
+    "DirSyncUnavailable",
+    "DirectoryConnectionError",
+    "DirectoryEndpoint",
+    "DirectoryError",
+    "Entry",
+    "Scope",
+    "Watermark",
+    "WatermarkError",
+    "add_members",
+    "build_dn",
+    "connect",
+    "create",
+    "delete",
+    "dn_equal",
+    "ensure_ou",
+    "escape_rdn_value",
+    "generate_password",
+    "group_type",
+    "guid_dn",
+    "guid_filter",
+    "guid_from_bytes",
+    "guid_to_bytes",
+    "initial_watermark",
+    "is_under",
+    "move",
+    "naming_context",
+    "normalize_dn",
+    "parent_dn",
+    "parse_group_type",
+    "rdn_value",
+    "read_by_guids",
+    "read_changes",
+    "read_full",
+    "read_members",
+    "remove_members",
+    "resolve_dns",
+    "set_enabled",
+    "update",
+]
