@@ -19,9 +19,9 @@ _SECURE_TLS_VERSIONS = ("TLSv1.2", "TLSv1.3")
 class DirectoryEndpoint:
     """Where a directory is and how to authenticate to it.
 
-    The certificate is always verified (against `ca_file`, else the system trust store) and
-    its name checked against `server_name` or `host`, unless `insecure` is set. Plain LDAP
-    (`use_ssl=False`) is only allowed together with `insecure`.
+    The certificate is always verified (against `ca_file` and/or `ca_data` (PEM), else the
+    system trust store) and its name checked against `server_name` or `host`, unless
+    `insecure` is set. Plain LDAP (`use_ssl=False`) is only allowed together with `insecure`.
     """
 
     host: str
@@ -31,6 +31,7 @@ class DirectoryEndpoint:
     port: int = 636
     use_ssl: bool = True
     ca_file: str | None = None
+    ca_data: str | None = field(default=None, repr=False)
     insecure: bool = False
     server_name: str | None = None
     connect_timeout: int = 10
@@ -54,6 +55,7 @@ def connect(endpoint: DirectoryEndpoint) -> ldap3.Connection:
             tls = ldap3.Tls(
                 validate=ssl.CERT_NONE if endpoint.insecure else ssl.CERT_REQUIRED,
                 ca_certs_file=endpoint.ca_file,
+                ca_certs_data=endpoint.ca_data,
                 valid_names=[endpoint.server_name] if endpoint.server_name else None,
                 sni=endpoint.server_name,
             )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import struct
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -87,36 +88,73 @@ class Entry:
 
 @dataclass(frozen=True)
 class Watermark:
-    """Where a delta read starts. Valid only on the DC (`server` = its invocationId) it came from.
+    """Where a delta read starts: `kind` plus an opaque `value` to store as it is.
 
-    `highest` is that DC's highestCommittedUSN when the watermark was taken; a DirSync
-    watermark carries it too, so a delta can fall back to uSNChanged without missing changes.
+    dirsync: `value` is the server's DirSync cookie, base64. usn: `value` is the DC's
+    highestCommittedUSN, followed by `@<invocationId>` of that DC (USNs only hold there).
+    A DirSync cookie also records its DC and USN, so a delta can fall back to uSNChanged
+    from it without missing changes.
     """
 
-    kind: Literal["dirsync", "usn"]
-    highest: int
-    cookie: str | None = None
-    server: str = ""
+    kind: str
+    value: str
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("dirsync", "usn"):
+            raise WatermarkError(f"unknown watermark kind {self.kind!r}; expected dirsync or usn")
+        if self.kind == "usn" and not self.value.split("@", 1)[0].isdigit():
+            raise WatermarkError(f"a usn watermark needs a number, got {self.value!r}")
+
+    @classmethod
+    def dirsync(cls, cookie: bytes) -> Watermark:
+        return cls("dirsync", base64.b64encode(cookie).decode("ascii"))
+
+    @classmethod
+    def usn(cls, highest: int, server: str = "") -> Watermark:
+        return cls("usn", f"{highest}@{server}" if server else str(highest))
+
+    @property
+    def cookie(self) -> bytes | None:
+        """The raw DirSync cookie (dirsync kind only)."""
+        return base64.b64decode(self.value) if self.kind == "dirsync" else None
+
+    @property
+    def highest(self) -> int | None:
+        """The highest USN this watermark covers; None if a cookie does not say."""
+        if self.kind == "usn":
+            return int(self.value.split("@", 1)[0])
+        parsed = _parse_cookie(self.cookie or b"")
+        return parsed[0] if parsed else None
+
+    @property
+    def server(self) -> str:
+        """invocationId of the DC that issued it ('' if unknown)."""
+        if self.kind == "usn":
+            return self.value.partition("@")[2]
+        parsed = _parse_cookie(self.cookie or b"")
+        return parsed[1] if parsed else ""
 
     def to_dict(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"kind": self.kind, "highest": self.highest, "server": self.server}
-        if self.cookie is not None:
-            data["cookie"] = self.cookie
-        return data
+        """`{kind: dirsync, cookie}` or `{kind: usn, highest, server}`."""
+        if self.kind == "dirsync":
+            return {"kind": "dirsync", "cookie": self.value}
+        return {"kind": "usn", "highest": self.highest, "server": self.server}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Watermark:
-        kind = data.get("kind")
-        if kind not in ("dirsync", "usn"):
-            raise WatermarkError(f"unknown watermark kind {kind!r}")
-        if kind == "dirsync" and not data.get("cookie"):
-            raise WatermarkError("a dirsync watermark needs a cookie")
-        return cls(
-            kind=kind,
-            highest=int(data.get("highest", 0)),
-            cookie=data.get("cookie"),
-            server=str(data.get("server", "")),
-        )
+        if data.get("kind") == "dirsync":
+            return cls("dirsync", str(data.get("cookie") or ""))
+        return cls.usn(int(data.get("highest", -1)), str(data.get("server") or ""))
+
+
+def _parse_cookie(cookie: bytes) -> tuple[int, str] | None:
+    """(highest USN, invocationId) from a DirSync cookie, as AD and Samba lay it out:
+    "MSDS", version, time, reserved, extra length, then tmp/reserved/highest USN (u64 each)
+    and the DC's invocation GUID."""
+    if len(cookie) < 64 or cookie[:4] != b"MSDS":
+        return None
+    tmp_highest, _, highest = struct.unpack_from("<QQQ", cookie, 24)
+    return max(tmp_highest, highest), guid_from_bytes(cookie[48:64])
 
 
 @dataclass
@@ -429,16 +467,15 @@ def initial_watermark(
     """
     dse = root_dse(conn)
     highest = int(dse["highestCommittedUSN"][0])
-    server = server_invocation_id(conn, dse)
     if method != "usn":
         types = (scope or Scope()).object_types
         try:
             cookie, _ = _dirsync(conn, dse["defaultNamingContext"][0], types, ["objectGUID"], None)
-            return Watermark("dirsync", highest, cookie, server)
+            return Watermark.dirsync(cookie)
         except DirSyncUnavailable:
             if method == "dirsync":
                 raise
-    return Watermark("usn", highest, None, server)
+    return Watermark.usn(highest, server_invocation_id(conn, dse))
 
 
 def read_changes(
@@ -452,16 +489,11 @@ def read_changes(
 
     A DirSync watermark is used with DirSync; if the server refuses DirSync (e.g. the account
     lacks "Replicating Directory Changes") and `method="auto"`, the read falls back to
-    uSNChanged from the watermark's `highest` and returns a USN watermark. Seeing deletions
+    uSNChanged from the USN the cookie records and returns a USN watermark. Seeing deletions
     through uSNChanged needs read access to the Deleted Objects container.
-    Raises WatermarkError when the watermark came from another DC: do a full read then.
+    Raises WatermarkError when a USN position came from another DC: do a full read then.
     """
     dse = root_dse(conn)
-    server = server_invocation_id(conn, dse)
-    if watermark.server and watermark.server != server:
-        raise WatermarkError(
-            f"watermark was issued by DC {watermark.server}, this is {server}: do a full read"
-        )
     root = dse["defaultNamingContext"][0]
     highest = int(dse["highestCommittedUSN"][0])
     if watermark.kind == "dirsync" and method != "usn":
@@ -475,8 +507,16 @@ def read_changes(
         else:
             fresh = read_by_guids(conn, changed, attributes, scope.object_types)
             entries, out = _split_scope(fresh, conn, scope)
-            return Changes(entries, deleted, out, Watermark("dirsync", highest, cookie, server))
-    return _usn_changes(conn, scope, attributes, root, watermark.highest, highest, server)
+            return Changes(entries, deleted, out, Watermark.dirsync(cookie))
+    since = watermark.highest
+    if since is None:
+        raise WatermarkError("the DirSync cookie does not say where it stands: do a full read")
+    server = server_invocation_id(conn, dse)
+    if watermark.server and watermark.server != server:
+        raise WatermarkError(
+            f"USN watermark is from DC {watermark.server}, this is DC {server}: do a full read"
+        )
+    return _usn_changes(conn, scope, attributes, root, since, highest, server)
 
 
 def _split_scope(
@@ -525,7 +565,7 @@ def _usn_changes(
     except DirectoryError as exc:
         if exc.code not in (32, 50):  # no such object / no rights: deletions are not visible
             raise
-    return Changes(entries, deleted, out, Watermark("usn", highest, None, server))
+    return Changes(entries, deleted, out, Watermark.usn(highest, server))
 
 
 def _dirsync(
@@ -533,8 +573,8 @@ def _dirsync(
     root: str,
     object_types: Sequence[str],
     attributes: Sequence[str],
-    cookie: str | None,
-) -> tuple[str, tuple[list[str], list[str]]]:
+    cookie: bytes | None,
+) -> tuple[bytes, tuple[list[str], list[str]]]:
     """Run DirSync from `cookie` to the end: (new cookie, (changed GUIDs, deleted GUIDs))."""
     request = [a for a in attributes if a != "*"]
     lowered = {a.lower() for a in request}
@@ -543,7 +583,7 @@ def _dirsync(
         if extra.lower() not in lowered:
             request.append(extra)
     ldap_filter = _type_filter(object_types, CLASS_FILTERS)
-    raw_cookie = base64.b64decode(cookie) if cookie else b""
+    raw_cookie = cookie or b""
     changed: dict[str, None] = {}
     deleted: dict[str, None] = {}
     while True:
@@ -581,4 +621,4 @@ def _dirsync(
         raw_cookie = bytes(response["value"]["cookie"])
         if not response["value"]["more_results"]:
             break
-    return base64.b64encode(raw_cookie).decode("ascii"), (list(changed), list(deleted))
+    return raw_cookie, (list(changed), list(deleted))
