@@ -79,6 +79,8 @@ class PairPlan:
     dropped_joins: list[str] = field(default_factory=list)
     # source anchors of objects with references to objects not synced yet: retried next run.
     deferred: list[str] = field(default_factory=list)
+    # deferred, counted per object type (for summaries).
+    deferred_counts: Counter[ObjectType] = field(default_factory=Counter)
     unchanged: Counter[ObjectType] = field(default_factory=Counter)
     threshold_hit: bool = False
     threshold_message: str = ""

@@ -1,0 +1,118 @@
+"""Diff: compare a desired target record with the current one and say what must change."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Protocol, cast
+
+from ferry.engine.dn import same_dn
+from ferry.engine.expressions import CompiledTemplate
+from ferry.engine.plan import Operation, OpKind
+from ferry.engine.records import REFERENCE_ATTRIBUTES, AttributeValue, ObjectType, Record
+
+_Changes = dict[str, AttributeValue | None]
+
+
+def same_value(want: AttributeValue, have: AttributeValue) -> bool:
+    """Equal values: case-sensitive, a str equals its 1-tuple, multi-values ignore order."""
+    if want == have:
+        return True
+    if type(want) is str:
+        return type(have) is tuple and len(have) == 1 and have[0] == want
+    if type(have) is str:
+        return len(want) == 1 and want[0] == have
+    return len(want) == len(have) and set(want) == set(have)
+
+
+def diff_object(desired: Record, current: Record | None, template: CompiledTemplate, *,
+                pair: str, source_anchor: str) -> list[Operation]:
+    """CREATE when there is no current object, else UPDATE and/or MOVE; [] when in sync.
+
+    The template's create/update switch for the object type is honoured.
+    """
+    switch = template.switch(desired.object_type)
+    if current is None:
+        if not switch.create:
+            return []
+        # The staged dict is handed over, not copied: at a million objects copies add up.
+        return [Operation(OpKind.CREATE, desired.object_type, pair, source_anchor, None,
+                          desired.dn, changes=cast(_Changes, desired.attributes),
+                          enabled=desired.enabled)]
+    if not switch.update:
+        return []
+    ops: list[Operation] = []
+    want_attrs, have_attrs = desired.attributes, current.attributes
+    changes: _Changes = {}
+    for attribute, only_when_empty in template.updatable(desired.object_type):
+        have = have_attrs.get(attribute) or None
+        if only_when_empty and have is not None:
+            continue
+        want = want_attrs.get(attribute)
+        if want is None:
+            if have is not None:
+                changes[attribute] = None
+        elif have is None or not same_value(want, have):
+            changes[attribute] = want
+    enabled = None
+    # A target that does not report enabled (None) is not toggled on guesswork.
+    if desired.enabled is not None and current.enabled is not None \
+            and desired.enabled != current.enabled:
+        enabled = desired.enabled
+    if changes or enabled is not None:
+        ops.append(Operation(OpKind.UPDATE, desired.object_type, pair, source_anchor,
+                             current.anchor, current.dn, changes=changes, enabled=enabled))
+    # A desired DN without a container means the template places nothing (e.g. Entra ID).
+    if "," in desired.dn and not same_dn(desired.dn, current.dn):
+        ops.append(Operation(OpKind.MOVE, desired.object_type, pair, source_anchor,
+                             current.anchor, current.dn, new_dn=desired.dn))
+    return ops
+
+
+class ReferenceResolver(Protocol):
+    """What the reference diff needs to know about the run's joins."""
+
+    def target_of(self, source_anchor: str) -> str | None:
+        """Target anchor of the object joined to source_anchor (before or during this run)."""
+
+    def is_created(self, source_anchor: str) -> bool:
+        """True when this run creates the target object for source_anchor."""
+
+    def is_managed(self, target_anchor: str) -> bool:
+        """True when the target object is joined to some source object (Ferry-managed)."""
+
+
+def diff_references(source_anchor: str, object_type: ObjectType, dn: str,
+                    target_anchor: str | None, desired: Mapping[str, tuple[str, ...]],
+                    current: Mapping[str, tuple[str, ...]], resolver: ReferenceResolver, *,
+                    pair: str) -> tuple[list[Operation], bool]:
+    """REFERENCES operations (add: source anchors, remove: target anchors) and whether some
+    desired reference could not be resolved this run (the object is then deferred).
+
+    Target-native references (to objects no source is joined to) are never removed.
+    """
+    ops: list[Operation] = []
+    deferred = False
+    for attribute in REFERENCE_ATTRIBUTES:
+        want = desired.get(attribute, ())
+        have = current.get(attribute, ())
+        if not want and not have:
+            continue
+        have_set = set(have)
+        add: list[str] = []
+        keep: set[str] = set()
+        for source_ref in want:
+            target_ref = resolver.target_of(source_ref)
+            if target_ref is not None:
+                keep.add(target_ref)
+                if target_ref not in have_set:
+                    add.append(source_ref)
+            elif resolver.is_created(source_ref):
+                add.append(source_ref)
+            else:
+                deferred = True  # not synced yet: retried on a later run
+        remove = tuple(t for t in have if t not in keep and resolver.is_managed(t))
+        if add or remove:
+            ops.append(Operation(OpKind.REFERENCES, object_type, pair, source_anchor,
+                                 target_anchor, dn, attribute=attribute, add=tuple(add),
+                                 remove=remove))
+    return ops, deferred

@@ -1,0 +1,367 @@
+"""CEL expressions of a Template and a pair's source filter, compiled once and evaluated per object.
+
+The CEL activation is `source` (the source attributes; multi-valued ones as lists), `dn` (the
+source DN) and `objectType` ("user", "group", ...). A missing attribute makes the expression
+null (no value); any other runtime failure is an ExpressionError naming template and mapping.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+import cel
+from cel import stdlib as cel_stdlib
+
+from ferry.engine.records import AttributeValue, ObjectType, Record
+from ferry.engine.rules import ApplyWhen, StagingRules, TypeSwitch
+
+# What a mapping evaluates to: no value, one value, or several.
+StagedValue = AttributeValue | None
+
+SOURCE, DN, OBJECT_TYPE = "source", "dn", "objectType"
+_VARIABLES = frozenset({SOURCE, DN, OBJECT_TYPE})
+# Attributes that follow the RDN: changing them is a rename (MOVE), never an UPDATE.
+RDN_ATTRIBUTES = frozenset({"cn", "name"})
+
+_DIRECT_DOT = re.compile(r"\s*source\s*\.\s*([A-Za-z_][A-Za-z0-9_]*)\s*")
+_DIRECT_INDEX = re.compile(r"""\s*source\s*\[\s*(?:'([^'\\]+)'|"([^"\\]+)")\s*\]\s*""")
+# Identifiers bound by comprehension macros are not free variables of the expression.
+_MACRO_BINDING = re.compile(r"\.\s*(?:all|exists|exists_one|map|filter)\s*\(\s*([A-Za-z_]\w*)\s*,")
+_IDENT_START = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_")
+_IDENT_CHARS = _IDENT_START | frozenset("0123456789")
+
+
+class ExpressionError(Exception):
+    """A CEL expression failed to compile or evaluate; names its owner, its field and why."""
+
+    def __init__(self, template: str, mapping: str, message: str, *, owner_kind: str = "template",
+                 field_kind: str = "mapping") -> None:
+        self.template = template
+        self.mapping = mapping
+        self.cel_message = message
+        super().__init__(f"{owner_kind} {template!r}, {field_kind} {mapping!r}: {message}")
+
+
+def _stdlib_functions() -> dict[str, Callable[..., Any]]:
+    context = cel.Context()
+    cel_stdlib.add_stdlib_to_context(context)
+    return context.functions
+
+
+_STDLIB = _stdlib_functions()
+
+
+def _one_line(message: str) -> str:
+    """CEL parse errors span several lines with a caret diagram; status lines need one."""
+    lines = [line.strip() for line in message.splitlines()]
+    return " ".join(line for line in lines if line and not line.startswith("|"))
+
+
+def _source_keys(expression: str) -> tuple[str, ...] | None:
+    """Attributes the expression reads as `source.x` / `source['x']`; None if it uses `source`
+    any other way (then the whole attribute map must be passed).
+
+    Converting a map into CEL costs per entry, so passing only the keys an expression reads
+    is most of the evaluation cost saved.
+    """
+    keys: list[str] = []
+    text, length, index = expression, len(expression), 0
+    previous = ""  # last significant character before the current token
+    while index < length:
+        char = text[index]
+        if char.isspace():
+            index += 1
+            continue
+        if char in "'\"" or (char in "rRbB" and _starts_string(text, index)):
+            index = _skip_string(text, index)
+            previous = "'"
+            continue
+        if char.isdigit():
+            while index < length and (text[index] in _IDENT_CHARS or text[index] == "."):
+                index += 1
+            previous = "0"
+            continue
+        if char in _IDENT_START:
+            start = index
+            while index < length and text[index] in _IDENT_CHARS:
+                index += 1
+            name = text[start:index]
+            if name == SOURCE and previous != ".":
+                dot = _DIRECT_DOT.match(text, start)
+                bracket = _DIRECT_INDEX.match(text, start)
+                if dot is not None and not text[dot.end() :].lstrip().startswith("("):
+                    keys.append(dot.group(1))
+                    index = dot.end()
+                elif bracket is not None:
+                    keys.append(bracket.group(1) or bracket.group(2))
+                    index = bracket.end()
+                else:
+                    return None
+                previous = "a"
+                continue
+            previous = "a"
+            continue
+        previous = char
+        index += 1
+    return tuple(dict.fromkeys(keys))
+
+
+def _starts_string(text: str, index: int) -> bool:
+    rest = text[index : index + 3]
+    return any(rest[len(prefix) :][:1] in ("'", '"') and rest.lower().startswith(prefix)
+               for prefix in ("rb", "br", "r", "b"))
+
+
+def _skip_string(text: str, index: int) -> int:
+    """Index just past the CEL string or bytes literal starting at index."""
+    raw = False
+    while text[index] not in "'\"":
+        raw = raw or text[index] in "rR"
+        index += 1
+    quote = text[index]
+    delimiter = quote * 3 if text.startswith(quote * 3, index) else quote
+    index += len(delimiter)
+    while index < len(text):
+        if not raw and text[index] == "\\":
+            index += 2
+            continue
+        if text.startswith(delimiter, index):
+            return index + len(delimiter)
+        index += 1
+    return index
+
+
+def _type_name(value: Any) -> str:
+    if isinstance(value, dict):
+        return "a map"
+    if isinstance(value, bytes):
+        return "bytes"
+    if isinstance(value, datetime):
+        return "a timestamp"
+    if isinstance(value, timedelta):
+        return "a duration"
+    return type(value).__name__
+
+
+def _scalar(value: Any) -> str:
+    if type(value) is str:
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"  # as CEL's string(bool) spells it
+    if isinstance(value, int | float):
+        return str(value)
+    raise TypeError(
+        f"returned {_type_name(value)}; expected a string, a list of strings, a bool, an int "
+        "or null (convert with string())"
+    )
+
+
+def to_staged_value(result: Any) -> StagedValue:
+    """Convert a CEL result to an attribute value; empty strings and lists mean no value."""
+    if result is None:
+        return None
+    if type(result) is str:
+        return result or None
+    if isinstance(result, list | tuple):
+        values = tuple(_scalar(item) for item in result if item is not None)
+        values = tuple(item for item in values if item)
+        return values or None
+    return _scalar(result) or None
+
+
+class CompiledExpression:
+    """One CEL expression, ready to evaluate against source records."""
+
+    __slots__ = ("_context", "_keys", "_needs_dn", "_needs_type", "_program", "direct",
+                 "expression", "field", "field_kind", "owner", "owner_kind")
+
+    def __init__(self, expression: str, *, owner: str, field: str, owner_kind: str = "template",
+                 field_kind: str = "mapping") -> None:
+        self.expression = expression
+        self.owner, self.field = owner, field
+        self.owner_kind, self.field_kind = owner_kind, field_kind
+        whole = _DIRECT_DOT.fullmatch(expression) or _DIRECT_INDEX.fullmatch(expression)
+        # Fast path: a plain attribute copy needs no CEL at all.
+        self.direct: str | None = None
+        if whole is not None:
+            self.direct = next(group for group in whole.groups() if group)
+        try:
+            self._program = cel.compile(expression)
+        except ValueError as error:
+            raise self.error(_one_line(str(error))) from None
+        variables = set(self._program.variables())
+        unknown = variables - _VARIABLES - set(_MACRO_BINDING.findall(expression))
+        if unknown:
+            raise self.error(
+                f"unknown variable {sorted(unknown)[0]!r}; use source.<attribute>, dn or objectType"
+            )
+        self._keys = _source_keys(expression)
+        self._needs_dn = DN in variables
+        self._needs_type = OBJECT_TYPE in variables
+        functions = {name: _STDLIB[name] for name in self._program.functions() if name in _STDLIB}
+        # A context is only needed for the Python-implemented stdlib functions; a plain dict
+        # activation is cheaper when the expression uses none of them.
+        self._context: cel.Context | None = cel.Context(functions=functions) if functions else None
+
+    def error(self, message: str) -> ExpressionError:
+        return ExpressionError(self.owner, self.field, message, owner_kind=self.owner_kind,
+                               field_kind=self.field_kind)
+
+    def execute(self, record: Record) -> Any:
+        """Run the CEL program for record; a missing attribute yields None."""
+        attributes = record.attributes
+        keys = self._keys
+        source: Mapping[str, AttributeValue] = (
+            attributes if keys is None
+            else {key: attributes[key] for key in keys if key in attributes}
+        )
+        activation: dict[str, Any] = {SOURCE: source}
+        if self._needs_dn:
+            activation[DN] = record.dn
+        if self._needs_type:
+            activation[OBJECT_TYPE] = str(record.object_type)
+        try:
+            if self._context is None:
+                return self._program.execute(activation)
+            self._context.update(activation)
+            return self._program.execute(self._context)
+        except KeyError:
+            return None  # a missing attribute: the expression has no value for this object
+        except Exception as error:  # the CEL runtime raises many types; all mean "this object"
+            raise self.error(_one_line(str(error)) or type(error).__name__) from None
+
+    def evaluate(self, record: Record) -> StagedValue:
+        """The attribute value the expression gives for record."""
+        if self.direct is not None:
+            return record.attributes.get(self.direct)
+        result = self.execute(record)
+        try:
+            return to_staged_value(result)
+        except TypeError as error:
+            raise self.error(str(error)) from None
+
+
+class CompiledFilter:
+    """A pair's source filter: objects for which it is not true are out of scope."""
+
+    __slots__ = ("_expression",)
+
+    def __init__(self, expression: str, *, pair: str) -> None:
+        self._expression = CompiledExpression(expression, owner=pair, field="sourceFilter",
+                                              owner_kind="pair", field_kind="field")
+
+    def matches(self, record: Record) -> bool:
+        result = self._expression.execute(record)
+        if result is None or isinstance(result, bool):
+            return result is True
+        raise self._expression.error(f"returned {_type_name(result)}; a filter must return a bool")
+
+
+class CompiledMapping:
+    """One attribute mapping with its expression compiled."""
+
+    __slots__ = ("apply", "expression", "target_attribute")
+
+    def __init__(self, target_attribute: str, apply: ApplyWhen, expression: CompiledExpression):
+        self.target_attribute = target_attribute
+        self.apply = apply
+        self.expression = expression
+
+
+class CompiledTemplate:
+    """A StagingRules with expressions compiled and lookups precomputed; reuse across runs.
+
+    Not thread-safe: evaluation reuses one CEL context per expression.
+    """
+
+    __slots__ = ("_mappings", "_ou_cache", "_ou_mappings", "_switches", "_updatable",
+                 "domain_attributes", "domain_map", "name", "staging")
+
+    _OU_CACHE_LIMIT = 100_000
+
+    def __init__(self, staging: StagingRules) -> None:
+        self.staging = staging
+        self.name = staging.template_name
+        compiled: list[tuple[CompiledMapping, frozenset[ObjectType]]] = []
+        for mapping in staging.mappings:
+            expression = CompiledExpression(mapping.expression, owner=self.name,
+                                            field=mapping.target_attribute)
+            compiled.append((CompiledMapping(mapping.target_attribute, mapping.apply, expression),
+                             mapping.object_types))
+        self._mappings: dict[ObjectType, tuple[CompiledMapping, ...]] = {}
+        self._updatable: dict[ObjectType, tuple[tuple[str, bool], ...]] = {}
+        excluded = RDN_ATTRIBUTES | {staging.rdn_attribute.lower()}
+        for object_type in ObjectType:
+            chosen = tuple(m for m, types in compiled if not types or object_type in types)
+            seen: set[str] = set()
+            for compiled_mapping in chosen:
+                key = compiled_mapping.target_attribute.lower()
+                if key in seen:
+                    raise ExpressionError(
+                        self.name, compiled_mapping.target_attribute,
+                        f"mapped more than once for {object_type.value} objects; keep one mapping "
+                        "per attribute and object type",
+                    )
+                seen.add(key)
+            self._mappings[object_type] = chosen
+            # (attribute, only-when-empty) pairs an UPDATE may change; OnCreate never does.
+            self._updatable[object_type] = tuple(
+                (m.target_attribute, m.apply is ApplyWhen.WHEN_EMPTY)
+                for m in chosen
+                if m.apply is not ApplyWhen.ON_CREATE and m.target_attribute.lower() not in excluded
+            )
+        self.domain_map = {
+            d.source_domain.lower(): d.target_domain for d in staging.domain_mappings
+        }
+        self.domain_attributes = staging.domain_mapped_attributes if self.domain_map else ()
+        # Longest source OU first, so the first hit is the most specific mapping.
+        self._ou_mappings = tuple(
+            ("," + m.source_ou.lower(), m.source_ou.lower(), m.target_ou)
+            for m in sorted(staging.ou_mappings, key=lambda m: len(m.source_ou), reverse=True)
+        )
+        self._ou_cache: dict[str, str] = {}
+        self._switches = staging.object_types
+
+    def mappings_for(self, object_type: ObjectType) -> tuple[CompiledMapping, ...]:
+        return self._mappings[object_type]
+
+    def updatable(self, object_type: ObjectType) -> tuple[tuple[str, bool], ...]:
+        """(attribute, only when the target is empty) for every attribute an UPDATE may set."""
+        return self._updatable[object_type]
+
+    def switch(self, object_type: ObjectType) -> TypeSwitch:
+        return self._switches.get(object_type) or _DEFAULT_SWITCH
+
+    def target_ou(self, parent_dn: str) -> str:
+        """Target container for objects whose source parent is parent_dn."""
+        if not self._ou_mappings:
+            return self.staging.default_target_ou
+        parent = parent_dn.lower()
+        cached = self._ou_cache.get(parent)
+        if cached is not None:
+            return cached
+        result = self.staging.default_target_ou
+        for suffix, exact, target in self._ou_mappings:
+            if parent == exact or parent.endswith(suffix):
+                result = target
+                break
+        if len(self._ou_cache) >= self._OU_CACHE_LIMIT:
+            self._ou_cache.clear()
+        self._ou_cache[parent] = result
+        return result
+
+
+_DEFAULT_SWITCH = TypeSwitch()
+
+
+def compile_template(staging: StagingRules) -> CompiledTemplate:
+    """Compile every mapping of a template; raises ExpressionError naming the bad mapping."""
+    return CompiledTemplate(staging)
+
+
+def compile_filter(expression: str, *, pair: str) -> CompiledFilter:
+    """Compile a pair's source filter; raises ExpressionError naming the pair."""
+    return CompiledFilter(expression, pair=pair)

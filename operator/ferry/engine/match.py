@@ -1,0 +1,316 @@
+"""Matching: find the target object each unjoined source object corresponds to, or none.
+
+Existing joins win over rules. A source whose create was interrupted (a pending create) joins
+the target object at the DN it was being created at. Otherwise the ordered match rules are
+tried: the first rule with exactly one target candidate decides. Ambiguity is never guessed:
+a rule value shared by several sources, several candidates, a target claimed twice or a target
+already joined to another source all make a Conflict, and nothing is written for that source.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from ferry.engine.dn import normalize_dn
+from ferry.engine.plan import Conflict
+from ferry.engine.records import ObjectType, Record
+from ferry.engine.rules import PairRules
+
+# A target rule-value table entry: one target anchor, or several (an ambiguous value).
+_TargetEntry = str | list[str]
+
+
+def _lower_values(record: Record, attribute: str) -> tuple[str, ...]:
+    """The distinct non-empty values of attribute, lower-cased."""
+    raw = record.attributes.get(attribute)
+    if raw is None:
+        return ()
+    if type(raw) is str:
+        return (raw.lower(),) if raw else ()
+    return tuple(dict.fromkeys(value.lower() for value in raw if value))
+
+
+def _dn_keys(dn: str) -> tuple[str, ...]:
+    lower = dn.lower()
+    normal = normalize_dn(dn)
+    return (lower,) if normal == lower else (lower, normal)
+
+
+def _needs_normalizing(lower_dn: str) -> bool:
+    return "\\" in lower_dn or ", " in lower_dn or " ," in lower_dn or " =" in lower_dn
+
+
+class TargetIndex:
+    """All target objects by anchor, and by lower-cased value of each match rule's attribute."""
+
+    __slots__ = ("_pending", "_tables", "by_anchor", "joined")
+
+    def __init__(self, rules: PairRules, targets: Iterable[Record], joins: Mapping[str, str],
+                 pending_creates: Mapping[str, str]) -> None:
+        self.by_anchor: dict[str, Record] = {}
+        # target anchor -> source anchor: who already owns a target object.
+        self.joined: dict[str, str] = {target: source for source, target in joins.items()}
+        attributes = tuple(rule.target_attribute for rule in rules.match_rules)
+        self._tables: list[dict[ObjectType, dict[str, _TargetEntry]]] = [
+            {object_type: {} for object_type in ObjectType} for _ in attributes
+        ]
+        pending_keys = {key for dn in pending_creates.values() for key in _dn_keys(dn)}
+        self._pending: dict[str, Record] = {}
+        types = rules.object_types
+        by_anchor, tables = self.by_anchor, self._tables
+        for target in targets:
+            anchor = target.anchor
+            by_anchor[anchor] = target
+            if target.object_type not in types:
+                continue
+            for index, attribute in enumerate(attributes):
+                value = target.attributes.get(attribute)
+                if not value:
+                    continue
+                table = tables[index][target.object_type]
+                if type(value) is str:
+                    _add(table, value.lower(), anchor)
+                else:
+                    for item in value:
+                        if item:
+                            _add(table, item.lower(), anchor)
+            if pending_keys:
+                lower = target.dn.lower()
+                if lower in pending_keys:
+                    self._pending[lower] = target
+                elif _needs_normalizing(lower):
+                    normal = normalize_dn(target.dn)
+                    if normal in pending_keys:
+                        self._pending[normal] = target
+
+    def candidates(self, rule_index: int, object_type: ObjectType,
+                   values: tuple[str, ...]) -> list[str]:
+        """Distinct anchors of target objects of object_type having any of the values."""
+        table = self._tables[rule_index][object_type]
+        found: list[str] = []
+        for value in values:
+            entry = table.get(value)
+            if entry is None:
+                continue
+            if type(entry) is str:
+                if entry not in found:
+                    found.append(entry)
+            else:
+                found.extend(anchor for anchor in entry if anchor not in found)
+        return found
+
+    def pending_target(self, dn: str) -> Record | None:
+        """The target object at the DN an interrupted create used, if it got that far."""
+        for key in _dn_keys(dn):
+            target = self._pending.get(key)
+            if target is not None:
+                return target
+        return None
+
+
+def _add(table: dict[str, _TargetEntry], key: str, anchor: str) -> None:
+    existing = table.get(key)
+    if existing is None:
+        table[key] = anchor
+    elif isinstance(existing, str):
+        if existing != anchor:
+            table[key] = [existing, anchor]
+    elif anchor not in existing:
+        existing.append(anchor)
+
+
+class Candidate:
+    """The match outcome for one unjoined source object; final once Matcher.resolve() ran.
+
+    `target` None means create. `payload` is free for the caller (the staged operations).
+    """
+
+    __slots__ = ("conflict", "keys", "object_type", "payload", "pending", "rule",
+                 "source_anchor", "source_dn", "target", "value")
+
+    def __init__(self, source: Record) -> None:
+        self.source_anchor = source.anchor
+        self.source_dn = source.dn
+        self.object_type = source.object_type
+        self.target: Record | None = None
+        self.rule = ""
+        self.value = ""
+        self.pending = False
+        self.conflict: Conflict | None = None
+        # (rule index, lower-cased value) pairs the decision rested on.
+        self.keys: tuple[tuple[int, str], ...] = ()
+        self.payload: object = None
+
+
+class _Shared(list[Candidate | str]):
+    """Several sources claiming one rule value (Candidates, or DNs of joined sources)."""
+
+    __slots__ = ()
+
+
+_Claimant = Candidate | str
+_ValueEntry = Candidate | str | _Shared
+
+
+def _dn_of(claimant: _Claimant) -> str:
+    return claimant if isinstance(claimant, str) else claimant.source_dn
+
+
+class Matcher:
+    """Matches source objects one at a time; resolve() then settles cross-object conflicts."""
+
+    __slots__ = ("_claims", "_index", "_labels", "_pair", "_rules", "_values", "candidates")
+
+    def __init__(self, rules: PairRules, index: TargetIndex) -> None:
+        self._pair = rules.name
+        self._rules = rules.match_rules
+        self._labels = tuple(f"{r.source_attribute} -> {r.target_attribute}" for r in self._rules)
+        self._index = index
+        # Per rule and type: lower-cased source value -> who claims it.
+        self._values: list[dict[ObjectType, dict[str, _ValueEntry]]] = [
+            {object_type: {} for object_type in ObjectType} for _ in self._rules
+        ]
+        # target anchor -> the candidate(s) that matched it.
+        self._claims: dict[str, Candidate | list[Candidate]] = {}
+        self.candidates: list[Candidate] = []
+
+    def _register(self, rule_index: int, object_type: ObjectType, value: str,
+                  claimant: _Claimant) -> None:
+        table = self._values[rule_index][object_type]
+        existing = table.get(value)
+        if existing is None:
+            table[value] = claimant
+        elif isinstance(existing, _Shared):
+            existing.append(claimant)
+        else:
+            table[value] = _Shared((existing, claimant))
+
+    def note_joined(self, source: Record, target: Record) -> None:
+        """Remember a joined source's rule values that its target does not carry yet.
+
+        Values its target carries need no entry: an unjoined source with the same value finds
+        that (already joined) target and is a conflict anyway.
+        """
+        for index, rule in enumerate(self._rules):
+            raw = source.attributes.get(rule.source_attribute)
+            if not raw:
+                continue
+            have = target.attributes.get(rule.target_attribute)
+            if type(raw) is str and type(have) is str \
+                    and (raw == have or raw.lower() == have.lower()):
+                continue
+            have_lower = set(_lower_values(target, rule.target_attribute))
+            for value in _lower_values(source, rule.source_attribute):
+                if value not in have_lower:
+                    self._register(index, source.object_type, value, source.dn)
+
+    def _conflict(self, candidate: Candidate, rule: str, value: str,
+                  competing: Iterable[str], message: str) -> None:
+        candidate.conflict = Conflict(
+            pair=self._pair, source_anchor=candidate.source_anchor, source_dn=candidate.source_dn,
+            object_type=candidate.object_type, rule=rule, value=value,
+            candidates=tuple(competing), message=f"{candidate.source_dn}: {message}",
+        )
+
+    def _claim(self, target_anchor: str, candidate: Candidate) -> None:
+        existing = self._claims.get(target_anchor)
+        if existing is None:
+            self._claims[target_anchor] = candidate
+        elif isinstance(existing, list):
+            existing.append(candidate)
+        else:
+            self._claims[target_anchor] = [existing, candidate]
+
+    def match(self, source: Record, pending_dn: str | None = None) -> Candidate:
+        """Decide what an unjoined source object corresponds to (conflicts settle in resolve)."""
+        candidate = Candidate(source)
+        self.candidates.append(candidate)
+        object_type = source.object_type
+        per_rule = [_lower_values(source, rule.source_attribute) for rule in self._rules]
+        for index, values in enumerate(per_rule):
+            for value in values:
+                self._register(index, object_type, value, candidate)
+        index_ = self._index
+        if pending_dn is not None:
+            target = index_.pending_target(pending_dn)
+            if target is not None:
+                owner = index_.joined.get(target.anchor)
+                if owner is not None and owner != source.anchor:
+                    self._conflict(
+                        candidate, "pending create", pending_dn, (target.dn,),
+                        f"pending create: the object created at {target.dn} is already joined "
+                        f"to source object {owner}; nothing is written until that is resolved",
+                    )
+                else:
+                    candidate.target, candidate.pending = target, True
+                    candidate.rule, candidate.value = "pending create", pending_dn
+                    self._claim(target.anchor, candidate)
+                return candidate
+            # The interrupted create never reached the target: match and create as usual.
+        keys: list[tuple[int, str]] = []
+        for index, values in enumerate(per_rule):
+            if not values:
+                continue  # no value for this rule: the next rule decides
+            keys.extend((index, value) for value in values)
+            hits = index_.candidates(index, object_type, values)
+            if not hits:
+                continue
+            label, shown = self._labels[index], ", ".join(values)
+            if len(hits) > 1:
+                dns = [index_.by_anchor[anchor].dn for anchor in hits]
+                self._conflict(
+                    candidate, label, shown, dns,
+                    f"{label}: value {shown!r} matches {len(hits)} target objects "
+                    f"({'; '.join(dns)}); nothing is written until exactly one matches",
+                )
+                break
+            target = index_.by_anchor[hits[0]]
+            owner = index_.joined.get(target.anchor)
+            if owner is not None:
+                self._conflict(
+                    candidate, label, shown, (target.dn,),
+                    f"{label}: value {shown!r} matches {target.dn}, which is already joined to "
+                    f"source object {owner}; nothing is written until the values differ",
+                )
+                break
+            candidate.target, candidate.rule, candidate.value = target, label, shown
+            self._claim(target.anchor, candidate)
+            break
+        candidate.keys = tuple(keys)
+        return candidate
+
+    def resolve(self) -> None:
+        """Mark every candidate caught in a cross-object ambiguity with its Conflict."""
+        for candidate in self.candidates:
+            if candidate.conflict is not None:
+                continue
+            for index, value in candidate.keys:
+                entry = self._values[index][candidate.object_type][value]
+                if type(entry) is not _Shared:
+                    continue
+                dns = [_dn_of(claimant) for claimant in entry]
+                label = self._labels[index]
+                self._conflict(
+                    candidate, label, value,
+                    [_dn_of(c) for c in entry if c is not candidate],
+                    f"{label}: value {value!r} is shared by {len(entry)} source objects "
+                    f"({'; '.join(dns)}); nothing is written for them until it is unique",
+                )
+                break
+        for target_anchor, claim in self._claims.items():
+            if not isinstance(claim, list):
+                continue
+            pending = [c for c in claim if c.pending]
+            # An interrupted create of ours owns its object; only rule matches compete.
+            losers = [c for c in claim if not c.pending] if len(pending) == 1 else claim
+            target_dn = self._index.by_anchor[target_anchor].dn
+            dns = [c.source_dn for c in claim]
+            for loser in losers:
+                if loser.conflict is None:
+                    self._conflict(
+                        loser, loser.rule, loser.value,
+                        [dn for dn in dns if dn != loser.source_dn],
+                        f"{loser.rule}: value {loser.value!r} matches {target_dn}, which "
+                        f"{len(claim)} source objects claim ({'; '.join(dns)}); nothing is "
+                        "written until one match remains",
+                    )

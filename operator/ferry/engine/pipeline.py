@@ -1,0 +1,355 @@
+"""The engine's single entry point: plan one source -> target pair (match, stage, diff, delete).
+
+Pure: records in, a PairPlan out. Sources are consumed once, as they come; targets are indexed
+once; per source only what the plan needs is kept.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from types import MappingProxyType
+
+from ferry.engine.delete import SOURCE_ABSENT, SOURCE_DELETED, DeleteCandidate, plan_deletes
+from ferry.engine.diff import diff_object, diff_references
+from ferry.engine.expressions import CompiledTemplate, ExpressionError, compile_template
+from ferry.engine.match import Matcher, TargetIndex
+from ferry.engine.plan import Operation, OpKind, PairPlan, StagingError
+from ferry.engine.records import REFERENCE_ATTRIBUTES, ObjectType, Record
+from ferry.engine.rules import PairRules
+from ferry.engine.scope import Scope
+from ferry.engine.stage import stage
+
+_NONE: Mapping[str, str] = MappingProxyType({})
+
+SUMMARY_KEYS = ("created", "updated", "moved", "deleted", "unchanged", "conflicts", "errors",
+                "deferred")
+
+
+class _RefWork:
+    """References of one object still to diff once every join of the run is known."""
+
+    __slots__ = ("changed", "current", "desired", "dn", "object_type", "source_anchor",
+                 "target_anchor")
+
+    def __init__(self, source_anchor: str, object_type: ObjectType, target_anchor: str | None,
+                 dn: str, desired: Mapping[str, tuple[str, ...]],
+                 current: Mapping[str, tuple[str, ...]], changed: bool) -> None:
+        self.source_anchor = source_anchor
+        self.object_type = object_type
+        self.target_anchor = target_anchor
+        self.dn = dn
+        self.desired = desired
+        self.current = current
+        self.changed = changed  # the object has other operations this run
+
+
+class _Outcome:
+    """What staging and diffing an unjoined source gave, kept until conflicts are settled."""
+
+    __slots__ = ("operations", "references")
+
+    def __init__(self, operations: list[Operation], references: _RefWork | None) -> None:
+        self.operations = operations
+        self.references = references
+
+
+class _Resolver:
+    """Answers the reference diff's questions from the run's final joins."""
+
+    __slots__ = ("_by_anchor", "_created", "_joined", "_joins", "_new_joins", "_new_targets")
+
+    def __init__(self, joins: Mapping[str, str], new_joins: Mapping[str, str],
+                 by_anchor: Mapping[str, Record], created: set[str],
+                 joined_targets: Mapping[str, str]) -> None:
+        self._joins, self._new_joins, self._by_anchor = joins, new_joins, by_anchor
+        self._created, self._joined = created, joined_targets
+        self._new_targets = set(new_joins.values())
+
+    def target_of(self, source_anchor: str) -> str | None:
+        target = self._new_joins.get(source_anchor)
+        if target is not None:
+            return target
+        target = self._joins.get(source_anchor)
+        return target if target is not None and target in self._by_anchor else None
+
+    def is_created(self, source_anchor: str) -> bool:
+        return source_anchor in self._created
+
+    def is_managed(self, target_anchor: str) -> bool:
+        return target_anchor in self._joined or target_anchor in self._new_targets
+
+
+class _Run:
+    """State of one plan_pair call."""
+
+    __slots__ = ("deletes", "dropped", "full", "index", "joins", "matcher", "operations",
+                 "pending", "plan", "references", "rules", "scope", "template", "unseen")
+
+    def __init__(self, rules: PairRules, template: CompiledTemplate, targets: Iterable[Record],
+                 joins: Mapping[str, str], pending_creates: Mapping[str, str], full: bool) -> None:
+        self.rules, self.template, self.joins, self.full = rules, template, joins, full
+        self.pending = pending_creates
+        self.scope = Scope(rules)
+        self.index = TargetIndex(rules, targets, joins, pending_creates)
+        self.matcher = Matcher(rules, self.index)
+        self.plan = PairPlan(rules.name)
+        self.operations: list[Operation] = []
+        self.references: list[_RefWork] = []
+        self.deletes: list[DeleteCandidate] = []
+        self.unseen = set(joins)  # joined sources not read (yet)
+        self.dropped: set[str] = set()
+
+    def _error(self, source: Record, error: ExpressionError) -> StagingError:
+        return StagingError(self.rules.name, source.anchor, source.dn, source.object_type,
+                            f"{source.dn}: {error}")
+
+    def _drop(self, source_anchor: str) -> None:
+        if source_anchor not in self.dropped:
+            self.dropped.add(source_anchor)
+            self.plan.dropped_joins.append(source_anchor)
+
+    def add(self, source: Record) -> None:
+        """Plan one source object."""
+        anchor = source.anchor
+        target_anchor = self.joins.get(anchor)
+        if target_anchor is not None:
+            self.unseen.discard(anchor)
+        try:
+            reason = self.scope.out_of_scope(source)
+        except ExpressionError as error:
+            self.plan.errors.append(self._error(source, error))
+            return
+        by_anchor = self.index.by_anchor
+        if reason is not None:
+            if target_anchor is not None:
+                target = by_anchor.get(target_anchor)
+                if target is None:
+                    self._drop(anchor)
+                else:
+                    self.deletes.append(DeleteCandidate(anchor, target, reason))
+            return
+        if target_anchor is not None:
+            target = by_anchor.get(target_anchor)
+            if target is not None:
+                self._sync_joined(source, target)
+                return
+            # The joined target vanished: forget the join and match or create again.
+            self._drop(anchor)
+        self._match(source)
+
+    def _sync_joined(self, source: Record, target: Record) -> None:
+        self.matcher.note_joined(source, target)
+        try:
+            desired = stage(source, self.template, target.anchor)
+        except ExpressionError as error:
+            self.plan.errors.append(self._error(source, error))
+            return
+        ops = diff_object(desired, target, self.template, pair=self.rules.name,
+                          source_anchor=source.anchor)
+        if ops:
+            self.operations.extend(ops)
+        if (source.references or target.references) \
+                and self.template.switch(source.object_type).update \
+                and not self._references_in_sync(source.references, target.references):
+            self.references.append(_RefWork(
+                source.anchor, source.object_type, target.anchor, _dn_after(ops, target.dn),
+                source.references, target.references, bool(ops)))
+            return
+        if not ops:
+            self.plan.unchanged[source.object_type] += 1
+
+    def _references_in_sync(self, desired: Mapping[str, tuple[str, ...]],
+                            current: Mapping[str, tuple[str, ...]]) -> bool:
+        """True when every reference maps through existing joins to exactly the current ones.
+
+        Existing joins do not change during a run, so this answer is final; anything else is
+        settled once the run's new joins and creates are known.
+        """
+        joins, by_anchor = self.joins, self.index.by_anchor
+        for attribute in REFERENCE_ATTRIBUTES:
+            want = desired.get(attribute, ())
+            have = current.get(attribute, ())
+            if len(want) != len(have):
+                return False
+            if not want:
+                continue
+            mapped: set[str] = set()
+            for source_ref in want:
+                target_ref = joins.get(source_ref)
+                if target_ref is None or target_ref not in by_anchor:
+                    return False
+                mapped.add(target_ref)
+            if mapped != set(have):
+                return False
+        return True
+
+    def _match(self, source: Record) -> None:
+        candidate = self.matcher.match(source, self.pending.get(source.anchor))
+        if candidate.conflict is not None:
+            return
+        target = candidate.target
+        try:
+            desired = stage(source, self.template, target.anchor if target is not None else "")
+        except ExpressionError as error:
+            candidate.payload = self._error(source, error)
+            return
+        ops = diff_object(desired, target, self.template, pair=self.rules.name,
+                          source_anchor=source.anchor)
+        work: _RefWork | None = None
+        if target is None:
+            if ops and desired.references:
+                work = _RefWork(source.anchor, source.object_type, None, desired.dn,
+                                desired.references, {}, True)
+        elif (desired.references or target.references) \
+                and self.template.switch(source.object_type).update:
+            work = _RefWork(source.anchor, source.object_type, target.anchor,
+                            _dn_after(ops, target.dn), desired.references, target.references,
+                            bool(ops))
+        candidate.payload = _Outcome(ops, work)
+
+    def finish(self, deleted_sources: Iterable[str]) -> PairPlan:
+        """Settle conflicts, deletions and references; return the plan."""
+        plan, joins, by_anchor = self.plan, self.joins, self.index.by_anchor
+        self.matcher.resolve()
+        matched_ops: list[Operation] = []
+        created: set[str] = set()
+        for candidate in self.matcher.candidates:
+            if candidate.conflict is not None:
+                plan.conflicts.append(candidate.conflict)
+                continue
+            payload = candidate.payload
+            if isinstance(payload, StagingError):
+                plan.errors.append(payload)
+                continue
+            if not isinstance(payload, _Outcome):
+                continue
+            if candidate.target is not None:
+                plan.new_joins[candidate.source_anchor] = candidate.target.anchor
+            elif payload.operations:
+                created.add(candidate.source_anchor)
+            matched_ops.extend(payload.operations)
+            if payload.references is not None:
+                self.references.append(payload.references)
+            elif not payload.operations and candidate.target is not None:
+                plan.unchanged[candidate.object_type] += 1
+
+        # Joins whose target object is gone: forget them (a source read this run was already
+        # matched or created again above; others are on the next full run).
+        for source_anchor, target_anchor in joins.items():
+            if target_anchor not in by_anchor:
+                self._drop(source_anchor)
+
+        deleted = [anchor for anchor in deleted_sources if anchor in self.unseen]
+        for anchor in deleted:
+            target = by_anchor.get(joins[anchor])
+            if target is not None:
+                self.deletes.append(DeleteCandidate(anchor, target, SOURCE_DELETED))
+        if self.full:
+            already = set(deleted)
+            for anchor, target_anchor in joins.items():
+                if anchor in self.unseen and anchor not in already:
+                    target = by_anchor.get(target_anchor)
+                    if target is not None:
+                        self.deletes.append(DeleteCandidate(anchor, target, SOURCE_ABSENT))
+        deletes = plan_deletes(self.rules, self.template, self.deletes)
+        plan.threshold_hit = deletes.threshold_hit
+        plan.threshold_message = deletes.threshold_message
+
+        resolver = _Resolver(joins, plan.new_joins, by_anchor, created, self.index.joined)
+        reference_ops: list[Operation] = []
+        for work in self.references:
+            ops, deferred = diff_references(
+                work.source_anchor, work.object_type, work.dn, work.target_anchor, work.desired,
+                work.current, resolver, pair=self.rules.name)
+            reference_ops.extend(ops)
+            if deferred:
+                plan.deferred.append(work.source_anchor)
+                plan.deferred_counts[work.object_type] += 1
+            elif not ops and not work.changed:
+                plan.unchanged[work.object_type] += 1
+
+        self.operations.extend(matched_ops)
+        self.operations.extend(deletes.operations)
+        self.operations.extend(reference_ops)
+        plan.operations = self.operations
+        return plan
+
+
+def _dn_after(ops: list[Operation], dn: str) -> str:
+    """The object's DN once ops are applied (references are applied after moves)."""
+    for op in ops:
+        if op.kind is OpKind.MOVE and op.new_dn is not None:
+            return op.new_dn
+    return dn
+
+
+def plan_pair(
+    rules: PairRules,
+    sources: Iterable[Record],
+    targets: Iterable[Record],
+    joins: Mapping[str, str],
+    *,
+    pending_creates: Mapping[str, str] = _NONE,
+    deleted_sources: Iterable[str] = (),
+    full: bool = True,
+    compiled: CompiledTemplate | None = None,
+) -> PairPlan:
+    """Plan one pair: what to create, update, move, delete and re-reference in the target.
+
+    sources: objects read from the source this run (all of scope when full, only changed ones
+    on a delta run). targets: every object of the target scope. joins: source anchor -> target
+    anchor from the state store. pending_creates: source anchor -> DN of creates begun by a run
+    that stopped before storing their join. On a delta run deletions come only from
+    deleted_sources and from read objects that left scope. Raises ExpressionError when a
+    template or filter expression does not compile.
+    """
+    template = compiled if compiled is not None else compile_template(rules.staging)
+    if template.staging is not rules.staging and template.staging != rules.staging:
+        raise ValueError(
+            f"pair {rules.name!r}: compiled template {template.name!r} was compiled from other "
+            "staging rules than the pair's; compile the pair's own rules.staging"
+        )
+    run = _Run(rules, template, targets, joins, pending_creates, full)
+    for source in sources:
+        run.add(source)
+    return run.finish(deleted_sources)
+
+
+def plan_summary(plan: PairPlan) -> dict[ObjectType, Counter[str]]:
+    """Counts per object type: created, updated, moved, deleted, unchanged, conflicts, errors,
+    deferred. An object is counted as updated once, whatever mix of changes it gets."""
+    summary: dict[ObjectType, Counter[str]] = {}
+
+    def counter(object_type: ObjectType) -> Counter[str]:
+        found = summary.get(object_type)
+        if found is None:
+            found = summary[object_type] = Counter(dict.fromkeys(SUMMARY_KEYS, 0))
+        return found
+
+    created: set[str | None] = set()
+    updated: set[tuple[ObjectType, str | None]] = set()
+    for op in plan.operations:
+        if op.kind is OpKind.CREATE:
+            counter(op.object_type)["created"] += 1
+            created.add(op.source_anchor)
+        elif op.kind is OpKind.MOVE:
+            counter(op.object_type)["moved"] += 1
+        elif op.kind is OpKind.DELETE:
+            counter(op.object_type)["deleted"] += 1
+    for op in plan.operations:
+        if op.kind is OpKind.UPDATE or (
+            op.kind is OpKind.REFERENCES and op.source_anchor not in created
+        ):
+            updated.add((op.object_type, op.source_anchor or op.target_anchor))
+    for object_type, _ in updated:
+        counter(object_type)["updated"] += 1
+    for object_type, count in plan.unchanged.items():
+        counter(object_type)["unchanged"] += count
+    for conflict in plan.conflicts:
+        counter(conflict.object_type)["conflicts"] += 1
+    for error in plan.errors:
+        counter(error.object_type)["errors"] += 1
+    for object_type, count in plan.deferred_counts.items():
+        counter(object_type)["deferred"] += count
+    return summary

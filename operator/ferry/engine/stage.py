@@ -1,0 +1,77 @@
+"""Staging: turn a source record into the desired target record by applying a template."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from ferry.engine.dn import build_dn, rdn_value
+from ferry.engine.expressions import CompiledTemplate
+from ferry.engine.records import AttributeValue, ObjectType, Record, split_rdn
+
+
+def map_domain(value: str, domain_map: Mapping[str, str]) -> str:
+    """Rewrite the domain after the last '@' when it is mapped (exact domain, any case).
+
+    A `smtp:`/`SMTP:` prefix is kept as written; other typed addresses (`sip:`, `x500:`) are
+    left alone, as are subdomains of a mapped domain.
+    """
+    at = value.rfind("@")
+    if at < 0:
+        return value
+    colon = value.find(":", 0, at)
+    if colon >= 0 and value[:colon].lower() != "smtp":
+        return value
+    target = domain_map.get(value[at + 1 :].lower())
+    if target is None:
+        return value
+    return value[: at + 1] + target
+
+
+def map_domains(value: AttributeValue, domain_map: Mapping[str, str]) -> AttributeValue:
+    """map_domain applied to a single value or to each value of a multi-valued attribute."""
+    if type(value) is str:
+        return map_domain(value, domain_map)
+    return tuple(map_domain(item, domain_map) for item in value)
+
+
+def _parent(dn: str) -> str:
+    comma = dn.find(",")
+    if comma < 0:
+        return ""
+    if "\\" not in dn[:comma]:
+        return dn[comma + 1 :]
+    return split_rdn(dn)[1]  # an escaped comma in the RDN: parse properly
+
+
+def stage(record: Record, template: CompiledTemplate, target_anchor: str = "") -> Record:
+    """The target object record should become: mapped attributes, target DN, references.
+
+    Attributes whose mapping gave no value are absent (the diff knows which ones the template
+    manages). References stay source anchors; the diff resolves them through joins. Raises
+    ExpressionError when a mapping fails for this record.
+    """
+    attributes: dict[str, AttributeValue] = {}
+    for mapping in template.mappings_for(record.object_type):
+        value = mapping.expression.evaluate(record)
+        if value is not None:
+            attributes[mapping.target_attribute] = value
+    if template.domain_attributes:
+        domain_map = template.domain_map
+        for name in template.domain_attributes:
+            value = attributes.get(name)
+            if value is not None:
+                attributes[name] = map_domains(value, domain_map)
+    staging = template.staging
+    rdn: AttributeValue | None = attributes.get(staging.rdn_attribute)
+    if isinstance(rdn, tuple):
+        rdn = rdn[0]
+    if not rdn:
+        rdn = rdn_value(record.dn)
+    dn = build_dn(rdn, template.target_ou(_parent(record.dn)))
+    enabled = (
+        record.enabled
+        if staging.mirror_enabled and record.object_type is ObjectType.USER
+        else None
+    )
+    # References are shared, not copied: the engine never mutates records it was given.
+    return Record(target_anchor, record.object_type, dn, attributes, record.references, enabled)
