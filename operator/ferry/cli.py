@@ -187,3 +187,76 @@ def runs(state: StateOpt = DEFAULT_STATE, workflow: WorkflowOpt = None,
 
 def main() -> None:
     app()
+
+
+LabDirOpt = Annotated[Path, typer.Option("--dir", envvar="FERRY_LAB_DIR",
+                      help="Lab folder (DCs, logs, secrets).")]
+
+
+@lab_app.command("up")
+def lab_up(lab_dir: LabDirOpt = LAB_DIR) -> None:
+    """Start SRC.TEST (127.0.0.2) and TGT.TEST (127.0.0.3) as Samba AD DCs with LDAPS."""
+    from ferry.lab.samba import Lab, LabError
+
+    try:
+        domains = Lab(log=lambda m: err.print(m, highlight=False)).up(lab_dir)
+    except LabError as exc:
+        err.print(f"[bold red]lab:[/] {exc}", highlight=False)
+        raise typer.Exit(ExitCode.FAILED) from None
+    table = Table("realm", "address", "base DN", "LDAPS", "credentials (Secret folder)",
+                  title="Lab domains", title_justify="left")
+    for d in domains:
+        table.add_row(d.realm, d.ip, d.base_dn, f"ldaps://{d.ip}:{d.port}",
+                      str(lab_dir / "secrets" / d.secret_name))
+    out.print(table)
+
+
+@lab_app.command("seed")
+def lab_seed(lab_dir: LabDirOpt = LAB_DIR,
+             users: Annotated[int, typer.Option(help="Users to create.")] = 1000,
+             groups: Annotated[int, typer.Option(help="Groups to create.")] = 50,
+             contacts: Annotated[int, typer.Option(help="Contacts to create.")] = 100,
+             seed_number: Annotated[int, typer.Option("--seed", help="Random seed.")] = 1,
+             realm: Annotated[str, typer.Option(help="Domain to fill.")] = "SRC.TEST") -> None:
+    """Fill a lab domain (SRC by default) with realistic users, groups and contacts."""
+    from ferry.lab.samba import Lab, LabError
+    from ferry.lab.seed import seed
+
+    domain = next((d for d in Lab().domains(lab_dir) if d.realm == realm.upper()), None)
+    if domain is None:
+        err.print(f"no lab domain {realm} in {lab_dir}; run `ferry lab up` first")
+        raise typer.Exit(ExitCode.INVALID_INPUT)
+    try:
+        summary = seed(domain, users=users, groups=groups, contacts=contacts, seed=seed_number,
+                       replace=True)
+    except LabError as exc:
+        err.print(f"[bold red]lab:[/] {exc}", highlight=False)
+        raise typer.Exit(ExitCode.FAILED) from None
+    out.print(f"seeded {realm}: {summary.users} users, {summary.groups} groups,"
+              f" {summary.contacts} contacts under {summary.corp_dn}"
+              f" in {summary.seconds:.1f} s")
+
+
+@lab_app.command("down")
+def lab_down(lab_dir: LabDirOpt = LAB_DIR) -> None:
+    """Stop the lab's DCs and remove the lab folder."""
+    from ferry.lab.samba import Lab, LabError
+
+    try:
+        Lab().down(lab_dir)
+    except LabError as exc:
+        err.print(f"[bold red]lab:[/] {exc}", highlight=False)
+        raise typer.Exit(ExitCode.FAILED) from None
+    out.print(f"lab in {lab_dir} is down")
+
+
+@lab_app.command("status")
+def lab_status(lab_dir: LabDirOpt = LAB_DIR) -> None:
+    """Show each lab domain and whether it answers."""
+    from ferry.lab.samba import Lab
+
+    table = Table("realm", "address", "pid", "running", "LDAPS bind")
+    for s in Lab().status(lab_dir):
+        table.add_row(s.domain.realm, s.domain.ip, str(s.pid or "-"), str(s.running),
+                      str(s.reachable))
+    out.print(table)
