@@ -8,8 +8,10 @@ Layout under the lab root (default `.lab`):
                                   log/samba.log, pid/samba.pid, admin-password (0600)
 
 Provisioning a domain takes seconds, so a provisioned, never-started copy of each domain is
-kept in a cache folder and later labs copy it. Each lab then gets its own Administrator
-password (set offline, before Samba starts) and its own TLS CA and certificate.
+kept in a cache folder and later labs copy it. Templates also get the two Exchange attributes
+migrations rely on (targetAddress, mailNickname), which Samba's base schema lacks. Each lab
+then gets its own Administrator password (set offline, before Samba starts) and its own TLS
+CA and certificate.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ LAB_FILE = "lab.json"
 DOMAIN_FILE = "domain.json"
 PASSWORD_FILE = "admin-password"
 CACHE_ENV = "FERRY_LAB_CACHE"
+TEMPLATE_VERSION = 2  # bump when templates change (v2: Exchange attributes in the schema)
 
 
 class LabError(Exception):
@@ -244,7 +247,8 @@ class Lab:
         return found
 
     def _template(self, spec: DomainSpec) -> Path:
-        key = f"{spec.realm}-{spec.netbios}-{HOST_NAME}-samba{_samba_version()}".lower()
+        key = f"{spec.realm}-{spec.netbios}-{HOST_NAME}-samba{_samba_version()}-t{TEMPLATE_VERSION}"
+        key = key.lower()
         target = self.cache_dir / key
         if (target / "private" / "sam.ldb").exists():
             return target
@@ -275,6 +279,7 @@ class Lab:
                     f"provisioning {spec.realm} failed (exit {done.returncode}):\n"
                     + _redacted_tail(done.stdout + done.stderr)
                 )
+            _offline("extend-schema", work)
             os.rename(work, target)
             self._log(f"provisioned {spec.realm} in {time.monotonic() - started:.1f}s")
         return target
@@ -428,20 +433,6 @@ def _smb_conf(spec: DomainSpec, folder: Path) -> str:
 """
 
 
-_SET_PASSWORD = """
-import sys
-from samba.auth import system_session
-from samba.param import LoadParm
-from samba.samdb import SamDB
-lp = LoadParm()
-lp.load(sys.argv[1])
-password = sys.stdin.readline().rstrip("\\n")
-samdb = SamDB(url=lp.samdb_url(), session_info=system_session(), lp=lp)
-samdb.setpassword("(sAMAccountName=Administrator)", password,
-                  force_change_at_next_login=False, username="Administrator")
-"""
-
-
 def _samba_python() -> str:
     """The interpreter samba-tool runs with: the one that has Samba's Python bindings."""
     tool = shutil.which("samba-tool") or "samba-tool"
@@ -456,23 +447,26 @@ def _samba_python() -> str:
     return "/usr/bin/python3"
 
 
-def _set_admin_password(folder: Path, password: str) -> None:
-    """Set Administrator's password in the database directly (Samba is not running yet).
-
-    The password travels on stdin, never on a command line.
-    """
+def _offline(command: str, folder: Path, stdin: str = "") -> None:
+    """Run offline.py with Samba's Python against the (stopped) DC in `folder`."""
+    script = Path(__file__).with_name("offline.py")
     done = subprocess.run(
-        [_samba_python(), "-c", _SET_PASSWORD, str(folder / "etc" / "smb.conf")],
-        input=password + "\n",
+        [_samba_python(), "-I", str(script), command, str(folder / "etc" / "smb.conf")],
+        input=stdin,
         capture_output=True,
         text=True,
         check=False,
     )
     if done.returncode != 0:
-        raise LabError(
-            f"setting the Administrator password in {folder} failed:\n"
-            + _redacted_tail(done.stderr)
-        )
+        raise LabError(f"{command} on {folder} failed:\n" + _redacted_tail(done.stderr))
+
+
+def _set_admin_password(folder: Path, password: str) -> None:
+    """Set Administrator's password in the database directly (Samba is not running yet).
+
+    The password travels on stdin, never on a command line.
+    """
+    _offline("set-admin-password", folder, password + "\n")
 
 
 def _write_private(path: Path, text: str) -> None:
