@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated
@@ -24,8 +25,9 @@ app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="Ferry: sync and migrate identities between directories.")
 lab_app = typer.Typer(no_args_is_help=True, help="The local two-domain Samba AD lab.")
 app.add_typer(lab_app, name="lab")
-out = Console()
-err = Console(stderr=True)
+# Tables stay readable when output goes to a file or CI log (rich assumes 80 columns there).
+out = Console(width=None if sys.stdout.isatty() else 120)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 120)
 
 DEFAULT_STATE = ".ferry/state.sqlite"
 LAB_DIR = Path(os.environ.get("FERRY_LAB_DIR", ".lab"))
@@ -83,7 +85,7 @@ def _secrets(secrets_dir: str | None, paths: list[Path]) -> SecretResolver:
 
 def _execute(paths: list[Path], workflow: str | None, state: str, secrets_dir: str | None,
              test_mode: bool, full: bool, plan_out: Path | None, verbose: bool) -> None:
-    logs.configure("INFO" if verbose else "WARNING")
+    logs.configure("INFO" if verbose else "ERROR")
     manifests = _load(paths)
     names = [workflow] if workflow else sorted(manifests.workflows)
     if workflow and workflow not in manifests.workflows:
@@ -128,7 +130,7 @@ def _print_result(result: RunResult) -> None:
     out.print(table)
     lines = [f"conflict: {c.message}" for c in o.conflicts]
     lines += [f"error: {e.source_dn}: {e.message}" for e in o.staging_errors]
-    lines += [f"error: {f.operation} {f.target}: {f.message}" for f in o.failures]
+    lines += [f"error: {f.message}" for f in o.failures]
     for line in lines[:20]:
         out.print(f"  {line}", markup=False, highlight=False)
     if len(lines) > 20:

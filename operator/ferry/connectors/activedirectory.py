@@ -54,22 +54,33 @@ class ActiveDirectoryConnector:
 
     # reading ---------------------------------------------------------------------------
     def read(self, object_types: Collection[ObjectType], attributes: Collection[str],
-             watermark: Watermark | None = None) -> ReadResult:
-        scope = ad_read.Scope(base_dns=self.scope_ous,
-                              object_types=[t.value for t in object_types])
+             watermark: Watermark | None = None, *, missing_scope_ok: bool = False
+             ) -> ReadResult:
+        bases = self.scope_ous
+        if missing_scope_ok:
+            # A target's OUs appear with its first objects; until then they hold nothing.
+            bases = [dn for dn in bases if self._exists(dn)]
+            if not bases:
+                return ReadResult([], [], None, True)
+        scope = ad_read.Scope(base_dns=bases, object_types=[t.value for t in object_types])
         wanted = sorted({*BASE_ATTRIBUTES, *attributes})
         if watermark is None:
-            start = ad_read.initial_watermark(self.conn)
+            start = ad_read.initial_watermark(self.conn, scope)
             entries = list(ad_read.read_full(self.conn, scope, wanted))
             deleted: list[str] = []
             full = True
         else:
             changes = ad_read.read_changes(self.conn, scope, wanted,
                                            ad_read.Watermark(watermark.kind, watermark.value))
-            entries, deleted, start, full = list(changes.entries), list(changes.deleted), \
-                changes.watermark, False
+            # An object that left the scope is, for this directory's joins, gone.
+            entries, start, full = changes.entries, changes.watermark, False
+            deleted = [*changes.deleted, *changes.out_of_scope]
         records = self._records(entries)
         return ReadResult(records, deleted, Watermark(start.kind, start.value), full)
+
+    def _exists(self, dn: str) -> bool:
+        self.conn.search(dn, "(objectClass=*)", "BASE", attributes=["1.1"])
+        return bool(self.conn.result["result"] == 0)
 
     def read_anchors(self, anchors: Collection[str], attributes: Collection[str]) -> list[Record]:
         wanted = sorted({*BASE_ATTRIBUTES, *attributes})
@@ -125,7 +136,8 @@ class ActiveDirectoryConnector:
         try:
             return self._dn_of[anchor]
         except KeyError:
-            raise ObjectError(anchor, "resolve", "object not found in the last read") from None
+            raise ObjectError(anchor, "resolve",
+                              f"object {anchor} not found in the last read") from None
 
     # writing ---------------------------------------------------------------------------
     def create(self, op: Operation, password: str | None, must_change_password: bool) -> str:

@@ -31,7 +31,7 @@ class ObjectError(Exception):
 
     def __init__(self, target: str, operation: str, message: str):
         self.target, self.operation = target, operation
-        super().__init__(f"{operation} {target}: {message}")
+        super().__init__(message)
 
 
 class Connector(Protocol):
@@ -40,10 +40,12 @@ class Connector(Protocol):
     name: str
 
     def read(self, object_types: Collection[ObjectType], attributes: Collection[str],
-             watermark: Watermark | None = None) -> ReadResult:
-        """Full read (watermark None) or changes since watermark; always returns a new one.
+             watermark: Watermark | None = None, *, missing_scope_ok: bool = False
+             ) -> ReadResult:
+        """Full read (watermark None) or changes since watermark, with where the next starts.
 
         `attributes` are the ones the workflow needs; connectors add what they need themselves.
+        `missing_scope_ok`: scope containers that do not exist yet read as empty (targets).
         """
         ...
 

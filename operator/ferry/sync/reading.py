@@ -70,7 +70,8 @@ def read_environment(
     if changed_only and not needs.as_target:
         stored = store.watermark(workflow, connector.name)
         watermark = Watermark(*stored) if stored else None
-    result = connector.read(needs.object_types, needs.attributes, watermark)
+    result = connector.read(needs.object_types, needs.attributes, watermark,
+                            missing_scope_ok=needs.as_target)
     if not result.full and retry_anchors:
         have = {r.anchor for r in result.records}
         missing = retry_anchors - have
