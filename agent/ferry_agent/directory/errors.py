@@ -23,7 +23,7 @@ class DirectoryError(Exception):
     def __str__(self) -> str:
         what = f"{self.description} ({self.code})" if self.description else f"code {self.code}"
         detail = f": {self.message}" if self.message else ""
-        return f"{self.operation} {self.dn!r} failed: {what}{detail}"
+        return f'{self.operation} "{self.dn}" failed: {what}{detail}'
 
 
 class DirectoryConnectionError(Exception):

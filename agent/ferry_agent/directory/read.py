@@ -149,12 +149,12 @@ class Watermark:
 
 def _parse_cookie(cookie: bytes) -> tuple[int, str] | None:
     """(highest USN, invocationId) from a DirSync cookie, as AD and Samba lay it out:
-    "MSDS", version, time, reserved, extra length, then tmp/reserved/highest USN (u64 each)
-    and the DC's invocation GUID."""
-    if len(cookie) < 64 or cookie[:4] != b"MSDS":
+    "MSDS", version (u32), time (u64), two reserved u32, length of the trailing vector (u32),
+    tmp/reserved/highest USN (u64 each) at offset 28, the DC's invocation GUID at 52."""
+    if len(cookie) < 68 or cookie[:4] != b"MSDS":
         return None
-    tmp_highest, _, highest = struct.unpack_from("<QQQ", cookie, 24)
-    return max(tmp_highest, highest), guid_from_bytes(cookie[48:64])
+    tmp_highest, _, highest = struct.unpack_from("<QQQ", cookie, 28)
+    return max(tmp_highest, highest), guid_from_bytes(cookie[52:68])
 
 
 @dataclass

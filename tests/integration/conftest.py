@@ -1,0 +1,101 @@
+"""Fixtures shared by the integration tests: real services, started once per session.
+
+The lab: SRC.TEST and TGT.TEST as Samba AD DCs (LDAPS) on loopback addresses, in a temporary
+folder. Tests that need it take the `lab` fixture and are marked `@pytest.mark.lab`.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from ferry.lab import Lab, LabDomain
+from ferry.lab.samba import DomainSpec
+from ferry.lab.seed import SeedSummary, seed
+from ferry_agent.directory import ensure_ou
+from ferry_agent.directory.write import delete
+
+# SRC gets the big seed once per session: more than 2,000 users so one group has more members
+# than AD returns in one ranged read. Tests must treat OU=Corp on SRC as read-only.
+SEED_USERS = 2100
+SEED_GROUPS = 20
+SEED_CONTACTS = 30
+
+
+@dataclass(frozen=True)
+class LabDomains:
+    src: LabDomain
+    tgt: LabDomain
+    root: Path
+
+
+def _free_pair() -> tuple[str, str]:
+    """127.0.0.2/.3 unless something (a `ferry lab up` left running?) listens there already."""
+    for first in range(2, 250, 2):
+        pair = (f"127.0.0.{first}", f"127.0.0.{first + 1}")
+        if not any(_listening(ip) for ip in pair):
+            return pair
+    raise RuntimeError("no free pair of loopback addresses for the lab")
+
+
+def _listening(ip: str) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.2)
+        try:
+            return sock.connect_ex((ip, 636)) == 0
+        except OSError:
+            return False
+
+
+@pytest.fixture(scope="session")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabDomains]:
+    """SRC.TEST and TGT.TEST running for the whole session (normally on 127.0.0.2 and .3)."""
+    if shutil.which("samba-tool") is None:
+        pytest.skip("samba-tool is not installed (`make deps` installs Debian's Samba AD DC)")
+    root = tmp_path_factory.mktemp("lab")
+    src_ip, tgt_ip = _free_pair()
+    specs = [DomainSpec("SRC.TEST", "SRC", src_ip), DomainSpec("TGT.TEST", "TGT", tgt_ip)]
+    manager = Lab()
+    src, tgt = manager.up(root, specs)
+    try:
+        yield LabDomains(src, tgt, root)
+    finally:
+        manager.down(root)
+
+
+@pytest.fixture(scope="session")
+def seeded_src(lab: LabDomains) -> SeedSummary:
+    """SRC filled once with the standard seed (see SEED_*). Read-only for tests."""
+    return seed(lab.src, users=SEED_USERS, groups=SEED_GROUPS, contacts=SEED_CONTACTS, seed=7)
+
+
+@pytest.fixture
+def tgt_ou(lab: LabDomains) -> Iterator[str]:
+    """A fresh, empty OU on TGT for one test (OU=Ferry-<random>); removed afterwards."""
+    dn = f"OU=Ferry-{uuid.uuid4().hex[:8]},{lab.tgt.base_dn}"
+    conn = lab.tgt.connect()
+    ensure_ou(conn, dn)
+    try:
+        yield dn
+    finally:
+        delete(conn, dn, tree=True)
+        conn.unbind()
+
+
+@pytest.fixture
+def src_ou(lab: LabDomains) -> Iterator[str]:
+    """A fresh, empty OU on SRC (outside the seeded OU=Corp) for tests that change data."""
+    dn = f"OU=Scratch-{uuid.uuid4().hex[:8]},{lab.src.base_dn}"
+    conn = lab.src.connect()
+    ensure_ou(conn, dn)
+    try:
+        yield dn
+    finally:
+        delete(conn, dn, tree=True)
+        conn.unbind()
