@@ -1,0 +1,29 @@
+"""`make bench`: every benchmark, one after the other, each printing its own table.
+
+    python bench/run.py            # AD read/create throughput, then the engine at 100k and 1M
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+BENCHES = [
+    ("AD connector vs ldapsearch / bare ldap3 (Samba lab)", ["ad_bench.py"]),
+    ("Engine: match + stage + diff", ["engine_bench.py", "100000", "1000000"]),
+]
+
+
+def main() -> int:
+    failed = 0
+    for title, (script, *args) in BENCHES:
+        print(f"\n=== {title} ===", flush=True)
+        done = subprocess.run([sys.executable, str(HERE / script), *args], check=False)
+        failed += done.returncode != 0
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
