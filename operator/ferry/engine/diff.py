@@ -43,11 +43,17 @@ def diff_object(desired: Record, current: Record | None, template: CompiledTempl
     ops: list[Operation] = []
     want_attrs, have_attrs = desired.attributes, current.attributes
     changes: _Changes = {}
-    for attribute, only_when_empty in template.updatable(desired.object_type):
+    # Most objects are in sync: find the few differing attributes in one cheap pass.
+    differing = [
+        (attribute, only_when_empty)
+        for attribute, only_when_empty in template.updatable(desired.object_type)
+        if want_attrs.get(attribute) != have_attrs.get(attribute)
+    ]
+    for attribute, only_when_empty in differing:
+        want = want_attrs.get(attribute)
         have = have_attrs.get(attribute) or None
         if only_when_empty and have is not None:
             continue
-        want = want_attrs.get(attribute)
         if want is None:
             if have is not None:
                 changes[attribute] = None
@@ -90,29 +96,56 @@ def diff_references(source_anchor: str, object_type: ObjectType, dn: str,
 
     Target-native references (to objects no source is joined to) are never removed.
     """
-    ops: list[Operation] = []
-    deferred = False
-    for attribute in REFERENCE_ATTRIBUTES:
-        want = desired.get(attribute, ())
-        have = current.get(attribute, ())
-        if not want and not have:
-            continue
-        have_set = set(have)
-        add: list[str] = []
-        keep: set[str] = set()
-        for source_ref in want:
-            target_ref = resolver.target_of(source_ref)
-            if target_ref is not None:
-                keep.add(target_ref)
-                if target_ref not in have_set:
+    work = ReferenceWork(source_anchor, object_type, target_anchor, dn, desired, current, False)
+    return work.diff(resolver, pair=pair)
+
+
+_NO_REFERENCES: tuple[tuple[str, ...], ...] = tuple(() for _ in REFERENCE_ATTRIBUTES)
+
+
+class ReferenceWork:
+    """One object's references, kept until every join and create of the run is known."""
+
+    __slots__ = ("changed", "dn", "haves", "object_type", "source_anchor", "target_anchor",
+                 "wants")
+
+    def __init__(self, source_anchor: str, object_type: ObjectType, target_anchor: str | None,
+                 dn: str, desired: Mapping[str, tuple[str, ...]],
+                 current: Mapping[str, tuple[str, ...]], changed: bool) -> None:
+        self.source_anchor = source_anchor
+        self.object_type = object_type
+        self.target_anchor = target_anchor
+        self.dn = dn
+        # Values aligned with REFERENCE_ATTRIBUTES: the records' own tuples, not copies.
+        self.wants = tuple([desired.get(name, ()) for name in REFERENCE_ATTRIBUTES])
+        self.haves = (tuple([current.get(name, ()) for name in REFERENCE_ATTRIBUTES])
+                      if current else _NO_REFERENCES)
+        self.changed = changed  # the object has other operations this run
+
+    def diff(self, resolver: ReferenceResolver, *, pair: str) -> tuple[list[Operation], bool]:
+        """The REFERENCES operations and whether some reference had to be deferred."""
+        ops: list[Operation] = []
+        deferred = False
+        for attribute, want, have in zip(REFERENCE_ATTRIBUTES, self.wants, self.haves,
+                                         strict=True):
+            if not want and not have:
+                continue
+            have_set = set(have)
+            add: list[str] = []
+            keep: set[str] = set()
+            for source_ref in want:
+                target_ref = resolver.target_of(source_ref)
+                if target_ref is not None:
+                    keep.add(target_ref)
+                    if target_ref not in have_set:
+                        add.append(source_ref)
+                elif resolver.is_created(source_ref):
                     add.append(source_ref)
-            elif resolver.is_created(source_ref):
-                add.append(source_ref)
-            else:
-                deferred = True  # not synced yet: retried on a later run
-        remove = tuple(t for t in have if t not in keep and resolver.is_managed(t))
-        if add or remove:
-            ops.append(Operation(OpKind.REFERENCES, object_type, pair, source_anchor,
-                                 target_anchor, dn, attribute=attribute, add=tuple(add),
-                                 remove=remove))
-    return ops, deferred
+                else:
+                    deferred = True  # not synced yet: retried on a later run
+            remove = tuple(t for t in have if t not in keep and resolver.is_managed(t))
+            if add or remove:
+                ops.append(Operation(OpKind.REFERENCES, self.object_type, pair,
+                                     self.source_anchor, self.target_anchor, self.dn,
+                                     attribute=attribute, add=tuple(add), remove=remove))
+        return ops, deferred

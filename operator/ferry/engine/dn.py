@@ -122,4 +122,15 @@ def same_dn(left: str, right: str) -> bool:
     if left_l == right_l:
         return True
     # Only pay for parsing when escapes or spacing could explain the difference.
+    if _is_plain(left_l) and _is_plain(right_l):
+        return False
     return normalize_dn(left) == normalize_dn(right)
+
+
+_ODD = re.compile(r'[\\+"<>;#\x00]| [,=]|[,=] |^\s|\s$')
+
+
+def _is_plain(lower_dn: str) -> bool:
+    """True when a lower-cased DN is already in normalize_dn's canonical form."""
+    # Without escapes, one '=' per RDN means no '=' hides inside a value.
+    return _ODD.search(lower_dn) is None and lower_dn.count("=") == lower_dn.count(",") + 1

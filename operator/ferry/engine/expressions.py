@@ -8,7 +8,7 @@ null (no value); any other runtime failure is an ExpressionError naming template
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -28,8 +28,40 @@ RDN_ATTRIBUTES = frozenset({"cn", "name"})
 
 _DIRECT_DOT = re.compile(r"\s*source\s*\.\s*([A-Za-z_][A-Za-z0-9_]*)\s*")
 _DIRECT_INDEX = re.compile(r"""\s*source\s*\[\s*(?:'([^'\\]+)'|"([^"\\]+)")\s*\]\s*""")
+# One operand of a plain string concatenation: an attribute read or a simple string literal.
+_OPERAND = re.compile(
+    r"""\s*(?:source\s*\.\s*([A-Za-z_][A-Za-z0-9_]*)|source\s*\[\s*(?:'([^'\\]+)'|"([^"\\]+)")\s*\]"""
+    r"""|'([^'\\\n]*)'|"([^"\\\n]*)")\s*"""
+)
 # Identifiers bound by comprehension macros are not free variables of the expression.
 _MACRO_BINDING = re.compile(r"\.\s*(?:all|exists|exists_one|map|filter)\s*\(\s*([A-Za-z_]\w*)\s*,")
+def _concatenation(expression: str) -> tuple[tuple[bool, str], ...] | None:
+    """(is attribute, name or text) operands when the expression only joins attributes and
+    literals with `+` (e.g. `source.givenName + ' ' + source.sn`); else None.
+
+    Such expressions are common enough (display names, logins) to be worth a Python path.
+    """
+    operands: list[tuple[bool, str]] = []
+    position = 0
+    while True:
+        found = _OPERAND.match(expression, position)
+        if found is None:
+            return None
+        attribute = found.group(1) or found.group(2) or found.group(3)
+        if attribute is not None:
+            operands.append((True, attribute))
+        else:
+            literal = found.group(4) if found.group(4) is not None else found.group(5)
+            operands.append((False, literal))
+        position = found.end()
+        if position == len(expression):
+            break
+        if expression[position] != "+":
+            return None
+        position += 1
+    return tuple(operands) if any(is_attr for is_attr, _ in operands) else None
+
+
 _IDENT_START = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_")
 _IDENT_CHARS = _IDENT_START | frozenset("0123456789")
 
@@ -60,14 +92,21 @@ def _one_line(message: str) -> str:
     return " ".join(line for line in lines if line and not line.startswith("|"))
 
 
-def _source_keys(expression: str) -> tuple[str, ...] | None:
-    """Attributes the expression reads as `source.x` / `source['x']`; None if it uses `source`
-    any other way (then the whole attribute map must be passed).
+_SCAN_DOT = re.compile(r"source\s*\.\s*([A-Za-z_][A-Za-z0-9_]*)")
+_SCAN_INDEX = re.compile(r"""source\s*\[\s*(?:'([^'\\]+)'|"([^"\\]+)")\s*\]""")
+# Flattened `source.x` reads become these variables; the prefix keeps clear of user names.
+_FLAT_PREFIX = "_ferry_s"
+_UNDEFINED = "Undefined variable or function: '" + _FLAT_PREFIX
 
-    Converting a map into CEL costs per entry, so passing only the keys an expression reads
-    is most of the evaluation cost saved.
+
+def _scan_source(expression: str) -> list[tuple[int, int, str]] | None:
+    """(start, end, attribute) of every `source.x` / `source['x']` read in the expression;
+    None if it uses `source` any other way (then the whole attribute map must be passed).
+
+    Converting a map into CEL costs per entry, so passing only the attributes an expression
+    reads (better: as plain variables) is most of the evaluation cost saved.
     """
-    keys: list[str] = []
+    reads: list[tuple[int, int, str]] = []
     text, length, index = expression, len(expression), 0
     previous = ""  # last significant character before the current token
     while index < length:
@@ -90,13 +129,13 @@ def _source_keys(expression: str) -> tuple[str, ...] | None:
                 index += 1
             name = text[start:index]
             if name == SOURCE and previous != ".":
-                dot = _DIRECT_DOT.match(text, start)
-                bracket = _DIRECT_INDEX.match(text, start)
+                dot = _SCAN_DOT.match(text, start)
+                bracket = _SCAN_INDEX.match(text, start)
                 if dot is not None and not text[dot.end() :].lstrip().startswith("("):
-                    keys.append(dot.group(1))
+                    reads.append((start, dot.end(), dot.group(1)))
                     index = dot.end()
                 elif bracket is not None:
-                    keys.append(bracket.group(1) or bracket.group(2))
+                    reads.append((start, bracket.end(), bracket.group(1) or bracket.group(2)))
                     index = bracket.end()
                 else:
                     return None
@@ -106,7 +145,7 @@ def _source_keys(expression: str) -> tuple[str, ...] | None:
             continue
         previous = char
         index += 1
-    return tuple(dict.fromkeys(keys))
+    return reads
 
 
 def _starts_string(text: str, index: int) -> bool:
@@ -175,8 +214,8 @@ def to_staged_value(result: Any) -> StagedValue:
 class CompiledExpression:
     """One CEL expression, ready to evaluate against source records."""
 
-    __slots__ = ("_context", "_keys", "_needs_dn", "_needs_type", "_program", "direct",
-                 "expression", "field", "field_kind", "owner", "owner_kind")
+    __slots__ = ("_concat", "_flat", "_functions", "_keys", "_needs_dn", "_needs_type", "_program",
+                 "direct", "expression", "field", "field_kind", "owner", "owner_kind")
 
     def __init__(self, expression: str, *, owner: str, field: str, owner_kind: str = "template",
                  field_kind: str = "mapping") -> None:
@@ -188,6 +227,7 @@ class CompiledExpression:
         self.direct: str | None = None
         if whole is not None:
             self.direct = next(group for group in whole.groups() if group)
+        self._concat = None if self.direct is not None else _concatenation(expression)
         try:
             self._program = cel.compile(expression)
         except ValueError as error:
@@ -198,13 +238,32 @@ class CompiledExpression:
             raise self.error(
                 f"unknown variable {sorted(unknown)[0]!r}; use source.<attribute>, dn or objectType"
             )
-        self._keys = _source_keys(expression)
         self._needs_dn = DN in variables
         self._needs_type = OBJECT_TYPE in variables
-        functions = {name: _STDLIB[name] for name in self._program.functions() if name in _STDLIB}
         # A context is only needed for the Python-implemented stdlib functions; a plain dict
         # activation is cheaper when the expression uses none of them.
-        self._context: cel.Context | None = cel.Context(functions=functions) if functions else None
+        self._functions = {
+            name: _STDLIB[name] for name in self._program.functions() if name in _STDLIB
+        }
+        reads = _scan_source(expression)
+        self._keys: tuple[str, ...] | None = (
+            None if reads is None else tuple(dict.fromkeys(key for _, _, key in reads))
+        )
+        # (variable, attribute) when `source.x` reads were rewritten to plain variables.
+        self._flat: tuple[tuple[str, str], ...] | None = None
+        if self._keys and "has(" not in expression.replace(" ", ""):  # has() needs a field
+            assert reads is not None
+            names = {key: f"{_FLAT_PREFIX}{i}" for i, key in enumerate(self._keys)}
+            parts, last = [], 0
+            for start, end, key in reads:
+                parts.append(expression[last:start] + names[key])
+                last = end
+            parts.append(expression[last:])
+            try:
+                self._program = cel.compile("".join(parts))
+                self._flat = tuple((name, key) for key, name in names.items())
+            except ValueError:
+                pass  # keep the original program
 
     def error(self, message: str) -> ExpressionError:
         return ExpressionError(self.owner, self.field, message, owner_kind=self.owner_kind,
@@ -213,30 +272,49 @@ class CompiledExpression:
     def execute(self, record: Record) -> Any:
         """Run the CEL program for record; a missing attribute yields None."""
         attributes = record.attributes
-        keys = self._keys
-        source: Mapping[str, AttributeValue] = (
-            attributes if keys is None
-            else {key: attributes[key] for key in keys if key in attributes}
-        )
-        activation: dict[str, Any] = {SOURCE: source}
+        flat, keys = self._flat, self._keys
+        activation: dict[str, Any]
+        if flat is not None:
+            activation = {name: attributes[key] for name, key in flat if key in attributes}
+        elif keys is not None:
+            activation = {SOURCE: {key: attributes[key] for key in keys if key in attributes}}
+        else:
+            activation = {SOURCE: attributes}
         if self._needs_dn:
             activation[DN] = record.dn
         if self._needs_type:
             activation[OBJECT_TYPE] = str(record.object_type)
         try:
-            if self._context is None:
+            if not self._functions:
                 return self._program.execute(activation)
-            self._context.update(activation)
-            return self._program.execute(self._context)
+            return self._program.execute(cel.Context(activation, self._functions))
         except KeyError:
             return None  # a missing attribute: the expression has no value for this object
         except Exception as error:  # the CEL runtime raises many types; all mean "this object"
-            raise self.error(_one_line(str(error)) or type(error).__name__) from None
+            message = str(error)
+            if flat is not None and message.startswith(_UNDEFINED):
+                return None  # a flattened `source.x` read of a missing attribute
+            raise self.error(_one_line(message) or type(error).__name__) from None
 
     def evaluate(self, record: Record) -> StagedValue:
         """The attribute value the expression gives for record."""
         if self.direct is not None:
             return record.attributes.get(self.direct)
+        if self._concat is not None:
+            attributes = record.attributes
+            parts: list[str] = []
+            for is_attribute, text in self._concat:
+                if not is_attribute:
+                    parts.append(text)
+                    continue
+                value = attributes.get(text)
+                if value is None:
+                    return None  # as in CEL: a missing attribute makes the whole value null
+                if type(value) is not str:
+                    break  # a multi-valued attribute: let CEL report what it makes of it
+                parts.append(value)
+            else:
+                return "".join(parts) or None
         result = self.execute(record)
         try:
             return to_staged_value(result)
@@ -272,13 +350,10 @@ class CompiledMapping:
 
 
 class CompiledTemplate:
-    """A StagingRules with expressions compiled and lookups precomputed; reuse across runs.
+    """A StagingRules with expressions compiled and lookups precomputed; reuse across runs."""
 
-    Not thread-safe: evaluation reuses one CEL context per expression.
-    """
-
-    __slots__ = ("_mappings", "_ou_cache", "_ou_mappings", "_switches", "_updatable",
-                 "domain_attributes", "domain_map", "name", "staging")
+    __slots__ = ("_computed", "_copies", "_mappings", "_ou_cache", "_ou_mappings", "_switches",
+                 "_updatable", "domain_attributes", "domain_map", "name", "staging")
 
     _OU_CACHE_LIMIT = 100_000
 
@@ -293,6 +368,9 @@ class CompiledTemplate:
                              mapping.object_types))
         self._mappings: dict[ObjectType, tuple[CompiledMapping, ...]] = {}
         self._updatable: dict[ObjectType, tuple[tuple[str, bool], ...]] = {}
+        # Staging splits mappings into plain copies (a dict lookup) and CEL evaluations.
+        self._copies: dict[ObjectType, tuple[tuple[str, str], ...]] = {}
+        self._computed: dict[ObjectType, tuple[tuple[str, CompiledExpression], ...]] = {}
         excluded = RDN_ATTRIBUTES | {staging.rdn_attribute.lower()}
         for object_type in ObjectType:
             chosen = tuple(m for m, types in compiled if not types or object_type in types)
@@ -307,6 +385,13 @@ class CompiledTemplate:
                     )
                 seen.add(key)
             self._mappings[object_type] = chosen
+            self._copies[object_type] = tuple(
+                (m.target_attribute, m.expression.direct) for m in chosen
+                if m.expression.direct is not None
+            )
+            self._computed[object_type] = tuple(
+                (m.target_attribute, m.expression) for m in chosen if m.expression.direct is None
+            )
             # (attribute, only-when-empty) pairs an UPDATE may change; OnCreate never does.
             self._updatable[object_type] = tuple(
                 (m.target_attribute, m.apply is ApplyWhen.WHEN_EMPTY)
@@ -328,12 +413,24 @@ class CompiledTemplate:
     def mappings_for(self, object_type: ObjectType) -> tuple[CompiledMapping, ...]:
         return self._mappings[object_type]
 
+    def copies(self, object_type: ObjectType) -> tuple[tuple[str, str], ...]:
+        """(target attribute, source attribute) for mappings that copy one attribute."""
+        return self._copies[object_type]
+
+    def computed(self, object_type: ObjectType) -> tuple[tuple[str, CompiledExpression], ...]:
+        """(target attribute, expression) for mappings that need CEL."""
+        return self._computed[object_type]
+
     def updatable(self, object_type: ObjectType) -> tuple[tuple[str, bool], ...]:
         """(attribute, only when the target is empty) for every attribute an UPDATE may set."""
         return self._updatable[object_type]
 
     def switch(self, object_type: ObjectType) -> TypeSwitch:
         return self._switches.get(object_type) or _DEFAULT_SWITCH
+
+    @property
+    def has_ou_mappings(self) -> bool:
+        return bool(self._ou_mappings)
 
     def target_ou(self, parent_dn: str) -> str:
         """Target container for objects whose source parent is parent_dn."""

@@ -11,13 +11,20 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
+from ferry.engine.diff import ReferenceWork
 from ferry.engine.dn import normalize_dn
-from ferry.engine.plan import Conflict
+from ferry.engine.plan import Conflict, Operation, StagingError
 from ferry.engine.records import ObjectType, Record
 from ferry.engine.rules import PairRules
 
 # A target rule-value table entry: one target anchor, or several (an ambiguous value).
 _TargetEntry = str | list[str]
+
+
+def _fold(value: str) -> str:
+    """value lower-cased, reusing the object when it already is (saves memory in indexes)."""
+    lower = value.lower()
+    return value if lower == value else lower
 
 
 def _lower_values(record: Record, attribute: str) -> tuple[str, ...]:
@@ -26,8 +33,12 @@ def _lower_values(record: Record, attribute: str) -> tuple[str, ...]:
     if raw is None:
         return ()
     if type(raw) is str:
-        return (raw.lower(),) if raw else ()
-    return tuple(dict.fromkeys(value.lower() for value in raw if value))
+        return (_fold(raw),) if raw else ()
+    return tuple(dict.fromkeys(_fold(value) for value in raw if value))
+
+
+def _lower(value: str | tuple[str, ...]) -> tuple[str, ...]:
+    return (value.lower(),) if type(value) is str else tuple(item.lower() for item in value)
 
 
 def _dn_keys(dn: str) -> tuple[str, ...]:
@@ -69,11 +80,11 @@ class TargetIndex:
                     continue
                 table = tables[index][target.object_type]
                 if type(value) is str:
-                    _add(table, value.lower(), anchor)
+                    _add(table, _fold(value), anchor)
                 else:
                     for item in value:
                         if item:
-                            _add(table, item.lower(), anchor)
+                            _add(table, _fold(item), anchor)
             if pending_keys:
                 lower = target.dn.lower()
                 if lower in pending_keys:
@@ -122,11 +133,12 @@ def _add(table: dict[str, _TargetEntry], key: str, anchor: str) -> None:
 class Candidate:
     """The match outcome for one unjoined source object; final once Matcher.resolve() ran.
 
-    `target` None means create. `payload` is free for the caller (the staged operations).
+    `target` None means create. The caller keeps the object's staged operations, reference
+    work or staging error on it until conflicts are settled.
     """
 
-    __slots__ = ("conflict", "keys", "object_type", "payload", "pending", "rule",
-                 "source_anchor", "source_dn", "target", "value")
+    __slots__ = ("conflict", "error", "keys", "object_type", "operations", "pending",
+                 "references", "rule", "source_anchor", "source_dn", "target", "value")
 
     def __init__(self, source: Record) -> None:
         self.source_anchor = source.anchor
@@ -137,9 +149,12 @@ class Candidate:
         self.value = ""
         self.pending = False
         self.conflict: Conflict | None = None
-        # (rule index, lower-cased value) pairs the decision rested on.
-        self.keys: tuple[tuple[int, str], ...] = ()
-        self.payload: object = None
+        # Rule index, lower-cased value, rule index, value, ...: what the decision rested on
+        # (flat, as a million small pairs would cost more memory than the values).
+        self.keys: tuple[int | str, ...] = ()
+        self.operations: list[Operation] = []
+        self.references: ReferenceWork | None = None
+        self.error: StagingError | None = None
 
 
 class _Shared(list[Candidate | str]):
@@ -185,11 +200,12 @@ class Matcher:
         else:
             table[value] = _Shared((existing, claimant))
 
-    def note_joined(self, source: Record, target: Record) -> None:
-        """Remember a joined source's rule values that its target does not carry yet.
+    def note_joined(self, source: Record, target: Record, desired: Record | None) -> None:
+        """Remember a joined source's rule values that could collide with an unjoined source's.
 
-        Values its target carries need no entry: an unjoined source with the same value finds
-        that (already joined) target and is a conflict anyway.
+        Not needed when its target carries the value (an unjoined source with that value finds
+        the joined target: a conflict), nor when the desired value is already on the target
+        (a create with the same value is caught by check_create).
         """
         for index, rule in enumerate(self._rules):
             raw = source.attributes.get(rule.source_attribute)
@@ -199,6 +215,10 @@ class Matcher:
             if type(raw) is str and type(have) is str \
                     and (raw == have or raw.lower() == have.lower()):
                 continue
+            if desired is not None and have:
+                want = desired.attributes.get(rule.target_attribute)
+                if want is not None and (want == have or set(_lower(want)) == set(_lower(have))):
+                    continue
             have_lower = set(_lower_values(target, rule.target_attribute))
             for value in _lower_values(source, rule.source_attribute):
                 if value not in have_lower:
@@ -247,11 +267,12 @@ class Matcher:
                     self._claim(target.anchor, candidate)
                 return candidate
             # The interrupted create never reached the target: match and create as usual.
-        keys: list[tuple[int, str]] = []
+        keys: list[int | str] = []
         for index, values in enumerate(per_rule):
             if not values:
                 continue  # no value for this rule: the next rule decides
-            keys.extend((index, value) for value in values)
+            for value in values:
+                keys += (index, value)
             hits = index_.candidates(index, object_type, values)
             if not hits:
                 continue
@@ -279,12 +300,36 @@ class Matcher:
         candidate.keys = tuple(keys)
         return candidate
 
+    def check_create(self, candidate: Candidate, desired: Record) -> None:
+        """Make a planned create a conflict when its staged rule values are already on a target.
+
+        Creating it would make a second target object with that value (typically one joined
+        to another source whose value was rewritten, e.g. by a domain mapping).
+        """
+        for index, rule in enumerate(self._rules):
+            values = _lower_values(desired, rule.target_attribute)
+            if not values:
+                continue
+            hits = self._index.candidates(index, candidate.object_type, values)
+            if hits:
+                dns = [self._index.by_anchor[anchor].dn for anchor in hits]
+                label, shown = self._labels[index], ", ".join(values)
+                self._conflict(
+                    candidate, label, shown, dns,
+                    f"{label}: creating it would give {rule.target_attribute} value {shown!r}, "
+                    f"which {'; '.join(dns)} already has; nothing is written until they differ",
+                )
+                return
+
     def resolve(self) -> None:
         """Mark every candidate caught in a cross-object ambiguity with its Conflict."""
         for candidate in self.candidates:
             if candidate.conflict is not None:
                 continue
-            for index, value in candidate.keys:
+            keys = candidate.keys
+            for position in range(0, len(keys), 2):
+                index, value = keys[position], keys[position + 1]
+                assert isinstance(index, int) and isinstance(value, str)
                 entry = self._values[index][candidate.object_type][value]
                 if type(entry) is not _Shared:
                     continue

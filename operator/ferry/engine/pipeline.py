@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 
 from ferry.engine.delete import SOURCE_ABSENT, SOURCE_DELETED, DeleteCandidate, plan_deletes
-from ferry.engine.diff import diff_object, diff_references
+from ferry.engine.diff import ReferenceWork, diff_object
 from ferry.engine.expressions import CompiledTemplate, ExpressionError, compile_template
 from ferry.engine.match import Matcher, TargetIndex
 from ferry.engine.plan import Operation, OpKind, PairPlan, StagingError
@@ -21,37 +21,10 @@ from ferry.engine.scope import Scope
 from ferry.engine.stage import stage
 
 _NONE: Mapping[str, str] = MappingProxyType({})
+_NO_REFERENCES: Mapping[str, tuple[str, ...]] = MappingProxyType({})
 
 SUMMARY_KEYS = ("created", "updated", "moved", "deleted", "unchanged", "conflicts", "errors",
                 "deferred")
-
-
-class _RefWork:
-    """References of one object still to diff once every join of the run is known."""
-
-    __slots__ = ("changed", "current", "desired", "dn", "object_type", "source_anchor",
-                 "target_anchor")
-
-    def __init__(self, source_anchor: str, object_type: ObjectType, target_anchor: str | None,
-                 dn: str, desired: Mapping[str, tuple[str, ...]],
-                 current: Mapping[str, tuple[str, ...]], changed: bool) -> None:
-        self.source_anchor = source_anchor
-        self.object_type = object_type
-        self.target_anchor = target_anchor
-        self.dn = dn
-        self.desired = desired
-        self.current = current
-        self.changed = changed  # the object has other operations this run
-
-
-class _Outcome:
-    """What staging and diffing an unjoined source gave, kept until conflicts are settled."""
-
-    __slots__ = ("operations", "references")
-
-    def __init__(self, operations: list[Operation], references: _RefWork | None) -> None:
-        self.operations = operations
-        self.references = references
 
 
 class _Resolver:
@@ -95,7 +68,7 @@ class _Run:
         self.matcher = Matcher(rules, self.index)
         self.plan = PairPlan(rules.name)
         self.operations: list[Operation] = []
-        self.references: list[_RefWork] = []
+        self.references: list[ReferenceWork] = []
         self.deletes: list[DeleteCandidate] = []
         self.unseen = set(joins)  # joined sources not read (yet)
         self.dropped: set[str] = set()
@@ -139,12 +112,13 @@ class _Run:
         self._match(source)
 
     def _sync_joined(self, source: Record, target: Record) -> None:
-        self.matcher.note_joined(source, target)
         try:
             desired = stage(source, self.template, target.anchor)
         except ExpressionError as error:
+            self.matcher.note_joined(source, target, None)
             self.plan.errors.append(self._error(source, error))
             return
+        self.matcher.note_joined(source, target, desired)
         ops = diff_object(desired, target, self.template, pair=self.rules.name,
                           source_anchor=source.anchor)
         if ops:
@@ -152,7 +126,7 @@ class _Run:
         if (source.references or target.references) \
                 and self.template.switch(source.object_type).update \
                 and not self._references_in_sync(source.references, target.references):
-            self.references.append(_RefWork(
+            self.references.append(ReferenceWork(
                 source.anchor, source.object_type, target.anchor, _dn_after(ops, target.dn),
                 source.references, target.references, bool(ops)))
             return
@@ -192,21 +166,25 @@ class _Run:
         try:
             desired = stage(source, self.template, target.anchor if target is not None else "")
         except ExpressionError as error:
-            candidate.payload = self._error(source, error)
+            candidate.error = self._error(source, error)
             return
+        if target is None:
+            self.matcher.check_create(candidate, desired)
+            if candidate.conflict is not None:
+                return
         ops = diff_object(desired, target, self.template, pair=self.rules.name,
                           source_anchor=source.anchor)
-        work: _RefWork | None = None
+        candidate.operations = ops
         if target is None:
             if ops and desired.references:
-                work = _RefWork(source.anchor, source.object_type, None, desired.dn,
-                                desired.references, {}, True)
+                candidate.references = ReferenceWork(
+                    source.anchor, source.object_type, None, desired.dn, desired.references,
+                    _NO_REFERENCES, True)
         elif (desired.references or target.references) \
                 and self.template.switch(source.object_type).update:
-            work = _RefWork(source.anchor, source.object_type, target.anchor,
-                            _dn_after(ops, target.dn), desired.references, target.references,
-                            bool(ops))
-        candidate.payload = _Outcome(ops, work)
+            candidate.references = ReferenceWork(
+                source.anchor, source.object_type, target.anchor, _dn_after(ops, target.dn),
+                desired.references, target.references, bool(ops))
 
     def finish(self, deleted_sources: Iterable[str]) -> PairPlan:
         """Settle conflicts, deletions and references; return the plan."""
@@ -218,20 +196,18 @@ class _Run:
             if candidate.conflict is not None:
                 plan.conflicts.append(candidate.conflict)
                 continue
-            payload = candidate.payload
-            if isinstance(payload, StagingError):
-                plan.errors.append(payload)
+            if candidate.error is not None:
+                plan.errors.append(candidate.error)
                 continue
-            if not isinstance(payload, _Outcome):
-                continue
+            ops = candidate.operations
             if candidate.target is not None:
                 plan.new_joins[candidate.source_anchor] = candidate.target.anchor
-            elif payload.operations:
+            elif ops:
                 created.add(candidate.source_anchor)
-            matched_ops.extend(payload.operations)
-            if payload.references is not None:
-                self.references.append(payload.references)
-            elif not payload.operations and candidate.target is not None:
+            matched_ops.extend(ops)
+            if candidate.references is not None:
+                self.references.append(candidate.references)
+            elif not ops and candidate.target is not None:
                 plan.unchanged[candidate.object_type] += 1
 
         # Joins whose target object is gone: forget them (a source read this run was already
@@ -259,9 +235,7 @@ class _Run:
         resolver = _Resolver(joins, plan.new_joins, by_anchor, created, self.index.joined)
         reference_ops: list[Operation] = []
         for work in self.references:
-            ops, deferred = diff_references(
-                work.source_anchor, work.object_type, work.dn, work.target_anchor, work.desired,
-                work.current, resolver, pair=self.rules.name)
+            ops, deferred = work.diff(resolver, pair=self.rules.name)
             reference_ops.extend(ops)
             if deferred:
                 plan.deferred.append(work.source_anchor)

@@ -15,23 +15,31 @@ def map_domain(value: str, domain_map: Mapping[str, str]) -> str:
     A `smtp:`/`SMTP:` prefix is kept as written; other typed addresses (`sip:`, `x500:`) are
     left alone, as are subdomains of a mapped domain.
     """
-    at = value.rfind("@")
-    if at < 0:
+    local, at, domain = value.rpartition("@")
+    if not at:
         return value
-    colon = value.find(":", 0, at)
-    if colon >= 0 and value[:colon].lower() != "smtp":
-        return value
-    target = domain_map.get(value[at + 1 :].lower())
+    target = domain_map.get(domain.lower())
     if target is None:
         return value
-    return value[: at + 1] + target
+    colon = local.find(":")
+    if colon >= 0 and local[:colon].lower() != "smtp":
+        return value
+    return local + "@" + target
 
 
 def map_domains(value: AttributeValue, domain_map: Mapping[str, str]) -> AttributeValue:
     """map_domain applied to a single value or to each value of a multi-valued attribute."""
     if type(value) is str:
         return map_domain(value, domain_map)
-    return tuple(map_domain(item, domain_map) for item in value)
+    mapped: list[str] = []
+    for item in value:  # map_domain inlined: proxyAddresses are the bulk of the work
+        local, at, domain = item.rpartition("@")
+        if at and (target := domain_map.get(domain.lower())) is not None and (
+            (colon := local.find(":")) < 0 or local[:colon].lower() == "smtp"
+        ):
+            item = local + "@" + target
+        mapped.append(item)
+    return tuple(mapped)
 
 
 def _parent(dn: str) -> str:
@@ -50,11 +58,16 @@ def stage(record: Record, template: CompiledTemplate, target_anchor: str = "") -
     manages). References stay source anchors; the diff resolves them through joins. Raises
     ExpressionError when a mapping fails for this record.
     """
-    attributes: dict[str, AttributeValue] = {}
-    for mapping in template.mappings_for(record.object_type):
-        value = mapping.expression.evaluate(record)
-        if value is not None:
-            attributes[mapping.target_attribute] = value
+    object_type = record.object_type
+    source = record.attributes
+    attributes: dict[str, AttributeValue] = {
+        name: value for name, key in template.copies(object_type)
+        if (value := source.get(key)) is not None
+    }
+    for name, expression in template.computed(object_type):
+        computed = expression.evaluate(record)
+        if computed is not None:
+            attributes[name] = computed
     if template.domain_attributes:
         domain_map = template.domain_map
         for name in template.domain_attributes:
@@ -67,11 +80,8 @@ def stage(record: Record, template: CompiledTemplate, target_anchor: str = "") -
         rdn = rdn[0]
     if not rdn:
         rdn = rdn_value(record.dn)
-    dn = build_dn(rdn, template.target_ou(_parent(record.dn)))
-    enabled = (
-        record.enabled
-        if staging.mirror_enabled and record.object_type is ObjectType.USER
-        else None
-    )
+    dn = build_dn(rdn, template.target_ou(_parent(record.dn)) if template.has_ou_mappings
+                  else template.staging.default_target_ou)
+    enabled = record.enabled if staging.mirror_enabled and object_type is ObjectType.USER else None
     # References are shared, not copied: the engine never mutates records it was given.
-    return Record(target_anchor, record.object_type, dn, attributes, record.references, enabled)
+    return Record(target_anchor, object_type, dn, attributes, record.references, enabled)

@@ -9,6 +9,7 @@ from ferry.engine.expressions import ExpressionError, compile_template
 from ferry.engine.pipeline import plan_pair
 from ferry.engine.plan import OpKind
 from ferry.engine.rules import AttributeMapping
+from ferry.engine.stage import stage
 
 M = AttributeMapping
 
@@ -66,3 +67,32 @@ def test_source_filter_errors_do_not_delete() -> None:
 def test_source_filter_compile_error_names_the_pair() -> None:
     with pytest.raises(ExpressionError, match=r"pair 'src->tgt'.*sourceFilter"):
         plan_pair(pair(staging(M("cn", "source.cn")), source_filter="source.x =="), [], [], {})
+
+
+@pytest.mark.parametrize(("expression", "expected"), [
+    ("source.givenName + ' ' + source.sn", None),          # sn missing: no value
+    ("has(source.sn) ? source.sn : 'none'", "none"),
+    ("source.givenName.upperAscii()", "ANN"),
+    ("source.sn.upperAscii()", None),
+    ("'source.sn is ' + source['givenName']", "source.sn is Ann"),
+    ("'givenName' in source ? 'yes' : 'no'", "yes"),
+    ("source.proxyAddresses.filter(p, p.startsWith('SMTP:'))", ("SMTP:ann@x.test",)),
+    ("source.givenName + ':' + objectType", "Ann:user"),
+    ("'Dr ' + source.givenName + \"-\" + source['givenName']", "Dr Ann-Ann"),
+    ("'' + source.missing", None),
+])
+def test_expressions_read_source_attributes_dn_and_object_type(
+        expression: str, expected: object) -> None:
+    template = compile_template(staging(M("cn", "source.cn"), M("info", expression)))
+    first = user("s0", "Zed", givenName="Zed", sn="Present")
+    source = user("s1", "Ann", givenName="Ann", proxyAddresses=("SMTP:ann@x.test", "x500:/o"))
+    # Evaluating another object first must leave nothing behind for the next one.
+    stage(first, template)
+    assert stage(source, template).attributes.get("info") == expected
+
+
+def test_joining_a_multi_valued_attribute_into_a_string_is_a_staging_error() -> None:
+    rules = pair(staging(M("cn", "source.cn"), M("info", "source.proxyAddresses + '!'")))
+    plan = plan_pair(rules, [user("s1", "Ann", proxyAddresses=("SMTP:a@x.test",))], [], {})
+    [error] = plan.errors
+    assert "'info'" in error.message and plan.operations == []

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from engine_world import FakeTarget, pair, target_user, user
+from engine_world import CONTOSO, FakeTarget, pair, staging, target_user, user
 
 from ferry.engine.pipeline import plan_pair
 from ferry.engine.plan import OpKind
-from ferry.engine.rules import MatchRule
+from ferry.engine.rules import AttributeMapping, MatchRule
 
 MAIL = MatchRule("mail", "mail")
 EMPLOYEE = MatchRule("employeeID", "employeeID")
@@ -145,3 +145,19 @@ def test_pending_create_that_never_reached_the_target_is_created() -> None:
     plan = plan_pair(pair(), [source], [], {},
                      pending_creates={"s1": "CN=Ann,OU=Migrated,DC=tgt,DC=test"})
     assert [op.kind for op in plan.operations] == [OpKind.CREATE]
+
+
+def test_create_that_would_duplicate_a_mapped_value_on_the_target_is_a_conflict() -> None:
+    # Ann is joined and in sync; her target mail is the domain-mapped one, so the mail rule
+    # cannot find it from the source value. A newcomer with Ann's source mail would be created
+    # with the very same target mail.
+    rules = pair(staging(AttributeMapping("cn", "source.cn"),
+                         AttributeMapping("mail", "source.mail"), domain_mappings=CONTOSO))
+    ann = user("s1", "Ann", mail="ann@contoso.com")
+    ann_target = target_user("t1", "Ann", mail="ann@fabrikam.com")
+    newcomer = user("s2", "Ann Two", mail="ANN@contoso.com")
+    for sources, full in (([ann, newcomer], True), ([newcomer], False)):
+        plan = plan_pair(rules, sources, [ann_target], {"s1": "t1"}, full=full)
+        assert plan.operations == []
+        [conflict] = plan.conflicts
+        assert conflict.source_anchor == "s2" and "CN=Ann,OU=Migrated" in conflict.message
