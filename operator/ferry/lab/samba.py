@@ -149,9 +149,12 @@ class Lab:
         *,
         process_model: str = "prefork",
         start_timeout: float = 60.0,
+        max_runtime: int | None = None,
         log: Callable[[str], None] | None = None,
     ):
+        """`max_runtime` (seconds): Samba ends itself, so labs of killed test runs go away."""
         self.cache_dir = cache_dir or default_cache_dir()
+        self.max_runtime = max_runtime
         self.process_model = process_model
         self.start_timeout = start_timeout
         self._log = log or (lambda message: None)
@@ -312,17 +315,12 @@ class Lab:
 
     def _start(self, domain: LabDomain) -> subprocess.Popen[bytes]:
         conf = domain.folder / "etc" / "smb.conf"
+        command = ["samba", "--foreground", "--no-process-group", "-M", self.process_model]
+        if self.max_runtime:
+            command.append(f"--maximum-runtime={self.max_runtime}")
         with open(domain.folder / "log" / "samba.out", "ab") as out:
             process = subprocess.Popen(
-                [
-                    "samba",
-                    "--foreground",
-                    "--no-process-group",
-                    "-M",
-                    self.process_model,
-                    "-s",
-                    str(conf),
-                ],
+                [*command, "-s", str(conf)],
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,

@@ -1,0 +1,222 @@
+"""AD connector benchmark against a lab Samba DC, next to the bare tools on the same DC.
+
+    python bench/ad_bench.py [--users 10000] [--creates 1000] [--password-creates 200]
+
+Brings up a one-domain lab (SRC.TEST on a free loopback address) in a temporary folder,
+seeds it, then measures in the same run:
+  read:   ferry_agent.directory.read_full over every seeded user (paged, 1000 per page,
+          attributes decoded to str)  vs  ldapsearch -E pr=1000/noprompt of the same entries
+          with the same attributes (LDIF to a pipe, entries counted)
+  create: ferry_agent.directory.write.create  vs  a bare ldap3 add loop with the same
+          attributes, without and with a password (unicodePwd)
+Each read runs three times and the best run counts; writes run once each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+from ferry.lab import Lab, LabDomain
+from ferry.lab.samba import DomainSpec
+from ferry.lab.seed import seed
+from ferry_agent.directory import Scope, build_dn, ensure_ou, generate_password, read_full
+from ferry_agent.directory.write import create
+
+ATTRIBUTES = [
+    "cn",
+    "displayName",
+    "givenName",
+    "sn",
+    "mail",
+    "proxyAddresses",
+    "userPrincipalName",
+    "sAMAccountName",
+    "employeeID",
+    "department",
+    "title",
+    "manager",
+    "telephoneNumber",
+    "userAccountControl",
+]
+USER_FILTER = "(&(objectCategory=person)(objectClass=user))"
+
+
+def free_address() -> str:
+    for last in range(2, 250):
+        ip = f"127.0.0.{last}"
+        with socket.socket() as sock:
+            sock.settimeout(0.2)
+            if sock.connect_ex((ip, 636)) != 0:
+                return ip
+    raise SystemExit("no free loopback address for the bench lab")
+
+
+def best_of(runs: int, action: Callable[[], int]) -> tuple[int, float]:
+    results = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        count = action()
+        results.append((count, time.perf_counter() - started))
+    return min(results, key=lambda r: r[1])
+
+
+def read_with_ferry(domain: LabDomain, corp: str) -> int:
+    conn = domain.connect()
+    count = sum(1 for _ in read_full(conn, Scope([corp], ["user"]), ATTRIBUTES, page_size=1000))
+    conn.unbind()
+    return count
+
+
+def read_with_ldapsearch(domain: LabDomain, corp: str) -> int:
+    env = {**os.environ, "LDAPTLS_CACERT": str(domain.ca_file)}
+    command = [
+        "ldapsearch",
+        "-LLL",
+        "-o",
+        "ldif-wrap=no",
+        "-H",
+        f"ldaps://{domain.ip}",
+        "-x",
+        "-D",
+        domain.admin_user,
+        "-y",
+        str(domain.password_file),  # password from a file
+        "-b",
+        corp,
+        "-E",
+        "pr=1000/noprompt",
+        USER_FILTER,
+        *ATTRIBUTES,
+    ]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, env=env) as process:
+        assert process.stdout is not None
+        count = sum(1 for line in process.stdout if line.startswith(b"dn:"))
+    if process.returncode != 0:
+        raise SystemExit(f"ldapsearch failed with exit code {process.returncode}")
+    return count
+
+
+def user_attributes(index: int, tag: str) -> dict[str, list[str]]:
+    sam = f"b{tag}{index:05d}"
+    return {
+        "sAMAccountName": [sam],
+        "userPrincipalName": [f"{sam}@src.test"],
+        "givenName": ["Bench"],
+        "sn": [f"User {index}"],
+        "displayName": [f"Bench User {index}"],
+        "mail": [f"{sam}@src.test"],
+        "department": ["Benchmarks"],
+        "title": ["Tester"],
+    }
+
+
+def create_with_ferry(domain: LabDomain, ou: str, count: int, password: bool) -> int:
+    conn = domain.connect()
+    tag = uuid.uuid4().hex[:4]
+    for index in range(count):
+        create(
+            conn,
+            "user",
+            build_dn(f"Bench User {index}", ou),
+            user_attributes(index, tag),
+            password=generate_password() if password else None,
+            enabled=True,
+        )
+    conn.unbind()
+    return count
+
+
+def create_with_bare_ldap3(domain: LabDomain, ou: str, count: int, password: bool) -> int:
+    conn = domain.connect()
+    tag = uuid.uuid4().hex[:4]
+    for index in range(count):
+        attrs: dict[str, object] = {
+            "objectClass": ["top", "person", "organizationalPerson", "user"],
+            "userAccountControl": "512",
+            **user_attributes(index, tag),
+        }
+        if password:
+            attrs["unicodePwd"] = f'"{generate_password()}"'.encode("utf-16-le")
+        conn.add(f"CN=Bench User {index},{ou}", attributes=attrs)
+        if conn.result["result"] != 0:
+            raise SystemExit(f"bare add failed: {conn.result['description']}")
+    conn.unbind()
+    return count
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--users", type=int, default=10_000)
+    parser.add_argument("--creates", type=int, default=1000)
+    parser.add_argument("--password-creates", type=int, default=200)
+    args = parser.parse_args()
+
+    root = Path(tempfile.mkdtemp(prefix="ferry-ad-bench-"))
+    lab = Lab(max_runtime=3 * 3600)
+    ip = free_address()
+    started = time.perf_counter()
+    (domain,) = lab.up(root, [DomainSpec("SRC.TEST", "SRC", ip)])
+    up_seconds = time.perf_counter() - started
+    rows: list[tuple[str, str, int, float]] = []
+    try:
+        summary = seed(domain, users=args.users, groups=5, contacts=0)
+        print(
+            f"lab up {up_seconds:.1f} s on {ip}; seeded {summary.users} users and"
+            f" {summary.groups} groups in {summary.seconds:.1f} s"
+            f" ({summary.users / summary.seconds:.0f} users/s incl. memberships)"
+        )
+        corp = summary.corp_dn
+        count, seconds = best_of(3, lambda: read_with_ferry(domain, corp))
+        rows.append(("full read, users", "read_full (ldap3)", count, seconds))
+        count, seconds = best_of(3, lambda: read_with_ldapsearch(domain, corp))
+        rows.append(("full read, users", "ldapsearch -E pr=1000", count, seconds))
+
+        conn = domain.connect()
+        ous = {
+            name: f"OU={name},{summary.base_dn}"
+            for name in ("BenchA", "BenchB", "BenchC", "BenchD")
+        }
+        for ou in ous.values():
+            ensure_ou(conn, ou)
+        conn.unbind()
+        for label, ou, action, n, password in (
+            ("create user", ous["BenchA"], create_with_ferry, args.creates, False),
+            ("create user", ous["BenchB"], create_with_bare_ldap3, args.creates, False),
+            (
+                "create user + password",
+                ous["BenchC"],
+                create_with_ferry,
+                args.password_creates,
+                True,
+            ),
+            (
+                "create user + password",
+                ous["BenchD"],
+                create_with_bare_ldap3,
+                args.password_creates,
+                True,
+            ),
+        ):
+            tool = "write.create" if action is create_with_ferry else "bare ldap3 add"
+            started = time.perf_counter()
+            action(domain, ou, n, password)
+            rows.append((label, tool, n, time.perf_counter() - started))
+    finally:
+        lab.down(root)
+
+    print()
+    print(f"{'operation':<24} {'tool':<22} {'objects':>8} {'seconds':>8} {'objects/s':>10}")
+    for label, tool, count, seconds in rows:
+        print(f"{label:<24} {tool:<22} {count:>8} {seconds:>8.2f} {count / seconds:>10.0f}")
+
+
+if __name__ == "__main__":
+    main()
