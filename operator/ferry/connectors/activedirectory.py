@@ -180,7 +180,8 @@ class ActiveDirectoryConnector:
                        add: Sequence[str], remove: Sequence[str]) -> None:
         dn = self.dn_of(target_anchor)
         add_dns = [self.dn_of(a) for a in add]
-        remove_dns = [self.dn_of(a) for a in remove]
+        # An object deleted meanwhile has already left every group: nothing to remove.
+        remove_dns = [dn for dn in map(self._dn_of.get, remove) if dn]
         with _object_errors(dn, f"set {attribute}"):
             if attribute == "member":
                 if add_dns:
