@@ -31,6 +31,10 @@ class TlsSettings(ApiModel):
     ca: ValueSource | None = Field(
         default=None, description="PEM CA bundle that signed the domain controllers' certificates."
     )
+    server_name: str | None = Field(
+        default=None,
+        description="Name to expect in the DC's certificate when host is an address.",
+    )
     insecure_skip_verify: bool = Field(
         default=False,
         description="Accept any server certificate. Only for labs; never in production.",

@@ -30,7 +30,8 @@ def open_connector(env: Environment, secrets: SecretResolver) -> Connector:
                                    f"{where}: spec.activeDirectory.credentials.password")
         endpoint = DirectoryEndpoint(
             host=ad.host, port=ad.port, base_dn=ad.base_dn, ca_data=ca_data,
-            insecure=ad.tls.insecure_skip_verify, bind_user=ad.credentials.username,
+            insecure=ad.tls.insecure_skip_verify, server_name=ad.tls.server_name,
+            bind_user=ad.credentials.username,
             password=password)
         return ActiveDirectoryConnector(name, endpoint, env.spec.scope.ous)
     raise ConnectorUnavailable(
