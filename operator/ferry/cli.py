@@ -10,7 +10,14 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from ferry import logs
@@ -54,15 +61,15 @@ class _RichProgress:
 
 
 class _RichTask:
-    def __init__(self, progress: Progress, task_id: object):
+    def __init__(self, progress: Progress, task_id: TaskID):
         self.progress, self.task_id = progress, task_id
 
     def advance(self, amount: int = 1) -> None:
-        self.progress.advance(self.task_id, amount)  # type: ignore[arg-type]
+        self.progress.advance(self.task_id, amount)
 
     def finish(self) -> None:
-        task = self.progress.tasks[self.task_id]  # type: ignore[index]
-        self.progress.update(self.task_id, total=task.completed)  # type: ignore[arg-type]
+        task = next(t for t in self.progress.tasks if t.id == self.task_id)
+        self.progress.update(self.task_id, total=task.completed)
 
 
 def _load(paths: list[Path]) -> Manifests:
@@ -173,8 +180,9 @@ def runs(state: StateOpt = DEFAULT_STATE, workflow: WorkflowOpt = None,
     store = StateStore(state)
     if run_id:
         table = Table("pair", "type", "operation", "outcome", "target", "message")
-        for r in store.results(run_id):
-            table.add_row(r.pair, r.object_type, r.operation, r.outcome, r.target_dn, r.message)
+        for row in store.results(run_id):
+            table.add_row(row.pair, row.object_type, row.operation, row.outcome, row.target_dn,
+                          row.message)
         out.print(table)
         return
     table = Table("run", "workflow", "mode", "started", "result", "created", "updated",

@@ -38,14 +38,17 @@ class Manifests:
     workflows: dict[str, Workflow] = field(default_factory=dict)
     device_migrations: dict[str, DeviceMigration] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)  # "Kind/name" -> file
+    # Objects present but invalid: their own errors are reported; references to them are not.
+    invalid: set[str] = field(default_factory=set)
 
     def add(self, obj: Resource) -> None:
-        table: dict[str, Any] = {
+        tables: dict[str, dict[str, Any]] = {
             "Environment": self.environments,
             "Template": self.templates,
             "Workflow": self.workflows,
             "DeviceMigration": self.device_migrations,
-        }[obj.kind]
+        }
+        table = tables[obj.kind]
         table[obj.metadata.name] = obj
 
 
@@ -57,6 +60,7 @@ def load_manifests(paths: Sequence[str | Path]) -> Manifests:
         for index, document in enumerate(_documents(file, problems)):
             obj = _parse(str(file), index, document, problems)
             if obj is None:
+                manifests.invalid.add(_label(document))
                 continue
             key = f"{obj.kind}/{obj.metadata.name}"
             if key in manifests.sources:
@@ -71,6 +75,12 @@ def load_manifests(paths: Sequence[str | Path]) -> Manifests:
     if problems:
         raise ManifestError(problems)
     return manifests
+
+
+def _label(document: Any) -> str:
+    if not isinstance(document, dict) or not isinstance(document.get("metadata"), dict):
+        return ""
+    return f"{document.get('kind')}/{document['metadata'].get('name')}"
 
 
 def _manifest_files(paths: Sequence[str | Path], problems: list[ManifestProblem]) -> list[Path]:
@@ -100,7 +110,8 @@ def _parse(
 ) -> Resource | None:
     where = f"document {index + 1}"
     if not isinstance(document, dict):
-        problems.append(ManifestProblem(file, where, "", "expected a mapping with apiVersion and kind"))
+        problems.append(ManifestProblem(
+            file, where, "", "expected a mapping with apiVersion and kind"))
         return None
     api_version = str(document.get("apiVersion", ""))
     kind = document.get("kind")

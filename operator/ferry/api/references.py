@@ -20,7 +20,7 @@ def check_references(m: Manifests) -> list[ManifestProblem]:
             problems.append(ManifestProblem(file, label, path, message))
 
         def env(path: str, env_name: str) -> None:
-            if env_name not in m.environments:
+            if env_name not in m.environments and f"Environment/{env_name}" not in m.invalid:
                 known = ", ".join(sorted(m.environments)) or "none loaded"
                 problem(path, f"Environment {env_name!r} not found (known: {known})")
 
@@ -41,7 +41,8 @@ def check_references(m: Manifests) -> list[ManifestProblem]:
                         problem(f"{base}.match.{side}",
                                 f"{e!r} is matched before any readFrom step reads it")
             if step.stage_data:
-                if step.stage_data.template not in m.templates:
+                if (step.stage_data.template not in m.templates
+                        and f"Template/{step.stage_data.template}" not in m.invalid):
                     known = ", ".join(sorted(m.templates)) or "none loaded"
                     problem(f"{base}.stageData.template",
                             f"Template {step.stage_data.template!r} not found (known: {known})")
@@ -64,11 +65,11 @@ def check_references(m: Manifests) -> list[ManifestProblem]:
                                 f"no stageData pair before this step targets {e!r}")
                 written.update(step.write_to.environments)
             if step.delete_objects:
-                for j, pair in enumerate(step.delete_objects.pairs):
-                    if (pair.source, pair.target) not in staged:
+                for j, deleting in enumerate(step.delete_objects.pairs):
+                    if (deleting.source, deleting.target) not in staged:
                         problem(f"{base}.deleteObjects.pairs[{j}]",
-                                f"{pair.source!r} -> {pair.target!r} is not a stageData pair"
-                                " of an earlier step")
+                                f"{deleting.source!r} -> {deleting.target!r} is not a stageData"
+                                " pair of an earlier step")
         for source, target in sorted(staged):
             if target not in written and not wf.spec.test_mode:
                 problem("spec.steps", f"pair {source!r} -> {target!r} is staged but no writeTo"
@@ -77,10 +78,10 @@ def check_references(m: Manifests) -> list[ManifestProblem]:
         label, file = f"DeviceMigration/{name}", m.sources[f"DeviceMigration/{name}"]
         for side in ("source", "target"):
             e = getattr(dm.spec, side)
-            if e not in m.environments:
+            if e not in m.environments and f"Environment/{e}" not in m.invalid:
                 problems.append(ManifestProblem(
                     file, label, f"spec.{side}", f"Environment {e!r} not found"))
-        if dm.spec.workflow not in m.workflows:
+        if dm.spec.workflow not in m.workflows and f"Workflow/{dm.spec.workflow}" not in m.invalid:
             problems.append(ManifestProblem(
                 file, label, "spec.workflow", f"Workflow {dm.spec.workflow!r} not found"))
     return problems

@@ -16,12 +16,12 @@ from pathlib import Path
 
 import ldap3
 import pytest
-from ferry_agent.directory.errors import DirectoryConnectionError
-from ferry_agent.directory.connection import DirectoryEndpoint, connect
 
 from ferry.engine.records import parent_of, split_rdn
 from ferry.lab.samba import DomainSpec, Lab
 from ferry.lab.seed import seed
+from ferry_agent.directory.connection import DirectoryEndpoint, connect
+from ferry_agent.directory.errors import DirectoryConnectionError
 
 from .scenario import (
     CONTACTS,

@@ -30,7 +30,8 @@ def _broken_copy(tmp_path: Path) -> Path:
     folder = tmp_path / "manifests"
     shutil.copytree(EXAMPLES, folder)
     env = (folder / "environments.yaml").read_text()
-    env = env.replace("    port: 636\n    baseDN: DC=src", "    port: six-three-six\n    baseDN: DC=src")
+    env = env.replace("    port: 636\n    baseDN: DC=src",
+                      "    port: six-three-six\n    baseDN: DC=src")
     env = env.replace("  connection: direct\n  activeDirectory:\n    host: 127.0.0.3",
                       "  connection: direct\n  colour: blue\n  activeDirectory:\n"
                       "    host: 127.0.0.3")
