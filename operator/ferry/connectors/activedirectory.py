@@ -6,11 +6,6 @@ from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from ferry_agent.directory import read as ad_read
-from ferry_agent.directory import write as ad_write
-from ferry_agent.directory.connection import DirectoryEndpoint, connect
-from ferry_agent.directory.errors import DirectoryError
-
 from ferry.connectors.base import ObjectError, ReadResult, Watermark
 from ferry.engine.plan import Operation
 from ferry.engine.records import (
@@ -20,6 +15,10 @@ from ferry.engine.records import (
     Record,
     parent_of,
 )
+from ferry_agent.directory import read as ad_read
+from ferry_agent.directory import write as ad_write
+from ferry_agent.directory.connection import DirectoryEndpoint, connect
+from ferry_agent.directory.errors import DirectoryError
 
 # Read on every object whatever the workflow asks: identity, placement, state, references.
 BASE_ATTRIBUTES = ("cn", "objectClass", "userAccountControl", "member", "manager")

@@ -6,7 +6,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import structlog
-from ferry_agent.directory.password import generate_password
 
 from ferry.api.template import PasswordOptions
 from ferry.connectors.base import Connector, ObjectError
@@ -16,6 +15,7 @@ from ferry.secrets import SecretResolver
 from ferry.state.store import ResultRow, StateStore
 from ferry.sync.outcome import ObjectFailure, RunOutcome
 from ferry.sync.progress import ProgressTask
+from ferry_agent.directory.password import generate_password
 
 log = structlog.get_logger("ferry.apply")
 
