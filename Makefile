@@ -2,7 +2,7 @@
 
 PYTHON ?= python3
 PIP ?= $(PYTHON) -m pip
-DEBIAN_PACKAGES := samba samba-ad-dc samba-dsdb-modules winbind ldap-utils iproute2
+DEBIAN_PACKAGES := samba samba-ad-dc samba-dsdb-modules winbind ldap-utils iproute2 postgresql
 STAMP := .cache/stamps
 
 .PHONY: demo test unit integration lint bench deps python-deps system-deps lab-down clean
@@ -39,7 +39,8 @@ deps: system-deps python-deps
 system-deps: $(STAMP)/system
 $(STAMP)/system:
 	@if ! command -v samba >/dev/null || ! command -v ldapsearch >/dev/null \
-	    || ! command -v ip >/dev/null || ! dpkg -s samba-ad-dc >/dev/null 2>&1; then \
+	    || ! command -v ip >/dev/null || ! dpkg -s samba-ad-dc >/dev/null 2>&1 \
+	    || ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
 	  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 	    --no-install-recommends $(DEBIAN_PACKAGES); status=$$?; \
