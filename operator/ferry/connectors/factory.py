@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from ferry_agent.directory.connection import DirectoryEndpoint
-
 from ferry.api.environment import ConnectionMode, DirectoryType, Environment
 from ferry.connectors.activedirectory import ActiveDirectoryConnector
 from ferry.connectors.base import Connector
 from ferry.secrets import SecretResolver
+from ferry_agent.directory.connection import DirectoryEndpoint
 
 
 class ConnectorUnavailable(Exception):
