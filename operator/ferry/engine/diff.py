@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Mapping
 from typing import Protocol, cast
 
@@ -11,6 +12,10 @@ from ferry.engine.plan import Operation, OpKind
 from ferry.engine.records import REFERENCE_ATTRIBUTES, AttributeValue, ObjectType, Record
 
 _Changes = dict[str, AttributeValue | None]
+
+# Fingerprint of "no value". hash() never returns -1 (CPython reserves it), so no value
+# can be mistaken for absence.
+ABSENT = -1
 
 
 def same_value(want: AttributeValue, have: AttributeValue) -> bool:
@@ -24,8 +29,102 @@ def same_value(want: AttributeValue, have: AttributeValue) -> bool:
     return len(want) == len(have) and set(want) == set(have)
 
 
-def diff_object(desired: Record, current: Record | None, template: CompiledTemplate, *,
-                pair: str, source_anchor: str) -> list[Operation]:
+def fingerprint(value: AttributeValue | None) -> int:
+    """A 64-bit hash standing for a value: values same_value finds equal hash equal.
+
+    Python's string hash is keyed per process, so a collision (odds about 2**-64 per
+    comparison) could hide one change for one run only; the next run compares afresh.
+    """
+    if not value:
+        return ABSENT
+    if type(value) is str:
+        return hash(value)
+    if len(value) == 1:
+        return hash(value[0])
+    return hash(tuple(sorted(value)))
+
+
+_STRUCTS: dict[int, struct.Struct] = {}
+
+
+def _packer(count: int) -> struct.Struct:
+    packer = _STRUCTS.get(count)
+    if packer is None:
+        packer = _STRUCTS[count] = struct.Struct(f"{count}q")
+    return packer
+
+
+class StoredTarget:
+    """A target object as the engine keeps it between reading and diffing.
+
+    Compared attributes are kept as packed fingerprints (8 bytes each) in the order of the
+    template's updatable attributes, match-rule attributes as values, references as anchors.
+    Read target objects are mostly attribute strings; at a million objects keeping them is
+    most of the memory and most of what the garbage collector walks.
+    """
+
+    __slots__ = ("anchor", "dn", "enabled", "fingerprints", "object_type", "references",
+                 "rule_values")
+
+    def __init__(self, record: Record, compared: tuple[str, ...],
+                 rule_attributes: tuple[str, ...]) -> None:
+        self.anchor = record.anchor
+        self.object_type = record.object_type
+        self.dn = record.dn
+        self.enabled = record.enabled
+        attributes = record.attributes
+        self.fingerprints = _packer(len(compared)).pack(
+            *[fingerprint(attributes.get(name)) for name in compared])
+        self.rule_values = tuple([attributes.get(name) for name in rule_attributes])
+        references = record.references
+        # Aligned with REFERENCE_ATTRIBUTES; None when the object references nothing.
+        self.references: tuple[tuple[str, ...], ...] | None = (
+            tuple([references.get(name, ()) for name in REFERENCE_ATTRIBUTES])
+            if references else None
+        )
+
+    def reference_map(self) -> dict[str, tuple[str, ...]]:
+        if self.references is None:
+            return {}
+        return {name: value
+                for name, value in zip(REFERENCE_ATTRIBUTES, self.references, strict=True)
+                if value}
+
+
+def _differing_exact(desired: Record, current: Record,
+                     updatable: tuple[tuple[str, bool], ...]) -> list[tuple[str, bool, bool]]:
+    """(attribute, only when empty, target has a value) for attributes whose values differ."""
+    want_attrs, have_attrs = desired.attributes, current.attributes
+    found: list[tuple[str, bool, bool]] = []
+    for attribute, only_when_empty in updatable:
+        want, have = want_attrs.get(attribute), have_attrs.get(attribute) or None
+        if want == have or (want is not None and have is not None and same_value(want, have)):
+            continue
+        found.append((attribute, only_when_empty, have is not None))
+    return found
+
+
+def _differing_stored(desired: Record, current: StoredTarget,
+                      updatable: tuple[tuple[str, bool], ...]) -> list[tuple[str, bool, bool]]:
+    """As _differing_exact, comparing fingerprints; in-sync objects cost one bytes compare."""
+    get = desired.attributes.get
+    wants = [
+        hash(value) if type(value) is str and value else fingerprint(value)
+        for value in [get(attribute) for attribute, _ in updatable]
+    ]
+    packer = _packer(len(wants))
+    if packer.pack(*wants) == current.fingerprints:
+        return []
+    haves = packer.unpack(current.fingerprints)
+    return [
+        (attribute, only_when_empty, have != ABSENT)
+        for (attribute, only_when_empty), want, have in zip(updatable, wants, haves, strict=True)
+        if want != have
+    ]
+
+
+def diff_object(desired: Record, current: Record | StoredTarget | None,
+                template: CompiledTemplate, *, pair: str, source_anchor: str) -> list[Operation]:
     """CREATE when there is no current object, else UPDATE and/or MOVE; [] when in sync.
 
     The template's create/update switch for the object type is honoured.
@@ -41,23 +140,16 @@ def diff_object(desired: Record, current: Record | None, template: CompiledTempl
     if not switch.update:
         return []
     ops: list[Operation] = []
-    want_attrs, have_attrs = desired.attributes, current.attributes
+    updatable = template.updatable(desired.object_type)
+    differing = (_differing_stored(desired, current, updatable)
+                 if isinstance(current, StoredTarget)
+                 else _differing_exact(desired, current, updatable))
     changes: _Changes = {}
-    # Most objects are in sync: find the few differing attributes in one cheap pass.
-    differing = [
-        (attribute, only_when_empty)
-        for attribute, only_when_empty in template.updatable(desired.object_type)
-        if want_attrs.get(attribute) != have_attrs.get(attribute)
-    ]
-    for attribute, only_when_empty in differing:
-        want = want_attrs.get(attribute)
-        have = have_attrs.get(attribute) or None
-        if only_when_empty and have is not None:
+    for attribute, only_when_empty, present in differing:
+        if only_when_empty and present:
             continue
-        if want is None:
-            if have is not None:
-                changes[attribute] = None
-        elif have is None or not same_value(want, have):
+        want = desired.attributes.get(attribute)
+        if want is not None or present:  # no value clears only a value that is there
             changes[attribute] = want
     enabled = None
     # A target that does not report enabled (None) is not toggled on guesswork.
@@ -96,7 +188,8 @@ def diff_references(source_anchor: str, object_type: ObjectType, dn: str,
 
     Target-native references (to objects no source is joined to) are never removed.
     """
-    work = ReferenceWork(source_anchor, object_type, target_anchor, dn, desired, current, False)
+    haves = tuple([current.get(name, ()) for name in REFERENCE_ATTRIBUTES]) if current else None
+    work = ReferenceWork(source_anchor, object_type, target_anchor, dn, desired, haves, False)
     return work.diff(resolver, pair=pair)
 
 
@@ -111,15 +204,15 @@ class ReferenceWork:
 
     def __init__(self, source_anchor: str, object_type: ObjectType, target_anchor: str | None,
                  dn: str, desired: Mapping[str, tuple[str, ...]],
-                 current: Mapping[str, tuple[str, ...]], changed: bool) -> None:
+                 haves: tuple[tuple[str, ...], ...] | None, changed: bool) -> None:
+        """haves: the target's references aligned with REFERENCE_ATTRIBUTES (None: none)."""
         self.source_anchor = source_anchor
         self.object_type = object_type
         self.target_anchor = target_anchor
         self.dn = dn
         # Values aligned with REFERENCE_ATTRIBUTES: the records' own tuples, not copies.
         self.wants = tuple([desired.get(name, ()) for name in REFERENCE_ATTRIBUTES])
-        self.haves = (tuple([current.get(name, ()) for name in REFERENCE_ATTRIBUTES])
-                      if current else _NO_REFERENCES)
+        self.haves = _NO_REFERENCES if haves is None else haves
         self.changed = changed  # the object has other operations this run
 
     def diff(self, resolver: ReferenceResolver, *, pair: str) -> tuple[list[Operation], bool]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from ferry.engine.diff import ReferenceWork
+from ferry.engine.diff import ReferenceWork, StoredTarget
 from ferry.engine.dn import normalize_dn
 from ferry.engine.plan import Conflict, Operation, StagingError
 from ferry.engine.records import ObjectType, Record
@@ -52,33 +52,41 @@ def _needs_normalizing(lower_dn: str) -> bool:
 
 
 class TargetIndex:
-    """All target objects by anchor, and by lower-cased value of each match rule's attribute."""
+    """All target objects by anchor, and by lower-cased value of each match rule's attribute.
 
-    __slots__ = ("_pending", "_tables", "by_anchor", "joined")
+    `compared` names, per object type, the attributes diffs compare (the template's updatable
+    attributes, in that order); targets are kept as StoredTarget.
+    """
+
+    __slots__ = ("_names", "_pending", "_rule_attributes", "_tables", "by_anchor", "joined")
 
     def __init__(self, rules: PairRules, targets: Iterable[Record], joins: Mapping[str, str],
-                 pending_creates: Mapping[str, str]) -> None:
-        self.by_anchor: dict[str, Record] = {}
+                 pending_creates: Mapping[str, str],
+                 compared: Mapping[ObjectType, tuple[str, ...]]) -> None:
+        self.by_anchor: dict[str, StoredTarget] = {}
         # target anchor -> source anchor: who already owns a target object.
         self.joined: dict[str, str] = {target: source for source, target in joins.items()}
         attributes = tuple(rule.target_attribute for rule in rules.match_rules)
+        self._rule_attributes = attributes
+        self._names = {object_type: compared.get(object_type, ()) for object_type in ObjectType}
         self._tables: list[dict[ObjectType, dict[str, _TargetEntry]]] = [
             {object_type: {} for object_type in ObjectType} for _ in attributes
         ]
         pending_keys = {key for dn in pending_creates.values() for key in _dn_keys(dn)}
-        self._pending: dict[str, Record] = {}
+        self._pending: dict[str, str] = {}
         types = rules.object_types
-        by_anchor, tables = self.by_anchor, self._tables
+        by_anchor, tables, names = self.by_anchor, self._tables, self._names
         for target in targets:
             anchor = target.anchor
-            by_anchor[anchor] = target
-            if target.object_type not in types:
+            object_type = target.object_type
+            by_anchor[anchor] = StoredTarget(target, names[object_type], attributes)
+            if object_type not in types:
                 continue
             for index, attribute in enumerate(attributes):
                 value = target.attributes.get(attribute)
                 if not value:
                     continue
-                table = tables[index][target.object_type]
+                table = tables[index][object_type]
                 if type(value) is str:
                     _add(table, _fold(value), anchor)
                 else:
@@ -88,11 +96,33 @@ class TargetIndex:
             if pending_keys:
                 lower = target.dn.lower()
                 if lower in pending_keys:
-                    self._pending[lower] = target
+                    self._pending[lower] = anchor
                 elif _needs_normalizing(lower):
                     normal = normalize_dn(target.dn)
                     if normal in pending_keys:
-                        self._pending[normal] = target
+                        self._pending[normal] = anchor
+
+    def record(self, anchor: str) -> Record | None:
+        """Identity of a stored target (anchor, type, DN, enabled, references) as a Record;
+        its attributes are only the match-rule ones. None if there is no such object."""
+        stored = self.by_anchor.get(anchor)
+        if stored is None:
+            return None
+        attributes = {rule_attribute: value
+                      for rule_attribute, value in zip(self._rule_attributes, stored.rule_values,
+                                                       strict=True)
+                      if value is not None}
+        return Record(anchor, stored.object_type, stored.dn, attributes, stored.reference_map(),
+                      stored.enabled)
+
+    def clear_match_tables(self) -> None:
+        """Drop the rule-value tables once matching is over (they are most of the index)."""
+        for tables in self._tables:
+            tables.clear()
+        self._pending.clear()
+
+    def dn(self, anchor: str) -> str:
+        return self.by_anchor[anchor].dn
 
     def candidates(self, rule_index: int, object_type: ObjectType,
                    values: tuple[str, ...]) -> list[str]:
@@ -110,12 +140,12 @@ class TargetIndex:
                 found.extend(anchor for anchor in entry if anchor not in found)
         return found
 
-    def pending_target(self, dn: str) -> Record | None:
-        """The target object at the DN an interrupted create used, if it got that far."""
+    def pending_target(self, dn: str) -> str | None:
+        """Anchor of the target object at the DN an interrupted create used, if it got there."""
         for key in _dn_keys(dn):
-            target = self._pending.get(key)
-            if target is not None:
-                return target
+            anchor = self._pending.get(key)
+            if anchor is not None:
+                return anchor
         return None
 
 
@@ -133,8 +163,8 @@ def _add(table: dict[str, _TargetEntry], key: str, anchor: str) -> None:
 class Candidate:
     """The match outcome for one unjoined source object; final once Matcher.resolve() ran.
 
-    `target` None means create. The caller keeps the object's staged operations, reference
-    work or staging error on it until conflicts are settled.
+    `target` (an anchor) None means create. The caller keeps the object's staged operations,
+    reference work or staging error on it until conflicts are settled.
     """
 
     __slots__ = ("conflict", "error", "keys", "object_type", "operations", "pending",
@@ -144,7 +174,7 @@ class Candidate:
         self.source_anchor = source.anchor
         self.source_dn = source.dn
         self.object_type = source.object_type
-        self.target: Record | None = None
+        self.target: str | None = None
         self.rule = ""
         self.value = ""
         self.pending = False
@@ -200,7 +230,7 @@ class Matcher:
         else:
             table[value] = _Shared((existing, claimant))
 
-    def note_joined(self, source: Record, target: Record, desired: Record | None) -> None:
+    def note_joined(self, source: Record, target: StoredTarget, desired: Record | None) -> None:
         """Remember a joined source's rule values that could collide with an unjoined source's.
 
         Not needed when its target carries the value (an unjoined source with that value finds
@@ -211,7 +241,7 @@ class Matcher:
             raw = source.attributes.get(rule.source_attribute)
             if not raw:
                 continue
-            have = target.attributes.get(rule.target_attribute)
+            have = target.rule_values[index]
             if type(raw) is str and type(have) is str \
                     and (raw == have or raw.lower() == have.lower()):
                 continue
@@ -219,7 +249,7 @@ class Matcher:
                 want = desired.attributes.get(rule.target_attribute)
                 if want is not None and (want == have or set(_lower(want)) == set(_lower(have))):
                     continue
-            have_lower = set(_lower_values(target, rule.target_attribute))
+            have_lower = set(_lower(have)) if have else set()
             for value in _lower_values(source, rule.source_attribute):
                 if value not in have_lower:
                     self._register(index, source.object_type, value, source.dn)
@@ -254,17 +284,18 @@ class Matcher:
         if pending_dn is not None:
             target = index_.pending_target(pending_dn)
             if target is not None:
-                owner = index_.joined.get(target.anchor)
+                owner = index_.joined.get(target)
                 if owner is not None and owner != source.anchor:
+                    target_dn = index_.dn(target)
                     self._conflict(
-                        candidate, "pending create", pending_dn, (target.dn,),
-                        f"pending create: the object created at {target.dn} is already joined "
+                        candidate, "pending create", pending_dn, (target_dn,),
+                        f"pending create: the object created at {target_dn} is already joined "
                         f"to source object {owner}; nothing is written until that is resolved",
                     )
                 else:
                     candidate.target, candidate.pending = target, True
                     candidate.rule, candidate.value = "pending create", pending_dn
-                    self._claim(target.anchor, candidate)
+                    self._claim(target, candidate)
                 return candidate
             # The interrupted create never reached the target: match and create as usual.
         keys: list[int | str] = []
@@ -278,24 +309,25 @@ class Matcher:
                 continue
             label, shown = self._labels[index], ", ".join(values)
             if len(hits) > 1:
-                dns = [index_.by_anchor[anchor].dn for anchor in hits]
+                dns = [index_.dn(anchor) for anchor in hits]
                 self._conflict(
                     candidate, label, shown, dns,
                     f"{label}: value {shown!r} matches {len(hits)} target objects "
                     f"({'; '.join(dns)}); nothing is written until exactly one matches",
                 )
                 break
-            target = index_.by_anchor[hits[0]]
-            owner = index_.joined.get(target.anchor)
+            target = hits[0]
+            owner = index_.joined.get(target)
             if owner is not None:
+                target_dn = index_.dn(target)
                 self._conflict(
-                    candidate, label, shown, (target.dn,),
-                    f"{label}: value {shown!r} matches {target.dn}, which is already joined to "
+                    candidate, label, shown, (target_dn,),
+                    f"{label}: value {shown!r} matches {target_dn}, which is already joined to "
                     f"source object {owner}; nothing is written until the values differ",
                 )
                 break
             candidate.target, candidate.rule, candidate.value = target, label, shown
-            self._claim(target.anchor, candidate)
+            self._claim(target, candidate)
             break
         candidate.keys = tuple(keys)
         return candidate
@@ -312,7 +344,7 @@ class Matcher:
                 continue
             hits = self._index.candidates(index, candidate.object_type, values)
             if hits:
-                dns = [self._index.by_anchor[anchor].dn for anchor in hits]
+                dns = [self._index.dn(anchor) for anchor in hits]
                 label, shown = self._labels[index], ", ".join(values)
                 self._conflict(
                     candidate, label, shown, dns,
@@ -320,6 +352,12 @@ class Matcher:
                     f"which {'; '.join(dns)} already has; nothing is written until they differ",
                 )
                 return
+
+    def clear_tables(self) -> None:
+        """Drop the per-value and per-target claim tables once resolve() has run."""
+        for tables in self._values:
+            tables.clear()
+        self._claims.clear()
 
     def resolve(self) -> None:
         """Mark every candidate caught in a cross-object ambiguity with its Conflict."""
@@ -348,7 +386,7 @@ class Matcher:
             pending = [c for c in claim if c.pending]
             # An interrupted create of ours owns its object; only rule matches compete.
             losers = [c for c in claim if not c.pending] if len(pending) == 1 else claim
-            target_dn = self._index.by_anchor[target_anchor].dn
+            target_dn = self._index.dn(target_anchor)
             dns = [c.source_dn for c in claim]
             for loser in losers:
                 if loser.conflict is None:

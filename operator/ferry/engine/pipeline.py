@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 
 from ferry.engine.delete import SOURCE_ABSENT, SOURCE_DELETED, DeleteCandidate, plan_deletes
-from ferry.engine.diff import ReferenceWork, diff_object
+from ferry.engine.diff import ReferenceWork, StoredTarget, diff_object
 from ferry.engine.expressions import CompiledTemplate, ExpressionError, compile_template
 from ferry.engine.match import Matcher, TargetIndex
 from ferry.engine.plan import Operation, OpKind, PairPlan, StagingError
@@ -21,7 +21,6 @@ from ferry.engine.scope import Scope
 from ferry.engine.stage import stage
 
 _NONE: Mapping[str, str] = MappingProxyType({})
-_NO_REFERENCES: Mapping[str, tuple[str, ...]] = MappingProxyType({})
 
 SUMMARY_KEYS = ("created", "updated", "moved", "deleted", "unchanged", "conflicts", "errors",
                 "deferred")
@@ -33,7 +32,7 @@ class _Resolver:
     __slots__ = ("_by_anchor", "_created", "_joined", "_joins", "_new_joins", "_new_targets")
 
     def __init__(self, joins: Mapping[str, str], new_joins: Mapping[str, str],
-                 by_anchor: Mapping[str, Record], created: set[str],
+                 by_anchor: Mapping[str, object], created: set[str],
                  joined_targets: Mapping[str, str]) -> None:
         self._joins, self._new_joins, self._by_anchor = joins, new_joins, by_anchor
         self._created, self._joined = created, joined_targets
@@ -64,7 +63,9 @@ class _Run:
         self.rules, self.template, self.joins, self.full = rules, template, joins, full
         self.pending = pending_creates
         self.scope = Scope(rules)
-        self.index = TargetIndex(rules, targets, joins, pending_creates)
+        compared = {object_type: tuple(name for name, _ in template.updatable(object_type))
+                    for object_type in ObjectType}
+        self.index = TargetIndex(rules, targets, joins, pending_creates, compared)
         self.matcher = Matcher(rules, self.index)
         self.plan = PairPlan(rules.name)
         self.operations: list[Operation] = []
@@ -93,25 +94,25 @@ class _Run:
         except ExpressionError as error:
             self.plan.errors.append(self._error(source, error))
             return
-        by_anchor = self.index.by_anchor
+        index = self.index
         if reason is not None:
             if target_anchor is not None:
-                target = by_anchor.get(target_anchor)
+                target = index.record(target_anchor)
                 if target is None:
                     self._drop(anchor)
                 else:
                     self.deletes.append(DeleteCandidate(anchor, target, reason))
             return
         if target_anchor is not None:
-            target = by_anchor.get(target_anchor)
-            if target is not None:
-                self._sync_joined(source, target)
+            stored = index.by_anchor.get(target_anchor)
+            if stored is not None:
+                self._sync_joined(source, stored)
                 return
             # The joined target vanished: forget the join and match or create again.
             self._drop(anchor)
         self._match(source)
 
-    def _sync_joined(self, source: Record, target: Record) -> None:
+    def _sync_joined(self, source: Record, target: StoredTarget) -> None:
         try:
             desired = stage(source, self.template, target.anchor)
         except ExpressionError as error:
@@ -134,16 +135,16 @@ class _Run:
             self.plan.unchanged[source.object_type] += 1
 
     def _references_in_sync(self, desired: Mapping[str, tuple[str, ...]],
-                            current: Mapping[str, tuple[str, ...]]) -> bool:
+                            current: tuple[tuple[str, ...], ...] | None) -> bool:
         """True when every reference maps through existing joins to exactly the current ones.
 
         Existing joins do not change during a run, so this answer is final; anything else is
         settled once the run's new joins and creates are known.
         """
         joins, by_anchor = self.joins, self.index.by_anchor
-        for attribute in REFERENCE_ATTRIBUTES:
+        for position, attribute in enumerate(REFERENCE_ATTRIBUTES):
             want = desired.get(attribute, ())
-            have = current.get(attribute, ())
+            have = () if current is None else current[position]
             if len(want) != len(have):
                 return False
             if not want:
@@ -162,7 +163,7 @@ class _Run:
         candidate = self.matcher.match(source, self.pending.get(source.anchor))
         if candidate.conflict is not None:
             return
-        target = candidate.target
+        target = None if candidate.target is None else self.index.by_anchor[candidate.target]
         try:
             desired = stage(source, self.template, target.anchor if target is not None else "")
         except ExpressionError as error:
@@ -179,7 +180,7 @@ class _Run:
             if ops and desired.references:
                 candidate.references = ReferenceWork(
                     source.anchor, source.object_type, None, desired.dn, desired.references,
-                    _NO_REFERENCES, True)
+                    None, True)
         elif (desired.references or target.references) \
                 and self.template.switch(source.object_type).update:
             candidate.references = ReferenceWork(
@@ -190,6 +191,9 @@ class _Run:
         """Settle conflicts, deletions and references; return the plan."""
         plan, joins, by_anchor = self.plan, self.joins, self.index.by_anchor
         self.matcher.resolve()
+        # Matching is over: free its tables before the plan grows to its full size.
+        self.index.clear_match_tables()
+        self.matcher.clear_tables()
         matched_ops: list[Operation] = []
         created: set[str] = set()
         for candidate in self.matcher.candidates:
@@ -201,7 +205,7 @@ class _Run:
                 continue
             ops = candidate.operations
             if candidate.target is not None:
-                plan.new_joins[candidate.source_anchor] = candidate.target.anchor
+                plan.new_joins[candidate.source_anchor] = candidate.target
             elif ops:
                 created.add(candidate.source_anchor)
             matched_ops.extend(ops)
@@ -209,6 +213,7 @@ class _Run:
                 self.references.append(candidate.references)
             elif not ops and candidate.target is not None:
                 plan.unchanged[candidate.object_type] += 1
+        self.matcher.candidates.clear()
 
         # Joins whose target object is gone: forget them (a source read this run was already
         # matched or created again above; others are on the next full run).
@@ -218,23 +223,25 @@ class _Run:
 
         deleted = [anchor for anchor in deleted_sources if anchor in self.unseen]
         for anchor in deleted:
-            target = by_anchor.get(joins[anchor])
+            target = self.index.record(joins[anchor])
             if target is not None:
                 self.deletes.append(DeleteCandidate(anchor, target, SOURCE_DELETED))
         if self.full:
             already = set(deleted)
             for anchor, target_anchor in joins.items():
                 if anchor in self.unseen and anchor not in already:
-                    target = by_anchor.get(target_anchor)
+                    target = self.index.record(target_anchor)
                     if target is not None:
                         self.deletes.append(DeleteCandidate(anchor, target, SOURCE_ABSENT))
+        self.unseen.clear()
         deletes = plan_deletes(self.rules, self.template, self.deletes)
         plan.threshold_hit = deletes.threshold_hit
         plan.threshold_message = deletes.threshold_message
 
         resolver = _Resolver(joins, plan.new_joins, by_anchor, created, self.index.joined)
         reference_ops: list[Operation] = []
-        for work in self.references:
+        works, self.references = self.references, []
+        for work in works:
             ops, deferred = work.diff(resolver, pair=self.rules.name)
             reference_ops.extend(ops)
             if deferred:

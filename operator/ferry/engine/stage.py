@@ -62,7 +62,7 @@ def stage(record: Record, template: CompiledTemplate, target_anchor: str = "") -
     source = record.attributes
     attributes: dict[str, AttributeValue] = {
         name: value for name, key in template.copies(object_type)
-        if (value := source.get(key)) is not None
+        if (value := source.get(key))  # an empty value is no value
     }
     for name, expression in template.computed(object_type):
         computed = expression.evaluate(record)
