@@ -50,8 +50,11 @@ class Scenario:
         env = {**os.environ, "FERRY_SECRETS_DIR": str(self.secrets_dir),
                PASSWORD_ENV: INITIAL_PASSWORD, "COLUMNS": "200"}
         if not wait:
-            return subprocess.Popen(command, env=env, cwd=self.folder,
-                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            # To a file, not a pipe: nobody reads a pipe while the run goes on, and a full pipe
+            # would stall it.
+            log = open(self.folder / f"background-{len(self.outputs)}.log", "w")  # noqa: SIM115
+            return subprocess.Popen(command, env=env, cwd=self.folder, stdout=log,
+                                    stderr=subprocess.STDOUT, text=True)
         done = subprocess.run(command, env=env, cwd=self.folder, capture_output=True, text=True,
                               timeout=600, check=False)
         self.outputs.append(done.stdout + done.stderr)
