@@ -33,7 +33,7 @@ app = typer.Typer(no_args_is_help=True, add_completion=False,
 lab_app = typer.Typer(no_args_is_help=True, help="The local two-domain Samba AD lab.")
 app.add_typer(lab_app, name="lab")
 # Tables stay readable when output goes to a file or CI log (rich assumes 80 columns there).
-out = Console(width=None if sys.stdout.isatty() else 120)
+out = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, width=None if sys.stderr.isatty() else 120)
 
 DEFAULT_STATE = ".ferry/state.sqlite"
@@ -185,8 +185,12 @@ def runs(state: StateOpt = DEFAULT_STATE, workflow: WorkflowOpt = None,
                           row.message)
         out.print(table)
         return
-    table = Table("run", "workflow", "mode", "started", "result", "created", "updated",
-                  "moved", "deleted", "conflicts", "errors", "message")
+    table = Table()
+    for column in ("run", "workflow", "mode", "started", "result"):
+        table.add_column(column, no_wrap=True, min_width=len(column))
+    for column in ("created", "updated", "moved", "deleted", "conflicts", "errors"):
+        table.add_column(column, justify="right", no_wrap=True, min_width=len(column))
+    table.add_column("message", overflow="fold")
     for r in store.runs(workflow, limit):
         totals = {k: sum(c.get(k, 0) for c in r.counts.values()) for k in COUNT_KEYS}
         table.add_row(r.id, r.workflow, r.mode, f"{r.started_at:%Y-%m-%d %H:%M:%S}", r.result,

@@ -132,6 +132,8 @@ def _plan(pair: PairSettings, reads: dict[str, EnvironmentRead], store: StateSto
 def _report_plan(outcome: RunOutcome, plan: PairPlan) -> None:
     for object_type, count in plan.unchanged.items():
         outcome.count(object_type.value, "unchanged", count)
+    for object_type, count in plan.deferred_counts.items():
+        outcome.count(object_type.value, "deferred", count)
     for conflict in plan.conflicts:
         outcome.count(conflict.object_type.value, "conflicts")
         log.warning("object.conflict", pair=plan.pair, dn=conflict.source_dn,
