@@ -4,7 +4,10 @@
 
 Each N runs in a fresh process so peak RSS is its own. Sources and targets are generated
 lazily, the way a connector streams them; the time spent generating them is measured and
-left out of the engine seconds, while peak memory includes everything (joins, records, plan).
+left out of the engine seconds (wall and CPU), while peak memory includes everything
+(joins, records, plan). Each N runs twice: with Python's cyclic garbage collector as it is,
+and with it paused around plan_pair (gc.freeze + gc.disable), which a sync job can do since
+the engine makes no reference cycles; the difference is the collector's share.
 
 World: ~98% users (14 attributes incl. 3 proxyAddresses, a manager) and ~2% groups of 50
 members. Half the objects are already joined (1 in 20 of those with one attribute changed),
@@ -196,42 +199,50 @@ def joins(n: int) -> dict[str, str]:
 
 
 class Timed(Iterable[Record]):
-    """Wraps a generator and adds the time spent producing its items to `seconds`."""
+    """Wraps a generator and adds the wall and CPU time spent producing its items."""
 
     def __init__(self, items: Iterator[Record]) -> None:
         self.items = items
         self.seconds = 0.0
+        self.cpu_seconds = 0.0
         self.count = 0
 
     def __iter__(self) -> Iterator[Record]:
-        clock = time.perf_counter
+        wall, cpu = time.perf_counter, time.process_time
         while True:
-            start = clock()
+            start, start_cpu = wall(), cpu()
             try:
                 item = next(self.items)
             except StopIteration:
-                self.seconds += clock() - start
                 return
-            self.seconds += clock() - start
+            finally:
+                self.seconds += wall() - start
+                self.cpu_seconds += cpu() - start_cpu
             self.count += 1
             yield item
 
 
-def run_one(n: int) -> dict[str, object]:
+def run_one(n: int, gc_paused: bool) -> dict[str, object]:
     pair = rules()
     compiled = compile_template(pair.staging)
     join_map = joins(n)
     source_iter, target_iter = Timed(sources(n)), Timed(targets(n))
-    gc.freeze()  # the records live until the end; cyclic GC passes over them are pure cost
-    start = time.perf_counter()
+    if gc_paused:
+        gc.freeze()
+        gc.disable()
+    start, start_cpu = time.perf_counter(), time.process_time()
     plan = plan_pair(pair, source_iter, target_iter, join_map, compiled=compiled)
-    elapsed = time.perf_counter() - start
+    elapsed, elapsed_cpu = time.perf_counter() - start, time.process_time() - start_cpu
+    gc.enable()
     generation = source_iter.seconds + target_iter.seconds
+    generation_cpu = source_iter.cpu_seconds + target_iter.cpu_seconds
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     kinds = Counter(op.kind.value for op in plan.operations)
     return {
         "n": n, "sources": source_iter.count, "targets": target_iter.count,
-        "joins": len(join_map), "engine_s": round(elapsed - generation, 2),
+        "joins": len(join_map), "gc": "paused" if gc_paused else "default",
+        "engine_s": round(elapsed - generation, 2),
+        "engine_cpu_s": round(elapsed_cpu - generation_cpu, 2),
         "generation_s": round(generation, 2), "peak_mb": round(peak_mb),
         "ops": dict(kinds), "new_joins": len(plan.new_joins),
         "conflicts": len(plan.conflicts), "errors": len(plan.errors),
@@ -241,24 +252,25 @@ def run_one(n: int) -> dict[str, object]:
 
 def main(argv: list[str]) -> None:
     if argv[:1] == ["--one"]:
-        print(json.dumps(run_one(int(argv[1]))))
+        print(json.dumps(run_one(int(argv[1]), argv[2:3] == ["--gc-paused"])))
         return
     sizes = [int(arg) for arg in argv] or [100_000, 1_000_000]
     rows = []
     for n in sizes:
-        done = subprocess.run([sys.executable, __file__, "--one", str(n)], check=True,
-                              capture_output=True, text=True)
-        rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
-    print(f"{'objects':>9} {'targets':>8} {'engine s':>9} {'gen s':>6} {'peak MB':>8} "
-          f"{'create':>7} {'update':>7} {'move':>6} {'refs':>7} {'unchanged':>9} "
-          f"{'conflicts':>9}")
+        for mode in ([], ["--gc-paused"]):
+            done = subprocess.run([sys.executable, __file__, "--one", str(n), *mode], check=True,
+                                  capture_output=True, text=True)
+            rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    print(f"{'objects':>9} {'targets':>8} {'gc':>8} {'engine s':>9} {'cpu s':>7} {'gen s':>6} "
+          f"{'peak MB':>8} {'create':>7} {'update':>7} {'move':>6} {'refs':>7} "
+          f"{'unchanged':>9} {'conflicts':>9}")
     for row in rows:
         ops = row["ops"]
         assert isinstance(ops, dict)
-        print(f"{row['n']:>9} {row['targets']:>8} {row['engine_s']:>9} {row['generation_s']:>6} "
-              f"{row['peak_mb']:>8} {ops.get('create', 0):>7} {ops.get('update', 0):>7} "
-              f"{ops.get('move', 0):>6} {ops.get('references', 0):>7} {row['unchanged']:>9} "
-              f"{row['conflicts']:>9}")
+        print(f"{row['n']:>9} {row['targets']:>8} {row['gc']:>8} {row['engine_s']:>9} "
+              f"{row['engine_cpu_s']:>7} {row['generation_s']:>6} {row['peak_mb']:>8} "
+              f"{ops.get('create', 0):>7} {ops.get('update', 0):>7} {ops.get('move', 0):>6} "
+              f"{ops.get('references', 0):>7} {row['unchanged']:>9} {row['conflicts']:>9}")
 
 
 if __name__ == "__main__":

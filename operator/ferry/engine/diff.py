@@ -41,7 +41,8 @@ def fingerprint(value: AttributeValue | None) -> int:
         return hash(value)
     if len(value) == 1:
         return hash(value[0])
-    return hash(tuple(sorted(value)))
+    # Order-insensitive and cheap: the values' own (keyed) hashes, summed, with the count.
+    return hash((len(value), sum(map(hash, value))))
 
 
 _STRUCTS: dict[int, struct.Struct] = {}
@@ -72,9 +73,11 @@ class StoredTarget:
         self.object_type = record.object_type
         self.dn = record.dn
         self.enabled = record.enabled
+        self.fingerprints = _packer(len(compared)).pack(*[
+            hash(value) if type(value) is str and value else fingerprint(value)
+            for value in map(record.attributes.get, compared)
+        ])
         attributes = record.attributes
-        self.fingerprints = _packer(len(compared)).pack(
-            *[fingerprint(attributes.get(name)) for name in compared])
         self.rule_values = tuple([attributes.get(name) for name in rule_attributes])
         references = record.references
         # Aligned with REFERENCE_ATTRIBUTES; None when the object references nothing.
@@ -105,12 +108,12 @@ def _differing_exact(desired: Record, current: Record,
 
 
 def _differing_stored(desired: Record, current: StoredTarget,
-                      updatable: tuple[tuple[str, bool], ...]) -> list[tuple[str, bool, bool]]:
+                      updatable: tuple[tuple[str, bool], ...],
+                      names: tuple[str, ...]) -> list[tuple[str, bool, bool]]:
     """As _differing_exact, comparing fingerprints; in-sync objects cost one bytes compare."""
-    get = desired.attributes.get
     wants = [
         hash(value) if type(value) is str and value else fingerprint(value)
-        for value in [get(attribute) for attribute, _ in updatable]
+        for value in map(desired.attributes.get, names)
     ]
     packer = _packer(len(wants))
     if packer.pack(*wants) == current.fingerprints:
@@ -141,7 +144,8 @@ def diff_object(desired: Record, current: Record | StoredTarget | None,
         return []
     ops: list[Operation] = []
     updatable = template.updatable(desired.object_type)
-    differing = (_differing_stored(desired, current, updatable)
+    differing = (_differing_stored(desired, current, updatable,
+                                   template.compared(desired.object_type))
                  if isinstance(current, StoredTarget)
                  else _differing_exact(desired, current, updatable))
     changes: _Changes = {}

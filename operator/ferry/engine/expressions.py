@@ -15,6 +15,7 @@ from typing import Any
 import cel
 from cel import stdlib as cel_stdlib
 
+from ferry.engine.domains import DomainMapper
 from ferry.engine.records import AttributeValue, ObjectType, Record
 from ferry.engine.rules import ApplyWhen, StagingRules, TypeSwitch
 
@@ -352,8 +353,8 @@ class CompiledMapping:
 class CompiledTemplate:
     """A StagingRules with expressions compiled and lookups precomputed; reuse across runs."""
 
-    __slots__ = ("_computed", "_copies", "_mappings", "_ou_cache", "_ou_mappings", "_switches",
-                 "_updatable", "domain_attributes", "domain_map", "name", "staging")
+    __slots__ = ("_compared", "_computed", "_copies", "_mappings", "_ou_cache", "_ou_mappings",
+                 "_switches", "_updatable", "domain_attributes", "domain_mapper", "name", "staging")
 
     _OU_CACHE_LIMIT = 100_000
 
@@ -398,10 +399,10 @@ class CompiledTemplate:
                 for m in chosen
                 if m.apply is not ApplyWhen.ON_CREATE and m.target_attribute.lower() not in excluded
             )
-        self.domain_map = {
-            d.source_domain.lower(): d.target_domain for d in staging.domain_mappings
-        }
-        self.domain_attributes = staging.domain_mapped_attributes if self.domain_map else ()
+        self._compared = {object_type: tuple(name for name, _ in pairs)
+                          for object_type, pairs in self._updatable.items()}
+        self.domain_mapper = DomainMapper(staging.domain_mappings)
+        self.domain_attributes = staging.domain_mapped_attributes if self.domain_mapper else ()
         # Longest source OU first, so the first hit is the most specific mapping.
         self._ou_mappings = tuple(
             ("," + m.source_ou.lower(), m.source_ou.lower(), m.target_ou)
@@ -420,6 +421,10 @@ class CompiledTemplate:
     def computed(self, object_type: ObjectType) -> tuple[tuple[str, CompiledExpression], ...]:
         """(target attribute, expression) for mappings that need CEL."""
         return self._computed[object_type]
+
+    def compared(self, object_type: ObjectType) -> tuple[str, ...]:
+        """The attribute names of updatable(object_type), in the same order."""
+        return self._compared[object_type]
 
     def updatable(self, object_type: ObjectType) -> tuple[tuple[str, bool], ...]:
         """(attribute, only when the target is empty) for every attribute an UPDATE may set."""

@@ -82,13 +82,16 @@ class TargetIndex:
             by_anchor[anchor] = StoredTarget(target, names[object_type], attributes)
             if object_type not in types:
                 continue
-            for index, attribute in enumerate(attributes):
-                value = target.attributes.get(attribute)
+            for index, value in enumerate(map(target.attributes.get, attributes)):
                 if not value:
                     continue
                 table = tables[index][object_type]
                 if type(value) is str:
-                    _add(table, _fold(value), anchor)
+                    key = value.lower()
+                    if key == value:
+                        key = value  # keep one string, not two equal ones
+                    if table.setdefault(key, anchor) is not anchor:
+                        _add(table, key, anchor)
                 else:
                     for item in value:
                         if item:

@@ -63,8 +63,7 @@ class _Run:
         self.rules, self.template, self.joins, self.full = rules, template, joins, full
         self.pending = pending_creates
         self.scope = Scope(rules)
-        compared = {object_type: tuple(name for name, _ in template.updatable(object_type))
-                    for object_type in ObjectType}
+        compared = {object_type: template.compared(object_type) for object_type in ObjectType}
         self.index = TargetIndex(rules, targets, joins, pending_creates, compared)
         self.matcher = Matcher(rules, self.index)
         self.plan = PairPlan(rules.name)

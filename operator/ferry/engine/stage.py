@@ -2,44 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from ferry.engine.dn import build_dn, rdn_value
 from ferry.engine.expressions import CompiledTemplate
 from ferry.engine.records import AttributeValue, ObjectType, Record, split_rdn
-
-
-def map_domain(value: str, domain_map: Mapping[str, str]) -> str:
-    """Rewrite the domain after the last '@' when it is mapped (exact domain, any case).
-
-    A `smtp:`/`SMTP:` prefix is kept as written; other typed addresses (`sip:`, `x500:`) are
-    left alone, as are subdomains of a mapped domain.
-    """
-    local, at, domain = value.rpartition("@")
-    if not at:
-        return value
-    target = domain_map.get(domain.lower())
-    if target is None:
-        return value
-    colon = local.find(":")
-    if colon >= 0 and local[:colon].lower() != "smtp":
-        return value
-    return local + "@" + target
-
-
-def map_domains(value: AttributeValue, domain_map: Mapping[str, str]) -> AttributeValue:
-    """map_domain applied to a single value or to each value of a multi-valued attribute."""
-    if type(value) is str:
-        return map_domain(value, domain_map)
-    mapped: list[str] = []
-    for item in value:  # map_domain inlined: proxyAddresses are the bulk of the work
-        local, at, domain = item.rpartition("@")
-        if at and (target := domain_map.get(domain.lower())) is not None and (
-            (colon := local.find(":")) < 0 or local[:colon].lower() == "smtp"
-        ):
-            item = local + "@" + target
-        mapped.append(item)
-    return tuple(mapped)
 
 
 def _parent(dn: str) -> str:
@@ -69,11 +34,11 @@ def stage(record: Record, template: CompiledTemplate, target_anchor: str = "") -
         if computed is not None:
             attributes[name] = computed
     if template.domain_attributes:
-        domain_map = template.domain_map
+        mapper = template.domain_mapper
         for name in template.domain_attributes:
             value = attributes.get(name)
             if value is not None:
-                attributes[name] = map_domains(value, domain_map)
+                attributes[name] = mapper.map(value)
     staging = template.staging
     rdn: AttributeValue | None = attributes.get(staging.rdn_attribute)
     if isinstance(rdn, tuple):
