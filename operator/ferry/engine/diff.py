@@ -30,10 +30,11 @@ def same_value(want: AttributeValue, have: AttributeValue) -> bool:
 
 
 def fingerprint(value: AttributeValue | None) -> int:
-    """A 64-bit hash standing for a value: values same_value finds equal hash equal.
+    """A 64-bit hash standing for a value: values same_value finds equal hash equal
+    (multi-valued attributes hold distinct values).
 
-    Python's string hash is keyed per process, so a collision (odds about 2**-64 per
-    comparison) could hide one change for one run only; the next run compares afresh.
+    Python's string hash is keyed per process (unless PYTHONHASHSEED pins it), so a
+    collision, at odds of about 2**-64 per comparison, could hide one change for one run.
     """
     if not value:
         return ABSENT
@@ -59,9 +60,8 @@ class StoredTarget:
     """A target object as the engine keeps it between reading and diffing.
 
     Compared attributes are kept as packed fingerprints (8 bytes each) in the order of the
-    template's updatable attributes, match-rule attributes as values, references as anchors.
-    Read target objects are mostly attribute strings; at a million objects keeping them is
-    most of the memory and most of what the garbage collector walks.
+    template's updatable attributes, match-rule attributes as values, references as anchors:
+    read target objects are mostly attribute strings nobody needs once they are compared.
     """
 
     __slots__ = ("anchor", "dn", "enabled", "fingerprints", "object_type", "references",

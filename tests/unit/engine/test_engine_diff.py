@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from engine_world import CONTOSO, SRC_OU, TGT_OU, FakeTarget, group, pair, staging, user
 
+from ferry.engine.diff import diff_object
+from ferry.engine.expressions import compile_template
 from ferry.engine.pipeline import plan_pair, plan_summary
 from ferry.engine.plan import OpKind
 from ferry.engine.records import ObjectType, Record
 from ferry.engine.rules import ApplyWhen, AttributeMapping, OuMapping, PairRules, TypeSwitch
+from ferry.engine.stage import stage
 
 M = AttributeMapping
 
@@ -175,3 +178,21 @@ def test_type_switches_stop_creates_and_updates_per_type() -> None:
     world.apply(plan_pair(no_user_update, [user("s1", "Ann", title="Rep")], [], {}))
     changed = user("s1", "Ann", title="Lead", ou="OU=Elsewhere,DC=src,DC=test")
     assert plan_pair(no_user_update, [changed], world.records, world.joins).operations == []
+
+
+def test_diff_object_compares_records_directly() -> None:
+    template = compile_template(staging(
+        M("cn", "source.cn"), M("proxyAddresses", "source.proxyAddresses"),
+        M("title", "source.title"), M("info", "'x'", apply=ApplyWhen.ON_CREATE),
+        M("department", "source.department", apply=ApplyWhen.WHEN_EMPTY)))
+    desired = stage(user("s1", "Ann", proxyAddresses=("a", "b"), title="Rep",
+                         department="Sales"), template, "t1")
+    current = Record("t1", ObjectType.USER, desired.dn,
+                     {"cn": "Ann", "proxyAddresses": ("b", "a"), "title": "Rep",
+                      "department": "Ops"}, enabled=True)
+    assert diff_object(desired, current, template, pair="p", source_anchor="s1") == []
+
+    current.attributes["title"] = "Lead"
+    current.attributes["department"] = ""
+    [op] = diff_object(desired, current, template, pair="p", source_anchor="s1")
+    assert op.changes == {"title": "Rep", "department": "Sales"}
