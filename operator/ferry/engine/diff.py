@@ -193,56 +193,62 @@ def diff_references(source_anchor: str, object_type: ObjectType, dn: str,
     Target-native references (to objects no source is joined to) are never removed.
     """
     haves = tuple([current.get(name, ()) for name in REFERENCE_ATTRIBUTES]) if current else None
-    work = ReferenceWork(source_anchor, object_type, target_anchor, dn, desired, haves, False)
-    return work.diff(resolver, pair=pair)
+    row = reference_row(source_anchor, object_type, target_anchor, dn, desired, haves, False)
+    return diff_reference_row(row, resolver, pair=pair)
 
+
+# One object's references, kept until every join and create of the run is known:
+# (source anchor, object type value, target anchor or None, DN for the operation, wanted
+# source anchors and current target anchors, each aligned with REFERENCE_ATTRIBUTES, and
+# whether the object has other operations this run). A plain tuple of plain values, because
+# CPython's cyclic collector stops tracking those, while it walks every class instance on
+# every full collection.
+ReferenceRow = tuple[str, str, str | None, str, tuple[tuple[str, ...], ...],
+                     tuple[tuple[str, ...], ...], bool]
 
 _NO_REFERENCES: tuple[tuple[str, ...], ...] = tuple(() for _ in REFERENCE_ATTRIBUTES)
+_TYPES = {object_type.value: object_type for object_type in ObjectType}
 
 
-class ReferenceWork:
-    """One object's references, kept until every join and create of the run is known."""
+def reference_row(source_anchor: str, object_type: ObjectType, target_anchor: str | None,
+                  dn: str, desired: Mapping[str, tuple[str, ...]],
+                  haves: tuple[tuple[str, ...], ...] | None, changed: bool) -> ReferenceRow:
+    """haves: the target's references aligned with REFERENCE_ATTRIBUTES (None: none)."""
+    # The records' own tuples are kept, not copies.
+    return (source_anchor, object_type.value, target_anchor, dn,
+            tuple([desired.get(name, ()) for name in REFERENCE_ATTRIBUTES]),
+            _NO_REFERENCES if haves is None else haves, changed)
 
-    __slots__ = ("changed", "dn", "haves", "object_type", "source_anchor", "target_anchor",
-                 "wants")
 
-    def __init__(self, source_anchor: str, object_type: ObjectType, target_anchor: str | None,
-                 dn: str, desired: Mapping[str, tuple[str, ...]],
-                 haves: tuple[tuple[str, ...], ...] | None, changed: bool) -> None:
-        """haves: the target's references aligned with REFERENCE_ATTRIBUTES (None: none)."""
-        self.source_anchor = source_anchor
-        self.object_type = object_type
-        self.target_anchor = target_anchor
-        self.dn = dn
-        # Values aligned with REFERENCE_ATTRIBUTES: the records' own tuples, not copies.
-        self.wants = tuple([desired.get(name, ()) for name in REFERENCE_ATTRIBUTES])
-        self.haves = _NO_REFERENCES if haves is None else haves
-        self.changed = changed  # the object has other operations this run
+def reference_row_type(row: ReferenceRow) -> ObjectType:
+    return _TYPES[row[1]]
 
-    def diff(self, resolver: ReferenceResolver, *, pair: str) -> tuple[list[Operation], bool]:
-        """The REFERENCES operations and whether some reference had to be deferred."""
-        ops: list[Operation] = []
-        deferred = False
-        for attribute, want, have in zip(REFERENCE_ATTRIBUTES, self.wants, self.haves,
-                                         strict=True):
-            if not want and not have:
-                continue
-            have_set = set(have)
-            add: list[str] = []
-            keep: set[str] = set()
-            for source_ref in want:
-                target_ref = resolver.target_of(source_ref)
-                if target_ref is not None:
-                    keep.add(target_ref)
-                    if target_ref not in have_set:
-                        add.append(source_ref)
-                elif resolver.is_created(source_ref):
+
+def diff_reference_row(row: ReferenceRow, resolver: ReferenceResolver, *,
+                       pair: str) -> tuple[list[Operation], bool]:
+    """diff_references for a ReferenceRow."""
+    source_anchor, type_value, target_anchor, dn, wants, haves, _ = row
+    ops: list[Operation] = []
+    deferred = False
+    for attribute, want, have in zip(REFERENCE_ATTRIBUTES, wants, haves, strict=True):
+        if not want and not have:
+            continue
+        have_set = set(have)
+        add: list[str] = []
+        keep: set[str] = set()
+        for source_ref in want:
+            target_ref = resolver.target_of(source_ref)
+            if target_ref is not None:
+                keep.add(target_ref)
+                if target_ref not in have_set:
                     add.append(source_ref)
-                else:
-                    deferred = True  # not synced yet: retried on a later run
-            remove = tuple(t for t in have if t not in keep and resolver.is_managed(t))
-            if add or remove:
-                ops.append(Operation(OpKind.REFERENCES, self.object_type, pair,
-                                     self.source_anchor, self.target_anchor, self.dn,
-                                     attribute=attribute, add=tuple(add), remove=remove))
-        return ops, deferred
+            elif resolver.is_created(source_ref):
+                add.append(source_ref)
+            else:
+                deferred = True  # not synced yet: retried on a later run
+        remove = tuple(t for t in have if t not in keep and resolver.is_managed(t))
+        if add or remove:
+            ops.append(Operation(OpKind.REFERENCES, _TYPES[type_value], pair, source_anchor,
+                                 target_anchor, dn, attribute=attribute, add=tuple(add),
+                                 remove=remove))
+    return ops, deferred

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from ferry.engine.diff import ReferenceWork, StoredTarget
+from ferry.engine.diff import ReferenceRow, StoredTarget
 from ferry.engine.dn import normalize_dn
-from ferry.engine.plan import Conflict, Operation, StagingError
+from ferry.engine.plan import Conflict, StagingError
 from ferry.engine.records import ObjectType, Record
 from ferry.engine.rules import PairRules
 
@@ -172,6 +172,8 @@ class Candidate:
 
     __slots__ = ("conflict", "error", "keys", "object_type", "operations", "pending",
                  "references", "rule", "source_anchor", "source_dn", "target", "value")
+    # operations: (first, end) positions of its operations in the caller's list, so that
+    # a million candidates do not each hold a list for the collector to walk.
 
     def __init__(self, source: Record) -> None:
         self.source_anchor = source.anchor
@@ -185,8 +187,8 @@ class Candidate:
         # Rule index, lower-cased value, rule index, value, ...: what the decision rested on
         # (flat, as a million small pairs would cost more memory than the values).
         self.keys: tuple[int | str, ...] = ()
-        self.operations: list[Operation] = []
-        self.references: ReferenceWork | None = None
+        self.operations: tuple[int, int] = (0, 0)
+        self.references: ReferenceRow | None = None
         self.error: StagingError | None = None
 
 

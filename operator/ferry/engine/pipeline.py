@@ -11,7 +11,14 @@ from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 
 from ferry.engine.delete import SOURCE_ABSENT, SOURCE_DELETED, DeleteCandidate, plan_deletes
-from ferry.engine.diff import ReferenceWork, StoredTarget, diff_object
+from ferry.engine.diff import (
+    ReferenceRow,
+    StoredTarget,
+    diff_object,
+    diff_reference_row,
+    reference_row,
+    reference_row_type,
+)
 from ferry.engine.expressions import CompiledTemplate, ExpressionError, compile_template
 from ferry.engine.match import Matcher, TargetIndex
 from ferry.engine.plan import Operation, OpKind, PairPlan, StagingError
@@ -55,8 +62,9 @@ class _Resolver:
 class _Run:
     """State of one plan_pair call."""
 
-    __slots__ = ("deletes", "dropped", "full", "index", "joins", "matcher", "operations",
-                 "pending", "plan", "references", "rules", "scope", "template", "unseen")
+    __slots__ = ("candidate_ops", "deletes", "dropped", "full", "index", "joins", "matcher",
+                 "operations", "pending", "plan", "references", "rules", "scope", "template",
+                 "unseen")
 
     def __init__(self, rules: PairRules, template: CompiledTemplate, targets: Iterable[Record],
                  joins: Mapping[str, str], pending_creates: Mapping[str, str], full: bool) -> None:
@@ -68,7 +76,8 @@ class _Run:
         self.matcher = Matcher(rules, self.index)
         self.plan = PairPlan(rules.name)
         self.operations: list[Operation] = []
-        self.references: list[ReferenceWork] = []
+        self.references: list[ReferenceRow] = []
+        self.candidate_ops: list[Operation] = []  # operations of candidates, by position
         self.deletes: list[DeleteCandidate] = []
         self.unseen = set(joins)  # joined sources not read (yet)
         self.dropped: set[str] = set()
@@ -126,7 +135,7 @@ class _Run:
         if (source.references or target.references) \
                 and self.template.switch(source.object_type).update \
                 and not self._references_in_sync(source.references, target.references):
-            self.references.append(ReferenceWork(
+            self.references.append(reference_row(
                 source.anchor, source.object_type, target.anchor, _dn_after(ops, target.dn),
                 source.references, target.references, bool(ops)))
             return
@@ -174,15 +183,17 @@ class _Run:
                 return
         ops = diff_object(desired, target, self.template, pair=self.rules.name,
                           source_anchor=source.anchor)
-        candidate.operations = ops
+        first = len(self.candidate_ops)
+        self.candidate_ops.extend(ops)
+        candidate.operations = (first, first + len(ops))
         if target is None:
             if ops and desired.references:
-                candidate.references = ReferenceWork(
+                candidate.references = reference_row(
                     source.anchor, source.object_type, None, desired.dn, desired.references,
                     None, True)
         elif (desired.references or target.references) \
                 and self.template.switch(source.object_type).update:
-            candidate.references = ReferenceWork(
+            candidate.references = reference_row(
                 source.anchor, source.object_type, target.anchor, _dn_after(ops, target.dn),
                 desired.references, target.references, bool(ops))
 
@@ -202,7 +213,8 @@ class _Run:
             if candidate.error is not None:
                 plan.errors.append(candidate.error)
                 continue
-            ops = candidate.operations
+            first, end = candidate.operations
+            ops = self.candidate_ops[first:end]
             if candidate.target is not None:
                 plan.new_joins[candidate.source_anchor] = candidate.target
             elif ops:
@@ -213,6 +225,7 @@ class _Run:
             elif not ops and candidate.target is not None:
                 plan.unchanged[candidate.object_type] += 1
         self.matcher.candidates.clear()
+        self.candidate_ops = []
 
         # Joins whose target object is gone: forget them (a source read this run was already
         # matched or created again above; others are on the next full run).
@@ -241,13 +254,13 @@ class _Run:
         reference_ops: list[Operation] = []
         works, self.references = self.references, []
         for work in works:
-            ops, deferred = work.diff(resolver, pair=self.rules.name)
+            ops, deferred = diff_reference_row(work, resolver, pair=self.rules.name)
             reference_ops.extend(ops)
             if deferred:
-                plan.deferred.append(work.source_anchor)
-                plan.deferred_counts[work.object_type] += 1
-            elif not ops and not work.changed:
-                plan.unchanged[work.object_type] += 1
+                plan.deferred.append(work[0])
+                plan.deferred_counts[reference_row_type(work)] += 1
+            elif not ops and not work[6]:  # no other operation either
+                plan.unchanged[reference_row_type(work)] += 1
 
         self.operations.extend(matched_ops)
         self.operations.extend(deletes.operations)
