@@ -30,12 +30,9 @@ def same_value(want: AttributeValue, have: AttributeValue) -> bool:
 
 
 def fingerprint(value: AttributeValue | None) -> int:
-    """A 64-bit hash standing for a value: values same_value finds equal hash equal
-    (multi-valued attributes hold distinct values).
-
-    Python's string hash is keyed per process (unless PYTHONHASHSEED pins it), so a
-    collision, at odds of about 2**-64 per comparison, could hide one change for one run.
-    """
+    """A 64-bit hash standing for a value: values same_value finds equal hash equal."""
+    # Python's string hash is keyed per process (unless PYTHONHASHSEED pins it), so a
+    # collision, at odds of about 2**-64 per comparison, could hide one change for one run.
     if not value:
         return ABSENT
     if type(value) is str:
@@ -57,12 +54,11 @@ def _packer(count: int) -> struct.Struct:
 
 
 class StoredTarget:
-    """A target object as the engine keeps it between reading and diffing.
+    """A target object as the engine keeps it: compared attributes as packed fingerprints."""
 
-    Compared attributes are kept as packed fingerprints (8 bytes each) in the order of the
-    template's updatable attributes, match-rule attributes as values, references as anchors:
-    read target objects are mostly attribute strings nobody needs once they are compared.
-    """
+    # Compared attributes are 8-byte fingerprints in the order of the template's updatable
+    # attributes; match-rule attributes stay values, references anchors. Read objects are
+    # mostly attribute strings nobody needs once they are compared.
 
     __slots__ = ("anchor", "dn", "enabled", "fingerprints", "object_type", "references",
                  "rule_values")
@@ -187,11 +183,8 @@ def diff_references(source_anchor: str, object_type: ObjectType, dn: str,
                     target_anchor: str | None, desired: Mapping[str, tuple[str, ...]],
                     current: Mapping[str, tuple[str, ...]], resolver: ReferenceResolver, *,
                     pair: str) -> tuple[list[Operation], bool]:
-    """REFERENCES operations (add: source anchors, remove: target anchors) and whether some
-    desired reference could not be resolved this run (the object is then deferred).
-
-    Target-native references (to objects no source is joined to) are never removed.
-    """
+    """REFERENCES operations (add: source anchors, remove: target anchors), and whether a
+    reference could not be resolved (deferred). Target-native references are never removed."""
     haves = tuple([current.get(name, ()) for name in REFERENCE_ATTRIBUTES]) if current else None
     row = reference_row(source_anchor, object_type, target_anchor, dn, desired, haves, False)
     return diff_reference_row(row, resolver, pair=pair)

@@ -9,11 +9,8 @@ from ferry.engine.rules import DomainMapping
 
 
 class DomainMapper:
-    """Rewrites `local@domain` when domain is mapped: exact domain, any case.
-
-    A `smtp:`/`SMTP:` prefix is kept as written; other typed addresses (`sip:`, `x500:`) are
-    left alone, as are subdomains of a mapped domain (they are not implied).
-    """
+    """Rewrites `local@domain` when domain is mapped (exact domain, any case), keeping a
+    `smtp:`/`SMTP:` prefix; other typed addresses and subdomains are left alone."""
 
     __slots__ = ("_suffixes",)
 

@@ -1,9 +1,9 @@
-"""CEL expressions of a Template and a pair's source filter, compiled once and evaluated per object.
+"""CEL expressions of a Template and a pair's source filter, compiled once, run per object."""
 
-The CEL activation is `source` (the source attributes; multi-valued ones as lists), `dn` (the
-source DN) and `objectType` ("user", "group", ...). A missing attribute makes the expression
-null (no value); any other runtime failure is an ExpressionError naming template and mapping.
-"""
+# The CEL activation is `source` (the source attributes; multi-valued ones as lists), `dn`
+# (the source DN) and `objectType` ("user", "group", ...). A missing attribute makes the
+# expression null (no value); any other runtime failure is an ExpressionError naming the
+# template and the mapping.
 
 from __future__ import annotations
 
@@ -38,10 +38,8 @@ _OPERAND = re.compile(
 _MACRO_BINDING = re.compile(r"\.\s*(?:all|exists|exists_one|map|filter)\s*\(\s*([A-Za-z_]\w*)\s*,")
 def _concatenation(expression: str) -> tuple[tuple[bool, str], ...] | None:
     """(is attribute, name or text) operands when the expression only joins attributes and
-    literals with `+` (e.g. `source.givenName + ' ' + source.sn`); else None.
-
-    Such expressions are common enough (display names, logins) to be worth a Python path.
-    """
+    literals with `+` (e.g. `source.givenName + ' ' + source.sn`); else None."""
+    # Such expressions are common enough (display names, logins) to be worth a Python path.
     operands: list[tuple[bool, str]] = []
     position = 0
     while True:
@@ -102,11 +100,9 @@ _UNDEFINED = "Undefined variable or function: '" + _FLAT_PREFIX
 
 def _scan_source(expression: str) -> list[tuple[int, int, str]] | None:
     """(start, end, attribute) of every `source.x` / `source['x']` read in the expression;
-    None if it uses `source` any other way (then the whole attribute map must be passed).
-
-    Converting a map into CEL costs per entry, so passing only the attributes an expression
-    reads (better: as plain variables) is most of the evaluation cost saved.
-    """
+    None if it uses `source` any other way (then the whole attribute map must be passed)."""
+    # Converting a map into CEL costs per entry, so passing only the attributes an expression
+    # reads (better: as plain variables) is most of the evaluation cost saved.
     reads: list[tuple[int, int, str]] = []
     text, length, index = expression, len(expression), 0
     previous = ""  # last significant character before the current token

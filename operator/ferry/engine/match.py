@@ -1,11 +1,11 @@
-"""Matching: find the target object each unjoined source object corresponds to, or none.
+"""Matching: find the target object each unjoined source object corresponds to, or none."""
 
-Existing joins win over rules. A source whose create was interrupted (a pending create) joins
-the target object at the DN it was being created at. Otherwise the ordered match rules are
-tried: the first rule with exactly one target candidate decides. Ambiguity is never guessed:
-a rule value shared by several sources, several candidates, a target claimed twice or a target
-already joined to another source all make a Conflict, and nothing is written for that source.
-"""
+# Existing joins win over rules. A source whose create was interrupted (a pending create)
+# joins the target object at the DN it was being created at. Otherwise the ordered match
+# rules are tried: the first rule with exactly one target candidate decides. Ambiguity is
+# never guessed: a rule value shared by several sources, several candidates, a target claimed
+# twice or a target already joined to another source all make a Conflict, and nothing is
+# written for that source.
 
 from __future__ import annotations
 
@@ -52,11 +52,8 @@ def _needs_normalizing(lower_dn: str) -> bool:
 
 
 class TargetIndex:
-    """All target objects by anchor, and by lower-cased value of each match rule's attribute.
-
-    `compared` names, per object type, the attributes diffs compare (the template's updatable
-    attributes, in that order); targets are kept as StoredTarget.
-    """
+    """All target objects by anchor (as StoredTarget, fingerprinting `compared` attributes),
+    and by lower-cased value of each match rule's attribute."""
 
     __slots__ = ("_names", "_pending", "_rule_attributes", "_tables", "by_anchor", "joined")
 
@@ -164,11 +161,8 @@ def _add(table: dict[str, _TargetEntry], key: str, anchor: str) -> None:
 
 
 class Candidate:
-    """The match outcome for one unjoined source object; final once Matcher.resolve() ran.
-
-    `target` (an anchor) None means create. The caller keeps the object's staged operations,
-    reference work or staging error on it until conflicts are settled.
-    """
+    """The match outcome for one unjoined source object (`target` anchor, None: create);
+    final once Matcher.resolve() ran. The caller keeps its staged results on it meanwhile."""
 
     __slots__ = ("conflict", "error", "keys", "object_type", "operations", "pending",
                  "references", "rule", "source_anchor", "source_dn", "target", "value")
@@ -236,12 +230,10 @@ class Matcher:
             table[value] = _Shared((existing, claimant))
 
     def note_joined(self, source: Record, target: StoredTarget, desired: Record | None) -> None:
-        """Remember a joined source's rule values that could collide with an unjoined source's.
-
-        Not needed when its target carries the value (an unjoined source with that value finds
-        the joined target: a conflict), nor when the desired value is already on the target
-        (a create with the same value is caught by check_create).
-        """
+        """Remember a joined source's rule values that could collide with an unjoined source's."""
+        # Not needed when its target carries the value (an unjoined source with that value
+        # finds the joined target: a conflict), nor when the desired value is already on the
+        # target (a create with the same value is caught by check_create).
         for index, rule in enumerate(self._rules):
             raw = source.attributes.get(rule.source_attribute)
             if not raw:
@@ -338,11 +330,9 @@ class Matcher:
         return candidate
 
     def check_create(self, candidate: Candidate, desired: Record) -> None:
-        """Make a planned create a conflict when its staged rule values are already on a target.
-
-        Creating it would make a second target object with that value (typically one joined
-        to another source whose value was rewritten, e.g. by a domain mapping).
-        """
+        """Make a planned create a conflict when its staged rule values are already on a target."""
+        # Creating it would make a second target object with that value (typically one joined
+        # to another source whose value was rewritten, e.g. by a domain mapping).
         for index, rule in enumerate(self._rules):
             values = _lower_values(desired, rule.target_attribute)
             if not values:

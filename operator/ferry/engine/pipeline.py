@@ -1,8 +1,7 @@
-"""The engine's single entry point: plan one source -> target pair (match, stage, diff, delete).
+"""The engine's single entry point: plan one source -> target pair (match, stage, diff, delete)."""
 
-Pure: records in, a PairPlan out. Sources are consumed once, as they come; targets are indexed
-once; per source only what the plan needs is kept.
-"""
+# Pure: records in, a PairPlan out. Sources are consumed once, as they come; targets are
+# indexed once; per source only what the plan needs is kept.
 
 from __future__ import annotations
 
@@ -144,11 +143,9 @@ class _Run:
 
     def _references_in_sync(self, desired: Mapping[str, tuple[str, ...]],
                             current: tuple[tuple[str, ...], ...] | None) -> bool:
-        """True when every reference maps through existing joins to exactly the current ones.
-
-        Existing joins do not change during a run, so this answer is final; anything else is
-        settled once the run's new joins and creates are known.
-        """
+        """True when every reference maps through existing joins to exactly the current ones."""
+        # Existing joins do not change during a run, so this answer is final; anything else is
+        # settled once the run's new joins and creates are known.
         joins, by_anchor = self.joins, self.index.by_anchor
         for position, attribute in enumerate(REFERENCE_ATTRIBUTES):
             want = desired.get(attribute, ())
@@ -289,14 +286,12 @@ def plan_pair(
     compiled: CompiledTemplate | None = None,
 ) -> PairPlan:
     """Plan one pair: what to create, update, move, delete and re-reference in the target.
-
-    sources: objects read from the source this run (all of scope when full, only changed ones
-    on a delta run). targets: every object of the target scope. joins: source anchor -> target
-    anchor from the state store. pending_creates: source anchor -> DN of creates begun by a run
-    that stopped before storing their join. On a delta run deletions come only from
-    deleted_sources and from read objects that left scope. Raises ExpressionError when a
-    template or filter expression does not compile.
-    """
+    Raises ExpressionError when a template or filter expression does not compile."""
+    # sources: objects read from the source this run (all of scope when full, only changed
+    # ones on a delta run). targets: every object of the target scope. joins: source anchor ->
+    # target anchor from the state store. pending_creates: source anchor -> DN of creates
+    # begun by a run that stopped before storing their join. On a delta run deletions come
+    # only from deleted_sources and from read objects that left scope.
     template = compiled if compiled is not None else compile_template(rules.staging)
     if template.staging is not rules.staging and template.staging != rules.staging:
         raise ValueError(

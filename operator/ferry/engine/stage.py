@@ -17,12 +17,8 @@ def _parent(dn: str) -> str:
 
 
 def stage(record: Record, template: CompiledTemplate, target_anchor: str = "") -> Record:
-    """The target object record should become: mapped attributes, target DN, references.
-
-    Attributes whose mapping gave no value are absent (the diff knows which ones the template
-    manages). References stay source anchors; the diff resolves them through joins. Raises
-    ExpressionError when a mapping fails for this record.
-    """
+    """The target object record should become (references stay source anchors); raises
+    ExpressionError when a mapping fails. Attributes whose mapping gave no value are absent."""
     object_type = record.object_type
     source = record.attributes
     attributes: dict[str, AttributeValue] = {
