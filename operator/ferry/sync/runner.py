@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import gc
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -121,12 +123,26 @@ def _plan(pair: PairSettings, reads: dict[str, EnvironmentRead], store: StateSto
     source, target = reads[pair.source].result, reads[pair.target].result
     name = pair.rules.name
     sources = [r for r in source.records if r.object_type in pair.rules.object_types]
-    return plan_pair(
-        pair.rules, sources, target.records, store.joins(name),
-        pending_creates=store.pending_creates(name),
-        deleted_sources=source.deleted,
-        full=source.full,
-    )
+    with _collector_paused():
+        return plan_pair(
+            pair.rules, sources, target.records, store.joins(name),
+            pending_creates=store.pending_creates(name),
+            deleted_sources=source.deleted,
+            full=source.full,
+        )
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Planning builds millions of long-lived, cycle-free objects; the cyclic garbage
+    collector would rescan them over and over (about 30% of planning time at 1M objects)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def _report_plan(outcome: RunOutcome, plan: PairPlan) -> None:

@@ -40,14 +40,14 @@ class Scenario:
         return self.folder / "state.sqlite"
 
     def ferry(self, *args: str, manifests: Path | None = None, state: Path | None = None,
-              wait: bool = True) -> Any:
+              secrets_dir: Path | None = None, wait: bool = True) -> Any:
         """Run the ferry CLI as a user would; returns the CompletedProcess (or Popen)."""
         command = [sys.executable, "-m", "ferry", *args]
         if args and args[0] in ("run", "plan"):
             command += ["-f", str(manifests or self.manifests), "-v"]
         if args and args[0] in ("run", "plan", "runs"):
             command += ["--state", str(state or self.state)]
-        env = {**os.environ, "FERRY_SECRETS_DIR": str(self.secrets_dir),
+        env = {**os.environ, "FERRY_SECRETS_DIR": str(secrets_dir or self.secrets_dir),
                PASSWORD_ENV: INITIAL_PASSWORD, "COLUMNS": "200"}
         if not wait:
             # To a file, not a pipe: nobody reads a pipe while the run goes on, and a full pipe

@@ -7,6 +7,8 @@ its own target OU and state.
 
 from __future__ import annotations
 
+import json
+import shutil
 import signal
 import socket
 import sqlite3
@@ -18,7 +20,7 @@ import ldap3
 import pytest
 
 from ferry.engine.records import parent_of, split_rdn
-from ferry.lab.samba import DomainSpec, Lab
+from ferry.lab.samba import DomainSpec, Lab, LabDomain
 from ferry.lab.seed import seed
 from ferry_agent.directory.connection import DirectoryEndpoint, connect
 from ferry_agent.directory.errors import DirectoryConnectionError
@@ -40,12 +42,12 @@ TARGET_OU = "OU=Migrated,DC=tgt,DC=test"
 N_USERS, N_GROUPS, N_CONTACTS = 1000, 50, 100
 
 
-def _free_pair() -> tuple[str, str]:
-    for first in range(20, 250, 2):
-        pair = (f"127.0.0.{first}", f"127.0.0.{first + 1}")
-        if not any(_listening(ip) for ip in pair):
-            return pair
-    raise RuntimeError("no free loopback addresses")
+def _free_addresses(count: int) -> list[str]:
+    """Loopback addresses with nothing on 636 (the session lab and others may be up)."""
+    free = [ip for ip in (f"127.0.0.{n}" for n in range(20, 250)) if not _listening(ip)]
+    if len(free) < count:
+        raise RuntimeError("no free loopback addresses")
+    return free[:count]
 
 
 def _listening(ip: str) -> bool:
@@ -60,7 +62,7 @@ def _listening(ip: str) -> bool:
 @pytest.fixture(scope="module")
 def scenario(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
     root = tmp_path_factory.mktemp("sync-lab")
-    src_ip, tgt_ip = _free_pair()
+    src_ip, tgt_ip = _free_addresses(2)
     lab = Lab()
     src, tgt = lab.up(root / "lab", [DomainSpec("SRC.TEST", "SRC", src_ip),
                                      DomainSpec("TGT.TEST", "TGT", tgt_ip)])
@@ -284,35 +286,54 @@ def test_created_users_can_bind_with_the_password_ferry_set_which_is_stored_nowh
                 assert INITIAL_PASSWORD not in repr(row)
 
 
+@pytest.fixture
+def fresh_tgt(scenario: Scenario, tmp_path: Path) -> Iterator[tuple[LabDomain, Path]]:
+    """An empty TGT.TEST of its own (account names are unique per domain, so a second copy
+    of SRC cannot go into the scenario's TGT), and a secrets folder for it and SRC."""
+    (ip,) = _free_addresses(1)
+    lab = Lab()
+    (tgt,) = lab.up(tmp_path / "lab", [DomainSpec("TGT.TEST", "TGT", ip)])
+    secrets = tmp_path / "secrets"
+    shutil.copytree(scenario.secrets_dir / scenario.src.secret_name,
+                    secrets / scenario.src.secret_name)
+    shutil.copytree(tmp_path / "lab" / "secrets" / tgt.secret_name, secrets / tgt.secret_name)
+    try:
+        yield tgt, secrets
+    finally:
+        lab.down(tmp_path / "lab")
+
+
 def test_sigkill_half_way_then_rerun_leaves_every_object_exactly_once(
-        scenario: Scenario, tmp_path: Path) -> None:
-    ou = "OU=KillTest,DC=tgt,DC=test"
-    manifests = write_manifests(tmp_path / "m", scenario.src, scenario.tgt, target_ou=ou,
+        scenario: Scenario, fresh_tgt: tuple[LabDomain, Path], tmp_path: Path) -> None:
+    tgt, secrets = fresh_tgt
+    ou = TARGET_OU
+    manifests = write_manifests(tmp_path / "m", scenario.src, tgt, target_ou=ou,
                                 changed_only=False)
     state = tmp_path / "state.sqlite"
-    process = scenario.ferry("run", manifests=manifests, state=state, wait=False)
+    process = scenario.ferry("run", manifests=manifests, state=state, secrets_dir=secrets,
+                             wait=False)
     deadline = time.monotonic() + 300
-    while len(objects(scenario.tgt, ou, USERS, ["1.1"])) < 300:
+    while len(objects(tgt, ou, USERS, ["1.1"])) < 300:
         assert process.poll() is None, "the run finished before it could be killed"
         assert time.monotonic() < deadline, "the run made no progress"
         time.sleep(0.2)
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=30)
-    partial = len(objects(scenario.tgt, ou, "(objectClass=*)", ["1.1"]))
+    partial = len(objects(tgt, ou, "(objectClass=*)", ["1.1"]))
 
     done = scenario.ferry("run", "--out", str(tmp_path / "rerun.json"), manifests=manifests,
-                          state=state)
+                          state=state, secrets_dir=secrets)
     assert done.returncode == 0, done.stdout[-3000:]
-    rerun = __import__("json").loads((tmp_path / "rerun.json").read_text())
+    rerun = json.loads((tmp_path / "rerun.json").read_text())
     assert _total(rerun, "errors") == 0
 
     expected_users = len(objects(scenario.src, scenario.seeded.corp_dn, USERS)) - 2
-    users = objects(scenario.tgt, ou, USERS, ["sAMAccountName"])
+    users = objects(tgt, ou, USERS, ["sAMAccountName"])
     assert len(users) == expected_users
     assert len({u["sAMAccountName"] for u in users}) == expected_users
-    assert len(objects(scenario.tgt, ou, GROUPS, ["1.1"])) == N_GROUPS
-    assert len(objects(scenario.tgt, ou, CONTACTS, ["1.1"])) == N_CONTACTS
+    assert len(objects(tgt, ou, GROUPS, ["1.1"])) == N_GROUPS
+    assert len(objects(tgt, ou, CONTACTS, ["1.1"])) == N_CONTACTS
     assert partial < expected_users + N_GROUPS + N_CONTACTS
-    _, third = scenario.run_json("run", manifests=manifests, state=state)
+    _, third = scenario.run_json("run", manifests=manifests, state=state, secrets_dir=secrets)
     for key in ("created", "updated", "moved", "deleted", "errors"):
         assert _total(third, key) == 0, (key, third["counts"])
