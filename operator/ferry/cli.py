@@ -23,6 +23,7 @@ from rich.table import Table
 from ferry import logs
 from ferry.api.errors import ManifestError
 from ferry.api.loader import Manifests, load_manifests
+from ferry.engine.plan import OpKind
 from ferry.secrets import SECRETS_DIR_ENV, SecretResolver
 from ferry.state.store import StateStore
 from ferry.sync.outcome import COUNT_KEYS, ExitCode, RunOutcome
@@ -135,6 +136,8 @@ def _print_result(result: RunResult) -> None:
     for object_type, counts in o.counts_as_dict().items():
         table.add_row(object_type, *(str(counts[k]) for k in COUNT_KEYS))
     out.print(table)
+    if o.mode == "test":
+        _print_operations(result)
     lines = [f"conflict: {c.message}" for c in o.conflicts]
     lines += [f"error: {e.source_dn}: {e.message}" for e in o.staging_errors]
     lines += [f"error: {f.message}" for f in o.failures]
@@ -148,6 +151,29 @@ def _print_result(result: RunResult) -> None:
         out.print(f"[bold red]failed:[/] {o.fatal}", highlight=False)
     if result.plan_path:
         out.print(f"plan saved to {result.plan_path}")
+
+
+def _print_operations(result: RunResult, limit: int = 40) -> None:
+    """What a plan would do, one line per operation (the JSON file has them all)."""
+    shown = 0
+    total = sum(len(p.operations) for p in result.plans)
+    for plan in result.plans:
+        for op in plan.operations:
+            if shown == limit:
+                out.print(f"  ... and {total - limit} more operations in the plan file")
+                return
+            if op.kind is OpKind.UPDATE:
+                detail = ", ".join(sorted(op.changes)) or "account state"
+                line = f"update {op.object_type} {op.dn}: {detail}"
+            elif op.kind is OpKind.MOVE:
+                line = f"move {op.object_type} {op.dn} -> {op.new_dn}"
+            elif op.kind is OpKind.REFERENCES:
+                line = (f"{op.attribute} of {op.object_type} {op.dn}: +{len(op.add)}"
+                        f" -{len(op.remove)}")
+            else:
+                line = f"{op.kind.value} {op.object_type} {op.dn}"
+            out.print(f"  {line}", markup=False, highlight=False)
+            shown += 1
 
 
 @app.command()

@@ -89,6 +89,9 @@ def test_plan_leaves_target_exactly_as_it_was(scenario: Scenario) -> None:
     after = snapshot(scenario.tgt, scenario.tgt.base_dn)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "plan (test mode, nothing written)" in done.stdout
+    total = sum(len(p["operations"]) for p in plan["pairs"])
+    assert done.stdout.count("\n  create ") == 40
+    assert f"... and {total - 40} more operations in the plan file" in done.stdout
     assert before == after
     assert _counts(plan, "created") == {"user": N_USERS - 2, "group": N_GROUPS,
                                         "contact": N_CONTACTS}
