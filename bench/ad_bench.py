@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import subprocess
 import tempfile
 import time
@@ -25,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ferry.lab import Lab, LabDomain
-from ferry.lab.samba import DomainSpec
+from ferry.lab.samba import DomainSpec, free_addresses
 from ferry.lab.seed import seed
 from ferry_agent.directory import Scope, build_dn, ensure_ou, generate_password, read_full
 from ferry_agent.directory.write import create
@@ -47,16 +46,6 @@ ATTRIBUTES = [
     "userAccountControl",
 ]
 USER_FILTER = "(&(objectCategory=person)(objectClass=user))"
-
-
-def free_address() -> str:
-    for last in range(2, 250):
-        ip = f"127.0.0.{last}"
-        with socket.socket() as sock:
-            sock.settimeout(0.2)
-            if sock.connect_ex((ip, 636)) != 0:
-                return ip
-    raise SystemExit("no free loopback address for the bench lab")
 
 
 def best_of(runs: int, action: Callable[[], int]) -> tuple[int, float]:
@@ -161,7 +150,7 @@ def main() -> None:
 
     root = Path(tempfile.mkdtemp(prefix="ferry-ad-bench-"))
     lab = Lab(max_runtime=3 * 3600)
-    ip = free_address()
+    (ip,) = free_addresses(1)
     started = time.perf_counter()
     (domain,) = lab.up(root, [DomainSpec("SRC.TEST", "SRC", ip)])
     up_seconds = time.perf_counter() - started

@@ -7,7 +7,6 @@ folder. Tests that need it take the `lab` fixture and are marked `@pytest.mark.l
 from __future__ import annotations
 
 import shutil
-import socket
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from ferry.lab import Lab, LabDomain
-from ferry.lab.samba import DomainSpec
+from ferry.lab.samba import DomainSpec, free_addresses
 from ferry.lab.seed import SeedSummary, seed
 from ferry_agent.directory import ensure_ou
 from ferry_agent.directory.write import delete
@@ -35,31 +34,13 @@ class LabDomains:
     root: Path
 
 
-def _free_pair() -> tuple[str, str]:
-    """127.0.0.2/.3 unless something (a `ferry lab up` left running?) listens there already."""
-    for first in range(2, 250, 2):
-        pair = (f"127.0.0.{first}", f"127.0.0.{first + 1}")
-        if not any(_listening(ip) for ip in pair):
-            return pair
-    raise RuntimeError("no free pair of loopback addresses for the lab")
-
-
-def _listening(ip: str) -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(0.2)
-        try:
-            return sock.connect_ex((ip, 636)) == 0
-        except OSError:
-            return False
-
-
 @pytest.fixture(scope="session")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabDomains]:
     """SRC.TEST and TGT.TEST running for the whole session (normally on 127.0.0.2 and .3)."""
     if shutil.which("samba-tool") is None:
         pytest.skip("samba-tool is not installed (`make deps` installs Debian's Samba AD DC)")
     root = tmp_path_factory.mktemp("lab")
-    src_ip, tgt_ip = _free_pair()
+    src_ip, tgt_ip = free_addresses(2)
     specs = [DomainSpec("SRC.TEST", "SRC", src_ip), DomainSpec("TGT.TEST", "TGT", tgt_ip)]
     manager = Lab(max_runtime=4 * 3600)  # a killed session's DCs end themselves
     src, tgt = manager.up(root, specs)

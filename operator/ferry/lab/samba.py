@@ -587,6 +587,15 @@ def _ensure_address(ip: str) -> None:
         raise LabError(f"cannot add {ip} to lo: {added.stderr.strip()} (the lab needs root)")
 
 
+def free_addresses(count: int, first: int = 2) -> list[str]:
+    """Loopback addresses with nothing on LDAPS yet, so a lab can start beside other labs."""
+    free = [ip for ip in (f"127.0.0.{n}" for n in range(first, 255))
+            if not _port_open(ip, LDAPS_PORT)]
+    if len(free) < count:
+        raise LabError(f"fewer than {count} free loopback addresses for a lab")
+    return free[:count]
+
+
 def _port_open(ip: str, port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.settimeout(0.5)

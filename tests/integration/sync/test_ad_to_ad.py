@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import shutil
 import signal
-import socket
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -20,7 +19,7 @@ import ldap3
 import pytest
 
 from ferry.engine.records import parent_of, split_rdn
-from ferry.lab.samba import DomainSpec, Lab, LabDomain
+from ferry.lab.samba import DomainSpec, Lab, LabDomain, free_addresses
 from ferry.lab.seed import seed
 from ferry_agent.directory.connection import DirectoryEndpoint, connect
 from ferry_agent.directory.errors import DirectoryConnectionError
@@ -42,28 +41,11 @@ TARGET_OU = "OU=Migrated,DC=tgt,DC=test"
 N_USERS, N_GROUPS, N_CONTACTS = 1000, 50, 100
 
 
-def _free_addresses(count: int) -> list[str]:
-    """Loopback addresses with nothing on 636 (the session lab and others may be up)."""
-    free = [ip for ip in (f"127.0.0.{n}" for n in range(20, 250)) if not _listening(ip)]
-    if len(free) < count:
-        raise RuntimeError("no free loopback addresses")
-    return free[:count]
-
-
-def _listening(ip: str) -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(0.2)
-        try:
-            return sock.connect_ex((ip, 636)) == 0
-        except OSError:
-            return False
-
-
 @pytest.fixture(scope="module")
 def scenario(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
     root = tmp_path_factory.mktemp("sync-lab")
-    src_ip, tgt_ip = _free_addresses(2)
-    lab = Lab()
+    src_ip, tgt_ip = free_addresses(2, first=20)
+    lab = Lab(max_runtime=4 * 3600)  # a killed session's DCs end themselves
     src, tgt = lab.up(root / "lab", [DomainSpec("SRC.TEST", "SRC", src_ip),
                                      DomainSpec("TGT.TEST", "TGT", tgt_ip)])
     try:
@@ -293,8 +275,8 @@ def test_created_users_can_bind_with_the_password_ferry_set_which_is_stored_nowh
 def fresh_tgt(scenario: Scenario, tmp_path: Path) -> Iterator[tuple[LabDomain, Path]]:
     """An empty TGT.TEST of its own (account names are unique per domain, so a second copy
     of SRC cannot go into the scenario's TGT), and a secrets folder for it and SRC."""
-    (ip,) = _free_addresses(1)
-    lab = Lab()
+    (ip,) = free_addresses(1, first=20)
+    lab = Lab(max_runtime=4 * 3600)  # a killed session's DCs end themselves
     (tgt,) = lab.up(tmp_path / "lab", [DomainSpec("TGT.TEST", "TGT", ip)])
     secrets = tmp_path / "secrets"
     shutil.copytree(scenario.secrets_dir / scenario.src.secret_name,
