@@ -56,27 +56,24 @@ def seeded_src(lab: LabDomains) -> SeedSummary:
     return seed(lab.src, users=SEED_USERS, groups=SEED_GROUPS, contacts=SEED_CONTACTS, seed=7)
 
 
-@pytest.fixture
-def tgt_ou(lab: LabDomains) -> Iterator[str]:
-    """A fresh, empty OU on TGT for one test (OU=Ferry-<random>); removed afterwards."""
-    dn = f"OU=Ferry-{uuid.uuid4().hex[:8]},{lab.tgt.base_dn}"
-    conn = lab.tgt.connect()
+def _scratch_ou(domain: LabDomain, prefix: str) -> Iterator[str]:
+    dn = f"OU={prefix}-{uuid.uuid4().hex[:8]},{domain.base_dn}"
+    conn = domain.connect()
     ensure_ou(conn, dn)
     try:
         yield dn
     finally:
         delete(conn, dn, tree=True)
         conn.unbind()
+
+
+@pytest.fixture
+def tgt_ou(lab: LabDomains) -> Iterator[str]:
+    """A fresh, empty OU on TGT for one test (OU=Ferry-<random>); removed afterwards."""
+    yield from _scratch_ou(lab.tgt, "Ferry")
 
 
 @pytest.fixture
 def src_ou(lab: LabDomains) -> Iterator[str]:
     """A fresh, empty OU on SRC (outside the seeded OU=Corp) for tests that change data."""
-    dn = f"OU=Scratch-{uuid.uuid4().hex[:8]},{lab.src.base_dn}"
-    conn = lab.src.connect()
-    ensure_ou(conn, dn)
-    try:
-        yield dn
-    finally:
-        delete(conn, dn, tree=True)
-        conn.unbind()
+    yield from _scratch_ou(lab.src, "Scratch")

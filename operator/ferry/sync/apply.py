@@ -13,14 +13,12 @@ from ferry.engine.plan import Operation, OpKind, PairPlan
 from ferry.engine.records import Record
 from ferry.secrets import SecretResolver
 from ferry.state.store import ResultRow, StateStore
-from ferry.sync.outcome import ObjectFailure, RunOutcome
+from ferry.sync.outcome import COUNT_OF, ObjectFailure, RunOutcome
 from ferry.sync.progress import ProgressTask
 from ferry_agent.directory.password import generate_password
 
 log = structlog.get_logger("ferry.apply")
 
-_COUNTED = {OpKind.CREATE: "created", OpKind.UPDATE: "updated", OpKind.MOVE: "moved",
-            OpKind.DELETE: "deleted"}
 
 
 @dataclass
@@ -84,7 +82,7 @@ class PairApplier:
         elif op.kind is OpKind.REFERENCES:
             self._apply_references(op)
             return
-        self._ok(op, _COUNTED[op.kind])
+        self._ok(op, COUNT_OF[op.kind])
 
     def _apply_references(self, op: Operation) -> None:
         target = op.target_anchor or self.joins.get(op.source_anchor or "")

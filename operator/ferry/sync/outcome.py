@@ -10,10 +10,13 @@ from enum import IntEnum
 from pathlib import Path
 from typing import Any
 
-from ferry.engine.plan import Conflict, PairPlan, StagingError
+from ferry.engine.plan import Conflict, OpKind, PairPlan, StagingError
 
 COUNT_KEYS = ("created", "updated", "moved", "deleted", "unchanged", "conflicts", "errors",
               "deferred")
+# The count an applied (or, in test mode, planned) operation adds to.
+COUNT_OF = {OpKind.CREATE: "created", OpKind.UPDATE: "updated", OpKind.MOVE: "moved",
+            OpKind.DELETE: "deleted"}
 
 
 class ExitCode(IntEnum):

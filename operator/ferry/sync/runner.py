@@ -15,19 +15,17 @@ from ferry.connectors.base import Connector
 from ferry.connectors.factory import open_connector
 from ferry.engine.expressions import ExpressionError
 from ferry.engine.pipeline import plan_pair
-from ferry.engine.plan import OpKind, PairPlan
+from ferry.engine.plan import PairPlan
 from ferry.secrets import SecretResolver
 from ferry.state.store import ResultRow, StateStore
 from ferry.sync.apply import PairApplier, password_source
-from ferry.sync.outcome import RunOutcome, plan_to_json, write_plan
+from ferry.sync.outcome import COUNT_OF, RunOutcome, plan_to_json, write_plan
 from ferry.sync.pairs import PairSettings, workflow_pairs
 from ferry.sync.progress import NoProgress, Progress
 from ferry.sync.reading import EnvironmentRead, environment_needs, read_environment
 
 log = structlog.get_logger("ferry.run")
 
-_PLANNED = {OpKind.CREATE: "created", OpKind.UPDATE: "updated", OpKind.MOVE: "moved",
-            OpKind.DELETE: "deleted"}
 
 
 @dataclass
@@ -163,8 +161,8 @@ def _report_plan(outcome: RunOutcome, plan: PairPlan) -> None:
         log.warning("delete.threshold", pair=plan.pair, message=plan.threshold_message)
     if outcome.mode == "test":
         for op in plan.operations:
-            if op.kind in _PLANNED:
-                outcome.count(op.object_type.value, _PLANNED[op.kind])
+            if op.kind in COUNT_OF:
+                outcome.count(op.object_type.value, COUNT_OF[op.kind])
 
 
 def _apply(run_id: str, pair: PairSettings, plan: PairPlan, connector: Connector,
