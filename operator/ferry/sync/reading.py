@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from ferry.connectors.base import Connector, ReadResult, Watermark
 from ferry.engine.records import ObjectType, Record
@@ -50,7 +51,11 @@ def environment_needs(pairs: Iterable[PairSettings]) -> dict[str, EnvironmentNee
 @dataclass
 class EnvironmentRead:
     result: ReadResult
-    by_anchor: dict[str, Record]
+
+    @cached_property
+    def by_anchor(self) -> dict[str, Record]:
+        """Records by anchor; only targets need it, so it is built on first use."""
+        return {r.anchor: r for r in self.result.records}
 
 
 def read_environment(
@@ -77,4 +82,4 @@ def read_environment(
         missing = retry_anchors - have
         if missing:
             result.records.extend(connector.read_anchors(missing, needs.attributes))
-    return EnvironmentRead(result, {r.anchor: r for r in result.records})
+    return EnvironmentRead(result)

@@ -87,11 +87,12 @@ def run_workflow(
                      objects=len(reads[env_name].result.records),
                      full=reads[env_name].result.full)
         for pair in pairs:
-            plan = _plan(pair, reads, store)
+            joins = store.joins(pair.rules.name)
+            plan = _plan(pair, reads, store, joins)
             result.plans.append(plan)
             _report_plan(outcome, plan)
             if not test_mode:
-                _apply(run_id, pair, plan, connectors[pair.target], store, outcome,
+                _apply(run_id, pair, plan, joins, connectors[pair.target], store, outcome,
                        reads[pair.target], secrets, progress)
         if not test_mode:
             for env_name, read in reads.items():
@@ -117,13 +118,14 @@ def run_workflow(
     return result
 
 
-def _plan(pair: PairSettings, reads: dict[str, EnvironmentRead], store: StateStore) -> PairPlan:
+def _plan(pair: PairSettings, reads: dict[str, EnvironmentRead], store: StateStore,
+          joins: dict[str, str]) -> PairPlan:
     source, target = reads[pair.source].result, reads[pair.target].result
     name = pair.rules.name
     sources = [r for r in source.records if r.object_type in pair.rules.object_types]
     with _collector_paused():
         return plan_pair(
-            pair.rules, sources, target.records, store.joins(name),
+            pair.rules, sources, target.records, joins,
             pending_creates=store.pending_creates(name),
             deleted_sources=source.deleted,
             full=source.full,
@@ -165,15 +167,15 @@ def _report_plan(outcome: RunOutcome, plan: PairPlan) -> None:
                 outcome.count(op.object_type.value, COUNT_OF[op.kind])
 
 
-def _apply(run_id: str, pair: PairSettings, plan: PairPlan, connector: Connector,
-           store: StateStore, outcome: RunOutcome, target: EnvironmentRead,
+def _apply(run_id: str, pair: PairSettings, plan: PairPlan, joins: dict[str, str],
+           connector: Connector, store: StateStore, outcome: RunOutcome, target: EnvironmentRead,
            secrets: SecretResolver, progress: Progress) -> None:
     applier = PairApplier(
         run_id=run_id, plan=plan, connector=connector, store=store, outcome=outcome,
         targets=target.by_anchor, password_options=pair.password,
         password_source=password_source(
             pair.password, secrets, f"Template/{pair.template}: spec.password.value"),
-        joins=store.joins(plan.pair),
+        joins=dict(joins),   # the applier adds this run's joins to its own copy
     )
     task = progress.task(f"write {pair.target}", total=len(plan.operations))
     applier.apply(task)
