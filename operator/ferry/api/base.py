@@ -2,14 +2,49 @@
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
 from pydantic.alias_generators import to_camel
 
 API_GROUP = "ferry.dev"
 API_VERSION = "v1alpha1"
 GROUP_VERSION = f"{API_GROUP}/{API_VERSION}"
+
+
+# References to other ferry.dev objects are Kubernetes object names (DNS-1123 labels).
+NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+
+
+@dataclass(frozen=True)
+class PrinterColumn:
+    """A column of `kubectl get`; priority 1 shows only with -o wide."""
+
+    name: str
+    json_path: str
+    type: str = "string"
+    description: str = ""
+    priority: int = 0
+
+
+@dataclass(frozen=True)
+class CrdNames:
+    """What the CustomResourceDefinition needs beyond the schema."""
+
+    plural: str
+    short_names: tuple[str, ...]
+    columns: tuple[PrinterColumn, ...]
+
+
+def cel(rule: str, message: str, reason: str = "FieldValueInvalid") -> dict[str, JsonValue]:
+    """One x-kubernetes-validations rule: the API server refuses objects where it is false."""
+    return {"rule": rule, "message": message, "reason": reason}
+
+
+def validations(*rules: dict[str, JsonValue]) -> ConfigDict:
+    """Model config carrying CEL rules into the generated CRD schema."""
+    return ConfigDict(json_schema_extra={"x-kubernetes-validations": list(rules)})
 
 
 class ApiModel(BaseModel):
@@ -28,7 +63,7 @@ class ObjectMeta(BaseModel):
 
     model_config = ConfigDict(extra="allow", frozen=True)
 
-    name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)
+    name: str = Field(pattern=NAME_PATTERN, max_length=63)
     namespace: str | None = None
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
@@ -42,7 +77,10 @@ class Resource(ApiModel):
     api_version: str = Field(alias="apiVersion")
     kind: str
     metadata: ObjectMeta
-    status: dict[str, Any] | None = None
+    status: Any = None
+
+    # Set by each kind: its CRD names and printer columns.
+    crd: ClassVar[CrdNames]
 
     @model_validator(mode="after")
     def _check_api_version(self) -> Resource:
@@ -54,13 +92,18 @@ class Resource(ApiModel):
 class SecretKeySelector(ApiModel):
     """A key of a Kubernetes Secret in the object's namespace."""
 
-    name: str = Field(description="Name of the Secret.")
-    key: str = Field(description="Key within the Secret's data.")
+    name: str = Field(max_length=253, description="Name of the Secret.")
+    key: str = Field(max_length=253, description="Key within the Secret's data.")
 
 
 class ValueSource(ApiModel):
     """Where a secret value comes from: exactly one of a Secret key, an environment variable or
     a file. Values are read when needed and never written anywhere."""
+
+    model_config = validations(cel(
+        "[has(self.secretKeyRef), has(self.env), has(self.file)].exists_one(x, x)",
+        "set exactly one of secretKeyRef, env or file",
+    ))
 
     secret_key_ref: SecretKeySelector | None = Field(
         default=None, description="A key of a Secret in the same namespace."

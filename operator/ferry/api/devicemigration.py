@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from ferry.api.base import ApiModel, Resource
+from ferry.api.base import NAME_PATTERN, ApiModel, CrdNames, PrinterColumn, Resource
+from ferry.api.status import DeviceMigrationStatus
 
 
 class DeviceAction(StrEnum):
@@ -21,21 +22,40 @@ class DeviceAction(StrEnum):
 
 
 class Wave(ApiModel):
-    name: str
+    """Devices that move together."""
+
+    name: str = Field(max_length=63, description="Wave name.")
     devices: list[str] = Field(default_factory=list, description="Device names in this wave.")
     cutover: str | None = Field(default=None, description="RFC 3339 time the wave cuts over.")
 
 
 class DeviceMigrationSpec(ApiModel):
-    source: str = Field(description="Environment the devices leave.")
-    target: str = Field(description="Environment the devices join.")
-    workflow: str = Field(description="Workflow whose user and group matches drive ReACL.")
+    """Which devices move, from where to where, and what is done on each."""
+
+    source: str = Field(pattern=NAME_PATTERN, description="Environment the devices leave.")
+    target: str = Field(pattern=NAME_PATTERN, description="Environment the devices join.")
+    workflow: str = Field(
+        pattern=NAME_PATTERN, description="Workflow whose user and group matches drive ReACL."
+    )
     actions: list[DeviceAction] = Field(
         min_length=1, description="Actions run on each device, in order."
     )
-    waves: list[Wave] = Field(default_factory=list)
+    waves: list[Wave] = Field(default_factory=list, description="Waves of devices, in order.")
 
 
 class DeviceMigration(Resource):
+    """Move workstations between domains through device agents, in waves."""
+
     kind: Literal["DeviceMigration"]
-    spec: DeviceMigrationSpec
+    spec: DeviceMigrationSpec = Field(description="The devices and what to do on each.")
+    status: DeviceMigrationStatus | None = Field(default=None, description="Set by Ferry.")
+
+    crd: ClassVar[CrdNames] = CrdNames(
+        plural="devicemigrations",
+        short_names=("fdm",),
+        columns=(
+            PrinterColumn("Phase", ".status.phase"),
+            PrinterColumn("Devices", ".status.progress", description="Devices done/total."),
+            PrinterColumn("Age", ".metadata.creationTimestamp", "date"),
+        ),
+    )

@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from ferry.api.base import ApiModel, Resource, ValueSource
+from ferry.api.base import (
+    ApiModel,
+    CrdNames,
+    PrinterColumn,
+    Resource,
+    ValueSource,
+    cel,
+    validations,
+)
+from ferry.api.status import EnvironmentStatus
 
 
 class DirectoryType(StrEnum):
@@ -28,6 +37,8 @@ class ScopeObjectType(StrEnum):
 
 
 class TlsSettings(ApiModel):
+    """How Ferry trusts the domain controllers' LDAPS certificates."""
+
     ca: ValueSource | None = Field(
         default=None, description="PEM CA bundle that signed the domain controllers' certificates."
     )
@@ -42,6 +53,8 @@ class TlsSettings(ApiModel):
 
 
 class Credentials(ApiModel):
+    """The account Ferry uses; the password never appears in the manifest itself."""
+
     username: str = Field(
         description="Account Ferry binds as: a UPN (svc-ferry@corp.example), DOMAIN\\user or a DN."
     )
@@ -49,14 +62,18 @@ class Credentials(ApiModel):
 
 
 class ActiveDirectorySpec(ApiModel):
+    """An Active Directory domain reached over LDAPS."""
+
     host: str = Field(description="Domain controller host name or address.")
     port: int = Field(default=636, ge=1, le=65535, description="LDAPS port.")
     base_dn: str = Field(alias="baseDN", description="Naming context, e.g. DC=corp,DC=example.")
     tls: TlsSettings = Field(default_factory=TlsSettings, description="LDAPS trust settings.")
-    credentials: Credentials
+    credentials: Credentials = Field(description="Account Ferry binds as.")
 
 
 class EntraIdSpec(ApiModel):
+    """A Microsoft Entra ID tenant reached through Microsoft Graph."""
+
     tenant_id: str = Field(description="Directory (tenant) id or verified domain.")
     client_id: str = Field(description="Application (client) id of Ferry's app registration.")
     client_secret: ValueSource | None = Field(default=None, description="Client secret source.")
@@ -67,6 +84,8 @@ class EntraIdSpec(ApiModel):
 
 
 class Scope(ApiModel):
+    """Which part of the directory Ferry reads."""
+
     ous: list[str] = Field(
         default_factory=list,
         description="Containers to read (DNs). Empty: the whole naming context.",
@@ -76,17 +95,33 @@ class Scope(ApiModel):
             ScopeObjectType.USERS, ScopeObjectType.GROUPS, ScopeObjectType.CONTACTS
         ],
         min_length=1,
+        max_length=4,
         description="Object types read from this directory.",
     )
 
 
 class Discovery(ApiModel):
+    """Periodic inventory of the environment: object counts in status."""
+
     interval_minutes: int = Field(
         default=1440, ge=15, description="Minutes between discoveries (full first, then delta)."
     )
 
 
 class EnvironmentSpec(ApiModel):
+    """A directory and how Ferry reaches it."""
+
+    model_config = validations(
+        cel("self.type != 'ActiveDirectory' || has(self.activeDirectory)",
+            "type ActiveDirectory needs the activeDirectory block"),
+        cel("self.type != 'ActiveDirectory' || !has(self.entraID)",
+            "type ActiveDirectory takes only activeDirectory; remove entraID"),
+        cel("self.type != 'EntraID' || has(self.entraID)",
+            "type EntraID needs the entraID block"),
+        cel("self.type != 'EntraID' || !has(self.activeDirectory)",
+            "type EntraID takes only entraID; remove activeDirectory"),
+    )
+
     type: DirectoryType = Field(description="Kind of directory.")
     connection: ConnectionMode = Field(
         default=ConnectionMode.DIRECT,
@@ -99,7 +134,9 @@ class EnvironmentSpec(ApiModel):
         default=None, alias="entraID", description="Tenant details; required when type is EntraID."
     )
     scope: Scope = Field(default_factory=Scope, description="What Ferry reads.")
-    discovery: Discovery = Field(default_factory=Discovery)
+    discovery: Discovery = Field(
+        default_factory=Discovery, description="How often Ferry takes inventory."
+    )
 
     @model_validator(mode="after")
     def _block_matches_type(self) -> EnvironmentSpec:
@@ -120,5 +157,25 @@ class EnvironmentSpec(ApiModel):
 
 
 class Environment(Resource):
+    """A directory (Active Directory domain or Entra ID tenant) and how Ferry reaches it."""
+
     kind: Literal["Environment"]
-    spec: EnvironmentSpec
+    spec: EnvironmentSpec = Field(description="The directory and how to reach it.")
+    status: EnvironmentStatus | None = Field(default=None, description="Set by Ferry.")
+
+    crd: ClassVar[CrdNames] = CrdNames(
+        plural="environments",
+        short_names=("fenv",),
+        columns=(
+            PrinterColumn("Type", ".spec.type"),
+            PrinterColumn("Ready", '.status.conditions[?(@.type=="Ready")].status'),
+            PrinterColumn("Connected", '.status.conditions[?(@.type=="Connected")].status'),
+            PrinterColumn("Agents", ".status.agentsConnected"),
+            PrinterColumn("Objects", ".status.objects", "integer"),
+            PrinterColumn("Connection", ".spec.connection", priority=1),
+            PrinterColumn(
+                "Message", '.status.conditions[?(@.type=="Connected")].message', priority=1
+            ),
+            PrinterColumn("Age", ".metadata.creationTimestamp", "date"),
+        ),
+    )

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Literal
+from typing import ClassVar, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field
 
-from ferry.api.base import ApiModel, Resource, ValueSource
+from ferry.api.base import ApiModel, CrdNames, PrinterColumn, Resource, ValueSource
 from ferry.api.environment import ScopeObjectType
+from ferry.api.status import TemplateStatus
 
 
 class ApplyWhen(StrEnum):
@@ -18,6 +19,8 @@ class ApplyWhen(StrEnum):
 
 
 class AttributeMapping(ApiModel):
+    """How one target attribute gets its value."""
+
     target: str = Field(description="Target attribute to set.")
     expression: str = Field(
         description="CEL expression over `source` (the source attributes), `dn` and `objectType`;"
@@ -35,16 +38,22 @@ class AttributeMapping(ApiModel):
 
 
 class DomainMapping(ApiModel):
+    """A source domain and the domain it becomes in the target."""
+
     source: str = Field(description="Source domain, e.g. contoso.com.")
     target: str = Field(description="Domain it becomes in the target, e.g. fabrikam.com.")
 
 
 class OuMapping(ApiModel):
+    """Objects below a source OU go to a target OU."""
+
     source_ou: str = Field(alias="sourceOU", description="Source container (DN).")
     target_ou: str = Field(alias="targetOU", description="Target container (DN) objects go to.")
 
 
 class TargetOu(ApiModel):
+    """Where created objects are placed."""
+
     default: str = Field(description="Container for objects no mapping covers (DN).")
     mappings: list[OuMapping] = Field(
         default_factory=list, description="Per source OU placement; the deepest match wins."
@@ -52,57 +61,80 @@ class TargetOu(ApiModel):
 
 
 class TypeSwitch(ApiModel):
+    """What Ferry may do to objects of one type."""
+
     create: bool = Field(default=True, description="Create unmatched objects of this type.")
     update: bool = Field(default=True, description="Update matched objects of this type.")
     delete: bool = Field(default=True, description="Allow DeleteObjects for this type.")
 
 
 class ObjectTypeSwitches(ApiModel):
-    users: TypeSwitch = Field(default_factory=TypeSwitch)
-    groups: TypeSwitch = Field(default_factory=TypeSwitch)
-    contacts: TypeSwitch = Field(default_factory=TypeSwitch)
-    devices: TypeSwitch = Field(default_factory=lambda: TypeSwitch(create=False, update=False))
+    """Create, update and delete switches per object type."""
+
+    users: TypeSwitch = Field(default_factory=TypeSwitch, description="User accounts.")
+    groups: TypeSwitch = Field(default_factory=TypeSwitch, description="Groups.")
+    contacts: TypeSwitch = Field(default_factory=TypeSwitch, description="Mail contacts.")
+    devices: TypeSwitch = Field(
+        default_factory=lambda: TypeSwitch(create=False, update=False),
+        description="Computer objects; off by default (devices move with DeviceMigration).",
+    )
 
 
 class PasswordOptions(ApiModel):
-    generate: bool = Field(
-        default=True,
-        description="Give each created user a random password meeting AD complexity; it is"
-        " never stored or shown.",
-    )
+    """Initial passwords of created users."""
+
     value: ValueSource | None = Field(
-        default=None, description="Use this initial password instead of a generated one."
+        default=None,
+        description="Initial password for created users. Unset: each created user gets its own"
+        " random password meeting AD complexity, never stored or shown.",
     )
     must_change_at_next_logon: bool = Field(
         default=True, description="Require created users to change the password at next sign-in."
     )
 
-    @model_validator(mode="after")
-    def _one_source(self) -> PasswordOptions:
-        if self.value is not None and self.generate and "generate" in self.model_fields_set:
-            raise ValueError("set either generate: true or value, not both")
-        return self
-
 
 class TemplateSpec(ApiModel):
+    """Staging rules shared by workflows."""
+
     include_default_mappings: bool = Field(
         default=True,
         description="Start from Ferry's built-in mappings (names, mail, UPN, org attributes);"
         " attributeMappings override them per target attribute.",
     )
-    attribute_mappings: list[AttributeMapping] = Field(default_factory=list)
+    attribute_mappings: list[AttributeMapping] = Field(
+        default_factory=list, description="Target attributes and the expressions that fill them."
+    )
     domain_mappings: list[DomainMapping] = Field(
         default_factory=list,
         description="Rewrite domains in userPrincipalName, mail and proxyAddresses.",
     )
     target_ou: TargetOu = Field(alias="targetOU", description="Where created objects go.")
-    object_types: ObjectTypeSwitches = Field(default_factory=ObjectTypeSwitches)
-    password: PasswordOptions = Field(default_factory=PasswordOptions)
+    object_types: ObjectTypeSwitches = Field(
+        default_factory=ObjectTypeSwitches, description="What may be done per object type."
+    )
+    password: PasswordOptions = Field(
+        default_factory=PasswordOptions, description="Initial passwords of created users."
+    )
     mirror_account_state: bool = Field(
         default=True, description="Disable target users whose source is disabled, and back."
     )
 
 
 class Template(Resource):
+    """Rules that turn a source object into the desired target object."""
+
     kind: Literal["Template"]
-    spec: TemplateSpec
+    spec: TemplateSpec = Field(description="The staging rules.")
+    status: TemplateStatus | None = Field(default=None, description="Set by Ferry.")
+
+    crd: ClassVar[CrdNames] = CrdNames(
+        plural="templates",
+        short_names=("ftpl",),
+        columns=(
+            PrinterColumn("Ready", '.status.conditions[?(@.type=="Ready")].status'),
+            PrinterColumn(
+                "Message", '.status.conditions[?(@.type=="Ready")].message', priority=1
+            ),
+            PrinterColumn("Age", ".metadata.creationTimestamp", "date"),
+        ),
+    )

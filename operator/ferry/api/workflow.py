@@ -3,12 +3,26 @@
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from ferry.api.base import ApiModel, Resource
+from ferry.api.base import (
+    NAME_PATTERN,
+    ApiModel,
+    CrdNames,
+    PrinterColumn,
+    Resource,
+    cel,
+    validations,
+)
 from ferry.api.environment import ScopeObjectType
+from ferry.api.status import WorkflowStatus
+
+# Bounds keep the API server's CEL cost estimate of the cross-step rules within budget.
+MAX_STEPS = 32
+MAX_LIST = 16
+ObjectName = Annotated[str, Field(max_length=63, pattern=NAME_PATTERN)]
 
 _TIME_OF_DAY = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 
@@ -16,11 +30,22 @@ _TIME_OF_DAY = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 class Schedule(ApiModel):
     """Manual when empty; otherwise every intervalMinutes, or daily at timeOfDay."""
 
+    model_config = validations(cel(
+        "!(has(self.intervalMinutes) && has(self.timeOfDay))",
+        "set intervalMinutes or timeOfDay, not both",
+    ))
+
     interval_minutes: int | None = Field(
         default=None, ge=15, description="Run every N minutes (at least 15)."
     )
-    time_of_day: str | None = Field(default=None, description="Run daily at HH:MM.")
-    time_zone: str = Field(default="UTC", description="IANA time zone for timeOfDay.")
+    time_of_day: str | None = Field(
+        default=None, pattern=_TIME_OF_DAY.pattern, description="Run daily at HH:MM (24 h)."
+    )
+    time_zone: str = Field(
+        default="UTC",
+        max_length=64,
+        description="IANA time zone for timeOfDay, e.g. Europe/Berlin.",
+    )
 
     @model_validator(mode="after")
     def _one_kind(self) -> Schedule:
@@ -32,29 +57,49 @@ class Schedule(ApiModel):
 
 
 class ReadFromStep(ApiModel):
-    environments: list[str] = Field(min_length=1, description="Environments to read.")
+    """Read objects from environments (their scope decides which)."""
+
+    environments: list[ObjectName] = Field(
+        min_length=1, max_length=MAX_LIST, description="Environments to read."
+    )
 
 
 class MatchRule(ApiModel):
-    source_attribute: str = Field(description="Source attribute, e.g. mail.")
-    target_attribute: str = Field(description="Target attribute compared with it.")
+    """Objects whose attributes are equal (case-insensitive) are the same identity."""
+
+    source_attribute: str = Field(max_length=128, description="Source attribute, e.g. mail.")
+    target_attribute: str = Field(
+        max_length=128, description="Target attribute compared with it."
+    )
 
 
 class MatchStep(ApiModel):
-    source: str = Field(description="Source environment.")
-    target: str = Field(description="Target environment.")
+    """Join source objects to existing target objects; existing joins always win."""
+
+    source: ObjectName = Field(description="Source environment.")
+    target: ObjectName = Field(description="Target environment.")
     rules: list[MatchRule] = Field(
         min_length=1,
+        max_length=MAX_LIST,
         description="Tried in order; the first rule with exactly one candidate joins the"
         " objects. Two or more candidates is a conflict and nothing is written.",
     )
 
 
 class StagePair(ApiModel):
-    source: str = Field(description="Source environment.")
-    target: str = Field(description="Target environment.")
+    """Objects of source become desired objects of target."""
+
+    model_config = validations(cel(
+        "self.source != self.target", "source and target must be different environments"
+    ))
+
+    source: ObjectName = Field(description="Source environment.")
+    target: ObjectName = Field(description="Target environment.")
     source_ous: list[str] = Field(
-        default_factory=list, alias="sourceOUs", description="Only objects below these DNs."
+        default_factory=list,
+        alias="sourceOUs",
+        max_length=MAX_LIST,
+        description="Only objects below these DNs; empty: the source's whole scope.",
     )
     filter: str | None = Field(
         default=None, description="CEL expression over `source`; false leaves the object out."
@@ -64,21 +109,33 @@ class StagePair(ApiModel):
             ScopeObjectType.USERS, ScopeObjectType.GROUPS, ScopeObjectType.CONTACTS
         ],
         min_length=1,
+        max_length=4,
+        description="Object types this pair syncs.",
     )
 
 
 class StageDataStep(ApiModel):
-    template: str = Field(description="Template that stages the objects.")
-    pairs: list[StagePair] = Field(min_length=1)
+    """Turn source objects into desired target objects with a Template."""
+
+    template: ObjectName = Field(description="Template that stages the objects.")
+    pairs: list[StagePair] = Field(
+        min_length=1, max_length=MAX_LIST, description="Source/target environment pairs."
+    )
 
 
 class WriteToStep(ApiModel):
-    environments: list[str] = Field(min_length=1, description="Environments to write.")
+    """Create, update and move objects in environments a stageData pair targets."""
+
+    environments: list[ObjectName] = Field(
+        min_length=1, max_length=MAX_LIST, description="Environments to write."
+    )
 
 
 class DeletePair(ApiModel):
-    source: str
-    target: str
+    """A pair whose joined targets are deleted when their source is gone."""
+
+    source: ObjectName = Field(description="Source environment of a stageData pair.")
+    target: ObjectName = Field(description="Target environment of that pair.")
     threshold: int = Field(
         default=10,
         ge=0,
@@ -87,10 +144,16 @@ class DeletePair(ApiModel):
 
 
 class DeleteObjectsStep(ApiModel):
-    pairs: list[DeletePair] = Field(min_length=1)
+    """Delete joined target objects whose source was deleted or left scope."""
+
+    pairs: list[DeletePair] = Field(
+        min_length=1, max_length=MAX_LIST, description="Pairs to delete in, each with a threshold."
+    )
 
 
 class RunScriptStep(ApiModel):
+    """Run a command at this point of the workflow."""
+
     image: str | None = Field(default=None, description="Container image (in-cluster runs).")
     command: list[str] = Field(min_length=1, description="Command and arguments.")
 
@@ -101,13 +164,23 @@ STEP_KINDS = ("readFrom", "match", "stageData", "writeTo", "deleteObjects", "run
 class Step(ApiModel):
     """One workflow step: set exactly one of the step fields."""
 
-    name: str | None = None
-    read_from: ReadFromStep | None = None
-    match: MatchStep | None = None
-    stage_data: StageDataStep | None = None
-    write_to: WriteToStep | None = None
-    delete_objects: DeleteObjectsStep | None = None
-    run_script: RunScriptStep | None = None
+    model_config = validations(cel(
+        "[has(self.readFrom), has(self.match), has(self.stageData), has(self.writeTo),"
+        " has(self.deleteObjects), has(self.runScript)].exists_one(x, x)",
+        f"a step sets exactly one of {', '.join(STEP_KINDS)}",
+    ))
+
+    name: str | None = Field(default=None, max_length=63, description="Label for logs.")
+    read_from: ReadFromStep | None = Field(default=None, description="Read environments.")
+    match: MatchStep | None = Field(default=None, description="Join sources to targets.")
+    stage_data: StageDataStep | None = Field(
+        default=None, description="Build desired target objects."
+    )
+    write_to: WriteToStep | None = Field(default=None, description="Write to environments.")
+    delete_objects: DeleteObjectsStep | None = Field(
+        default=None, description="Delete targets whose source is gone."
+    )
+    run_script: RunScriptStep | None = Field(default=None, description="Run a command.")
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Step:
@@ -122,8 +195,49 @@ class Step(ApiModel):
 
 
 class WorkflowSpec(ApiModel):
-    steps: list[Step] = Field(min_length=1)
-    schedule: Schedule = Field(default_factory=Schedule)
+    """Ordered steps; each run reads, matches, stages, writes and deletes in that order."""
+
+    model_config = validations(
+        cel(
+            "self.steps.all(s, !has(s.match) || [s.match.source, s.match.target].all(e,"
+            " self.steps.exists(r, has(r.readFrom) && e in r.readFrom.environments"
+            " && self.steps.indexOf(r) < self.steps.indexOf(s))))",
+            "a match step needs an earlier readFrom step reading its source and its target",
+        ),
+        cel(
+            "self.steps.all(s, !has(s.stageData) || s.stageData.pairs.all(p,"
+            " [p.source, p.target].all(e, self.steps.exists(r, has(r.readFrom)"
+            " && e in r.readFrom.environments"
+            " && self.steps.indexOf(r) < self.steps.indexOf(s)))))",
+            "a stageData pair needs an earlier readFrom step reading its source and its target",
+        ),
+        cel(
+            "self.steps.all(s, !has(s.writeTo) || s.writeTo.environments.all(e,"
+            " self.steps.exists(t, has(t.stageData) && t.stageData.pairs.exists(p, p.target == e)"
+            " && self.steps.indexOf(t) < self.steps.indexOf(s))))",
+            "writeTo may only write environments that an earlier stageData pair targets",
+        ),
+        cel(
+            "self.steps.all(s, !has(s.deleteObjects) || s.deleteObjects.pairs.all(d,"
+            " self.steps.exists(t, has(t.stageData) && t.stageData.pairs.exists(p,"
+            " p.source == d.source && p.target == d.target)"
+            " && self.steps.indexOf(t) < self.steps.indexOf(s))))",
+            "deleteObjects may only name source/target pairs of an earlier stageData step",
+        ),
+        cel(
+            "(has(self.testMode) && self.testMode) || self.steps.all(t, !has(t.stageData)"
+            " || t.stageData.pairs.all(p, self.steps.exists(w, has(w.writeTo)"
+            " && p.target in w.writeTo.environments)))",
+            "every stageData target needs a writeTo step (or set testMode: true)",
+        ),
+    )
+
+    steps: list[Step] = Field(
+        min_length=1, max_length=MAX_STEPS, description="The steps, run in order."
+    )
+    schedule: Schedule = Field(
+        default_factory=Schedule, description="When runs start; empty: only on request."
+    )
     test_mode: bool = Field(default=False, description="Plan only: nothing is written anywhere.")
     changed_objects_only: bool = Field(
         default=False,
@@ -136,8 +250,27 @@ class WorkflowSpec(ApiModel):
 
 
 class Workflow(Resource):
+    """Sync steps between environments, run as a Kubernetes Job on a schedule or on request."""
+
     kind: Literal["Workflow"]
-    spec: WorkflowSpec
+    spec: WorkflowSpec = Field(description="What the workflow does and when.")
+    status: WorkflowStatus | None = Field(default=None, description="Set by Ferry.")
+
+    crd: ClassVar[CrdNames] = CrdNames(
+        plural="workflows",
+        short_names=("fwf",),
+        columns=(
+            PrinterColumn("Schedule", ".status.schedule"),
+            PrinterColumn("Last Run", ".status.lastRun.startTime", "date"),
+            PrinterColumn("Result", ".status.lastRun.result"),
+            PrinterColumn("Created", ".status.lastRun.counts.created", "integer"),
+            PrinterColumn("Updated", ".status.lastRun.counts.updated", "integer"),
+            PrinterColumn("Deleted", ".status.lastRun.counts.deleted", "integer"),
+            PrinterColumn("Next Run", ".status.nextRunTime", priority=1),
+            PrinterColumn("Message", ".status.lastRun.message", priority=1),
+            PrinterColumn("Age", ".metadata.creationTimestamp", "date"),
+        ),
+    )
 
 
 def _snake(camel: str) -> str:

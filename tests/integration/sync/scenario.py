@@ -81,7 +81,7 @@ def write_manifests(folder: Path, src: LabDomain, tgt: LabDomain, *, target_ou: 
     template = (folder / "template.yaml").read_text()
     template = template.replace("OU=Migrated,DC=tgt,DC=test", target_ou)
     template = template.replace(
-        "    generate: true\n    mustChangeAtNextLogon: true",
+        "    mustChangeAtNextLogon: true",
         f"    value: {{env: {PASSWORD_ENV}}}\n    mustChangeAtNextLogon: false")
     (folder / "template.yaml").write_text(template)
     workflow = (folder / "workflow.yaml").read_text()

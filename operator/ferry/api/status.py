@@ -1,0 +1,147 @@
+"""Status types: what Ferry reports about each object. Only Ferry writes them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+
+class StatusModel(BaseModel):
+    """camelCase like the spec; fields a newer Ferry wrote are ignored, not refused."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+
+class ConditionStatus(StrEnum):
+    TRUE = "True"
+    FALSE = "False"
+    UNKNOWN = "Unknown"
+
+
+class Condition(StatusModel):
+    """One aspect of the object's state, shaped like Kubernetes' metav1.Condition."""
+
+    type: str = Field(max_length=316, description="Condition type, e.g. Ready.")
+    status: ConditionStatus = Field(description="True, False or Unknown.")
+    observed_generation: int | None = Field(
+        default=None, ge=0, description="metadata.generation this condition was set for."
+    )
+    last_transition_time: datetime = Field(description="When status last changed.")
+    reason: str = Field(
+        max_length=1024,
+        pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$",
+        description="Machine-readable CamelCase reason for the last transition.",
+    )
+    message: str = Field(default="", max_length=32768, description="What happened, for people.")
+
+
+class RunResult(StrEnum):
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    THRESHOLD_HIT = "ThresholdHit"
+    PARTIALLY_FAILED = "PartiallyFailed"
+
+
+class RunCounts(StatusModel):
+    """Objects one run touched, all pairs and object types together."""
+
+    created: int = Field(default=0, description="Objects created in targets.")
+    updated: int = Field(default=0, description="Objects whose attributes or members changed.")
+    moved: int = Field(default=0, description="Objects renamed or moved.")
+    deleted: int = Field(default=0, description="Objects deleted in targets.")
+    unchanged: int = Field(default=0, description="Objects already as desired.")
+    conflicts: int = Field(default=0, description="Objects not written: ambiguous matches.")
+    errors: int = Field(default=0, description="Objects that failed; retried next run.")
+
+
+class RunSummary(StatusModel):
+    """One run of a workflow."""
+
+    id: str = Field(description="Run id; the Job is labelled ferry.dev/run=<id>.")
+    job_name: str | None = Field(default=None, description="Name of the run's Job.")
+    trigger: str | None = Field(
+        default=None, description="What started it: Schedule, Manual or Retry."
+    )
+    start_time: datetime | None = Field(default=None, description="When the Job was created.")
+    completion_time: datetime | None = Field(default=None, description="When the run ended.")
+    result: RunResult = Field(description="Outcome, or Running.")
+    counts: RunCounts = Field(default_factory=RunCounts, description="What the run did.")
+    message: str = Field(default="", description="Why it ended as it did.")
+
+
+class WorkflowStatus(StatusModel):
+    observed_generation: int | None = Field(
+        default=None, description="metadata.generation the operator last acted on."
+    )
+    conditions: list[Condition] = Field(
+        default_factory=list, description="Ready, Running, Succeeded (last run) and Scheduled."
+    )
+    schedule: str | None = Field(
+        default=None, description="The schedule in words: manual, every 60m, daily 02:00 UTC."
+    )
+    active_run: RunSummary | None = Field(
+        default=None, description="The run in progress; at most one per workflow."
+    )
+    last_run: RunSummary | None = Field(default=None, description="The latest finished run.")
+    next_run_time: datetime | None = Field(
+        default=None, description="When the schedule starts the next run."
+    )
+    history: list[RunSummary] = Field(
+        default_factory=list, max_length=20, description="Recent finished runs, newest first."
+    )
+
+
+class AgentStatus(StatusModel):
+    name: str = Field(description="Agent name.")
+    version: str | None = Field(default=None, description="Agent version.")
+    host: str | None = Field(default=None, description="Host the agent runs on.")
+    last_heartbeat: datetime | None = Field(default=None, description="Last heartbeat received.")
+    connected: bool = Field(default=False, description="Connected to the gateway now.")
+
+
+class EnvironmentStatus(StatusModel):
+    observed_generation: int | None = Field(
+        default=None, description="metadata.generation the operator last acted on."
+    )
+    conditions: list[Condition] = Field(
+        default_factory=list, description="Ready (configuration usable) and Connected."
+    )
+    agents: list[AgentStatus] = Field(
+        default_factory=list, description="Agents enrolled for this environment."
+    )
+    agents_connected: str | None = Field(
+        default=None, description="Agents connected/enrolled, e.g. 2/3; empty in direct mode."
+    )
+    object_counts: dict[str, int] = Field(
+        default_factory=dict, description="Objects found by the last discovery, by type."
+    )
+    objects: int | None = Field(default=None, description="All objects found by discovery.")
+    last_discovery: datetime | None = Field(
+        default=None, description="When the last discovery finished."
+    )
+
+
+class TemplateStatus(StatusModel):
+    observed_generation: int | None = Field(
+        default=None, description="metadata.generation the operator last acted on."
+    )
+    conditions: list[Condition] = Field(
+        default_factory=list, description="Ready: every expression compiles."
+    )
+
+
+class DeviceMigrationStatus(StatusModel):
+    observed_generation: int | None = Field(
+        default=None, description="metadata.generation the operator last acted on."
+    )
+    conditions: list[Condition] = Field(default_factory=list, description="Ready and Progressing.")
+    phase: str | None = Field(
+        default=None, description="Pending, Running, Completed or Failed."
+    )
+    devices_done: int = Field(default=0, description="Devices that finished every action.")
+    devices_total: int = Field(default=0, description="Devices in all waves.")
+    progress: str | None = Field(default=None, description="Devices done/total, e.g. 12/40.")
