@@ -186,15 +186,106 @@ def plan(paths: PathsOpt, workflow: WorkflowOpt = None, state: StateOpt = DEFAUL
 
 
 @app.command()
-def run(paths: PathsOpt, workflow: WorkflowOpt = None, state: StateOpt = DEFAULT_STATE,
+def run(paths: Annotated[list[Path] | None, typer.Option(
+            "-f", "--filename", help="Manifest file or folder (repeatable).")] = None,
+        workflow: WorkflowOpt = None, state: StateOpt = DEFAULT_STATE,
         secrets_dir: SecretsOpt = None,
         full: Annotated[bool, typer.Option("--full", help="Read everything even when the"
                                            " workflow is changed-objects-only.")] = False,
         out_file: Annotated[Path | None, typer.Option("--out", help="Plan JSON file.")] = None,
+        in_cluster: Annotated[str | None, typer.Option(
+            "--in-cluster", help="Ask the operator to run this Workflow (NAME or"
+            " NAMESPACE/NAME) as a Job instead of running manifests here.")] = None,
+        wait: Annotated[float, typer.Option(
+            help="With --in-cluster: seconds to wait for the run's end (0: don't wait).")]
+        = 0,
         verbose: VerboseOpt = False) -> None:
     """Run workflows. Exit codes: 0 ok, 1 failed, 2 invalid input, 3 delete threshold hit,
     4 some objects failed (retried next run)."""
+    if in_cluster:
+        _request_in_cluster(in_cluster, wait)
+        return
+    if not paths:
+        err.print("give manifests with -f PATH, or a Workflow in the cluster with --in-cluster")
+        raise typer.Exit(ExitCode.INVALID_INPUT)
     _execute(paths, workflow, state, secrets_dir, False, full, out_file, verbose)
+
+
+def _request_in_cluster(target: str, wait: float) -> None:
+    from ferry.controller.kube import api_client, current_namespace
+    from ferry.controller.requests import RunRequestError, request_run, wait_for_run
+
+    namespace, _, name = target.rpartition("/")
+    api = api_client()
+    namespace = namespace or current_namespace()
+    try:
+        run_id = request_run(api, namespace, name)
+        out.print(f"requested run {run_id} of Workflow {namespace}/{name}")
+        if wait <= 0:
+            return
+        summary = wait_for_run(api, namespace, name, run_id, wait)
+    except RunRequestError as exc:
+        err.print(str(exc))
+        raise typer.Exit(ExitCode.FAILED) from None
+    counts = summary.get("counts") or {}
+    out.print(f"run {run_id}: {summary.get('result')} "
+              + " ".join(f"{k}={counts.get(k, 0)}" for k in ("created", "updated", "moved",
+                                                            "deleted", "conflicts", "errors"))
+              + (f" ({summary['message']})" if summary.get("message") else ""))
+    if summary.get("result") != "Succeeded":
+        raise typer.Exit(ExitCode.FAILED)
+
+
+@app.command()
+def operator(
+    namespace: Annotated[str | None, typer.Option(
+        "--namespace", "-n", envvar="FERRY_NAMESPACE",
+        help="Namespace to watch (default: the pod's own, or the kubeconfig context's).")]
+    = None,
+    all_namespaces: Annotated[bool, typer.Option(
+        "--all-namespaces", "-A", envvar="FERRY_CLUSTER_WIDE", help="Watch every namespace.")]
+    = False,
+    liveness: Annotated[str | None, typer.Option(
+        help="Serve a health endpoint, e.g. http://0.0.0.0:8080/healthz.")] = None,
+) -> None:
+    """Run the operator: reconcile Environments, Templates and Workflows; runs become Jobs."""
+    import kopf
+
+    from ferry.controller import handlers
+    from ferry.controller.kube import current_namespace
+    from ferry.controller.settings import OperatorSettings
+
+    logs.configure("INFO")
+    settings = OperatorSettings.from_environment()
+    watched = None if all_namespaces else (namespace or current_namespace())
+    handlers.configure(settings.model_copy(update={"namespace": watched,
+                                                   "cluster_wide": all_namespaces}))
+    kopf.run(standalone=True, clusterwide=all_namespaces,
+             namespaces=[watched] if watched else [], liveness_endpoint=liveness)
+
+
+@app.command("sync-job")
+def sync_job(
+    workflow: Annotated[str, typer.Option("--workflow", help="NAMESPACE/NAME of the Workflow.")],
+    run_id: Annotated[str, typer.Option("--run", help="Run id the operator gave this Job.")],
+    state: StateOpt = DEFAULT_STATE, secrets_dir: SecretsOpt = None,
+) -> None:
+    """Execute one run inside its Job (started by the operator, not by hand)."""
+    from ferry.controller.kube import api_client
+    from ferry.controller.sync_job import run_sync_job
+
+    logs.configure("INFO")
+    namespace, _, name = workflow.partition("/")
+    if not namespace or not name:
+        err.print(f"--workflow must be NAMESPACE/NAME, not {workflow!r}")
+        raise typer.Exit(ExitCode.INVALID_INPUT)
+    store = StateStore(state)
+    try:
+        code = run_sync_job(api_client(), namespace, name, run_id, store,
+                            SecretResolver.from_environment(secrets_dir))
+    finally:
+        store.close()
+    raise typer.Exit(int(code))
 
 
 @app.command()

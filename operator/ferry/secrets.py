@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from ferry.api.base import ValueSource
 
@@ -16,6 +17,12 @@ SECRETS_DIR_ENV = "FERRY_SECRETS_DIR"
 
 class SecretError(Exception):
     """A secret could not be resolved; the message names the field and the fix, never a value."""
+
+
+class SecretSource(Protocol):
+    """Anything that turns a ValueSource into its value (files here, the API in the operator)."""
+
+    def resolve(self, source: ValueSource, where: str) -> str: ...
 
 
 @dataclass(frozen=True)

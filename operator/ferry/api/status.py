@@ -39,11 +39,12 @@ class Condition(StatusModel):
 
 
 class RunResult(StrEnum):
+    PENDING = "Pending"            # recorded, Job not created yet
     RUNNING = "Running"
     SUCCEEDED = "Succeeded"
     FAILED = "Failed"
     THRESHOLD_HIT = "ThresholdHit"
-    PARTIALLY_FAILED = "PartiallyFailed"
+    COMPLETED_WITH_ERRORS = "CompletedWithErrors"
 
 
 class RunCounts(StatusModel):
@@ -68,7 +69,7 @@ class RunSummary(StatusModel):
     )
     start_time: datetime | None = Field(default=None, description="When the Job was created.")
     completion_time: datetime | None = Field(default=None, description="When the run ended.")
-    result: RunResult = Field(description="Outcome, or Running.")
+    result: RunResult = Field(description="Outcome; Pending or Running while active.")
     counts: RunCounts = Field(default_factory=RunCounts, description="What the run did.")
     message: str = Field(default="", description="Why it ended as it did.")
 
@@ -89,6 +90,13 @@ class WorkflowStatus(StatusModel):
     last_run: RunSummary | None = Field(default=None, description="The latest finished run.")
     next_run_time: datetime | None = Field(
         default=None, description="When the schedule starts the next run."
+    )
+    last_schedule_time: datetime | None = Field(
+        default=None, description="The scheduled time last acted on (run or skipped)."
+    )
+    last_run_request: str | None = Field(
+        default=None,
+        description="Value of the ferry.dev/run-requested annotation last acted on.",
     )
     history: list[RunSummary] = Field(
         default_factory=list, max_length=20, description="Recent finished runs, newest first."

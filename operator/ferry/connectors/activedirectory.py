@@ -6,7 +6,7 @@ from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from ferry.connectors.base import ObjectError, ReadResult, Watermark
+from ferry.connectors.base import ConnectorCheckError, ObjectError, ReadResult, Watermark
 from ferry.engine.plan import Operation
 from ferry.engine.records import (
     REFERENCE_ATTRIBUTES,
@@ -45,6 +45,15 @@ class ActiveDirectoryConnector:
         if self._conn is None:
             self._conn = connect(self.endpoint)
         return self._conn
+
+    def check(self) -> str:
+        missing = [dn for dn in self.scope_ous if not self._exists(dn)]
+        where = f"{self.endpoint.host}:{self.endpoint.port}"
+        if missing:
+            raise ConnectorCheckError(f"bound to {where}, but scope container {missing[0]}"
+                                      " does not exist; fix spec.scope.ous")
+        return f"bound to {where} as {self.endpoint.bind_user}; {len(self.scope_ous)} scope" \
+            f" container(s) readable"
 
     def close(self) -> None:
         if self._conn is not None:

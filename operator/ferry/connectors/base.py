@@ -34,6 +34,10 @@ class ObjectError(Exception):
         super().__init__(message)
 
 
+class ConnectorCheckError(Exception):
+    """The directory answered, but not as the Environment expects; the message says what."""
+
+
 class Connector(Protocol):
     """Reads records of a directory and applies engine operations to it, by anchor."""
 
@@ -66,6 +70,12 @@ class Connector(Protocol):
     def set_references(self, target_anchor: str, attribute: str,
                        add: Sequence[str], remove: Sequence[str]) -> None:
         """Add/remove referenced objects (target anchors) to a reference attribute."""
+        ...
+
+    def check(self) -> str:
+        """Connect, authenticate and read the scope's root; say what was verified.
+
+        Raises on failure, with a message an admin can act on."""
         ...
 
     def close(self) -> None: ...

@@ -5,7 +5,7 @@ from __future__ import annotations
 from ferry.api.environment import ConnectionMode, DirectoryType, Environment
 from ferry.connectors.activedirectory import ActiveDirectoryConnector
 from ferry.connectors.base import Connector
-from ferry.secrets import SecretResolver
+from ferry.secrets import SecretSource
 from ferry_agent.directory.connection import DirectoryEndpoint
 
 
@@ -13,7 +13,7 @@ class ConnectorUnavailable(Exception):
     """The environment cannot be reached this way (yet); the message says why."""
 
 
-def open_connector(env: Environment, secrets: SecretResolver) -> Connector:
+def open_connector(env: Environment, secrets: SecretSource) -> Connector:
     name = env.metadata.name
     where = f"Environment/{name}"
     if env.spec.connection is ConnectionMode.AGENT:

@@ -150,11 +150,12 @@ class StateStore:
             s.add_all(Retry(pair=pair, source_anchor=a, reason=r) for a, r in reasons.items())
 
     # runs ------------------------------------------------------------------------------
-    def start_run(self, workflow: str, mode: str) -> str:
-        run_id = _now().strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+    def start_run(self, workflow: str, mode: str, run_id: str | None = None) -> str:
+        """Record a run as Running; a given id that already exists (a retried Job) restarts it."""
+        run_id = run_id or _now().strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
         with self._session.begin() as s:
-            s.add(Run(id=run_id, workflow=workflow, mode=mode, started_at=_now(),
-                      result="Running", message="", counts={}))
+            s.merge(Run(id=run_id, workflow=workflow, mode=mode, started_at=_now(),
+                        finished_at=None, result="Running", message="", counts={}))
         return run_id
 
     def record_results(self, run_id: str, rows: Iterable[ResultRow]) -> None:

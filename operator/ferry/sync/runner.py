@@ -34,6 +34,7 @@ class RunRequest:
     test_mode: bool = False          # force a plan-only run whatever the Workflow says
     full: bool = False               # ignore changedObjectsOnly for this run
     plan_path: Path | None = None    # where to save the plan as JSON
+    run_id: str | None = None        # given by the operator for in-cluster runs
 
 
 @dataclass
@@ -62,7 +63,7 @@ def run_workflow(
     changed_only = spec.changed_objects_only and not request.full
     mode = "test" if test_mode else ("changed" if changed_only else "full")
     # Test mode writes nothing anywhere, run history included.
-    run_id = "plan" if test_mode else store.start_run(request.workflow, mode)
+    run_id = "plan" if test_mode else store.start_run(request.workflow, mode, request.run_id)
     outcome = RunOutcome(run_id, request.workflow, mode)
     result = RunResult(outcome)
     log.info("run.started", workflow=request.workflow, run=run_id, mode=mode)

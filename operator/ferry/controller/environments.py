@@ -1,0 +1,138 @@
+"""Environment reconciler: credentials resolvable (Ready) and the directory reachable
+(Connected), checked on change and every few minutes."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import structlog
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+from pydantic import ValidationError
+
+from ferry.api.environment import ConnectionMode, DirectoryType, Environment
+from ferry.controller.conditions import condition_of, set_condition
+from ferry.controller.events import EventRecorder
+from ferry.controller.kube import ApiSecretResolver, FerryObjects, status_changes
+from ferry.secrets import SecretError, SecretSource
+
+log = structlog.get_logger("ferry.operator")
+
+# Why not connected: (reason, message). None as the status means "not known yet".
+Check = tuple[bool | None, str, str]
+Checker = Callable[[Environment, SecretSource], Check]
+_RETRY = timedelta(seconds=30)
+
+
+def check_connection(env: Environment, secrets: SecretSource) -> Check:
+    """Bind to the directory with the Environment's credentials (direct mode)."""
+    if env.spec.connection is ConnectionMode.AGENT:
+        return None, "AgentsUnavailable", "connection: agent needs the Ferry gateway (not yet)"
+    if env.spec.type is not DirectoryType.ACTIVE_DIRECTORY:
+        return None, "NotChecked", f"no connection check for {env.spec.type.value} yet"
+    from ferry.connectors.factory import open_connector  # ldap3 only where it is needed
+
+    try:
+        connector = open_connector(env, secrets)
+    except SecretError as exc:
+        return False, "SecretUnavailable", str(exc)
+    try:
+        return True, "Connected", connector.check()
+    except Exception as exc:  # any failure to reach or bind is the message the admin needs
+        return False, "ConnectionFailed", f"{type(exc).__name__}: {exc}"
+    finally:
+        connector.close()
+
+
+class EnvironmentReconciler:
+    def __init__(self, api: client.ApiClient, objects: FerryObjects, events: EventRecorder,
+                 check_every: timedelta = timedelta(minutes=5),
+                 checker: Checker = check_connection):
+        self._api = api
+        self._objects = objects
+        self._events = events
+        self._check_every = check_every
+        self._checker = checker
+        self._lock = threading.Lock()
+        self._checked: dict[tuple[str, str], tuple[int, datetime]] = {}
+
+    def due(self, body: dict[str, Any], now: datetime) -> bool:
+        """Whether the connection check should run again for this object: on a spec change,
+        every check_every, and every 30 s while it is not connected (a Secret may appear)."""
+        meta = body["metadata"]
+        with self._lock:
+            last = self._checked.get((meta["namespace"], meta["name"]))
+        if last is None or last[0] != meta.get("generation"):
+            return True
+        connected = condition_of((body.get("status") or {}).get("conditions"), "Connected")
+        every = self._check_every if (connected or {}).get("status") == "True" else _RETRY
+        return now - last[1] >= every
+
+    def reconcile(self, body: dict[str, Any]) -> None:
+        meta = body["metadata"]
+        if meta.get("deletionTimestamp"):
+            return
+        now = datetime.now(UTC)
+        old = dict(body.get("status") or {})
+        conditions = list(old.get("conditions") or [])
+        generation = meta.get("generation")
+        try:
+            env: Environment | None = Environment.model_validate({**body, "status": None})
+            ready_problem = ""
+        except ValidationError as exc:
+            env, ready_problem = None, f"spec: {exc.errors()[0]['msg']}"
+        secrets = ApiSecretResolver(self._api, meta["namespace"])
+        if env is not None:
+            ready_problem = _secret_problem(env, secrets)
+        conditions = set_condition(conditions, "Ready", not ready_problem,
+                                   "SecretsResolved" if not ready_problem else "InvalidSpec"
+                                   if env is None else "SecretUnavailable",
+                                   ready_problem or "configuration and credentials found",
+                                   generation, now)
+        if env is None or ready_problem:
+            connected: Check = (False, "NotReady", "fix the Ready condition first")
+        elif self.due(body, now) or condition_of(conditions, "Connected") is None:
+            connected = self._checker(env, secrets)
+            with self._lock:
+                self._checked[(meta["namespace"], meta["name"])] = (generation or 0, now)
+        else:
+            return
+        previous = condition_of(conditions, "Connected")
+        conditions = set_condition(conditions, "Connected", connected[0], connected[1],
+                                   connected[2], generation, now)
+        new = {**old, "conditions": conditions, "observedGeneration": generation}
+        if env is not None and env.spec.connection is ConnectionMode.DIRECT:
+            new["agentsConnected"] = None
+        changes = status_changes(old, new)
+        if changes:
+            try:
+                self._objects.patch_status("environments", body, changes)
+            except ApiException as exc:
+                if exc.status != 409:
+                    raise
+                return
+        if connected[0] is False and (previous or {}).get("status") != "False":
+            self._events.post(body, "Warning", connected[1], connected[2])
+        elif connected[0] and (previous or {}).get("status") != "True":
+            self._events.post(body, "Normal", "Connected", connected[2])
+
+
+def _secret_problem(env: Environment, secrets: SecretSource) -> str:
+    where = f"Environment/{env.metadata.name}"
+    ad, entra = env.spec.active_directory, env.spec.entra_id
+    sources = []
+    if ad is not None:
+        sources.append((ad.credentials.password, "spec.activeDirectory.credentials.password"))
+        if ad.tls.ca is not None:
+            sources.append((ad.tls.ca, "spec.activeDirectory.tls.ca"))
+    if entra is not None and entra.client_secret is not None:
+        sources.append((entra.client_secret, "spec.entraID.clientSecret"))
+    for source, field in sources:
+        try:
+            secrets.resolve(source, f"{where}: {field}")
+        except SecretError as exc:
+            return str(exc)
+    return ""

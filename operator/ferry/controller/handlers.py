@@ -1,0 +1,159 @@
+"""kopf wiring: watch the ferry.dev kinds and Ferry's Jobs, hand each change to its reconciler.
+
+Only watch-event handlers are used, so kopf keeps no state on the objects (no finalizers, no
+annotations): everything the operator knows is in status and in the Jobs' labels, which is
+why it can restart at any moment. A ticker reconciles Workflows whose next run time has come
+and re-checks Environment connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import kopf
+import structlog
+
+from ferry.api.base import API_GROUP, API_VERSION
+from ferry.controller.cache import ObjectCache
+from ferry.controller.environments import EnvironmentReconciler
+from ferry.controller.events import EventRecorder
+from ferry.controller.kube import FerryObjects, api_client
+from ferry.controller.runs import MANAGED_BY, RUN_REQUEST_ANNOTATION, WORKFLOW_LABEL
+from ferry.controller.settings import OperatorSettings
+from ferry.controller.templates import TemplateReconciler
+from ferry.controller.workflows import WorkflowReconciler, referenced_objects
+
+log = structlog.get_logger("ferry.operator")
+
+
+@dataclass
+class Controller:
+    settings: OperatorSettings
+    cache: ObjectCache
+    workflows: WorkflowReconciler
+    environments: EnvironmentReconciler
+    templates: TemplateReconciler
+
+
+_configured: OperatorSettings | None = None
+
+
+def configure(settings: OperatorSettings) -> None:
+    """Settings for the next operator start (`ferry operator`); else FERRY_* variables."""
+    global _configured
+    _configured = settings
+
+
+def build_controller(settings: OperatorSettings) -> Controller:
+    api = api_client()
+    events = EventRecorder(api, "ferry-operator")
+    objects = FerryObjects(api)
+    cache = ObjectCache()
+    return Controller(
+        settings=settings,
+        cache=cache,
+        workflows=WorkflowReconciler(api, settings, cache, events),
+        environments=EnvironmentReconciler(api, objects, events),
+        templates=TemplateReconciler(objects, events),
+    )
+
+
+@kopf.on.startup()
+async def _startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    settings.posting.enabled = False       # Ferry posts its own Events, with its own reasons
+    settings.peering.standalone = True     # one replica (Recreate); no peering objects needed
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    memo.controller = build_controller(_configured or OperatorSettings.from_environment())
+    memo.ticker = asyncio.create_task(_tick(memo.controller))
+    log.info("operator.started", namespaces=memo.controller.settings.watched_namespaces or "all")
+
+
+@kopf.on.cleanup()
+async def _cleanup(memo: kopf.Memo, **_: Any) -> None:
+    ticker = memo.get("ticker")
+    if ticker is not None:
+        ticker.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await ticker
+
+
+@kopf.on.event(API_GROUP, API_VERSION, "workflows")
+def _workflow_event(type: str, body: kopf.Body, memo: kopf.Memo,
+                    **_: Any) -> None:
+    ctl: Controller = memo.controller
+    meta = body["metadata"]
+    if type == "DELETED":
+        ctl.cache.drop("Workflow", meta["namespace"], meta["name"])
+        return
+    ctl.cache.put("Workflow", dict(body))
+    ctl.workflows.reconcile(meta["namespace"], meta["name"])
+
+
+@kopf.on.event("batch", "v1", "jobs", labels={"app.kubernetes.io/managed-by": MANAGED_BY})
+def _job_event(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    workflow = (body["metadata"].get("labels") or {}).get(WORKFLOW_LABEL)
+    if workflow:
+        memo.controller.workflows.reconcile(body["metadata"]["namespace"], workflow)
+
+
+@kopf.on.event(API_GROUP, API_VERSION, "environments")
+def _environment_event(type: str, body: kopf.Body, memo: kopf.Memo,
+                       **_: Any) -> None:
+    ctl: Controller = memo.controller
+    meta = body["metadata"]
+    if type == "DELETED":
+        ctl.cache.drop("Environment", meta["namespace"], meta["name"])
+    else:
+        ctl.cache.put("Environment", dict(body))
+        ctl.environments.reconcile(dict(body))
+    _reconcile_dependents(ctl, meta["namespace"], "Environment", meta["name"])
+
+
+@kopf.on.event(API_GROUP, API_VERSION, "templates")
+def _template_event(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    ctl: Controller = memo.controller
+    meta = body["metadata"]
+    if type == "DELETED":
+        ctl.cache.drop("Template", meta["namespace"], meta["name"])
+    else:
+        ctl.cache.put("Template", dict(body))
+        ctl.templates.reconcile(dict(body))
+    _reconcile_dependents(ctl, meta["namespace"], "Template", meta["name"])
+
+
+def _reconcile_dependents(ctl: Controller, namespace: str, kind: str, name: str) -> None:
+    """Workflows' Ready depends on the Environments and Templates they name."""
+    for workflow in ctl.cache.all("Workflow", namespace):
+        if (kind, name) in referenced_objects(workflow.get("spec") or {}):
+            ctl.workflows.reconcile(namespace, workflow["metadata"]["name"])
+
+
+async def _tick(ctl: Controller) -> None:
+    loop = asyncio.get_running_loop()
+    while True:
+        await asyncio.sleep(ctl.settings.tick_seconds)
+        now = datetime.now(UTC)
+        for workflow in ctl.cache.all("Workflow"):
+            if _due(workflow, now):
+                meta = workflow["metadata"]
+                await loop.run_in_executor(None, ctl.workflows.reconcile,
+                                           meta["namespace"], meta["name"])
+        for environment in ctl.cache.all("Environment"):
+            if ctl.environments.due(environment, now):
+                await loop.run_in_executor(None, ctl.environments.reconcile, environment)
+
+
+def _due(workflow: dict[str, Any], now: datetime) -> bool:
+    status = workflow.get("status") or {}
+    requested = (workflow["metadata"].get("annotations") or {}).get(RUN_REQUEST_ANNOTATION)
+    if requested and requested != status.get("lastRunRequest"):
+        return True
+    next_run = status.get("nextRunTime")
+    if next_run:
+        return datetime.fromisoformat(str(next_run).replace("Z", "+00:00")) <= now
+    return status.get("observedGeneration") != workflow["metadata"].get("generation")

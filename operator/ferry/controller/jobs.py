@@ -1,0 +1,157 @@
+"""The batch/v1 Job of one workflow run: built here, created by the workflow reconciler."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from typing import Any
+
+from ferry.api.base import GROUP_VERSION, SecretKeySelector, ValueSource
+from ferry.api.environment import Environment
+from ferry.api.template import Template
+from ferry.controller.runs import (
+    FINAL_EXIT_CODES,
+    MANAGED_BY,
+    RUN_LABEL,
+    TRIGGER_ANNOTATION,
+    WORKFLOW_LABEL,
+    job_name,
+)
+from ferry.controller.settings import OperatorSettings
+from ferry.secrets import DEFAULT_SECRETS_DIR
+
+CONTAINER = "sync"
+STATE_DIR = "/var/lib/ferry"
+RUN_AS = 10001  # the image's non-root user
+
+
+def secret_refs(environments: Iterable[Environment],
+                templates: Iterable[Template]) -> dict[str, set[str]]:
+    """Secret name -> keys the run needs, from every secretKeyRef its objects hold."""
+    sources: list[ValueSource | None] = []
+    for env in environments:
+        ad, entra = env.spec.active_directory, env.spec.entra_id
+        if ad is not None:
+            sources += [ad.credentials.password, ad.tls.ca]
+        if entra is not None:
+            sources.append(entra.client_secret)
+    for template in templates:
+        sources.append(template.spec.password.value)
+    refs: dict[str, set[str]] = {}
+    for source in sources:
+        ref: SecretKeySelector | None = source.secret_key_ref if source else None
+        if ref is not None:
+            refs.setdefault(ref.name, set()).add(ref.key)
+    return refs
+
+
+def build_job(*, namespace: str, workflow: str, workflow_uid: str, run_id: str, trigger: str,
+              secrets: dict[str, set[str]], settings: OperatorSettings) -> dict[str, Any]:
+    """The Job manifest: owned by the Workflow, non-root and read-only, secrets as files."""
+    labels = {
+        "app.kubernetes.io/name": "ferry",
+        "app.kubernetes.io/component": "sync",
+        "app.kubernetes.io/managed-by": MANAGED_BY,
+        WORKFLOW_LABEL: workflow,
+        RUN_LABEL: run_id,
+    }
+    mounts: list[dict[str, Any]] = [{"name": "state", "mountPath": STATE_DIR},
+                                    {"name": "tmp", "mountPath": "/tmp"}]
+    volumes: list[dict[str, Any]] = [
+        {"name": "state", **_state_volume(settings)},
+        {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}},
+    ]
+    for secret, keys in sorted(secrets.items()):
+        volume = _volume_name(secret)
+        mounts.append({"name": volume, "mountPath": f"{DEFAULT_SECRETS_DIR}/{secret}",
+                       "readOnly": True})
+        volumes.append({"name": volume, "secret": {
+            "secretName": secret,
+            "items": [{"key": k, "path": k} for k in sorted(keys)],
+            "defaultMode": 0o440,
+        }})
+    container = {
+        "name": CONTAINER,
+        "image": settings.image,
+        "imagePullPolicy": settings.image_pull_policy,
+        "command": ["ferry", "sync-job"],
+        # Names only: secrets reach the pod as mounted files, never as arguments.
+        "args": ["--workflow", f"{namespace}/{workflow}", "--run", run_id],
+        "env": _env(settings),
+        "resources": {
+            "requests": {"cpu": settings.job_cpu_request, "memory": settings.job_memory_request},
+            "limits": {"cpu": settings.job_cpu_limit, "memory": settings.job_memory_limit},
+        },
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+        "volumeMounts": mounts,
+    }
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": job_name(workflow, run_id),
+            "namespace": namespace,
+            "labels": labels,
+            "annotations": {TRIGGER_ANNOTATION: trigger},
+            "ownerReferences": [{
+                "apiVersion": GROUP_VERSION, "kind": "Workflow", "name": workflow,
+                "uid": workflow_uid, "controller": True, "blockOwnerDeletion": True,
+            }],
+        },
+        "spec": {
+            "backoffLimit": settings.job_backoff_limit,
+            "activeDeadlineSeconds": settings.job_active_deadline_seconds,
+            "ttlSecondsAfterFinished": settings.job_ttl_seconds,
+            # Invalid input, a delete threshold or per-object errors: a retry cannot help.
+            "podFailurePolicy": {"rules": [{
+                "action": "FailJob",
+                "onExitCodes": {"containerName": CONTAINER, "operator": "In",
+                                "values": list(FINAL_EXIT_CODES)},
+            }]},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "serviceAccountName": settings.job_service_account,
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "runAsUser": RUN_AS,
+                        "runAsGroup": RUN_AS,
+                        "fsGroup": RUN_AS,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
+                    "containers": [container],
+                    "volumes": volumes,
+                },
+            },
+        },
+    }
+
+
+def _env(settings: OperatorSettings) -> list[dict[str, Any]]:
+    env: list[dict[str, Any]] = [
+        {"name": "FERRY_SECRETS_DIR", "value": str(DEFAULT_SECRETS_DIR)},
+    ]
+    if settings.state_url_secret:
+        name, _, key = settings.state_url_secret.partition("/")
+        env.append({"name": "FERRY_STATE",
+                    "valueFrom": {"secretKeyRef": {"name": name, "key": key or "url"}}})
+    else:
+        env.append({"name": "FERRY_STATE", "value": f"{STATE_DIR}/state.sqlite"})
+    return env
+
+
+def _state_volume(settings: OperatorSettings) -> dict[str, Any]:
+    if settings.state_volume_claim and not settings.state_url_secret:
+        return {"persistentVolumeClaim": {"claimName": settings.state_volume_claim}}
+    return {"emptyDir": {}}
+
+
+def _volume_name(secret: str) -> str:
+    digest = hashlib.sha256(secret.encode()).hexdigest()[:8]
+    return f"secret-{secret[:45].rstrip('-.')}-{digest}".replace(".", "-")

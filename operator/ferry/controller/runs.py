@@ -1,0 +1,59 @@
+"""Run identity and Job outcome: pure functions shared by the operator and the sync Job."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+from ferry.api.status import RunResult
+
+WORKFLOW_LABEL = "ferry.dev/workflow"
+RUN_LABEL = "ferry.dev/run"
+TRIGGER_ANNOTATION = "ferry.dev/trigger"
+RUN_REQUEST_ANNOTATION = "ferry.dev/run-requested"
+MANAGED_BY = "ferry-operator"
+RUN_ID_LENGTH = 10
+
+
+def run_id_for(workflow_uid: str, trigger: str, key: str) -> str:
+    """A run id derived from what triggered it, so a restarted operator names the same run."""
+    digest = hashlib.sha256(f"{workflow_uid}|{trigger}|{key}".encode()).hexdigest()
+    return digest[:RUN_ID_LENGTH]
+
+
+def job_name(workflow: str, run_id: str) -> str:
+    """Deterministic Job name within the 63 characters pod labels allow."""
+    return f"{workflow[:63 - RUN_ID_LENGTH - 1].rstrip('-')}-{run_id}"
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    """Where a Job stands: finished or not, and why it failed."""
+
+    finished: bool
+    succeeded: bool
+    reason: str = ""
+    message: str = ""
+
+
+def job_outcome(job: dict[str, Any]) -> JobOutcome:
+    """Read a Job's Complete/Failed conditions (the interim ones are ignored)."""
+    for condition in (job.get("status") or {}).get("conditions") or []:
+        if condition.get("status") != "True":
+            continue
+        if condition.get("type") == "Complete":
+            return JobOutcome(True, True, condition.get("reason") or "Completed",
+                              condition.get("message") or "")
+        if condition.get("type") == "Failed":
+            return JobOutcome(True, False, condition.get("reason") or "JobFailed",
+                              condition.get("message") or "")
+    return JobOutcome(False, False)
+
+
+# The sync Job's exit codes (ferry.sync.outcome.ExitCode) that retrying cannot fix.
+FINAL_EXIT_CODES = (2, 3, 4)
+
+# Results a sync Job reports itself; the operator keeps them over the Job's bare success.
+REPORTED_RESULTS = frozenset({RunResult.SUCCEEDED, RunResult.FAILED, RunResult.THRESHOLD_HIT,
+                              RunResult.COMPLETED_WITH_ERRORS})

@@ -1,0 +1,125 @@
+"""`ferry sync-job`: the command a run's Job executes. Reads the Workflow and the objects it
+names from the API, runs it with the same runner as `ferry run`, reports into the Workflow's
+status.activeRun (which the operator turns into lastRun when the Job ends) and exits with the
+run's code."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+from pydantic import ValidationError
+
+from ferry.api.environment import Environment
+from ferry.api.loader import Manifests
+from ferry.api.references import check_references
+from ferry.api.status import RunCounts, RunResult
+from ferry.api.template import Template
+from ferry.api.workflow import Workflow
+from ferry.controller.events import EventRecorder
+from ferry.controller.kube import FerryObjects
+from ferry.controller.workflows import referenced_objects
+from ferry.secrets import SecretSource
+from ferry.state.store import StateStore
+from ferry.sync.outcome import ExitCode, RunOutcome
+from ferry.sync.runner import RunRequest, run_workflow
+
+log = structlog.get_logger("ferry.sync_job")
+_PLURALS = {"Environment": "environments", "Template": "templates"}
+_MODELS: dict[str, type[Environment] | type[Template]] = {
+    "Environment": Environment, "Template": Template}
+
+
+class SyncJobError(Exception):
+    """The run cannot start; the message names the object and what to fix."""
+
+
+def run_sync_job(api: client.ApiClient, namespace: str, workflow: str, run_id: str,
+                 store: StateStore, secrets: SecretSource,
+                 runner: Callable[..., Any] = run_workflow) -> ExitCode:
+    """Run one Workflow run inside its Job; every outcome ends up in the Workflow's status."""
+    objects = FerryObjects(api)
+    events = EventRecorder(api, "ferry-sync-job")
+    body = objects.get("workflows", namespace, workflow)
+    if body is None:
+        log.error("sync_job.no_workflow", workflow=f"{namespace}/{workflow}")
+        return ExitCode.INVALID_INPUT
+    active = (body.get("status") or {}).get("activeRun") or {}
+    if active.get("id") != run_id:
+        # Another run is current (or this one was already recorded): never run twice.
+        log.error("sync_job.not_active", run=run_id, active=active.get("id"))
+        return ExitCode.INVALID_INPUT
+    _report(objects, namespace, workflow, run_id, {"result": RunResult.RUNNING.value})
+    try:
+        manifests = _manifests(objects, namespace, body)
+    except SyncJobError as exc:
+        _report(objects, namespace, workflow, run_id, _final(RunResult.FAILED, str(exc)))
+        events.post(body, "Warning", "InvalidInput", str(exc))
+        return ExitCode.INVALID_INPUT
+    result = runner(manifests, RunRequest(workflow, run_id=run_id), store, secrets)
+    outcome: RunOutcome = result.outcome
+    totals = outcome.totals()
+    counts = RunCounts(
+        created=totals["created"], updated=totals["updated"], moved=totals["moved"],
+        deleted=totals["deleted"], unchanged=totals["unchanged"],
+        conflicts=totals["conflicts"], errors=totals["errors"],
+    ).model_dump(by_alias=True)
+    _report(objects, namespace, workflow, run_id,
+            {**_final(RunResult(outcome.result), outcome.message), "counts": counts})
+    if outcome.conflicts:
+        first = "; ".join(c.message for c in outcome.conflicts[:3])
+        events.post(body, "Warning", "MatchConflicts",
+                    f"run {run_id}: {len(outcome.conflicts)} conflict(s), nothing written for"
+                    f" them: {first}")
+    return outcome.exit_code
+
+
+def _manifests(objects: FerryObjects, namespace: str, body: dict[str, Any]) -> Manifests:
+    manifests = Manifests()
+    label = f"Workflow/{body['metadata']['name']}"
+    try:
+        workflow = Workflow.model_validate({**body, "status": None})
+    except ValidationError as exc:
+        raise SyncJobError(f"{label}: {exc.errors()[0]['msg']}") from None
+    manifests.add(workflow)
+    manifests.sources[label] = f"namespace {namespace}"
+    for kind, name in referenced_objects(workflow.spec):
+        found = objects.get(_PLURALS[kind], namespace, name)
+        if found is None:
+            continue  # check_references names it
+        try:
+            manifests.add(_MODELS[kind].model_validate({**found, "status": None}))
+        except ValidationError as exc:
+            raise SyncJobError(f"{kind}/{name}: {exc.errors()[0]['msg']}") from None
+        manifests.sources[f"{kind}/{name}"] = f"namespace {namespace}"
+    problems = check_references(manifests)
+    if problems:
+        raise SyncJobError("; ".join(str(p) for p in problems))
+    return manifests
+
+
+def _final(result: RunResult, message: str) -> dict[str, Any]:
+    return {"result": result.value, "message": message,
+            "completionTime": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
+
+
+def _report(objects: FerryObjects, namespace: str, workflow: str, run_id: str,
+            fields: dict[str, Any], attempts: int = 5) -> None:
+    """Merge fields into status.activeRun if it is still this run (optimistic concurrency)."""
+    for _ in range(attempts):
+        body = objects.get("workflows", namespace, workflow)
+        active = ((body or {}).get("status") or {}).get("activeRun") or {}
+        if body is None or active.get("id") != run_id:
+            log.warning("sync_job.status_gone", run=run_id)
+            return
+        try:
+            objects.patch_status("workflows", body, {"activeRun": {**active, **fields}})
+            return
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+    log.warning("sync_job.status_conflicts", run=run_id)

@@ -1,0 +1,138 @@
+"""Workflow reconciler: observe the Workflow and its Jobs, decide, then write status and Jobs."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import structlog
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+from pydantic import ValidationError
+
+from ferry.api.environment import Environment
+from ferry.api.template import Template
+from ferry.api.workflow import WorkflowSpec
+from ferry.controller.cache import ObjectCache
+from ferry.controller.events import EventRecorder
+from ferry.controller.jobs import build_job, secret_refs
+from ferry.controller.kube import FerryObjects, as_dict, status_changes
+from ferry.controller.runs import WORKFLOW_LABEL
+from ferry.controller.settings import OperatorSettings
+from ferry.controller.workflow_decision import Decision, decide
+
+log = structlog.get_logger("ferry.operator")
+
+Clock = Callable[[], datetime]
+Referenced = TypeVar("Referenced", Environment, Template)
+_CONFLICT_RETRIES = 5
+
+
+def referenced_objects(spec: WorkflowSpec | dict[str, Any]) -> list[tuple[str, str]]:
+    """(kind, name) of every Environment and Template a Workflow spec names, in order."""
+    steps = (spec.model_dump(by_alias=True) if isinstance(spec, WorkflowSpec) else spec)
+    found: dict[tuple[str, str], None] = {}
+    for step in steps.get("steps") or []:
+        for key in ("readFrom", "writeTo"):
+            for name in (step.get(key) or {}).get("environments") or []:
+                found[("Environment", name)] = None
+        if step.get("stageData"):
+            found[("Template", step["stageData"].get("template"))] = None
+    return list(found)
+
+
+class WorkflowReconciler:
+    def __init__(self, api: client.ApiClient, settings: OperatorSettings, cache: ObjectCache,
+                 events: EventRecorder, clock: Clock = lambda: datetime.now(UTC)):
+        self._api = api
+        self._objects = FerryObjects(api)
+        self._batch = client.BatchV1Api(api)
+        self._settings = settings
+        self._cache = cache
+        self._events = events
+        self._clock = clock
+        self._locks: dict[tuple[str, str], threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+
+    def reconcile(self, namespace: str, name: str) -> None:
+        """Bring one Workflow's status and Jobs in line with its spec, schedule and requests."""
+        with self._lock(namespace, name):
+            for _ in range(_CONFLICT_RETRIES):
+                try:
+                    self._reconcile_once(namespace, name)
+                    return
+                except ApiException as exc:
+                    if exc.status != 409:
+                        raise
+            log.warning("workflow.conflicts", workflow=f"{namespace}/{name}")
+
+    def _reconcile_once(self, namespace: str, name: str) -> None:
+        body = self._objects.get("workflows", namespace, name)
+        if body is None or body["metadata"].get("deletionTimestamp"):
+            return
+        jobs = [as_dict(self._api, j) for j in self._batch.list_namespaced_job(
+            namespace, label_selector=f"{WORKFLOW_LABEL}={name}").items]
+        problems, environments, templates = self._references(namespace, body)
+        old_status = dict(body.get("status") or {})
+        decision = decide(body, jobs, problems=problems, now=self._clock(),
+                          history_limit=self._settings.history_limit)
+        changes = status_changes(old_status, decision.status)
+        if changes:
+            # Written before the Job is created: a crash in between is finished on restart.
+            self._objects.patch_status("workflows", body, changes)
+        if decision.start is not None:
+            self._start(body, decision, environments, templates)
+        for event in decision.events:
+            self._events.post(body, event.type, event.reason, event.message)
+
+    def _start(self, body: dict[str, Any], decision: Decision,
+               environments: list[Environment], templates: list[Template]) -> None:
+        start = decision.start
+        assert start is not None
+        meta = body["metadata"]
+        job = build_job(namespace=meta["namespace"], workflow=meta["name"],
+                        workflow_uid=meta["uid"], run_id=start.run_id, trigger=start.trigger,
+                        secrets=secret_refs(environments, templates), settings=self._settings)
+        try:
+            self._batch.create_namespaced_job(meta["namespace"], job)
+        except ApiException as exc:
+            if exc.status != 409:  # AlreadyExists: this run's Job was created before a restart
+                raise
+            return
+        log.info("run.job_created", workflow=f"{meta['namespace']}/{meta['name']}",
+                 run=start.run_id, job=start.job_name, trigger=start.trigger)
+        self._events.post(body, "Normal", "RunStarted",
+                          f"run {start.run_id} ({start.trigger}): Job {start.job_name}")
+
+    def _references(self, namespace: str, body: dict[str, Any]
+                    ) -> tuple[list[str], list[Environment], list[Template]]:
+        """Problems with the Environments and Templates the spec names, and those objects."""
+        try:
+            spec = WorkflowSpec.model_validate(body.get("spec") or {})
+        except ValidationError:
+            return [], [], []  # decide() reports the spec itself
+        names = referenced_objects(spec)
+        problems: list[str] = []
+        environments = [e for e in (self._load(Environment, kind, namespace, n, problems)
+                                    for kind, n in names if kind == "Environment") if e]
+        templates = [t for t in (self._load(Template, kind, namespace, n, problems)
+                                 for kind, n in names if kind == "Template") if t]
+        return problems, environments, templates
+
+    def _load(self, model: type[Referenced], kind: str, namespace: str, name: str,
+              problems: list[str]) -> Referenced | None:
+        found = self._cache.get(kind, namespace, name)
+        if found is None:
+            problems.append(f"{kind} {name!r} not found in namespace {namespace}")
+            return None
+        try:
+            return model.model_validate({**found, "status": None})
+        except ValidationError as exc:
+            problems.append(f"{kind} {name!r} is invalid: {exc.errors()[0]['msg']}")
+            return None
+
+    def _lock(self, namespace: str, name: str) -> threading.Lock:
+        with self._locks_guard:
+            return self._locks.setdefault((namespace, name), threading.Lock())

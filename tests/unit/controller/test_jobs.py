@@ -1,0 +1,49 @@
+from pathlib import Path
+
+from ferry.api.loader import load_manifests
+from ferry.controller.jobs import build_job, secret_refs
+from ferry.controller.settings import OperatorSettings
+
+EXAMPLES = Path(__file__).resolve().parents[3] / "examples" / "ad-to-ad"
+
+
+def test_job_is_owned_bounded_non_root_and_carries_secrets_as_files_only() -> None:
+    m = load_manifests([EXAMPLES])
+    refs = secret_refs(m.environments.values(), m.templates.values())
+    assert refs, "the example environments reference Secrets"
+    job = build_job(namespace="ferry", workflow="src-to-tgt", workflow_uid="u1",
+                    run_id="0123456789", trigger="Manual", secrets=refs,
+                    settings=OperatorSettings())
+    meta, spec = job["metadata"], job["spec"]
+    assert meta["name"] == "src-to-tgt-0123456789"
+    assert meta["labels"]["ferry.dev/workflow"] == "src-to-tgt"
+    assert meta["labels"]["ferry.dev/run"] == "0123456789"
+    assert meta["ownerReferences"][0]["kind"] == "Workflow"
+    assert meta["ownerReferences"][0]["controller"] is True
+    assert spec["backoffLimit"] >= 0 and spec["activeDeadlineSeconds"] > 0
+    assert spec["ttlSecondsAfterFinished"] > 0
+    pod = spec["template"]["spec"]
+    container = pod["containers"][0]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    assert container["resources"]["limits"] and container["resources"]["requests"]
+    assert container["args"] == ["--workflow", "ferry/src-to-tgt", "--run", "0123456789"]
+    mounted = {v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v}
+    assert mounted == set(refs)
+    assert {e["name"] for e in container["env"]} == {"FERRY_SECRETS_DIR", "FERRY_STATE"}
+
+
+def test_a_postgres_url_reaches_the_job_by_secret_reference_not_value() -> None:
+    settings = OperatorSettings(state_url_secret="ferry-db/url")
+    job = build_job(namespace="n", workflow="w", workflow_uid="u", run_id="a" * 10,
+                    trigger="Manual", secrets={}, settings=settings)
+    env = {e["name"]: e for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["FERRY_STATE"] == {"name": "FERRY_STATE", "valueFrom": {
+        "secretKeyRef": {"name": "ferry-db", "key": "url"}}}
+
+
+def test_job_name_fits_label_limits_for_long_workflow_names() -> None:
+    job = build_job(namespace="n", workflow="w" * 63, workflow_uid="u", run_id="a" * 10,
+                    trigger="Schedule", secrets={}, settings=OperatorSettings())
+    assert len(job["metadata"]["name"]) <= 63
