@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Mapping
-from typing import Protocol, cast
+from typing import Protocol
 
 from ferry.engine.dn import same_dn
 from ferry.engine.expressions import CompiledTemplate
-from ferry.engine.plan import Operation, OpKind
+from ferry.engine.plan import Changes, Operation, OpKind
 from ferry.engine.records import REFERENCE_ATTRIBUTES, AttributeValue, ObjectType, Record
-
-_Changes = dict[str, AttributeValue | None]
 
 # Fingerprint of "no value". hash() never returns -1 (CPython reserves it), so no value
 # can be mistaken for absence.
@@ -132,9 +130,10 @@ def diff_object(desired: Record, current: Record | StoredTarget | None,
     if current is None:
         if not switch.create:
             return []
-        # The staged dict is handed over, not copied: at a million objects copies add up.
+        attributes = desired.attributes
         return [Operation(OpKind.CREATE, desired.object_type, pair, source_anchor, None,
-                          desired.dn, changes=cast(_Changes, desired.attributes),
+                          desired.dn, changes=Changes.of(tuple(attributes),
+                                                         tuple(attributes.values())),
                           enabled=desired.enabled)]
     if not switch.update:
         return []
@@ -144,21 +143,24 @@ def diff_object(desired: Record, current: Record | StoredTarget | None,
                                    template.compared(desired.object_type))
                  if isinstance(current, StoredTarget)
                  else _differing_exact(desired, current, updatable))
-    changes: _Changes = {}
+    names: list[str] = []
+    values: list[AttributeValue | None] = []
     for attribute, only_when_empty, present in differing:
         if only_when_empty and present:
             continue
         want = desired.attributes.get(attribute)
         if want is not None or present:  # no value clears only a value that is there
-            changes[attribute] = want
+            names.append(attribute)
+            values.append(want)
     enabled = None
     # A target that does not report enabled (None) is not toggled on guesswork.
     if desired.enabled is not None and current.enabled is not None \
             and desired.enabled != current.enabled:
         enabled = desired.enabled
-    if changes or enabled is not None:
+    if names or enabled is not None:
         ops.append(Operation(OpKind.UPDATE, desired.object_type, pair, source_anchor,
-                             current.anchor, current.dn, changes=changes, enabled=enabled))
+                             current.anchor, current.dn,
+                             changes=Changes.of(tuple(names), tuple(values)), enabled=enabled))
     # A desired DN without a container means the template places nothing (e.g. Entra ID).
     if "," in desired.dn and not same_dn(desired.dn, current.dn):
         ops.append(Operation(OpKind.MOVE, desired.object_type, pair, source_anchor,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -15,6 +16,58 @@ class OpKind(StrEnum):
     MOVE = "move"            # rename and/or move: new_dn differs from dn
     DELETE = "delete"
     REFERENCES = "references"  # group members / manager, applied after all objects exist
+
+
+class Changes(Mapping[str, AttributeValue | None]):
+    """Attribute -> new value (None clears it), read-only, kept as two aligned tuples."""
+
+    # A plan may hold a million of these: a dict apiece costs 250-650 bytes, while here the
+    # names tuple is shared by every Changes with the same attributes (see `of`) and only
+    # the values tuple is per operation. Lookups scan the names; there are only a few.
+
+    __slots__ = ("_names", "_values")
+
+    def __init__(self, names: tuple[str, ...], values: tuple[AttributeValue | None, ...]) -> None:
+        if len(names) != len(values):
+            raise ValueError(f"{len(names)} attribute names for {len(values)} values")
+        self._names = names
+        self._values = values
+
+    @classmethod
+    def of(cls, names: tuple[str, ...], values: tuple[AttributeValue | None, ...]) -> Changes:
+        """Changes whose names tuple is shared with earlier ones of the same attributes."""
+        shared = _NAMES.get(names)
+        if shared is None:
+            if len(_NAMES) >= _NAMES_LIMIT:
+                _NAMES.clear()  # bounded: only sharing is lost, never correctness
+            shared = _NAMES.setdefault(names, names)
+        return cls(shared, values)
+
+    def __getitem__(self, name: str) -> AttributeValue | None:
+        try:
+            return self._values[self._names.index(name)]
+        except ValueError:
+            raise KeyError(name) from None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._names
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+    def __hash__(self) -> int:
+        return hash((self._names, self._values))
+
+    def __repr__(self) -> str:
+        return f"Changes({dict(zip(self._names, self._values, strict=True))!r})"
+
+
+_NAMES: dict[tuple[str, ...], tuple[str, ...]] = {}
+_NAMES_LIMIT = 4096
+NO_CHANGES = Changes((), ())
 
 
 @dataclass(slots=True)
@@ -34,7 +87,7 @@ class Operation:
     target_anchor: str | None
     dn: str                                   # current target DN (desired DN for CREATE)
     new_dn: str | None = None                 # MOVE only
-    changes: dict[str, AttributeValue | None] = field(default_factory=dict)
+    changes: Changes = NO_CHANGES
     enabled: bool | None = None               # CREATE/UPDATE of users: desired state
     attribute: str | None = None              # REFERENCES: "member" or "manager"
     add: tuple[str, ...] = ()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections import Counter, defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum
 from pathlib import Path
@@ -100,7 +101,7 @@ def plan_to_json(outcome: RunOutcome, plans: list[PairPlan]) -> dict[str, Any]:
         if dataclasses.is_dataclass(value) and not isinstance(value, type):
             return {f.name: clean(getattr(value, f.name)) for f in dataclasses.fields(value)
                     if getattr(value, f.name) not in (None, "", (), [], {})}
-        if isinstance(value, dict):
+        if isinstance(value, Mapping):  # dicts, and operations' Changes
             return {str(k): clean(v) for k, v in value.items()}
         if isinstance(value, (list, tuple)):
             return [clean(v) for v in value]
