@@ -1,6 +1,6 @@
 """CustomResourceDefinitions generated from the models: the models are the single source.
 
-    python -m ferry.api.crd crds/        (what `make crds` runs)
+    python -m ferry.api.crd crds/ charts/ferry/crds/      (what `make crds` runs)
 
 Pydantic's JSON Schema is turned into a structural OpenAPI v3 schema the API server accepts:
 references inlined, optional fields unwrapped from anyOf-null, titles dropped, free-form maps
@@ -190,11 +190,12 @@ def write_crds(directory: Path) -> list[Path]:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 1:
-        print("usage: python -m ferry.api.crd DIRECTORY", file=sys.stderr)
+    if not argv:
+        print("usage: python -m ferry.api.crd DIRECTORY...", file=sys.stderr)
         return 2
-    for path in write_crds(Path(argv[0])):
-        print(path)
+    for directory in argv:
+        for path in write_crds(Path(directory)):
+            print(path)
     return 0
 
 

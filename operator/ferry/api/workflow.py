@@ -20,7 +20,7 @@ from ferry.api.environment import ScopeObjectType
 from ferry.api.status import WorkflowStatus
 
 # Bounds keep the API server's CEL cost estimate of the cross-step rules within budget.
-MAX_STEPS = 32
+MAX_STEPS = 20
 MAX_LIST = 16
 ObjectName = Annotated[str, Field(max_length=63, pattern=NAME_PATTERN)]
 

@@ -62,6 +62,12 @@ def build_controller(settings: OperatorSettings) -> Controller:
     )
 
 
+@kopf.on.login()
+def _login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    """The pod's ServiceAccount in a cluster, else KUBECONFIG as it is when the operator starts."""
+    return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+
+
 @kopf.on.startup()
 async def _startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     settings.posting.enabled = False       # Ferry posts its own Events, with its own reasons

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import os
 from typing import Any
 
 from kubernetes import client, config
@@ -18,7 +19,8 @@ def api_client() -> client.ApiClient:
         config.load_incluster_config()
         return client.ApiClient()
     except config.ConfigException:
-        return config.new_client_from_config()
+        # KUBECONFIG read now, not when the kubernetes package was imported.
+        return config.new_client_from_config(config_file=os.environ.get("KUBECONFIG"))
 
 
 def as_dict(api: client.ApiClient, obj: Any) -> dict[str, Any]:
@@ -100,7 +102,7 @@ def current_namespace() -> str:
     except OSError:
         pass
     try:
-        _, context = config.list_kube_config_contexts()
+        _, context = config.list_kube_config_contexts(config_file=os.environ.get("KUBECONFIG"))
         return str(context["context"].get("namespace") or "default")
     except (config.ConfigException, KeyError, TypeError):
         return "default"

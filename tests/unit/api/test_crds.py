@@ -10,12 +10,15 @@ import yaml
 
 from ferry.api.crd import KINDS, crd_file_name, render
 
-CRDS = Path(__file__).resolve().parents[3] / "crds"
+ROOT = Path(__file__).resolve().parents[3]
+# The chart carries its own copy: Helm installs CRDs only from the chart's crds/ folder.
+CRD_DIRS = (ROOT / "crds", ROOT / "charts" / "ferry" / "crds")
 
 
 @pytest.mark.parametrize("kind", KINDS, ids=lambda k: k.__name__)
-def test_crd_file_is_current(kind: Any) -> None:
-    path = CRDS / crd_file_name(kind)
+@pytest.mark.parametrize("directory", CRD_DIRS, ids=lambda d: d.relative_to(ROOT).as_posix())
+def test_crd_file_is_current(kind: Any, directory: Path) -> None:
+    path = directory / crd_file_name(kind)
     assert path.exists(), f"{path} missing: run `make crds`"
     assert path.read_text(encoding="utf-8") == render(kind), f"{path} is stale: run `make crds`"
 

@@ -1,0 +1,375 @@
+"""The operator on a real API server, with the chart's least-privilege RBAC, against the Samba
+lab: runs become Jobs, a Job's command run here syncs SRC into TGT, and what happened shows in
+the Workflow's status, Events and printer columns. There is no kubelet: the test runs each
+Job's command itself and then marks the Job finished through the API, as the Job controller
+would."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+from unittest import mock
+
+import ldap3
+import pytest
+import yaml
+from kopf.testing import KopfRunner
+from tests.support.kube_api import Identity, KubeAPI
+
+from ferry_agent.directory import build_dn
+from ferry_agent.directory.write import add_members, create
+
+pytestmark = pytest.mark.lab
+
+ROOT = Path(__file__).resolve().parents[3]
+EXAMPLES = ROOT / "examples" / "ad-to-ad"
+RELEASE = "ferry"
+WORKFLOW = "ad-to-ad"
+T = TypeVar("T")
+
+
+@dataclass
+class Cluster:
+    api: KubeAPI
+    namespace: str
+    operator: Identity
+    sync: Identity
+    secrets_dir: Path
+    folder: Path
+    tgt: Any
+    tgt_ou: str
+
+    def get(self, kind: str, name: str) -> dict[str, Any]:
+        found: dict[str, Any] = json.loads(self.api.kubectl(
+            "get", kind, name, "-o", "json", namespace=self.namespace).stdout)
+        return found
+
+    def jobs(self) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = json.loads(self.api.kubectl(
+            "get", "jobs", "-l", f"ferry.dev/workflow={WORKFLOW}", "-o", "json",
+            namespace=self.namespace).stdout)["items"]
+        return items
+
+    def events(self) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = json.loads(self.api.kubectl(
+            "get", "events", "-o", "json", namespace=self.namespace).stdout)["items"]
+        return items
+
+    def status(self, kind: str = "workflow", name: str = WORKFLOW) -> dict[str, Any]:
+        return self.get(kind, name).get("status") or {}
+
+    def operator_env(self) -> dict[str, str]:
+        return {"KUBECONFIG": str(self.operator.kubeconfig), "FERRY_NAMESPACE": self.namespace,
+                "FERRY_TICK_SECONDS": "0.5", "FERRY_IMAGE": "ferry:test",
+                "FERRY_JOB_SERVICE_ACCOUNT": f"{RELEASE}-sync"}
+
+    def request_run(self) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "ferry", "run", "--in-cluster",
+             f"{self.namespace}/{WORKFLOW}"],
+            env={**os.environ, "KUBECONFIG": str(self.api.kubeconfig)}, capture_output=True,
+            text=True, timeout=60, check=False)
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout.split()[2]   # "requested run <id> of Workflow ns/name"
+
+    def run_job_command(self, job: dict[str, Any]) -> subprocess.CompletedProcess[str]:
+        """What the Job's pod would do: its command, as the sync ServiceAccount, with the
+        Secrets it mounts laid out the same way."""
+        container = job["spec"]["template"]["spec"]["containers"][0]
+        assert container["command"][0] == "ferry"
+        env = {**os.environ, "KUBECONFIG": str(self.sync.kubeconfig),
+               "FERRY_SECRETS_DIR": str(self.secrets_dir),
+               "FERRY_STATE": str(self.folder / "state.sqlite")}
+        return subprocess.run(
+            [sys.executable, "-m", "ferry", *container["command"][1:], *container["args"]],
+            env=env, capture_output=True, text=True, timeout=600, check=False)
+
+    def finish_job(self, job: dict[str, Any], succeeded: bool, reason: str = "") -> None:
+        """Mark a Job finished through the status subresource, as the Job controller does."""
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        if succeeded:
+            conditions = [
+                {"type": "SuccessCriteriaMet", "status": "True", "reason": "CompletionsReached",
+                 "message": "Reached expected number of succeeded pods",
+                 "lastProbeTime": now, "lastTransitionTime": now},
+                {"type": "Complete", "status": "True", "reason": "CompletionsReached",
+                 "message": "Reached expected number of succeeded pods",
+                 "lastProbeTime": now, "lastTransitionTime": now}]
+            status = {"startTime": now, "completionTime": now, "succeeded": 1,
+                      "conditions": conditions}
+        else:
+            conditions = [
+                {"type": "FailureTarget", "status": "True", "reason": reason,
+                 "message": "Job has reached the specified backoff limit",
+                 "lastProbeTime": now, "lastTransitionTime": now},
+                {"type": "Failed", "status": "True", "reason": reason,
+                 "message": "Job has reached the specified backoff limit",
+                 "lastProbeTime": now, "lastTransitionTime": now}]
+            status = {"startTime": now, "failed": 3, "conditions": conditions}
+        self.api.kubectl("patch", "job", job["metadata"]["name"], "--subresource=status",
+                         "--type=merge", "-p", json.dumps({"status": status}),
+                         namespace=self.namespace)
+
+    def tgt_names(self) -> list[str]:
+        conn = ldap3.Connection(ldap3.Server(self.tgt.ip, port=self.tgt.port, use_ssl=True,
+                                             get_info=ldap3.NONE),
+                                self.tgt.admin_user, self.tgt.admin_password, auto_bind=True)
+        conn.search(self.tgt_ou, "(|(objectClass=user)(objectClass=group))",
+                    attributes=["cn"])
+        names = sorted(str(e.cn) for e in conn.entries)
+        conn.unbind()
+        return names
+
+
+def eventually(check: Callable[[], T | None], what: str, timeout: float = 60) -> T:
+    """Poll check until it returns a truthy value; fail naming what was awaited."""
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(0.3)
+    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
+
+
+def never(check: Callable[[], bool], what: str, window: float = 4.0) -> None:
+    """Watch for window seconds that check stays false."""
+    deadline = time.monotonic() + window
+    while time.monotonic() < deadline:
+        assert not check(), what
+        time.sleep(0.3)
+
+
+def condition(status: dict[str, Any], type_: str) -> dict[str, Any]:
+    return next((c for c in status.get("conditions") or [] if c["type"] == type_), {})
+
+
+@pytest.fixture
+def cluster(kube_api: KubeAPI, kube_namespace: str, lab: Any, src_ou: str, tgt_ou: str,
+            tmp_path: Path) -> Cluster:
+    ns = kube_namespace
+    kube_api.kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))
+    for plural in ("environments", "templates", "workflows", "devicemigrations"):
+        kube_api.kubectl("wait", "--for=condition=Established", f"crd/{plural}.ferry.dev",
+                         "--timeout=60s")
+    rbac = kube_api.helm("template", RELEASE, str(ROOT / "charts" / "ferry"), "--namespace", ns,
+                         "--show-only", "templates/serviceaccounts.yaml",
+                         "--show-only", "templates/rbac.yaml").stdout
+    kube_api.kubectl("apply", "-f", "-", namespace=ns, input=rbac)
+    operator = kube_api.service_account(ns, f"{RELEASE}-operator", create=False)
+    sync = kube_api.service_account(ns, f"{RELEASE}-sync", create=False)
+    secrets_dir = lab.root / "secrets"
+    for domain in (lab.src, lab.tgt):
+        folder = secrets_dir / domain.secret_name
+        kube_api.kubectl("create", "secret", "generic", domain.secret_name,
+                         f"--from-file=password={folder / 'password'}",
+                         f"--from-file=ca.pem={folder / 'ca.pem'}", namespace=ns)
+    # SRC: three people and a group of them, in a scratch OU the source scope covers.
+    conn = lab.src.connect()
+    members = []
+    for name in ("Ada Lovelace", "Alan Turing", "Grace Hopper"):
+        sam = f"{name.split()[0].lower()}{uuid.uuid4().hex[:6]}"
+        dn = build_dn(name, src_ou)
+        create(conn, "user", dn, {"sAMAccountName": [sam], "givenName": [name.split()[0]],
+                                  "sn": [name.split()[1]], "mail": [f"{sam}@src.test"],
+                                  "userPrincipalName": [f"{sam}@src.test"]},
+               password="Src-Pw-1234!ab", enabled=True)
+        members.append(dn)
+    group = build_dn("Pioneers", src_ou)
+    create(conn, "group", group, {"sAMAccountName": [f"pioneers{uuid.uuid4().hex[:6]}"]})
+    add_members(conn, group, members)
+    conn.unbind()
+    text = "\n---\n".join(p.read_text() for p in sorted(EXAMPLES.glob("*.yaml")))
+    text = (text.replace("host: 127.0.0.2", f"host: {lab.src.ip}")
+            .replace("host: 127.0.0.3", f"host: {lab.tgt.ip}")
+            .replace("OU=Corp,DC=src,DC=test", src_ou)
+            .replace("OU=Migrated,DC=tgt,DC=test", tgt_ou))
+    (tmp_path / "manifests.yaml").write_text(text)
+    kube_api.kubectl("apply", "-f", str(tmp_path / "manifests.yaml"), namespace=ns)
+    return Cluster(kube_api, ns, operator, sync, secrets_dir, tmp_path, lab.tgt, tgt_ou)
+
+
+@contextmanager
+def operator_in_process(cluster: Cluster) -> Iterator[KopfRunner]:
+    """The operator under kopf's testing runner, signed in as the chart's ServiceAccount."""
+    with mock.patch.dict(os.environ, cluster.operator_env()):
+        runner = KopfRunner(["run", "--standalone", "--namespace", cluster.namespace,
+                             "-m", "ferry.controller.handlers"], timeout=60)
+        with runner:
+            yield runner
+    assert runner.exception is None, runner.output
+    assert runner.exit_code == 0, runner.output
+
+
+@contextmanager
+def operator_process(cluster: Cluster, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """`ferry operator` as a real process, for tests that kill it."""
+    with open(log, "ab") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "ferry", "operator", "--namespace", cluster.namespace],
+            env={**os.environ, **cluster.operator_env()}, stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True)
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
+
+
+def test_a_manual_run_becomes_one_job_and_its_outcome_lands_in_status(cluster: Cluster) -> None:
+    with operator_in_process(cluster):
+        for env in ("src", "tgt"):
+            connected = eventually(
+                lambda env=env: condition(cluster.status("environment", env), "Connected")
+                if condition(cluster.status("environment", env), "Connected").get("status")
+                == "True" else None, f"Environment {env} Connected")
+            assert "bound to" in connected["message"]
+            assert condition(cluster.status("environment", env), "Ready")["status"] == "True"
+        eventually(lambda: condition(cluster.status("template", "src-to-tgt"), "Ready")
+                   .get("status") == "True", "Template Ready")
+        ready = eventually(lambda: condition(cluster.status(), "Ready").get("status") == "True"
+                           and cluster.status(), "Workflow Ready")
+        assert ready["schedule"] == "every 60m" and ready["nextRunTime"]
+
+        run_id = cluster.request_run()
+        jobs = eventually(lambda: cluster.jobs() or None, "the run's Job")
+        assert len(jobs) == 1
+        job = jobs[0]
+        meta, spec = job["metadata"], job["spec"]
+        assert meta["labels"]["ferry.dev/run"] == run_id
+        assert meta["ownerReferences"][0]["name"] == WORKFLOW
+        assert spec["backoffLimit"] == 2 and spec["activeDeadlineSeconds"] == 21600
+        assert spec["ttlSecondsAfterFinished"] == 86400
+        pod = spec["template"]["spec"]
+        assert pod["serviceAccountName"] == f"{RELEASE}-sync"
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        container = pod["containers"][0]
+        assert container["securityContext"]["readOnlyRootFilesystem"] is True
+        assert container["resources"]["limits"]["memory"] == "4Gi"
+        assert {v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v} == \
+            {"src-ad", "tgt-ad"}
+        assert "password" not in " ".join(container["args"]).lower()
+
+        # A second request while this run is active starts nothing.
+        cluster.request_run()
+        eventually(lambda: any(e["reason"] == "RunSkipped" for e in cluster.events()),
+                   "a RunSkipped Event")
+        assert len(cluster.jobs()) == 1
+
+        done = cluster.run_job_command(job)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert cluster.tgt_names() == ["Ada Lovelace", "Alan Turing", "Grace Hopper",
+                                       "Pioneers"]
+        assert cluster.status()["activeRun"]["result"] == "Succeeded"
+        cluster.finish_job(job, succeeded=True)
+
+        last = eventually(lambda: (cluster.status().get("lastRun") or {}).get("id") == run_id
+                          and cluster.status()["lastRun"], "the run recorded as lastRun")
+        assert last["result"] == "Succeeded"
+        assert last["counts"]["created"] == 4
+        status = cluster.status()
+        assert status.get("activeRun") is None
+        assert condition(status, "Succeeded")["status"] == "True"
+        assert condition(status, "Running")["status"] == "False"
+        assert status["history"][0]["id"] == run_id
+        reasons = [e["reason"] for e in cluster.events()
+                   if e["involvedObject"]["name"] == WORKFLOW]
+        assert "RunStarted" in reasons and "RunSucceeded" in reasons
+
+        wide = cluster.api.kubectl("get", "workflows,environments", "-o", "wide",
+                                   namespace=cluster.namespace).stdout
+        for header in ("SCHEDULE", "LAST RUN", "RESULT", "CREATED", "UPDATED", "DELETED",
+                       "NEXT RUN", "TYPE", "READY", "CONNECTED", "CONNECTION"):
+            assert header in wide, wide
+        row = next(line for line in wide.splitlines() if line.startswith(f"workflow.ferry.dev/"
+                                                                         f"{WORKFLOW}"))
+        assert "every 60m" in row and "Succeeded" in row and " 4 " in row
+        assert "ActiveDirectory" in wide and "True" in wide
+
+        # A run whose Job fails (no sync report) is recorded as Failed with the Job's reason.
+        failed_id = cluster.request_run()
+        second = eventually(lambda: [j for j in cluster.jobs()
+                                     if j["metadata"]["labels"]["ferry.dev/run"] == failed_id],
+                            "the second run's Job")[0]
+        cluster.finish_job(second, succeeded=False, reason="BackoffLimitExceeded")
+        last = eventually(lambda: (cluster.status().get("lastRun") or {}).get("id")
+                          == failed_id and cluster.status()["lastRun"], "the failed run")
+        assert last["result"] == "Failed" and "BackoffLimitExceeded" in last["message"]
+        succeeded = condition(cluster.status(), "Succeeded")
+        assert (succeeded["status"], succeeded["reason"]) == ("False", "Failed")
+        assert len(cluster.jobs()) == 2
+
+
+def _minutes_ago(minutes: int) -> str:
+    return (datetime.now(UTC) - timedelta(minutes=minutes)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_an_interval_schedule_fires_and_suspend_stops_it(cluster: Cluster) -> None:
+    api, ns = cluster.api, cluster.namespace
+    api.kubectl("patch", "workflow", WORKFLOW, "--type=merge",
+                "-p", json.dumps({"spec": {"schedule": {"intervalMinutes": 15}}}), namespace=ns)
+    with operator_in_process(cluster):
+        eventually(lambda: cluster.status().get("schedule") == "every 15m", "schedule shown")
+        assert cluster.jobs() == []
+        # Twenty minutes pass: the last scheduled time moves back, as time would move on.
+        api.kubectl("patch", "workflow", WORKFLOW, "--subresource=status", "--type=merge",
+                    "-p", json.dumps({"status": {"lastScheduleTime": _minutes_ago(20),
+                                                 "nextRunTime": _minutes_ago(5)}}),
+                    namespace=ns)
+        job = eventually(lambda: cluster.jobs() or None, "the scheduled Job")[0]
+        assert job["metadata"]["annotations"]["ferry.dev/trigger"] == "Schedule"
+        cluster.finish_job(job, succeeded=True)
+        eventually(lambda: (cluster.status().get("lastRun") or {}).get("result") == "Succeeded",
+                   "the scheduled run recorded")
+
+        api.kubectl("patch", "workflow", WORKFLOW, "--type=merge",
+                    "-p", json.dumps({"spec": {"suspend": True}}), namespace=ns)
+        eventually(lambda: cluster.status().get("schedule") == "every 15m (suspended)",
+                   "suspension shown")
+        assert cluster.status().get("nextRunTime") is None
+        api.kubectl("patch", "workflow", WORKFLOW, "--subresource=status", "--type=merge",
+                    "-p", json.dumps({"status": {"lastScheduleTime": _minutes_ago(40)}}),
+                    namespace=ns)
+        never(lambda: len(cluster.jobs()) > 1, "a suspended Workflow started a Job")
+
+
+def test_killing_the_operator_mid_run_neither_duplicates_nor_loses_the_run(
+        cluster: Cluster) -> None:
+    log = cluster.folder / "operator.log"
+    with operator_process(cluster, log) as first:
+        eventually(lambda: condition(cluster.status(), "Ready").get("status") == "True",
+                   "Workflow Ready")
+        run_id = cluster.request_run()
+        job = eventually(lambda: cluster.jobs() or None, "the run's Job")[0]
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait(timeout=10)
+    # The run goes on without the operator and ends; then the operator comes back.
+    done = cluster.run_job_command(job)
+    assert done.returncode == 0, done.stdout + done.stderr
+    cluster.finish_job(job, succeeded=True)
+    with operator_process(cluster, log):
+        last = eventually(lambda: (cluster.status().get("lastRun") or {}).get("id") == run_id
+                          and cluster.status()["lastRun"], "the run recorded after restart",
+                          timeout=90)
+        assert last["result"] == "Succeeded" and last["counts"]["created"] == 4
+        never(lambda: len(cluster.jobs()) != 1, "a second Job appeared after the restart")
+    assert cluster.tgt_names() == ["Ada Lovelace", "Alan Turing", "Grace Hopper", "Pioneers"]
+    assert "Traceback" not in log.read_text(), log.read_text()[-3000:]
+    yaml.safe_dump(cluster.status())  # status stays plain, serialisable data
