@@ -5,7 +5,7 @@ PIP ?= $(PYTHON) -m pip
 DEBIAN_PACKAGES := samba samba-ad-dc samba-dsdb-modules winbind ldap-utils iproute2 postgresql
 STAMP := .cache/stamps
 
-.PHONY: demo test unit integration lint bench deps python-deps system-deps lab-down clean
+.PHONY: demo test unit integration lint bench deps python-deps system-deps envtest lab-down clean
 
 demo: deps
 	ferry lab up
@@ -17,7 +17,7 @@ demo: deps
 	@echo; ferry runs --limit 2
 	@echo; echo "The lab keeps running; 'ferry lab down' removes it."
 
-test: deps
+test: deps envtest
 	$(PYTHON) -m ruff check operator agent tests bench
 	$(PYTHON) -m mypy
 	$(PYTHON) -m pytest tests/unit tests/integration
@@ -51,6 +51,14 @@ $(STAMP)/system:
 python-deps: $(STAMP)/python
 $(STAMP)/python: pyproject.toml
 	$(PIP) install --quiet --disable-pip-version-check -e '.[operator,test]'
+	@mkdir -p $(STAMP) && touch $@
+
+# etcd, kube-apiserver and helm for the Kubernetes integration tests, built from the Go modules
+# pinned in tools/envtest (needs Go >= 1.24 and a module proxy) into .cache/envtest/bin.
+# With KUBEBUILDER_ASSETS holding etcd and kube-apiserver, only helm is built.
+envtest: $(STAMP)/envtest
+$(STAMP)/envtest: tools/envtest/build.sh tools/envtest/go.mod tools/envtest/go.sum
+	tools/envtest/build.sh
 	@mkdir -p $(STAMP) && touch $@
 
 lab-down:
