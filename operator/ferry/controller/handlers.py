@@ -72,6 +72,8 @@ def _login(**kwargs: Any) -> kopf.ConnectionInfo | None:
 async def _startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     settings.posting.enabled = False       # Ferry posts its own Events, with its own reasons
     settings.peering.standalone = True     # one replica (Recreate); no peering objects needed
+    # No cluster-wide scans for CRDs and namespaces: the Role is namespaced (least privilege).
+    settings.scanning.disabled = True
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     memo.controller = build_controller(_configured or OperatorSettings.from_environment())

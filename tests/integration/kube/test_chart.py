@@ -1,0 +1,59 @@
+"""The Helm chart: lints, renders, and every object it renders is accepted by a real API server
+(server-side dry run), in its namespaced default and in cluster-wide mode."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from tests.support.kube_api import KubeAPI
+
+CHART = Path(__file__).resolve().parents[3] / "charts" / "ferry"
+
+
+def _render(kube_api: KubeAPI, namespace: str, *values: str) -> list[dict]:
+    args = ["template", "ferry", str(CHART), "--namespace", namespace, "--include-crds"]
+    for value in values:
+        args += ["--set", value]
+    return [d for d in yaml.safe_load_all(kube_api.helm(*args).stdout) if d]
+
+
+def test_chart_lints_clean(kube_api: KubeAPI) -> None:
+    done = kube_api.helm("lint", "--strict", str(CHART))
+    assert "0 chart(s) failed" in done.stdout
+
+
+def test_values_schema_refuses_a_bad_value(kube_api: KubeAPI) -> None:
+    done = kube_api.helm("template", "ferry", str(CHART), "--set", "jobs.backoffLimit=-1",
+                         check=False)
+    assert done.returncode != 0 and "backoffLimit" in done.stderr
+
+
+@pytest.mark.parametrize("cluster_wide", [False, True], ids=["namespaced", "cluster-wide"])
+def test_rendered_chart_is_accepted_by_the_api_server(kube_api: KubeAPI, kube_namespace: str,
+                                                      cluster_wide: bool) -> None:
+    docs = _render(kube_api, kube_namespace,
+                   f"operator.watchAllNamespaces={str(cluster_wide).lower()}")
+    kinds = sorted({d["kind"] for d in docs})
+    role = "ClusterRole" if cluster_wide else "Role"
+    assert role in kinds and ("Role" not in kinds if cluster_wide else "ClusterRole" not in kinds)
+    assert {"CustomResourceDefinition", "Deployment", "ServiceAccount",
+            "PersistentVolumeClaim"} <= set(kinds)
+    crds = [d for d in docs if d["kind"] == "CustomResourceDefinition"]
+    assert len(crds) == 4
+    # CRDs first (as Helm installs them), then the rest, all through server-side dry run.
+    kube_api.kubectl("apply", "--server-side", "-f", "-", input=yaml.safe_dump_all(crds))
+    rest = [d for d in docs if d["kind"] != "CustomResourceDefinition"]
+    done = kube_api.kubectl("apply", "--dry-run=server", "-f", "-", namespace=kube_namespace,
+                            input=yaml.safe_dump_all(rest))
+    for doc in rest:
+        assert doc["metadata"]["name"] in done.stdout
+    deployment = next(d for d in docs if d["kind"] == "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["resources"]["requests"] and container["resources"]["limits"]
+    assert ("--all-namespaces" in container["args"]) is cluster_wide
+    assert deployment["spec"]["strategy"]["type"] == "Recreate"
