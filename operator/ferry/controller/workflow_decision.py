@@ -10,7 +10,7 @@ its Job exists, so a crash between the two is finished on restart.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
@@ -18,19 +18,9 @@ from pydantic import ValidationError
 from ferry.api.status import RunResult
 from ferry.api.workflow import WorkflowSpec
 from ferry.controller.conditions import set_condition
-from ferry.controller.runs import (
-    REPORTED_RESULTS,
-    RUN_LABEL,
-    RUN_REQUEST_ANNOTATION,
-    job_name,
-    job_outcome,
-    run_id_for,
-)
+from ferry.controller.run_tracking import iso, parse_time, track
+from ferry.controller.runs import RUN_REQUEST_ANNOTATION, job_name, run_id_for
 from ferry.controller.schedule import ScheduleError, describe, due_slot, is_manual, next_run
-
-# Results a failed Job may carry from the sync Job's own report.
-_FAILED_RESULTS = frozenset({RunResult.FAILED, RunResult.THRESHOLD_HIT,
-                             RunResult.COMPLETED_WITH_ERRORS})
 
 
 @dataclass(frozen=True)
@@ -110,74 +100,34 @@ def decide(workflow: dict[str, Any], jobs: list[dict[str, Any]], *, problems: li
 def _follow_active_run(decision: Decision, jobs: list[dict[str, Any]], now: datetime,
                        history_limit: int) -> None:
     status = decision.status
-    active = status.get("activeRun")
-    unfinished = [j for j in jobs if not job_outcome(j).finished]
-    if active is None and unfinished:
-        # A Job of ours runs but status lost track of it (status reset): adopt it.
-        orphan = unfinished[0]["metadata"]
-        status["activeRun"] = {
-            "id": (orphan.get("labels") or {}).get(RUN_LABEL, orphan["name"]),
-            "jobName": orphan["name"],
-            "trigger": "Adopted",
-            "startTime": orphan.get("creationTimestamp"),
-            "result": RunResult.RUNNING.value,
-        }
-        return
-    if active is None:
-        return
-    job: dict[str, Any] | None = next(
-        (j for j in jobs if (j["metadata"].get("labels") or {}).get(RUN_LABEL) == active["id"]),
-        None)
-    if job is None:
-        if active.get("result") == RunResult.PENDING.value:
-            decision.start = StartRun(active["id"], active["jobName"],
-                                      active.get("trigger") or "Manual")
-        else:
-            _finish(decision, active, RunResult.FAILED, "JobDeleted",
-                    f"Job {active.get('jobName')} disappeared before it finished", now,
-                    history_limit)
-        return
-    outcome = job_outcome(job)
-    if not outcome.finished:
-        if active.get("result") == RunResult.PENDING.value:
-            status["activeRun"] = {**active, "result": RunResult.RUNNING.value}
-        return
-    reported = _result(active.get("result"))
-    if outcome.succeeded:
-        result = reported if reported in REPORTED_RESULTS else RunResult.SUCCEEDED
-        reason = ""
-    else:
-        result = reported if reported in _FAILED_RESULTS else RunResult.FAILED
-        reason = outcome.reason
-    message = active.get("message") or " ".join(
-        part for part in (outcome.reason, outcome.message) if part and not outcome.succeeded)
-    completed = (active.get("completionTime")
-                 or (job.get("status") or {}).get("completionTime"))
-    _finish(decision, active, result, reason, message, now, history_limit, completed)
+    tracking = track(status.get("activeRun"), jobs, iso(now))
+    status["activeRun"] = tracking.active
+    if tracking.create_job and tracking.active is not None:
+        active = tracking.active
+        decision.start = StartRun(active["id"], active["jobName"],
+                                  active.get("trigger") or "Manual")
+    if tracking.finished is not None:
+        _finish(decision, tracking.finished, history_limit)
 
 
-def _finish(decision: Decision, active: dict[str, Any], result: RunResult, reason: str,
-            message: str, now: datetime, history_limit: int,
-            completed: str | None = None) -> None:
+def _finish(decision: Decision, summary: dict[str, Any], history_limit: int) -> None:
     status = decision.status
-    summary = {**active, "result": result.value, "message": message,
-               "completionTime": completed or _iso(now)}
-    status["activeRun"] = None
+    result, message, run_id = RunResult(summary["result"]), summary["message"], summary["id"]
     status["lastRun"] = summary
     status["history"] = [summary, *(status.get("history") or [])][:history_limit]
     counts = summary.get("counts") or {}
     done = ", ".join(f"{counts.get(k, 0)} {k}" for k in ("created", "updated", "deleted"))
     if result == RunResult.SUCCEEDED:
-        decision.events.append(Event("Normal", "RunSucceeded", f"run {active['id']}: {done}"))
+        decision.events.append(Event("Normal", "RunSucceeded", f"run {run_id}: {done}"))
     elif result == RunResult.THRESHOLD_HIT:
         decision.events.append(Event("Warning", "DeleteThresholdHit",
-                                     f"run {active['id']}: {message or 'nothing deleted'}"))
+                                     f"run {run_id}: {message or 'nothing deleted'}"))
     elif result == RunResult.COMPLETED_WITH_ERRORS:
         decision.events.append(Event("Warning", "RunCompletedWithErrors",
-                                     f"run {active['id']}: {done}; {message}"))
+                                     f"run {run_id}: {done}; {message}"))
     else:
-        why = message or reason or "the Job failed"
-        decision.events.append(Event("Warning", "RunFailed", f"run {active['id']}: {why}"))
+        why = message or "the Job failed"
+        decision.events.append(Event("Warning", "RunFailed", f"run {run_id}: {why}"))
 
 
 def _trigger(decision: Decision, workflow: dict[str, Any], spec: WorkflowSpec, now: datetime,
@@ -201,20 +151,20 @@ def _trigger(decision: Decision, workflow: dict[str, Any], spec: WorkflowSpec, n
             trigger = ("Manual", request)
 
     schedule = spec.schedule
-    created = _parse(meta.get("creationTimestamp")) or now
-    anchor = _parse(status.get("lastScheduleTime")) or created
+    created = parse_time(meta.get("creationTimestamp")) or now
+    anchor = parse_time(status.get("lastScheduleTime")) or created
     if not spec.suspend and not is_manual(schedule):
         slot = due_slot(schedule, anchor, now)
         if slot is not None:
-            status["lastScheduleTime"] = _iso(slot)
+            status["lastScheduleTime"] = iso(slot)
             anchor = slot
             if busy or trigger is not None:
                 decision.events.append(Event("Normal", "RunSkipped",
-                                             f"scheduled run at {_iso(slot)} skipped: a run"
+                                             f"scheduled run at {iso(slot)} skipped: a run"
                                              " is active"))
             elif runnable:
-                trigger = ("Schedule", _iso(slot))
-        status["nextRunTime"] = _iso(next_run(schedule, anchor, now))  # type: ignore[arg-type]
+                trigger = ("Schedule", iso(slot))
+        status["nextRunTime"] = iso(next_run(schedule, anchor, now))  # type: ignore[arg-type]
     else:
         status["nextRunTime"] = None
     status["schedule"] = describe(schedule, spec.suspend)
@@ -224,24 +174,5 @@ def _trigger(decision: Decision, workflow: dict[str, Any], spec: WorkflowSpec, n
         run_id = run_id_for(meta["uid"], kind, key)
         name = job_name(meta["name"], run_id)
         status["activeRun"] = {"id": run_id, "jobName": name, "trigger": kind,
-                               "startTime": _iso(now), "result": RunResult.PENDING.value}
+                               "startTime": iso(now), "result": RunResult.PENDING.value}
         decision.start = StartRun(run_id, name, kind)
-
-
-def _result(value: Any) -> RunResult | None:
-    try:
-        return RunResult(value)
-    except ValueError:
-        return None
-
-
-def _parse(value: Any) -> datetime | None:
-    if not value:
-        return None
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
-    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
