@@ -316,6 +316,33 @@ def runs(state: StateOpt = DEFAULT_STATE, workflow: WorkflowOpt = None,
     out.print(table)
 
 
+@app.command("discover-job")
+def discover_job(
+    environment: Annotated[str, typer.Option("--environment",
+                                             help="NAMESPACE/NAME of the Environment.")],
+    run_id: Annotated[str, typer.Option("--run", help="Run id the operator gave this Job.")],
+    full: Annotated[bool, typer.Option("--full", help="Reset the environment's watermarks"
+                                       " and read everything.")] = False,
+    state: StateOpt = DEFAULT_STATE, secrets_dir: SecretsOpt = None,
+) -> None:
+    """Take inventory of one Environment inside its Job (started by the operator)."""
+    from ferry.controller.discovery_job import run_discovery_job
+    from ferry.controller.kube import api_client
+
+    logs.configure("INFO")
+    namespace, _, name = environment.partition("/")
+    if not namespace or not name:
+        err.print(f"--environment must be NAMESPACE/NAME, not {environment!r}")
+        raise typer.Exit(ExitCode.INVALID_INPUT)
+    store = StateStore(state)
+    try:
+        code = run_discovery_job(api_client(), namespace, name, run_id, store,
+                                 SecretResolver.from_environment(secrets_dir), full)
+    finally:
+        store.close()
+    raise typer.Exit(int(code))
+
+
 def main() -> None:
     app()
 

@@ -111,6 +111,19 @@ class AgentStatus(StatusModel):
     connected: bool = Field(default=False, description="Connected to the gateway now.")
 
 
+class DiscoveryRun(StatusModel):
+    """One discovery of an environment, run as a Job."""
+
+    id: str = Field(description="Run id; the Job is labelled ferry.dev/run=<id>.")
+    job_name: str | None = Field(default=None, description="Name of the discovery Job.")
+    trigger: str | None = Field(default=None, description="Schedule, Initial or Reset.")
+    full: bool = Field(default=False, description="Whether it read everything (no delta).")
+    start_time: datetime | None = Field(default=None, description="When the Job was created.")
+    completion_time: datetime | None = Field(default=None, description="When it ended.")
+    result: RunResult = Field(description="Outcome; Pending or Running while active.")
+    message: str = Field(default="", description="Why it ended as it did.")
+
+
 class EnvironmentStatus(StatusModel):
     observed_generation: int | None = Field(
         default=None, description="metadata.generation the operator last acted on."
@@ -129,7 +142,18 @@ class EnvironmentStatus(StatusModel):
     )
     objects: int | None = Field(default=None, description="All objects found by discovery.")
     last_discovery: datetime | None = Field(
-        default=None, description="When the last discovery finished."
+        default=None, description="When the last successful discovery finished."
+    )
+    active_discovery: DiscoveryRun | None = Field(
+        default=None, description="The discovery in progress."
+    )
+    discovery: DiscoveryRun | None = Field(default=None, description="The latest discovery.")
+    next_discovery_time: datetime | None = Field(
+        default=None, description="When the next scheduled discovery starts."
+    )
+    last_watermark_reset: str | None = Field(
+        default=None,
+        description="Value of the ferry.dev/reset-watermark annotation last acted on.",
     )
 
 

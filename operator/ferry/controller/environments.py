@@ -15,8 +15,13 @@ from pydantic import ValidationError
 
 from ferry.api.environment import ConnectionMode, DirectoryType, Environment
 from ferry.controller.conditions import condition_of, set_condition
+from ferry.controller.discovery_decision import StartDiscovery, decide_discovery
 from ferry.controller.events import EventRecorder
-from ferry.controller.kube import ApiSecretResolver, FerryObjects, status_changes
+from ferry.controller.jobs import build_discovery_job, secret_refs
+from ferry.controller.kube import ApiSecretResolver, FerryObjects, as_dict, status_changes
+from ferry.controller.run_tracking import parse_time
+from ferry.controller.runs import ENVIRONMENT_LABEL
+from ferry.controller.settings import OperatorSettings
 from ferry.secrets import SecretError, SecretSource
 
 log = structlog.get_logger("ferry.operator")
@@ -49,19 +54,29 @@ def check_connection(env: Environment, secrets: SecretSource) -> Check:
 
 class EnvironmentReconciler:
     def __init__(self, api: client.ApiClient, objects: FerryObjects, events: EventRecorder,
-                 check_every: timedelta = timedelta(minutes=5),
+                 settings: OperatorSettings, check_every: timedelta = timedelta(minutes=5),
                  checker: Checker = check_connection):
         self._api = api
         self._objects = objects
         self._events = events
+        self._settings = settings
+        self._batch = client.BatchV1Api(api)
         self._check_every = check_every
         self._checker = checker
         self._lock = threading.Lock()
         self._checked: dict[tuple[str, str], tuple[int, datetime]] = {}
 
     def due(self, body: dict[str, Any], now: datetime) -> bool:
-        """Whether the connection check should run again for this object: on a spec change,
-        every check_every, and every 30 s while it is not connected (a Secret may appear)."""
+        """Whether a reconcile is due without any change: a discovery's time has come, or the
+        connection check is stale (every check_every; every 30 s while not connected, since
+        a missing Secret may have appeared)."""
+        status = body.get("status") or {}
+        next_discovery = parse_time(status.get("nextDiscoveryTime"))
+        if next_discovery is not None and next_discovery <= now:
+            return True
+        return self._check_due(body, now)
+
+    def _check_due(self, body: dict[str, Any], now: datetime) -> bool:
         meta = body["metadata"]
         with self._lock:
             last = self._checked.get((meta["namespace"], meta["name"]))
@@ -71,13 +86,23 @@ class EnvironmentReconciler:
         every = self._check_every if (connected or {}).get("status") == "True" else _RETRY
         return now - last[1] >= every
 
-    def reconcile(self, body: dict[str, Any]) -> None:
+    def reconcile(self, namespace: str, name: str) -> None:
+        for _ in range(5):
+            body = self._objects.get("environments", namespace, name)
+            if body is None or body["metadata"].get("deletionTimestamp"):
+                return
+            try:
+                self._reconcile_once(body)
+                return
+            except ApiException as exc:
+                if exc.status != 409:
+                    raise
+        log.warning("environment.conflicts", environment=f"{namespace}/{name}")
+
+    def _reconcile_once(self, body: dict[str, Any]) -> None:
         meta = body["metadata"]
-        if meta.get("deletionTimestamp"):
-            return
         now = datetime.now(UTC)
         old = dict(body.get("status") or {})
-        conditions = list(old.get("conditions") or [])
         generation = meta.get("generation")
         try:
             env: Environment | None = Environment.model_validate({**body, "status": None})
@@ -87,37 +112,60 @@ class EnvironmentReconciler:
         secrets = ApiSecretResolver(self._api, meta["namespace"])
         if env is not None:
             ready_problem = _secret_problem(env, secrets)
-        conditions = set_condition(conditions, "Ready", not ready_problem,
+        conditions = set_condition(list(old.get("conditions") or []), "Ready", not ready_problem,
                                    "SecretsResolved" if not ready_problem else "InvalidSpec"
                                    if env is None else "SecretUnavailable",
                                    ready_problem or "configuration and credentials found",
                                    generation, now)
+        previous = condition_of(conditions, "Connected")
+        connected: Check | None = None
         if env is None or ready_problem:
-            connected: Check = (False, "NotReady", "fix the Ready condition first")
-        elif self.due(body, now) or condition_of(conditions, "Connected") is None:
+            connected = (False, "NotReady", "fix the Ready condition first")
+        elif self._check_due(body, now) or previous is None:
             connected = self._checker(env, secrets)
             with self._lock:
                 self._checked[(meta["namespace"], meta["name"])] = (generation or 0, now)
-        else:
-            return
-        previous = condition_of(conditions, "Connected")
-        conditions = set_condition(conditions, "Connected", connected[0], connected[1],
-                                   connected[2], generation, now)
-        new = {**old, "conditions": conditions, "observedGeneration": generation}
+        if connected is not None:
+            conditions = set_condition(conditions, "Connected", connected[0], connected[1],
+                                       connected[2], generation, now)
+        jobs = [as_dict(self._api, j) for j in self._batch.list_namespaced_job(
+            meta["namespace"], label_selector=f"{ENVIRONMENT_LABEL}={meta['name']}").items]
+        interval = env.spec.discovery.interval_minutes if env else 24 * 60
+        discovery = decide_discovery({**body, "status": old}, jobs, interval_minutes=interval,
+                                     ready=env is not None and not ready_problem, now=now)
+        new = {**discovery.status, "conditions": conditions, "observedGeneration": generation}
         if env is not None and env.spec.connection is ConnectionMode.DIRECT:
             new["agentsConnected"] = None
         changes = status_changes(old, new)
         if changes:
-            try:
-                self._objects.patch_status("environments", body, changes)
-            except ApiException as exc:
-                if exc.status != 409:
-                    raise
-                return
-        if connected[0] is False and (previous or {}).get("status") != "False":
+            self._objects.patch_status("environments", body, changes)
+        if discovery.start is not None and env is not None:
+            self._start_discovery(body, env, discovery.start)
+        for event in discovery.events:
+            self._events.post(body, event.type, event.reason, event.message)
+        if connected is not None and connected[0] is False \
+                and (previous or {}).get("status") != "False":
             self._events.post(body, "Warning", connected[1], connected[2])
-        elif connected[0] and (previous or {}).get("status") != "True":
+        elif connected is not None and connected[0] \
+                and (previous or {}).get("status") != "True":
             self._events.post(body, "Normal", "Connected", connected[2])
+
+    def _start_discovery(self, body: dict[str, Any], env: Environment,
+                         start: StartDiscovery) -> None:
+        meta = body["metadata"]
+        job = build_discovery_job(
+            namespace=meta["namespace"], environment=meta["name"], environment_uid=meta["uid"],
+            run_id=start.run_id, trigger=start.trigger, full=start.full,
+            secrets=secret_refs([env], []), settings=self._settings)
+        try:
+            self._batch.create_namespaced_job(meta["namespace"], job)
+        except ApiException as exc:
+            if exc.status != 409:  # this discovery's Job was created before a restart
+                raise
+            return
+        self._events.post(body, "Normal", "DiscoveryStarted",
+                          f"{'full' if start.full else 'delta'} discovery {start.run_id}"
+                          f" ({start.trigger}): Job {start.job_name}")
 
 
 def _secret_problem(env: Environment, secrets: SecretSource) -> str:

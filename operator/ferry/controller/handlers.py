@@ -22,7 +22,12 @@ from ferry.controller.cache import ObjectCache
 from ferry.controller.environments import EnvironmentReconciler
 from ferry.controller.events import EventRecorder
 from ferry.controller.kube import FerryObjects, api_client
-from ferry.controller.runs import MANAGED_BY, RUN_REQUEST_ANNOTATION, WORKFLOW_LABEL
+from ferry.controller.runs import (
+    ENVIRONMENT_LABEL,
+    MANAGED_BY,
+    RUN_REQUEST_ANNOTATION,
+    WORKFLOW_LABEL,
+)
 from ferry.controller.settings import OperatorSettings
 from ferry.controller.templates import TemplateReconciler
 from ferry.controller.workflows import WorkflowReconciler, referenced_objects
@@ -57,7 +62,7 @@ def build_controller(settings: OperatorSettings) -> Controller:
         settings=settings,
         cache=cache,
         workflows=WorkflowReconciler(api, settings, cache, events),
-        environments=EnvironmentReconciler(api, objects, events),
+        environments=EnvironmentReconciler(api, objects, events, settings),
         templates=TemplateReconciler(objects, events),
     )
 
@@ -104,9 +109,12 @@ def _workflow_event(type: str, body: kopf.Body, memo: kopf.Memo,
 
 @kopf.on.event("batch", "v1", "jobs", labels={"app.kubernetes.io/managed-by": MANAGED_BY})
 def _job_event(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    workflow = (body["metadata"].get("labels") or {}).get(WORKFLOW_LABEL)
-    if workflow:
-        memo.controller.workflows.reconcile(body["metadata"]["namespace"], workflow)
+    labels = body["metadata"].get("labels") or {}
+    namespace = body["metadata"]["namespace"]
+    if labels.get(WORKFLOW_LABEL):
+        memo.controller.workflows.reconcile(namespace, labels[WORKFLOW_LABEL])
+    if labels.get(ENVIRONMENT_LABEL):
+        memo.controller.environments.reconcile(namespace, labels[ENVIRONMENT_LABEL])
 
 
 @kopf.on.event(API_GROUP, API_VERSION, "environments")
@@ -118,7 +126,7 @@ def _environment_event(type: str, body: kopf.Body, memo: kopf.Memo,
         ctl.cache.drop("Environment", meta["namespace"], meta["name"])
     else:
         ctl.cache.put("Environment", dict(body))
-        ctl.environments.reconcile(dict(body))
+        ctl.environments.reconcile(meta["namespace"], meta["name"])
     _reconcile_dependents(ctl, meta["namespace"], "Environment", meta["name"])
 
 
@@ -153,7 +161,9 @@ async def _tick(ctl: Controller) -> None:
                                            meta["namespace"], meta["name"])
         for environment in ctl.cache.all("Environment"):
             if ctl.environments.due(environment, now):
-                await loop.run_in_executor(None, ctl.environments.reconcile, environment)
+                meta = environment["metadata"]
+                await loop.run_in_executor(None, ctl.environments.reconcile,
+                                           meta["namespace"], meta["name"])
 
 
 def _due(workflow: dict[str, Any], now: datetime) -> bool:

@@ -10,6 +10,7 @@ from ferry.api.base import GROUP_VERSION, SecretKeySelector, ValueSource
 from ferry.api.environment import Environment
 from ferry.api.template import Template
 from ferry.controller.runs import (
+    ENVIRONMENT_LABEL,
     FINAL_EXIT_CODES,
     MANAGED_BY,
     RUN_LABEL,
@@ -47,13 +48,38 @@ def secret_refs(environments: Iterable[Environment],
 
 def build_job(*, namespace: str, workflow: str, workflow_uid: str, run_id: str, trigger: str,
               secrets: dict[str, set[str]], settings: OperatorSettings) -> dict[str, Any]:
-    """The Job manifest: owned by the Workflow, non-root and read-only, secrets as files."""
+    """The Job of one Workflow run: `ferry sync-job`, owned by the Workflow."""
+    return _job(
+        namespace=namespace, name=job_name(workflow, run_id), owner=("Workflow", workflow,
+                                                                     workflow_uid),
+        component="sync", labels={WORKFLOW_LABEL: workflow, RUN_LABEL: run_id},
+        args=["sync-job", "--workflow", f"{namespace}/{workflow}", "--run", run_id],
+        trigger=trigger, secrets=secrets, settings=settings)
+
+
+def build_discovery_job(*, namespace: str, environment: str, environment_uid: str,
+                        run_id: str, trigger: str, full: bool,
+                        secrets: dict[str, set[str]], settings: OperatorSettings
+                        ) -> dict[str, Any]:
+    """The Job of one discovery: `ferry discover-job`, owned by the Environment."""
+    args = ["discover-job", "--environment", f"{namespace}/{environment}", "--run", run_id]
+    return _job(
+        namespace=namespace, name=job_name(f"{environment}-discovery", run_id),
+        owner=("Environment", environment, environment_uid), component="discovery",
+        labels={ENVIRONMENT_LABEL: environment, RUN_LABEL: run_id},
+        args=[*args, "--full"] if full else args,
+        trigger=trigger, secrets=secrets, settings=settings)
+
+
+def _job(*, namespace: str, name: str, owner: tuple[str, str, str], component: str,
+         labels: dict[str, str], args: list[str], trigger: str, secrets: dict[str, set[str]],
+         settings: OperatorSettings) -> dict[str, Any]:
+    """A Job running `ferry ARGS`: owned, bounded, non-root and read-only, secrets as files."""
     labels = {
         "app.kubernetes.io/name": "ferry",
-        "app.kubernetes.io/component": "sync",
+        "app.kubernetes.io/component": component,
         "app.kubernetes.io/managed-by": MANAGED_BY,
-        WORKFLOW_LABEL: workflow,
-        RUN_LABEL: run_id,
+        **labels,
     }
     mounts: list[dict[str, Any]] = [{"name": "state", "mountPath": STATE_DIR},
                                     {"name": "tmp", "mountPath": "/tmp"}]
@@ -74,9 +100,9 @@ def build_job(*, namespace: str, workflow: str, workflow_uid: str, run_id: str, 
         "name": CONTAINER,
         "image": settings.image,
         "imagePullPolicy": settings.image_pull_policy,
-        "command": ["ferry", "sync-job"],
+        "command": ["ferry"],
         # Names only: secrets reach the pod as mounted files, never as arguments.
-        "args": ["--workflow", f"{namespace}/{workflow}", "--run", run_id],
+        "args": args,
         "env": _env(settings),
         "resources": {
             "requests": {"cpu": settings.job_cpu_request, "memory": settings.job_memory_request},
@@ -94,13 +120,13 @@ def build_job(*, namespace: str, workflow: str, workflow_uid: str, run_id: str, 
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": {
-            "name": job_name(workflow, run_id),
+            "name": name,
             "namespace": namespace,
             "labels": labels,
             "annotations": {TRIGGER_ANNOTATION: trigger},
             "ownerReferences": [{
-                "apiVersion": GROUP_VERSION, "kind": "Workflow", "name": workflow,
-                "uid": workflow_uid, "controller": True, "blockOwnerDeletion": True,
+                "apiVersion": GROUP_VERSION, "kind": owner[0], "name": owner[1],
+                "uid": owner[2], "controller": True, "blockOwnerDeletion": True,
             }],
         },
         "spec": {

@@ -20,6 +20,15 @@ _FAILED_RESULTS = frozenset({RunResult.FAILED, RunResult.THRESHOLD_HIT,
 
 
 @dataclass(frozen=True)
+class Event:
+    """An Event to post about the object being reconciled."""
+
+    type: str      # Normal | Warning
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
 class Tracking:
     active: dict[str, Any] | None          # the active entry as it should now be
     finished: dict[str, Any] | None = None  # the run's summary, when it just ended

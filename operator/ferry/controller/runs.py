@@ -9,9 +9,11 @@ from typing import Any
 from ferry.api.status import RunResult
 
 WORKFLOW_LABEL = "ferry.dev/workflow"
+ENVIRONMENT_LABEL = "ferry.dev/environment"
 RUN_LABEL = "ferry.dev/run"
 TRIGGER_ANNOTATION = "ferry.dev/trigger"
 RUN_REQUEST_ANNOTATION = "ferry.dev/run-requested"
+RESET_WATERMARK_ANNOTATION = "ferry.dev/reset-watermark"
 MANAGED_BY = "ferry-operator"
 RUN_ID_LENGTH = 10
 

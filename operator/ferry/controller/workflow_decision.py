@@ -18,16 +18,9 @@ from pydantic import ValidationError
 from ferry.api.status import RunResult
 from ferry.api.workflow import WorkflowSpec
 from ferry.controller.conditions import set_condition
-from ferry.controller.run_tracking import iso, parse_time, track
+from ferry.controller.run_tracking import Event, iso, parse_time, track
 from ferry.controller.runs import RUN_REQUEST_ANNOTATION, job_name, run_id_for
 from ferry.controller.schedule import ScheduleError, describe, due_slot, is_manual, next_run
-
-
-@dataclass(frozen=True)
-class Event:
-    type: str      # Normal | Warning
-    reason: str
-    message: str
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Tables of the state store: joins, watermarks, runs and per-object results."""
+"""Tables of the state store: joins, watermarks, inventory, runs and per-object results."""
 
 from __future__ import annotations
 
@@ -47,6 +47,18 @@ class Watermark(Base):
     kind: Mapped[str] = mapped_column(String(20))     # "dirsync" | "usn" | "deltaLink"
     value: Mapped[str] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class InventoryItem(Base):
+    """One object discovery found in an environment: the inventory behind its object counts."""
+
+    __tablename__ = "inventory"
+    __table_args__ = (UniqueConstraint("environment", "anchor"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    environment: Mapped[str] = mapped_column(String(300), index=True)
+    anchor: Mapped[str] = mapped_column(String(100))
+    object_type: Mapped[str] = mapped_column(String(20))
 
 
 class Retry(Base):

@@ -9,10 +9,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, delete, event, select, update
+from sqlalchemy import Engine, create_engine, delete, event, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from ferry.state.schema import Base, Join, ObjectResult, Retry, Run, Watermark
+from ferry.state.schema import Base, InventoryItem, Join, ObjectResult, Retry, Run, Watermark
 
 
 @dataclass(frozen=True)
@@ -137,6 +137,42 @@ class StateStore:
         """Forget where deltas start: the next run of every workflow reads in full."""
         with self._session.begin() as s:
             s.execute(delete(Watermark).where(Watermark.environment == environment))
+
+    # inventory -------------------------------------------------------------------------
+    def update_inventory(self, environment: str, found: Mapping[str, str],
+                         deleted: Iterable[str] = (), *, replace: bool = False) -> None:
+        """Record discovered objects (anchor -> type); replace drops everything else first."""
+        with self._session.begin() as s:
+            if replace:
+                s.execute(delete(InventoryItem).where(InventoryItem.environment == environment))
+                known: dict[str, InventoryItem] = {}
+            else:
+                gone = list(deleted) + list(found)
+                known = {}
+                for start in range(0, len(gone), 500):
+                    chunk = gone[start:start + 500]
+                    for item in s.scalars(select(InventoryItem).where(
+                            InventoryItem.environment == environment,
+                            InventoryItem.anchor.in_(chunk))):
+                        known[item.anchor] = item
+                for anchor in deleted:
+                    if anchor in known:
+                        s.delete(known.pop(anchor))
+            for anchor, object_type in found.items():
+                row = known.get(anchor)
+                if row is None:
+                    s.add(InventoryItem(environment=environment, anchor=anchor,
+                                        object_type=object_type))
+                else:
+                    row.object_type = object_type
+
+    def inventory_counts(self, environment: str) -> dict[str, int]:
+        """Objects discovered in an environment, by type."""
+        with self._session() as s:
+            rows = s.execute(select(InventoryItem.object_type, func.count())
+                             .where(InventoryItem.environment == environment)
+                             .group_by(InventoryItem.object_type))
+            return {object_type: count for object_type, count in rows}
 
     # retries ---------------------------------------------------------------------------
     def retries(self, pair: str) -> set[str]:

@@ -55,10 +55,9 @@ class Cluster:
             "get", kind, name, "-o", "json", namespace=self.namespace).stdout)
         return found
 
-    def jobs(self) -> list[dict[str, Any]]:
+    def jobs(self, selector: str = f"ferry.dev/workflow={WORKFLOW}") -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = json.loads(self.api.kubectl(
-            "get", "jobs", "-l", f"ferry.dev/workflow={WORKFLOW}", "-o", "json",
-            namespace=self.namespace).stdout)["items"]
+            "get", "jobs", "-l", selector, "-o", "json", namespace=self.namespace).stdout)["items"]
         return items
 
     def events(self) -> list[dict[str, Any]]:
@@ -150,6 +149,14 @@ def never(check: Callable[[], bool], what: str, window: float = 4.0) -> None:
     while time.monotonic() < deadline:
         assert not check(), what
         time.sleep(0.3)
+
+
+def column(listing: str, row: str, header: str) -> str:
+    """One cell of `kubectl get` output, found by the header's position (cells may be empty)."""
+    lines = listing.splitlines()
+    start = lines[0].index(header)
+    line = next(line for line in lines[1:] if line.split()[0] == row)
+    return line[start:].split(" ")[0] if len(line) > start and line[start] != " " else ""
 
 
 def condition(status: dict[str, Any], type_: str) -> dict[str, Any]:
@@ -333,6 +340,36 @@ def test_a_template_with_a_broken_expression_is_not_ready_and_says_where(
         assert "broken" in ready["message"] and "description" in ready["message"]
         eventually(lambda: any(e["reason"] == "InvalidExpression" for e in cluster.events()),
                    "an InvalidExpression Event")
+
+
+def test_discovery_counts_objects_and_a_reset_reads_everything_again(
+        cluster: Cluster) -> None:
+    src_jobs = "ferry.dev/environment=src"
+    with operator_in_process(cluster):
+        job = eventually(lambda: cluster.jobs(src_jobs) or None, "the first discovery Job")[0]
+        assert job["spec"]["template"]["spec"]["containers"][0]["args"][-1] == "--full"
+        assert job["metadata"]["ownerReferences"][0]["kind"] == "Environment"
+        done = cluster.run_job_command(job)
+        assert done.returncode == 0, done.stdout + done.stderr
+        cluster.finish_job(job, succeeded=True)
+        status = eventually(lambda: (cluster.status("environment", "src").get("discovery")
+                                     or {}).get("result") == "Succeeded"
+                            and cluster.status("environment", "src"), "discovery recorded")
+        assert status["objects"] == 4
+        assert status["objectCounts"] == {"groups": 1, "users": 3}
+        assert status["nextDiscoveryTime"] and status.get("activeDiscovery") is None
+        assert "full discovery: 4 objects" in status["discovery"]["message"]
+        listed = cluster.api.kubectl("get", "environments", namespace=cluster.namespace).stdout
+        assert column(listed, "src", "OBJECTS") == "4", listed
+
+        cluster.api.kubectl("annotate", "environment", "src", "--overwrite",
+                            "ferry.dev/reset-watermark=now", namespace=cluster.namespace)
+        reset = eventually(lambda: [j for j in cluster.jobs(src_jobs)
+                                    if j["metadata"]["name"] != job["metadata"]["name"]],
+                           "the reset's discovery Job")[0]
+        assert reset["metadata"]["annotations"]["ferry.dev/trigger"] == "Reset"
+        assert reset["spec"]["template"]["spec"]["containers"][0]["args"][-1] == "--full"
+        assert len(cluster.jobs(src_jobs)) == 2
 
 
 def _minutes_ago(minutes: int) -> str:

@@ -28,7 +28,9 @@ def test_job_is_owned_bounded_non_root_and_carries_secrets_as_files_only() -> No
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert container["securityContext"]["allowPrivilegeEscalation"] is False
     assert container["resources"]["limits"] and container["resources"]["requests"]
-    assert container["args"] == ["--workflow", "ferry/src-to-tgt", "--run", "0123456789"]
+    assert container["command"] == ["ferry"]
+    assert container["args"] == ["sync-job", "--workflow", "ferry/src-to-tgt",
+                                 "--run", "0123456789"]
     mounted = {v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v}
     assert mounted == set(refs)
     assert {e["name"] for e in container["env"]} == {"FERRY_SECRETS_DIR", "FERRY_STATE"}
