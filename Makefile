@@ -5,7 +5,7 @@ PIP ?= $(PYTHON) -m pip
 DEBIAN_PACKAGES := samba samba-ad-dc samba-dsdb-modules winbind ldap-utils iproute2 postgresql
 STAMP := .cache/stamps
 
-.PHONY: demo test unit integration lint bench deps python-deps system-deps envtest lab-down clean
+.PHONY: demo test unit integration lint bench deps python-deps system-deps envtest crds lab-down clean
 
 demo: deps
 	ferry lab up
@@ -24,6 +24,10 @@ test: deps envtest
 
 unit: python-deps
 	$(PYTHON) -m pytest tests/unit
+
+# The CustomResourceDefinitions, generated from the models in operator/ferry/api.
+crds: python-deps
+	$(PYTHON) -m ferry.api.crd crds charts/ferry/crds
 
 lint: python-deps
 	$(PYTHON) -m ruff check operator agent tests bench
