@@ -33,7 +33,7 @@ lint: python-deps
 	$(PYTHON) -m ruff check operator agent tests bench
 	$(PYTHON) -m mypy
 
-bench: deps
+bench: deps envtest
 	$(PYTHON) bench/run.py
 
 deps: system-deps python-deps

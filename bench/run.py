@@ -1,6 +1,6 @@
 """`make bench`: every benchmark, one after the other, each printing its own table.
 
-    python bench/run.py            # AD read/create throughput, then the engine at 100k and 1M
+    python bench/run.py    # AD read/create throughput, the engine at 100k and 1M, the operator
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ HERE = Path(__file__).resolve().parent
 BENCHES = [
     ("AD connector vs ldapsearch / bare ldap3 (Samba lab)", ["ad_bench.py"]),
     ("Engine: match + stage + diff", ["engine_bench.py", "100000", "1000000"]),
+    ("Operator: run request to Job, memory (real API server)",
+     ["operator_bench.py", "50", "200"]),
 ]
 
 
