@@ -5,7 +5,7 @@ PIP ?= $(PYTHON) -m pip
 DEBIAN_PACKAGES := samba samba-ad-dc samba-dsdb-modules winbind ldap-utils iproute2 postgresql
 STAMP := .cache/stamps
 
-.PHONY: demo test unit integration lint bench deps python-deps system-deps envtest crds lab-down clean
+.PHONY: demo test unit integration lint bench deps python-deps system-deps envtest crds e2e lab-down clean
 
 demo: deps
 	ferry lab up
@@ -24,6 +24,11 @@ test: deps envtest
 
 unit: python-deps
 	$(PYTHON) -m pytest tests/unit
+
+# On a kind cluster (needs a Docker engine; skipped without one): image, chart, a real Job pod.
+e2e: python-deps
+	$(PIP) install --quiet --disable-pip-version-check 'pytest-kind>=22.11,<23'
+	$(PYTHON) -m pytest tests/e2e
 
 # The CustomResourceDefinitions, generated from the models in operator/ferry/api.
 crds: python-deps
