@@ -116,25 +116,23 @@ def find_binaries() -> dict[str, Path]:
 
 
 def ensure_binaries(build: bool = True, timeout: float = BUILD_TIMEOUT) -> Binaries:
-    """The binaries, built first by tools/envtest/build.sh if any is missing and Go is here.
+    """The binaries, brought up to date first by tools/envtest/build.sh when Go is here (it
+    returns at once when nothing changed), else whatever can be found.
 
     Raises BinariesUnavailable when they are missing and cannot be built (no Go), and
     KubeAPIError when a build was tried and failed.
     """
-    found = find_binaries()
     core = ("etcd", "kube-apiserver", "kubectl")
-    if not all(n in found for n in (*core, "helm")) and build:
-        if shutil.which("go") is None or not BUILD_SCRIPT.exists():
-            if not all(n in found for n in core):
-                missing = ", ".join(n for n in core if n not in found)
-                raise BinariesUnavailable(
-                    f"{missing} not found (looked in ${ASSETS_ENV}, {CACHE_BIN} and PATH) and Go"
-                    " is not installed to build them; run `make envtest` on a machine with Go"
-                    f" >= 1.24, or set {ASSETS_ENV} to a folder holding etcd and kube-apiserver"
-                )
-        else:
-            _run_build(timeout)
-            found = find_binaries()
+    if build and shutil.which("go") is not None and BUILD_SCRIPT.exists():
+        _run_build(timeout)
+    found = find_binaries()
+    if not all(n in found for n in core) and shutil.which("go") is None:
+        missing = ", ".join(n for n in core if n not in found)
+        raise BinariesUnavailable(
+            f"{missing} not found (looked in ${ASSETS_ENV}, {CACHE_BIN} and PATH) and Go is not"
+            " installed to build them; run `make envtest` on a machine with Go >= 1.24, or set"
+            f" {ASSETS_ENV} to a folder holding etcd and kube-apiserver"
+        )
     missing = [n for n in core if n not in found]
     if missing:
         raise KubeAPIError(
@@ -224,6 +222,7 @@ class KubeAPI:
         # servers bind it, so a start that fails on a taken address is retried with new ports.
         for attempt in range(3):
             self.etcd_port, peer_port, self.port = _free_ports(self.address, 3)
+            shutil.rmtree(self.etcd_log.parent / "data", ignore_errors=True)  # a failed try's
             self._write_pki()
             self.admin = self._write_kubeconfig(self.kubeconfig, ADMIN_USER, ADMIN_GROUPS, None)
             try:
