@@ -5,9 +5,17 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
-from ferry.api.base import NAME_PATTERN, ApiModel, CrdNames, PrinterColumn, Resource
+from ferry.api.base import (
+    NAME_PATTERN,
+    ApiModel,
+    CrdNames,
+    PrinterColumn,
+    Resource,
+    cel,
+    validations,
+)
 from ferry.api.status import DeviceMigrationStatus
 
 
@@ -32,6 +40,10 @@ class Wave(ApiModel):
 class DeviceMigrationSpec(ApiModel):
     """Which devices move, from where to where, and what is done on each."""
 
+    model_config = validations(
+        cel("self.source != self.target", "source and target must be different environments"),
+    )
+
     source: str = Field(pattern=NAME_PATTERN, description="Environment the devices leave.")
     target: str = Field(pattern=NAME_PATTERN, description="Environment the devices join.")
     workflow: str = Field(
@@ -41,6 +53,12 @@ class DeviceMigrationSpec(ApiModel):
         min_length=1, description="Actions run on each device, in order."
     )
     waves: list[Wave] = Field(default_factory=list, description="Waves of devices, in order.")
+
+    @model_validator(mode="after")
+    def _distinct(self) -> DeviceMigrationSpec:
+        if self.source == self.target:
+            raise ValueError("source and target must be different environments")
+        return self
 
 
 class DeviceMigration(Resource):

@@ -71,6 +71,9 @@ class RunSummary(StatusModel):
     completion_time: datetime | None = Field(default=None, description="When the run ended.")
     result: RunResult = Field(description="Outcome; Pending or Running while active.")
     counts: RunCounts = Field(default_factory=RunCounts, description="What the run did.")
+    progress: str | None = Field(
+        default=None, description="The step the run is in, e.g. write tgt: 300/1000."
+    )
     message: str = Field(default="", description="Why it ended as it did.")
 
 

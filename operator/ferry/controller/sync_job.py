@@ -5,6 +5,7 @@ run's code."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -60,7 +61,9 @@ def run_sync_job(api: client.ApiClient, namespace: str, workflow: str, run_id: s
         _report(objects, namespace, workflow, run_id, _final(RunResult.FAILED, str(exc)))
         events.post(body, "Warning", "InvalidInput", str(exc))
         return ExitCode.INVALID_INPUT
-    result = runner(manifests, RunRequest(workflow, run_id=run_id), store, secrets)
+    progress = StatusProgress(lambda text: _report(objects, namespace, workflow, run_id,
+                                                   {"progress": text}))
+    result = runner(manifests, RunRequest(workflow, run_id=run_id), store, secrets, progress)
     outcome: RunOutcome = result.outcome
     totals = outcome.totals()
     counts = RunCounts(
@@ -76,6 +79,41 @@ def run_sync_job(api: client.ApiClient, namespace: str, workflow: str, run_id: s
                     f"run {run_id}: {len(outcome.conflicts)} conflict(s), nothing written for"
                     f" them: {first}")
     return outcome.exit_code
+
+
+class StatusProgress:
+    """Progress reported into status.activeRun.progress, at most every `every` seconds."""
+
+    def __init__(self, report: Callable[[str], None], every: float = 5.0):
+        self._report = report
+        self._every = every
+        self._last = 0.0
+
+    def task(self, description: str, total: int | None = None) -> _StatusTask:
+        self.publish(f"{description}: started", force=True)
+        return _StatusTask(self, description, total)
+
+    def publish(self, text: str, force: bool = False) -> None:
+        now = time.monotonic()
+        if force or now - self._last >= self._every:
+            self._last = now
+            self._report(text)
+
+
+class _StatusTask:
+    def __init__(self, owner: StatusProgress, description: str, total: int | None):
+        self._owner, self._description, self._total, self._done = owner, description, total, 0
+
+    def advance(self, amount: int = 1) -> None:
+        self._done += amount
+        self._owner.publish(self._text())
+
+    def finish(self) -> None:
+        self._owner.publish(self._text(), force=True)
+
+    def _text(self) -> str:
+        of = f"/{self._total}" if self._total is not None else ""
+        return f"{self._description}: {self._done}{of}"
 
 
 def _manifests(objects: FerryObjects, namespace: str, body: dict[str, Any]) -> Manifests:

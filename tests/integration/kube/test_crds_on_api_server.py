@@ -116,6 +116,20 @@ INVALID = {
         {**ENVIRONMENT, "spec": {"type": "EntraID"}},
         "type EntraID needs the entraID block",
     ),
+    "device migration onto itself": (
+        {"apiVersion": "ferry.dev/v1alpha1", "kind": "DeviceMigration",
+         "metadata": {"name": "dm"},
+         "spec": {"source": "src", "target": "src", "workflow": "wf",
+                  "actions": ["ReACL", "OfflineDomainJoin", "Reboot"]}},
+        "source and target must be different environments",
+    ),
+    "unknown device action": (
+        {"apiVersion": "ferry.dev/v1alpha1", "kind": "DeviceMigration",
+         "metadata": {"name": "dm"},
+         "spec": {"source": "src", "target": "tgt", "workflow": "wf",
+                  "actions": ["Reformat"]}},
+        'Unsupported value: "Reformat"',
+    ),
     "secret from two sources": (
         {**ENVIRONMENT, "spec": {**ENVIRONMENT["spec"], "activeDirectory": {
             **ENVIRONMENT["spec"]["activeDirectory"],

@@ -284,7 +284,9 @@ def test_a_manual_run_becomes_one_job_and_its_outcome_lands_in_status(cluster: C
         assert done.returncode == 0, done.stdout + done.stderr
         assert cluster.tgt_names() == ["Ada Lovelace", "Alan Turing", "Grace Hopper",
                                        "Pioneers"]
-        assert cluster.status()["activeRun"]["result"] == "Succeeded"
+        reported = cluster.status()["activeRun"]
+        assert reported["result"] == "Succeeded"
+        assert reported["progress"].startswith("write tgt: ")
         cluster.finish_job(job, succeeded=True)
 
         last = eventually(lambda: (cluster.status().get("lastRun") or {}).get("id") == run_id
