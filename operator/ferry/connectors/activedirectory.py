@@ -1,10 +1,14 @@
-"""Active Directory through LDAP, using the agent's directory library directly."""
+"""Active Directory: records and anchors on top of a directory session.
+
+The session is the agent's DirectorySession (LDAP from here, in direct mode) or anything with
+the same methods, such as one whose calls an agent carries out (agent mode).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Protocol
 
 from ferry.connectors.base import ConnectorCheckError, ObjectError, ReadResult, Watermark
 from ferry.engine.plan import Operation
@@ -16,8 +20,6 @@ from ferry.engine.records import (
     parent_of,
 )
 from ferry_agent.directory import read as ad_read
-from ferry_agent.directory import write as ad_write
-from ferry_agent.directory.connection import DirectoryEndpoint, connect
 from ferry_agent.directory.errors import DirectoryError
 
 # Read on every object whatever the workflow asks: identity, placement, state, references.
@@ -28,37 +30,54 @@ _NOT_STAGED = frozenset(a.lower() for a in (
     "member", "manager"))
 
 
+class DirectoryOperations(Protocol):
+    """What the connector needs from a directory session (ferry_agent's DirectorySession)."""
+
+    def close(self) -> None: ...
+    def exists(self, dn: str) -> bool: ...
+    def initial_watermark(self, scope: ad_read.Scope) -> ad_read.Watermark: ...
+    def read_full(self, scope: ad_read.Scope, attributes: Sequence[str]
+                  ) -> Iterable[ad_read.Entry]: ...
+    def read_changes(self, scope: ad_read.Scope, attributes: Sequence[str],
+                     watermark: ad_read.Watermark) -> ad_read.Changes: ...
+    def read_by_guids(self, guids: Sequence[str], attributes: Sequence[str]
+                      ) -> Iterable[ad_read.Entry]: ...
+    def resolve_dns(self, dns: Sequence[str]) -> dict[str, str]: ...
+    def create(self, object_type: str, dn: str, attributes: dict[str, list[str]], *,
+               password: str | None = None, must_change_password: bool = False,
+               enabled: bool | None = None) -> str: ...
+    def update(self, dn: str, changes: dict[str, list[str] | None]) -> None: ...
+    def set_enabled(self, dn: str, enabled: bool) -> None: ...
+    def move(self, dn: str, new_dn: str) -> None: ...
+    def delete(self, dn: str) -> None: ...
+    def add_members(self, group_dn: str, member_dns: Sequence[str]) -> None: ...
+    def remove_members(self, group_dn: str, member_dns: Sequence[str]) -> None: ...
+    def ensure_ou(self, dn: str) -> list[str]: ...
+
+
 class ActiveDirectoryConnector:
     """One AD domain: full and delta reads into Records, and operations applied by anchor."""
 
-    def __init__(self, name: str, endpoint: DirectoryEndpoint, scope_ous: Sequence[str] = ()):
+    def __init__(self, name: str, directory: DirectoryOperations, base_dn: str,
+                 scope_ous: Sequence[str] = (), where: str = ""):
         self.name = name
-        self.endpoint = endpoint
-        self.scope_ous = list(scope_ous) or [endpoint.base_dn]
-        self._conn: Any = None
+        self.directory = directory
+        self.base_dn = base_dn
+        self.scope_ous = list(scope_ous) or [base_dn]
+        self.where = where or name    # e.g. host:port, for messages
         self._dn_of: dict[str, str] = {}      # anchor -> DN, kept current through writes
         self._anchor_of: dict[str, str] = {}  # lower-case DN -> anchor
         self._known_ous: set[str] = set()
 
-    @property
-    def conn(self) -> Any:
-        if self._conn is None:
-            self._conn = connect(self.endpoint)
-        return self._conn
-
     def check(self) -> str:
-        missing = [dn for dn in self.scope_ous if not self._exists(dn)]
-        where = f"{self.endpoint.host}:{self.endpoint.port}"
+        missing = [dn for dn in self.scope_ous if not self.directory.exists(dn)]
         if missing:
-            raise ConnectorCheckError(f"bound to {where}, but scope container {missing[0]}"
+            raise ConnectorCheckError(f"bound to {self.where}, but scope container {missing[0]}"
                                       " does not exist; fix spec.scope.ous")
-        return f"bound to {where} as {self.endpoint.bind_user}; {len(self.scope_ous)} scope" \
-            f" container(s) readable"
+        return f"bound to {self.where}; {len(self.scope_ous)} scope container(s) readable"
 
     def close(self) -> None:
-        if self._conn is not None:
-            self._conn.unbind()
-            self._conn = None
+        self.directory.close()
 
     # reading ---------------------------------------------------------------------------
     def read(self, object_types: Collection[ObjectType], attributes: Collection[str],
@@ -67,32 +86,28 @@ class ActiveDirectoryConnector:
         bases = self.scope_ous
         if missing_scope_ok:
             # A target's OUs appear with its first objects; until then they hold nothing.
-            bases = [dn for dn in bases if self._exists(dn)]
+            bases = [dn for dn in bases if self.directory.exists(dn)]
             if not bases:
                 return ReadResult([], [], None, True)
         scope = ad_read.Scope(base_dns=bases, object_types=[t.value for t in object_types])
         wanted = sorted({*BASE_ATTRIBUTES, *attributes})
         if watermark is None:
-            start = ad_read.initial_watermark(self.conn, scope)
-            entries = list(ad_read.read_full(self.conn, scope, wanted))
+            start = self.directory.initial_watermark(scope)
+            entries = list(self.directory.read_full(scope, wanted))
             deleted: list[str] = []
             full = True
         else:
-            changes = ad_read.read_changes(self.conn, scope, wanted,
-                                           ad_read.Watermark(watermark.kind, watermark.value))
+            changes = self.directory.read_changes(
+                scope, wanted, ad_read.Watermark(watermark.kind, watermark.value))
             # An object that left the scope is, for this directory's joins, gone.
             entries, start, full = changes.entries, changes.watermark, False
             deleted = [*changes.deleted, *changes.out_of_scope]
         records = self._records(entries)
         return ReadResult(records, deleted, Watermark(start.kind, start.value), full)
 
-    def _exists(self, dn: str) -> bool:
-        self.conn.search(dn, "(objectClass=*)", "BASE", attributes=["1.1"])
-        return bool(self.conn.result["result"] == 0)
-
     def read_anchors(self, anchors: Collection[str], attributes: Collection[str]) -> list[Record]:
         wanted = sorted({*BASE_ATTRIBUTES, *attributes})
-        return self._records(list(ad_read.read_by_guids(self.conn, list(anchors), wanted)))
+        return self._records(list(self.directory.read_by_guids(list(anchors), wanted)))
 
     def _records(self, entries: list[ad_read.Entry]) -> list[Record]:
         for entry in entries:
@@ -103,7 +118,7 @@ class ActiveDirectoryConnector:
         }
         unknown = [dn for dn in referenced if dn not in self._anchor_of]
         if unknown:
-            for dn, guid in ad_read.resolve_dns(self.conn, unknown).items():
+            for dn, guid in self.directory.resolve_dns(unknown).items():
                 self._remember(guid, dn)
         return [self._record(e) for e in entries]
 
@@ -152,8 +167,8 @@ class ActiveDirectoryConnector:
         values = {k: _values(v) for k, v in op.changes.items() if v is not None}
         with _object_errors(op.dn, "create"):
             self._ensure_parent(op.dn)
-            guid = ad_write.create(
-                self.conn, op.object_type.value, op.dn, values, password=password,
+            guid = self.directory.create(
+                op.object_type.value, op.dn, values, password=password,
                 must_change_password=must_change_password, enabled=op.enabled)
         self._remember(guid, op.dn)
         return guid
@@ -164,23 +179,23 @@ class ActiveDirectoryConnector:
                    if k not in REFERENCE_ATTRIBUTES}
         with _object_errors(dn, "update"):
             if changes:
-                ad_write.update(self.conn, dn, changes)
+                self.directory.update(dn, changes)
             if op.enabled is not None:
-                ad_write.set_enabled(self.conn, dn, op.enabled)
+                self.directory.set_enabled(dn, op.enabled)
 
     def move(self, op: Operation) -> None:
         anchor = op.target_anchor or ""
         dn, new_dn = self.dn_of(anchor), op.new_dn or ""
         with _object_errors(dn, "move"):
             self._ensure_parent(new_dn)
-            ad_write.move(self.conn, dn, new_dn)
+            self.directory.move(dn, new_dn)
         self._remember(anchor, new_dn)
 
     def delete(self, op: Operation) -> None:
         anchor = op.target_anchor or ""
         dn = self.dn_of(anchor)
         with _object_errors(dn, "delete"):
-            ad_write.delete(self.conn, dn)
+            self.directory.delete(dn)
         self._anchor_of.pop(dn.lower(), None)
         self._dn_of.pop(anchor, None)
 
@@ -193,17 +208,17 @@ class ActiveDirectoryConnector:
         with _object_errors(dn, f"set {attribute}"):
             if attribute == "member":
                 if add_dns:
-                    ad_write.add_members(self.conn, dn, add_dns)
+                    self.directory.add_members(dn, add_dns)
                 if remove_dns:
-                    ad_write.remove_members(self.conn, dn, remove_dns)
+                    self.directory.remove_members(dn, remove_dns)
             else:  # single-valued references such as manager
-                ad_write.update(self.conn, dn, {attribute: add_dns[:1] or None})
+                self.directory.update(dn, {attribute: add_dns[:1] or None})
 
     def _ensure_parent(self, dn: str) -> None:
         parent = parent_of(dn)
-        if parent.lower() in self._known_ous or parent.lower() == self.endpoint.base_dn.lower():
+        if parent.lower() in self._known_ous or parent.lower() == self.base_dn.lower():
             return
-        ad_write.ensure_ou(self.conn, parent)
+        self.directory.ensure_ou(parent)
         self._known_ous.add(parent.lower())
 
 

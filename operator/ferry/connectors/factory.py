@@ -7,6 +7,7 @@ from ferry.connectors.activedirectory import ActiveDirectoryConnector
 from ferry.connectors.base import Connector
 from ferry.secrets import SecretSource
 from ferry_agent.directory.connection import DirectoryEndpoint
+from ferry_agent.directory.session import DirectorySession
 
 
 class ConnectorUnavailable(Exception):
@@ -32,6 +33,8 @@ def open_connector(env: Environment, secrets: SecretSource) -> Connector:
             insecure=ad.tls.insecure_skip_verify, server_name=ad.tls.server_name,
             bind_user=ad.credentials.username,
             password=password)
-        return ActiveDirectoryConnector(name, endpoint, env.spec.scope.ous)
+        return ActiveDirectoryConnector(
+            name, DirectorySession(endpoint), ad.base_dn, env.spec.scope.ous,
+            where=f"{ad.host}:{ad.port} as {ad.credentials.username}")
     raise ConnectorUnavailable(
         f"{where}: spec.type {env.spec.type.value} has no connector in this build yet")
