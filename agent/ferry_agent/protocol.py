@@ -1,0 +1,230 @@
+"""The wire protocol between agents, the gateway and sync Jobs: JSON over HTTPS.
+
+Every body is a JSON object carrying "v": PROTOCOL_VERSION. Agents long-poll for work, so only
+plain HTTPS POSTs cross the network (they pass web proxies). Routes:
+
+  agent   POST /v1/enroll            EnrollRequest -> EnrollResponse   (token, no identity yet)
+  agent   POST /v1/agent/heartbeat   Heartbeat -> {"heartbeatSeconds"}  (client certificate)
+  agent   POST /v1/agent/poll        {"wait"} -> {"work": WorkItem | null}
+  agent   POST /v1/agent/result      WorkResult -> {"accepted": bool}   (409: lease lost)
+  job     POST /v1/work              WorkRequest -> {"workId"}          (bearer token)
+  job     POST /v1/work/<id>/results {"after", "wait"} -> WorkProgress
+
+A work item is one call of a DirectorySession method (ferry_agent.directory.session) with
+JSON-encoded arguments; results come back in numbered chunks (reads stream entries in pages),
+the last one marked final. Errors travel as ErrorInfo and are raised again on the caller's
+side as the same exception type, so per-object errors stay per-object.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .directory.errors import DirectoryError, WatermarkError
+from .directory.read import Changes, Entry, Scope, Watermark
+
+PROTOCOL_VERSION = 1
+MAX_BODY_BYTES = 16 * 1024 * 1024   # the gateway refuses larger bodies; agents page below it
+READ_PAGE = 500                      # entries per result chunk of a streamed read
+POLL_WAIT_SECONDS = 25               # long-poll: below common proxy idle timeouts
+
+# Operations an agent carries out; streamed ones return their entries in several chunks.
+STREAMED = frozenset({"read_full", "read_by_guids"})
+OPERATIONS = frozenset({
+    "exists", "initial_watermark", "read_full", "read_changes", "read_by_guids",
+    "resolve_dns", "create", "update", "set_enabled", "move", "delete", "add_members",
+    "remove_members", "ensure_ou",
+})
+
+
+class ProtocolError(ValueError):
+    """A message does not follow the protocol; the text says which field is wrong."""
+
+
+@dataclass(frozen=True)
+class ErrorInfo:
+    type: str           # DirectoryError | WatermarkError | AgentError
+    message: str
+    dn: str = ""
+    operation: str = ""
+    code: int = 0
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    work_id: str
+    lease_id: str
+    environment: str
+    operation: str
+    arguments: dict[str, Any]
+    lease_seconds: float
+    attempt: int = 1     # >1: an earlier lease expired; writes check before acting again
+
+
+@dataclass(frozen=True)
+class WorkResult:
+    lease_id: str
+    work_id: str
+    seq: int
+    final: bool
+    ok: bool = True
+    value: Any = None
+    error: ErrorInfo | None = None
+
+
+@dataclass(frozen=True)
+class EnrollRequest:
+    token: str
+    name: str
+    host: str
+    version: str
+    csr: str            # PEM certificate signing request; the private key stays on the agent
+
+
+@dataclass(frozen=True)
+class EnrollResponse:
+    agent_id: str
+    environment: str
+    certificate: str    # PEM, signed by Ferry's agent CA
+    ca: str             # PEM of that CA
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    version: str
+    host: str
+    leases: list[str] = field(default_factory=list)
+
+
+# -- message encoding --------------------------------------------------------------------------
+
+_CAMEL = {"work_id": "workId", "lease_id": "leaseId", "lease_seconds": "leaseSeconds",
+          "agent_id": "agentId"}
+_SNAKE = {v: k for k, v in _CAMEL.items()}
+
+
+def encode(message: Any) -> dict[str, Any]:
+    """A protocol dataclass as a JSON-ready dict with the version stamped in."""
+    body = {_CAMEL.get(k, k): v for k, v in asdict(message).items()}
+    body["v"] = PROTOCOL_VERSION
+    return body
+
+
+def decode(kind: type[Any], body: Any) -> Any:
+    """Parse a JSON body into a protocol dataclass; ProtocolError names what is wrong."""
+    if not isinstance(body, dict):
+        raise ProtocolError(f"{kind.__name__}: expected a JSON object")
+    if body.get("v") != PROTOCOL_VERSION:
+        raise ProtocolError(f"{kind.__name__}: protocol version {body.get('v')!r} is not"
+                            f" {PROTOCOL_VERSION}")
+    values: dict[str, Any] = {_SNAKE.get(str(k), str(k)): v for k, v in body.items()
+                              if k != "v"}
+    expected = kind.__dataclass_fields__
+    unknown = sorted(set(values) - set(expected))
+    if unknown:
+        raise ProtocolError(f"{kind.__name__}: unknown field(s) {', '.join(unknown)}")
+    if kind is WorkResult and isinstance(values.get("error"), dict):
+        values["error"] = _error_info(values["error"])
+    try:
+        message = kind(**values)
+    except TypeError as exc:
+        raise ProtocolError(f"{kind.__name__}: {exc}") from None
+    for name, spec in expected.items():
+        _check_type(kind.__name__, name, getattr(message, name), spec.type)
+    return message
+
+
+def _check_type(kind: str, name: str, value: Any, annotation: Any) -> None:
+    simple: dict[str, type | tuple[type, ...]] = {
+        "str": str, "int": int, "bool": bool, "float": (int, float)}
+    wanted = simple.get(str(annotation))
+    if wanted is not None and (not isinstance(value, wanted) or
+                               (wanted is int and isinstance(value, bool))):
+        raise ProtocolError(f"{kind}.{name}: expected {annotation}, got {type(value).__name__}")
+
+
+def _error_info(data: dict[str, Any]) -> ErrorInfo:
+    try:
+        return ErrorInfo(**data)
+    except TypeError as exc:
+        raise ProtocolError(f"ErrorInfo: {exc}") from None
+
+
+# -- directory values --------------------------------------------------------------------------
+
+def encode_scope(scope: Scope) -> dict[str, Any]:
+    return {"baseDns": list(scope.base_dns), "objectTypes": list(scope.object_types)}
+
+
+def decode_scope(data: dict[str, Any]) -> Scope:
+    return Scope(base_dns=list(data["baseDns"]), object_types=list(data["objectTypes"]))
+
+
+def encode_entry(entry: Entry) -> dict[str, Any]:
+    return {"guid": entry.guid, "dn": entry.dn, "type": entry.object_type,
+            "attributes": entry.attributes, "members": list(entry.members),
+            "usnChanged": entry.usn_changed, "uac": entry.user_account_control}
+
+
+def decode_entry(data: dict[str, Any]) -> Entry:
+    return Entry(guid=data["guid"], dn=data["dn"], object_type=data["type"],
+                 attributes={k: list(v) for k, v in data["attributes"].items()},
+                 members=list(data.get("members") or []),
+                 usn_changed=int(data.get("usnChanged") or 0),
+                 user_account_control=data.get("uac"))
+
+
+def encode_changes(changes: Changes) -> dict[str, Any]:
+    return {"entries": [encode_entry(e) for e in changes.entries],
+            "deleted": changes.deleted, "outOfScope": changes.out_of_scope,
+            "watermark": changes.watermark.to_dict()}
+
+
+def decode_changes(data: dict[str, Any]) -> Changes:
+    return Changes(entries=[decode_entry(e) for e in data["entries"]],
+                   deleted=list(data["deleted"]), out_of_scope=list(data["outOfScope"]),
+                   watermark=Watermark.from_dict(data["watermark"]))
+
+
+def error_of(exc: Exception) -> ErrorInfo:
+    """What to send back for an exception raised while carrying out a work item."""
+    if isinstance(exc, WatermarkError):
+        return ErrorInfo("WatermarkError", str(exc))
+    if isinstance(exc, DirectoryError):
+        return ErrorInfo("DirectoryError", exc.message, exc.dn, exc.operation, exc.code,
+                         exc.description)
+    return ErrorInfo("AgentError", f"{type(exc).__name__}: {exc}")
+
+
+def raise_error(info: ErrorInfo) -> None:
+    """Raise on the caller's side the exception the agent met."""
+    if info.type == "DirectoryError":
+        raise DirectoryError(info.dn, info.operation, info.code, info.message, info.description)
+    if info.type == "WatermarkError":
+        raise WatermarkError(info.message)
+    raise RuntimeError(f"agent: {info.message}")
+
+
+def pages(entries: Iterator[Entry], size: int = READ_PAGE) -> Iterator[list[dict[str, Any]]]:
+    """A streamed read cut into result chunks."""
+    page: list[dict[str, Any]] = []
+    for entry in entries:
+        page.append(encode_entry(entry))
+        if len(page) >= size:
+            yield page
+            page = []
+    yield page
+
+
+def encode_bytes(value: bytes) -> str:
+    return base64.b64encode(value).decode("ascii")
+
+
+def as_strings(values: Sequence[Any], what: str) -> list[str]:
+    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+        raise ProtocolError(f"{what}: expected a list of strings")
+    return list(values)
