@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from ferry.engine.diff import StoredTarget
 from ferry.engine.expressions import CompiledTemplate
 from ferry.engine.plan import Operation, OpKind
-from ferry.engine.records import Record
 from ferry.engine.rules import PairRules
 
 SOURCE_DELETED = "the source object was deleted"
@@ -19,7 +19,7 @@ class DeleteCandidate:
     """A joined target object that should go, and why."""
 
     source_anchor: str
-    target: Record
+    target: StoredTarget
     reason: str
 
 

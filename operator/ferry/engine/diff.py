@@ -10,6 +10,7 @@ from ferry.engine.dn import same_dn
 from ferry.engine.expressions import CompiledTemplate
 from ferry.engine.plan import Changes, Operation, OpKind
 from ferry.engine.records import REFERENCE_ATTRIBUTES, AttributeValue, ObjectType, Record
+from ferry.engine.stage import Staged
 
 # Fingerprint of "no value". hash() never returns -1 (CPython reserves it), so no value
 # can be mistaken for absence.
@@ -55,14 +56,15 @@ class StoredTarget:
     """A target object as the engine keeps it: compared attributes as packed fingerprints."""
 
     # Compared attributes are 8-byte fingerprints in the order of the template's updatable
-    # attributes; match-rule attributes stay values, references anchors. Read objects are
-    # mostly attribute strings nobody needs once they are compared.
+    # attributes; match-rule values are kept lower-cased (shared with the match tables),
+    # references as anchors. Read objects are mostly attribute strings nobody needs once
+    # they are compared.
 
     __slots__ = ("anchor", "dn", "enabled", "fingerprints", "object_type", "references",
                  "rule_values")
 
     def __init__(self, record: Record, compared: tuple[str, ...],
-                 rule_attributes: tuple[str, ...]) -> None:
+                 rule_values: tuple[AttributeValue | None, ...]) -> None:
         self.anchor = record.anchor
         self.object_type = record.object_type
         self.dn = record.dn
@@ -71,8 +73,7 @@ class StoredTarget:
             hash(value) if type(value) is str and value else fingerprint(value)
             for value in map(record.attributes.get, compared)
         ])
-        attributes = record.attributes
-        self.rule_values = tuple([attributes.get(name) for name in rule_attributes])
+        self.rule_values = rule_values
         references = record.references
         # Aligned with REFERENCE_ATTRIBUTES; None when the object references nothing.
         self.references: tuple[tuple[str, ...], ...] | None = (
@@ -80,47 +81,47 @@ class StoredTarget:
             if references else None
         )
 
-    def reference_map(self) -> dict[str, tuple[str, ...]]:
-        if self.references is None:
-            return {}
-        return {name: value
-                for name, value in zip(REFERENCE_ATTRIBUTES, self.references, strict=True)
-                if value}
+
+# (attribute, only when the target is empty, the target has a value, the desired value)
+_Differing = list[tuple[str, bool, bool, AttributeValue | None]]
 
 
-def _differing_exact(desired: Record, current: Record,
-                     updatable: tuple[tuple[str, bool], ...]) -> list[tuple[str, bool, bool]]:
-    """(attribute, only when empty, target has a value) for attributes whose values differ."""
-    want_attrs, have_attrs = desired.attributes, current.attributes
-    found: list[tuple[str, bool, bool]] = []
-    for attribute, only_when_empty in updatable:
-        want, have = want_attrs.get(attribute), have_attrs.get(attribute) or None
+def _differing_exact(desired: Staged, current: Record,
+                     updatable: tuple[tuple[str, bool], ...],
+                     positions: tuple[int, ...]) -> _Differing:
+    """The updatable attributes whose values differ, comparing values."""
+    wants, have_attrs = desired.values, current.attributes
+    found: _Differing = []
+    for (attribute, only_when_empty), position in zip(updatable, positions, strict=True):
+        want, have = wants[position], have_attrs.get(attribute) or None
         if want == have or (want is not None and have is not None and same_value(want, have)):
             continue
-        found.append((attribute, only_when_empty, have is not None))
+        found.append((attribute, only_when_empty, have is not None, want))
     return found
 
 
-def _differing_stored(desired: Record, current: StoredTarget,
+def _differing_stored(desired: Staged, current: StoredTarget,
                       updatable: tuple[tuple[str, bool], ...],
-                      names: tuple[str, ...]) -> list[tuple[str, bool, bool]]:
+                      positions: tuple[int, ...]) -> _Differing:
     """As _differing_exact, comparing fingerprints; in-sync objects cost one bytes compare."""
+    values = desired.values
     wants = [
-        hash(value) if type(value) is str and value else fingerprint(value)
-        for value in map(desired.attributes.get, names)
+        hash(value) if type(value) is str else fingerprint(value)  # staged values are never ""
+        for value in map(values.__getitem__, positions)
     ]
     packer = _packer(len(wants))
     if packer.pack(*wants) == current.fingerprints:
         return []
     haves = packer.unpack(current.fingerprints)
     return [
-        (attribute, only_when_empty, have != ABSENT)
-        for (attribute, only_when_empty), want, have in zip(updatable, wants, haves, strict=True)
+        (attribute, only_when_empty, have != ABSENT, values[position])
+        for (attribute, only_when_empty), position, want, have
+        in zip(updatable, positions, wants, haves, strict=True)
         if want != have
     ]
 
 
-def diff_object(desired: Record, current: Record | StoredTarget | None,
+def diff_object(desired: Staged, current: Record | StoredTarget | None,
                 template: CompiledTemplate, *, pair: str, source_anchor: str) -> list[Operation]:
     """CREATE when there is no current object, else UPDATE and/or MOVE; [] when in sync.
 
@@ -130,37 +131,38 @@ def diff_object(desired: Record, current: Record | StoredTarget | None,
     if current is None:
         if not switch.create:
             return []
-        attributes = desired.attributes
+        names, values = desired.names, desired.values
+        if None in values:  # attributes whose mapping gave no value are left out
+            kept = [(n, v) for n, v in zip(names, values, strict=True) if v is not None]
+            names, values = tuple(n for n, _ in kept), tuple(v for _, v in kept)
         return [Operation(OpKind.CREATE, desired.object_type, pair, source_anchor, None,
-                          desired.dn, changes=Changes.of(tuple(attributes),
-                                                         tuple(attributes.values())),
-                          enabled=desired.enabled)]
+                          desired.dn, changes=Changes.of(names, values), enabled=desired.enabled)]
     if not switch.update:
         return []
     ops: list[Operation] = []
     updatable = template.updatable(desired.object_type)
-    differing = (_differing_stored(desired, current, updatable,
-                                   template.compared(desired.object_type))
+    positions = template.layout(desired.object_type).compared
+    differing = (_differing_stored(desired, current, updatable, positions)
                  if isinstance(current, StoredTarget)
-                 else _differing_exact(desired, current, updatable))
-    names: list[str] = []
-    values: list[AttributeValue | None] = []
-    for attribute, only_when_empty, present in differing:
+                 else _differing_exact(desired, current, updatable, positions))
+    changed: list[str] = []
+    new_values: list[AttributeValue | None] = []
+    for attribute, only_when_empty, present, want in differing:
         if only_when_empty and present:
             continue
-        want = desired.attributes.get(attribute)
         if want is not None or present:  # no value clears only a value that is there
-            names.append(attribute)
-            values.append(want)
+            changed.append(attribute)
+            new_values.append(want)
     enabled = None
     # A target that does not report enabled (None) is not toggled on guesswork.
     if desired.enabled is not None and current.enabled is not None \
             and desired.enabled != current.enabled:
         enabled = desired.enabled
-    if names or enabled is not None:
+    if changed or enabled is not None:
         ops.append(Operation(OpKind.UPDATE, desired.object_type, pair, source_anchor,
                              current.anchor, current.dn,
-                             changes=Changes.of(tuple(names), tuple(values)), enabled=enabled))
+                             changes=Changes.of(tuple(changed), tuple(new_values)),
+                             enabled=enabled))
     # A desired DN without a container means the template places nothing (e.g. Entra ID).
     if "," in desired.dn and not same_dn(desired.dn, current.dn):
         ops.append(Operation(OpKind.MOVE, desired.object_type, pair, source_anchor,

@@ -7,6 +7,8 @@ from collections.abc import Iterable
 from ferry.engine.records import AttributeValue
 from ferry.engine.rules import DomainMapping
 
+_SMTP = ("SMTP:", "smtp:")
+
 
 class DomainMapper:
     """Rewrites `local@domain` when domain is mapped (exact domain, any case), keeping a
@@ -15,10 +17,10 @@ class DomainMapper:
     __slots__ = ("_suffixes",)
 
     def __init__(self, mappings: Iterable[DomainMapping]) -> None:
-        # ("@source.domain" lower-cased, its length, target domain): a suffix test is the
+        # ("@source.domain" lower-cased, its length, "@target.domain"): a suffix test is the
         # cheapest check, and most values tested are addresses in a mapped domain.
         self._suffixes = tuple(
-            ("@" + m.source_domain.lower(), len(m.source_domain) + 1, m.target_domain)
+            ("@" + m.source_domain.lower(), len(m.source_domain) + 1, "@" + m.target_domain)
             for m in mappings
         )
 
@@ -26,13 +28,15 @@ class DomainMapper:
         return bool(self._suffixes)
 
     def map_one(self, value: str) -> str:
-        for suffix, length, target in self._suffixes:
-            if value.endswith(suffix) or value[-length:].lower() == suffix:
+        for suffix, length, at_target in self._suffixes:
+            # Exact case first; the lower-cased comparison only when an '@' is in place.
+            if value.endswith(suffix) or (value[-length : 1 - length] == "@"
+                                          and value[-length:].lower() == suffix):
                 local = value[:-length]
-                colon = local.find(":")
-                if colon >= 0 and local[:colon].lower() != "smtp":
-                    return value
-                return local + "@" + target
+                if ":" in local and not local.startswith(_SMTP) \
+                        and local.partition(":")[0].lower() != "smtp":
+                    return value  # another address type (X500:, SIP:, ...)
+                return local + at_target
         return value
 
     def map(self, value: AttributeValue) -> AttributeValue:

@@ -346,11 +346,36 @@ class CompiledMapping:
         self.expression = expression
 
 
+class Layout:
+    """Where one object type's staged values go: the template's attribute names in staging
+    order (plain copies first, then CEL mappings), and the positions staging and diff use."""
+
+    # Staged values are a tuple aligned with `names` (None: no value), so diffs compare by
+    # position and a create keeps the tuple as it is, instead of a dict per object.
+
+    __slots__ = ("compared", "computed", "copies", "domain", "names", "rdn")
+
+    def __init__(self, mappings: tuple[CompiledMapping, ...], domain_attributes: tuple[str, ...],
+                 rdn_attribute: str, compared: tuple[str, ...]) -> None:
+        copies = [m for m in mappings if m.expression.direct is not None]
+        computed = [m for m in mappings if m.expression.direct is None]
+        self.names = tuple(m.target_attribute for m in copies + computed)
+        # Source attribute of names[i] for the plain copies (a dict lookup, no CEL)...
+        self.copies = tuple(m.expression.direct or "" for m in copies)
+        # ... then the expressions giving names[len(copies):].
+        self.computed = tuple(m.expression for m in computed)
+        # Positions of the attributes domain mapping rewrites, of the RDN attribute (-1: not
+        # mapped) and of the attributes an UPDATE compares (in the order given).
+        self.domain = tuple(i for i, name in enumerate(self.names) if name in domain_attributes)
+        self.rdn = self.names.index(rdn_attribute) if rdn_attribute in self.names else -1
+        self.compared = tuple(self.names.index(name) for name in compared)
+
+
 class CompiledTemplate:
     """A StagingRules with expressions compiled and lookups precomputed; reuse across runs."""
 
-    __slots__ = ("_compared", "_computed", "_copies", "_mappings", "_ou_cache", "_ou_mappings",
-                 "_switches", "_updatable", "domain_attributes", "domain_mapper", "name", "staging")
+    __slots__ = ("_compared", "_layouts", "_mappings", "_ou_cache", "_ou_mappings", "_switches",
+                 "_updatable", "domain_mapper", "name", "staging")
 
     _OU_CACHE_LIMIT = 100_000
 
@@ -365,9 +390,9 @@ class CompiledTemplate:
                              mapping.object_types))
         self._mappings: dict[ObjectType, tuple[CompiledMapping, ...]] = {}
         self._updatable: dict[ObjectType, tuple[tuple[str, bool], ...]] = {}
-        # Staging splits mappings into plain copies (a dict lookup) and CEL evaluations.
-        self._copies: dict[ObjectType, tuple[tuple[str, str], ...]] = {}
-        self._computed: dict[ObjectType, tuple[tuple[str, CompiledExpression], ...]] = {}
+        self._layouts: dict[ObjectType, Layout] = {}
+        self.domain_mapper = DomainMapper(staging.domain_mappings)
+        domain_attributes = staging.domain_mapped_attributes if self.domain_mapper else ()
         excluded = RDN_ATTRIBUTES | {staging.rdn_attribute.lower()}
         for object_type in ObjectType:
             chosen = tuple(m for m, types in compiled if not types or object_type in types)
@@ -382,23 +407,17 @@ class CompiledTemplate:
                     )
                 seen.add(key)
             self._mappings[object_type] = chosen
-            self._copies[object_type] = tuple(
-                (m.target_attribute, m.expression.direct) for m in chosen
-                if m.expression.direct is not None
-            )
-            self._computed[object_type] = tuple(
-                (m.target_attribute, m.expression) for m in chosen if m.expression.direct is None
-            )
             # (attribute, only-when-empty) pairs an UPDATE may change; OnCreate never does.
-            self._updatable[object_type] = tuple(
+            updatable = tuple(
                 (m.target_attribute, m.apply is ApplyWhen.WHEN_EMPTY)
                 for m in chosen
                 if m.apply is not ApplyWhen.ON_CREATE and m.target_attribute.lower() not in excluded
             )
+            self._updatable[object_type] = updatable
+            self._layouts[object_type] = Layout(chosen, domain_attributes, staging.rdn_attribute,
+                                                tuple(name for name, _ in updatable))
         self._compared = {object_type: tuple(name for name, _ in pairs)
                           for object_type, pairs in self._updatable.items()}
-        self.domain_mapper = DomainMapper(staging.domain_mappings)
-        self.domain_attributes = staging.domain_mapped_attributes if self.domain_mapper else ()
         # Longest source OU first, so the first hit is the most specific mapping.
         self._ou_mappings = tuple(
             ("," + m.source_ou.lower(), m.source_ou.lower(), m.target_ou)
@@ -410,13 +429,9 @@ class CompiledTemplate:
     def mappings_for(self, object_type: ObjectType) -> tuple[CompiledMapping, ...]:
         return self._mappings[object_type]
 
-    def copies(self, object_type: ObjectType) -> tuple[tuple[str, str], ...]:
-        """(target attribute, source attribute) for mappings that copy one attribute."""
-        return self._copies[object_type]
-
-    def computed(self, object_type: ObjectType) -> tuple[tuple[str, CompiledExpression], ...]:
-        """(target attribute, expression) for mappings that need CEL."""
-        return self._computed[object_type]
+    def layout(self, object_type: ObjectType) -> Layout:
+        """How staged values of object_type are laid out."""
+        return self._layouts[object_type]
 
     def compared(self, object_type: ObjectType) -> tuple[str, ...]:
         """The attribute names of updatable(object_type), in the same order."""

@@ -14,8 +14,9 @@ from collections.abc import Iterable, Mapping
 from ferry.engine.diff import ReferenceRow, StoredTarget
 from ferry.engine.dn import normalize_dn
 from ferry.engine.plan import Conflict, StagingError
-from ferry.engine.records import ObjectType, Record
+from ferry.engine.records import AttributeValue, ObjectType, Record
 from ferry.engine.rules import PairRules
+from ferry.engine.stage import Staged
 
 # A target rule-value table entry: one target anchor, or several (an ambiguous value).
 _TargetEntry = str | list[str]
@@ -29,12 +30,23 @@ def _fold(value: str) -> str:
 
 def _lower_values(record: Record, attribute: str) -> tuple[str, ...]:
     """The distinct non-empty values of attribute, lower-cased."""
-    raw = record.attributes.get(attribute)
+    return _folded(record.attributes.get(attribute))
+
+
+def _folded(raw: AttributeValue | None) -> tuple[str, ...]:
+    """The distinct non-empty values of one attribute value, lower-cased."""
     if raw is None:
         return ()
     if type(raw) is str:
         return (_fold(raw),) if raw else ()
     return tuple(dict.fromkeys(_fold(value) for value in raw if value))
+
+
+def _fold_value(value: AttributeValue | None) -> AttributeValue | None:
+    """value with every string lower-cased (see _fold); empty items are kept."""
+    if value is None or type(value) is str:
+        return value if not value else _fold(value)
+    return tuple([_fold(item) for item in value])
 
 
 def _lower(value: str | tuple[str, ...]) -> tuple[str, ...]:
@@ -55,7 +67,7 @@ class TargetIndex:
     """All target objects by anchor (as StoredTarget, fingerprinting `compared` attributes),
     and by lower-cased value of each match rule's attribute."""
 
-    __slots__ = ("_names", "_pending", "_rule_attributes", "_tables", "by_anchor", "joined")
+    __slots__ = ("_names", "_pending", "_tables", "by_anchor", "joined")
 
     def __init__(self, rules: PairRules, targets: Iterable[Record], joins: Mapping[str, str],
                  pending_creates: Mapping[str, str],
@@ -64,7 +76,6 @@ class TargetIndex:
         # target anchor -> source anchor: who already owns a target object.
         self.joined: dict[str, str] = {target: source for source, target in joins.items()}
         attributes = tuple(rule.target_attribute for rule in rules.match_rules)
-        self._rule_attributes = attributes
         self._names = {object_type: compared.get(object_type, ()) for object_type in ObjectType}
         self._tables: list[dict[ObjectType, dict[str, _TargetEntry]]] = [
             {object_type: {} for object_type in ObjectType} for _ in attributes
@@ -76,23 +87,22 @@ class TargetIndex:
         for target in targets:
             anchor = target.anchor
             object_type = target.object_type
-            by_anchor[anchor] = StoredTarget(target, names[object_type], attributes)
+            get = target.attributes.get
+            rule_values = tuple([_fold_value(get(name)) for name in attributes])
+            by_anchor[anchor] = StoredTarget(target, names[object_type], rule_values)
             if object_type not in types:
                 continue
-            for index, value in enumerate(map(target.attributes.get, attributes)):
+            for index, value in enumerate(rule_values):
                 if not value:
                     continue
                 table = tables[index][object_type]
                 if type(value) is str:
-                    key = value.lower()
-                    if key == value:
-                        key = value  # keep one string, not two equal ones
-                    if table.setdefault(key, anchor) is not anchor:
-                        _add(table, key, anchor)
+                    if table.setdefault(value, anchor) is not anchor:
+                        _add(table, value, anchor)
                 else:
                     for item in value:
                         if item:
-                            _add(table, _fold(item), anchor)
+                            _add(table, item, anchor)
             if pending_keys:
                 lower = target.dn.lower()
                 if lower in pending_keys:
@@ -101,19 +111,6 @@ class TargetIndex:
                     normal = normalize_dn(target.dn)
                     if normal in pending_keys:
                         self._pending[normal] = anchor
-
-    def record(self, anchor: str) -> Record | None:
-        """Identity of a stored target (anchor, type, DN, enabled, references) as a Record;
-        its attributes are only the match-rule ones. None if there is no such object."""
-        stored = self.by_anchor.get(anchor)
-        if stored is None:
-            return None
-        attributes = {rule_attribute: value
-                      for rule_attribute, value in zip(self._rule_attributes, stored.rule_values,
-                                                       strict=True)
-                      if value is not None}
-        return Record(anchor, stored.object_type, stored.dn, attributes, stored.reference_map(),
-                      stored.enabled)
 
     def clear_match_tables(self) -> None:
         """Drop the rule-value tables once matching is over (they are most of the index)."""
@@ -164,10 +161,11 @@ class Candidate:
     """The match outcome for one unjoined source object (`target` anchor, None: create);
     final once Matcher.resolve() ran. The caller keeps its staged results on it meanwhile."""
 
-    __slots__ = ("conflict", "error", "keys", "object_type", "operations", "pending",
+    __slots__ = ("conflict", "error", "keys", "object_type", "operation_count", "pending",
                  "references", "rule", "source_anchor", "source_dn", "target", "value")
-    # operations: (first, end) positions of its operations in the caller's list, so that
-    # a million candidates do not each hold a list for the collector to walk.
+    # The caller keeps candidates' operations in one list, in candidate order, and each
+    # candidate only how many are its own: a small int costs nothing, while a list (or
+    # positions) per candidate would cost 60-110 bytes at a million candidates.
 
     def __init__(self, source: Record) -> None:
         self.source_anchor = source.anchor
@@ -181,7 +179,7 @@ class Candidate:
         # Rule index, lower-cased value, rule index, value, ...: what the decision rested on
         # (flat, as a million small pairs would cost more memory than the values).
         self.keys: tuple[int | str, ...] = ()
-        self.operations: tuple[int, int] = (0, 0)
+        self.operation_count = 0
         self.references: ReferenceRow | None = None
         self.error: StagingError | None = None
 
@@ -229,7 +227,7 @@ class Matcher:
         else:
             table[value] = _Shared((existing, claimant))
 
-    def note_joined(self, source: Record, target: StoredTarget, desired: Record | None) -> None:
+    def note_joined(self, source: Record, target: StoredTarget, desired: Staged | None) -> None:
         """Remember a joined source's rule values that could collide with an unjoined source's."""
         # Not needed when its target carries the value (an unjoined source with that value
         # finds the joined target: a conflict), nor when the desired value is already on the
@@ -238,12 +236,11 @@ class Matcher:
             raw = source.attributes.get(rule.source_attribute)
             if not raw:
                 continue
-            have = target.rule_values[index]
-            if type(raw) is str and type(have) is str \
-                    and (raw == have or raw.lower() == have.lower()):
+            have = target.rule_values[index]  # lower-cased
+            if type(raw) is str and type(have) is str and (raw == have or raw.lower() == have):
                 continue
             if desired is not None and have:
-                want = desired.attributes.get(rule.target_attribute)
+                want = desired.get(rule.target_attribute)
                 if want is not None and (want == have or set(_lower(want)) == set(_lower(have))):
                     continue
             have_lower = set(_lower(have)) if have else set()
@@ -329,12 +326,12 @@ class Matcher:
         candidate.keys = tuple(keys)
         return candidate
 
-    def check_create(self, candidate: Candidate, desired: Record) -> None:
+    def check_create(self, candidate: Candidate, desired: Staged) -> None:
         """Make a planned create a conflict when its staged rule values are already on a target."""
         # Creating it would make a second target object with that value (typically one joined
         # to another source whose value was rewritten, e.g. by a domain mapping).
         for index, rule in enumerate(self._rules):
-            values = _lower_values(desired, rule.target_attribute)
+            values = _folded(desired.get(rule.target_attribute))
             if not values:
                 continue
             hits = self._index.candidates(index, candidate.object_type, values)

@@ -35,12 +35,14 @@ SUMMARY_KEYS = ("created", "updated", "moved", "deleted", "unchanged", "conflict
 class _Resolver:
     """Answers the reference diff's questions from the run's final joins."""
 
-    __slots__ = ("_by_anchor", "_created", "_joined", "_joins", "_new_joins", "_new_targets")
+    __slots__ = ("_created", "_dropped", "_joined", "_joins", "_new_joins", "_new_targets")
 
     def __init__(self, joins: Mapping[str, str], new_joins: Mapping[str, str],
-                 by_anchor: Mapping[str, object], created: set[str],
+                 dropped: set[str], created: set[str],
                  joined_targets: Mapping[str, str]) -> None:
-        self._joins, self._new_joins, self._by_anchor = joins, new_joins, by_anchor
+        # dropped: the joins whose target object is gone (all of them, see _Run.finish), so
+        # the stored targets themselves are no longer needed.
+        self._joins, self._new_joins, self._dropped = joins, new_joins, dropped
         self._created, self._joined = created, joined_targets
         self._new_targets = set(new_joins.values())
 
@@ -49,7 +51,7 @@ class _Resolver:
         if target is not None:
             return target
         target = self._joins.get(source_anchor)
-        return target if target is not None and target in self._by_anchor else None
+        return target if target is not None and source_anchor not in self._dropped else None
 
     def is_created(self, source_anchor: str) -> bool:
         return source_anchor in self._created
@@ -76,7 +78,8 @@ class _Run:
         self.plan = PairPlan(rules.name)
         self.operations: list[Operation] = []
         self.references: list[ReferenceRow] = []
-        self.candidate_ops: list[Operation] = []  # operations of candidates, by position
+        # Operations of all candidates, in candidate order (see Candidate.operation_count).
+        self.candidate_ops: list[Operation] = []
         self.deletes: list[DeleteCandidate] = []
         self.unseen = set(joins)  # joined sources not read (yet)
         self.dropped: set[str] = set()
@@ -104,7 +107,7 @@ class _Run:
         index = self.index
         if reason is not None:
             if target_anchor is not None:
-                target = index.record(target_anchor)
+                target = index.by_anchor.get(target_anchor)
                 if target is None:
                     self._drop(anchor)
                 else:
@@ -180,9 +183,8 @@ class _Run:
                 return
         ops = diff_object(desired, target, self.template, pair=self.rules.name,
                           source_anchor=source.anchor)
-        first = len(self.candidate_ops)
         self.candidate_ops.extend(ops)
-        candidate.operations = (first, first + len(ops))
+        candidate.operation_count = len(ops)
         if target is None:
             if ops and desired.references:
                 candidate.references = reference_row(
@@ -203,14 +205,16 @@ class _Run:
         self.matcher.clear_tables()
         matched_ops: list[Operation] = []
         created: set[str] = set()
+        end = 0
         for candidate in self.matcher.candidates:
+            first = end
+            end += candidate.operation_count
             if candidate.conflict is not None:
                 plan.conflicts.append(candidate.conflict)
                 continue
             if candidate.error is not None:
                 plan.errors.append(candidate.error)
                 continue
-            first, end = candidate.operations
             ops = self.candidate_ops[first:end]
             if candidate.target is not None:
                 plan.new_joins[candidate.source_anchor] = candidate.target
@@ -232,22 +236,26 @@ class _Run:
 
         deleted = [anchor for anchor in deleted_sources if anchor in self.unseen]
         for anchor in deleted:
-            target = self.index.record(joins[anchor])
+            target = by_anchor.get(joins[anchor])
             if target is not None:
                 self.deletes.append(DeleteCandidate(anchor, target, SOURCE_DELETED))
         if self.full:
             already = set(deleted)
             for anchor, target_anchor in joins.items():
                 if anchor in self.unseen and anchor not in already:
-                    target = self.index.record(target_anchor)
+                    target = by_anchor.get(target_anchor)
                     if target is not None:
                         self.deletes.append(DeleteCandidate(anchor, target, SOURCE_ABSENT))
         self.unseen.clear()
         deletes = plan_deletes(self.rules, self.template, self.deletes)
         plan.threshold_hit = deletes.threshold_hit
         plan.threshold_message = deletes.threshold_message
+        # Every diff and delete is planned: free the stored targets (operations keep the DNs
+        # they need) before the reference operations are made.
+        self.deletes.clear()
+        by_anchor.clear()
 
-        resolver = _Resolver(joins, plan.new_joins, by_anchor, created, self.index.joined)
+        resolver = _Resolver(joins, plan.new_joins, self.dropped, created, self.index.joined)
         reference_ops: list[Operation] = []
         works, self.references = self.references, []
         for work in works:
