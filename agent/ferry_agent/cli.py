@@ -1,21 +1,122 @@
-"""The `ferry-agent` command. Enrollment and the work loop arrive with the gateway."""
+"""The `ferry-agent` command: enroll once with a token, then run the work loop.
+
+    ferry-agent enroll --gateway https://ferry.example:443 --name dc-agent-1 \\
+        --token-file /run/ferry/token [--ca gateway-ca.pem] [--state-dir /var/lib/ferry-agent]
+    ferry-agent run --gateway https://ferry.example:443 --directory /etc/ferry-agent/ad.ini
+
+Secrets never go on the command line: the enrollment token comes from --token-file or
+$FERRY_AGENT_TOKEN, the directory password from the file the INI names.
+"""
 
 from __future__ import annotations
 
 import argparse
+import configparser
+import logging
+import os
+import signal
+import socket
 import sys
+import threading
+from pathlib import Path
 
 from ferry_agent import __version__
+from ferry_agent.directory.connection import DirectoryEndpoint
+from ferry_agent.directory.session import DirectorySession
+from ferry_agent.identity import IdentityError, create_key, load_identity, store_certificate
+from ferry_agent.protocol import EnrollRequest, EnrollResponse, ProtocolError, decode, encode
+from ferry_agent.transport import GatewayClient, GatewayError
+
+DEFAULT_STATE_DIR = Path(os.environ.get("FERRY_AGENT_STATE_DIR", "/var/lib/ferry-agent"))
+TOKEN_ENV = "FERRY_AGENT_TOKEN"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ferry-agent", description="Ferry on-premises agent.")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("version", help="print the agent version")
+    enroll = sub.add_parser("enroll", help="exchange an enrollment token for this agent's identity")
+    enroll.add_argument("--gateway", required=True, help="https://host[:port] of the gateway")
+    enroll.add_argument("--name", default=socket.gethostname().split(".")[0],
+                        help="agent name (default: the host name)")
+    enroll.add_argument("--token-file", type=Path,
+                        help=f"file holding the single-use token (or set ${TOKEN_ENV})")
+    enroll.add_argument("--ca", type=Path, help="CA bundle that signed the gateway's certificate")
+    enroll.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
+    run = sub.add_parser("run", help="connect to the gateway and carry out directory work")
+    run.add_argument("--gateway", required=True, help="https://host[:port] of the gateway")
+    run.add_argument("--directory", type=Path, required=True,
+                     help="INI file: [directory] host, port, base_dn, bind_user, password_file,"
+                          " ca_file, server_name")
+    run.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
+                        stream=sys.stderr)
     if args.command == "version":
         print(f"ferry-agent {__version__}")
+        return 0
+    try:
+        if args.command == "enroll":
+            return _enroll(args)
+        return _run(args)
+    except (IdentityError, GatewayError, ProtocolError, ValueError, OSError) as exc:
+        print(f"ferry-agent {args.command}: {exc}", file=sys.stderr)
+        return 2
+
+
+def _enroll(args: argparse.Namespace) -> int:
+    token = (args.token_file.read_text(encoding="utf-8").strip() if args.token_file
+             else os.environ.get(TOKEN_ENV, "").strip())
+    if not token:
+        raise ValueError(f"no enrollment token: give --token-file or set ${TOKEN_ENV}")
+    csr = create_key(args.state_dir, args.name)
+    client = GatewayClient(args.gateway, ca_file=args.ca)
+    status, body = client.post("/v1/enroll", encode(EnrollRequest(
+        token=token, name=args.name, host=socket.gethostname(), version=__version__,
+        csr=csr.decode("ascii"))))
+    if status != 200:
+        message = ((body or {}).get("error") or {}).get("message", "") if body else ""
+        raise ValueError(f"enrollment refused ({status}) {message}".strip())
+    answer: EnrollResponse = decode(EnrollResponse, body)
+    # Later calls verify the gateway as enrollment did: with --ca, else the system store.
+    identity = store_certificate(args.state_dir, answer.certificate.encode(),
+                                 args.ca.read_bytes() if args.ca else None)
+    print(f"enrolled as {identity.name} for environment {answer.environment};"
+          f" identity in {args.state_dir}")
     return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from ferry_agent.loop import AgentLoop
+
+    identity = load_identity(args.state_dir)
+    session = DirectorySession(directory_endpoint(args.directory))
+    client = GatewayClient.for_identity(args.gateway, identity)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    try:
+        return AgentLoop(client, session, stop=stop).run()
+    finally:
+        session.close()
+        client.close()
+
+
+def directory_endpoint(path: Path) -> DirectoryEndpoint:
+    """The [directory] section of the agent's INI file; the password is read from its file."""
+    config = configparser.ConfigParser()
+    if not config.read(path, encoding="utf-8") or "directory" not in config:
+        raise ValueError(f"{path}: no [directory] section")
+    section = config["directory"]
+    missing = [k for k in ("host", "bind_user", "password_file") if k not in section]
+    if missing:
+        raise ValueError(f"{path}: [directory] needs {', '.join(missing)}")
+    password = Path(section["password_file"]).read_text(encoding="utf-8").rstrip("\r\n")
+    return DirectoryEndpoint(
+        host=section["host"], port=section.getint("port", 636), bind_user=section["bind_user"],
+        password=password, base_dn=section.get("base_dn", ""),
+        ca_file=section.get("ca_file"), server_name=section.get("server_name"),
+        insecure=section.getboolean("insecure", False))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,136 @@
+"""The agent's work loop: heartbeat, long-poll for work, carry it out, push the results.
+
+Reconnects with jittered backoff while the gateway is unreachable; stops when the gateway
+refuses the agent's identity (revoked, or enrolled elsewhere), since retrying cannot help.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+from . import __version__
+from .directory.session import DirectorySession
+from .protocol import (
+    POLL_WAIT_SECONDS,
+    PROTOCOL_VERSION,
+    Heartbeat,
+    ProtocolError,
+    WorkItem,
+    WorkResult,
+    decode,
+    encode,
+)
+from .transport import (
+    Backoff,
+    GatewayClient,
+    GatewayError,
+    GatewayRefused,
+    GatewayUnavailable,
+    backoff,
+)
+from .worker import Chunk, execute
+
+log = logging.getLogger("ferry_agent")
+
+EXIT_REFUSED = 3
+
+
+class AgentLoop:
+    """Runs until stop is set (0) or the gateway refuses this agent (EXIT_REFUSED)."""
+
+    def __init__(self, client: GatewayClient, session: DirectorySession, *,
+                 stop: threading.Event | None = None, delays: Backoff | None = None):
+        self.client = client
+        self.session = session
+        self.stop = stop or threading.Event()
+        self.delays = delays or backoff(base=0.5, cap=30.0)
+        self.heartbeat_seconds = 10.0
+        self._leases: set[str] = set()
+        self._leases_lock = threading.Lock()
+        self._refused: GatewayRefused | None = None
+
+    def run(self) -> int:
+        beat = threading.Thread(target=self._heartbeats, name="heartbeat", daemon=True)
+        beat.start()
+        try:
+            while not self.stop.is_set() and self._refused is None:
+                try:
+                    self._poll_once()
+                    self.delays.reset()
+                except GatewayRefused as exc:
+                    self._refused = exc
+                except (GatewayUnavailable, GatewayError, ProtocolError) as exc:
+                    delay = next(self.delays)
+                    log.warning("gateway unavailable (%s); retrying in %.1f s", exc, delay)
+                    self.stop.wait(delay)
+        finally:
+            self.stop.set()
+            beat.join(timeout=5)
+        if self._refused is not None:
+            log.error("the gateway refused this agent: %s", self._refused)
+            return EXIT_REFUSED
+        return 0
+
+    def _poll_once(self) -> None:
+        status, body = self.client.post("/v1/agent/poll",
+                                        {"v": PROTOCOL_VERSION, "wait": POLL_WAIT_SECONDS},
+                                        timeout=POLL_WAIT_SECONDS + 15)
+        work = (body or {}).get("work") if status == 200 else None
+        if not work:
+            return
+        item: WorkItem = decode(WorkItem, work)
+        with self._leases_lock:
+            self._leases.add(item.lease_id)
+        try:
+            self._carry_out(item)
+        finally:
+            with self._leases_lock:
+                self._leases.discard(item.lease_id)
+
+    def _carry_out(self, item: WorkItem) -> None:
+        log.info("work %s: %s (attempt %d)", item.work_id, item.operation, item.attempt)
+        for seq, ((value, error), final) in enumerate(_with_final(execute(self.session, item))):
+            result = WorkResult(item.lease_id, item.work_id, seq, final, ok=error is None,
+                                value=value, error=error)
+            status, _ = self.client.post("/v1/agent/result", encode(result))
+            if status == 409:
+                log.warning("work %s: lease lost; the gateway gave it to another agent",
+                            item.work_id)
+                return
+            if status != 200:
+                raise GatewayUnavailable(f"result refused with {status}", status)
+
+    def _heartbeats(self) -> None:
+        while not self.stop.is_set():
+            with self._leases_lock:
+                leases = sorted(self._leases)
+            try:
+                status, body = self.client.post(
+                    "/v1/agent/heartbeat",
+                    encode(Heartbeat(__version__, socket.gethostname(), leases)), timeout=15)
+                if status == 200 and body and isinstance(body.get("heartbeatSeconds"),
+                                                         (int, float)):
+                    self.heartbeat_seconds = max(1.0, float(body["heartbeatSeconds"]))
+            except GatewayRefused as exc:
+                self._refused = exc
+                self.stop.set()
+                return
+            except GatewayError:
+                pass  # the work loop reports and backs off; heartbeats just try again
+            self.stop.wait(self.heartbeat_seconds)
+
+
+def _with_final(chunks: Iterator[Chunk]) -> Iterator[tuple[Chunk, bool]]:
+    """Each chunk with whether it is the last one (one chunk of lookahead)."""
+    previous: Any = None
+    started = False
+    for chunk in chunks:
+        if started:
+            yield previous, False
+        previous, started = chunk, True
+    if started:
+        yield previous, True
