@@ -68,7 +68,11 @@ class ActiveDirectorySpec(ApiModel):
     port: int = Field(default=636, ge=1, le=65535, description="LDAPS port.")
     base_dn: str = Field(alias="baseDN", description="Naming context, e.g. DC=corp,DC=example.")
     tls: TlsSettings = Field(default_factory=TlsSettings, description="LDAPS trust settings.")
-    credentials: Credentials = Field(description="Account Ferry binds as.")
+    credentials: Credentials | None = Field(
+        default=None,
+        description="Account Ferry binds as; required for connection: direct. With agents,"
+        " each agent binds with the credentials of its own host's configuration.",
+    )
 
 
 class EntraIdSpec(ApiModel):
@@ -120,6 +124,9 @@ class EnvironmentSpec(ApiModel):
             "type EntraID needs the entraID block"),
         cel("self.type != 'EntraID' || !has(self.activeDirectory)",
             "type EntraID takes only entraID; remove activeDirectory"),
+        cel("!has(self.activeDirectory) || self.connection == 'agent'"
+            " || has(self.activeDirectory.credentials)",
+            "connection direct needs activeDirectory.credentials"),
     )
 
     type: DirectoryType = Field(description="Kind of directory.")
@@ -153,6 +160,9 @@ class EnvironmentSpec(ApiModel):
         extra = [name for name, there in present.items() if there and name != wanted]
         if extra:
             raise ValueError(f"type {self.type.value} takes only {wanted}; remove {extra[0]}")
+        if (self.active_directory is not None and self.connection is ConnectionMode.DIRECT
+                and self.active_directory.credentials is None):
+            raise ValueError("connection direct needs activeDirectory.credentials")
         return self
 
 

@@ -5,6 +5,13 @@ from __future__ import annotations
 from ferry.api.environment import ConnectionMode, DirectoryType, Environment
 from ferry.connectors.activedirectory import ActiveDirectoryConnector
 from ferry.connectors.base import Connector
+from ferry.connectors.remote import (
+    GATEWAY_CA_ENV,
+    GATEWAY_TOKEN_FILE_ENV,
+    GATEWAY_URL_ENV,
+    GatewaySettings,
+    RemoteDirectory,
+)
 from ferry.secrets import SecretSource
 from ferry_agent.directory.connection import DirectoryEndpoint
 from ferry_agent.directory.session import DirectorySession
@@ -17,24 +24,31 @@ class ConnectorUnavailable(Exception):
 def open_connector(env: Environment, secrets: SecretSource) -> Connector:
     name = env.metadata.name
     where = f"Environment/{name}"
-    if env.spec.connection is ConnectionMode.AGENT:
+    if env.spec.type is not DirectoryType.ACTIVE_DIRECTORY:
         raise ConnectorUnavailable(
-            f"{where}: spec.connection 'agent' needs the Ferry gateway, which this build does"
-            " not have yet; use connection: direct")
-    if env.spec.type is DirectoryType.ACTIVE_DIRECTORY:
-        ad = env.spec.active_directory
-        assert ad is not None  # the model checks the block matches the type
-        ca_data = (secrets.resolve(ad.tls.ca, f"{where}: spec.activeDirectory.tls.ca")
-                   if ad.tls.ca else None)
-        password = secrets.resolve(ad.credentials.password,
-                                   f"{where}: spec.activeDirectory.credentials.password")
-        endpoint = DirectoryEndpoint(
-            host=ad.host, port=ad.port, base_dn=ad.base_dn, ca_data=ca_data,
-            insecure=ad.tls.insecure_skip_verify, server_name=ad.tls.server_name,
-            bind_user=ad.credentials.username,
-            password=password)
-        return ActiveDirectoryConnector(
-            name, DirectorySession(endpoint), ad.base_dn, env.spec.scope.ous,
-            where=f"{ad.host}:{ad.port} as {ad.credentials.username}")
-    raise ConnectorUnavailable(
-        f"{where}: spec.type {env.spec.type.value} has no connector in this build yet")
+            f"{where}: spec.type {env.spec.type.value} has no connector in this build yet")
+    ad = env.spec.active_directory
+    assert ad is not None  # the model checks the block matches the type
+    if env.spec.connection is ConnectionMode.AGENT:
+        gateway = GatewaySettings.from_environment()
+        if gateway is None:
+            raise ConnectorUnavailable(
+                f"{where}: spec.connection is agent, but no gateway is configured; set"
+                f" {GATEWAY_URL_ENV}, {GATEWAY_CA_ENV} and {GATEWAY_TOKEN_FILE_ENV}")
+        return ActiveDirectoryConnector(name, RemoteDirectory(gateway, name), ad.base_dn,
+                                        env.spec.scope.ous, where=f"the agents of {name}")
+    credentials = ad.credentials
+    if credentials is None:
+        raise ConnectorUnavailable(f"{where}: spec.activeDirectory.credentials is required"
+                                   " for connection: direct")
+    ca_data = (secrets.resolve(ad.tls.ca, f"{where}: spec.activeDirectory.tls.ca")
+               if ad.tls.ca else None)
+    password = secrets.resolve(credentials.password,
+                               f"{where}: spec.activeDirectory.credentials.password")
+    endpoint = DirectoryEndpoint(
+        host=ad.host, port=ad.port, base_dn=ad.base_dn, ca_data=ca_data,
+        insecure=ad.tls.insecure_skip_verify, server_name=ad.tls.server_name,
+        bind_user=credentials.username, password=password)
+    return ActiveDirectoryConnector(
+        name, DirectorySession(endpoint), ad.base_dn, env.spec.scope.ous,
+        where=f"{ad.host}:{ad.port} as {credentials.username}")

@@ -173,7 +173,9 @@ def _secret_problem(env: Environment, secrets: SecretSource) -> str:
     ad, entra = env.spec.active_directory, env.spec.entra_id
     sources = []
     if ad is not None:
-        sources.append((ad.credentials.password, "spec.activeDirectory.credentials.password"))
+        if ad.credentials is not None:
+            sources.append((ad.credentials.password,
+                            "spec.activeDirectory.credentials.password"))
         if ad.tls.ca is not None:
             sources.append((ad.tls.ca, "spec.activeDirectory.tls.ca"))
     if entra is not None and entra.client_secret is not None:

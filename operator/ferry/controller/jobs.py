@@ -33,7 +33,7 @@ def secret_refs(environments: Iterable[Environment],
     for env in environments:
         ad, entra = env.spec.active_directory, env.spec.entra_id
         if ad is not None:
-            sources += [ad.credentials.password, ad.tls.ca]
+            sources += [ad.credentials.password if ad.credentials else None, ad.tls.ca]
         if entra is not None:
             sources.append(entra.client_secret)
     for template in templates:

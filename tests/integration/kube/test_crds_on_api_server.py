@@ -130,6 +130,11 @@ INVALID = {
                   "actions": ["Reformat"]}},
         'Unsupported value: "Reformat"',
     ),
+    "direct connection without credentials": (
+        {**ENVIRONMENT, "spec": {**ENVIRONMENT["spec"], "activeDirectory": {
+            "host": "dc1.corp.example", "baseDN": "DC=corp,DC=example"}}},
+        "connection direct needs activeDirectory.credentials",
+    ),
     "secret from two sources": (
         {**ENVIRONMENT, "spec": {**ENVIRONMENT["spec"], "activeDirectory": {
             **ENVIRONMENT["spec"]["activeDirectory"],
@@ -177,6 +182,14 @@ def test_invalid_manifests_are_refused_by_the_api_server(crds: KubeAPI, kube_nam
     gone = crds.kubectl("get", kind, manifest["metadata"]["name"], namespace=kube_namespace,
                         check=False)
     assert gone.returncode != 0 and "NotFound" in gone.stderr
+
+
+def test_an_agent_environment_needs_no_credentials_in_the_cluster(
+        crds: KubeAPI, kube_namespace: str) -> None:
+    agent = {**ENVIRONMENT, "spec": {**ENVIRONMENT["spec"], "connection": "agent",
+                                     "activeDirectory": {"host": "dc1.corp.example",
+                                                         "baseDN": "DC=corp,DC=example"}}}
+    crds.kubectl("apply", "-f", "-", namespace=kube_namespace, input=yaml.safe_dump(agent))
 
 
 def test_kubectl_explain_teaches_the_fields(crds: KubeAPI) -> None:

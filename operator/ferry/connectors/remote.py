@@ -1,0 +1,187 @@
+"""A directory session whose calls agents carry out, through the gateway (connection: agent).
+
+Each call is submitted as one work item and its result chunks are collected by long-polling.
+The gateway re-issues the work of an agent that disappears; a new generation of chunks means
+the work started over, so what was collected is dropped and collected again.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ferry_agent.directory.read import Changes, Entry, Scope, Watermark
+from ferry_agent.protocol import (
+    POLL_WAIT_SECONDS,
+    PROTOCOL_VERSION,
+    ErrorInfo,
+    decode_changes,
+    decode_entry,
+    encode_scope,
+    raise_error,
+)
+from ferry_agent.transport import GatewayClient, GatewayUnavailable, backoff
+
+GATEWAY_URL_ENV = "FERRY_GATEWAY_URL"
+GATEWAY_CA_ENV = "FERRY_GATEWAY_CA"
+GATEWAY_TOKEN_FILE_ENV = "FERRY_GATEWAY_TOKEN_FILE"
+
+
+class GatewayWorkError(Exception):
+    """The gateway could not carry out a call (lost it, refused it, or timed out)."""
+
+
+@dataclass(frozen=True)
+class GatewaySettings:
+    url: str
+    ca_file: str | None
+    token: str = ""
+
+    @classmethod
+    def from_environment(cls) -> GatewaySettings | None:
+        """$FERRY_GATEWAY_URL, $FERRY_GATEWAY_CA and $FERRY_GATEWAY_TOKEN_FILE, if set."""
+        url = os.environ.get(GATEWAY_URL_ENV)
+        if not url:
+            return None
+        token_file = os.environ.get(GATEWAY_TOKEN_FILE_ENV)
+        token = Path(token_file).read_text(encoding="utf-8").strip() if token_file else ""
+        return cls(url, os.environ.get(GATEWAY_CA_ENV) or None, token)
+
+
+class RemoteDirectory:
+    """The DirectoryOperations of an environment, carried out by its agents."""
+
+    def __init__(self, settings: GatewaySettings, environment: str,
+                 call_timeout: float = 3600.0):
+        self.environment = environment
+        self.client = GatewayClient(settings.url, ca_file=settings.ca_file)
+        self._headers = {"Authorization": f"Bearer {settings.token}"}
+        self._timeout = call_timeout
+
+    def close(self) -> None:
+        self.client.close()
+
+    # the calls -------------------------------------------------------------------------
+    def exists(self, dn: str) -> bool:
+        return bool(self._value("exists", {"dn": dn}))
+
+    def initial_watermark(self, scope: Scope) -> Watermark:
+        return Watermark.from_dict(self._value("initial_watermark",
+                                               {"scope": encode_scope(scope)}))
+
+    def read_full(self, scope: Scope, attributes: Sequence[str]) -> Iterator[Entry]:
+        return self._entries("read_full", {"scope": encode_scope(scope),
+                                           "attributes": list(attributes)})
+
+    def read_changes(self, scope: Scope, attributes: Sequence[str],
+                     watermark: Watermark) -> Changes:
+        return decode_changes(self._value("read_changes", {
+            "scope": encode_scope(scope), "attributes": list(attributes),
+            "watermark": watermark.to_dict()}))
+
+    def read_by_guids(self, guids: Sequence[str], attributes: Sequence[str]
+                      ) -> Iterator[Entry]:
+        return self._entries("read_by_guids", {"guids": list(guids),
+                                               "attributes": list(attributes)})
+
+    def resolve_dns(self, dns: Sequence[str]) -> dict[str, str]:
+        return dict(self._value("resolve_dns", {"dns": list(dns)}))
+
+    def create(self, object_type: str, dn: str, attributes: dict[str, list[str]], *,
+               password: str | None = None, must_change_password: bool = False,
+               enabled: bool | None = None) -> str:
+        return str(self._value("create", {
+            "objectType": object_type, "dn": dn, "attributes": attributes,
+            "password": password, "mustChangePassword": must_change_password,
+            "enabled": enabled}))
+
+    def update(self, dn: str, changes: dict[str, list[str] | None]) -> None:
+        self._value("update", {"dn": dn, "changes": changes})
+
+    def set_enabled(self, dn: str, enabled: bool) -> None:
+        self._value("set_enabled", {"dn": dn, "enabled": enabled})
+
+    def move(self, dn: str, new_dn: str) -> None:
+        self._value("move", {"dn": dn, "newDn": new_dn})
+
+    def delete(self, dn: str) -> None:
+        self._value("delete", {"dn": dn})
+
+    def add_members(self, group_dn: str, member_dns: Sequence[str]) -> None:
+        self._value("add_members", {"groupDn": group_dn, "memberDns": list(member_dns)})
+
+    def remove_members(self, group_dn: str, member_dns: Sequence[str]) -> None:
+        self._value("remove_members", {"groupDn": group_dn, "memberDns": list(member_dns)})
+
+    def ensure_ou(self, dn: str) -> list[str]:
+        return list(self._value("ensure_ou", {"dn": dn}) or [])
+
+    # submitting and collecting ---------------------------------------------------------
+    def _value(self, operation: str, arguments: dict[str, Any]) -> Any:
+        chunks = self._call(operation, arguments)
+        return chunks[-1] if chunks else None
+
+    def _entries(self, operation: str, arguments: dict[str, Any]) -> Iterator[Entry]:
+        for page in self._call(operation, arguments):
+            for data in page or []:
+                yield decode_entry(data)
+
+    def _call(self, operation: str, arguments: dict[str, Any]) -> list[Any]:
+        deadline = time.monotonic() + self._timeout
+        status, body = self._post("/v1/work", {
+            "v": PROTOCOL_VERSION, "environment": self.environment, "operation": operation,
+            "arguments": arguments}, deadline)
+        if status != 200 or not body or not isinstance(body.get("workId"), str):
+            raise GatewayWorkError(f"the gateway refused {operation} for environment"
+                                   f" {self.environment} ({status}): {_message(body)}")
+        work_id = body["workId"]
+        values: dict[int, Any] = {}
+        generation: Any = None
+        after = -1
+        while time.monotonic() < deadline:
+            status, body = self._post(f"/v1/work/{work_id}/results", {
+                "v": PROTOCOL_VERSION, "after": after, "wait": POLL_WAIT_SECONDS}, deadline)
+            if status == 404:
+                raise GatewayWorkError(f"the gateway lost {operation} ({work_id}) for"
+                                       f" environment {self.environment}; was it restarted?")
+            if status != 200 or body is None:
+                raise GatewayWorkError(f"{operation} ({work_id}): {status} {_message(body)}")
+            if body.get("generation") != generation:
+                if generation is not None and after >= 0:
+                    values, after = {}, -1  # an agent was lost: the work started over
+                    generation = body.get("generation")
+                    continue
+                generation = body.get("generation")
+            for chunk in body.get("chunks") or []:
+                seq = int(chunk["seq"])
+                if seq <= after:
+                    continue
+                after = seq
+                if chunk.get("error"):
+                    raise_error(ErrorInfo(**chunk["error"]))
+                values[seq] = chunk.get("value")
+                if chunk.get("final"):
+                    return [values[i] for i in sorted(values)]
+        raise GatewayWorkError(f"{operation} for environment {self.environment} did not finish"
+                               f" within {self._timeout:.0f} s; are its agents connected?")
+
+    def _post(self, path: str, body: dict[str, Any], deadline: float
+              ) -> tuple[int, dict[str, Any] | None]:
+        delays = backoff(base=0.5, cap=10.0)
+        while True:
+            try:
+                return self.client.post(path, body, headers=self._headers,
+                                        timeout=POLL_WAIT_SECONDS + 15)
+            except GatewayUnavailable as exc:
+                if time.monotonic() >= deadline:
+                    raise GatewayWorkError(f"the gateway is unreachable: {exc}") from None
+                time.sleep(min(next(delays), max(0.0, deadline - time.monotonic())))
+
+
+def _message(body: dict[str, Any] | None) -> str:
+    error = (body or {}).get("error")
+    return str(error.get("message") if isinstance(error, dict) else error or "")
