@@ -5,15 +5,36 @@ plain HTTPS POSTs cross the network (they pass web proxies). Routes:
 
   agent   POST /v1/enroll            EnrollRequest -> EnrollResponse   (token, no identity yet)
   agent   POST /v1/agent/heartbeat   Heartbeat -> {"heartbeatSeconds"}  (client certificate)
-  agent   POST /v1/agent/poll        {"wait"} -> {"work": WorkItem | null}
+  agent   POST /v1/agent/poll        PollRequest {"wait"} -> {"work": WorkItem | null}
   agent   POST /v1/agent/result      WorkResult -> {"accepted": bool}   (409: lease lost)
   job     POST /v1/work              WorkRequest -> {"workId"}          (bearer token)
-  job     POST /v1/work/<id>/results {"after", "wait"} -> WorkProgress
+  job     POST /v1/work/<id>/results ResultsRequest -> WorkProgress
 
 A work item is one call of a DirectorySession method (ferry_agent.directory.session) with
 JSON-encoded arguments; results come back in numbered chunks (reads stream entries in pages),
 the last one marked final. Errors travel as ErrorInfo and are raised again on the caller's
 side as the same exception type, so per-object errors stay per-object.
+
+Leases: a polled WorkItem is leased to the agent until now + leaseSeconds; every accepted chunk
+and every Heartbeat listing the lease id extends that. An expired lease, or an agent silent
+past the gateway's timeout, puts the item back with attempt + 1. Chunks count seq from 0 per
+lease, without gaps (a gap is 400); "accepted": false means a seq already received, ignored
+(a retried POST). 409 means the lease is no longer the agent's: drop the item, never retry it.
+
+Job side: ResultsRequest {"after", "wait", "generation"} long-polls up to `wait` seconds
+(at most POLL_WAIT_SECONDS) and answers WorkProgress {"state": queued | leased | done,
+"generation", "chunks": [WorkResult objects, as agents posted them]}. `generation` counts
+leases lost: when the answer's generation differs from the request's, the job drops what it
+collected and `chunks` starts again at seq 0; otherwise `chunks` holds the seqs above `after`
+(and `after` acknowledges the ones below, which the gateway may then free). Once a final
+chunk is delivered the work is forgotten (after a short grace for a repeated request): 404
+then, and for work a restarted gateway lost, which the job must treat as failed. Work no agent
+finishes within the gateway's attempt limit ends done with one final chunk, ok false,
+error AgentError.
+
+Errors answer {"v": 1, "error": "<short text>"}: 400 (the ProtocolError text), 401 (no or bad
+credential), 403 (refused), 404, 409, 413 (over MAX_BODY_BYTES), 429 (queue full: retry after
+Retry-After seconds). Successful answers carry "v" too.
 """
 
 from __future__ import annotations
@@ -100,6 +121,32 @@ class Heartbeat:
     leases: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class PollRequest:
+    wait: float = POLL_WAIT_SECONDS   # seconds to hold the request open when no work is queued
+
+
+@dataclass(frozen=True)
+class WorkRequest:
+    environment: str
+    operation: str      # one of OPERATIONS
+    arguments: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ResultsRequest:
+    after: int = -1     # the last seq the job holds of `generation`; -1: none
+    wait: float = 0.0
+    generation: int = 0  # the generation the job's chunks belong to; 0: none yet
+
+
+@dataclass(frozen=True)
+class WorkProgress:
+    state: str          # queued | leased | done
+    generation: int
+    chunks: list[dict[str, Any]] = field(default_factory=list)  # encoded WorkResult objects
+
+
 # -- message encoding --------------------------------------------------------------------------
 
 _CAMEL = {"work_id": "workId", "lease_id": "leaseId", "lease_seconds": "leaseSeconds",
@@ -140,10 +187,11 @@ def decode(kind: type[Any], body: Any) -> Any:
 
 def _check_type(kind: str, name: str, value: Any, annotation: Any) -> None:
     simple: dict[str, type | tuple[type, ...]] = {
-        "str": str, "int": int, "bool": bool, "float": (int, float)}
+        "str": str, "int": int, "bool": bool, "float": (int, float), "dict[str, Any]": dict,
+        "list[str]": list, "list[dict[str, Any]]": list}
     wanted = simple.get(str(annotation))
     if wanted is not None and (not isinstance(value, wanted) or
-                               (wanted is int and isinstance(value, bool))):
+                               (wanted is not bool and isinstance(value, bool))):
         raise ProtocolError(f"{kind}.{name}: expected {annotation}, got {type(value).__name__}")
 
 
