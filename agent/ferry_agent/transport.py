@@ -185,13 +185,17 @@ class GatewayClient:
         environ: Mapping[str, str] | None = None,
         idle_timeout: float = IDLE_TIMEOUT,
     ) -> None:
+        # Messages name the part at fault but never repeat the URL: it might hold a secret.
         parts = urlsplit(url)
         try:
             port = parts.port or 443
         except ValueError:
-            raise ConfigurationError(f"gateway URL {url!r} has an invalid port") from None
+            raise ConfigurationError("the gateway URL has an invalid port") from None
         if parts.scheme.lower() != "https" or not parts.hostname:
-            raise ConfigurationError(f"gateway URL {url!r} must be https://host[:port][/path]")
+            raise ConfigurationError(
+                "the gateway URL must be https://host[:port][/path]"
+                + (f", not {parts.scheme}://" if parts.scheme else "")
+            )
         if parts.username is not None or parts.query or parts.fragment:
             raise ConfigurationError(
                 "the gateway URL must not carry credentials, a query or a fragment"
@@ -265,7 +269,7 @@ class GatewayClient:
         timeout: float | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> tuple[int, JSONObject | None]:
-        """Send one request; return (status, JSON object or None when the body is empty).
+        """Send one request, once; return (status, JSON object or None when the body is empty).
 
         2xx must carry a JSON object (or nothing); other 4xx are returned with their JSON
         object, or None. 401/403 raise GatewayRefused; 408, 429 and 5xx GatewayUnavailable.

@@ -116,8 +116,9 @@ def test_the_client_reads_its_proxy_from_the_environment_it_is_given() -> None:
     ],
 )
 def test_unusable_gateway_urls_are_refused(url: str) -> None:
-    with pytest.raises(ConfigurationError):
+    with pytest.raises(ConfigurationError) as caught:
         GatewayClient(url, environ={})
+    assert "pw" not in str(caught.value)
 
 
 def test_a_missing_ca_bundle_is_named(tmp_path: Path) -> None:
