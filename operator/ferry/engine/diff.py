@@ -127,46 +127,50 @@ def diff_object(desired: Staged, current: Record | StoredTarget | None,
 
     The template's create/update switch for the object type is honoured.
     """
-    switch = template.switch(desired.object_type)
+    object_type = desired.object_type
+    switch = template.switch(object_type)
     if current is None:
         if not switch.create:
             return []
         names, values = desired.names, desired.values
-        if None in values:  # attributes whose mapping gave no value are left out
+        if None not in values:  # the layout's own names tuple: shared already
+            changes = Changes(names, values)
+        else:  # attributes whose mapping gave no value are left out
             kept = [(n, v) for n, v in zip(names, values, strict=True) if v is not None]
-            names, values = tuple(n for n, _ in kept), tuple(v for _, v in kept)
-        return [Operation(OpKind.CREATE, desired.object_type, pair, source_anchor, None,
-                          desired.dn, changes=Changes.of(names, values), enabled=desired.enabled)]
+            changes = Changes.of(tuple(n for n, _ in kept), tuple(v for _, v in kept))
+        return [Operation(OpKind.CREATE, object_type, pair, source_anchor, None, desired.dn,
+                          changes=changes, enabled=desired.enabled)]
     if not switch.update:
         return []
-    ops: list[Operation] = []
-    updatable = template.updatable(desired.object_type)
-    positions = template.layout(desired.object_type).compared
-    differing = (_differing_stored(desired, current, updatable, positions)
+    layout = template.layout(object_type)
+    differing = (_differing_stored(desired, current, layout.updatable, layout.compared)
                  if isinstance(current, StoredTarget)
-                 else _differing_exact(desired, current, updatable, positions))
-    changed: list[str] = []
-    new_values: list[AttributeValue | None] = []
-    for attribute, only_when_empty, present, want in differing:
-        if only_when_empty and present:
-            continue
-        if want is not None or present:  # no value clears only a value that is there
-            changed.append(attribute)
-            new_values.append(want)
+                 else _differing_exact(desired, current, layout.updatable, layout.compared))
+    ops: list[Operation] = []
     enabled = None
     # A target that does not report enabled (None) is not toggled on guesswork.
     if desired.enabled is not None and current.enabled is not None \
             and desired.enabled != current.enabled:
         enabled = desired.enabled
-    if changed or enabled is not None:
-        ops.append(Operation(OpKind.UPDATE, desired.object_type, pair, source_anchor,
-                             current.anchor, current.dn,
-                             changes=Changes.of(tuple(changed), tuple(new_values)),
-                             enabled=enabled))
+    if differing or enabled is not None:
+        changed: list[str] = []
+        new_values: list[AttributeValue | None] = []
+        for attribute, only_when_empty, present, want in differing:
+            if only_when_empty and present:
+                continue
+            if want is not None or present:  # no value clears only a value that is there
+                changed.append(attribute)
+                new_values.append(want)
+        if changed or enabled is not None:
+            ops.append(Operation(OpKind.UPDATE, object_type, pair, source_anchor,
+                                 current.anchor, current.dn,
+                                 changes=Changes.of(tuple(changed), tuple(new_values)),
+                                 enabled=enabled))
     # A desired DN without a container means the template places nothing (e.g. Entra ID).
-    if "," in desired.dn and not same_dn(desired.dn, current.dn):
-        ops.append(Operation(OpKind.MOVE, desired.object_type, pair, source_anchor,
-                             current.anchor, current.dn, new_dn=desired.dn))
+    dn = desired.dn
+    if dn != current.dn and "," in dn and not same_dn(dn, current.dn):
+        ops.append(Operation(OpKind.MOVE, object_type, pair, source_anchor, current.anchor,
+                             current.dn, new_dn=dn))
     return ops
 
 

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import re
-
 from ferry.engine.records import split_rdn
 
 # Characters that must be escaped anywhere in an attribute value (RFC 4514 section 2.4, plus
 # '=' which AD escapes too). NUL has no printable form, so it becomes \00.
 _SPECIAL = frozenset(',+"\\<>;=')
-_NEEDS_ESCAPE = re.compile(r'[,+"\\<>;=\x00]|^[# ]| $')
+_NEEDS_ESCAPE = _SPECIAL | {"\x00"}
 
 
 def escape_rdn_value(value: str) -> str:
     """Escape one RDN value so it can be placed in a DN string."""
-    if not value or _NEEDS_ESCAPE.search(value) is None:
+    # A set test rather than a regex: about half the cost, once per staged object.
+    if not value or (_NEEDS_ESCAPE.isdisjoint(value) and value[0] not in "# "
+                     and value[-1] != " "):
         return value
     out: list[str] = []
     last = len(value) - 1
@@ -82,8 +82,8 @@ def rdn_value(dn: str) -> str:
 
 def build_dn(value: str, container: str) -> str:
     """`CN=<escaped value>,<container>` (just the RDN when the container is empty)."""
-    rdn = "CN=" + escape_rdn_value(value)
-    return rdn + "," + container if container else rdn
+    value = escape_rdn_value(value)
+    return f"CN={value},{container}" if container else f"CN={value}"
 
 
 def _split_unescaped(text: str, separator: str) -> list[str]:
@@ -128,17 +128,17 @@ def same_dn(left: str, right: str) -> bool:
 
 
 # Escapes, multi-valued RDNs and spaces around separators: what normalize_dn rewrites.
-_ODD = ("\\", "+", '"', "<", ">", ";", "#", "\x00", " ,", " =", ", ", "= ")
+_ODD_CHARS = frozenset('\\+"<>;#\x00')
 
 
 def _is_plain(lower_dn: str) -> bool:
     """True when a lower-cased DN is already in normalize_dn's canonical form."""
-    # Substring tests, not a regex: a regex alternation retried at every position cost
-    # ~3 µs per DN, and every moved object compares two DNs.
-    if not lower_dn or lower_dn[0].isspace() or lower_dn[-1].isspace():
+    # Set and substring tests, not a regex: a regex alternation retried at every position
+    # cost ~3 µs per DN, and every moved object compares two DNs.
+    if not lower_dn or lower_dn[0].isspace() or lower_dn[-1].isspace() \
+            or not _ODD_CHARS.isdisjoint(lower_dn):
         return False
-    for odd in _ODD:
-        if odd in lower_dn:
-            return False
+    if " ," in lower_dn or " =" in lower_dn or ", " in lower_dn or "= " in lower_dn:
+        return False
     # Without escapes, one '=' per RDN means no '=' hides inside a value.
     return lower_dn.count("=") == lower_dn.count(",") + 1

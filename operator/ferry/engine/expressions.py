@@ -353,10 +353,10 @@ class Layout:
     # Staged values are a tuple aligned with `names` (None: no value), so diffs compare by
     # position and a create keeps the tuple as it is, instead of a dict per object.
 
-    __slots__ = ("compared", "computed", "copies", "domain", "names", "rdn")
+    __slots__ = ("compared", "computed", "copies", "domain", "names", "rdn", "updatable")
 
     def __init__(self, mappings: tuple[CompiledMapping, ...], domain_attributes: tuple[str, ...],
-                 rdn_attribute: str, compared: tuple[str, ...]) -> None:
+                 rdn_attribute: str, updatable: tuple[tuple[str, bool], ...]) -> None:
         copies = [m for m in mappings if m.expression.direct is not None]
         computed = [m for m in mappings if m.expression.direct is None]
         self.names = tuple(m.target_attribute for m in copies + computed)
@@ -364,11 +364,13 @@ class Layout:
         self.copies = tuple(m.expression.direct or "" for m in copies)
         # ... then the expressions giving names[len(copies):].
         self.computed = tuple(m.expression for m in computed)
-        # Positions of the attributes domain mapping rewrites, of the RDN attribute (-1: not
-        # mapped) and of the attributes an UPDATE compares (in the order given).
+        # Positions of the attributes domain mapping rewrites and of the RDN attribute (-1:
+        # not mapped).
         self.domain = tuple(i for i, name in enumerate(self.names) if name in domain_attributes)
         self.rdn = self.names.index(rdn_attribute) if rdn_attribute in self.names else -1
-        self.compared = tuple(self.names.index(name) for name in compared)
+        # (attribute, only when the target is empty) an UPDATE may set, and their positions.
+        self.updatable = updatable
+        self.compared = tuple(self.names.index(name) for name, _ in updatable)
 
 
 class CompiledTemplate:
@@ -415,7 +417,7 @@ class CompiledTemplate:
             )
             self._updatable[object_type] = updatable
             self._layouts[object_type] = Layout(chosen, domain_attributes, staging.rdn_attribute,
-                                                tuple(name for name, _ in updatable))
+                                                updatable)
         self._compared = {object_type: tuple(name for name, _ in pairs)
                           for object_type, pairs in self._updatable.items()}
         # Longest source OU first, so the first hit is the most specific mapping.
@@ -452,10 +454,12 @@ class CompiledTemplate:
         """Target container for objects whose source parent is parent_dn."""
         if not self._ou_mappings:
             return self.staging.default_target_ou
-        parent = parent_dn.lower()
-        cached = self._ou_cache.get(parent)
+        # Cached by the parent as given: objects of one OU spell it the same way, and this
+        # saves lower-casing it once per object.
+        cached = self._ou_cache.get(parent_dn)
         if cached is not None:
             return cached
+        parent = parent_dn.lower()
         result = self.staging.default_target_ou
         for suffix, exact, target in self._ou_mappings:
             if parent == exact or parent.endswith(suffix):
@@ -463,7 +467,7 @@ class CompiledTemplate:
                 break
         if len(self._ou_cache) >= self._OU_CACHE_LIMIT:
             self._ou_cache.clear()
-        self._ou_cache[parent] = result
+        self._ou_cache[parent_dn] = result
         return result
 
 
