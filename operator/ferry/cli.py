@@ -33,6 +33,11 @@ app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="Ferry: sync and migrate identities between directories.")
 lab_app = typer.Typer(no_args_is_help=True, help="The local two-domain Samba AD lab.")
 app.add_typer(lab_app, name="lab")
+agent_app = typer.Typer(no_args_is_help=True,
+                        help="On-premises agents: enrollment tokens, the registry, revocation.")
+app.add_typer(agent_app, name="agent")
+agent_token_app = typer.Typer(no_args_is_help=True, help="Single-use agent enrollment tokens.")
+agent_app.add_typer(agent_token_app, name="token")
 # Tables stay readable when output goes to a file or CI log (rich assumes 80 columns there).
 out = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, width=None if sys.stderr.isatty() else 120)
@@ -418,3 +423,144 @@ def lab_status(lab_dir: LabDirOpt = LAB_DIR) -> None:
         table.add_row(s.domain.realm, s.domain.ip, str(s.pid or "-"), str(s.running),
                       str(s.reachable))
     out.print(table)
+
+
+@app.command()
+def gateway(
+    tls_cert: Annotated[Path, typer.Option(
+        "--tls-cert", envvar="FERRY_GATEWAY_TLS_CERT",
+        help="The gateway's TLS certificate (PEM; intermediates after it).")],
+    tls_key: Annotated[Path, typer.Option(
+        "--tls-key", envvar="FERRY_GATEWAY_TLS_KEY", help="Its private key (PEM).")],
+    listen: Annotated[str, typer.Option(help="HOST:PORT to serve HTTPS on.")] = "0.0.0.0:8443",
+    ca_dir: Annotated[Path | None, typer.Option(
+        "--ca-dir", envvar="FERRY_GATEWAY_CA_DIR",
+        help="Folder of the agent CA (ca.crt, ca.key); created there on first start.")] = None,
+    ca_cert: Annotated[Path | None, typer.Option(
+        "--ca-cert", help="The agent CA's certificate, with --ca-key (instead of --ca-dir).")]
+    = None,
+    ca_key: Annotated[Path | None, typer.Option("--ca-key", help="The agent CA's key.")] = None,
+    server_ca: Annotated[Path | None, typer.Option(
+        "--server-ca", help="CA bundle agents verify this gateway with, handed out at"
+        " enrollment (default: the agent CA, when it also issued --tls-cert).")] = None,
+    job_token_file: Annotated[Path | None, typer.Option(
+        "--job-token-file", envvar="FERRY_GATEWAY_JOB_TOKEN_FILE",
+        help="File holding the bearer token sync Jobs present (or $FERRY_GATEWAY_JOB_TOKEN).")]
+    = None,
+    state: StateOpt = DEFAULT_STATE,
+    lease_seconds: Annotated[float, typer.Option(
+        help="How long an agent holds work without a heartbeat or result.")] = 60.0,
+    agent_timeout: Annotated[float, typer.Option(
+        help="Seconds of silence after which an agent's leases are re-issued.")] = 60.0,
+) -> None:
+    """Serve the HTTPS gateway agents connect to and sync Jobs submit directory work to.
+
+    Queued work lives in memory: a restart loses it and the Jobs waiting on it fail that call.
+    """
+    import asyncio
+
+    from ferry.gateway.ca import CAError
+    from ferry.gateway.queue import QueueLimits
+    from ferry.gateway.server import (
+        GatewayConfig,
+        GatewayConfigError,
+        parse_listen,
+        read_job_token,
+        serve,
+    )
+    from ferry.gateway.tls import TLSConfigError
+
+    logs.configure("INFO")
+    if lease_seconds <= 0 or agent_timeout <= 0:
+        err.print("--lease-seconds and --agent-timeout must be positive")
+        raise typer.Exit(ExitCode.INVALID_INPUT)
+    try:
+        host, port = parse_listen(listen)
+        config = GatewayConfig(
+            host=host, port=port, tls_cert=tls_cert, tls_key=tls_key,
+            job_token=read_job_token(job_token_file), state=state, ca_dir=ca_dir,
+            ca_cert=ca_cert, ca_key=ca_key, server_ca=server_ca,
+            limits=QueueLimits(lease_seconds=lease_seconds, agent_timeout=agent_timeout))
+        if (ca_cert is None) != (ca_key is None):
+            raise GatewayConfigError("--ca-cert and --ca-key go together")
+        asyncio.run(serve(config))
+    except (GatewayConfigError, CAError, TLSConfigError) as exc:
+        err.print(f"[bold red]gateway:[/] {exc}", highlight=False)
+        raise typer.Exit(ExitCode.INVALID_INPUT) from None
+    except OSError as exc:
+        err.print(f"[bold red]gateway:[/] cannot serve on {listen}: {exc.strerror or exc}",
+                  highlight=False)
+        raise typer.Exit(ExitCode.FAILED) from None
+
+
+@agent_token_app.command("create")
+def agent_token_create(
+    environment: Annotated[str, typer.Argument(
+        help="The Environment the agent will work for (its metadata.name).")],
+    ttl: Annotated[str, typer.Option(
+        help="How long the token can be used: 30m, 24h, 7d (at most 30d).")] = "24h",
+    state: StateOpt = DEFAULT_STATE,
+) -> None:
+    """Create a single-use enrollment token for ENVIRONMENT; it is printed once, kept nowhere."""
+    from ferry.gateway.enrollment import create_token, parse_ttl
+
+    try:
+        lifetime = parse_ttl(ttl)
+        store = StateStore(state)
+        try:
+            token, expires = create_token(store, environment, lifetime)
+        finally:
+            store.close()
+    except ValueError as exc:
+        err.print(str(exc), highlight=False)
+        raise typer.Exit(ExitCode.INVALID_INPUT) from None
+    typer.echo(token)  # alone on stdout, so TOKEN=$(ferry agent token create ENV) works
+    err.print(f"single-use token for environment {environment}, valid until"
+              f" {expires:%Y-%m-%d %H:%M:%S} UTC; it is not shown again. On the agent's host:"
+              " ferry-agent enroll --gateway URL --token TOKEN", highlight=False)
+
+
+@agent_app.command("list")
+def agent_list(state: StateOpt = DEFAULT_STATE,
+               environment: Annotated[str | None, typer.Option(
+                   help="Only the agents of this environment.")] = None) -> None:
+    """List enrolled agents: environment, host, version, last heartbeat, revoked or not."""
+    store = StateStore(state)
+    try:
+        agents = store.agents(environment)
+    finally:
+        store.close()
+    table = Table("id", "name", "environment", "host", "version", "enrolled", "last seen",
+                  "state")
+    for a in agents:
+        table.add_row(a.id, a.name, a.environment, a.host, a.version,
+                      f"{a.enrolled_at:%Y-%m-%d %H:%M:%S}",
+                      f"{a.last_seen:%Y-%m-%d %H:%M:%S}" if a.last_seen else "-",
+                      f"revoked {a.revoked_at:%Y-%m-%d %H:%M}" if a.revoked_at else "active")
+    out.print(table)
+
+
+@agent_app.command("revoke")
+def agent_revoke(
+    agent: Annotated[str, typer.Argument(help="The agent's id, or its name if unique.")],
+    state: StateOpt = DEFAULT_STATE,
+) -> None:
+    """Revoke an agent: the gateway refuses its next call and re-issues its work."""
+    store = StateStore(state)
+    try:
+        found = store.find_agents(agent)
+        active = [a for a in found if not a.revoked]
+        if not found:
+            err.print(f"no agent with id or name {agent!r} (see `ferry agent list`)")
+            raise typer.Exit(ExitCode.INVALID_INPUT)
+        if len(active) > 1:
+            err.print(f"{len(active)} active agents are named {agent!r}; give an id: "
+                      + ", ".join(a.id for a in active))
+            raise typer.Exit(ExitCode.INVALID_INPUT)
+        target = active[0] if active else found[0]
+        if not store.revoke_agent(target.id):
+            out.print(f"agent {target.id} ({target.name}) was already revoked")
+            return
+    finally:
+        store.close()
+    out.print(f"revoked agent {target.id} ({target.name}, environment {target.environment})")

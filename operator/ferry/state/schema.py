@@ -1,4 +1,5 @@
-"""Tables of the state store: joins, watermarks, inventory, runs and per-object results."""
+"""Tables of the state store: joins, watermarks, inventory, runs and per-object results,
+agents and their enrollment tokens."""
 
 from __future__ import annotations
 
@@ -99,3 +100,32 @@ class ObjectResult(Base):
     operation: Mapped[str] = mapped_column(String(20))
     outcome: Mapped[str] = mapped_column(String(20))   # ok | error | conflict | deferred
     message: Mapped[str] = mapped_column(Text, default="")
+
+
+class EnrollmentToken(Base):
+    """A single-use agent enrollment token for one environment; only its SHA-256 is kept."""
+
+    __tablename__ = "enrollment_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    environment: Mapped[str] = mapped_column(String(300))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    agent_id: Mapped[str | None] = mapped_column(String(40))   # the agent it enrolled
+
+
+class Agent(Base):
+    """An enrolled on-premises agent; revoked_at set means every call of it is refused."""
+
+    __tablename__ = "agents"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), index=True)
+    environment: Mapped[str] = mapped_column(String(300), index=True)
+    host: Mapped[str] = mapped_column(String(255), default="")
+    version: Mapped[str] = mapped_column(String(40), default="")
+    enrolled_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_seen: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -12,7 +12,17 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, delete, event, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from ferry.state.schema import Base, InventoryItem, Join, ObjectResult, Retry, Run, Watermark
+from ferry.state.schema import (
+    Agent,
+    Base,
+    EnrollmentToken,
+    InventoryItem,
+    Join,
+    ObjectResult,
+    Retry,
+    Run,
+    Watermark,
+)
 
 
 @dataclass(frozen=True)
@@ -39,6 +49,22 @@ class RunSummary:
     counts: dict[str, dict[str, int]]
 
 
+@dataclass(frozen=True)
+class AgentInfo:
+    id: str
+    name: str
+    environment: str
+    host: str
+    version: str
+    enrolled_at: datetime
+    last_seen: datetime | None
+    revoked_at: datetime | None
+
+    @property
+    def revoked(self) -> bool:
+        return self.revoked_at is not None
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -53,7 +79,7 @@ def database_url(location: str) -> str:
 
 
 class StateStore:
-    """Joins, watermarks, retries and run history. Every write method commits on return."""
+    """Joins, watermarks, retries, run history and agents. Every write method commits on return."""
 
     def __init__(self, location: str):
         url = database_url(location)
@@ -221,6 +247,101 @@ class StateStore:
             return [ResultRow(r.pair, r.object_type, r.source_anchor, r.target_dn, r.operation,
                               r.outcome, r.message) for r in rows]
 
+
+    # agents ----------------------------------------------------------------------------
+    def add_enrollment_token(self, token_hash: str, environment: str,
+                             expires_at: datetime) -> None:
+        """Keep an enrollment token's SHA-256 (never the token) until it is used or expires."""
+        with self._session.begin() as s:
+            s.add(EnrollmentToken(token_hash=token_hash, environment=environment,
+                                  created_at=_now(), expires_at=expires_at))
+
+    def enroll_agent(self, token_hash: str, agent_id: str, name: str, host: str,
+                     version: str) -> AgentInfo | None:
+        """Use a token for a new agent of its environment; None when it is unknown, used or
+        expired. One conditional UPDATE claims it, so a token works once, also concurrently."""
+        now = _now()
+        with self._session.begin() as s:
+            claimed = s.execute(
+                update(EnrollmentToken)
+                .where(EnrollmentToken.token_hash == token_hash,
+                       EnrollmentToken.used_at.is_(None), EnrollmentToken.expires_at > now)
+                .values(used_at=now, agent_id=agent_id))
+            if claimed.rowcount != 1:  # type: ignore[attr-defined]
+                return None
+            environment = s.scalars(select(EnrollmentToken.environment).where(
+                EnrollmentToken.token_hash == token_hash)).one()
+            row = Agent(id=agent_id, name=name, environment=environment, host=host,
+                        version=version, enrolled_at=now, last_seen=now)
+            s.add(row)
+            return _agent_info(row)
+
+    def enrollment_token_state(self, token_hash: str) -> str:
+        """unknown | used | expired | valid: why an enrollment was refused, for the log."""
+        with self._session() as s:
+            row = s.scalars(select(EnrollmentToken).where(
+                EnrollmentToken.token_hash == token_hash)).first()
+            if row is None:
+                return "unknown"
+            if row.used_at is not None:
+                return "used"
+            return "expired" if _utc(row.expires_at) <= _now() else "valid"
+
+    def agent(self, agent_id: str) -> AgentInfo | None:
+        with self._session() as s:
+            row = s.get(Agent, agent_id)
+            return _agent_info(row) if row else None
+
+    def agents(self, environment: str | None = None) -> list[AgentInfo]:
+        with self._session() as s:
+            query = select(Agent).order_by(Agent.environment, Agent.name, Agent.enrolled_at)
+            if environment is not None:
+                query = query.where(Agent.environment == environment)
+            return [_agent_info(r) for r in s.scalars(query)]
+
+    def find_agents(self, id_or_name: str) -> list[AgentInfo]:
+        """The agent with this id, else the agents with this name."""
+        found = self.agent(id_or_name)
+        if found:
+            return [found]
+        with self._session() as s:
+            rows = s.scalars(select(Agent).where(Agent.name == id_or_name)
+                             .order_by(Agent.enrolled_at))
+            return [_agent_info(r) for r in rows]
+
+    def has_agents(self, environment: str) -> bool:
+        """Whether any agent that is not revoked was enrolled for `environment`."""
+        with self._session() as s:
+            return s.scalar(select(func.count()).select_from(Agent).where(
+                Agent.environment == environment, Agent.revoked_at.is_(None))) != 0
+
+    def revoke_agent(self, agent_id: str) -> bool:
+        """Revoke an agent; False if it was already revoked (or is unknown)."""
+        with self._session.begin() as s:
+            done = s.execute(update(Agent).where(Agent.id == agent_id,
+                                                 Agent.revoked_at.is_(None))
+                             .values(revoked_at=_now()))
+            return bool(done.rowcount)  # type: ignore[attr-defined]
+
+    def agent_seen(self, agent_id: str, host: str, version: str) -> None:
+        """Record a heartbeat: when, and the host and version the agent reported."""
+        with self._session.begin() as s:
+            s.execute(update(Agent).where(Agent.id == agent_id).values(
+                last_seen=_now(), host=host, version=version))
+
+
+def _agent_info(row: Agent) -> AgentInfo:
+    return AgentInfo(row.id, row.name, row.environment, row.host, row.version,
+                     _utc(row.enrolled_at), _opt_utc(row.last_seen), _opt_utc(row.revoked_at))
+
+
+def _utc(value: datetime) -> datetime:
+    # SQLite hands back naive datetimes; everything stored is UTC.
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _opt_utc(value: datetime | None) -> datetime | None:
+    return _utc(value) if value is not None else None
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # WAL keeps readers (ferry runs) unblocked while a run writes; NORMAL is durable in WAL.

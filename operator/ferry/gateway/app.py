@@ -1,0 +1,294 @@
+"""The gateway's routes (see ferry_agent.protocol): who may call them, what they accept, and
+one log line per request that never holds a token, work arguments or results."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from ferry.gateway.ca import AgentCA
+from ferry.gateway.enrollment import EnrollmentRefused, check_environment, enroll
+from ferry.gateway.queue import QueueError, ResultsBacklog, WorkQueue
+from ferry.gateway.tls import peer_agent_id
+from ferry.state.store import AgentInfo, StateStore
+from ferry_agent.protocol import (
+    MAX_BODY_BYTES,
+    OPERATIONS,
+    PROTOCOL_VERSION,
+    EnrollRequest,
+    Heartbeat,
+    PollRequest,
+    ProtocolError,
+    ResultsRequest,
+    WorkRequest,
+    WorkResult,
+    as_strings,
+    decode,
+    encode,
+)
+
+log = structlog.get_logger("ferry.gateway")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_MESSAGE_LIMIT = 300        # error texts echo field names and values: keep them short
+_AGENTS_CACHE_SECONDS = 5.0  # "has this environment any agent" for submits
+
+
+@dataclass
+class Services:
+    """What the handlers share: the state store, the CA, the queue and the job credential."""
+
+    store: StateStore
+    ca: AgentCA
+    queue: WorkQueue
+    job_token_digest: bytes       # SHA-256 of the job token: compared in constant time
+    trust_bundle: str             # PEM handed to agents at enrollment to verify the gateway
+    agents_known: dict[str, float] = field(default_factory=dict)  # environment -> until when
+
+
+SERVICES = web.AppKey("services", Services)
+
+
+class Refusal(Exception):
+    """An answer other than 200: status, a short message for the caller, extra headers."""
+
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None):
+        self.status = status
+        self.message = message[:_MESSAGE_LIMIT]
+        self.headers = headers or {}
+        super().__init__(message)
+
+
+def build_app(services: Services) -> web.Application:
+    """The aiohttp application; bodies above MAX_BODY_BYTES are refused with 413."""
+    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[_outcome])
+    app[SERVICES] = services
+    app.on_response_prepare.append(_plain_server_header)
+    app.router.add_post("/v1/enroll", _enroll)
+    app.router.add_post("/v1/agent/heartbeat", _heartbeat)
+    app.router.add_post("/v1/agent/poll", _poll)
+    app.router.add_post("/v1/agent/result", _result)
+    app.router.add_post("/v1/work", _submit)
+    app.router.add_post("/v1/work/{work_id}/results", _results)
+    return app
+
+
+# -- outcome: errors as short JSON, one log line per request -----------------------------------
+
+@web.middleware
+async def _outcome(request: web.Request, handler: Handler) -> web.StreamResponse:
+    started = time.monotonic()
+    request["who"] = "-"
+    request["log"] = {}
+    try:
+        response = await handler(request)
+    except Refusal as exc:
+        response = _error(exc.status, exc.message, exc.headers)
+        request["log"]["error"] = exc.message
+    except QueueError as exc:
+        headers = {"Retry-After": "1" if isinstance(exc, ResultsBacklog) else "5"} \
+            if exc.status == 429 else {}
+        response = _error(exc.status, str(exc), headers)
+        request["log"]["error"] = str(exc)
+    except web.HTTPException as exc:  # aiohttp's own: unknown route, method, body too large
+        response = _error(exc.status, exc.reason.lower())
+    except asyncio.CancelledError:
+        log.info("request", method=request.method, path=request.path, status=499,
+                 who=request["who"], ms=_ms(started), peer=request.remote, **request["log"])
+        raise
+    except Exception as exc:
+        log.exception("request failed", method=request.method, path=request.path,
+                      error=type(exc).__name__)
+        response = _error(500, "internal error")
+    log.info("request", method=request.method, path=request.path, status=response.status,
+             who=request["who"], ms=_ms(started), peer=request.remote, **request["log"])
+    return response
+
+
+async def _plain_server_header(_request: web.Request, response: web.StreamResponse) -> None:
+    # aiohttp would announce its own and Python's versions to anyone who connects.
+    response.headers["Server"] = "ferry-gateway"
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    response = web.json_response({"v": PROTOCOL_VERSION, "error": message[:_MESSAGE_LIMIT]},
+                                 status=status, headers=headers)
+    if status == 413:
+        response.force_close()  # the rest of the body is not worth reading
+    return response
+
+
+def _ok(body: dict[str, Any]) -> web.Response:
+    return web.json_response({**body, "v": PROTOCOL_VERSION})
+
+
+def _ms(started: float) -> int:
+    return round((time.monotonic() - started) * 1000)
+
+
+async def _read(request: web.Request, kind: type[Any]) -> tuple[Any, int]:
+    """The body as a protocol message, and its size in bytes."""
+    if (request.content_length or 0) > MAX_BODY_BYTES:
+        raise Refusal(413, f"the body is larger than {MAX_BODY_BYTES} bytes")
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise Refusal(413, f"the body is larger than {MAX_BODY_BYTES} bytes") from None
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise Refusal(400, "the body is not valid JSON") from None
+    try:
+        return decode(kind, data), len(raw)
+    except ProtocolError as exc:
+        raise Refusal(400, str(exc)) from None
+
+
+# -- authentication ----------------------------------------------------------------------------
+
+async def _agent(request: web.Request) -> AgentInfo:
+    """The enrolled, unrevoked agent whose certificate this connection presented."""
+    services = request.app[SERVICES]
+    transport = request.transport
+    agent_id = peer_agent_id(transport.get_extra_info("ssl_object") if transport else None)
+    if agent_id is None:
+        raise Refusal(401, "client certificate required")
+    agent = await asyncio.to_thread(services.store.agent, agent_id)
+    if agent is None or agent.revoked:
+        if agent is not None:
+            services.queue.release_agent(agent.id, "agent revoked")
+        raise Refusal(403, "forbidden")
+    request["who"] = f"agent:{agent.id}"
+    return agent
+
+
+def _job(request: web.Request) -> None:
+    """Sync Jobs present the shared bearer token."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    digest = hashlib.sha256(token.strip().encode("utf-8", "surrogatepass")).digest()
+    valid = hmac.compare_digest(digest, request.app[SERVICES].job_token_digest)
+    if scheme.lower() != "bearer" or not token.strip() or not valid:
+        raise Refusal(401, "unauthorized", {"WWW-Authenticate": "Bearer"})
+    request["who"] = "job"
+
+
+# -- agent routes ------------------------------------------------------------------------------
+
+async def _enroll(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    message, _ = await _read(request, EnrollRequest)
+    try:
+        response, agent = await asyncio.to_thread(enroll, services.store, services.ca, message,
+                                                  services.trust_bundle)
+    except ProtocolError as exc:
+        raise Refusal(400, str(exc)) from None
+    except EnrollmentRefused as exc:
+        request["log"] = {"refused": f"token {exc.reason}"}
+        raise Refusal(403, "enrollment refused") from None
+    request["who"] = f"agent:{agent.id}"
+    request["log"] = {"enrolled": agent.name, "environment": agent.environment,
+                      "host": agent.host}
+    return _ok(encode(response))
+
+
+async def _heartbeat(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    agent = await _agent(request)
+    beat, _ = await _read(request, Heartbeat)
+    try:
+        leases = as_strings(beat.leases, "Heartbeat.leases")
+    except ProtocolError as exc:
+        raise Refusal(400, str(exc)) from None
+    services.queue.heartbeat(agent.id, leases)
+    await asyncio.to_thread(services.store.agent_seen, agent.id, _printable(beat.host, 255),
+                            _printable(beat.version, 40))
+    return _ok({"heartbeatSeconds": services.queue.limits.heartbeat_seconds})
+
+
+async def _poll(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    agent = await _agent(request)
+    poll, _ = await _read(request, PollRequest)
+    if poll.wait < 0:
+        raise Refusal(400, "PollRequest.wait: must not be negative")
+    # The environment is the one the agent enrolled for, never one it names.
+    item = await services.queue.lease(agent.id, agent.environment, float(poll.wait))
+    if item is None:
+        return _ok({"work": None})
+    # Revoked while it waited: the work goes back before it ever reaches the agent.
+    current = await asyncio.to_thread(services.store.agent, agent.id)
+    if current is None or current.revoked:
+        services.queue.release_agent(agent.id, "agent revoked")
+        raise Refusal(403, "forbidden")
+    request["log"] = {"work": item.work_id, "operation": item.operation,
+                      "attempt": item.attempt}
+    return _ok({"work": encode(item)})
+
+
+async def _result(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    agent = await _agent(request)
+    result, size = await _read(request, WorkResult)
+    if result.seq < 0:
+        raise Refusal(400, "WorkResult.seq: must not be negative")
+    request["log"] = {"work": result.work_id, "seq": result.seq, "final": result.final,
+                      "ok": result.ok}
+    accepted = services.queue.accept(agent.id, result, size)
+    return _ok({"accepted": accepted})
+
+
+# -- job routes --------------------------------------------------------------------------------
+
+async def _submit(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    _job(request)
+    work, _ = await _read(request, WorkRequest)
+    try:
+        check_environment(work.environment)
+    except ValueError as exc:
+        raise Refusal(400, f"WorkRequest.environment: {exc}") from None
+    if work.operation not in OPERATIONS:
+        raise Refusal(400, f"WorkRequest.operation: unknown operation {work.operation!r}")
+    if not await _has_agents(services, work.environment):
+        raise Refusal(409, f"no agent is enrolled for environment {work.environment}; create a"
+                      f" token with `ferry agent token create {work.environment}`")
+    work_id = services.queue.submit(work.environment, work.operation, work.arguments)
+    request["log"] = {"work": work_id, "operation": work.operation,
+                      "environment": work.environment}
+    return _ok({"workId": work_id})
+
+
+async def _results(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    _job(request)
+    ask, _ = await _read(request, ResultsRequest)
+    if ask.after < -1 or ask.wait < 0 or ask.generation < 0:
+        raise Refusal(400, "ResultsRequest: after >= -1, wait >= 0 and generation >= 0")
+    progress = await services.queue.progress(request.match_info["work_id"], ask.after,
+                                             ask.generation, float(ask.wait))
+    request["log"] = {"state": progress.state, "generation": progress.generation,
+                      "chunks": len(progress.chunks)}
+    return _ok(encode(progress))
+
+
+async def _has_agents(services: Services, environment: str) -> bool:
+    # Jobs submit many calls in a row: a positive answer holds for a few seconds.
+    now = time.monotonic()
+    if services.agents_known.get(environment, 0.0) > now:
+        return True
+    found = await asyncio.to_thread(services.store.has_agents, environment)
+    if found:
+        services.agents_known[environment] = now + _AGENTS_CACHE_SECONDS
+    return found
+
+
+def _printable(text: str, limit: int) -> str:
+    return "".join(c for c in text if c.isprintable())[:limit]

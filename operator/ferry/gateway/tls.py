@@ -1,0 +1,70 @@
+"""The gateway's TLS: its server certificate (TLS 1.2+), optional client certificates from the
+agent CA, the agent id a connection proved, and the CA bundle agents get to verify the gateway."""
+
+from __future__ import annotations
+
+import ssl
+from pathlib import Path
+
+from cryptography import x509
+
+from ferry.gateway.ca import AgentCA, agent_id_of, issued_by
+
+
+class TLSConfigError(Exception):
+    """The server certificate, key or CA bundle cannot be used; the message names the file."""
+
+
+def server_context(cert_file: Path, key_file: Path, agent_ca: AgentCA) -> ssl.SSLContext:
+    """A server context that asks for a client certificate but does not require one.
+
+    Enrollment has no certificate yet, so the handshake must succeed without one; the routes
+    that need an agent check for it. A certificate that is presented must chain to the agent
+    CA, or the handshake fails (Python's ssl offers no way to defer that to a 403).
+    """
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(cert_file, key_file)
+    except (OSError, ssl.SSLError) as exc:
+        reason = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or str(exc)
+        raise TLSConfigError(f"server certificate {cert_file} with key {key_file} cannot be"
+                             f" used: {reason}") from None
+    context.load_verify_locations(cadata=agent_ca.pem.decode("ascii"))
+    context.verify_mode = ssl.CERT_OPTIONAL
+    return context
+
+
+def peer_agent_id(ssl_object: ssl.SSLObject | ssl.SSLSocket | None) -> str | None:
+    """The agent id of the verified client certificate on a connection, or None."""
+    if ssl_object is None:
+        return None
+    der = ssl_object.getpeercert(binary_form=True)
+    if not der:
+        return None
+    try:
+        return agent_id_of(x509.load_der_x509_certificate(der))
+    except ValueError:
+        return None
+
+
+def agent_trust_bundle(server_cert_file: Path, server_ca_file: Path | None,
+                       agent_ca: AgentCA) -> tuple[str, bool]:
+    """The PEM bundle enrollment hands agents to verify the gateway, and whether it does.
+
+    The bundle is `server_ca_file` when given, else the agent CA (when it also issued the
+    server certificate). False means the server certificate was not issued by any of them.
+    """
+    try:
+        pem = server_ca_file.read_bytes() if server_ca_file else agent_ca.pem
+        bundle = x509.load_pem_x509_certificates(pem)
+        chain = x509.load_pem_x509_certificates(server_cert_file.read_bytes())
+    except OSError as exc:
+        raise TLSConfigError(f"{exc.filename}: cannot read: {exc.strerror}") from None
+    except ValueError:
+        raise TLSConfigError(f"{server_ca_file or server_cert_file}: not PEM certificates"
+                             ) from None
+    # Any certificate of the served chain (leaf or intermediate) anchored in the bundle will do.
+    anchored = any(cert == ca or issued_by(cert, ca) for cert in chain for ca in bundle)
+    return pem.decode("ascii"), anchored
+
