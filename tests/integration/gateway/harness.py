@@ -1,0 +1,277 @@
+"""A real `ferry gateway` process over real TLS on loopback, and clients for it: fake agents
+(ferry_agent.identity + GatewayClient), sync Jobs (bearer token), raw HTTP for bad requests.
+
+The agent CA is made first in the gateway's --ca-dir (the gateway then loads it) and also
+issues the server certificate, so the CA bundle enrollment hands out verifies the gateway.
+"""
+
+from __future__ import annotations
+
+import http.client
+import ipaddress
+import json
+import os
+import secrets
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from ferry.gateway.ca import AgentCA
+from ferry_agent import identity
+from ferry_agent.identity import Identity
+from ferry_agent.protocol import (
+    EnrollRequest,
+    EnrollResponse,
+    ErrorInfo,
+    WorkItem,
+    WorkResult,
+    decode,
+    encode,
+)
+from ferry_agent.transport import GatewayClient
+
+START_SECONDS = 30.0
+STOP_SECONDS = 10.0
+
+
+def free_port(host: str) -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def issue_server_cert(ca: AgentCA, address: str, folder: Path) -> tuple[Path, Path]:
+    """A server certificate for the IP `address` from the agent CA; (cert file, key file)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, address)]))
+        .issuer_name(ca.cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.SubjectAlternativeName(
+            [x509.IPAddress(ipaddress.ip_address(address))]), critical=False)
+        .sign(ca.key, hashes.SHA256())  # type: ignore[arg-type]
+    )
+    cert_file, key_file = folder / "server.crt", folder / "server.key"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    os.chmod(key_file, 0o600)
+    return cert_file, key_file
+
+
+@dataclass
+class RunningGateway:
+    """One `ferry gateway` subprocess and what a test needs to talk to it."""
+
+    host: str
+    port: int
+    folder: Path
+    state: str
+    ca_file: Path          # verifies the gateway (the agent CA)
+    job_token: str
+    process: subprocess.Popen[bytes]
+    log_file: Path
+    clients: list[GatewayClient] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"https://{self.host}:{self.port}"
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """`ferry ARGS --state <this gateway's state>`."""
+        return subprocess.run([sys.executable, "-m", "ferry", *args, "--state", self.state],
+                              capture_output=True, text=True, timeout=60, check=False)
+
+    def token(self, environment: str, ttl: str = "1h") -> str:
+        done = self.cli("agent", "token", "create", environment, "--ttl", ttl)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    def client(self, **options: Any) -> GatewayClient:
+        made = GatewayClient(self.url, ca_file=self.ca_file, **options)
+        self.clients.append(made)
+        return made
+
+    def enroll(self, token: str, name: str, folder: Path) -> tuple[Identity, EnrollResponse]:
+        """Enroll like an agent: a key and CSR in `folder`, the answer stored beside it."""
+        csr = identity.create_key(folder, name)
+        status, body = self.client().post("/v1/enroll", encode(EnrollRequest(
+            token=token, name=name, host="host-" + name, version="0.1.0",
+            csr=csr.decode())))
+        assert status == 200, body
+        response = decode(EnrollResponse, body)
+        stored = identity.store_certificate(folder, response.certificate.encode(),
+                                            response.ca.encode())
+        return stored, response
+
+    def agent(self, who: Identity) -> GatewayClient:
+        made = GatewayClient.for_identity(self.url, who)
+        self.clients.append(made)
+        return made
+
+    def fake_agent(self, environment: str, name: str, folder: Path) -> FakeAgent:
+        """A freshly enrolled agent of `environment` (its own token, via the CLI)."""
+        who, response = self.enroll(self.token(environment), name, folder / name)
+        return FakeAgent(response.agent_id, response.environment, who, self.agent(who))
+
+    def job(self, token: str | None = None) -> JobClient:
+        return JobClient(self.client(), self.job_token if token is None else token)
+
+    def raw(self, path: str, body: bytes | Iterable[bytes], headers: dict[str, str] | None = None,
+            cert: Identity | None = None, method: str = "POST"
+            ) -> tuple[int, dict[str, str], bytes]:
+        """One request with the standard library, whatever the body; (status, headers, body)."""
+        context = ssl.create_default_context(cafile=str(self.ca_file))
+        if cert is not None:
+            context.load_cert_chain(cert.cert_file, cert.key_file)
+        conn = http.client.HTTPSConnection(self.host, self.port, context=context, timeout=30)
+        try:
+            conn.request(method, path, body=body, headers=headers or {})
+            response = conn.getresponse()
+            return response.status, dict(response.getheaders()), response.read()
+        finally:
+            conn.close()
+
+    def log_text(self) -> str:
+        return self.log_file.read_text(encoding="utf-8", errors="replace")
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def stop(self) -> None:
+        for made in self.clients:
+            made.close()
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(STOP_SECONDS)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(STOP_SECONDS)
+
+
+@dataclass
+class FakeAgent:
+    """An enrolled agent that polls and posts results by hand."""
+
+    id: str
+    environment: str
+    identity: Identity
+    client: GatewayClient
+
+    def heartbeat(self, leases: list[str] | None = None) -> dict[str, Any] | None:
+        status, body = self.client.post("/v1/agent/heartbeat", {
+            "v": 1, "version": "0.1.0", "host": "test-host", "leases": leases or []})
+        assert status == 200, body
+        return body
+
+    def poll(self, wait: float = 0.0) -> WorkItem | None:
+        status, body = self.client.post("/v1/agent/poll", {"v": 1, "wait": wait},
+                                        timeout=wait + 15)
+        assert status == 200 and body is not None, body
+        return decode(WorkItem, body["work"]) if body["work"] is not None else None
+
+    def post(self, item: WorkItem, seq: int, value: Any = None, final: bool = False,
+             error: ErrorInfo | None = None) -> tuple[int, dict[str, Any] | None]:
+        return self.client.post("/v1/agent/result", encode(WorkResult(
+            lease_id=item.lease_id, work_id=item.work_id, seq=seq, final=final,
+            ok=error is None, value=value, error=error)))
+
+
+@dataclass
+class JobClient:
+    """The sync Job's side: submit work, collect its progress."""
+
+    client: GatewayClient
+    token: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    def submit(self, environment: str, operation: str, arguments: dict[str, Any]
+               ) -> tuple[int, dict[str, Any] | None]:
+        return self.client.post("/v1/work", {"v": 1, "environment": environment,
+                                             "operation": operation, "arguments": arguments},
+                                headers=self.headers)
+
+    def results(self, work_id: str, after: int = -1, wait: float = 0.0, generation: int = 0
+                ) -> tuple[int, dict[str, Any] | None]:
+        return self.client.post(f"/v1/work/{work_id}/results",
+                                {"v": 1, "after": after, "wait": wait,
+                                 "generation": generation},
+                                headers=self.headers, timeout=wait + 15)
+
+
+def start_gateway(folder: Path, host: str, *extra: str) -> RunningGateway:
+    """Start `ferry gateway` on host:<free port> and wait until it completes TLS handshakes."""
+    folder.mkdir(parents=True, exist_ok=True)
+    ca = AgentCA.load_or_create(folder / "ca")
+    cert_file, key_file = issue_server_cert(ca, host, folder)
+    job_token = secrets.token_hex(32)
+    token_file = folder / "job-token"
+    token_file.write_text(job_token + "\n")
+    state = str(folder / "state.sqlite")
+    port = free_port(host)
+    log_file = folder / "gateway.log"
+    with log_file.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "ferry", "gateway", "--listen", f"{host}:{port}",
+             "--tls-cert", str(cert_file), "--tls-key", str(key_file),
+             "--ca-dir", str(folder / "ca"), "--job-token-file", str(token_file),
+             "--state", state, *extra],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    running = RunningGateway(host, port, folder, state, folder / "ca" / "ca.crt", job_token,
+                             process, log_file)
+    deadline = time.monotonic() + START_SECONDS
+    context = ssl.create_default_context(cafile=str(running.ca_file))
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"ferry gateway exited {process.returncode}:\n"
+                               f"{running.log_text()}")
+        try:
+            with socket.create_connection((host, port), timeout=2) as sock, \
+                    context.wrap_socket(sock, server_hostname=host):
+                return running
+        except OSError:
+            if time.monotonic() > deadline:
+                running.stop()
+                raise RuntimeError(f"ferry gateway did not answer in {START_SECONDS} s:\n"
+                                   f"{running.log_text()}") from None
+            time.sleep(0.1)
+
+
+def wait_until(condition: Any, seconds: float, what: str) -> None:
+    """Poll `condition()` until true, failing after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {seconds} s waiting for {what}")
+        time.sleep(0.05)
+
+
+def body_json(data: bytes) -> dict[str, Any]:
+    found = json.loads(data)
+    assert isinstance(found, dict)
+    return found

@@ -1,0 +1,170 @@
+"""Work through a real `ferry gateway`: a job submits, a fake agent polls and posts chunks, the
+job collects them; an expired lease is re-issued with attempt 2 and a new generation; the job
+side of ferry.connectors.remote works against it; job routes need the bearer token."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tests.integration.gateway.harness import FakeAgent, RunningGateway, start_gateway
+
+from ferry.connectors.remote import GatewaySettings, RemoteDirectory
+from ferry_agent.directory.errors import DirectoryError
+from ferry_agent.directory.read import Entry, Scope
+from ferry_agent.protocol import ErrorInfo, WorkResult, decode, encode_entry
+from ferry_agent.transport import GatewayRefused
+
+SECRET = "Pa55-never-in-a-log"
+
+
+@pytest.fixture(scope="module")
+def short_leases(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningGateway]:
+    """A gateway whose leases last 1 s (agents time out after 30 s), on 127.0.0.101."""
+    running = start_gateway(tmp_path_factory.mktemp("short-leases"), "127.0.0.101",
+                            "--lease-seconds", "1", "--agent-timeout", "30")
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+def test_a_work_item_round_trips(gateway: RunningGateway, environment: str,
+                                 tmp_path: Path) -> None:
+    agent = gateway.fake_agent(environment, "dc-01", tmp_path)
+    job = gateway.job()
+    status, body = job.submit(environment, "create", {
+        "objectType": "user", "dn": "CN=Ann,OU=Staff,DC=tgt,DC=test",
+        "attributes": {"sn": ["Lee"]}, "password": SECRET})
+    assert status == 200 and body is not None
+    work_id = body["workId"]
+    assert job.results(work_id, wait=0)[1] == {"v": 1, "state": "queued", "generation": 1,
+                                               "chunks": []}
+    item = agent.poll(wait=5)
+    assert item is not None
+    assert (item.work_id, item.operation, item.attempt) == (work_id, "create", 1)
+    assert item.arguments["password"] == SECRET
+    assert agent.post(item, 0, "part one") == (200, {"accepted": True, "v": 1})
+    assert agent.post(item, 0, "part one") == (200, {"accepted": False, "v": 1})  # a retry
+    assert agent.post(item, 1, SECRET + "-in-a-result", final=True)[0] == 200
+
+    status, progress = job.results(work_id, after=-1, wait=5, generation=1)
+    assert status == 200 and progress is not None
+    assert (progress["state"], progress["generation"]) == ("done", 1)
+    chunks = [decode(WorkResult, c) for c in progress["chunks"]]
+    assert [(c.seq, c.value, c.final) for c in chunks] == \
+        [(0, "part one", False), (1, SECRET + "-in-a-result", True)]
+    # Acknowledging the final chunk ends it: the work is forgotten.
+    assert job.results(work_id, after=1, generation=1)[1] == {
+        "v": 1, "state": "done", "generation": 1, "chunks": []}
+    status, gone = job.results(work_id, after=1, generation=1)
+    assert status == 404 and gone == {"v": 1, "error": "unknown work id"}
+
+    log = gateway.log_text()
+    assert f'"work": "{work_id}"' in log
+    for secret in (SECRET, gateway.job_token):
+        assert secret not in log
+
+
+def test_a_job_waiting_for_results_is_woken_by_the_agent(gateway: RunningGateway,
+                                                         environment: str,
+                                                         tmp_path: Path) -> None:
+    agent = gateway.fake_agent(environment, "dc-01", tmp_path)
+    job = gateway.job()
+    work_id = job.submit(environment, "exists", {"dn": "CN=x"})[1]["workId"]  # type: ignore[index]
+    answers: list[Any] = []
+    waiter = threading.Thread(target=lambda: answers.append(job.results(work_id, wait=20)))
+    waiter.start()
+    item = agent.poll(wait=5)
+    assert item is not None
+    agent.post(item, 0, True, final=True)
+    waiter.join(30)
+    status, progress = answers[0]
+    assert status == 200 and progress["state"] == "done"
+    assert [c["value"] for c in progress["chunks"]] == [True]
+
+
+def test_an_expired_lease_is_reissued_with_attempt_2_and_a_new_generation(
+        short_leases: RunningGateway, environment: str, tmp_path: Path) -> None:
+    first = short_leases.fake_agent(environment, "dc-dies", tmp_path)
+    second = short_leases.fake_agent(environment, "dc-takes-over", tmp_path)
+    job = short_leases.job()
+    work_id = job.submit(environment, "read_full", {})[1]["workId"]  # type: ignore[index]
+    item = first.poll(wait=5)
+    assert item is not None and item.attempt == 1
+    assert first.post(item, 0, ["half a read"])[0] == 200
+    progress = job.results(work_id, wait=5)[1]
+    assert progress is not None
+    assert (progress["generation"], len(progress["chunks"])) == (1, 1)
+
+    # `first` now goes quiet: after a second its lease expires and `second` gets the work.
+    again = second.poll(wait=10)
+    assert again is not None
+    second.heartbeat([again.lease_id])  # its lease lasts a second too
+    assert (again.work_id, again.attempt) == (work_id, 2)
+    assert again.lease_id != item.lease_id
+    status, _ = first.post(item, 1, ["the other half"], final=True)
+    assert status == 409  # too late: the lease is gone
+
+    status, progress = job.results(work_id, after=0, generation=1)
+    assert status == 200 and progress is not None
+    assert (progress["state"], progress["generation"], progress["chunks"]) == \
+        ("leased", 2, [])
+    second.post(again, 0, ["all of it"], final=True)
+    progress = job.results(work_id, after=-1, generation=2, wait=5)[1]
+    assert progress is not None
+    assert [c["value"] for c in progress["chunks"]] == [["all of it"]]
+
+
+def test_the_job_side_connector_collects_through_the_gateway(
+        gateway: RunningGateway, environment: str, tmp_path: Path) -> None:
+    """ferry.connectors.remote (what sync Jobs use) against the gateway and a fake agent."""
+    agent = gateway.fake_agent(environment, "dc-01", tmp_path)
+    remote = RemoteDirectory(GatewaySettings(gateway.url, str(gateway.ca_file),
+                                             gateway.job_token), environment, call_timeout=30)
+    entries = [Entry(guid=f"g{n}", dn=f"CN=u{n},DC=src,DC=test", object_type="user",
+                     attributes={"cn": [f"u{n}"]}) for n in range(5)]
+    served = threading.Thread(target=_serve_reads, args=(agent, entries))
+    served.start()
+    try:
+        found = list(remote.read_full(Scope(["DC=src,DC=test"], ["user"]), ["cn"]))
+        assert [e.guid for e in found] == [e.guid for e in entries]
+        with pytest.raises(DirectoryError, match="no such object"):
+            remote.exists("CN=missing,DC=src,DC=test")
+    finally:
+        served.join(30)
+        remote.close()
+
+
+def _serve_reads(agent: FakeAgent, entries: list[Entry]) -> None:
+    """Answer one read_full in pages of two, then fail one call with a DirectoryError."""
+    item = agent.poll(wait=20)
+    assert item is not None and item.operation == "read_full"
+    pages = [entries[i:i + 2] for i in range(0, len(entries), 2)]
+    for seq, page in enumerate(pages):
+        agent.post(item, seq, [encode_entry(e) for e in page], final=seq == len(pages) - 1)
+    item = agent.poll(wait=20)
+    assert item is not None and item.operation == "exists"
+    agent.post(item, 0, final=True, error=ErrorInfo(
+        "DirectoryError", "no such object", dn=item.arguments["dn"], operation="exists",
+        code=32))
+
+
+def test_job_routes_need_the_bearer_token(gateway: RunningGateway, environment: str) -> None:
+    for token in ("", "wrong-" + gateway.job_token):
+        with pytest.raises(GatewayRefused) as refused:
+            gateway.job(token).submit(environment, "exists", {"dn": "CN=x"})
+        assert (refused.value.status, refused.value.message) == (401, "unauthorized")
+        with pytest.raises(GatewayRefused) as refused:
+            gateway.job(token).results("any-id")
+        assert refused.value.status == 401
+    status, headers, body = gateway.raw("/v1/work", b'{"v": 1}',
+                                        {"Authorization": "Basic " + gateway.job_token})
+    assert (status, body) == (401, b'{"v": 1, "error": "unauthorized"}')
+    assert headers["WWW-Authenticate"] == "Bearer"
+    # An unknown work id with the right token is a plain 404.
+    status, body = gateway.job().results("no-such-work")
+    assert status == 404 and body == {"v": 1, "error": "unknown work id"}
