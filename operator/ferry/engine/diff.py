@@ -63,9 +63,9 @@ class StoredTarget:
     __slots__ = ("anchor", "dn", "enabled", "fingerprints", "object_type", "references",
                  "rule_values")
 
-    def __init__(self, record: Record, compared: tuple[str, ...],
+    def __init__(self, anchor: str, record: Record, compared: tuple[str, ...],
                  rule_values: tuple[AttributeValue | None, ...]) -> None:
-        self.anchor = record.anchor
+        self.anchor = anchor  # equal to record.anchor, maybe another (shared) string
         self.object_type = record.object_type
         self.dn = record.dn
         self.enabled = record.enabled
@@ -193,8 +193,9 @@ def diff_references(source_anchor: str, object_type: ObjectType, dn: str,
                     pair: str) -> tuple[list[Operation], bool]:
     """REFERENCES operations (add: source anchors, remove: target anchors), and whether a
     reference could not be resolved (deferred). Target-native references are never removed."""
-    haves = tuple([current.get(name, ()) for name in REFERENCE_ATTRIBUTES]) if current else None
-    row = reference_row(source_anchor, object_type, target_anchor, dn, desired, haves, False)
+    haves = aligned_references(current) if current else None
+    row = reference_row(source_anchor, object_type, target_anchor, dn,
+                        aligned_references(desired), haves, False)
     return diff_reference_row(row, resolver, pair=pair)
 
 
@@ -207,18 +208,23 @@ def diff_references(source_anchor: str, object_type: ObjectType, dn: str,
 ReferenceRow = tuple[str, str, str | None, str, tuple[tuple[str, ...], ...],
                      tuple[tuple[str, ...], ...], bool]
 
-_NO_REFERENCES: tuple[tuple[str, ...], ...] = tuple(() for _ in REFERENCE_ATTRIBUTES)
+NO_REFERENCES: tuple[tuple[str, ...], ...] = tuple(() for _ in REFERENCE_ATTRIBUTES)
 _TYPES = {object_type.value: object_type for object_type in ObjectType}
 
 
-def reference_row(source_anchor: str, object_type: ObjectType, target_anchor: str | None,
-                  dn: str, desired: Mapping[str, tuple[str, ...]],
-                  haves: tuple[tuple[str, ...], ...] | None, changed: bool) -> ReferenceRow:
-    """haves: the target's references aligned with REFERENCE_ATTRIBUTES (None: none)."""
+def aligned_references(references: Mapping[str, tuple[str, ...]]) -> tuple[tuple[str, ...], ...]:
+    """A record's references aligned with REFERENCE_ATTRIBUTES."""
     # The records' own tuples are kept, not copies.
-    return (source_anchor, object_type.value, target_anchor, dn,
-            tuple([desired.get(name, ()) for name in REFERENCE_ATTRIBUTES]),
-            _NO_REFERENCES if haves is None else haves, changed)
+    return tuple([references.get(name, ()) for name in REFERENCE_ATTRIBUTES])
+
+
+def reference_row(source_anchor: str, object_type: ObjectType, target_anchor: str | None,
+                  dn: str, wants: tuple[tuple[str, ...], ...],
+                  haves: tuple[tuple[str, ...], ...] | None, changed: bool) -> ReferenceRow:
+    """wants, haves: the desired and the target's references, aligned with
+    REFERENCE_ATTRIBUTES (see aligned_references); haves None: none."""
+    return (source_anchor, object_type.value, target_anchor, dn, wants,
+            NO_REFERENCES if haves is None else haves, changed)
 
 
 def reference_row_type(row: ReferenceRow) -> ObjectType:

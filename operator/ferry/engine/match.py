@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from ferry.engine.diff import ReferenceRow, StoredTarget
+from ferry.engine.diff import StoredTarget
 from ferry.engine.dn import normalize_dn
 from ferry.engine.plan import Conflict, StagingError
 from ferry.engine.records import AttributeValue, ObjectType, Record
@@ -84,12 +84,15 @@ class TargetIndex:
         self._pending: dict[str, str] = {}
         types = rules.object_types
         by_anchor, tables, names = self.by_anchor, self._tables, self._names
+        # A joined target's anchor comes twice, from the join store and from the read: keep
+        # the join store's string and let the read's go (~100 bytes per joined object).
+        shared = {target: target for target in self.joined}
         for target in targets:
-            anchor = target.anchor
+            anchor = shared.pop(target.anchor, target.anchor)
             object_type = target.object_type
             get = target.attributes.get
             rule_values = tuple([_fold_value(get(name)) for name in attributes])
-            by_anchor[anchor] = StoredTarget(target, names[object_type], rule_values)
+            by_anchor[anchor] = StoredTarget(anchor, target, names[object_type], rule_values)
             if object_type not in types:
                 continue
             for index, value in enumerate(rule_values):
@@ -180,7 +183,8 @@ class Candidate:
         # (flat, as a million small pairs would cost more memory than the values).
         self.keys: tuple[int | str, ...] = ()
         self.operation_count = 0
-        self.references: ReferenceRow | None = None
+        # The staged references (aligned_references), None when it has none.
+        self.references: tuple[tuple[str, ...], ...] | None = None
         self.error: StagingError | None = None
 
 

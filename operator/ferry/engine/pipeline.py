@@ -11,15 +11,17 @@ from types import MappingProxyType
 
 from ferry.engine.delete import SOURCE_ABSENT, SOURCE_DELETED, DeleteCandidate, plan_deletes
 from ferry.engine.diff import (
+    NO_REFERENCES,
     ReferenceRow,
     StoredTarget,
+    aligned_references,
     diff_object,
     diff_reference_row,
     reference_row,
     reference_row_type,
 )
 from ferry.engine.expressions import CompiledTemplate, ExpressionError, compile_template
-from ferry.engine.match import Matcher, TargetIndex
+from ferry.engine.match import Candidate, Matcher, TargetIndex
 from ferry.engine.plan import Operation, OpKind, PairPlan, StagingError
 from ferry.engine.records import REFERENCE_ATTRIBUTES, ObjectType, Record
 from ferry.engine.rules import PairRules
@@ -139,7 +141,7 @@ class _Run:
                 and not self._references_in_sync(source.references, target.references):
             self.references.append(reference_row(
                 source.anchor, source.object_type, target.anchor, _dn_after(ops, target.dn),
-                source.references, target.references, bool(ops)))
+                aligned_references(source.references), target.references, bool(ops)))
             return
         if not ops:
             self.plan.unchanged[source.object_type] += 1
@@ -185,16 +187,25 @@ class _Run:
                           source_anchor=source.anchor)
         self.candidate_ops.extend(ops)
         candidate.operation_count = len(ops)
-        if target is None:
-            if ops and desired.references:
-                candidate.references = reference_row(
-                    source.anchor, source.object_type, None, desired.dn, desired.references,
-                    None, True)
-        elif (desired.references or target.references) \
-                and self.template.switch(source.object_type).update:
-            candidate.references = reference_row(
-                source.anchor, source.object_type, target.anchor, _dn_after(ops, target.dn),
-                desired.references, target.references, bool(ops))
+        if desired.references:
+            # The reference row is made in finish, from the candidate and its operations:
+            # until then a million candidates would each hold one.
+            candidate.references = aligned_references(desired.references)
+
+    def _candidate_row(self, candidate: Candidate, ops: list[Operation]) -> ReferenceRow | None:
+        """The reference work of a settled candidate whose operations are ops, if any."""
+        wants = candidate.references
+        if candidate.target is None:  # a create: ops is the CREATE, or nothing
+            return (reference_row(candidate.source_anchor, candidate.object_type, None,
+                                  ops[0].dn, wants, None, True)
+                    if ops and wants is not None else None)
+        target = self.index.by_anchor[candidate.target]
+        if (wants is not None or target.references) \
+                and self.template.switch(candidate.object_type).update:
+            return reference_row(candidate.source_anchor, candidate.object_type, target.anchor,
+                                 _dn_after(ops, target.dn), wants or NO_REFERENCES,
+                                 target.references, bool(ops))
+        return None
 
     def finish(self, deleted_sources: Iterable[str]) -> PairPlan:
         """Settle conflicts, deletions and references; return the plan."""
@@ -221,8 +232,9 @@ class _Run:
             elif ops:
                 created.add(candidate.source_anchor)
             matched_ops.extend(ops)
-            if candidate.references is not None:
-                self.references.append(candidate.references)
+            row = self._candidate_row(candidate, ops)
+            if row is not None:
+                self.references.append(row)
             elif not ops and candidate.target is not None:
                 plan.unchanged[candidate.object_type] += 1
         self.matcher.candidates.clear()
