@@ -93,10 +93,17 @@ def _run(args: argparse.Namespace) -> int:
     session = DirectorySession(directory_endpoint(args.directory))
     client = GatewayClient.for_identity(args.gateway, identity)
     stop = threading.Event()
+    loop = AgentLoop(client, session, stop=stop)
+
+    def shut_down(*_: object) -> None:
+        stop.set()
+        if not loop.busy:
+            raise SystemExit(0)  # leave the long-poll now; work in hand is finished first
+
     for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
+        signal.signal(signum, shut_down)
     try:
-        return AgentLoop(client, session, stop=stop).run()
+        return loop.run()
     finally:
         session.close()
         client.close()

@@ -49,6 +49,7 @@ class AgentLoop:
         self.stop = stop or threading.Event()
         self.delays = delays or backoff(base=0.5, cap=30.0)
         self.heartbeat_seconds = 10.0
+        self.busy = False    # carrying out a work item (rather than waiting for one)
         self._leases: set[str] = set()
         self._leases_lock = threading.Lock()
         self._refused: GatewayRefused | None = None
@@ -85,9 +86,11 @@ class AgentLoop:
         item: WorkItem = decode(WorkItem, work)
         with self._leases_lock:
             self._leases.add(item.lease_id)
+        self.busy = True
         try:
             self._carry_out(item)
         finally:
+            self.busy = False
             with self._leases_lock:
                 self._leases.discard(item.lease_id)
 
