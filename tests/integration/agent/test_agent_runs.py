@@ -159,9 +159,10 @@ def ferry_run(folder: Path, fleet: AgentFleet | None, state: Path, lab: Any,
                "-v"]
     if not wait:
         log = (state.parent / "run.log").open("w")
-        return subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+        return subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                cwd=state.parent)
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=900,
-                          check=False)
+                          check=False, cwd=state.parent)
 
 
 def totals(state: Path) -> list[dict[str, int]]:
