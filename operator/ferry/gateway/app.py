@@ -158,7 +158,8 @@ async def _agent(request: web.Request) -> AgentInfo:
     """The enrolled, unrevoked agent whose certificate this connection presented."""
     services = request.app[SERVICES]
     transport = request.transport
-    agent_id = peer_agent_id(transport.get_extra_info("ssl_object") if transport else None)
+    agent_id = peer_agent_id(transport.get_extra_info("ssl_object") if transport else None,
+                             services.ca)
     if agent_id is None:
         raise Refusal(401, "client certificate required")
     agent = await asyncio.to_thread(services.store.agent, agent_id)

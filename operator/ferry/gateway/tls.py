@@ -22,7 +22,9 @@ def server_context(cert_file: Path, key_file: Path, agent_ca: AgentCA) -> ssl.SS
     that need an agent check for it. A certificate that is presented must chain to the agent
     CA, or the handshake fails (Python's ssl offers no way to defer that to a 403).
     """
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    # Built by hand, not create_default_context: client certificates are trusted from the
+    # agent CA alone, never the system store, and no SSLKEYLOGFILE applies.
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     try:
         context.load_cert_chain(cert_file, key_file)
@@ -35,7 +37,8 @@ def server_context(cert_file: Path, key_file: Path, agent_ca: AgentCA) -> ssl.SS
     return context
 
 
-def peer_agent_id(ssl_object: ssl.SSLObject | ssl.SSLSocket | None) -> str | None:
+def peer_agent_id(ssl_object: ssl.SSLObject | ssl.SSLSocket | None,
+                  agent_ca: AgentCA) -> str | None:
     """The agent id of the verified client certificate on a connection, or None."""
     if ssl_object is None:
         return None
@@ -43,9 +46,12 @@ def peer_agent_id(ssl_object: ssl.SSLObject | ssl.SSLSocket | None) -> str | Non
     if not der:
         return None
     try:
-        return agent_id_of(x509.load_der_x509_certificate(der))
+        cert = x509.load_der_x509_certificate(der)
     except ValueError:
         return None
+    # The handshake verified the chain already; checked again so that a context that trusts
+    # more than the agent CA can never turn another CA's certificate into an agent.
+    return agent_id_of(cert) if issued_by(cert, agent_ca.cert) else None
 
 
 def agent_trust_bundle(server_cert_file: Path, server_ca_file: Path | None,

@@ -90,6 +90,7 @@ class RunningGateway:
     state: str
     ca_file: Path          # verifies the gateway (the agent CA)
     job_token: str
+    command: list[str]
     process: subprocess.Popen[bytes]
     log_file: Path
     clients: list[GatewayClient] = field(default_factory=list)
@@ -158,6 +159,32 @@ class RunningGateway:
 
     def alive(self) -> bool:
         return self.process.poll() is None
+
+    def wait_ready(self) -> None:
+        """Wait until the gateway completes TLS handshakes (or fail with its log)."""
+        deadline = time.monotonic() + START_SECONDS
+        context = ssl.create_default_context(cafile=str(self.ca_file))
+        while True:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"ferry gateway exited {self.process.returncode}:\n"
+                                   f"{self.log_text()}")
+            try:
+                with socket.create_connection((self.host, self.port), timeout=2) as sock, \
+                        context.wrap_socket(sock, server_hostname=self.host):
+                    return
+            except OSError:
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError(f"ferry gateway did not answer in {START_SECONDS} s:\n"
+                                       f"{self.log_text()}") from None
+                time.sleep(0.1)
+
+    def kill_and_restart(self) -> None:
+        """SIGKILL the gateway (nothing is flushed or handed over) and start it again."""
+        self.process.kill()
+        self.process.wait(STOP_SECONDS)
+        self.process = _launch(self.command, self.log_file)
+        self.wait_ready()
 
     def stop(self) -> None:
         for made in self.clients:
@@ -234,32 +261,21 @@ def start_gateway(folder: Path, host: str, *extra: str) -> RunningGateway:
     token_file.write_text(job_token + "\n")
     state = str(folder / "state.sqlite")
     port = free_port(host)
-    log_file = folder / "gateway.log"
-    with log_file.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "ferry", "gateway", "--listen", f"{host}:{port}",
-             "--tls-cert", str(cert_file), "--tls-key", str(key_file),
-             "--ca-dir", str(folder / "ca"), "--job-token-file", str(token_file),
-             "--state", state, *extra],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    command = [sys.executable, "-m", "ferry", "gateway", "--listen", f"{host}:{port}",
+               "--tls-cert", str(cert_file), "--tls-key", str(key_file),
+               "--ca-dir", str(folder / "ca"), "--job-token-file", str(token_file),
+               "--state", state, *extra]
     running = RunningGateway(host, port, folder, state, folder / "ca" / "ca.crt", job_token,
-                             process, log_file)
-    deadline = time.monotonic() + START_SECONDS
-    context = ssl.create_default_context(cafile=str(running.ca_file))
-    while True:
-        if process.poll() is not None:
-            raise RuntimeError(f"ferry gateway exited {process.returncode}:\n"
-                               f"{running.log_text()}")
-        try:
-            with socket.create_connection((host, port), timeout=2) as sock, \
-                    context.wrap_socket(sock, server_hostname=host):
-                return running
-        except OSError:
-            if time.monotonic() > deadline:
-                running.stop()
-                raise RuntimeError(f"ferry gateway did not answer in {START_SECONDS} s:\n"
-                                   f"{running.log_text()}") from None
-            time.sleep(0.1)
+                             command, _launch(command, folder / "gateway.log"),
+                             folder / "gateway.log")
+    running.wait_ready()
+    return running
+
+
+def _launch(command: list[str], log_file: Path) -> subprocess.Popen[bytes]:
+    with log_file.open("ab") as log:
+        return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL)
 
 
 def wait_until(condition: Any, seconds: float, what: str) -> None:

@@ -10,9 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.integration.gateway.harness import FakeAgent, RunningGateway, start_gateway
+from tests.integration.gateway.harness import (
+    FakeAgent,
+    RunningGateway,
+    start_gateway,
+    wait_until,
+)
 
-from ferry.connectors.remote import GatewaySettings, RemoteDirectory
+from ferry.connectors.remote import GatewaySettings, GatewayWorkError, RemoteDirectory
 from ferry_agent.directory.errors import DirectoryError
 from ferry_agent.directory.read import Entry, Scope
 from ferry_agent.protocol import ErrorInfo, WorkResult, decode, encode_entry
@@ -151,6 +156,51 @@ def _serve_reads(agent: FakeAgent, entries: list[Entry]) -> None:
     agent.post(item, 0, final=True, error=ErrorInfo(
         "DirectoryError", "no such object", dn=item.arguments["dn"], operation="exists",
         code=32))
+
+
+def test_a_restarted_gateway_has_lost_its_work_and_says_so(tmp_path: Path) -> None:
+    """Queued and leased work lives in memory: after a restart jobs get 404 (the connector
+    fails the call with a reason) and agents 409, while identities and the registry remain."""
+    gateway = start_gateway(tmp_path / "gateway", "127.0.0.102")
+    try:
+        agent = gateway.fake_agent("env-restart", "dc-01", tmp_path)
+        job = gateway.job()
+        leased_id = job.submit("env-restart", "exists", {"dn": "CN=a"})[1]["workId"]  # type: ignore[index]
+        queued_id = job.submit("env-restart", "exists", {"dn": "CN=b"})[1]["workId"]  # type: ignore[index]
+        item = agent.poll(wait=5)
+        assert item is not None and item.work_id == leased_id
+        remote = RemoteDirectory(GatewaySettings(gateway.url, str(gateway.ca_file),
+                                                 gateway.job_token), "env-restart",
+                                 call_timeout=60)
+        failures: list[Exception] = []
+
+        def call_in_flight() -> None:
+            try:
+                remote.exists("CN=c")
+            except GatewayWorkError as exc:
+                failures.append(exc)
+
+        caller = threading.Thread(target=call_in_flight)
+        caller.start()
+        wait_until(lambda: gateway.log_text().count('"path": "/v1/work"') == 3, 10,
+                   "the connector's submission")
+
+        gateway.kill_and_restart()
+
+        caller.join(60)
+        assert len(failures) == 1 and "was it restarted?" in str(failures[0])
+        for work_id in (leased_id, queued_id):
+            status, body = job.results(work_id)
+            assert (status, body) == (404, {"v": 1, "error": "unknown work id"})
+        assert agent.post(item, 0, True, final=True)[0] == 409
+        assert agent.heartbeat() is not None  # the agent's identity outlives the restart
+        assert agent.poll() is None
+        fresh = job.submit("env-restart", "exists", {"dn": "CN=d"})[1]["workId"]  # type: ignore[index]
+        again = agent.poll(wait=5)
+        assert again is not None and again.work_id == fresh
+        remote.close()
+    finally:
+        gateway.stop()
 
 
 def test_job_routes_need_the_bearer_token(gateway: RunningGateway, environment: str) -> None:
