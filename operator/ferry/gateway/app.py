@@ -225,7 +225,11 @@ async def _poll(request: web.Request) -> web.Response:
     if item is None:
         return _ok({"work": None})
     # Revoked while it waited: the work goes back before it ever reaches the agent.
-    current = await asyncio.to_thread(services.store.agent, agent.id)
+    try:
+        current = await asyncio.to_thread(services.store.agent, agent.id)
+    except BaseException:  # the agent hung up, or no answer: nobody will work on this lease
+        services.queue.give_back(item.lease_id)
+        raise
     if current is None or current.revoked:
         services.queue.release_agent(agent.id, "agent revoked")
         raise Refusal(403, "forbidden")

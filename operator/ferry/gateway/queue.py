@@ -282,6 +282,12 @@ class WorkQueue:
         work.signal.pulse()
         return True
 
+    def give_back(self, lease_id: str) -> None:
+        """Put back one lease whose item never reached its agent (the poll was abandoned)."""
+        work = self._leases.get(lease_id)
+        if work is not None:
+            self._requeue(work, "lease not delivered")
+
     def release_agent(self, agent_id: str, reason: str) -> int:
         """Put back every lease of an agent that is gone (silent, revoked); how many."""
         self._agents.pop(agent_id, None)

@@ -21,7 +21,7 @@ from ferry.connectors.remote import GatewaySettings, GatewayWorkError, RemoteDir
 from ferry_agent.directory.errors import DirectoryError
 from ferry_agent.directory.read import Entry, Scope
 from ferry_agent.protocol import ErrorInfo, WorkResult, decode, encode_entry
-from ferry_agent.transport import GatewayRefused
+from ferry_agent.transport import GatewayRefused, GatewayUnavailable
 
 SECRET = "Pa55-never-in-a-log"
 
@@ -90,6 +90,21 @@ def test_a_job_waiting_for_results_is_woken_by_the_agent(gateway: RunningGateway
     status, progress = answers[0]
     assert status == 200 and progress["state"] == "done"
     assert [c["value"] for c in progress["chunks"]] == [True]
+
+
+def test_an_agent_that_hangs_up_mid_poll_takes_no_work(gateway: RunningGateway,
+                                                       environment: str,
+                                                       tmp_path: Path) -> None:
+    gone = gateway.fake_agent(environment, "dc-gone", tmp_path)
+    other = gateway.fake_agent(environment, "dc-other", tmp_path)
+    with pytest.raises(GatewayUnavailable):  # it gives up after 1 s of a 20 s poll
+        gone.client.post("/v1/agent/poll", {"v": 1, "wait": 20}, timeout=1)
+    gone.client.close()
+    wait_until(lambda: f'"status": 499, "who": "agent:{gone.id}"' in gateway.log_text(), 10,
+               "the gateway to notice the hang-up")
+    work_id = gateway.job().submit(environment, "exists", {"dn": "CN=x"})[1]["workId"]  # type: ignore[index]
+    item = other.poll(wait=5)
+    assert item is not None and (item.work_id, item.attempt) == (work_id, 1)
 
 
 def test_an_expired_lease_is_reissued_with_attempt_2_and_a_new_generation(

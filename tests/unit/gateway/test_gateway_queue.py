@@ -356,3 +356,14 @@ def test_queue_and_backlog_limits() -> None:
         assert queue.accept("agent-1", chunk(item, 1), 800)
         assert queue.accept("agent-1", chunk(item, 2, final=True), 800)  # a final always fits
     run(test, QueueLimits(max_queued=2, max_works=3, max_backlog_bytes=1000))
+
+
+def test_a_lease_that_never_reached_its_agent_is_given_back() -> None:
+    async def test(queue: WorkQueue, clock: FakeClock) -> None:
+        work_id = queue.submit("A", "exists", {})
+        item = await take(queue, "agent-1", "A")
+        queue.give_back(item.lease_id)
+        queue.give_back(item.lease_id)  # twice is harmless
+        again = await take(queue, "agent-1", "A")
+        assert (again.work_id, again.attempt) == (work_id, 2)
+    run(test)
