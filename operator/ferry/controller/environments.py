@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -26,30 +27,70 @@ from ferry.secrets import SecretError, SecretSource
 
 log = structlog.get_logger("ferry.operator")
 
-# Why not connected: (reason, message). None as the status means "not known yet".
-Check = tuple[bool | None, str, str]
+@dataclass(frozen=True)
+class Check:
+    """The Connected condition (None: not known) and, in agent mode, the agents seen."""
+
+    status: bool | None
+    reason: str
+    message: str
+    agents: list[dict[str, Any]] | None = None
+
+
 Checker = Callable[[Environment, SecretSource], Check]
 _RETRY = timedelta(seconds=30)
+_AGENT_POLL = timedelta(seconds=10)  # one cheap gateway call: agents come and go
 
 
 def check_connection(env: Environment, secrets: SecretSource) -> Check:
-    """Bind to the directory with the Environment's credentials (direct mode)."""
+    """Direct mode: bind and read the scope. Agent mode: ask the gateway which agents of this
+    environment are connected."""
     if env.spec.connection is ConnectionMode.AGENT:
-        return None, "AgentsUnavailable", "connection: agent needs the Ferry gateway (not yet)"
+        return check_agents(env.metadata.name)
     if env.spec.type is not DirectoryType.ACTIVE_DIRECTORY:
-        return None, "NotChecked", f"no connection check for {env.spec.type.value} yet"
+        return Check(None, "NotChecked", f"no connection check for {env.spec.type.value} yet")
     from ferry.connectors.factory import open_connector  # ldap3 only where it is needed
 
     try:
         connector = open_connector(env, secrets)
     except SecretError as exc:
-        return False, "SecretUnavailable", str(exc)
+        return Check(False, "SecretUnavailable", str(exc))
     try:
-        return True, "Connected", connector.check()
+        return Check(True, "Connected", connector.check())
     except Exception as exc:  # any failure to reach or bind is the message the admin needs
-        return False, "ConnectionFailed", f"{type(exc).__name__}: {exc}"
+        return Check(False, "ConnectionFailed", f"{type(exc).__name__}: {exc}")
     finally:
         connector.close()
+
+
+def check_agents(environment: str) -> Check:
+    """Connected when at least one enrolled agent of the environment talks to the gateway."""
+    from ferry.connectors.remote import GatewaySettings  # the agent's HTTP client, lazily
+    from ferry_agent.transport import GatewayClient, GatewayError
+
+    gateway = GatewaySettings.from_environment()
+    if gateway is None:
+        return Check(None, "NoGateway", "connection: agent, but the operator has no gateway"
+                     " configured (FERRY_GATEWAY_URL)")
+    client = GatewayClient(gateway.url, ca_file=gateway.ca_file, timeout=10)
+    try:
+        status, body = client.get(f"/v1/environments/{environment}/agents",
+                                  headers={"Authorization": f"Bearer {gateway.token}"})
+    except GatewayError as exc:
+        return Check(False, "GatewayUnreachable", str(exc))
+    finally:
+        client.close()
+    if status != 200 or body is None:
+        return Check(False, "GatewayUnreachable", f"the gateway answered {status}")
+    agents = [{"name": a["name"], "version": a.get("version"), "host": a.get("host"),
+               "lastHeartbeat": a.get("lastSeen"), "connected": bool(a.get("connected"))}
+              for a in body.get("agents") or []]
+    connected = [a["name"] for a in agents if a["connected"]]
+    summary = f"{len(connected)}/{len(agents)} agents connected"
+    if connected:
+        return Check(True, "AgentsConnected", f"{summary}: {', '.join(connected)}", agents)
+    hint = "" if agents else "; enroll one with `ferry agent token create`"
+    return Check(False, "NoAgentConnected", summary + hint, agents)
 
 
 class EnvironmentReconciler:
@@ -83,7 +124,9 @@ class EnvironmentReconciler:
         if last is None or last[0] != meta.get("generation"):
             return True
         connected = condition_of((body.get("status") or {}).get("conditions"), "Connected")
-        every = self._check_every if (connected or {}).get("status") == "True" else _RETRY
+        healthy = (connected or {}).get("status") == "True"
+        every = (_AGENT_POLL if _agent_mode(body) else
+                 self._check_every if healthy else _RETRY)
         return now - last[1] >= every
 
     def reconcile(self, namespace: str, name: str) -> None:
@@ -120,14 +163,14 @@ class EnvironmentReconciler:
         previous = condition_of(conditions, "Connected")
         connected: Check | None = None
         if env is None or ready_problem:
-            connected = (False, "NotReady", "fix the Ready condition first")
+            connected = Check(False, "NotReady", "fix the Ready condition first")
         elif self._check_due(body, now) or previous is None:
             connected = self._checker(env, secrets)
             with self._lock:
                 self._checked[(meta["namespace"], meta["name"])] = (generation or 0, now)
         if connected is not None:
-            conditions = set_condition(conditions, "Connected", connected[0], connected[1],
-                                       connected[2], generation, now)
+            conditions = set_condition(conditions, "Connected", connected.status,
+                                       connected.reason, connected.message, generation, now)
         jobs = [as_dict(self._api, j) for j in self._batch.list_namespaced_job(
             meta["namespace"], label_selector=f"{ENVIRONMENT_LABEL}={meta['name']}").items]
         interval = env.spec.discovery.interval_minutes if env else 24 * 60
@@ -136,6 +179,10 @@ class EnvironmentReconciler:
         new = {**discovery.status, "conditions": conditions, "observedGeneration": generation}
         if env is not None and env.spec.connection is ConnectionMode.DIRECT:
             new["agentsConnected"] = None
+        elif connected is not None and connected.agents is not None:
+            new["agents"] = connected.agents
+            new["agentsConnected"] = (f"{sum(a['connected'] for a in connected.agents)}/"
+                                      f"{len(connected.agents)}")
         changes = status_changes(old, new)
         if changes:
             self._objects.patch_status("environments", body, changes)
@@ -143,12 +190,12 @@ class EnvironmentReconciler:
             self._start_discovery(body, env, discovery.start)
         for event in discovery.events:
             self._events.post(body, event.type, event.reason, event.message)
-        if connected is not None and connected[0] is False \
+        if connected is not None and connected.status is False \
                 and (previous or {}).get("status") != "False":
-            self._events.post(body, "Warning", connected[1], connected[2])
-        elif connected is not None and connected[0] \
+            self._events.post(body, "Warning", connected.reason, connected.message)
+        elif connected is not None and connected.status \
                 and (previous or {}).get("status") != "True":
-            self._events.post(body, "Normal", "Connected", connected[2])
+            self._events.post(body, "Normal", connected.reason, connected.message)
 
     def _start_discovery(self, body: dict[str, Any], env: Environment,
                          start: StartDiscovery) -> None:
@@ -166,6 +213,10 @@ class EnvironmentReconciler:
         self._events.post(body, "Normal", "DiscoveryStarted",
                           f"{'full' if start.full else 'delta'} discovery {start.run_id}"
                           f" ({start.trigger}): Job {start.job_name}")
+
+
+def _agent_mode(body: dict[str, Any]) -> bool:
+    return (body.get("spec") or {}).get("connection") == ConnectionMode.AGENT.value
 
 
 def _secret_problem(env: Environment, secrets: SecretSource) -> str:

@@ -19,7 +19,7 @@ from ferry.gateway.ca import AgentCA
 from ferry.gateway.enrollment import EnrollmentRefused, check_environment, enroll
 from ferry.gateway.queue import QueueError, ResultsBacklog, WorkQueue
 from ferry.gateway.tls import peer_agent_id
-from ferry.state.store import AgentInfo, StateStore
+from ferry.state.store import AgentInfo, AgentLimitReached, StateStore
 from ferry_agent.protocol import (
     MAX_BODY_BYTES,
     OPERATIONS,
@@ -78,6 +78,8 @@ def build_app(services: Services) -> web.Application:
     app.router.add_post("/v1/agent/result", _result)
     app.router.add_post("/v1/work", _submit)
     app.router.add_post("/v1/work/{work_id}/results", _results)
+    app.router.add_get("/v1/environments/{environment}/agents", _environment_agents)
+    app.router.add_get("/healthz", _health)
     return app
 
 
@@ -194,6 +196,9 @@ async def _enroll(request: web.Request) -> web.Response:
     except EnrollmentRefused as exc:
         request["log"] = {"refused": f"token {exc.reason}"}
         raise Refusal(403, "enrollment refused") from None
+    except AgentLimitReached as exc:
+        # Only a valid token gets here, so saying why leaks nothing to strangers.
+        raise Refusal(409, str(exc)) from None
     request["who"] = f"agent:{agent.id}"
     request["log"] = {"enrolled": agent.name, "environment": agent.environment,
                       "host": agent.host}
@@ -282,6 +287,25 @@ async def _results(request: web.Request) -> web.Response:
     request["log"] = {"state": progress.state, "generation": progress.generation,
                       "chunks": len(progress.chunks)}
     return _ok(encode(progress))
+
+
+async def _environment_agents(request: web.Request) -> web.Response:
+    """The agents of one environment and whether each is connected (for the operator)."""
+    services = request.app[SERVICES]
+    _job(request)
+    environment = request.match_info["environment"]
+    agents = await asyncio.to_thread(services.store.agents, environment)
+    horizon = time.time() - services.queue.limits.agent_timeout
+    return _ok({"v": PROTOCOL_VERSION, "agents": [
+        {"id": a.id, "name": a.name, "host": a.host, "version": a.version,
+         "lastSeen": a.last_seen.isoformat() if a.last_seen else None,
+         "connected": not a.revoked and a.last_seen is not None
+         and a.last_seen.timestamp() >= horizon}
+        for a in agents if not a.revoked]})
+
+
+async def _health(_request: web.Request) -> web.Response:
+    return _ok({"v": PROTOCOL_VERSION, "status": "ok"})
 
 
 async def _has_agents(services: Services, environment: str) -> bool:

@@ -24,6 +24,18 @@ from ferry.state.schema import (
     Watermark,
 )
 
+# Like the products Ferry replaces: up to five agents share an environment's work.
+MAX_AGENTS_PER_ENVIRONMENT = 5
+
+
+class AgentLimitReached(Exception):
+    """The environment already has MAX_AGENTS_PER_ENVIRONMENT active agents."""
+
+    def __init__(self, environment: str):
+        self.environment = environment
+        super().__init__(f"environment {environment} already has {MAX_AGENTS_PER_ENVIRONMENT}"
+                         " active agents; revoke one first")
+
 
 @dataclass(frozen=True)
 class ResultRow:
@@ -271,6 +283,11 @@ class StateStore:
                 return None
             environment = s.scalars(select(EnrollmentToken.environment).where(
                 EnrollmentToken.token_hash == token_hash)).one()
+            active = s.scalar(select(func.count()).select_from(Agent).where(
+                Agent.environment == environment, Agent.revoked_at.is_(None))) or 0
+            if active >= MAX_AGENTS_PER_ENVIRONMENT:
+                # Raising rolls the claim back: the token stays usable once one is revoked.
+                raise AgentLimitReached(environment)
             row = Agent(id=agent_id, name=name, environment=environment, host=host,
                         version=version, enrolled_at=now, last_seen=now)
             s.add(row)

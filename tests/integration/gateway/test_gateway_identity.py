@@ -181,3 +181,19 @@ def test_tls_1_2_is_served_and_older_versions_are_refused(gateway: RunningGatewa
             old.wrap_socket(sock, server_hostname=gateway.host):
         pass
     assert "NO_CIPHERS_AVAILABLE" not in str(refused.value)  # the server said no, not us
+
+
+def test_an_environment_takes_at_most_five_agents_and_a_refused_token_is_not_burned(
+        gateway: RunningGateway, environment: str, tmp_path: Path) -> None:
+    agents = [gateway.fake_agent(environment, f"a{n}", tmp_path) for n in range(5)]
+    token = gateway.token(environment)
+    csr = identity.create_key(tmp_path / "sixth", "sixth")
+    body = {"v": 1, "token": token, "name": "sixth", "host": "h", "version": "0.1.0",
+            "csr": csr.decode()}
+    status, answer = gateway.client().post("/v1/enroll", body)
+    assert status == 409 and "already has 5 active agents" in json.dumps(answer)
+    assert gateway.cli("agent", "revoke", agents[0].id).returncode == 0
+    status, answer = gateway.client().post("/v1/enroll", body)
+    assert status == 200, answer
+    listed = gateway.cli("agent", "list", "--environment", environment).stdout
+    assert "sixth" in listed

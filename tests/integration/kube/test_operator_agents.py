@@ -1,0 +1,117 @@
+"""An agent-mode Environment on a real API server: the operator asks a real gateway which
+agents are connected and shows them in status, the Connected condition and the Agents column."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+from unittest import mock
+
+import pytest
+import yaml
+from kopf.testing import KopfRunner
+from tests.integration.gateway.harness import RunningGateway, start_gateway
+from tests.support.kube_api import KubeAPI
+
+ROOT = Path(__file__).resolve().parents[3]
+T = TypeVar("T")
+ENVIRONMENT = {
+    "apiVersion": "ferry.dev/v1alpha1", "kind": "Environment", "metadata": {"name": "corp"},
+    "spec": {"type": "ActiveDirectory", "connection": "agent",
+             "activeDirectory": {"host": "dc1.corp.example", "baseDN": "DC=corp,DC=example"}},
+}
+
+
+def eventually(check: Callable[[], T | None], what: str, timeout: float = 60) -> T:
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(0.3)
+    pytest.fail(f"timed out waiting for {what} (last: {last!r})")
+
+
+@pytest.fixture
+def gateway(tmp_path: Path) -> Iterator[RunningGateway]:
+    running = start_gateway(tmp_path / "gateway", "127.0.0.104", "--agent-timeout", "3")
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+def start_agent(gateway: RunningGateway, folder: Path, name: str) -> subprocess.Popen[bytes]:
+    """A real ferry-agent for environment corp; it needs no domain controller until work comes."""
+    folder.mkdir(parents=True)
+    (folder / "password").write_text("unused\n")
+    (folder / "ad.ini").write_text(f"[directory]\nhost = 127.0.0.250\nbind_user = svc\n"
+                                   f"password_file = {folder / 'password'}\n")
+    env = {**os.environ, "FERRY_AGENT_TOKEN": gateway.token("corp")}
+    enrolled = subprocess.run(
+        [sys.executable, "-m", "ferry_agent.cli", "enroll", "--gateway", gateway.url,
+         "--name", name, "--ca", str(gateway.ca_file), "--state-dir", str(folder / "id")],
+        env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert enrolled.returncode == 0, enrolled.stderr
+    with (folder / "agent.log").open("ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "ferry_agent.cli", "run", "--gateway", gateway.url,
+             "--directory", str(folder / "ad.ini"), "--state-dir", str(folder / "id")],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def test_agent_environment_shows_its_agents_and_loses_connected_when_they_go(
+        kube_api: KubeAPI, kube_namespace: str, gateway: RunningGateway,
+        tmp_path: Path) -> None:
+    kube_api.kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))
+    kube_api.kubectl("wait", "--for=condition=Established", "crd/environments.ferry.dev",
+                     "--timeout=60s")
+    kube_api.kubectl("apply", "-f", "-", namespace=kube_namespace,
+                     input=yaml.safe_dump(ENVIRONMENT))
+
+    def status() -> dict[str, Any]:
+        body = json.loads(kube_api.kubectl("get", "environment", "corp", "-o", "json",
+                                           namespace=kube_namespace).stdout)
+        return body.get("status") or {}
+
+    def connected() -> dict[str, Any]:
+        return next((c for c in status().get("conditions") or []
+                     if c["type"] == "Connected"), {})
+
+    agent = start_agent(gateway, tmp_path / "agent", "dc-agent-1")
+    env = {"KUBECONFIG": str(kube_api.kubeconfig), "FERRY_NAMESPACE": kube_namespace,
+           "FERRY_TICK_SECONDS": "0.5", "FERRY_GATEWAY_URL": gateway.url,
+           "FERRY_GATEWAY_CA": str(gateway.ca_file),
+           "FERRY_GATEWAY_TOKEN_FILE": str(gateway.folder / "job-token")}
+    try:
+        with mock.patch.dict(os.environ, env), KopfRunner(
+                ["run", "--standalone", "--namespace", kube_namespace,
+                 "-m", "ferry.controller.handlers"], timeout=60) as runner:
+            up = eventually(lambda: connected().get("status") == "True" and connected(),
+                            "Connected=True from the agent")
+            assert up["reason"] == "AgentsConnected" and "dc-agent-1" in up["message"]
+            seen = status()
+            assert seen["agentsConnected"] == "1/1"
+            assert seen["agents"][0]["name"] == "dc-agent-1"
+            assert seen["agents"][0]["connected"] is True and seen["agents"][0]["version"]
+            listed = kube_api.kubectl("get", "environments", namespace=kube_namespace).stdout
+            assert "1/1" in listed, listed
+
+            os.killpg(agent.pid, signal.SIGKILL)
+            agent.wait(timeout=10)
+            down = eventually(lambda: connected().get("status") == "False" and connected(),
+                              "Connected=False once the agent is gone")
+            assert down["reason"] == "NoAgentConnected"
+            assert status()["agentsConnected"] == "0/1"
+        assert runner.exception is None, runner.output
+    finally:
+        if agent.poll() is None:
+            agent.kill()
