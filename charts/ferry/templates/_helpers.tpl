@@ -21,3 +21,8 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- define "ferry.operatorAccount" -}}{{ include "ferry.fullname" . }}-operator{{- end -}}
 {{- define "ferry.syncAccount" -}}{{ include "ferry.fullname" . }}-sync{{- end -}}
 {{- define "ferry.stateClaim" -}}{{ include "ferry.fullname" . }}-state{{- end -}}
+
+{{- define "ferry.gateway" -}}{{ include "ferry.fullname" . }}-gateway{{- end -}}
+{{- define "ferry.gatewayUrl" -}}
+https://{{ include "ferry.gateway" . }}.{{ .Release.Namespace }}.svc:{{ .Values.gateway.service.port }}
+{{- end -}}

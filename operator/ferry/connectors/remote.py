@@ -49,7 +49,10 @@ class GatewaySettings:
             return None
         token_file = os.environ.get(GATEWAY_TOKEN_FILE_ENV)
         token = Path(token_file).read_text(encoding="utf-8").strip() if token_file else ""
-        return cls(url, os.environ.get(GATEWAY_CA_ENV) or None, token)
+        ca_file = os.environ.get(GATEWAY_CA_ENV) or None
+        if ca_file and not Path(ca_file).read_text(encoding="utf-8").strip():
+            ca_file = None  # an empty bundle: the gateway has a publicly trusted certificate
+        return cls(url, ca_file, token)
 
 
 class RemoteDirectory:

@@ -9,6 +9,7 @@ from typing import Any
 from ferry.api.base import GROUP_VERSION, SecretKeySelector, ValueSource
 from ferry.api.environment import Environment
 from ferry.api.template import Template
+from ferry.connectors.remote import GATEWAY_CA_ENV, GATEWAY_TOKEN_FILE_ENV, GATEWAY_URL_ENV
 from ferry.controller.runs import (
     ENVIRONMENT_LABEL,
     FINAL_EXIT_CODES,
@@ -22,6 +23,7 @@ from ferry.controller.settings import OperatorSettings
 from ferry.secrets import DEFAULT_SECRETS_DIR
 
 CONTAINER = "sync"
+GATEWAY_MOUNT = "/var/run/secrets/ferry-gateway"
 STATE_DIR = "/var/lib/ferry"
 RUN_AS = 10001  # the image's non-root user
 
@@ -87,6 +89,12 @@ def _job(*, namespace: str, name: str, owner: tuple[str, str, str], component: s
         {"name": "state", **_state_volume(settings)},
         {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}},
     ]
+    if settings.gateway_url and settings.gateway_client_secret:
+        mounts.append({"name": "gateway", "mountPath": GATEWAY_MOUNT, "readOnly": True})
+        volumes.append({"name": "gateway", "secret": {
+            "secretName": settings.gateway_client_secret, "defaultMode": 0o440,
+            "items": [{"key": "token", "path": "token"}, {"key": "ca.crt", "path": "ca.crt"}],
+        }})
     for secret, keys in sorted(secrets.items()):
         volume = _volume_name(secret)
         mounts.append({"name": volume, "mountPath": f"{DEFAULT_SECRETS_DIR}/{secret}",
@@ -169,6 +177,10 @@ def _env(settings: OperatorSettings) -> list[dict[str, Any]]:
                     "valueFrom": {"secretKeyRef": {"name": name, "key": key or "url"}}})
     else:
         env.append({"name": "FERRY_STATE", "value": f"{STATE_DIR}/state.sqlite"})
+    if settings.gateway_url and settings.gateway_client_secret:
+        env += [{"name": GATEWAY_URL_ENV, "value": settings.gateway_url},
+                {"name": GATEWAY_CA_ENV, "value": f"{GATEWAY_MOUNT}/ca.crt"},
+                {"name": GATEWAY_TOKEN_FILE_ENV, "value": f"{GATEWAY_MOUNT}/token"}]
     return env
 
 

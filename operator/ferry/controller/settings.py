@@ -37,6 +37,12 @@ class OperatorSettings(BaseModel):
     job_cpu_limit: str = "2"
     job_memory_limit: str = "4Gi"
     history_limit: int = Field(default=10, ge=1, le=20)
+    gateway_url: str | None = Field(
+        default=None, description="The gateway's in-cluster URL, for connection: agent."
+    )
+    gateway_client_secret: str | None = Field(
+        default=None, description="Secret with the gateway's job token and CA (token, ca.crt)."
+    )
     tick_seconds: float = Field(default=15.0, gt=0, description="How often schedules are checked.")
 
     @classmethod

@@ -49,7 +49,19 @@ def test_rendered_chart_is_accepted_by_the_api_server(kube_api: KubeAPI, kube_na
                             input=yaml.safe_dump_all(rest))
     for doc in rest:
         assert doc["metadata"]["name"] in done.stdout
-    deployment = next(d for d in docs if d["kind"] == "Deployment")
+    gateway = next(d for d in docs if d["kind"] == "Deployment"
+                   and d["metadata"]["name"].endswith("-gateway"))
+    assert gateway["spec"]["replicas"] == 1
+    assert gateway["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
+    service = next(d for d in docs if d["kind"] == "Service")
+    assert service["spec"]["ports"][0]["port"] == 443
+    assert {d["metadata"]["name"] for d in docs if d["kind"] == "Secret"} == {
+        "ferry-gateway-ca", "ferry-gateway-client", "ferry-gateway-tls"}
+    deployment = next(d for d in docs if d["kind"] == "Deployment"
+                      and d["metadata"]["name"].endswith("-operator"))
+    operator_env = {e["name"]: e.get("value") for e in
+                    deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert operator_env["FERRY_GATEWAY_URL"] == f"https://ferry-gateway.{kube_namespace}.svc:443"
     pod = deployment["spec"]["template"]["spec"]
     container = pod["containers"][0]
     assert pod["securityContext"]["runAsNonRoot"] is True

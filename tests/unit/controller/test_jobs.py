@@ -49,3 +49,16 @@ def test_job_name_fits_label_limits_for_long_workflow_names() -> None:
     job = build_job(namespace="n", workflow="w" * 63, workflow_uid="u", run_id="a" * 10,
                     trigger="Schedule", secrets={}, settings=OperatorSettings())
     assert len(job["metadata"]["name"]) <= 63
+
+
+def test_with_a_gateway_jobs_get_its_url_token_and_ca_as_files() -> None:
+    settings = OperatorSettings(gateway_url="https://ferry-gateway.ns.svc:443",
+                                gateway_client_secret="ferry-gateway-client")
+    job = build_job(namespace="n", workflow="w", workflow_uid="u", run_id="a" * 10,
+                    trigger="Manual", secrets={}, settings=settings)
+    pod = job["spec"]["template"]["spec"]
+    env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+    assert env["FERRY_GATEWAY_URL"] == "https://ferry-gateway.ns.svc:443"
+    assert env["FERRY_GATEWAY_TOKEN_FILE"].endswith("/token")
+    volume = next(v for v in pod["volumes"] if v["name"] == "gateway")
+    assert volume["secret"]["secretName"] == "ferry-gateway-client"
