@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import struct
-from collections.abc import Mapping
-from typing import Protocol
+from collections.abc import Collection, Mapping
 
 from ferry.engine.dn import same_dn
 from ferry.engine.expressions import CompiledTemplate
@@ -70,7 +69,8 @@ class StoredTarget:
         self.dn = record.dn
         self.enabled = record.enabled
         self.fingerprints = _packer(len(compared)).pack(*[
-            hash(value) if type(value) is str and value else fingerprint(value)
+            hash(value) if type(value) is str and value
+            else ABSENT if value is None else fingerprint(value)
             for value in map(record.attributes.get, compared)
         ])
         self.rule_values = rule_values
@@ -105,8 +105,9 @@ def _differing_stored(desired: Staged, current: StoredTarget,
                       positions: tuple[int, ...]) -> _Differing:
     """As _differing_exact, comparing fingerprints; in-sync objects cost one bytes compare."""
     values = desired.values
+    # Inline for the common kinds of value (staged ones are never ""): this runs per object.
     wants = [
-        hash(value) if type(value) is str else fingerprint(value)  # staged values are never ""
+        hash(value) if type(value) is str else ABSENT if value is None else fingerprint(value)
         for value in map(values.__getitem__, positions)
     ]
     packer = _packer(len(wants))
@@ -174,17 +175,37 @@ def diff_object(desired: Staged, current: Record | StoredTarget | None,
     return ops
 
 
-class ReferenceResolver(Protocol):
-    """What the reference diff needs to know about the run's joins."""
+class ReferenceResolver:
+    """What the reference diff needs to know about the run's joins, once all are known."""
+
+    __slots__ = ("created", "dropped", "joined_targets", "joins", "new_joins", "new_targets")
+
+    def __init__(self, joins: Mapping[str, str], new_joins: Mapping[str, str],
+                 dropped: Collection[str], created: Collection[str],
+                 joined_targets: Collection[str]) -> None:
+        # joins: source -> target anchor from the join store; new_joins: those matched this
+        # run; dropped: the stored joins whose target object is gone (all of them); created:
+        # source anchors whose target object this run creates; joined_targets: the target
+        # anchors of the stored joins.
+        self.joins, self.new_joins, self.dropped = joins, new_joins, dropped
+        self.created, self.joined_targets = created, joined_targets
+        self.new_targets = set(new_joins.values())
 
     def target_of(self, source_anchor: str) -> str | None:
         """Target anchor of the object joined to source_anchor (before or during this run)."""
+        target = self.new_joins.get(source_anchor)
+        if target is not None:
+            return target
+        target = self.joins.get(source_anchor)
+        return target if target is not None and source_anchor not in self.dropped else None
 
     def is_created(self, source_anchor: str) -> bool:
         """True when this run creates the target object for source_anchor."""
+        return source_anchor in self.created
 
     def is_managed(self, target_anchor: str) -> bool:
         """True when the target object is joined to some source object (Ferry-managed)."""
+        return target_anchor in self.joined_targets or target_anchor in self.new_targets
 
 
 def diff_references(source_anchor: str, object_type: ObjectType, dn: str,
@@ -237,23 +258,31 @@ def diff_reference_row(row: ReferenceRow, resolver: ReferenceResolver, *,
     source_anchor, type_value, target_anchor, dn, wants, haves, _ = row
     ops: list[Operation] = []
     deferred = False
+    # resolver.target_of and is_created, inlined: this runs once per reference.
+    new_joins, joins = resolver.new_joins, resolver.joins
+    dropped, created = resolver.dropped, resolver.created
     for attribute, want, have in zip(REFERENCE_ATTRIBUTES, wants, haves, strict=True):
         if not want and not have:
             continue
-        have_set = set(have)
+        current = set(have) if len(have) > 8 else have  # a tuple is quicker to scan when short
         add: list[str] = []
         keep: set[str] = set()
         for source_ref in want:
-            target_ref = resolver.target_of(source_ref)
+            target_ref = new_joins.get(source_ref)
+            if target_ref is None:
+                target_ref = joins.get(source_ref)
+                if target_ref is not None and source_ref in dropped:
+                    target_ref = None
             if target_ref is not None:
                 keep.add(target_ref)
-                if target_ref not in have_set:
+                if target_ref not in current:
                     add.append(source_ref)
-            elif resolver.is_created(source_ref):
+            elif source_ref in created:
                 add.append(source_ref)
             else:
                 deferred = True  # not synced yet: retried on a later run
-        remove = tuple(t for t in have if t not in keep and resolver.is_managed(t))
+        remove = tuple([t for t in have if t not in keep and resolver.is_managed(t)]) \
+            if have else ()
         if add or remove:
             ops.append(Operation(OpKind.REFERENCES, _TYPES[type_value], pair, source_anchor,
                                  target_anchor, dn, attribute=attribute, add=tuple(add),

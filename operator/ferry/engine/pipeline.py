@@ -12,6 +12,7 @@ from types import MappingProxyType
 from ferry.engine.delete import SOURCE_ABSENT, SOURCE_DELETED, DeleteCandidate, plan_deletes
 from ferry.engine.diff import (
     NO_REFERENCES,
+    ReferenceResolver,
     ReferenceRow,
     StoredTarget,
     aligned_references,
@@ -32,34 +33,6 @@ _NONE: Mapping[str, str] = MappingProxyType({})
 
 SUMMARY_KEYS = ("created", "updated", "moved", "deleted", "unchanged", "conflicts", "errors",
                 "deferred")
-
-
-class _Resolver:
-    """Answers the reference diff's questions from the run's final joins."""
-
-    __slots__ = ("_created", "_dropped", "_joined", "_joins", "_new_joins", "_new_targets")
-
-    def __init__(self, joins: Mapping[str, str], new_joins: Mapping[str, str],
-                 dropped: set[str], created: set[str],
-                 joined_targets: Mapping[str, str]) -> None:
-        # dropped: the joins whose target object is gone (all of them, see _Run.finish), so
-        # the stored targets themselves are no longer needed.
-        self._joins, self._new_joins, self._dropped = joins, new_joins, dropped
-        self._created, self._joined = created, joined_targets
-        self._new_targets = set(new_joins.values())
-
-    def target_of(self, source_anchor: str) -> str | None:
-        target = self._new_joins.get(source_anchor)
-        if target is not None:
-            return target
-        target = self._joins.get(source_anchor)
-        return target if target is not None and source_anchor not in self._dropped else None
-
-    def is_created(self, source_anchor: str) -> bool:
-        return source_anchor in self._created
-
-    def is_managed(self, target_anchor: str) -> bool:
-        return target_anchor in self._joined or target_anchor in self._new_targets
 
 
 class _Run:
@@ -267,7 +240,8 @@ class _Run:
         self.deletes.clear()
         by_anchor.clear()
 
-        resolver = _Resolver(joins, plan.new_joins, self.dropped, created, self.index.joined)
+        resolver = ReferenceResolver(joins, plan.new_joins, self.dropped, created,
+                                     self.index.joined.keys())
         reference_ops: list[Operation] = []
         works, self.references = self.references, []
         for work in works:
