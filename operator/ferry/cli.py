@@ -452,6 +452,10 @@ def gateway(
         help="How long an agent holds work without a heartbeat or result.")] = 60.0,
     agent_timeout: Annotated[float, typer.Option(
         help="Seconds of silence after which an agent's leases are re-issued.")] = 60.0,
+    token_secrets_namespace: Annotated[str | None, typer.Option(
+        envvar="FERRY_GATEWAY_TOKEN_SECRETS_NAMESPACE",
+        help="Also accept enrollment tokens kept as Secrets in this namespace"
+             " (`ferry agent token create --in-cluster`).")] = None,
 ) -> None:
     """Serve the HTTPS gateway agents connect to and sync Jobs submit directory work to.
 
@@ -480,7 +484,8 @@ def gateway(
             host=host, port=port, tls_cert=tls_cert, tls_key=tls_key,
             job_token=read_job_token(job_token_file), state=state, ca_dir=ca_dir,
             ca_cert=ca_cert, ca_key=ca_key, server_ca=server_ca,
-            limits=QueueLimits(lease_seconds=lease_seconds, agent_timeout=agent_timeout))
+            limits=QueueLimits(lease_seconds=lease_seconds, agent_timeout=agent_timeout),
+            token_secrets_namespace=token_secrets_namespace)
         if (ca_cert is None) != (ca_key is None):
             raise GatewayConfigError("--ca-cert and --ca-key go together")
         asyncio.run(serve(config))
@@ -500,17 +505,30 @@ def agent_token_create(
     ttl: Annotated[str, typer.Option(
         help="How long the token can be used: 30m, 24h, 7d (at most 30d).")] = "24h",
     state: StateOpt = DEFAULT_STATE,
+    in_cluster: Annotated[bool, typer.Option(
+        "--in-cluster", help="Keep the token as a Secret in the cluster (your kubeconfig) for"
+        " the gateway to claim, instead of in --state.")] = False,
+    namespace: Annotated[str | None, typer.Option(
+        "--namespace", "-n", help="With --in-cluster: the release's namespace.")] = None,
 ) -> None:
-    """Create a single-use enrollment token for ENVIRONMENT; it is printed once, kept nowhere."""
+    """Create a single-use enrollment token for ENVIRONMENT; it is printed once."""
     from ferry.gateway.enrollment import create_token, parse_ttl
 
     try:
         lifetime = parse_ttl(ttl)
-        store = StateStore(state)
-        try:
-            token, expires = create_token(store, environment, lifetime)
-        finally:
-            store.close()
+        if in_cluster:
+            from ferry.controller.kube import api_client, current_namespace
+            from ferry.gateway.token_secrets import create_token_secret
+
+            token, expires, secret = create_token_secret(
+                api_client(), namespace or current_namespace(), environment, lifetime)
+            err.print(f"kept as Secret {secret} until the gateway claims it", highlight=False)
+        else:
+            store = StateStore(state)
+            try:
+                token, expires = create_token(store, environment, lifetime)
+            finally:
+                store.close()
     except ValueError as exc:
         err.print(str(exc), highlight=False)
         raise typer.Exit(ExitCode.INVALID_INPUT) from None

@@ -52,6 +52,7 @@ class Services:
     job_token_digest: bytes       # SHA-256 of the job token: compared in constant time
     trust_bundle: str             # PEM handed to agents at enrollment to verify the gateway
     agents_known: dict[str, float] = field(default_factory=dict)  # environment -> until when
+    token_secrets: Any = None     # SecretTokens when tokens may be kept as Kubernetes Secrets
 
 
 SERVICES = web.AppKey("services", Services)
@@ -188,6 +189,8 @@ def _job(request: web.Request) -> None:
 async def _enroll(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     message, _ = await _read(request, EnrollRequest)
+    if services.token_secrets is not None:
+        await asyncio.to_thread(services.token_secrets.claim, message.token)
     try:
         response, agent = await asyncio.to_thread(enroll, services.store, services.ca, message,
                                                   services.trust_bundle)

@@ -41,6 +41,7 @@ class GatewayConfig:
     ca_cert: Path | None = None         # or both files given (e.g. a mounted Secret)
     ca_key: Path | None = None
     server_ca: Path | None = None       # what agents verify the gateway with (default: the CA)
+    token_secrets_namespace: str | None = None  # also accept tokens kept as Secrets there
     limits: QueueLimits = field(default_factory=QueueLimits)
 
     def __repr__(self) -> str:  # never show the job token
@@ -94,6 +95,12 @@ async def serve(config: GatewayConfig, stop: asyncio.Event | None = None) -> Non
     queue = WorkQueue(config.limits)
     services = Services(store, ca, queue, hashlib.sha256(config.job_token.encode()).digest(),
                         bundle)
+    if config.token_secrets_namespace:
+        from ferry.controller.kube import api_client  # only in a cluster
+        from ferry.gateway.token_secrets import SecretTokens
+
+        services.token_secrets = SecretTokens(api_client(), config.token_secrets_namespace,
+                                              store)
     # A client that goes away cancels its long poll, so no work is leased to nobody.
     runner = web.AppRunner(build_app(services), access_log=None, handler_cancellation=True,
                            shutdown_timeout=_SHUTDOWN_SECONDS)
