@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated
@@ -276,18 +277,27 @@ def sync_job(
     state: StateOpt = DEFAULT_STATE, secrets_dir: SecretsOpt = None,
 ) -> None:
     """Execute one run inside its Job (started by the operator, not by hand)."""
-    from ferry.controller.kube import api_client
     from ferry.controller.sync_job import run_sync_job
 
+    _job_command("--workflow", workflow, state, secrets_dir,
+                 lambda api, ns, name, store, secrets: run_sync_job(
+                     api, ns, name, run_id, store, secrets))
+
+
+def _job_command(option: str, target: str, state: str, secrets_dir: str | None,
+                 body: Callable[..., ExitCode]) -> None:
+    """What every Job entrypoint does around its body: logs, NAMESPACE/NAME, store, exit."""
+    from ferry.controller.kube import api_client
+
     logs.configure("INFO")
-    namespace, _, name = workflow.partition("/")
+    namespace, _, name = target.partition("/")
     if not namespace or not name:
-        err.print(f"--workflow must be NAMESPACE/NAME, not {workflow!r}")
+        err.print(f"{option} must be NAMESPACE/NAME, not {target!r}")
         raise typer.Exit(ExitCode.INVALID_INPUT)
     store = StateStore(state)
     try:
-        code = run_sync_job(api_client(), namespace, name, run_id, store,
-                            SecretResolver.from_environment(secrets_dir))
+        code = body(api_client(), namespace, name, store,
+                    SecretResolver.from_environment(secrets_dir))
     finally:
         store.close()
     raise typer.Exit(int(code))
@@ -332,20 +342,10 @@ def discover_job(
 ) -> None:
     """Take inventory of one Environment inside its Job (started by the operator)."""
     from ferry.controller.discovery_job import run_discovery_job
-    from ferry.controller.kube import api_client
 
-    logs.configure("INFO")
-    namespace, _, name = environment.partition("/")
-    if not namespace or not name:
-        err.print(f"--environment must be NAMESPACE/NAME, not {environment!r}")
-        raise typer.Exit(ExitCode.INVALID_INPUT)
-    store = StateStore(state)
-    try:
-        code = run_discovery_job(api_client(), namespace, name, run_id, store,
-                                 SecretResolver.from_environment(secrets_dir), full)
-    finally:
-        store.close()
-    raise typer.Exit(int(code))
+    _job_command("--environment", environment, state, secrets_dir,
+                 lambda api, ns, name, store, secrets: run_discovery_job(
+                     api, ns, name, run_id, store, secrets, full))
 
 
 def main() -> None:

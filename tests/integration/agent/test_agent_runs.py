@@ -165,6 +165,16 @@ def ferry_run(folder: Path, fleet: AgentFleet | None, state: Path, lab: Any,
                           check=False, cwd=state.parent)
 
 
+def wait_for_progress(run: subprocess.Popen[bytes], lab: Any, tgt_ou: str, log: Path,
+                      objects: int = 20) -> None:
+    """Until the background run has written some objects into TGT."""
+    deadline = time.monotonic() + 300
+    while len(contents(lab, tgt_ou)) < objects:
+        assert run.poll() is None, log.read_text()[-3000:]
+        assert time.monotonic() < deadline, "the run never got going"
+        time.sleep(0.2)
+
+
 def totals(state: Path) -> list[dict[str, int]]:
     """Created/updated/deleted of each recorded run, newest first."""
     from ferry.state.store import StateStore
@@ -254,11 +264,7 @@ def test_killing_an_agent_mid_run_loses_and_duplicates_nothing(
     state = tmp_path / "state.sqlite"
     run = ferry_run(folder, fleet, state, lab, wait=False)
     try:
-        deadline = time.monotonic() + 300
-        while len(contents(lab, tgt_ou)) < 20:
-            assert run.poll() is None, (tmp_path / "run.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, "the run never got going"
-            time.sleep(0.2)
+        wait_for_progress(run, lab, tgt_ou, tmp_path / "run.log")
         busy = max(("tgt-agent-1", "tgt-agent-2"),
                    key=lambda name: fleet.log(name).count("work "))
         fleet.kill(busy)
@@ -288,11 +294,7 @@ def test_killing_the_gateway_mid_run_fails_cleanly_and_a_rerun_converges(
     state = tmp_path / "state.sqlite"
     run = ferry_run(folder, fleet, state, lab, wait=False)
     try:
-        deadline = time.monotonic() + 300
-        while len(contents(lab, tgt_ou)) < 20:
-            assert run.poll() is None, (tmp_path / "run.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, "the run never got going"
-            time.sleep(0.2)
+        wait_for_progress(run, lab, tgt_ou, tmp_path / "run.log")
         fleet.gateway.kill_and_restart()
         code = run.wait(timeout=600)
     finally:

@@ -11,14 +11,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 from unittest import mock
 
 import ldap3
@@ -26,6 +25,7 @@ import pytest
 import yaml
 from kopf.testing import KopfRunner
 from tests.support.kube_api import Identity, KubeAPI
+from tests.support.polling import eventually, never
 
 from ferry_agent.directory import build_dn
 from ferry_agent.directory.write import add_members, create
@@ -36,7 +36,6 @@ ROOT = Path(__file__).resolve().parents[3]
 EXAMPLES = ROOT / "examples" / "ad-to-ad"
 RELEASE = "ferry"
 WORKFLOW = "ad-to-ad"
-T = TypeVar("T")
 
 
 @dataclass
@@ -129,26 +128,6 @@ class Cluster:
         names = sorted(str(e.cn) for e in conn.entries)
         conn.unbind()
         return names
-
-
-def eventually(check: Callable[[], T | None], what: str, timeout: float = 60) -> T:
-    """Poll check until it returns a truthy value; fail naming what was awaited."""
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.3)
-    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
-
-
-def never(check: Callable[[], bool], what: str, window: float = 4.0) -> None:
-    """Watch for window seconds that check stays false."""
-    deadline = time.monotonic() + window
-    while time.monotonic() < deadline:
-        assert not check(), what
-        time.sleep(0.3)
 
 
 def column(listing: str, row: str, header: str) -> str:

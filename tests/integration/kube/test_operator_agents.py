@@ -8,10 +8,9 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 from unittest import mock
 
 import pytest
@@ -19,25 +18,14 @@ import yaml
 from kopf.testing import KopfRunner
 from tests.integration.gateway.harness import RunningGateway, start_gateway
 from tests.support.kube_api import KubeAPI
+from tests.support.polling import eventually
 
 ROOT = Path(__file__).resolve().parents[3]
-T = TypeVar("T")
 ENVIRONMENT = {
     "apiVersion": "ferry.dev/v1alpha1", "kind": "Environment", "metadata": {"name": "corp"},
     "spec": {"type": "ActiveDirectory", "connection": "agent",
              "activeDirectory": {"host": "dc1.corp.example", "baseDN": "DC=corp,DC=example"}},
 }
-
-
-def eventually(check: Callable[[], T | None], what: str, timeout: float = 60) -> T:
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.3)
-    pytest.fail(f"timed out waiting for {what} (last: {last!r})")
 
 
 @pytest.fixture
