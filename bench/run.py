@@ -1,6 +1,7 @@
 """`make bench`: every benchmark, one after the other, each printing its own table.
 
-    python bench/run.py    # AD read/create throughput, the engine at 100k and 1M, the operator
+    python bench/run.py    # AD read/create throughput, the engine at 100k and 1M, the operator,
+                           # reads through agents and the gateway's memory
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ BENCHES = [
     ("Engine: match + stage + diff", ["engine_bench.py", "100000", "1000000"]),
     ("Operator: run request to Job, memory (real API server)",
      ["operator_bench.py", "50", "200"]),
+    ("Agents: full read direct vs through one and two agents, gateway memory (Samba lab)",
+     ["agent_bench.py"]),
 ]
 
 
