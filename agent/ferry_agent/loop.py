@@ -6,10 +6,12 @@ refuses the agent's identity (revoked, or enrolled elsewhere), since retrying ca
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import queue
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import Any
 
 from . import __version__
@@ -96,16 +98,17 @@ class AgentLoop:
 
     def _carry_out(self, item: WorkItem) -> None:
         log.info("work %s: %s (attempt %d)", item.work_id, item.operation, item.attempt)
-        for seq, ((value, error), final) in enumerate(_with_final(execute(self.session, item))):
-            result = WorkResult(item.lease_id, item.work_id, seq, final, ok=error is None,
-                                value=value, error=error)
-            status, _ = self.client.post("/v1/agent/result", encode(result))
-            if status == 409:
-                log.warning("work %s: lease lost; the gateway gave it to another agent",
-                            item.work_id)
-                return
-            if status != 200:
-                raise GatewayUnavailable(f"result refused with {status}", status)
+        with contextlib.closing(_read_ahead(execute(self.session, item))) as chunks:
+            for seq, ((value, error), final) in enumerate(_with_final(chunks)):
+                result = WorkResult(item.lease_id, item.work_id, seq, final, ok=error is None,
+                                    value=value, error=error)
+                status, _ = self.client.post("/v1/agent/result", encode(result))
+                if status == 409:
+                    log.warning("work %s: lease lost; the gateway gave it to another agent",
+                                item.work_id)
+                    return
+                if status != 200:
+                    raise GatewayUnavailable(f"result refused with {status}", status)
 
     def _heartbeats(self) -> None:
         while not self.stop.is_set():
@@ -125,6 +128,39 @@ class AgentLoop:
             except GatewayError:
                 pass  # the work loop reports and backs off; heartbeats just try again
             self.stop.wait(self.heartbeat_seconds)
+
+
+def _read_ahead(chunks: Iterator[Chunk], depth: int = 2) -> Generator[Chunk, None, None]:
+    """The chunks, with the next ones (LDAP pages) read while the caller posts this one."""
+    ready: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    end = object()
+    abandoned = threading.Event()
+
+    def hand_over(chunk: Any) -> bool:
+        while not abandoned.is_set():
+            try:
+                ready.put(chunk, timeout=0.5)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for chunk in chunks:
+                if not hand_over(chunk):
+                    return
+        finally:
+            hand_over(end)
+
+    producer = threading.Thread(target=produce, name="read-ahead", daemon=True)
+    producer.start()
+    try:
+        while (chunk := ready.get()) is not end:
+            yield chunk
+    finally:
+        abandoned.set()  # a lost lease stops the producer at its next page
+        producer.join()  # the session is the next work item's only once the producer is done
 
 
 def _with_final(chunks: Iterator[Chunk]) -> Iterator[tuple[Chunk, bool]]:

@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from .directory.errors import DirectoryError, WatermarkError
@@ -155,10 +155,18 @@ _SNAKE = {v: k for k, v in _CAMEL.items()}
 
 
 def encode(message: Any) -> dict[str, Any]:
-    """A protocol dataclass as a JSON-ready dict with the version stamped in."""
-    body = {_CAMEL.get(k, k): v for k, v in asdict(message).items()}
+    """A protocol dataclass as a JSON-ready dict with the version stamped in.
+
+    Shallow on purpose: values are JSON-ready already, and a read's pages are megabytes that a
+    deep copy (dataclasses.asdict) would copy at every hop. Only nested ErrorInfo converts."""
+    body = {_CAMEL.get(f.name, f.name): _plain(getattr(message, f.name))
+            for f in fields(message)}
     body["v"] = PROTOCOL_VERSION
     return body
+
+
+def _plain(value: Any) -> Any:
+    return asdict(value) if isinstance(value, ErrorInfo) else value
 
 
 def decode(kind: type[Any], body: Any) -> Any:
