@@ -6,7 +6,7 @@ import struct
 from collections.abc import Collection, Mapping
 
 from ferry.engine.dn import same_dn
-from ferry.engine.expressions import CompiledTemplate
+from ferry.engine.expressions import CompiledTemplate, Layout
 from ferry.engine.plan import Changes, Operation, OpKind
 from ferry.engine.records import REFERENCE_ATTRIBUTES, AttributeValue, ObjectType, Record
 from ferry.engine.stage import Staged
@@ -68,9 +68,10 @@ class StoredTarget:
         self.object_type = record.object_type
         self.dn = record.dn
         self.enabled = record.enabled
+        # fingerprint(), inlined: this runs per target object.
         self.fingerprints = _packer(len(compared)).pack(*[
-            hash(value) if type(value) is str and value
-            else ABSENT if value is None else fingerprint(value)
+            hash(value) if type(value) is str and value else ABSENT if not value
+            else hash(value[0]) if len(value) == 1 else hash((len(value), sum(map(hash, value))))
             for value in map(record.attributes.get, compared)
         ])
         self.rule_values = rule_values
@@ -100,15 +101,14 @@ def _differing_exact(desired: Staged, current: Record,
     return found
 
 
-def _differing_stored(desired: Staged, current: StoredTarget,
-                      updatable: tuple[tuple[str, bool], ...],
-                      positions: tuple[int, ...]) -> _Differing:
+def _differing_stored(desired: Staged, current: StoredTarget, layout: Layout) -> _Differing:
     """As _differing_exact, comparing fingerprints; in-sync objects cost one bytes compare."""
     values = desired.values
-    # Inline for the common kinds of value (staged ones are never ""): this runs per object.
+    # fingerprint(), inlined (this runs per object); staged values are never "" nor ().
     wants = [
-        hash(value) if type(value) is str else ABSENT if value is None else fingerprint(value)
-        for value in map(values.__getitem__, positions)
+        hash(value) if type(value) is str else ABSENT if value is None
+        else hash(value[0]) if len(value) == 1 else hash((len(value), sum(map(hash, value))))
+        for value in layout.compared_values(values)
     ]
     packer = _packer(len(wants))
     if packer.pack(*wants) == current.fingerprints:
@@ -117,7 +117,7 @@ def _differing_stored(desired: Staged, current: StoredTarget,
     return [
         (attribute, only_when_empty, have != ABSENT, values[position])
         for (attribute, only_when_empty), position, want, have
-        in zip(updatable, positions, wants, haves, strict=True)
+        in zip(layout.updatable, layout.compared, wants, haves, strict=True)
         if want != have
     ]
 
@@ -144,7 +144,7 @@ def diff_object(desired: Staged, current: Record | StoredTarget | None,
     if not switch.update:
         return []
     layout = template.layout(object_type)
-    differing = (_differing_stored(desired, current, layout.updatable, layout.compared)
+    differing = (_differing_stored(desired, current, layout)
                  if isinstance(current, StoredTarget)
                  else _differing_exact(desired, current, layout.updatable, layout.compared))
     ops: list[Operation] = []

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from operator import itemgetter
 from typing import Any
 
 import cel
@@ -346,6 +347,20 @@ class CompiledMapping:
         self.expression = expression
 
 
+_Picker = Callable[[tuple[StagedValue, ...]], tuple[StagedValue, ...]]
+
+
+def _picker(positions: tuple[int, ...]) -> _Picker:
+    """values -> the values at positions, as a tuple."""
+    if len(positions) > 1:
+        return itemgetter(*positions)  # C speed; it returns a bare value for one position
+
+    def pick(values: tuple[StagedValue, ...]) -> tuple[StagedValue, ...]:
+        return tuple([values[i] for i in positions])
+
+    return pick
+
+
 class Layout:
     """Where one object type's staged values go: the template's attribute names in staging
     order (plain copies first, then CEL mappings), and the positions staging and diff use."""
@@ -353,7 +368,8 @@ class Layout:
     # Staged values are a tuple aligned with `names` (None: no value), so diffs compare by
     # position and a create keeps the tuple as it is, instead of a dict per object.
 
-    __slots__ = ("compared", "computed", "copies", "domain", "names", "rdn", "updatable")
+    __slots__ = ("compared", "compared_values", "computed", "copies", "domain", "names", "rdn",
+                 "updatable")
 
     def __init__(self, mappings: tuple[CompiledMapping, ...], domain_attributes: tuple[str, ...],
                  rdn_attribute: str, updatable: tuple[tuple[str, bool], ...]) -> None:
@@ -371,6 +387,7 @@ class Layout:
         # (attribute, only when the target is empty) an UPDATE may set, and their positions.
         self.updatable = updatable
         self.compared = tuple(self.names.index(name) for name, _ in updatable)
+        self.compared_values = _picker(self.compared)
 
 
 class CompiledTemplate:

@@ -91,7 +91,10 @@ class TargetIndex:
             anchor = shared.pop(target.anchor, target.anchor)
             object_type = target.object_type
             get = target.attributes.get
-            rule_values = tuple([_fold_value(get(name)) for name in attributes])
+            rule_values = tuple([
+                value if not value else _fold(value) if type(value) is str else _fold_value(value)
+                for value in map(get, attributes)
+            ])
             by_anchor[anchor] = StoredTarget(anchor, target, names[object_type], rule_values)
             if object_type not in types:
                 continue
