@@ -51,13 +51,18 @@ def _packer(count: int) -> struct.Struct:
     return packer
 
 
+_DIGEST = struct.Struct("q")
+
+
 class StoredTarget:
     """A target object as the engine keeps it: compared attributes as packed fingerprints."""
 
-    # Compared attributes are 8-byte fingerprints in the order of the template's updatable
-    # attributes; match-rule values are kept lower-cased (shared with the match tables),
-    # references as anchors. Read objects are mostly attribute strings nobody needs once
-    # they are compared.
+    # `fingerprints` packs 8-byte integers: first a digest of the compared values exactly
+    # as read (a desired object with identical values, the usual case, matches it at the
+    # cost of one tuple hash), then one fingerprint per compared attribute in the order of
+    # the template's updatable attributes (for everything else). Match-rule values are kept
+    # lower-cased (shared with the match tables), references as anchors. Read objects are
+    # mostly attribute strings nobody needs once they are compared.
 
     __slots__ = ("anchor", "dn", "enabled", "fingerprints", "object_type", "references",
                  "rule_values")
@@ -68,11 +73,12 @@ class StoredTarget:
         self.object_type = record.object_type
         self.dn = record.dn
         self.enabled = record.enabled
+        values = tuple(map(record.attributes.get, compared))
         # fingerprint(), inlined: this runs per target object.
-        self.fingerprints = _packer(len(compared)).pack(*[
+        self.fingerprints = _packer(len(compared) + 1).pack(hash(values), *[
             hash(value) if type(value) is str and value else ABSENT if not value
             else hash(value[0]) if len(value) == 1 else hash((len(value), sum(map(hash, value))))
-            for value in map(record.attributes.get, compared)
+            for value in values
         ])
         self.rule_values = rule_values
         references = record.references
@@ -102,18 +108,19 @@ def _differing_exact(desired: Staged, current: Record,
 
 
 def _differing_stored(desired: Staged, current: StoredTarget, layout: Layout) -> _Differing:
-    """As _differing_exact, comparing fingerprints; in-sync objects cost one bytes compare."""
+    """As _differing_exact, comparing fingerprints (see StoredTarget)."""
     values = desired.values
+    compared = layout.compared_values(values)
+    fingerprints = current.fingerprints
+    if fingerprints.startswith(_DIGEST.pack(hash(compared))):
+        return []  # the values exactly as the target has them
     # fingerprint(), inlined (this runs per object); staged values are never "" nor ().
     wants = [
         hash(value) if type(value) is str else ABSENT if value is None
         else hash(value[0]) if len(value) == 1 else hash((len(value), sum(map(hash, value))))
-        for value in layout.compared_values(values)
+        for value in compared
     ]
-    packer = _packer(len(wants))
-    if packer.pack(*wants) == current.fingerprints:
-        return []
-    haves = packer.unpack(current.fingerprints)
+    haves = _packer(len(wants) + 1).unpack(fingerprints)[1:]
     return [
         (attribute, only_when_empty, have != ABSENT, values[position])
         for (attribute, only_when_empty), position, want, have
