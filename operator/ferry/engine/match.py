@@ -67,7 +67,7 @@ class TargetIndex:
     """All target objects by anchor (as StoredTarget, fingerprinting `compared` attributes),
     and by lower-cased value of each match rule's attribute."""
 
-    __slots__ = ("_names", "_pending", "_tables", "by_anchor", "joined")
+    __slots__ = ("_names", "_pending", "_tables", "by_anchor", "joined", "vanished")
 
     def __init__(self, rules: PairRules, targets: Iterable[Record], joins: Mapping[str, str],
                  pending_creates: Mapping[str, str],
@@ -86,9 +86,10 @@ class TargetIndex:
         by_anchor, tables, names = self.by_anchor, self._tables, self._names
         # A joined target's anchor comes twice, from the join store and from the read: keep
         # the join store's string and let the read's go (~100 bytes per joined object).
-        shared = {target: target for target in self.joined}
+        # What is left once all are read are the joined targets that are gone.
+        unread = {target: target for target in self.joined}
         for target in targets:
-            anchor = shared.pop(target.anchor, target.anchor)
+            anchor = unread.pop(target.anchor, target.anchor)
             object_type = target.object_type
             get = target.attributes.get
             rule_values = tuple([
@@ -117,6 +118,8 @@ class TargetIndex:
                     normal = normalize_dn(target.dn)
                     if normal in pending_keys:
                         self._pending[normal] = anchor
+        # Targets the join store names that the read did not return (deleted, or out of scope).
+        self.vanished = set(unread)
 
     def clear_match_tables(self) -> None:
         """Drop the rule-value tables once matching is over (they are most of the index)."""

@@ -215,16 +215,18 @@ class _Run:
 
         # Joins whose target object is gone: forget them (a source read this run was already
         # matched or created again above; others are on the next full run).
-        for source_anchor, target_anchor in joins.items():
-            if target_anchor not in by_anchor:
-                self._drop(source_anchor)
+        vanished = self.index.vanished
+        if vanished:
+            for source_anchor, target_anchor in joins.items():
+                if target_anchor in vanished:
+                    self._drop(source_anchor)
 
         deleted = [anchor for anchor in deleted_sources if anchor in self.unseen]
         for anchor in deleted:
             target = by_anchor.get(joins[anchor])
             if target is not None:
                 self.deletes.append(DeleteCandidate(anchor, target, SOURCE_DELETED))
-        if self.full:
+        if self.full and self.unseen:  # a full read usually sees every joined source
             already = set(deleted)
             for anchor, target_anchor in joins.items():
                 if anchor in self.unseen and anchor not in already:
