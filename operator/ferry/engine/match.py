@@ -204,6 +204,17 @@ _Claimant = Candidate | str
 _ValueEntry = Candidate | str | _Shared
 
 
+def _claim_value(table: dict[str, _ValueEntry], value: str, claimant: _Claimant) -> None:
+    """Note that claimant has value (one rule, one object type)."""
+    existing = table.get(value)
+    if existing is None:
+        table[value] = claimant
+    elif isinstance(existing, _Shared):
+        existing.append(claimant)
+    else:
+        table[value] = _Shared((existing, claimant))
+
+
 def _dn_of(claimant: _Claimant) -> str:
     return claimant if isinstance(claimant, str) else claimant.source_dn
 
@@ -211,11 +222,13 @@ def _dn_of(claimant: _Claimant) -> str:
 class Matcher:
     """Matches source objects one at a time; resolve() then settles cross-object conflicts."""
 
-    __slots__ = ("_claims", "_index", "_labels", "_pair", "_rules", "_values", "candidates")
+    __slots__ = ("_claims", "_index", "_labels", "_pair", "_rules", "_sources", "_values",
+                 "candidates")
 
     def __init__(self, rules: PairRules, index: TargetIndex) -> None:
         self._pair = rules.name
         self._rules = rules.match_rules
+        self._sources = tuple(rule.source_attribute for rule in self._rules)
         self._labels = tuple(f"{r.source_attribute} -> {r.target_attribute}" for r in self._rules)
         self._index = index
         # Per rule and type: lower-cased source value -> who claims it.
@@ -228,14 +241,7 @@ class Matcher:
 
     def _register(self, rule_index: int, object_type: ObjectType, value: str,
                   claimant: _Claimant) -> None:
-        table = self._values[rule_index][object_type]
-        existing = table.get(value)
-        if existing is None:
-            table[value] = claimant
-        elif isinstance(existing, _Shared):
-            existing.append(claimant)
-        else:
-            table[value] = _Shared((existing, claimant))
+        _claim_value(self._values[rule_index][object_type], value, claimant)
 
     def note_joined(self, source: Record, target: StoredTarget, desired: Staged | None) -> None:
         """Remember a joined source's rule values that could collide with an unjoined source's."""
@@ -280,10 +286,13 @@ class Matcher:
         candidate = Candidate(source)
         self.candidates.append(candidate)
         object_type = source.object_type
-        per_rule = [_lower_values(source, rule.source_attribute) for rule in self._rules]
-        for index, values in enumerate(per_rule):
+        get = source.attributes.get
+        per_rule = [_folded(get(attribute)) for attribute in self._sources]
+        for tables, values in zip(self._values, per_rule, strict=True):
+            table = tables[object_type]
             for value in values:
-                self._register(index, object_type, value, candidate)
+                if table.setdefault(value, candidate) is not candidate:
+                    _claim_value(table, value, candidate)
         index_ = self._index
         if pending_dn is not None:
             target = index_.pending_target(pending_dn)
@@ -307,7 +316,8 @@ class Matcher:
             if not values:
                 continue  # no value for this rule: the next rule decides
             for value in values:
-                keys += (index, value)
+                keys.append(index)
+                keys.append(value)
             hits = index_.candidates(index, object_type, values)
             if not hits:
                 continue
