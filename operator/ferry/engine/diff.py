@@ -89,31 +89,38 @@ class StoredTarget:
         )
 
 
-# (attribute, only when the target is empty, the target has a value, the desired value)
-_Differing = list[tuple[str, bool, bool, AttributeValue | None]]
+# The attributes an UPDATE sets and their new values (None clears), in template order. For
+# an attribute whose value differs: a WhenEmpty mapping leaves a target value alone, and no
+# value clears only a value that is there; both comparisons below apply exactly that.
+_Changed = tuple[list[str], list[AttributeValue | None]]
 
 
-def _differing_exact(desired: Staged, current: Record,
-                     updatable: tuple[tuple[str, bool], ...],
-                     positions: tuple[int, ...]) -> _Differing:
-    """The updatable attributes whose values differ, comparing values."""
+def _changed_exact(desired: Staged, current: Record, layout: Layout) -> _Changed:
+    """What an UPDATE changes, comparing values."""
     wants, have_attrs = desired.values, current.attributes
-    found: _Differing = []
-    for (attribute, only_when_empty), position in zip(updatable, positions, strict=True):
+    names: list[str] = []
+    new_values: list[AttributeValue | None] = []
+    for (attribute, only_when_empty), position in zip(layout.updatable, layout.compared,
+                                                      strict=True):
         want, have = wants[position], have_attrs.get(attribute) or None
         if want == have or (want is not None and have is not None and same_value(want, have)):
             continue
-        found.append((attribute, only_when_empty, have is not None, want))
-    return found
+        if (only_when_empty and have is not None) or (want is None and have is None):
+            continue
+        names.append(attribute)
+        new_values.append(want)
+    return names, new_values
 
 
-def _differing_stored(desired: Staged, current: StoredTarget, layout: Layout) -> _Differing:
-    """As _differing_exact, comparing fingerprints (see StoredTarget)."""
+def _changed_stored(desired: Staged, current: StoredTarget, layout: Layout) -> _Changed:
+    """What an UPDATE changes, comparing fingerprints (see StoredTarget)."""
     values = desired.values
     compared = layout.compared_values(values)
     fingerprints = current.fingerprints
+    names: list[str] = []
+    new_values: list[AttributeValue | None] = []
     if fingerprints.startswith(_DIGEST.pack(hash(compared))):
-        return []  # the values exactly as the target has them
+        return names, new_values  # the values exactly as the target has them
     # fingerprint(), inlined (this runs per object); staged values are never "" nor ().
     wants = [
         hash(value) if type(value) is str else ABSENT if value is None
@@ -121,12 +128,16 @@ def _differing_stored(desired: Staged, current: StoredTarget, layout: Layout) ->
         for value in compared
     ]
     haves = _packer(len(wants) + 1).unpack(fingerprints)[1:]
-    return [
-        (attribute, only_when_empty, have != ABSENT, values[position])
-        for (attribute, only_when_empty), position, want, have
-        in zip(layout.updatable, layout.compared, wants, haves, strict=True)
-        if want != have
-    ]
+    for (attribute, only_when_empty), want, have, value in zip(layout.updatable, wants, haves,
+                                                                compared, strict=True):
+        if want == have:
+            continue
+        present = have != ABSENT
+        if (only_when_empty and present) or (value is None and not present):
+            continue
+        names.append(attribute)
+        new_values.append(value)
+    return names, new_values
 
 
 def diff_object(desired: Staged, current: Record | StoredTarget | None,
@@ -151,29 +162,19 @@ def diff_object(desired: Staged, current: Record | StoredTarget | None,
     if not switch.update:
         return []
     layout = template.layout(object_type)
-    differing = (_differing_stored(desired, current, layout)
-                 if isinstance(current, StoredTarget)
-                 else _differing_exact(desired, current, layout.updatable, layout.compared))
+    changed, new_values = (_changed_stored(desired, current, layout)
+                           if isinstance(current, StoredTarget)
+                           else _changed_exact(desired, current, layout))
     ops: list[Operation] = []
     enabled = None
     # A target that does not report enabled (None) is not toggled on guesswork.
     if desired.enabled is not None and current.enabled is not None \
             and desired.enabled != current.enabled:
         enabled = desired.enabled
-    if differing or enabled is not None:
-        changed: list[str] = []
-        new_values: list[AttributeValue | None] = []
-        for attribute, only_when_empty, present, want in differing:
-            if only_when_empty and present:
-                continue
-            if want is not None or present:  # no value clears only a value that is there
-                changed.append(attribute)
-                new_values.append(want)
-        if changed or enabled is not None:
-            ops.append(Operation(OpKind.UPDATE, object_type, pair, source_anchor,
-                                 current.anchor, current.dn,
-                                 changes=Changes.of(tuple(changed), tuple(new_values)),
-                                 enabled=enabled))
+    if changed or enabled is not None:
+        ops.append(Operation(OpKind.UPDATE, object_type, pair, source_anchor, current.anchor,
+                             current.dn, changes=Changes.of(tuple(changed), tuple(new_values)),
+                             enabled=enabled))
     # A desired DN without a container means the template places nothing (e.g. Entra ID).
     dn = desired.dn
     if dn != current.dn and "," in dn and not same_dn(dn, current.dn):
