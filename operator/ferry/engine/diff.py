@@ -7,7 +7,7 @@ from collections.abc import Collection, Mapping
 
 from ferry.engine.dn import same_dn
 from ferry.engine.expressions import CompiledTemplate, Layout
-from ferry.engine.plan import Changes, Operation, OpKind
+from ferry.engine.plan import Operation, OpKind, shared_names
 from ferry.engine.records import REFERENCE_ATTRIBUTES, AttributeValue, ObjectType, Record
 from ferry.engine.stage import Staged
 
@@ -64,12 +64,13 @@ class StoredTarget:
     # lower-cased (shared with the match tables), references as anchors. Read objects are
     # mostly attribute strings nobody needs once they are compared.
 
-    __slots__ = ("anchor", "dn", "enabled", "fingerprints", "object_type", "references",
+    __slots__ = ("anchor", "dn", "enabled", "fingerprints", "object_type", "owner", "references",
                  "rule_values")
 
     def __init__(self, anchor: str, record: Record, compared: tuple[str, ...],
-                 rule_values: tuple[AttributeValue | None, ...]) -> None:
+                 rule_values: tuple[AttributeValue | None, ...], owner: str | None) -> None:
         self.anchor = anchor  # equal to record.anchor, maybe another (shared) string
+        self.owner = owner  # the source anchor it is joined to (join store), if any
         self.object_type = record.object_type
         self.dn = record.dn
         self.enabled = record.enabled
@@ -151,14 +152,12 @@ def diff_object(desired: Staged, current: Record | StoredTarget | None,
     if current is None:
         if not switch.create:
             return []
-        names, values = desired.names, desired.values
-        if None not in values:  # the layout's own names tuple: shared already
-            changes = Changes(names, values)
-        else:  # attributes whose mapping gave no value are left out
+        names, values = desired.names, desired.values  # the layout's names: shared already
+        if None in values:  # attributes whose mapping gave no value are left out
             kept = [(n, v) for n, v in zip(names, values, strict=True) if v is not None]
-            changes = Changes.of(tuple(n for n, _ in kept), tuple(v for _, v in kept))
+            names, values = shared_names(tuple(n for n, _ in kept)), tuple(v for _, v in kept)
         return [Operation(OpKind.CREATE, object_type, pair, source_anchor, None, desired.dn,
-                          changes=changes, enabled=desired.enabled)]
+                          change_names=names, change_values=values, enabled=desired.enabled)]
     if not switch.update:
         return []
     layout = template.layout(object_type)
@@ -173,8 +172,8 @@ def diff_object(desired: Staged, current: Record | StoredTarget | None,
         enabled = desired.enabled
     if changed or enabled is not None:
         ops.append(Operation(OpKind.UPDATE, object_type, pair, source_anchor, current.anchor,
-                             current.dn, changes=Changes.of(tuple(changed), tuple(new_values)),
-                             enabled=enabled))
+                             current.dn, change_names=shared_names(tuple(changed)),
+                             change_values=tuple(new_values), enabled=enabled))
     # A desired DN without a container means the template places nothing (e.g. Entra ID).
     dn = desired.dn
     if dn != current.dn and "," in dn and not same_dn(dn, current.dn):

@@ -67,14 +67,12 @@ class TargetIndex:
     """All target objects by anchor (as StoredTarget, fingerprinting `compared` attributes),
     and by lower-cased value of each match rule's attribute."""
 
-    __slots__ = ("_names", "_pending", "_tables", "by_anchor", "joined", "vanished")
+    __slots__ = ("_names", "_pending", "_tables", "by_anchor", "vanished")
 
     def __init__(self, rules: PairRules, targets: Iterable[Record], joins: Mapping[str, str],
                  pending_creates: Mapping[str, str],
                  compared: Mapping[ObjectType, tuple[str, ...]]) -> None:
         self.by_anchor: dict[str, StoredTarget] = {}
-        # target anchor -> source anchor: who already owns a target object.
-        self.joined: dict[str, str] = {target: source for source, target in joins.items()}
         attributes = tuple(rule.target_attribute for rule in rules.match_rules)
         self._names = {object_type: compared.get(object_type, ()) for object_type in ObjectType}
         self._tables: list[dict[ObjectType, dict[str, _TargetEntry]]] = [
@@ -84,19 +82,21 @@ class TargetIndex:
         self._pending: dict[str, str] = {}
         types = rules.object_types
         by_anchor, tables, names = self.by_anchor, self._tables, self._names
-        # A joined target's anchor comes twice, from the join store and from the read: keep
-        # the join store's string and let the read's go (~100 bytes per joined object).
-        # What is left once all are read are the joined targets that are gone.
-        unread = {target: target for target in self.joined}
+        # Joined targets not read yet: anchor -> (anchor, source anchor). A joined target's
+        # anchor comes twice, from the join store and from the read: the join store's string
+        # is kept and the read's let go (~100 bytes per joined object). What is left once
+        # all are read are the joined targets that are gone.
+        unread = {target: (target, source) for source, target in joins.items()}
         for target in targets:
-            anchor = unread.pop(target.anchor, target.anchor)
+            anchor, owner = unread.pop(target.anchor, None) or (target.anchor, None)
             object_type = target.object_type
             get = target.attributes.get
             rule_values = tuple([
                 value if not value else _fold(value) if type(value) is str else _fold_value(value)
                 for value in map(get, attributes)
             ])
-            by_anchor[anchor] = StoredTarget(anchor, target, names[object_type], rule_values)
+            by_anchor[anchor] = StoredTarget(anchor, target, names[object_type], rule_values,
+                                             owner)
             if object_type not in types:
                 continue
             for index, value in enumerate(rule_values):
@@ -120,6 +120,11 @@ class TargetIndex:
                         self._pending[normal] = anchor
         # Targets the join store names that the read did not return (deleted, or out of scope).
         self.vanished = set(unread)
+
+    def owner(self, anchor: str) -> str | None:
+        """The source anchor the target object `anchor` is joined to (join store), if any."""
+        stored = self.by_anchor.get(anchor)
+        return None if stored is None else stored.owner
 
     def clear_match_tables(self) -> None:
         """Drop the rule-value tables once matching is over (they are most of the index)."""
@@ -297,7 +302,7 @@ class Matcher:
         if pending_dn is not None:
             target = index_.pending_target(pending_dn)
             if target is not None:
-                owner = index_.joined.get(target)
+                owner = index_.owner(target)
                 if owner is not None and owner != source.anchor:
                     target_dn = index_.dn(target)
                     self._conflict(
@@ -331,7 +336,7 @@ class Matcher:
                 )
                 break
             target = hits[0]
-            owner = index_.joined.get(target)
+            owner = index_.owner(target)
             if owner is not None:
                 target_dn = index_.dn(target)
                 self._conflict(

@@ -243,7 +243,7 @@ class _Run:
         by_anchor.clear()
 
         resolver = ReferenceResolver(joins, plan.new_joins, self.dropped, created,
-                                     self.index.joined.keys())
+                                     set(joins.values()))
         reference_ops: list[Operation] = []
         works, self.references = self.references, []
         for work in works:

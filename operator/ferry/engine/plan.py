@@ -19,11 +19,7 @@ class OpKind(StrEnum):
 
 
 class Changes(Mapping[str, AttributeValue | None]):
-    """Attribute -> new value (None clears it), read-only, kept as two aligned tuples."""
-
-    # A plan may hold a million of these: a dict apiece costs 250-650 bytes, while here the
-    # names tuple is shared by every Changes with the same attributes (see `of`) and only
-    # the values tuple is per operation. Lookups scan the names; there are only a few.
+    """Attribute -> new value (None clears it): a read-only view of two aligned tuples."""
 
     __slots__ = ("_names", "_values")
 
@@ -32,16 +28,6 @@ class Changes(Mapping[str, AttributeValue | None]):
             raise ValueError(f"{len(names)} attribute names for {len(values)} values")
         self._names = names
         self._values = values
-
-    @classmethod
-    def of(cls, names: tuple[str, ...], values: tuple[AttributeValue | None, ...]) -> Changes:
-        """Changes whose names tuple is shared with earlier ones of the same attributes."""
-        shared = _NAMES.get(names)
-        if shared is None:
-            if len(_NAMES) >= _NAMES_LIMIT:
-                _NAMES.clear()  # bounded: only sharing is lost, never correctness
-            shared = _NAMES.setdefault(names, names)
-        return cls(shared, values)
 
     def __getitem__(self, name: str) -> AttributeValue | None:
         try:
@@ -65,9 +51,19 @@ class Changes(Mapping[str, AttributeValue | None]):
         return f"Changes({dict(zip(self._names, self._values, strict=True))!r})"
 
 
+def shared_names(names: tuple[str, ...]) -> tuple[str, ...]:
+    """names, or an equal tuple handed out before: operations setting the same attributes
+    share one tuple of their names."""
+    shared = _NAMES.get(names)
+    if shared is None:
+        if len(_NAMES) >= _NAMES_LIMIT:
+            _NAMES.clear()  # bounded: only sharing is lost, never correctness
+        shared = _NAMES.setdefault(names, names)
+    return shared
+
+
 _NAMES: dict[tuple[str, ...], tuple[str, ...]] = {}
 _NAMES_LIMIT = 4096
-NO_CHANGES = Changes((), ())
 
 
 @dataclass(slots=True)
@@ -80,6 +76,11 @@ class Operation:
     they may be created in the same run) and `remove` holds *target* anchors.
     """
 
+    # A plan may hold a million operations, so the changes are two aligned tuples rather
+    # than a mapping object each (a dict costs 250-650 bytes): the names tuple is shared
+    # by every operation setting the same attributes (see shared_names), and only the values
+    # are the operation's own. `changes` reads them as a mapping.
+
     kind: OpKind
     object_type: ObjectType
     pair: str
@@ -87,12 +88,18 @@ class Operation:
     target_anchor: str | None
     dn: str                                   # current target DN (desired DN for CREATE)
     new_dn: str | None = None                 # MOVE only
-    changes: Changes = NO_CHANGES
+    change_names: tuple[str, ...] = ()        # CREATE/UPDATE: the attributes set ...
+    change_values: tuple[AttributeValue | None, ...] = ()  # ... and their new values
     enabled: bool | None = None               # CREATE/UPDATE of users: desired state
     attribute: str | None = None              # REFERENCES: "member" or "manager"
     add: tuple[str, ...] = ()
     remove: tuple[str, ...] = ()
     reason: str = ""
+
+    @property
+    def changes(self) -> Changes:
+        """Attribute -> new value (None clears it), for CREATE and UPDATE."""
+        return Changes(self.change_names, self.change_values)
 
 
 @dataclass(frozen=True, slots=True)

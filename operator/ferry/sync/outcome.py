@@ -11,7 +11,7 @@ from enum import IntEnum
 from pathlib import Path
 from typing import Any
 
-from ferry.engine.plan import Conflict, OpKind, PairPlan, StagingError
+from ferry.engine.plan import Conflict, Operation, OpKind, PairPlan, StagingError
 
 COUNT_KEYS = ("created", "updated", "moved", "deleted", "unchanged", "conflicts", "errors",
               "deferred")
@@ -99,9 +99,14 @@ def plan_to_json(outcome: RunOutcome, plans: list[PairPlan]) -> dict[str, Any]:
 
     def clean(value: Any) -> Any:
         if dataclasses.is_dataclass(value) and not isinstance(value, type):
-            return {f.name: clean(getattr(value, f.name)) for f in dataclasses.fields(value)
-                    if getattr(value, f.name) not in (None, "", (), [], {})}
-        if isinstance(value, Mapping):  # dicts, and operations' Changes
+            fields = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+            if isinstance(value, Operation):  # its changes as one mapping, not two lists
+                fields = {("changes" if name == "change_names" else name):
+                          (value.changes if name == "change_names" else field)
+                          for name, field in fields.items() if name != "change_values"}
+            return {name: clean(field) for name, field in fields.items()
+                    if field not in (None, "", (), [], {})}
+        if isinstance(value, Mapping):  # dicts, and operations' changes
             return {str(k): clean(v) for k, v in value.items()}
         if isinstance(value, (list, tuple)):
             return [clean(v) for v in value]
