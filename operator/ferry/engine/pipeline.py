@@ -132,6 +132,11 @@ class _Run:
                 return False
             if not want:
                 continue
+            if len(want) == 1:  # one reference (a manager, say): no sets needed
+                target_ref = joins.get(want[0])
+                if target_ref is None or target_ref != have[0] or target_ref not in by_anchor:
+                    return False
+                continue
             mapped: set[str] = set()
             for source_ref in want:
                 target_ref = joins.get(source_ref)
