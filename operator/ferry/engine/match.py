@@ -91,10 +91,7 @@ class TargetIndex:
             anchor, owner = unread.pop(target.anchor, None) or (target.anchor, None)
             object_type = target.object_type
             get = target.attributes.get
-            rule_values = tuple([
-                value if not value else _fold(value) if type(value) is str else _fold_value(value)
-                for value in map(get, attributes)
-            ])
+            rule_values = tuple([_fold_value(value) for value in map(get, attributes)])
             by_anchor[anchor] = StoredTarget(anchor, target, names[object_type], rule_values,
                                              owner)
             if object_type not in types:
