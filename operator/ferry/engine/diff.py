@@ -215,18 +215,6 @@ class ReferenceResolver:
         return target_anchor in self.joined_targets or target_anchor in self.new_targets
 
 
-def diff_references(source_anchor: str, object_type: ObjectType, dn: str,
-                    target_anchor: str | None, desired: Mapping[str, tuple[str, ...]],
-                    current: Mapping[str, tuple[str, ...]], resolver: ReferenceResolver, *,
-                    pair: str) -> tuple[list[Operation], bool]:
-    """REFERENCES operations (add: source anchors, remove: target anchors), and whether a
-    reference could not be resolved (deferred). Target-native references are never removed."""
-    haves = aligned_references(current) if current else None
-    row = reference_row(source_anchor, object_type, target_anchor, dn,
-                        aligned_references(desired), haves, False)
-    return diff_reference_row(row, resolver, pair=pair)
-
-
 # One object's references, kept until every join and create of the run is known:
 # (source anchor, object type value, target anchor or None, DN for the operation, wanted
 # source anchors and current target anchors, each aligned with REFERENCE_ATTRIBUTES, and
@@ -261,7 +249,8 @@ def reference_row_type(row: ReferenceRow) -> ObjectType:
 
 def diff_reference_row(row: ReferenceRow, resolver: ReferenceResolver, *,
                        pair: str) -> tuple[list[Operation], bool]:
-    """diff_references for a ReferenceRow."""
+    """REFERENCES operations for one row (add: source anchors, remove: target anchors), and
+    whether a reference could not be resolved (deferred). Target-native references stay."""
     source_anchor, type_value, target_anchor, dn, wants, haves, _ = row
     ops: list[Operation] = []
     deferred = False
