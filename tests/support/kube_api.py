@@ -46,6 +46,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from tests.support.pki import CertificateAuthority
 
 from ferry.lab.samba import free_addresses
 
@@ -456,7 +457,8 @@ class KubeAPI:
     def _write_pki(self) -> None:
         """The CA, the serving certificate for the current address and the SA signing key."""
         if self._ca_key is None or self._ca_cert is None:
-            self._ca_key, self._ca_cert = _new_ca()
+            ca = CertificateAuthority.create(f"Ferry test cluster CA {uuid.uuid4().hex[:8]}")
+            self._ca_key, self._ca_cert = ca.key, ca.cert
             _write_key(self.pki / "ca.key", self._ca_key)
             _write_cert(self.ca_file, self._ca_cert)
             sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -640,46 +642,6 @@ def _get(ip: str, port: int, path: str, context: ssl.SSLContext) -> tuple[int, s
         return response.status, response.read().decode("utf-8", "replace")
     finally:
         connection.close()
-
-
-def _new_ca() -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name(
-        [
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Ferry tests"),
-            x509.NameAttribute(
-                NameOID.COMMON_NAME, f"Ferry test cluster CA {uuid.uuid4().hex[:8]}"
-            ),
-        ]
-    )
-    now = datetime.now(UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(hours=1))
-        .not_valid_after(now + timedelta(days=30))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    return key, cert
 
 
 def _key_pem(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> bytes:
