@@ -17,6 +17,8 @@ adds). Then, with ad_bench's ATTRIBUTES for every read, RUNS runs each, best run
                  does it), and the two halves (one OU each) read concurrently from two
                  threads, one work item each (which agent took which is reported)
   (context)      the two halves read direct, concurrently from two threads
+  creates        1,000 user creates with passwords, in the AD connector's batches, direct
+                 (DirectorySession.write) and through the one agent (RemoteDirectory.write)
 Gateway memory (VmRSS) is measured on a separate fresh gateway: idle with no agent, then with
 IDLE_AGENTS agents connected and idle once each has heartbeated three times, then after they
 left. The gateway listens on 127.0.0.103. Prints one JSON document.
@@ -44,17 +46,22 @@ sys.path.insert(0, str(ROOT))
 from bench.ad_bench import ATTRIBUTES  # noqa: E402
 from tests.integration.gateway.harness import RunningGateway, start_gateway  # noqa: E402
 
+from ferry.connectors.activedirectory import ActiveDirectoryConnector  # noqa: E402
 from ferry.connectors.remote import GatewaySettings, RemoteDirectory  # noqa: E402
 from ferry.lab import Lab, LabDomain  # noqa: E402
 from ferry.lab.samba import DomainSpec, free_addresses  # noqa: E402
 from ferry.state.store import StateStore  # noqa: E402
 from ferry_agent.directory import Scope, build_dn, ensure_ou  # noqa: E402
+from ferry_agent.directory.batch import Write  # noqa: E402
+from ferry_agent.directory.password import generate_password  # noqa: E402
 from ferry_agent.directory.session import DirectorySession  # noqa: E402
-from ferry_agent.directory.write import create  # noqa: E402
+from ferry_agent.directory.write import create, delete  # noqa: E402
 
 GATEWAY_HOST = "127.0.0.103"
 ENVIRONMENT = "src"
 STOP_SECONDS = 15.0
+CREATE_USERS = 1000
+BATCH = ActiveDirectoryConnector.batch_size
 
 
 def log(message: str) -> None:
@@ -250,6 +257,55 @@ def measured(runs: int, actions: dict[str, Callable[[], int]], expected: int
     return results
 
 
+# -- writes ------------------------------------------------------------------------------------
+
+def batched_creates(domain: LabDomain, session: DirectorySession, remote: RemoteDirectory,
+                    parent: str, runs: int, users: int = CREATE_USERS) -> dict[str, Any]:
+    """`users` user creates with passwords in the connector's batches, direct and through the
+    agent, taking turns; each run into a fresh OU, deleted again untimed."""
+    def creates(sink: Any, run: str) -> Callable[[], int]:
+        ou = f"OU=Writes {run},{parent}"
+
+        def action() -> int:
+            done = 0
+            for start in range(0, users, BATCH):
+                batch = [Write("create", build_dn(f"Write Bench {run} {i:05d}", ou),
+                               object_type="user", parent=ou if i == 0 else "",
+                               attributes={"sAMAccountName": [f"wb{run}{i:05d}"],
+                                           "userPrincipalName": [f"wb{run}{i:05d}@src.test"],
+                                           "givenName": ["Write"], "sn": [f"Bench {i}"]},
+                               password=generate_password(), enabled=True)
+                         for i in range(start, min(start + BATCH, users))]
+                done += sum(1 for result in sink.write(batch) if result.ok)
+            return done
+        return action
+
+    seconds: dict[str, list[float]] = {"direct": [], "one_agent": []}
+    conn = domain.connect()
+    try:
+        for number in range(runs):
+            for label, sink in (("direct", session), ("one_agent", remote)):
+                run = f"{label[0]}{number}"
+                started = time.perf_counter()
+                made = creates(sink, run)()
+                seconds[label].append(time.perf_counter() - started)
+                if made != users:
+                    raise SystemExit(f"{label}: created {made} of {users} users")
+                delete(conn, f"OU=Writes {run},{parent}", tree=True)
+    finally:
+        conn.unbind()
+    result: dict[str, Any] = {"users": users, "batch": BATCH}
+    for label, taken in seconds.items():
+        best = min(taken)
+        log(f"  creates {label}: {users} users in {best:.2f} s = {users / best:.0f}/s"
+            f" (runs: {', '.join(f'{t:.2f}' for t in taken)} s)")
+        result[label] = {"seconds": round(best, 3), "creates_per_s": round(users / best),
+                         "all_runs_seconds": [round(t, 3) for t in taken]}
+    result["one_agent_vs_direct"] = round(
+        result["direct"]["seconds"] / result["one_agent"]["seconds"], 3)
+    return result
+
+
 # -- phases ------------------------------------------------------------------------------------
 
 def gateway_memory(root: Path, domain: LabDomain, idle_agents: int,
@@ -315,6 +371,7 @@ def throughput(root: Path, domain: LabDomain, parent: str, halves: list[str], us
     remotes[0].exists(parent)  # warm up: the agent binds to the DC, the job's TLS connection
     found.update(measured(runs, {"direct": direct, "one_agent": lambda: remote(0, full)},
                           users))
+    found["writes"] = batched_creates(domain, sessions[0], remotes[0], parent, runs)
 
     log("two agents")
     second = agents.start("src-agent-2")
@@ -392,6 +449,7 @@ def main() -> None:
         "one_agent_vs_direct": round(per_s["one_agent"] / per_s["direct"], 3),
         "target_one_agent_vs_direct": 0.8,
         "reads": {name: reads[name] for name in order},
+        "creates": reads["writes"],
         "gateway_rss_mb": memory,
         "bench_seconds": round(time.perf_counter() - started, 1),
     }, indent=2))

@@ -11,9 +11,10 @@ plain HTTPS POSTs cross the network (they pass web proxies). Routes:
   job     POST /v1/work/<id>/results ResultsRequest -> WorkProgress
 
 A work item is one call of a DirectorySession method (ferry_agent.directory.session) with
-JSON-encoded arguments; results come back in numbered chunks (reads stream entries in pages),
-the last one marked final. Errors travel as ErrorInfo and are raised again on the caller's
-side as the same exception type, so per-object errors stay per-object.
+JSON-encoded arguments; results come back in numbered chunks (reads stream entries in pages,
+a write batch its per-object results), the last one marked final. Errors travel as ErrorInfo
+and are raised again on the caller's side as the same exception type; a write batch reports
+each object's error in its own result, so per-object errors stay per-object.
 
 Leases: a polled WorkItem is leased to the agent until now + leaseSeconds; every accepted chunk
 and every Heartbeat listing the lease id extends that. An expired lease, or an agent silent
@@ -44,20 +45,23 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from .directory.batch import Write, WriteResult
 from .directory.errors import DirectoryError, WatermarkError
-from .directory.read import Changes, Entry, Scope, Watermark
+from .directory.read import Changes, ChangeStream, Entry, Scope, Watermark
 
 PROTOCOL_VERSION = 1
 MAX_BODY_BYTES = 16 * 1024 * 1024   # the gateway refuses larger bodies; agents page below it
 READ_PAGE = 500                      # entries per result chunk of a streamed read
 POLL_WAIT_SECONDS = 25               # long-poll: below common proxy idle timeouts
 
-# Operations an agent carries out; streamed ones return their entries in several chunks.
-STREAMED = frozenset({"read_full", "read_by_guids"})
+WRITE_PAGE = 100                     # write results per result chunk
+
+# Operations an agent carries out. read_full and read_by_guids stream pages of entries;
+# read_changes streams pages of entries, then a last chunk with deletions and the watermark;
+# write carries a batch of Writes and streams pages of their results, one per Write in order.
 OPERATIONS = frozenset({
     "exists", "initial_watermark", "read_full", "read_changes", "read_by_guids",
-    "resolve_dns", "create", "update", "set_enabled", "move", "delete", "add_members",
-    "remove_members", "ensure_ou",
+    "resolve_dns", "write",
 })
 
 
@@ -234,16 +238,84 @@ def decode_entry(data: dict[str, Any]) -> Entry:
                  user_account_control=data.get("uac"))
 
 
-def encode_changes(changes: Changes) -> dict[str, Any]:
-    return {"entries": [encode_entry(e) for e in changes.entries],
-            "deleted": changes.deleted, "outOfScope": changes.out_of_scope,
-            "watermark": changes.watermark.to_dict()}
+def encode_change_summary(stream: ChangeStream) -> dict[str, Any]:
+    """The last chunk of a streamed read_changes (after its entries were consumed)."""
+    return {"deleted": stream.deleted, "outOfScope": stream.out_of_scope,
+            "watermark": stream.watermark.to_dict()}
 
 
-def decode_changes(data: dict[str, Any]) -> Changes:
-    return Changes(entries=[decode_entry(e) for e in data["entries"]],
-                   deleted=list(data["deleted"]), out_of_scope=list(data["outOfScope"]),
-                   watermark=Watermark.from_dict(data["watermark"]))
+def decode_changes(pages: Sequence[Any]) -> Changes:
+    """The chunks of read_changes (pages of entries, then the summary) as one Changes."""
+    if not pages or not isinstance(pages[-1], dict):
+        raise ProtocolError("read_changes: the last chunk must hold deleted, outOfScope and"
+                            " watermark")
+    summary = pages[-1]
+    return Changes(entries=[decode_entry(e) for page in pages[:-1] for e in page or ()],
+                   deleted=list(summary["deleted"]), out_of_scope=list(summary["outOfScope"]),
+                   watermark=Watermark.from_dict(summary["watermark"]))
+
+
+def encode_write(item: Write) -> dict[str, Any]:
+    body: dict[str, Any] = {"kind": item.kind, "dn": item.dn}
+    optional = {"objectType": item.object_type, "attributes": dict(item.attributes),
+                "newDn": item.new_dn, "add": list(item.add), "remove": list(item.remove),
+                "password": item.password, "mustChangePassword": item.must_change_password,
+                "parent": item.parent}
+    body.update((k, v) for k, v in optional.items() if v)  # leave out what is empty
+    if item.enabled is not None:
+        body["enabled"] = item.enabled
+    return body
+
+
+def decode_write(data: Any) -> Write:
+    """A Write from its JSON form; ProtocolError names a wrong field."""
+    if not isinstance(data, dict) or not isinstance(data.get("kind"), str) \
+            or not isinstance(data.get("dn"), str):
+        raise ProtocolError("write: each write needs string fields kind and dn")
+    attributes = data.get("attributes") or {}
+    if not isinstance(attributes, dict) or not all(
+            v is None or (isinstance(v, list) and all(isinstance(x, str) for x in v))
+            for v in attributes.values()):
+        raise ProtocolError(f"write {data['dn']!r}: attributes must map names to lists of"
+                            " strings or null")
+    enabled, password = data.get("enabled"), data.get("password")
+    if enabled is not None and not isinstance(enabled, bool):
+        raise ProtocolError(f"write {data['dn']!r}: enabled must be true, false or null")
+    if password is not None and not isinstance(password, str):
+        raise ProtocolError(f"write {data['dn']!r}: password must be a string")
+    return Write(kind=data["kind"], dn=data["dn"], object_type=str(data.get("objectType", "")),
+                 attributes=attributes, enabled=enabled, new_dn=str(data.get("newDn", "")),
+                 add=tuple(as_strings(data.get("add", []), "add")),
+                 remove=tuple(as_strings(data.get("remove", []), "remove")), password=password,
+                 must_change_password=bool(data.get("mustChangePassword")),
+                 parent=str(data.get("parent", "")))
+
+
+def encode_write_result(result: WriteResult) -> dict[str, Any]:
+    if result.error is not None:
+        return {"error": asdict(error_of(result.error))}
+    return {"guid": result.guid}
+
+
+def decode_write_result(data: dict[str, Any]) -> WriteResult:
+    error = data.get("error")
+    if error:
+        info = _error_info(error)
+        return WriteResult(error=DirectoryError(info.dn, info.operation, info.code,
+                                                info.message, info.description))
+    return WriteResult(guid=str(data.get("guid") or ""))
+
+
+def result_pages(results: Iterator[WriteResult], size: int = WRITE_PAGE
+                 ) -> Iterator[list[dict[str, Any]]]:
+    """A batch's results cut into result chunks."""
+    page: list[dict[str, Any]] = []
+    for result in results:
+        page.append(encode_write_result(result))
+        if len(page) >= size:
+            yield page
+            page = []
+    yield page
 
 
 def error_of(exc: Exception) -> ErrorInfo:

@@ -7,7 +7,6 @@ from typing import Any
 
 from .directory.read import Watermark
 from .directory.session import DirectorySession
-from .directory.write import read_guid
 from .protocol import (
     OPERATIONS,
     ErrorInfo,
@@ -15,9 +14,11 @@ from .protocol import (
     WorkItem,
     as_strings,
     decode_scope,
-    encode_changes,
+    decode_write,
+    encode_change_summary,
     error_of,
     pages,
+    result_pages,
 )
 
 Chunk = tuple[Any, ErrorInfo | None]   # (value, error); the last chunk is final
@@ -39,7 +40,6 @@ def execute(session: DirectorySession, item: WorkItem) -> Iterator[Chunk]:
 def _run(session: DirectorySession, item: WorkItem) -> Iterator[Chunk]:
     args = item.arguments
     op = item.operation
-    retried = item.attempt > 1
     if op == "exists":
         yield session.exists(str(args["dn"])), None
     elif op == "initial_watermark":
@@ -55,43 +55,19 @@ def _run(session: DirectorySession, item: WorkItem) -> Iterator[Chunk]:
         for page in pages(iter(entries)):
             yield page, None
     elif op == "read_changes":
-        changes = session.read_changes(decode_scope(args["scope"]),
-                                       as_strings(args["attributes"], "attributes"),
-                                       Watermark.from_dict(args["watermark"]))
-        yield encode_changes(changes), None
+        stream = session.stream_changes(decode_scope(args["scope"]),
+                                        as_strings(args["attributes"], "attributes"),
+                                        Watermark.from_dict(args["watermark"]))
+        for page in pages(stream.entries):
+            yield page, None
+        yield encode_change_summary(stream), None
     elif op == "resolve_dns":
         yield session.resolve_dns(as_strings(args["dns"], "dns")), None
-    elif op == "create":
-        dn = str(args["dn"])
-        # A retried create may have been applied by an agent that died before reporting.
-        if retried and session.exists(dn):
-            yield read_guid(session.conn, dn), None
-            return
-        yield session.create(str(args["objectType"]), dn, dict(args["attributes"]),
-                             password=args.get("password"),
-                             must_change_password=bool(args.get("mustChangePassword")),
-                             enabled=args.get("enabled")), None
-    elif op == "update":
-        session.update(str(args["dn"]), dict(args["changes"]))
-        yield None, None
-    elif op == "set_enabled":
-        session.set_enabled(str(args["dn"]), bool(args["enabled"]))
-        yield None, None
-    elif op == "move":
-        dn, new_dn = str(args["dn"]), str(args["newDn"])
-        if not (retried and not session.exists(dn) and session.exists(new_dn)):
-            session.move(dn, new_dn)
-        yield None, None
-    elif op == "delete":
-        dn = str(args["dn"])
-        if not (retried and not session.exists(dn)):
-            session.delete(dn)
-        yield None, None
-    elif op == "add_members":
-        session.add_members(str(args["groupDn"]), as_strings(args["memberDns"], "memberDns"))
-        yield None, None
-    elif op == "remove_members":
-        session.remove_members(str(args["groupDn"]), as_strings(args["memberDns"], "memberDns"))
-        yield None, None
-    elif op == "ensure_ou":
-        yield session.ensure_ou(str(args["dn"])), None
+    elif op == "write":
+        raw = args["writes"]
+        if not isinstance(raw, list):
+            raise ProtocolError("writes: expected a list")
+        writes = [decode_write(w) for w in raw]
+        # A retried batch may have been applied in part by an agent that died before reporting.
+        results = session.write(writes, check_first=item.attempt > 1)
+        yield from ((page, None) for page in result_pages(results))

@@ -196,6 +196,12 @@ def naming_context(conn: ldap3.Connection) -> str:
     return root_dse(conn)["defaultNamingContext"][0]
 
 
+def exists(conn: ldap3.Connection, dn: str) -> bool:
+    """Whether an object is at `dn`."""
+    conn.search(dn, "(objectClass=*)", ldap3.BASE, attributes=["1.1"])
+    return bool(conn.result["result"] == 0)
+
+
 def server_invocation_id(conn: ldap3.Connection, dse: dict[str, list[str]] | None = None) -> str:
     """The invocationId of the DC this connection talks to (USNs are only valid there)."""
     dse = dse or root_dse(conn)
@@ -544,6 +550,33 @@ def read_changes(
     through uSNChanged needs read access to the Deleted Objects container.
     Raises WatermarkError when a USN position came from another DC: do a full read then.
     """
+    stream = stream_changes(conn, scope, attributes, watermark, method)
+    entries = list(stream.entries)
+    return Changes(entries, stream.deleted, stream.out_of_scope, stream.watermark)
+
+
+@dataclass
+class ChangeStream:
+    """A delta being read: `entries` yields the changed objects in scope as they are read.
+
+    `deleted` and `watermark` are known from the start; `out_of_scope` fills up while
+    `entries` is consumed and is complete once it is exhausted.
+    """
+
+    entries: Iterator[Entry]
+    deleted: list[str]
+    out_of_scope: list[str]
+    watermark: Watermark
+
+
+def stream_changes(
+    conn: ldap3.Connection,
+    scope: Scope,
+    attributes: Sequence[str],
+    watermark: Watermark,
+    method: Literal["auto", "dirsync", "usn"] = "auto",
+) -> ChangeStream:
+    """read_changes without holding the changed objects: for deltas of any size."""
     dse = root_dse(conn)
     root = dse["defaultNamingContext"][0]
     highest = int(dse["highestCommittedUSN"][0])
@@ -556,9 +589,10 @@ def read_changes(
             if method == "dirsync":
                 raise
         else:
+            outside: list[str] = []
             fresh = read_by_guids(conn, changed, attributes, scope.object_types)
-            entries, out = _split_scope(fresh, conn, scope)
-            return Changes(entries, deleted, out, Watermark.dirsync(cookie))
+            return ChangeStream(_in_scope(fresh, conn, scope, outside), deleted, outside,
+                                Watermark.dirsync(cookie))
     since = watermark.highest
     if since is None:
         raise WatermarkError("the DirSync cookie does not say where it stands: do a full read")
@@ -570,18 +604,16 @@ def read_changes(
     return _usn_changes(conn, scope, attributes, root, since, highest, server)
 
 
-def _split_scope(
-    entries: Iterable[Entry], conn: ldap3.Connection, scope: Scope
-) -> tuple[list[Entry], list[str]]:
+def _in_scope(
+    entries: Iterable[Entry], conn: ldap3.Connection, scope: Scope, outside: list[str]
+) -> Iterator[Entry]:
+    """The entries under the scope's bases; the GUIDs of the others go to `outside`."""
     bases = _bases(conn, scope)
-    inside: list[Entry] = []
-    outside: list[str] = []
     for entry in entries:
         if any(is_under(entry.dn, base) for base in bases):
-            inside.append(entry)
+            yield entry
         else:
             outside.append(entry.guid)
-    return inside, outside
 
 
 def _usn_changes(
@@ -592,16 +624,8 @@ def _usn_changes(
     since: int,
     highest: int,
     server: str,
-) -> Changes:
+) -> ChangeStream:
     types = scope.object_types
-    request = _request_attributes(attributes, types)
-    live = f"(&{_type_filter(types, LIVE_FILTERS)}(uSNChanged>={since + 1}))"
-    changed = (
-        entry
-        for item in paged_search(conn, root, live, request)
-        if (entry := _to_entry(conn, item, attributes)) is not None
-    )
-    entries, out = _split_scope(changed, conn, scope)
     deleted: list[str] = []
     dead = f"(&(isDeleted=TRUE)(uSNChanged>={since + 1}){_type_filter(types, CLASS_FILTERS)})"
     show_deleted = [build_control(SHOW_DELETED_OID, True, None)]
@@ -616,7 +640,16 @@ def _usn_changes(
     except DirectoryError as exc:
         if exc.code not in (32, 50):  # no such object / no rights: deletions are not visible
             raise
-    return Changes(entries, deleted, out, Watermark.usn(highest, server))
+    request = _request_attributes(attributes, types)
+    live = f"(&{_type_filter(types, LIVE_FILTERS)}(uSNChanged>={since + 1}))"
+    changed = (
+        entry
+        for item in paged_search(conn, root, live, request)
+        if (entry := _to_entry(conn, item, attributes)) is not None
+    )
+    outside: list[str] = []
+    return ChangeStream(_in_scope(changed, conn, scope, outside), deleted, outside,
+                        Watermark.usn(highest, server))
 
 
 def _dirsync(

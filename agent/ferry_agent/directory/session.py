@@ -12,8 +12,8 @@ from typing import Any
 
 import ldap3
 
+from . import batch as ad_batch
 from . import read as ad_read
-from . import write as ad_write
 from .connection import DirectoryEndpoint, connect
 
 
@@ -37,8 +37,7 @@ class DirectorySession:
 
     # reading ---------------------------------------------------------------------------
     def exists(self, dn: str) -> bool:
-        self.conn.search(dn, "(objectClass=*)", "BASE", attributes=["1.1"])
-        return bool(self.conn.result["result"] == 0)
+        return ad_read.exists(self.conn, dn)
 
     def initial_watermark(self, scope: ad_read.Scope) -> ad_read.Watermark:
         return ad_read.initial_watermark(self.conn, scope)
@@ -51,6 +50,10 @@ class DirectorySession:
                      watermark: ad_read.Watermark) -> ad_read.Changes:
         return ad_read.read_changes(self.conn, scope, attributes, watermark)
 
+    def stream_changes(self, scope: ad_read.Scope, attributes: Sequence[str],
+                       watermark: ad_read.Watermark) -> ad_read.ChangeStream:
+        return ad_read.stream_changes(self.conn, scope, attributes, watermark)
+
     def read_by_guids(self, guids: Sequence[str], attributes: Sequence[str]
                       ) -> Iterator[ad_read.Entry]:
         return ad_read.read_by_guids(self.conn, guids, attributes)
@@ -59,32 +62,10 @@ class DirectorySession:
         return ad_read.resolve_dns(self.conn, dns)
 
     # writing ---------------------------------------------------------------------------
-    def create(self, object_type: str, dn: str, attributes: dict[str, list[str]], *,
-               password: str | None = None, must_change_password: bool = False,
-               enabled: bool | None = None) -> str:
-        return ad_write.create(self.conn, object_type, dn, attributes, password=password,
-                               must_change_password=must_change_password, enabled=enabled)
-
-    def update(self, dn: str, changes: dict[str, list[str] | None]) -> None:
-        ad_write.update(self.conn, dn, changes)
-
-    def set_enabled(self, dn: str, enabled: bool) -> None:
-        ad_write.set_enabled(self.conn, dn, enabled)
-
-    def move(self, dn: str, new_dn: str) -> None:
-        ad_write.move(self.conn, dn, new_dn)
-
-    def delete(self, dn: str) -> None:
-        ad_write.delete(self.conn, dn)
-
-    def add_members(self, group_dn: str, member_dns: Sequence[str]) -> None:
-        ad_write.add_members(self.conn, group_dn, member_dns)
-
-    def remove_members(self, group_dn: str, member_dns: Sequence[str]) -> None:
-        ad_write.remove_members(self.conn, group_dn, member_dns)
-
-    def ensure_ou(self, dn: str) -> list[str]:
-        return ad_write.ensure_ou(self.conn, dn)
+    def write(self, writes: Sequence[ad_batch.Write], *, check_first: bool = False
+              ) -> Iterator[ad_batch.WriteResult]:
+        """Apply a batch of writes in order, yielding one result per write (batch.apply)."""
+        return ad_batch.apply(self.conn, writes, check_first=check_first)
 
 
 def describe(session: Any) -> str:

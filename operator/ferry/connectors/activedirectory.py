@@ -6,12 +6,18 @@ the same methods, such as one whose calls an agent carries out (agent mode).
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Protocol
 
-from ferry.connectors.base import ConnectorCheckError, ObjectError, ReadResult, Watermark
-from ferry.engine.plan import Operation
+from ferry.connectors.base import (
+    ConnectorCheckError,
+    ObjectError,
+    ObjectWrite,
+    ReadResult,
+    Watermark,
+    WriteOutcome,
+)
+from ferry.engine.plan import OpKind
 from ferry.engine.records import (
     REFERENCE_ATTRIBUTES,
     AttributeValue,
@@ -19,8 +25,8 @@ from ferry.engine.records import (
     Record,
     parent_of,
 )
+from ferry_agent.directory import batch as ad_batch
 from ferry_agent.directory import read as ad_read
-from ferry_agent.directory.errors import DirectoryError
 
 # Read on every object whatever the workflow asks: identity, placement, state, references.
 BASE_ATTRIBUTES = ("cn", "objectClass", "userAccountControl", "member", "manager")
@@ -43,20 +49,13 @@ class DirectoryOperations(Protocol):
     def read_by_guids(self, guids: Sequence[str], attributes: Sequence[str]
                       ) -> Iterable[ad_read.Entry]: ...
     def resolve_dns(self, dns: Sequence[str]) -> dict[str, str]: ...
-    def create(self, object_type: str, dn: str, attributes: dict[str, list[str]], *,
-               password: str | None = None, must_change_password: bool = False,
-               enabled: bool | None = None) -> str: ...
-    def update(self, dn: str, changes: dict[str, list[str] | None]) -> None: ...
-    def set_enabled(self, dn: str, enabled: bool) -> None: ...
-    def move(self, dn: str, new_dn: str) -> None: ...
-    def delete(self, dn: str) -> None: ...
-    def add_members(self, group_dn: str, member_dns: Sequence[str]) -> None: ...
-    def remove_members(self, group_dn: str, member_dns: Sequence[str]) -> None: ...
-    def ensure_ou(self, dn: str) -> list[str]: ...
+    def write(self, writes: Sequence[ad_batch.Write]) -> Iterable[ad_batch.WriteResult]: ...
 
 
 class ActiveDirectoryConnector:
     """One AD domain: full and delta reads into Records, and operations applied by anchor."""
+
+    batch_size = 200  # writes per call: one round trip through an agent, small enough to stream
 
     def __init__(self, name: str, directory: DirectoryOperations, base_dn: str,
                  scope_ous: Sequence[str] = (), where: str = ""):
@@ -163,73 +162,96 @@ class ActiveDirectoryConnector:
                               f"object {anchor} not found in the last read") from None
 
     # writing ---------------------------------------------------------------------------
-    def create(self, op: Operation, password: str | None, must_change_password: bool) -> str:
-        values = {k: _values(v) for k, v in op.changes.items() if v is not None}
-        with _object_errors(op.dn, "create"):
-            self._ensure_parent(op.dn)
-            guid = self.directory.create(
-                op.object_type.value, op.dn, values, password=password,
-                must_change_password=must_change_password, enabled=op.enabled)
-        self._remember(guid, op.dn)
-        return guid
+    def write(self, writes: Sequence[ObjectWrite]) -> list[WriteOutcome]:
+        outcomes: list[WriteOutcome] = [WriteOutcome()] * len(writes)
+        sent: list[tuple[int, ad_batch.Write, _Undo]] = []
+        for index, write in enumerate(writes):
+            try:
+                item, undo = self._directory_write(write)
+            except ObjectError as exc:
+                outcomes[index] = WriteOutcome(error=str(exc))
+                continue
+            if item is not None:
+                sent.append((index, item, undo))
+        results = self.directory.write([item for _, item, _ in sent]) if sent else []
+        for (index, item, undo), result in zip(sent, results, strict=True):
+            if result.error is not None:
+                undo()
+                outcomes[index] = WriteOutcome(error=str(result.error))
+            elif item.kind == "create":
+                self._remember(result.guid, item.dn)
+                outcomes[index] = WriteOutcome(anchor=result.guid)
+        return outcomes
 
-    def update(self, op: Operation) -> None:
-        dn = self.dn_of(op.target_anchor or "")
-        changes = {k: (None if v is None else _values(v)) for k, v in op.changes.items()
-                   if k not in REFERENCE_ATTRIBUTES}
-        with _object_errors(dn, "update"):
-            if changes:
-                self.directory.update(dn, changes)
-            if op.enabled is not None:
-                self.directory.set_enabled(dn, op.enabled)
+    def _directory_write(self, write: ObjectWrite) -> tuple[ad_batch.Write | None, _Undo]:
+        """The directory write for one operation, and how to forget what it assumed.
 
-    def move(self, op: Operation) -> None:
-        anchor = op.target_anchor or ""
-        dn, new_dn = self.dn_of(anchor), op.new_dn or ""
-        with _object_errors(dn, "move"):
-            self._ensure_parent(new_dn)
-            self.directory.move(dn, new_dn)
-        self._remember(anchor, new_dn)
+        The connector's own view (DNs by anchor, OUs known to exist) moves ahead as each write
+        is made, so that later writes of the same batch see it; a refused write undoes it."""
+        op = write.op
+        if op.kind is OpKind.CREATE:
+            values = {k: _values(v) for k, v in op.changes.items() if v is not None}
+            parent, undo = self._parent_to_ensure(op.dn)
+            return ad_batch.Write("create", op.dn, object_type=op.object_type.value,
+                                  attributes=values, enabled=op.enabled,
+                                  password=write.password,
+                                  must_change_password=write.must_change_password,
+                                  parent=parent), undo
+        if op.kind is OpKind.UPDATE:
+            dn = self.dn_of(op.target_anchor or "")
+            changes = {k: (None if v is None else _values(v)) for k, v in op.changes.items()
+                       if k not in REFERENCE_ATTRIBUTES}
+            if not changes and op.enabled is None:
+                return None, _nothing
+            return ad_batch.Write("update", dn, attributes=changes, enabled=op.enabled), _nothing
+        if op.kind is OpKind.MOVE:
+            anchor = op.target_anchor or ""
+            dn, new_dn = self.dn_of(anchor), op.new_dn or ""
+            parent, forget_parent = self._parent_to_ensure(new_dn)
+            self._remember(anchor, new_dn)
 
-    def delete(self, op: Operation) -> None:
-        anchor = op.target_anchor or ""
-        dn = self.dn_of(anchor)
-        with _object_errors(dn, "delete"):
-            self.directory.delete(dn)
-        self._anchor_of.pop(dn.lower(), None)
-        self._dn_of.pop(anchor, None)
+            def undo_move() -> None:
+                forget_parent()
+                self._remember(anchor, dn)
+            return ad_batch.Write("move", dn, new_dn=new_dn, parent=parent), undo_move
+        if op.kind is OpKind.DELETE:
+            anchor = op.target_anchor or ""
+            dn = self.dn_of(anchor)
+            self._forget(anchor)
+            return ad_batch.Write("delete", dn), lambda: self._remember(anchor, dn)
+        return self._reference_write(write), _nothing
 
-    def set_references(self, target_anchor: str, attribute: str,
-                       add: Sequence[str], remove: Sequence[str]) -> None:
-        dn = self.dn_of(target_anchor)
-        add_dns = [self.dn_of(a) for a in add]
+    def _reference_write(self, write: ObjectWrite) -> ad_batch.Write:
+        attribute = write.op.attribute or "member"
+        dn = self.dn_of(write.target)
+        add_dns = [self.dn_of(a) for a in write.add]
         # An object deleted meanwhile has already left every group: nothing to remove.
-        remove_dns = [dn for dn in map(self._dn_of.get, remove) if dn]
-        with _object_errors(dn, f"set {attribute}"):
-            if attribute == "member":
-                if add_dns:
-                    self.directory.add_members(dn, add_dns)
-                if remove_dns:
-                    self.directory.remove_members(dn, remove_dns)
-            else:  # single-valued references such as manager
-                self.directory.update(dn, {attribute: add_dns[:1] or None})
+        remove_dns = [dn for dn in map(self._dn_of.get, write.remove) if dn]
+        if attribute == "member":
+            return ad_batch.Write("members", dn, add=add_dns, remove=remove_dns)
+        # single-valued references such as manager
+        return ad_batch.Write("update", dn, attributes={attribute: add_dns[:1] or None})
 
-    def _ensure_parent(self, dn: str) -> None:
-        parent = parent_of(dn)
-        if parent.lower() in self._known_ous or parent.lower() == self.base_dn.lower():
-            return
-        self.directory.ensure_ou(parent)
-        self._known_ous.add(parent.lower())
+    def _parent_to_ensure(self, dn: str) -> tuple[str, _Undo]:
+        """The parent OU a write must create first when not known to exist, or ""."""
+        parent = parent_of(dn).lower()
+        if parent in self._known_ous or parent == self.base_dn.lower():
+            return "", _nothing
+        self._known_ous.add(parent)
+        return parent_of(dn), lambda: self._known_ous.discard(parent)
+
+    def _forget(self, anchor: str) -> None:
+        dn = self._dn_of.pop(anchor, None)
+        if dn is not None:
+            self._anchor_of.pop(dn.lower(), None)
+
+
+_Undo = Callable[[], None]
+
+
+def _nothing() -> None:
+    pass
 
 
 def _values(value: AttributeValue) -> list[str]:
     return [value] if isinstance(value, str) else list(value)
-
-
-@contextmanager
-def _object_errors(target: str, operation: str) -> Iterator[None]:
-    """Turn a directory error for one object into an ObjectError the run records."""
-    try:
-        yield
-    except DirectoryError as exc:
-        raise ObjectError(target, operation, str(exc)) from exc

@@ -27,11 +27,35 @@ class ReadResult:
 
 
 class ObjectError(Exception):
-    """A write to one object failed; the run records it and goes on."""
+    """A write to one object cannot be made; the run records it and goes on."""
 
     def __init__(self, target: str, operation: str, message: str):
         self.target, self.operation = target, operation
         super().__init__(message)
+
+
+@dataclass(frozen=True)
+class ObjectWrite:
+    """One engine operation to apply, with what the applier resolved for it.
+
+    Creates of users carry the initial password. Reference operations carry target anchors:
+    `target` is the object whose attribute changes, `add` and `remove` the referenced objects.
+    """
+
+    op: Operation
+    password: str | None = field(default=None, repr=False)
+    must_change_password: bool = False
+    target: str = ""
+    add: tuple[str, ...] = ()
+    remove: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class WriteOutcome:
+    """What became of one ObjectWrite: the new anchor of a create, or why it failed."""
+
+    anchor: str = ""
+    error: str | None = None
 
 
 class ConnectorCheckError(Exception):
@@ -57,19 +81,14 @@ class Connector(Protocol):
         """Current records of these anchors (those that still exist)."""
         ...
 
-    def create(self, op: Operation, password: str | None, must_change_password: bool) -> str:
-        """Create op's object; return its anchor."""
-        ...
+    batch_size: int
+    """How many ObjectWrites one write() call should carry."""
 
-    def update(self, op: Operation) -> None: ...
+    def write(self, writes: Sequence[ObjectWrite]) -> list[WriteOutcome]:
+        """Apply writes in order; one outcome each. A refused object fails alone.
 
-    def move(self, op: Operation) -> None: ...
-
-    def delete(self, op: Operation) -> None: ...
-
-    def set_references(self, target_anchor: str, attribute: str,
-                       add: Sequence[str], remove: Sequence[str]) -> None:
-        """Add/remove referenced objects (target anchors) to a reference attribute."""
+        Later writes may depend on earlier ones of the same call (an update after a move of
+        the same object). Raises only when the directory itself is lost."""
         ...
 
     def check(self) -> str:

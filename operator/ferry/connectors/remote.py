@@ -1,6 +1,7 @@
 """A directory session whose calls agents carry out, through the gateway (connection: agent).
 
-Each call is submitted as one work item and its result chunks are collected by long-polling.
+Each call is submitted as one work item (a batch of writes is one call) and its result chunks
+are collected by long-polling.
 The gateway re-issues the work of an agent that disappears; a new generation of chunks means
 the work started over, so what was collected is dropped and collected again.
 """
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ferry_agent.directory.batch import Write, WriteResult
 from ferry_agent.directory.read import Changes, Entry, Scope, Watermark
 from ferry_agent.protocol import (
     POLL_WAIT_SECONDS,
@@ -21,7 +23,9 @@ from ferry_agent.protocol import (
     ErrorInfo,
     decode_changes,
     decode_entry,
+    decode_write_result,
     encode_scope,
+    encode_write,
     raise_error,
 )
 from ferry_agent.transport import GatewayClient, GatewayUnavailable, backoff
@@ -82,7 +86,7 @@ class RemoteDirectory:
 
     def read_changes(self, scope: Scope, attributes: Sequence[str],
                      watermark: Watermark) -> Changes:
-        return decode_changes(self._value("read_changes", {
+        return decode_changes(self._call("read_changes", {
             "scope": encode_scope(scope), "attributes": list(attributes),
             "watermark": watermark.to_dict()}))
 
@@ -94,34 +98,13 @@ class RemoteDirectory:
     def resolve_dns(self, dns: Sequence[str]) -> dict[str, str]:
         return dict(self._value("resolve_dns", {"dns": list(dns)}))
 
-    def create(self, object_type: str, dn: str, attributes: dict[str, list[str]], *,
-               password: str | None = None, must_change_password: bool = False,
-               enabled: bool | None = None) -> str:
-        return str(self._value("create", {
-            "objectType": object_type, "dn": dn, "attributes": attributes,
-            "password": password, "mustChangePassword": must_change_password,
-            "enabled": enabled}))
-
-    def update(self, dn: str, changes: dict[str, list[str] | None]) -> None:
-        self._value("update", {"dn": dn, "changes": changes})
-
-    def set_enabled(self, dn: str, enabled: bool) -> None:
-        self._value("set_enabled", {"dn": dn, "enabled": enabled})
-
-    def move(self, dn: str, new_dn: str) -> None:
-        self._value("move", {"dn": dn, "newDn": new_dn})
-
-    def delete(self, dn: str) -> None:
-        self._value("delete", {"dn": dn})
-
-    def add_members(self, group_dn: str, member_dns: Sequence[str]) -> None:
-        self._value("add_members", {"groupDn": group_dn, "memberDns": list(member_dns)})
-
-    def remove_members(self, group_dn: str, member_dns: Sequence[str]) -> None:
-        self._value("remove_members", {"groupDn": group_dn, "memberDns": list(member_dns)})
-
-    def ensure_ou(self, dn: str) -> list[str]:
-        return list(self._value("ensure_ou", {"dn": dn}) or [])
+    def write(self, writes: Sequence[Write]) -> list[WriteResult]:
+        pages = self._call("write", {"writes": [encode_write(w) for w in writes]})
+        results = [decode_write_result(r) for page in pages for r in page or ()]
+        if len(results) != len(writes):
+            raise GatewayWorkError(f"an agent of environment {self.environment} answered"
+                                   f" {len(results)} results for {len(writes)} writes")
+        return results
 
     # submitting and collecting ---------------------------------------------------------
     def _value(self, operation: str, arguments: dict[str, Any]) -> Any:

@@ -119,10 +119,12 @@ class StateStore:
                 Join.pair == pair, Join.status == "pending"))
             return dict(rows.tuples().all())
 
-    def begin_create(self, pair: str, source_anchor: str, object_type: str, target_dn: str) -> None:
-        """Write ahead: remember where an object is about to be created."""
+    def begin_creates(self, pair: str, creates: Iterable[tuple[str, str, str]]) -> None:
+        """Write ahead: remember where objects (source anchor, object type, target DN) are
+        about to be created, so a run killed before it learns their anchors finds them."""
         with self._session.begin() as s:
-            self._upsert(s, pair, source_anchor, None, object_type, target_dn, "pending")
+            for source_anchor, object_type, target_dn in creates:
+                self._upsert(s, pair, source_anchor, None, object_type, target_dn, "pending")
 
     def confirm_joins(self, pair: str, joins: Iterable[tuple[str, str, str, str]]) -> None:
         """Store (source anchor, target anchor, object type, target DN) joins."""
@@ -131,10 +133,13 @@ class StateStore:
                 self._upsert(s, pair, source_anchor, target_anchor, object_type, target_dn,
                              "joined")
 
-    def update_target_dn(self, pair: str, source_anchor: str, target_dn: str) -> None:
+    def update_target_dns(self, pair: str, moves: Iterable[tuple[str, str]]) -> None:
+        """Record the new target DNs of moved objects: (source anchor, target DN)."""
         with self._session.begin() as s:
-            s.execute(update(Join).where(Join.pair == pair, Join.source_anchor == source_anchor)
-                      .values(target_dn=target_dn, updated_at=_now()))
+            for source_anchor, target_dn in moves:
+                s.execute(update(Join)
+                          .where(Join.pair == pair, Join.source_anchor == source_anchor)
+                          .values(target_dn=target_dn, updated_at=_now()))
 
     def drop_joins(self, pair: str, source_anchors: Iterable[str]) -> None:
         anchors = list(source_anchors)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import structlog
 
 from ferry.api.template import PasswordOptions
-from ferry.connectors.base import Connector, ObjectError
+from ferry.connectors.base import Connector, ObjectWrite
 from ferry.engine.plan import Operation, OpKind, PairPlan
 from ferry.engine.records import Record
 from ferry.secrets import SecretResolver
@@ -18,7 +18,6 @@ from ferry.sync.progress import ProgressTask
 from ferry_agent.directory.password import generate_password
 
 log = structlog.get_logger("ferry.apply")
-
 
 
 @dataclass
@@ -39,18 +38,23 @@ class PairApplier:
     _touched: set[tuple[str, str]] = field(default_factory=set)
 
     def apply(self, task: ProgressTask) -> None:
-        pair = self.plan.pair
         self._persist_new_joins()
         if self.plan.dropped_joins:
-            self.store.drop_joins(pair, self.plan.dropped_joins)
+            self.store.drop_joins(self.plan.pair, self.plan.dropped_joins)
+        batch: list[ObjectWrite] = []
         for op in self.plan.operations:
-            try:
-                self._apply_one(op)
-            except ObjectError as exc:
-                self._fail(op, str(exc))
-            task.advance()
-            if len(self._results) >= 500:
-                self._flush()
+            if batch and _is_reference(op) != _is_reference(batch[-1].op):
+                # References name objects the writes before them create and delete.
+                self._write(batch, task)
+            write = self._prepare(op)
+            if write is None:
+                task.advance()
+                continue
+            batch.append(write)
+            if len(batch) >= self.connector.batch_size:
+                self._write(batch, task)
+        if batch:
+            self._write(batch, task)
         self._flush()
 
     def _persist_new_joins(self) -> None:
@@ -62,42 +66,61 @@ class PairApplier:
         self.store.confirm_joins(self.plan.pair, rows)
         self.joins.update(self.plan.new_joins)
 
-    def _apply_one(self, op: Operation) -> None:
-        pair, source = self.plan.pair, op.source_anchor or ""
+    def _prepare(self, op: Operation) -> ObjectWrite | None:
+        """What the connector needs for op, or None when there is nothing to write."""
         if op.kind is OpKind.CREATE:
-            self.store.begin_create(pair, source, op.object_type.value, op.dn)
             password = self._password() if op.object_type.value == "user" else None
-            anchor = self.connector.create(
-                op, password, self.password_options.must_change_at_next_logon)
-            self.store.confirm_joins(pair, [(source, anchor, op.object_type.value, op.dn)])
-            self.joins[source] = anchor
-        elif op.kind is OpKind.UPDATE:
-            self.connector.update(op)
-        elif op.kind is OpKind.MOVE:
-            self.connector.move(op)
-            self.store.update_target_dn(pair, source, op.new_dn or "")
-        elif op.kind is OpKind.DELETE:
-            self.connector.delete(op)
-            self.store.drop_joins(pair, [source])
-        elif op.kind is OpKind.REFERENCES:
-            self._apply_references(op)
-            return
-        self._ok(op, COUNT_OF[op.kind])
-
-    def _apply_references(self, op: Operation) -> None:
+            return ObjectWrite(op, password, self.password_options.must_change_at_next_logon)
+        if op.kind is not OpKind.REFERENCES:
+            return ObjectWrite(op)
         target = op.target_anchor or self.joins.get(op.source_anchor or "")
         if target is None:
             self._defer(op, "the object itself was not created")
-            return
-        add = [self.joins[a] for a in op.add if a in self.joins]
+            return None
+        add = tuple(self.joins[a] for a in op.add if a in self.joins)
         if len(add) < len(op.add):
             self._defer(op, f"{len(op.add) - len(add)} referenced object(s) not synced yet")
-        if add or op.remove:
-            self.connector.set_references(target, op.attribute or "member", add, list(op.remove))
-            # A reference change of an object created in this run is part of its creation.
-            key = (op.object_type.value, op.source_anchor or target)
-            if op.target_anchor is not None and key not in self._touched:
-                self._ok(op, "updated")
+        if not add and not op.remove:
+            return None
+        return ObjectWrite(op, target=target, add=add, remove=tuple(op.remove))
+
+    def _write(self, batch: list[ObjectWrite], task: ProgressTask) -> None:
+        """Apply a batch and keep the state store in step with what each write did."""
+        pair = self.plan.pair
+        creates = [(w.op.source_anchor or "", w.op.object_type.value, w.op.dn)
+                   for w in batch if w.op.kind is OpKind.CREATE]
+        if creates:  # written ahead, so a run killed mid-batch finds these objects again
+            self.store.begin_creates(pair, creates)
+        outcomes = self.connector.write(batch)
+        joined: list[tuple[str, str, str, str]] = []
+        moved: list[tuple[str, str]] = []
+        deleted: list[str] = []
+        for write, outcome in zip(batch, outcomes, strict=True):
+            op, source = write.op, write.op.source_anchor or ""
+            if outcome.error is not None:
+                self._fail(op, outcome.error)
+            elif op.kind is OpKind.REFERENCES:
+                # A reference change of an object created in this run is part of its creation.
+                if op.target_anchor is not None:
+                    self._ok(op, "updated")
+            else:
+                if op.kind is OpKind.CREATE:
+                    joined.append((source, outcome.anchor, op.object_type.value, op.dn))
+                    self.joins[source] = outcome.anchor
+                elif op.kind is OpKind.MOVE:
+                    moved.append((source, op.new_dn or ""))
+                elif op.kind is OpKind.DELETE:
+                    deleted.append(source)
+                self._ok(op, COUNT_OF[op.kind])
+            task.advance()
+        self.store.confirm_joins(pair, joined)
+        if moved:
+            self.store.update_target_dns(pair, moved)
+        if deleted:
+            self.store.drop_joins(pair, deleted)
+        batch.clear()
+        if len(self._results) >= 500:
+            self._flush()
 
     def _password(self) -> str:
         if self.password_options.value is not None:
@@ -149,3 +172,7 @@ def password_source(options: PasswordOptions, secrets: SecretResolver,
         return cache[0]
 
     return get
+
+
+def _is_reference(op: Operation) -> bool:
+    return op.kind is OpKind.REFERENCES

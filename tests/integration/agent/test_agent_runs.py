@@ -265,13 +265,17 @@ def test_killing_an_agent_mid_run_loses_and_duplicates_nothing(
     run = ferry_run(folder, fleet, state, lab, wait=False)
     try:
         wait_for_progress(run, lab, tgt_ou, tmp_path / "run.log")
-        busy = max(("tgt-agent-1", "tgt-agent-2"),
-                   key=lambda name: fleet.log(name).count("work "))
+        # The creates travel as one batch: kill the agent in the middle of it.
+        [busy] = [name for name in ("tgt-agent-1", "tgt-agent-2")
+                  if fleet.log(name).rstrip().endswith("write (attempt 1)")]
+        [other] = {"tgt-agent-1", "tgt-agent-2"} - {busy}
         fleet.kill(busy)
         assert run.wait(timeout=600) == 0, (tmp_path / "run.log").read_text()[-3000:]
     finally:
         if run.poll() is None:
             run.kill()
+    # The batch's lease ran out and the other agent carried it out again, checking first.
+    assert "write (attempt 2)" in fleet.log(other)
     found = contents(lab, tgt_ou)
     names = [dn.split(",")[0] for dn in found]
     assert len(found) == users + 1 and len(set(names)) == len(names)

@@ -276,3 +276,49 @@ def test_connection_errors_name_the_host_and_reason(lab) -> None:
     conn = connect(by_name)
     assert conn.socket.version() in ("TLSv1.2", "TLSv1.3")
     conn.unbind()
+
+
+def test_a_batch_reports_each_object_and_a_repeated_batch_changes_nothing(
+        lab, tgt_ou: str) -> None:
+    from ferry_agent.directory.batch import Write, apply
+
+    conn = lab.tgt.connect()
+    new_ou = f"OU=Batch {uuid.uuid4().hex[:6]},{tgt_ou}"
+    sam = _sam("batch", tgt_ou)
+    cy, dee = build_dn("Batch Cy", tgt_ou), build_dn("Batch Dee", tgt_ou)
+    create(conn, "user", cy, {"sAMAccountName": [_sam("cy", tgt_ou)]})
+    create(conn, "user", dee, {"sAMAccountName": [_sam("dee", tgt_ou)]})
+    ann, cy_moved = build_dn("Batch Ann", new_ou), build_dn("Batch Cy", new_ou)
+    group = build_dn("Batch Group", new_ou)
+    writes = [
+        Write("create", ann, object_type="user", attributes={"sAMAccountName": [sam]},
+              password=generate_password(), parent=new_ou),
+        Write("create", build_dn("Batch Bo", new_ou), object_type="user",
+              attributes={"sAMAccountName": [sam]}),  # the same sAMAccountName: refused alone
+        Write("create", group, object_type="group", attributes={}),
+        Write("members", group, add=[ann]),
+        Write("update", ann, attributes={"title": ["Lead"]}, enabled=False),
+        Write("move", cy, new_dn=cy_moved),
+        Write("delete", dee),
+        Write("delete", build_dn("Nobody Here", new_ou)),
+    ]
+    first = list(apply(conn, writes))
+    assert [r.ok for r in first] == [True, False, True, True, True, True, True, False]
+    assert first[1].error is not None and first[1].error.code == 68
+    assert first[7].error is not None and first[7].error.code == 32
+    attributes = _read(conn, ann, "title", "userAccountControl")
+    assert attributes["title"] == [b"Lead"]
+    assert int(attributes["userAccountControl"][0]) & UAC_DISABLED
+    assert _norm(read_members(conn, group)) == _norm([ann])
+    assert _read(conn, cy_moved, "cn")["cn"] == [b"Batch Cy"]
+
+    # The same batch again, as when an agent died after applying it and before reporting:
+    # blindly, the create, move and delete fail; checking first, each finds its work done.
+    blind = list(apply(conn, writes))
+    assert [r.error.code if r.error else 0 for r in blind] == [68, 68, 68, 0, 0, 32, 32, 32]
+    again = list(apply(conn, writes, check_first=True))
+    assert [r.ok for r in again] == [True, False, True, True, True, True, True, True]
+    assert (again[0].guid, again[2].guid) == (first[0].guid, first[2].guid)
+    conn.search(new_ou, "(objectClass=user)", ldap3.SUBTREE, attributes=["cn"])
+    assert sorted(e["raw_attributes"]["cn"][0] for e in conn.response
+                  if e.get("type") == "searchResEntry") == [b"Batch Ann", b"Batch Cy"]

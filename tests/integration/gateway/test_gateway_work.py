@@ -41,17 +41,17 @@ def test_a_work_item_round_trips(gateway: RunningGateway, environment: str,
                                  tmp_path: Path) -> None:
     agent = gateway.fake_agent(environment, "dc-01", tmp_path)
     job = gateway.job()
-    status, body = job.submit(environment, "create", {
-        "objectType": "user", "dn": "CN=Ann,OU=Staff,DC=tgt,DC=test",
-        "attributes": {"sn": ["Lee"]}, "password": SECRET})
+    status, body = job.submit(environment, "write", {"writes": [{
+        "kind": "create", "objectType": "user", "dn": "CN=Ann,OU=Staff,DC=tgt,DC=test",
+        "attributes": {"sn": ["Lee"]}, "password": SECRET}]})
     assert status == 200 and body is not None
     work_id = body["workId"]
     assert job.results(work_id, wait=0)[1] == {"v": 1, "state": "queued", "generation": 1,
                                                "chunks": []}
     item = agent.poll(wait=5)
     assert item is not None
-    assert (item.work_id, item.operation, item.attempt) == (work_id, "create", 1)
-    assert item.arguments["password"] == SECRET
+    assert (item.work_id, item.operation, item.attempt) == (work_id, "write", 1)
+    assert item.arguments["writes"][0]["password"] == SECRET
     assert agent.post(item, 0, "part one") == (200, {"accepted": True, "v": 1})
     assert agent.post(item, 0, "part one") == (200, {"accepted": False, "v": 1})  # a retry
     assert agent.post(item, 1, SECRET + "-in-a-result", final=True)[0] == 200

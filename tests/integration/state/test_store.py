@@ -27,7 +27,7 @@ def location(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 def test_a_create_begun_is_visible_to_the_next_process_until_confirmed(location: str) -> None:
     first = StateStore(location)
-    first.begin_create(PAIR, "src-1", "user", "CN=A,OU=T,DC=tgt")
+    first.begin_creates(PAIR, [("src-1", "user", "CN=A,OU=T,DC=tgt")])
     first.close()   # the run dies here
     second = StateStore(location)
     assert second.pending_creates(PAIR) == {"src-1": "CN=A,OU=T,DC=tgt"}

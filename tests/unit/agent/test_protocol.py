@@ -4,8 +4,9 @@ from typing import Any
 
 import pytest
 
+from ferry_agent.directory.batch import Write, WriteResult
 from ferry_agent.directory.errors import DirectoryError
-from ferry_agent.directory.read import Changes, Entry, Scope, Watermark
+from ferry_agent.directory.read import Changes, ChangeStream, Entry, Scope, Watermark
 from ferry_agent.protocol import (
     ErrorInfo,
     ProtocolError,
@@ -14,9 +15,13 @@ from ferry_agent.protocol import (
     decode,
     decode_changes,
     decode_entry,
+    decode_write,
+    decode_write_result,
     encode,
-    encode_changes,
+    encode_change_summary,
     encode_entry,
+    encode_write,
+    encode_write_result,
     error_of,
     raise_error,
 )
@@ -53,8 +58,39 @@ def test_malformed_messages_are_protocol_errors(body: Any, message: str) -> None
 def test_directory_values_round_trip() -> None:
     assert decode_entry(encode_entry(ENTRY)) == ENTRY
     assert decode_entry(encode_entry(ENTRY)).enabled is False
-    changes = Changes([ENTRY], ["g2"], ["g3"], Watermark.usn(100, "server-1"))
-    assert decode_changes(encode_changes(changes)) == changes
+    stream = ChangeStream(iter([ENTRY]), ["g2"], ["g3"], Watermark.usn(100, "server-1"))
+    chunks = [[encode_entry(ENTRY)], [], encode_change_summary(stream)]
+    assert decode_changes(chunks) == Changes([ENTRY], ["g2"], ["g3"],
+                                             Watermark.usn(100, "server-1"))
+    with pytest.raises(ProtocolError, match="last chunk"):
+        decode_changes([[encode_entry(ENTRY)]])
+
+
+def test_writes_and_their_results_round_trip() -> None:
+    create = Write("create", "CN=Ann,OU=New,DC=t", object_type="user",
+                   attributes={"sn": ["Lee"]}, enabled=True, password="Secret-1",
+                   must_change_password=True, parent="OU=New,DC=t")
+    update = Write("update", "CN=Bo,DC=t", attributes={"title": None, "sn": ["Bo"]},
+                   enabled=False)
+    members = Write("members", "CN=G,DC=t", add=("CN=Ann,DC=t",), remove=("CN=Bo,DC=t",))
+    for write in (create, update, members, Write("delete", "CN=X,DC=t")):
+        assert decode_write(encode_write(write)) == write
+    assert "Secret-1" not in repr(create)
+    refused = WriteResult(error=DirectoryError("CN=Bo,DC=t", "update", 50, "insufficient"))
+    back = decode_write_result(encode_write_result(refused))
+    assert back.error is not None and str(back.error) == str(refused.error)
+    assert decode_write_result(encode_write_result(WriteResult(guid="g9"))) == WriteResult("g9")
+
+
+@pytest.mark.parametrize("body, message", [
+    ({"kind": "update"}, "kind and dn"),
+    ({"kind": "update", "dn": "CN=x", "attributes": {"sn": "Lee"}}, "lists of strings"),
+    ({"kind": "update", "dn": "CN=x", "enabled": "yes"}, "enabled must be"),
+    ({"kind": "members", "dn": "CN=x", "add": [1]}, "add: expected a list of strings"),
+])
+def test_malformed_writes_are_protocol_errors(body: Any, message: str) -> None:
+    with pytest.raises(ProtocolError, match=message):
+        decode_write(body)
 
 
 def test_directory_errors_cross_the_wire_as_themselves() -> None:
@@ -65,36 +101,74 @@ def test_directory_errors_cross_the_wire_as_themselves() -> None:
 
 
 class FakeSession:
-    def __init__(self, existing: set[str] | None = None, entries: int = 0) -> None:
-        self.existing = existing or set()
+    def __init__(self, entries: int = 0) -> None:
         self.entries = entries
-        self.created: list[str] = []
+        self.check_first: list[bool] = []
 
     def exists(self, dn: str) -> bool:
-        return dn in self.existing
+        return False
 
     def read_full(self, scope: Scope, attributes: list[str]) -> Any:
         return (Entry(f"g{i}", f"CN=u{i},DC=t", "user") for i in range(self.entries))
 
-    def create(self, object_type: str, dn: str, attributes: dict[str, list[str]],
-               **kwargs: Any) -> str:
-        self.created.append(dn)
-        return "new-guid"
+    def stream_changes(self, scope: Scope, attributes: list[str],
+                       watermark: Watermark) -> ChangeStream:
+        outside: list[str] = []
 
-    def delete(self, dn: str) -> None:
-        raise DirectoryError(dn, "delete", 32, "noSuchObject")
+        def entries() -> Any:
+            for i in range(self.entries):
+                outside.append(f"out{i}")  # as the real stream, filled while reading
+                yield Entry(f"g{i}", f"CN=u{i},DC=t", "user")
+        return ChangeStream(entries(), ["gone"], outside, Watermark.usn(7, "dc"))
+
+    def write(self, writes: list[Write], *, check_first: bool = False) -> Any:
+        self.check_first.append(check_first)
+        for write in writes:
+            if write.kind == "delete":
+                yield WriteResult(error=DirectoryError(write.dn, "delete", 32, "noSuchObject"))
+            else:
+                yield WriteResult(guid=f"guid-of-{write.dn}")
 
 
 def _item(operation: str, arguments: dict[str, Any], attempt: int = 1) -> WorkItem:
     return WorkItem("w", "l", "src", operation, arguments, 60, attempt)
 
 
+SCOPE = {"baseDns": ["DC=t"], "objectTypes": ["user"]}
+
+
 def test_worker_streams_reads_in_pages() -> None:
-    scope = {"baseDns": ["DC=t"], "objectTypes": ["user"]}
     chunks = list(execute(FakeSession(entries=1200),  # type: ignore[arg-type]
-                          _item("read_full", {"scope": scope, "attributes": ["mail"]})))
+                          _item("read_full", {"scope": SCOPE, "attributes": ["mail"]})))
     assert [len(value) for value, _ in chunks] == [500, 500, 200]
     assert all(error is None for _, error in chunks)
+
+
+def test_worker_streams_a_delta_in_pages_then_its_summary() -> None:
+    chunks = [value for value, _ in execute(FakeSession(entries=700),  # type: ignore[arg-type]
+                                            _item("read_changes", {
+                                                "scope": SCOPE, "attributes": ["mail"],
+                                                "watermark": {"kind": "usn", "highest": 1}}))]
+    assert [len(c) for c in chunks[:-1]] == [500, 200]
+    changes = decode_changes(chunks)
+    assert len(changes.entries) == 700 and changes.deleted == ["gone"]
+    assert len(changes.out_of_scope) == 700  # complete, though filled while streaming
+    assert changes.watermark == Watermark.usn(7, "dc")
+
+
+def test_worker_answers_a_write_batch_with_one_result_per_write() -> None:
+    session = FakeSession()
+    writes = [encode_write(Write("update", f"CN=u{i},DC=t", attributes={"sn": ["x"]}))
+              for i in range(250)]
+    writes[3] = encode_write(Write("delete", "CN=gone,DC=t"))
+    chunks = list(execute(session, _item("write", {"writes": writes})))  # type: ignore[arg-type]
+    assert [len(value) for value, _ in chunks] == [100, 100, 50]
+    assert all(error is None for _, error in chunks)  # a refused object is not a failed item
+    results = [decode_write_result(r) for value, _ in chunks for r in value]
+    assert [r.ok for r in results].count(False) == 1 and not results[3].ok
+    assert results[4].guid == "guid-of-CN=u4,DC=t"
+    list(execute(session, _item("write", {"writes": writes[:1]}, attempt=2)))  # type: ignore[arg-type]
+    assert session.check_first == [False, True]
 
 
 def test_worker_turns_failures_into_error_chunks() -> None:
@@ -103,5 +177,5 @@ def test_worker_turns_failures_into_error_chunks() -> None:
     assert unknown is not None and "unknown operation" in unknown.message
     [(_, missing)] = execute(session, _item("exists", {}))  # type: ignore[arg-type]
     assert missing is not None and missing.type == "AgentError"
-    [(_, failed)] = execute(session, _item("delete", {"dn": "CN=x"}))  # type: ignore[arg-type]
-    assert failed is not None and (failed.type, failed.code) == ("DirectoryError", 32)
+    [(_, bad)] = execute(session, _item("write", {"writes": [{"kind": 1}]}))  # type: ignore[arg-type]
+    assert bad is not None and "bad arguments" in bad.message

@@ -1,0 +1,102 @@
+"""Batched writes: many objects' changes in one call, each with its own result.
+
+A batch is the one way Ferry writes AD: the connector hands a list of Writes to its session,
+directly over LDAP or as one work item an agent carries out. Writes run in order on one
+connection; each succeeds or fails alone, so one refused object never stops the others.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import ldap3
+
+from . import write as ad_write
+from .errors import DirectoryError
+from .read import exists
+
+WRITE_KINDS = frozenset({"create", "update", "move", "delete", "members"})
+
+
+@dataclass(frozen=True)
+class Write:
+    """One object's change.
+
+    create: object_type, attributes, password, must_change_password, enabled.
+    update: attributes (None or [] clears one), enabled (None: leave as is).
+    move: new_dn. delete: nothing more. members: add and remove (member DNs).
+    parent: an OU to create first when it does not exist (creates and moves).
+    """
+
+    kind: str
+    dn: str
+    object_type: str = ""
+    attributes: Mapping[str, list[str] | None] = field(default_factory=dict)
+    enabled: bool | None = None
+    new_dn: str = ""
+    add: Sequence[str] = ()
+    remove: Sequence[str] = ()
+    password: str | None = field(default=None, repr=False)
+    must_change_password: bool = False
+    parent: str = ""
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """What became of one Write: the new object's GUID for creates, or the server's refusal."""
+
+    guid: str = ""
+    error: DirectoryError | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def apply(conn: ldap3.Connection, writes: Sequence[Write], *, check_first: bool = False
+          ) -> Iterator[WriteResult]:
+    """Apply writes in order, yielding one result each.
+
+    check_first: the batch may have been applied in part before (an agent died before it
+    reported), so creates, moves and deletes look at the directory before acting again.
+    Errors other than a refused object (a lost connection) end the batch by raising.
+    """
+    for item in writes:
+        try:
+            yield WriteResult(guid=_apply_one(conn, item, check_first))
+        except DirectoryError as exc:
+            yield WriteResult(error=exc)
+        except ValueError as exc:  # a write the library refuses to send, e.g. a bad group scope
+            yield WriteResult(error=DirectoryError(item.dn, item.kind, -1, str(exc)))
+
+
+def _apply_one(conn: ldap3.Connection, item: Write, check_first: bool) -> str:
+    if item.kind not in WRITE_KINDS:
+        raise ValueError(f"unknown write kind {item.kind!r}; expected {sorted(WRITE_KINDS)}")
+    if item.parent and item.kind in ("create", "move"):
+        ad_write.ensure_ou(conn, item.parent)
+    if item.kind == "create":
+        if check_first and exists(conn, item.dn):
+            return ad_write.read_guid(conn, item.dn)
+        attributes = {k: list(v) for k, v in item.attributes.items() if v}
+        return ad_write.create(conn, item.object_type, item.dn, attributes,
+                               password=item.password,
+                               must_change_password=item.must_change_password,
+                               enabled=item.enabled)
+    if item.kind == "update":
+        ad_write.update(conn, item.dn, dict(item.attributes))
+        if item.enabled is not None:
+            ad_write.set_enabled(conn, item.dn, item.enabled)
+    elif item.kind == "move":
+        if not (check_first and not exists(conn, item.dn) and exists(conn, item.new_dn)):
+            ad_write.move(conn, item.dn, item.new_dn)
+    elif item.kind == "delete":
+        if not (check_first and not exists(conn, item.dn)):
+            ad_write.delete(conn, item.dn)
+    else:  # members: adding a present value or removing an absent one is a no-op
+        if item.add:
+            ad_write.add_members(conn, item.dn, item.add)
+        if item.remove:
+            ad_write.remove_members(conn, item.dn, item.remove)
+    return ""
