@@ -23,7 +23,7 @@ from tests.support.connect_proxy import ConnectProxy
 
 from ferry_agent.directory import DirectoryError, build_dn, create, ensure_ou
 from ferry_agent.directory.read import Scope, read_full
-from ferry_agent.directory.write import add_members, delete
+from ferry_agent.directory.write import add_members, delete, update
 
 pytestmark = pytest.mark.lab
 
@@ -238,11 +238,21 @@ def test_a_run_through_agents_gives_exactly_the_direct_result(
             fleet.start("tgt", f"tgt-again-{n}")
         assert through.returncode == 0, through.stdout + through.stderr
         assert contents(lab, agent_ou) == expected
+        # The next run reads changed objects only: the DirSync delta comes through an agent.
+        workflow = tmp_path / "agents" / "workflow.yaml"
+        workflow.write_text(workflow.read_text().replace("changedObjectsOnly: false",
+                                                         "changedObjectsOnly: true"))
+        source = lab.src.connect()
+        changed = next(iter(read_full(source, Scope([src_ou], ["user"]), ["sn"])))
+        update(source, changed.dn, {"sn": ["Changed Through A Delta"]})
+        source.unbind()
         again = ferry_run(tmp_path / "agents", fleet, tmp_path / "agents.sqlite", lab)
         assert again.returncode == 0, again.stdout + again.stderr
         assert totals(tmp_path / "agents.sqlite") == [
-            {"created": 0, "updated": 0, "deleted": 0},
+            {"created": 0, "updated": 1, "deleted": 0},
             {"created": 13, "updated": 0, "deleted": 0}]
+        assert any(": read_changes " in fleet.log(name) for name in fleet.processes
+                   if name.startswith("src-again"))
         worked = [name for name in fleet.processes if "work " in fleet.log(name)]
         assert len(worked) >= 2, {name: fleet.log(name)[-500:] for name in fleet.processes}
         assert "p@ss" not in "".join(fleet.log(name) for name in fleet.processes)
