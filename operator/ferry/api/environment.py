@@ -18,6 +18,8 @@ from ferry.api.base import (
 )
 from ferry.api.status import EnvironmentStatus
 
+MAX_SCOPE_IDS = 16
+
 
 class DirectoryType(StrEnum):
     ACTIVE_DIRECTORY = "ActiveDirectory"
@@ -75,16 +77,85 @@ class ActiveDirectorySpec(ApiModel):
     )
 
 
+class AzureCloud(StrEnum):
+    PUBLIC = "AzurePublic"
+    US_GOVERNMENT = "AzureUSGovernment"
+    CHINA = "AzureChina"
+
+
+class CertificateCredential(ApiModel):
+    """An app registration certificate: Ferry signs a client assertion with its key."""
+
+    pem: ValueSource = Field(
+        description="PEM holding the certificate and its private key (unencrypted, or"
+        " encrypted with password)."
+    )
+    password: ValueSource | None = Field(
+        default=None, description="Password of an encrypted private key."
+    )
+
+
+class WorkloadIdentityCredential(ApiModel):
+    """Workload identity federation: a Kubernetes service account token the app trusts."""
+
+    token_file: str = Field(
+        default="/var/run/secrets/azure/tokens/azure-identity-token",
+        description="Projected service account token file (AKS workload identity sets"
+        " AZURE_FEDERATED_TOKEN_FILE to this path).",
+    )
+
+
+class EntraCredentials(ApiModel):
+    """How Ferry's app registration signs in: exactly one of the three."""
+
+    model_config = validations(cel(
+        "[has(self.clientSecret), has(self.certificate), has(self.workloadIdentity)]"
+        ".exists_one(x, x)",
+        "set exactly one of clientSecret, certificate or workloadIdentity",
+    ))
+
+    client_secret: ValueSource | None = Field(default=None, description="A client secret.")
+    certificate: CertificateCredential | None = Field(
+        default=None, description="A certificate registered on the app.")
+    workload_identity: WorkloadIdentityCredential | None = Field(
+        default=None, description="A federated credential trusting this cluster's tokens.")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> EntraCredentials:
+        chosen = [n for n in ("client_secret", "certificate", "workload_identity")
+                  if getattr(self, n) is not None]
+        if len(chosen) != 1:
+            raise ValueError("set exactly one of clientSecret, certificate or workloadIdentity")
+        return self
+
+
+class EntraTls(ApiModel):
+    """Trust for the sign-in and Graph endpoints, e.g. behind a TLS-inspecting proxy."""
+
+    ca: ValueSource | None = Field(
+        default=None, description="PEM CA bundle to trust instead of the system's."
+    )
+
+
 class EntraIdSpec(ApiModel):
     """A Microsoft Entra ID tenant reached through Microsoft Graph."""
 
     tenant_id: str = Field(description="Directory (tenant) id or verified domain.")
     client_id: str = Field(description="Application (client) id of Ferry's app registration.")
-    client_secret: ValueSource | None = Field(default=None, description="Client secret source.")
-    authority_host: str = Field(
-        default="https://login.microsoftonline.com",
-        description="Sign-in authority; change for national clouds.",
+    credentials: EntraCredentials = Field(description="How the app signs in.")
+    cloud: AzureCloud = Field(
+        default=AzureCloud.PUBLIC,
+        description="Which cloud the tenant lives in; sets the sign-in and Graph endpoints.",
     )
+    authority_host: str | None = Field(
+        default=None, pattern=r"^https://",
+        description="Sign-in authority, overriding the cloud's (https://...).",
+    )
+    graph_endpoint: str | None = Field(
+        default=None, pattern=r"^https://",
+        description="Microsoft Graph root, overriding the cloud's (https://...).",
+    )
+    tls: EntraTls = Field(default_factory=EntraTls, description="TLS trust settings.")
 
 
 class Scope(ApiModel):
@@ -92,7 +163,8 @@ class Scope(ApiModel):
 
     ous: list[str] = Field(
         default_factory=list,
-        description="Containers to read (DNs). Empty: the whole naming context.",
+        description="Active Directory: containers to read (DNs). Empty: the whole naming"
+        " context.",
     )
     object_types: list[ScopeObjectType] = Field(
         default_factory=lambda: [
@@ -101,6 +173,20 @@ class Scope(ApiModel):
         min_length=1,
         max_length=4,
         description="Object types read from this directory.",
+    )
+    groups: list[str] = Field(
+        default_factory=list, max_length=MAX_SCOPE_IDS,
+        description="Entra ID: only users, groups and devices that are (transitive) members of"
+        " these groups (object ids). Empty: no group limit.",
+    )
+    administrative_units: list[str] = Field(
+        default_factory=list, max_length=MAX_SCOPE_IDS,
+        description="Entra ID: only members of these administrative units (object ids).",
+    )
+    user_filter: str | None = Field(
+        default=None, max_length=1024,
+        description="Entra ID: an OData $filter users must meet, e.g. \"department eq"
+        " 'Sales'\".",
     )
 
 
@@ -127,6 +213,19 @@ class EnvironmentSpec(ApiModel):
         cel("!has(self.activeDirectory) || self.connection == 'agent'"
             " || has(self.activeDirectory.credentials)",
             "connection direct needs activeDirectory.credentials"),
+        cel("self.type != 'EntraID' || self.connection == 'direct'",
+            "Ferry reaches Entra ID through Microsoft Graph itself: use connection direct"),
+        cel("self.type != 'EntraID' || !has(self.scope) || !has(self.scope.ous)"
+            " || size(self.scope.ous) == 0",
+            "scope.ous is for Active Directory; for Entra ID use scope.groups,"
+            " scope.administrativeUnits or scope.userFilter"),
+        cel("self.type != 'ActiveDirectory' || !has(self.scope)"
+            " || ((!has(self.scope.groups) || size(self.scope.groups) == 0)"
+            " && (!has(self.scope.administrativeUnits)"
+            " || size(self.scope.administrativeUnits) == 0)"
+            " && !has(self.scope.userFilter))",
+            "scope.groups, scope.administrativeUnits and scope.userFilter are for Entra ID;"
+            " for Active Directory use scope.ous"),
     )
 
     type: DirectoryType = Field(description="Kind of directory.")
@@ -144,6 +243,24 @@ class EnvironmentSpec(ApiModel):
     discovery: Discovery = Field(
         default_factory=Discovery, description="How often Ferry takes inventory."
     )
+
+    def secret_sources(self) -> list[tuple[ValueSource, str]]:
+        """Every secret this environment refers to, with its field path (for messages)."""
+        found: list[tuple[ValueSource | None, str]] = []
+        ad, entra = self.active_directory, self.entra_id
+        if ad is not None:
+            found += [(ad.credentials.password if ad.credentials else None,
+                       "spec.activeDirectory.credentials.password"),
+                      (ad.tls.ca, "spec.activeDirectory.tls.ca")]
+        if entra is not None:
+            creds = entra.credentials
+            found += [(creds.client_secret, "spec.entraID.credentials.clientSecret"),
+                      (entra.tls.ca, "spec.entraID.tls.ca")]
+            if creds.certificate is not None:
+                found += [(creds.certificate.pem, "spec.entraID.credentials.certificate.pem"),
+                          (creds.certificate.password,
+                           "spec.entraID.credentials.certificate.password")]
+        return [(source, path) for source, path in found if source is not None]
 
     @model_validator(mode="after")
     def _block_matches_type(self) -> EnvironmentSpec:
@@ -163,6 +280,16 @@ class EnvironmentSpec(ApiModel):
         if (self.active_directory is not None and self.connection is ConnectionMode.DIRECT
                 and self.active_directory.credentials is None):
             raise ValueError("connection direct needs activeDirectory.credentials")
+        if self.type is DirectoryType.ENTRA_ID:
+            if self.connection is not ConnectionMode.DIRECT:
+                raise ValueError("Ferry reaches Entra ID through Microsoft Graph itself:"
+                                 " use connection direct")
+            if self.scope.ous:
+                raise ValueError("scope.ous is for Active Directory; for Entra ID use"
+                                 " scope.groups, scope.administrativeUnits or scope.userFilter")
+        elif self.scope.groups or self.scope.administrative_units or self.scope.user_filter:
+            raise ValueError("scope.groups, scope.administrativeUnits and scope.userFilter are"
+                             " for Entra ID; for Active Directory use scope.ous")
         return self
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ferry.api.environment import DirectoryType
 from ferry.api.errors import ManifestProblem
 
 if TYPE_CHECKING:
@@ -34,6 +35,13 @@ def check_references(m: Manifests) -> list[ManifestProblem]:
                     env(f"{base}.readFrom.environments[{j}]", e)
                 read.update(step.read_from.environments)
             if step.match:
+                target_env = m.environments.get(step.match.target)
+                for j, rule in enumerate(step.match.rules):
+                    if rule.guest and target_env is not None \
+                            and target_env.spec.type is not DirectoryType.ENTRA_ID:
+                        problem(f"{base}.match.rules[{j}].guest",
+                                f"guest rules match B2B guests of an Entra ID target;"
+                                f" {step.match.target!r} is {target_env.spec.type.value}")
                 for side in ("source", "target"):
                     e = getattr(step.match, side)
                     env(f"{base}.match.{side}", e)
@@ -56,6 +64,9 @@ def check_references(m: Manifests) -> list[ManifestProblem]:
                     if pair.source == pair.target:
                         problem(f"{base}.stageData.pairs[{j}]",
                                 "source and target must be different environments")
+                    for path, message in _pair_fit(m, step.stage_data.template, pair.source,
+                                                   pair.target, bool(pair.source_ous)):
+                        problem(f"{base}.stageData.pairs[{j}]{path}", message)
                     staged.add((pair.source, pair.target))
             if step.write_to:
                 for j, e in enumerate(step.write_to.environments):
@@ -85,3 +96,20 @@ def check_references(m: Manifests) -> list[ManifestProblem]:
             problems.append(ManifestProblem(
                 file, label, "spec.workflow", f"Workflow {dm.spec.workflow!r} not found"))
     return problems
+
+
+def _pair_fit(m: Manifests, template_name: str, source: str, target: str,
+              has_source_ous: bool) -> list[tuple[str, str]]:
+    """What does not fit between a pair's directories and its template: (path, message)."""
+    found: list[tuple[str, str]] = []
+    source_env, target_env = m.environments.get(source), m.environments.get(target)
+    template = m.templates.get(template_name)
+    if source_env is not None and has_source_ous \
+            and source_env.spec.type is not DirectoryType.ACTIVE_DIRECTORY:
+        found.append((".sourceOUs", f"{source!r} is {source_env.spec.type.value}, which has no"
+                      " OUs; remove sourceOUs (scope it on the Environment instead)"))
+    if target_env is not None and template is not None and template.spec.target_ou is None \
+            and target_env.spec.type is DirectoryType.ACTIVE_DIRECTORY:
+        found.append((".target", f"{target!r} is Active Directory, but Template"
+                      f" {template_name!r} has no targetOU; set spec.targetOU.default"))
+    return found

@@ -93,6 +93,30 @@ class PasswordOptions(ApiModel):
     )
 
 
+class GuestOptions(ApiModel):
+    """Entra ID targets: B2B guests for coexistence, and their conversion to members."""
+
+    create_unmatched_as_guests: bool = Field(
+        default=False,
+        description="Create unmatched users as B2B guests homed in their source tenant,"
+        " through the invitations API, without sending an invitation (`ferry guests invite`"
+        " sends them later). While set, a user's userPrincipalName and mail are set only when"
+        " it is created: a guest keeps its B2B addresses.",
+    )
+    show_in_address_list: bool = Field(
+        default=True, description="Guests Ferry creates appear in the global address list."
+    )
+    convert_to_members: bool = Field(
+        default=False,
+        description="Turn matched guests into members (userType Member, the mapped"
+        " userPrincipalName and mail); they keep their object id, groups and access.",
+    )
+    invite_redirect_url: str = Field(
+        default="https://myapps.microsoft.com", pattern=r"^https://",
+        description="Where an invited guest lands after redeeming the invitation.",
+    )
+
+
 class TemplateSpec(ApiModel):
     """Staging rules shared by workflows."""
 
@@ -108,7 +132,11 @@ class TemplateSpec(ApiModel):
         default_factory=list,
         description="Rewrite domains in userPrincipalName, mail and proxyAddresses.",
     )
-    target_ou: TargetOu = Field(alias="targetOU", description="Where created objects go.")
+    target_ou: TargetOu | None = Field(
+        default=None, alias="targetOU",
+        description="Where created objects go in Active Directory; required when a pair"
+        " using this template writes Active Directory (Entra ID has no containers).",
+    )
     object_types: ObjectTypeSwitches = Field(
         default_factory=ObjectTypeSwitches, description="What may be done per object type."
     )
@@ -117,6 +145,9 @@ class TemplateSpec(ApiModel):
     )
     mirror_account_state: bool = Field(
         default=True, description="Disable target users whose source is disabled, and back."
+    )
+    guests: GuestOptions = Field(
+        default_factory=GuestOptions, description="Entra ID targets: B2B guest users."
     )
 
 

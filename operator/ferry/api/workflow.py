@@ -69,7 +69,14 @@ class MatchRule(ApiModel):
 
     source_attribute: str = Field(max_length=128, description="Source attribute, e.g. mail.")
     target_attribute: str = Field(
-        max_length=128, description="Target attribute compared with it."
+        default="userPrincipalName", max_length=128,
+        description="Target attribute compared with it.",
+    )
+    guest: bool = Field(
+        default=False,
+        description="Match B2B guests: the source value local@domain, when a domain mapping"
+        " of the pair's template covers domain, equals a target userPrincipalName"
+        " local_domain#EXT#@tenant. Without a domain mapping nothing matches this way.",
     )
 
 

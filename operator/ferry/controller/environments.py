@@ -221,17 +221,7 @@ def _agent_mode(body: dict[str, Any]) -> bool:
 
 def _secret_problem(env: Environment, secrets: SecretSource) -> str:
     where = f"Environment/{env.metadata.name}"
-    ad, entra = env.spec.active_directory, env.spec.entra_id
-    sources = []
-    if ad is not None:
-        if ad.credentials is not None:
-            sources.append((ad.credentials.password,
-                            "spec.activeDirectory.credentials.password"))
-        if ad.tls.ca is not None:
-            sources.append((ad.tls.ca, "spec.activeDirectory.tls.ca"))
-    if entra is not None and entra.client_secret is not None:
-        sources.append((entra.client_secret, "spec.entraID.clientSecret"))
-    for source, field in sources:
+    for source, field in env.spec.secret_sources():
         try:
             secrets.resolve(source, f"{where}: {field}")
         except SecretError as exc:

@@ -33,11 +33,7 @@ def secret_refs(environments: Iterable[Environment],
     """Secret name -> keys the run needs, from every secretKeyRef its objects hold."""
     sources: list[ValueSource | None] = []
     for env in environments:
-        ad, entra = env.spec.active_directory, env.spec.entra_id
-        if ad is not None:
-            sources += [ad.credentials.password if ad.credentials else None, ad.tls.ca]
-        if entra is not None:
-            sources.append(entra.client_secret)
+        sources += [source for source, _ in env.spec.secret_sources()]
     for template in templates:
         sources.append(template.spec.password.value)
     refs: dict[str, set[str]] = {}

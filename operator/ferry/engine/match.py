@@ -63,6 +63,30 @@ def _needs_normalizing(lower_dn: str) -> bool:
     return "\\" in lower_dn or ", " in lower_dn or " ," in lower_dn or " =" in lower_dn
 
 
+_EXT = "#ext#"
+
+
+def guest_target_keys(value: AttributeValue | None) -> tuple[str, ...]:
+    """The guest forms in a target value, lower-cased: `local_domain#ext#` of each
+    `local_domain#EXT#@tenant`; values that are not guest addresses give none."""
+    keys = []
+    for item in _folded(value):
+        head, at, _ = item.rpartition("@")
+        if at and head.endswith(_EXT):
+            keys.append(head)
+    return tuple(keys)
+
+
+def guest_source_keys(values: tuple[str, ...], domains: frozenset[str]) -> tuple[str, ...]:
+    """The guest forms of lower-cased source addresses whose domain is in `domains`."""
+    keys = []
+    for value in values:
+        local, at, domain = value.rpartition("@")
+        if at and local and domain in domains:
+            keys.append(f"{local}_{domain}{_EXT}")
+    return tuple(keys)
+
+
 class TargetIndex:
     """All target objects by anchor (as StoredTarget, fingerprinting `compared` attributes),
     and by lower-cased value of each match rule's attribute."""
@@ -74,6 +98,8 @@ class TargetIndex:
                  compared: Mapping[ObjectType, tuple[str, ...]]) -> None:
         self.by_anchor: dict[str, StoredTarget] = {}
         attributes = tuple(rule.target_attribute for rule in rules.match_rules)
+        guest_rules = (tuple(rule.guest for rule in rules.match_rules)
+                       if any(rule.guest for rule in rules.match_rules) else ())
         self._names = {object_type: compared.get(object_type, ()) for object_type in ObjectType}
         self._tables: list[dict[ObjectType, dict[str, _TargetEntry]]] = [
             {object_type: {} for object_type in ObjectType} for _ in attributes
@@ -92,6 +118,9 @@ class TargetIndex:
             object_type = target.object_type
             get = target.attributes.get
             rule_values = tuple([_fold_value(value) for value in map(get, attributes)])
+            if guest_rules:
+                rule_values = tuple([guest_target_keys(v) if guest else v
+                                     for v, guest in zip(rule_values, guest_rules, strict=True)])
             by_anchor[anchor] = StoredTarget(anchor, target, names[object_type], rule_values,
                                              owner)
             if object_type not in types:
@@ -224,14 +253,19 @@ def _dn_of(claimant: _Claimant) -> str:
 class Matcher:
     """Matches source objects one at a time; resolve() then settles cross-object conflicts."""
 
-    __slots__ = ("_claims", "_index", "_labels", "_pair", "_rules", "_sources", "_values",
-                 "candidates")
+    __slots__ = ("_claims", "_guest_domains", "_index", "_labels", "_pair", "_rules",
+                 "_sources", "_values", "candidates")
 
     def __init__(self, rules: PairRules, index: TargetIndex) -> None:
         self._pair = rules.name
         self._rules = rules.match_rules
         self._sources = tuple(rule.source_attribute for rule in self._rules)
-        self._labels = tuple(f"{r.source_attribute} -> {r.target_attribute}" for r in self._rules)
+        self._labels = tuple(
+            f"{r.source_attribute} -> {r.target_attribute}{' (guest)' if r.guest else ''}"
+            for r in self._rules)
+        # Guest rules only match addresses in a domain the template maps.
+        self._guest_domains = frozenset(m.source_domain.lower()
+                                        for m in rules.staging.domain_mappings)
         self._index = index
         # Per rule and type: lower-cased source value -> who claims it.
         self._values: list[dict[ObjectType, dict[str, _ValueEntry]]] = [
@@ -255,6 +289,11 @@ class Matcher:
             if not raw:
                 continue
             have = target.rule_values[index]  # lower-cased
+            if rule.guest:
+                for value in guest_source_keys(_folded(raw), self._guest_domains):
+                    if value not in (have or ()):
+                        self._register(index, source.object_type, value, source.dn)
+                continue
             if type(raw) is str and type(have) is str and (raw == have or raw.lower() == have):
                 continue
             if desired is not None and have:
@@ -290,6 +329,9 @@ class Matcher:
         object_type = source.object_type
         get = source.attributes.get
         per_rule = [_folded(get(attribute)) for attribute in self._sources]
+        for index, rule in enumerate(self._rules):
+            if rule.guest:
+                per_rule[index] = guest_source_keys(per_rule[index], self._guest_domains)
         for tables, values in zip(self._values, per_rule, strict=True):
             table = tables[object_type]
             for value in values:
@@ -353,6 +395,8 @@ class Matcher:
         # Creating it would make a second target object with that value (typically one joined
         # to another source whose value was rewritten, e.g. by a domain mapping).
         for index, rule in enumerate(self._rules):
+            if rule.guest:
+                continue  # a create makes a member, or a guest its match would have found
             values = _folded(desired.get(rule.target_attribute))
             if not values:
                 continue

@@ -21,11 +21,14 @@ class ApplyWhen(StrEnum):
 class MatchRule:
     """Join a source object to the target object whose target_attribute equals source_attribute.
 
-    Comparison is case-insensitive; multi-valued attributes match on any value.
+    Comparison is case-insensitive; multi-valued attributes match on any value. A guest rule
+    compares B2B guest forms instead: source `local@domain` (domain covered by a domain
+    mapping) with a target `local_domain#EXT#@tenant`.
     """
 
     source_attribute: str
     target_attribute: str
+    guest: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ferry.api.environment import ScopeObjectType
+from ferry.api.environment import DirectoryType, ScopeObjectType
 from ferry.api.loader import Manifests
-from ferry.api.template import PasswordOptions, TemplateSpec
+from ferry.api.template import GuestOptions, PasswordOptions, TemplateSpec
 from ferry.api.workflow import Workflow
 from ferry.engine import rules as er
 from ferry.engine.records import ObjectType
+from ferry.sync.mappings import default_mappings
 
 OBJECT_TYPE = {
     ScopeObjectType.USERS: ObjectType.USER,
@@ -17,29 +18,6 @@ OBJECT_TYPE = {
     ScopeObjectType.CONTACTS: ObjectType.CONTACT,
     ScopeObjectType.DEVICES: ObjectType.DEVICE,
 }
-
-_U, _G, _C = ObjectType.USER, ObjectType.GROUP, ObjectType.CONTACT
-_ON_CREATE = er.ApplyWhen.ON_CREATE
-
-# Ferry's built-in mappings: the attributes an AD-to-AD migration carries by default.
-# Account names are set once: a matched target object keeps the names it already has.
-DEFAULT_MAPPINGS: tuple[tuple[str, frozenset[ObjectType], er.ApplyWhen], ...] = (
-    ("cn", frozenset({_U, _G, _C}), er.ApplyWhen.ALWAYS),
-    ("sAMAccountName", frozenset({_U, _G}), _ON_CREATE),
-    ("userPrincipalName", frozenset({_U}), _ON_CREATE),
-    ("groupType", frozenset({_G}), _ON_CREATE),
-    *((attr, frozenset({_U, _C}), er.ApplyWhen.ALWAYS) for attr in (
-        "givenName", "sn", "initials", "company", "department", "title",
-        "telephoneNumber", "mobile", "physicalDeliveryOfficeName", "streetAddress", "l", "st",
-        "postalCode", "co",
-    )),
-    *((attr, frozenset({_U}), er.ApplyWhen.ALWAYS) for attr in ("employeeID", "employeeNumber")),
-    ("targetAddress", frozenset({_C}), er.ApplyWhen.ALWAYS),
-    *((attr, frozenset({_U, _G, _C}), er.ApplyWhen.ALWAYS) for attr in (
-        "displayName", "description", "mail", "proxyAddresses", "info",
-    )),
-)
-
 
 @dataclass(frozen=True)
 class PairSettings:
@@ -61,7 +39,8 @@ def workflow_pairs(manifests: Manifests, workflow: Workflow) -> list[PairSetting
     spec = workflow.spec
     match_rules = {
         (s.match.source, s.match.target): tuple(
-            er.MatchRule(r.source_attribute, r.target_attribute) for r in s.match.rules)
+            er.MatchRule(r.source_attribute, r.target_attribute, r.guest)
+            for r in s.match.rules)
         for _, s in spec.steps_of("match") if s.match
     }
     thresholds = {
@@ -74,9 +53,11 @@ def workflow_pairs(manifests: Manifests, workflow: Workflow) -> list[PairSetting
         stage = step.stage_data
         assert stage is not None
         template = manifests.templates[stage.template]
-        staging = staging_rules(stage.template, template.spec)
         for pair in stage.pairs:
             key = (pair.source, pair.target)
+            staging = staging_rules(stage.template, template.spec,
+                                    manifests.environments[pair.source].spec.type,
+                                    manifests.environments[pair.target].spec.type)
             rules = er.PairRules(
                 name=pair_key(workflow.metadata.name, pair.source, pair.target),
                 staging=staging,
@@ -92,12 +73,14 @@ def workflow_pairs(manifests: Manifests, workflow: Workflow) -> list[PairSetting
     return pairs
 
 
-def staging_rules(name: str, spec: TemplateSpec) -> er.StagingRules:
-    """The engine's view of a Template: defaults first, explicit mappings override them."""
-    mappings: dict[tuple[str, frozenset[ObjectType]], er.AttributeMapping] = {}
-    if spec.include_default_mappings:
-        for attr, types, apply in DEFAULT_MAPPINGS:
-            mappings[(attr, types)] = er.AttributeMapping(attr, f"source.{attr}", apply, types)
+def staging_rules(name: str, spec: TemplateSpec,
+                  source: DirectoryType = DirectoryType.ACTIVE_DIRECTORY,
+                  target: DirectoryType = DirectoryType.ACTIVE_DIRECTORY) -> er.StagingRules:
+    """The engine's view of a Template for one kind of pair: built-in mappings first,
+    explicit mappings override them per target attribute."""
+    defaults = default_mappings(source, target) if spec.include_default_mappings else []
+    if target is DirectoryType.ENTRA_ID:
+        defaults = _guest_mappings(spec.guests, defaults)
     explicit = [
         er.AttributeMapping(
             m.target, m.expression, er.ApplyWhen(m.apply.value),
@@ -105,19 +88,54 @@ def staging_rules(name: str, spec: TemplateSpec) -> er.StagingRules:
         for m in spec.attribute_mappings
     ]
     overridden = {m.target_attribute.lower() for m in explicit}
-    kept = [m for (attr, _), m in mappings.items() if attr.lower() not in overridden]
+    kept = [m for m in defaults if m.target_attribute.lower() not in overridden]
     switches = {
         ObjectType.USER: spec.object_types.users,
         ObjectType.GROUP: spec.object_types.groups,
         ObjectType.CONTACT: spec.object_types.contacts,
         ObjectType.DEVICE: spec.object_types.devices,
     }
+    # Entra ID has no containers: created objects are not placed, and nothing moves.
+    target_ou = spec.target_ou if target is DirectoryType.ACTIVE_DIRECTORY else None
     return er.StagingRules(
         template_name=name,
         mappings=(*kept, *explicit),
         domain_mappings=tuple(er.DomainMapping(d.source, d.target) for d in spec.domain_mappings),
-        default_target_ou=spec.target_ou.default,
-        ou_mappings=tuple(er.OuMapping(m.source_ou, m.target_ou) for m in spec.target_ou.mappings),
+        default_target_ou=target_ou.default if target_ou else "",
+        ou_mappings=tuple(er.OuMapping(m.source_ou, m.target_ou)
+                          for m in (target_ou.mappings if target_ou else ())),
         object_types={t: er.TypeSwitch(s.create, s.update, s.delete) for t, s in switches.items()},
         mirror_enabled=spec.mirror_account_state,
     )
+
+
+_USERS = frozenset({ObjectType.USER})
+_ADDRESSES = ("userprincipalname", "mail")
+
+
+def _guest_mappings(guests: GuestOptions, mappings: list[er.AttributeMapping]
+                    ) -> list[er.AttributeMapping]:
+    """Mappings for a template that creates B2B guests or converts them to members."""
+    if guests.convert_to_members:
+        # userType Member and the member addresses: a matched guest becomes a member.
+        return [*(_apply_always(m) if m.target_attribute.lower() in _ADDRESSES else m
+                  for m in mappings),
+                er.AttributeMapping("userType", "'Member'", er.ApplyWhen.ALWAYS, _USERS)]
+    if not guests.create_unmatched_as_guests:
+        return mappings
+    # A guest keeps the addresses its invitation gave it, so they are set on create only.
+    kept = [er.AttributeMapping(m.target_attribute, m.expression, er.ApplyWhen.ON_CREATE,
+                                m.object_types)
+            if m.target_attribute.lower() in _ADDRESSES else m for m in mappings]
+    on_create = er.ApplyWhen.ON_CREATE
+    return [*kept,
+            er.AttributeMapping("userType", "'Guest'", on_create, _USERS),
+            er.AttributeMapping("invitedUserEmailAddress", "source.mail", on_create, _USERS),
+            er.AttributeMapping("showInAddressList",
+                                "'true'" if guests.show_in_address_list else "'false'",
+                                on_create, _USERS)]
+
+
+def _apply_always(mapping: er.AttributeMapping) -> er.AttributeMapping:
+    return er.AttributeMapping(mapping.target_attribute, mapping.expression,
+                               er.ApplyWhen.ALWAYS, mapping.object_types)

@@ -109,12 +109,24 @@ INVALID = {
     ),
     "environment block not matching the type": (
         {**ENVIRONMENT, "spec": {**ENVIRONMENT["spec"],
-                                 "entraID": {"tenantId": "t", "clientId": "c"}}},
+                                 "entraID": {"tenantId": "t", "clientId": "c",
+                                             "credentials": {"workloadIdentity": {}}}}},
         "type ActiveDirectory takes only activeDirectory; remove entraID",
     ),
     "environment without its block": (
         {**ENVIRONMENT, "spec": {"type": "EntraID"}},
         "type EntraID needs the entraID block",
+    ),
+    "entra credentials of two kinds": (
+        {**ENVIRONMENT, "spec": {"type": "EntraID", "entraID": {
+            "tenantId": "t", "clientId": "c", "credentials": {
+                "workloadIdentity": {}, "clientSecret": {"env": "SECRET"}}}}},
+        "set exactly one of clientSecret, certificate or workloadIdentity",
+    ),
+    "entra through agents": (
+        {**ENVIRONMENT, "spec": {"type": "EntraID", "connection": "agent", "entraID": {
+            "tenantId": "t", "clientId": "c", "credentials": {"workloadIdentity": {}}}}},
+        "Ferry reaches Entra ID through Microsoft Graph itself: use connection direct",
     ),
     "device migration onto itself": (
         {"apiVersion": "ferry.dev/v1alpha1", "kind": "DeviceMigration",
@@ -208,3 +220,10 @@ def test_kubectl_explain_teaches_the_fields(crds: KubeAPI) -> None:
     assert "Most objects one run may delete in the target" in threshold.stdout
     env = crds.kubectl("explain", "environment.spec.activeDirectory.tls.insecureSkipVerify")
     assert "never in production" in env.stdout
+
+
+@pytest.mark.parametrize("example", ["ad-to-entra", "tenant-to-tenant"])
+def test_the_entra_examples_are_accepted(crds: KubeAPI, kube_namespace: str,
+                                         example: str) -> None:
+    folder = ROOT / "examples" / example
+    crds.kubectl("apply", "--dry-run=server", "-f", str(folder), namespace=kube_namespace)
