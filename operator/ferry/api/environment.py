@@ -137,6 +137,13 @@ class EntraTls(ApiModel):
     )
 
 
+class GraphWriteQuota(ApiModel):
+    """How many writes Ferry may send to the tenant over a window; it paces itself below."""
+
+    writes: int = Field(default=3000, ge=1, le=100000, description="Writes per window.")
+    per_seconds: int = Field(default=150, ge=1, le=3600, description="Window in seconds.")
+
+
 class EntraIdSpec(ApiModel):
     """A Microsoft Entra ID tenant reached through Microsoft Graph."""
 
@@ -156,6 +163,11 @@ class EntraIdSpec(ApiModel):
         description="Microsoft Graph root, overriding the cloud's (https://...).",
     )
     tls: EntraTls = Field(default_factory=EntraTls, description="TLS trust settings.")
+    write_quota: GraphWriteQuota = Field(
+        default_factory=GraphWriteQuota,
+        description="Microsoft documents 3,000 identity writes per 150 s per app and tenant;"
+        " lower it when other tools write to the tenant with the same app.",
+    )
 
 
 class Scope(ApiModel):

@@ -5,6 +5,9 @@ from __future__ import annotations
 from ferry.api.environment import ConnectionMode, DirectoryType, Environment
 from ferry.connectors.activedirectory import ActiveDirectoryConnector
 from ferry.connectors.base import Connector
+from ferry.connectors.entra.auth import CaBundle, GraphEndpoints, credential
+from ferry.connectors.entra.connector import EntraConnector
+from ferry.connectors.entra.session import GraphSession, WriteQuota
 from ferry.connectors.remote import (
     GATEWAY_CA_ENV,
     GATEWAY_TOKEN_FILE_ENV,
@@ -24,9 +27,8 @@ class ConnectorUnavailable(Exception):
 def open_connector(env: Environment, secrets: SecretSource) -> Connector:
     name = env.metadata.name
     where = f"Environment/{name}"
-    if env.spec.type is not DirectoryType.ACTIVE_DIRECTORY:
-        raise ConnectorUnavailable(
-            f"{where}: spec.type {env.spec.type.value} has no connector in this build yet")
+    if env.spec.type is DirectoryType.ENTRA_ID:
+        return _entra_connector(env, secrets)
     ad = env.spec.active_directory
     assert ad is not None  # the model checks the block matches the type
     if env.spec.connection is ConnectionMode.AGENT:
@@ -52,3 +54,16 @@ def open_connector(env: Environment, secrets: SecretSource) -> Connector:
     return ActiveDirectoryConnector(
         name, DirectorySession(endpoint), ad.base_dn, env.spec.scope.ous,
         where=f"{ad.host}:{ad.port} as {credentials.username}")
+
+
+def _entra_connector(env: Environment, secrets: SecretSource) -> Connector:
+    name, spec = env.metadata.name, env.spec.entra_id
+    assert spec is not None  # the model checks the block matches the type
+    where = f"Environment/{name}"
+    endpoints = GraphEndpoints.of(spec)
+    ca = CaBundle(secrets.resolve(spec.tls.ca, f"{where}: spec.entraID.tls.ca")
+                  if spec.tls.ca else None)
+    quota = WriteQuota(spec.write_quota.writes, spec.write_quota.per_seconds)
+    session = GraphSession(credential(spec, secrets, where, endpoints, ca), endpoints, ca, quota)
+    return EntraConnector(name, session, env.spec.scope,
+                          where=f"tenant {spec.tenant_id} as app {spec.client_id}")

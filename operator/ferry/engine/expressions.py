@@ -412,7 +412,9 @@ class CompiledTemplate:
         self._layouts: dict[ObjectType, Layout] = {}
         self.domain_mapper = DomainMapper(staging.domain_mappings)
         domain_attributes = staging.domain_mapped_attributes if self.domain_mapper else ()
-        excluded = RDN_ATTRIBUTES | {staging.rdn_attribute.lower()}
+        # In a directory with containers the RDN changes by a move, never by an update.
+        excluded = (RDN_ATTRIBUTES | {staging.rdn_attribute.lower()} if staging.containers
+                    else RDN_ATTRIBUTES)
         for object_type in ObjectType:
             chosen = tuple(m for m, types in compiled if not types or object_type in types)
             seen: set[str] = set()

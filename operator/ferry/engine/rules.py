@@ -78,6 +78,9 @@ class StagingRules:
     ou_mappings: tuple[OuMapping, ...] = ()
     # Attribute whose (escaped) value forms the target RDN, per object type: CN=<value>.
     rdn_attribute: str = "cn"
+    # False for a target without containers (Entra ID): its DNs are labels, nothing moves,
+    # and the RDN attribute is updated like any other.
+    containers: bool = True
     object_types: dict[ObjectType, TypeSwitch] = field(default_factory=dict)
     # Mirror enabled/disabled from the source for users.
     mirror_enabled: bool = True

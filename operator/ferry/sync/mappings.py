@@ -73,6 +73,9 @@ _MAIL_NICKNAME = {
 }
 
 
+_DISPLAY_NAME = "has(source.displayName) ? source.displayName : source.cn"
+
+
 def default_mappings(source: DirectoryType, target: DirectoryType
                      ) -> list[er.AttributeMapping]:
     """The built-in mappings from a source directory of one kind to a target of another."""
@@ -85,6 +88,9 @@ def default_mappings(source: DirectoryType, target: DirectoryType
     if target is ENTRA:
         found.append(er.AttributeMapping("mailNickname", _MAIL_NICKNAME[source], _ON_CREATE,
                                          frozenset({_U, _G})))
+        if source is AD:  # Graph requires a display name; AD objects often have only a CN
+            found = [er.AttributeMapping("displayName", _DISPLAY_NAME, m.apply, m.object_types)
+                     if m.target_attribute == "displayName" else m for m in found]
     elif source is ENTRA:  # AD objects are named by their CN
         found.append(er.AttributeMapping("cn", "source.displayName", _ALWAYS,
                                          frozenset({_U, _G, _C})))

@@ -106,6 +106,9 @@ def staging_rules(name: str, spec: TemplateSpec,
                           for m in (target_ou.mappings if target_ou else ())),
         object_types={t: er.TypeSwitch(s.create, s.update, s.delete) for t, s in switches.items()},
         mirror_enabled=spec.mirror_account_state,
+        # Entra objects are known by their UPN (users) or display name: see connectors.entra.
+        rdn_attribute="cn" if target is DirectoryType.ACTIVE_DIRECTORY else "userPrincipalName",
+        containers=target is DirectoryType.ACTIVE_DIRECTORY,
     )
 
 

@@ -1,0 +1,93 @@
+"""Manifests that point Ferry's Entra ID environments at emulator tenants."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tests.support.graph_emulator.fixture import GraphEmulator
+
+from ferry.state.store import StateStore
+
+ROOT = Path(__file__).resolve().parents[3]
+WRITE_ROLES = ("User.ReadWrite.All", "Group.ReadWrite.All", "GroupMember.ReadWrite.All",
+               "User.Invite.All")
+
+
+@dataclass(frozen=True)
+class Tenant:
+    emulator: GraphEmulator
+    tenant_id: str
+    domain: str          # a verified domain, e.g. abc123.test
+    initial_domain: str
+    client_id: str
+    secret_file: Path
+
+    def environment(self, name: str, *, object_types: str = "[users, groups]",
+                    extra: str = "") -> str:
+        """An Environment document for this tenant, signing in with the client secret."""
+        graph_root = self.emulator.graph_url.removesuffix("/v1.0")
+        return (f"apiVersion: ferry.dev/v1alpha1\nkind: Environment\nmetadata:\n"
+                f"  name: {name}\nspec:\n  type: EntraID\n  entraID:\n"
+                f"    tenantId: {self.tenant_id}\n    clientId: {self.client_id}\n"
+                f"    credentials:\n      clientSecret:\n        file: {self.secret_file}\n"
+                f"    authorityHost: {self.emulator.authority_host}\n"
+                f"    graphEndpoint: {graph_root}\n"
+                f"    tls:\n      ca:\n        file: {self.emulator.ca_file}\n{extra}"
+                f"  scope:\n    objectTypes: {object_types}\n")
+
+
+def new_tenant(emulator: GraphEmulator, folder: Path, roles: tuple[str, ...] = WRITE_ROLES
+               ) -> Tenant:
+    short = uuid.uuid4().hex[:8]
+    made = emulator.admin.create_tenant(initial_domain=f"t{short}.onmicrosoft.com",
+                                        verified_domains=[f"{short}.test"])
+    secret = f"secret-{uuid.uuid4().hex}"
+    app = emulator.admin.register_app(made["id"], secrets=[secret], roles=roles)
+    secret_file = folder / f"{short}.secret"
+    secret_file.write_text(secret)
+    secret_file.chmod(0o600)
+    return Tenant(emulator, made["id"], f"{short}.test", made["initialDomain"],
+                  app["clientId"], secret_file)
+
+
+def ferry(folder: Path, *args: str, secrets_dir: Path | None = None
+          ) -> subprocess.CompletedProcess[str]:
+    """The ferry CLI on the manifests in folder/manifests with folder/state.sqlite."""
+    env = {**os.environ, "COLUMNS": "200"}
+    if secrets_dir is not None:
+        env["FERRY_SECRETS_DIR"] = str(secrets_dir)
+    command = [sys.executable, "-m", "ferry", *args]
+    if args[0] in ("run", "plan", "check"):
+        command += ["-f", str(folder / "manifests")]
+    if args[0] in ("run", "plan"):
+        command += ["--state", str(folder / "state.sqlite"), "-v"]
+    return subprocess.run(command, env=env, cwd=folder, capture_output=True, text=True,
+                          timeout=900, check=False)
+
+
+def totals(folder: Path) -> list[dict[str, int]]:
+    """Created/updated/deleted/errors of each recorded run, newest first."""
+    store = StateStore(str(folder / "state.sqlite"))
+    try:
+        return [{k: sum(c.get(k, 0) for c in run.counts.values())
+                 for k in ("created", "updated", "deleted", "errors")}
+                for run in store.runs(None, 10)]
+    finally:
+        store.close()
+
+
+def copy_example(name: str, folder: Path) -> Path:
+    target = folder / "manifests"
+    shutil.copytree(ROOT / "examples" / name, target)
+    return target
+
+
+def by_upn(users: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {u["userPrincipalName"].lower(): u for u in users}
