@@ -331,6 +331,32 @@ def runs(state: StateOpt = DEFAULT_STATE, workflow: WorkflowOpt = None,
     out.print(table)
 
 
+@app.command()
+def check(paths: PathsOpt, secrets_dir: SecretsOpt = None,
+          environment: Annotated[str | None, typer.Option(
+              "--environment", "-e", help="Check only this Environment.")] = None) -> None:
+    """Reach, sign in to and read each environment; for Entra ID name the Graph permissions
+    the workflows need that the app lacks. Exit 0 when all pass, 1 otherwise."""
+    from ferry.sync.checks import check_environment  # Graph and LDAP only where needed
+
+    manifests = _load(paths)
+    secrets = _secrets(secrets_dir, paths)
+    chosen = [e for n, e in sorted(manifests.environments.items())
+              if environment is None or n == environment]
+    if not chosen:
+        err.print(f"no Environment {environment!r} in the manifests")
+        raise typer.Exit(ExitCode.INVALID_INPUT)
+    failed = 0
+    for env in chosen:
+        result = check_environment(manifests, env, secrets)
+        failed += not result.ok
+        mark = "[green]ok[/]" if result.ok else "[red]failed[/]"
+        out.print(f"{mark} Environment/{result.environment} ({env.spec.type.value}): ",
+                  end="")
+        out.print(result.message, markup=False, highlight=False, soft_wrap=True)
+    raise typer.Exit(1 if failed else 0)
+
+
 @app.command("discover-job")
 def discover_job(
     environment: Annotated[str, typer.Option("--environment",

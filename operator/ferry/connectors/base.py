@@ -6,8 +6,17 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from ferry.api.environment import ScopeObjectType
 from ferry.engine.plan import Operation
 from ferry.engine.records import ObjectType, Record
+
+# The object types of manifests (users, groups, ...) as the engine names them.
+SCOPE_TYPES = {
+    ScopeObjectType.USERS: ObjectType.USER,
+    ScopeObjectType.GROUPS: ObjectType.GROUP,
+    ScopeObjectType.CONTACTS: ObjectType.CONTACT,
+    ScopeObjectType.DEVICES: ObjectType.DEVICE,
+}
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
-from ferry.api.environment import ConnectionMode, DirectoryType, Environment
+from ferry.api.environment import ConnectionMode, Environment
 from ferry.controller.conditions import condition_of, set_condition
 from ferry.controller.discovery_decision import StartDiscovery, decide_discovery
 from ferry.controller.events import EventRecorder
@@ -43,13 +43,12 @@ _AGENT_POLL = timedelta(seconds=10)  # one cheap gateway call: agents come and g
 
 
 def check_connection(env: Environment, secrets: SecretSource) -> Check:
-    """Direct mode: bind and read the scope. Agent mode: ask the gateway which agents of this
-    environment are connected."""
+    """Direct mode: bind (AD) or sign in (Entra ID, naming missing Graph permissions) and
+    read the scope. Agent mode: ask the gateway which agents of this environment are
+    connected."""
     if env.spec.connection is ConnectionMode.AGENT:
         return check_agents(env.metadata.name)
-    if env.spec.type is not DirectoryType.ACTIVE_DIRECTORY:
-        return Check(None, "NotChecked", f"no connection check for {env.spec.type.value} yet")
-    from ferry.connectors.factory import open_connector  # ldap3 only where it is needed
+    from ferry.connectors.factory import open_connector  # LDAP and Graph only when needed
 
     try:
         connector = open_connector(env, secrets)

@@ -4,20 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ferry.api.environment import DirectoryType, ScopeObjectType
+from ferry.api.environment import DirectoryType
 from ferry.api.loader import Manifests
 from ferry.api.template import GuestOptions, PasswordOptions, TemplateSpec
 from ferry.api.workflow import Workflow
+from ferry.connectors.base import SCOPE_TYPES
 from ferry.engine import rules as er
 from ferry.engine.records import ObjectType
 from ferry.sync.mappings import default_mappings
 
-OBJECT_TYPE = {
-    ScopeObjectType.USERS: ObjectType.USER,
-    ScopeObjectType.GROUPS: ObjectType.GROUP,
-    ScopeObjectType.CONTACTS: ObjectType.CONTACT,
-    ScopeObjectType.DEVICES: ObjectType.DEVICE,
-}
 
 @dataclass(frozen=True)
 class PairSettings:
@@ -62,7 +57,7 @@ def workflow_pairs(manifests: Manifests, workflow: Workflow) -> list[PairSetting
                 name=pair_key(workflow.metadata.name, pair.source, pair.target),
                 staging=staging,
                 match_rules=match_rules.get(key, ()),
-                object_types=frozenset(OBJECT_TYPE[t] for t in pair.object_types),
+                object_types=frozenset(SCOPE_TYPES[t] for t in pair.object_types),
                 source_ous=tuple(pair.source_ous),
                 source_filter=pair.filter,
                 delete_threshold=thresholds.get(key, 0),
@@ -84,7 +79,7 @@ def staging_rules(name: str, spec: TemplateSpec,
     explicit = [
         er.AttributeMapping(
             m.target, m.expression, er.ApplyWhen(m.apply.value),
-            frozenset(OBJECT_TYPE[t] for t in m.object_types))
+            frozenset(SCOPE_TYPES[t] for t in m.object_types))
         for m in spec.attribute_mappings
     ]
     overridden = {m.target_attribute.lower() for m in explicit}

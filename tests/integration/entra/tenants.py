@@ -30,13 +30,15 @@ class Tenant:
     secret_file: Path
 
     def environment(self, name: str, *, object_types: str = "[users, groups]",
-                    extra: str = "") -> str:
-        """An Environment document for this tenant, signing in with the client secret."""
+                    extra: str = "", client_id: str = "", credentials: str = "") -> str:
+        """An Environment document for this tenant, signing in with the client secret
+        unless `credentials` (the YAML under credentials:, indented 6) says otherwise."""
         graph_root = self.emulator.graph_url.removesuffix("/v1.0")
+        credentials = credentials or f"      clientSecret:\n        file: {self.secret_file}\n"
         return (f"apiVersion: ferry.dev/v1alpha1\nkind: Environment\nmetadata:\n"
                 f"  name: {name}\nspec:\n  type: EntraID\n  entraID:\n"
-                f"    tenantId: {self.tenant_id}\n    clientId: {self.client_id}\n"
-                f"    credentials:\n      clientSecret:\n        file: {self.secret_file}\n"
+                f"    tenantId: {self.tenant_id}\n    clientId: {client_id or self.client_id}\n"
+                f"    credentials:\n{credentials}"
                 f"    authorityHost: {self.emulator.authority_host}\n"
                 f"    graphEndpoint: {graph_root}\n"
                 f"    tls:\n      ca:\n        file: {self.emulator.ca_file}\n{extra}"

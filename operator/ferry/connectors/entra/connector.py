@@ -18,12 +18,14 @@ import structlog
 
 from ferry.api.environment import Scope
 from ferry.connectors.base import (
+    SCOPE_TYPES,
     ConnectorCheckError,
     ObjectWrite,
     ReadResult,
     Watermark,
     WriteOutcome,
 )
+from ferry.connectors.entra.permissions import Need, missing, needs
 from ferry.connectors.entra.properties import (
     NOT_STAGED,
     PROPERTIES,
@@ -75,13 +77,24 @@ class EntraConnector:
     def close(self) -> None:
         self.session.close()
 
-    def check(self) -> str:
+    def check(self, required: Iterable[Need] = ()) -> str:
+        """Sign in, read one user, and compare the token's permissions with `required`
+        (by default what reading this environment's scope needs)."""
         try:
             self.session.get("/users?" + urlencode({"$select": "id", "$top": "1"}))
         except GraphError as exc:
             raise ConnectorCheckError(f"signed in to {self.where}, but reading users failed:"
                                       f" {exc}") from None
         roles = self.session.roles()
+        wanted = list(required) or needs(
+            [SCOPE_TYPES[t] for t in self.scope.object_types],
+            (), administrative_units=bool(self.scope.administrative_units))
+        lacking = missing(wanted, roles)
+        if lacking:
+            raise ConnectorCheckError(
+                f"signed in to {self.where}, but the app lacks the Graph application"
+                f" permission(s) " + ", ".join(f"{n.permission} (to {n.why})" for n in lacking)
+                + "; grant them with admin consent")
         return (f"signed in to {self.where}; users readable; application permissions:"
                 f" {', '.join(roles) or 'none'}")
 

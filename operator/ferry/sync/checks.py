@@ -1,0 +1,68 @@
+"""`ferry check`: can Ferry reach each environment, sign in, read, and do what the workflows
+ask of it (for Entra ID: which Graph application permissions are missing)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ferry.api.environment import DirectoryType, Environment
+from ferry.api.loader import Manifests
+from ferry.connectors.base import SCOPE_TYPES
+from ferry.connectors.entra.connector import EntraConnector
+from ferry.connectors.entra.permissions import Need, needs
+from ferry.connectors.factory import open_connector
+from ferry.engine.records import ObjectType
+from ferry.secrets import SecretSource
+
+
+@dataclass(frozen=True)
+class EnvironmentCheck:
+    environment: str
+    ok: bool
+    message: str
+
+
+def environment_needs(manifests: Manifests, env: Environment) -> list[Need]:
+    """The Graph permissions the workflows need of an Entra ID environment."""
+    name = env.metadata.name
+    read = {SCOPE_TYPES[t] for t in env.spec.scope.object_types}
+    written: set[ObjectType] = set()
+    guests = False
+    for workflow in manifests.workflows.values():
+        targets = {e for _, step in workflow.spec.steps_of("writeTo") if step.write_to
+                   for e in step.write_to.environments}
+        if name not in targets:
+            continue
+        for _, step in workflow.spec.steps_of("stageData"):
+            stage = step.stage_data
+            if stage is None:
+                continue
+            template = manifests.templates.get(stage.template)
+            for pair in stage.pairs:
+                if pair.target != name:
+                    continue
+                written.update(SCOPE_TYPES[t] for t in pair.object_types)
+                if template is not None and template.spec.guests.create_unmatched_as_guests:
+                    guests = True
+    return needs(sorted(read), sorted(written), guests=guests,
+                 administrative_units=bool(env.spec.scope.administrative_units))
+
+
+def check_environment(manifests: Manifests, env: Environment,
+                      secrets: SecretSource) -> EnvironmentCheck:
+    """Connect, sign in and read; what failed is the message an admin acts on."""
+    name = env.metadata.name
+    try:
+        connector = open_connector(env, secrets)
+    except Exception as exc:  # a missing secret, an unknown type: say so, check the rest
+        return EnvironmentCheck(name, False, str(exc))
+    try:
+        if env.spec.type is DirectoryType.ENTRA_ID and isinstance(connector, EntraConnector):
+            message = connector.check(environment_needs(manifests, env))
+        else:
+            message = connector.check()
+        return EnvironmentCheck(name, True, message)
+    except Exception as exc:  # any failure to reach, sign in or read
+        return EnvironmentCheck(name, False, f"{type(exc).__name__}: {exc}")
+    finally:
+        connector.close()
