@@ -9,6 +9,7 @@ the next changed-objects-only read; an expired deltaLink falls back to a full re
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,10 +36,16 @@ from ferry.connectors.entra.properties import (
     to_attribute,
     to_graph,
 )
-from ferry.connectors.entra.session import GraphError, GraphSession, GraphUncertain
+from ferry.connectors.entra.session import (
+    MAX_ATTEMPTS,
+    GraphError,
+    GraphSession,
+    GraphUncertain,
+)
 from ferry.engine.dn import build_dn
 from ferry.engine.plan import Operation, OpKind
 from ferry.engine.records import AttributeValue, ObjectType, Record
+from ferry_agent.transport import backoff
 
 log = structlog.get_logger("ferry.entra")
 
@@ -303,19 +310,22 @@ class EntraConnector:
             body.setdefault("securityEnabled", "Unified" not in body.get("groupTypes", []))
             body.setdefault("mailEnabled", "Unified" in body.get("groupTypes", []))
         collection = _COLLECTION[op.object_type]
-        try:
-            created = self.session.request("POST", f"/{collection}", body, writes=1) or {}
-        except (GraphUncertain, GraphError) as exc:
-            # Maybe created already (a lost answer, or an earlier run that died): look first.
-            if isinstance(exc, GraphError) and exc.status != 400:
-                raise
-            existing = self._find(op.object_type, body)
-            if existing is None:
-                if isinstance(exc, GraphError):
-                    raise
+        delays = backoff(base=1.0, cap=30.0)
+        for _ in range(MAX_ATTEMPTS):
+            try:
                 created = self.session.request("POST", f"/{collection}", body, writes=1) or {}
-            else:
-                created = existing
+                break
+            except GraphUncertain as exc:
+                # The answer was lost: maybe it was created. Look before sending it again.
+                log.info("entra.create_uncertain", dn=op.dn, reason=str(exc)[:200])
+                time.sleep(next(delays))
+                existing = self._find(op.object_type, body)
+                if existing is not None:
+                    created = existing
+                    break
+        else:
+            raise GraphError(0, "RetriesExhausted", f"POST /{collection} failed"
+                             f" {MAX_ATTEMPTS} times")
         self._types[created["id"]] = op.object_type
         return str(created["id"])
 

@@ -41,7 +41,8 @@ from ferry_agent.transport import backoff
 
 log = structlog.get_logger("ferry.graph")
 
-MAX_ATTEMPTS = 8
+MAX_ATTEMPTS = 8           # for 5xx answers and lost connections
+THROTTLE_PATIENCE = 900.0  # seconds of 429s one request waits out before giving up
 TRANSIENT = frozenset({500, 502, 503, 504})
 _ERRORS: dict[str, Any] = {"XXX": ODataError}
 
@@ -67,15 +68,20 @@ class WriteQuota:
 
 
 class WritePacer:
-    """Keeps writes within `quota` over any sliding window, sleeping when the next would not."""
+    """Keeps writes within `quota` over any sliding window, sleeping when the next would not.
 
-    def __init__(self, quota: WriteQuota, clock: Any = time.monotonic, sleep: Any = time.sleep):
+    The window is counted a little longer than the quota's (`margin`): a write leaves here
+    before Graph counts it, and requests do not all take equally long on the way."""
+
+    def __init__(self, quota: WriteQuota, clock: Any = time.monotonic, sleep: Any = time.sleep,
+                 margin: float = 0.5):
         self.quota = quota
         self._sent: deque[float] = deque()
         self._clock, self._sleep = clock, sleep
+        self._margin = margin
 
     def acquire(self, count: int = 1) -> None:
-        limit, window = self.quota.writes, self.quota.seconds
+        limit, window = self.quota.writes, self.quota.seconds + self._margin
         for _ in range(count):
             now = self._clock()
             while self._sent and now - self._sent[0] >= window:
@@ -131,31 +137,42 @@ class GraphSession:
         Raises GraphError for Graph's refusals, GraphUncertain as described above."""
         safe = method in ("GET", "PATCH", "DELETE", "PUT") if idempotent is None else idempotent
         delays = backoff(base=1.0, cap=30.0)
-        for attempt in range(1, MAX_ATTEMPTS + 1):
+        patience = time.monotonic() + THROTTLE_PATIENCE
+        failures = 0
+        while True:
             if writes:
                 self.pacer.acquire(writes)
             try:
                 return self._loop.run_until_complete(self._send(method, url, body))
             except GraphError as exc:
                 if exc.status == 429:
+                    # Throttled: nothing was done. Wait as long as Graph asks, within reason.
                     self.throttled += 1
                     wait = exc.retry_after if exc.retry_after is not None else next(delays)
-                elif exc.status in TRANSIENT and safe:
-                    wait = exc.retry_after if exc.retry_after is not None else next(delays)
+                    if time.monotonic() + wait > patience:
+                        raise
                 elif exc.status in TRANSIENT:
-                    raise GraphUncertain(f"{method} {url}: {exc}") from exc
+                    if not safe:
+                        raise GraphUncertain(f"{method} {url}: {exc}") from exc
+                    failures += 1
+                    if failures >= MAX_ATTEMPTS:
+                        raise
+                    wait = exc.retry_after if exc.retry_after is not None else next(delays)
                 else:
                     raise
-                last: Exception = exc
+                reason = str(exc)
             except httpx.TransportError as exc:
                 if not safe:
-                    raise GraphUncertain(f"{method} {url}: connection lost: {exc}") from exc
-                wait, last = next(delays), exc
-            log.info("graph.retry", method=method, url=url.split("?")[0], attempt=attempt,
-                     wait=round(wait, 2), reason=str(last)[:200])
+                    raise GraphUncertain(f"{method} {url}: connection lost:"
+                                         f" {type(exc).__name__}") from exc
+                failures += 1
+                if failures >= MAX_ATTEMPTS:
+                    raise GraphError(0, "ConnectionFailed", f"{method} {url.split('?')[0]}:"
+                                     f" {type(exc).__name__}: {exc}") from exc
+                wait, reason = next(delays), f"{type(exc).__name__}: {exc}"
+            log.info("graph.retry", method=method, url=url.split("?")[0], wait=round(wait, 2),
+                     reason=reason[:200])
             time.sleep(wait)
-        raise GraphError(0, "RetriesExhausted",
-                         f"{method} {url.split('?')[0]} failed {MAX_ATTEMPTS} times: {last}")
 
     async def _send(self, method: str, url: str, body: Any) -> dict[str, Any] | None:
         info = RequestInformation()
