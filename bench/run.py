@@ -1,7 +1,8 @@
 """`make bench`: every benchmark, one after the other, each printing its own table.
 
     python bench/run.py    # AD read/create throughput, the engine at 100k and 1M, the operator,
-                           # reads through agents and the gateway's memory
+                           # reads through agents, the gateway's memory, Entra ID
+                           # writes and reads
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ BENCHES = [
      ["operator_bench.py", "50", "200"]),
     ("Agents: full read direct vs through one and two agents, gateway memory (Samba lab)",
      ["agent_bench.py"]),
+    ("Entra ID: sustained writes under the write quota, full read of 50,000 users (emulator)",
+     ["entra_bench.py"]),
 ]
 
 
