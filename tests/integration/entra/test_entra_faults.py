@@ -52,6 +52,9 @@ spec:
     admin.inject_fault(r"^/v1\.0/users$", method="POST", count=3, status=429, retry_after=1)
     admin.inject_fault(r"^/v1\.0/users$", method="POST", count=2, reset=True)
     admin.inject_fault(r"^/v1\.0/users$", method="POST", count=1, status=502)
+    # Whole batches lost: their creates are looked up before they are sent again.
+    admin.inject_fault(r"^/v1\.0/\$batch$", method="POST", count=2, reset=True)
+    admin.inject_fault(r"^/v1\.0/\$batch$", method="POST", count=1, status=504)
 
     done = ferry(tmp_path, "run")
     assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]

@@ -38,6 +38,7 @@ from ferry.connectors.entra.properties import (
 )
 from ferry.connectors.entra.session import (
     MAX_ATTEMPTS,
+    BatchRequest,
     GraphError,
     GraphSession,
     GraphUncertain,
@@ -57,6 +58,7 @@ _COLLECTION = {ObjectType.USER: "users", ObjectType.GROUP: "groups",
 _DELTA_TYPES = (ObjectType.USER, ObjectType.GROUP)
 _EXPIRED = frozenset({"syncStateNotFound", "resyncRequired", "SyncStateNotFound"})
 _ALREADY_MEMBER = "One or more added object references already exist"
+_NOTHING = BatchRequest("NONE", "")  # a write with nothing to send
 
 
 @dataclass
@@ -256,23 +258,74 @@ class EntraConnector:
 
     # writing ---------------------------------------------------------------------------
     def write(self, writes: Sequence[ObjectWrite]) -> list[WriteOutcome]:
-        outcomes = []
-        for write in writes:
+        """Creates, updates and deletes go as one JSON batch; guests and memberships, which
+        take several dependent requests, one by one after it."""
+        outcomes: dict[int, WriteOutcome] = {}
+        batched: list[tuple[int, BatchRequest]] = []
+        for index, write in enumerate(writes):
             try:
-                outcomes.append(WriteOutcome(anchor=self._write_one(write)))
-            except (GraphError, GraphUncertain, ValueError) as exc:
-                outcomes.append(WriteOutcome(error=f"{write.op.kind.value}"
-                                             f" {write.op.dn}: {exc}"))
-        return outcomes
+                request = self._single_request(write)
+            except ValueError as exc:
+                outcomes[index] = self._failed(write, exc)
+                continue
+            if request is _NOTHING:
+                outcomes[index] = WriteOutcome()
+            elif request is not None:
+                batched.append((index, request))
+        answers = self.session.batch([r for _, r in batched]) if batched else []
+        for (index, request), answer in zip(batched, answers, strict=True):
+            write = writes[index]
+            if answer.ok:
+                anchor = str(answer.body.get("id", "")) if request.method == "POST" else ""
+                if anchor:
+                    self._types[anchor] = write.op.object_type
+                outcomes[index] = WriteOutcome(anchor=anchor)
+            elif request.method == "DELETE" and answer.status == 404:
+                outcomes[index] = WriteOutcome()  # gone already: a repeated delete
+            elif answer.uncertain:
+                outcomes[index] = self._one_by_one(write, look_first=True)
+            else:
+                outcomes[index] = self._failed(write, answer.error())
+        for index, write in enumerate(writes):
+            if index not in outcomes:
+                outcomes[index] = self._one_by_one(write)
+        return [outcomes[i] for i in range(len(writes))]
 
-    def _write_one(self, write: ObjectWrite) -> str:
+    def _failed(self, write: ObjectWrite, exc: Exception) -> WriteOutcome:
+        return WriteOutcome(error=f"{write.op.kind.value} {write.op.dn}: {exc}")
+
+    def _one_by_one(self, write: ObjectWrite, look_first: bool = False) -> WriteOutcome:
+        try:
+            return WriteOutcome(anchor=self._write_one(write, look_first))
+        except (GraphError, GraphUncertain, ValueError) as exc:
+            return self._failed(write, exc)
+
+    def _single_request(self, write: ObjectWrite) -> BatchRequest | None:
+        """The one request a write takes, _NOTHING when it takes none, or None when it takes
+        several (guests, memberships)."""
         op = write.op
         if op.kind is OpKind.CREATE:
-            return self._create(write)
+            if op.object_type is ObjectType.USER and op.changes.get("userType") == "Guest":
+                return None
+            collection, body = self._create_body(write)
+            return BatchRequest("POST", f"/{collection}", body)
         if op.kind is OpKind.UPDATE:
-            body = self._body(op, op.changes.items())
-            if op.enabled is not None and op.object_type is ObjectType.USER:
-                body["accountEnabled"] = op.enabled
+            body = self._update_body(op)
+            if not body:
+                return _NOTHING
+            return BatchRequest("PATCH", self._path(op.object_type, op.target_anchor), body)
+        if op.kind is OpKind.DELETE:
+            return BatchRequest("DELETE", self._path(op.object_type, op.target_anchor))
+        if op.kind is OpKind.MOVE:
+            raise ValueError("Entra ID has no containers: objects do not move")
+        return None
+
+    def _write_one(self, write: ObjectWrite, look_first: bool = False) -> str:
+        op = write.op
+        if op.kind is OpKind.CREATE:
+            return self._create(write, look_first)
+        if op.kind is OpKind.UPDATE:
+            body = self._update_body(op)
             if body:
                 self.session.request("PATCH", self._path(op.object_type, op.target_anchor),
                                      body, writes=1)
@@ -290,15 +343,18 @@ class EntraConnector:
             return ""
         raise ValueError("Entra ID has no containers: objects do not move")
 
-    def _create(self, write: ObjectWrite) -> str:
+    def _update_body(self, op: Operation) -> dict[str, Any]:
+        body = self._body(op, op.changes.items())
+        if op.enabled is not None and op.object_type is ObjectType.USER:
+            body["accountEnabled"] = op.enabled
+        return body
+
+    def _create_body(self, write: ObjectWrite) -> tuple[str, dict[str, Any]]:
         op = write.op
-        staged = dict(op.changes.items())
-        if op.object_type is ObjectType.USER and staged.get("userType") == "Guest":
-            return self._invite(op, staged)
         if op.object_type not in (ObjectType.USER, ObjectType.GROUP):
             raise ValueError(f"Graph cannot create {op.object_type.value} objects; turn"
                              f" create off for {op.object_type.value}s in the template")
-        body = self._body(op, staged.items())
+        body = self._body(op, op.changes.items())
         if op.object_type is ObjectType.USER:
             body["accountEnabled"] = op.enabled if op.enabled is not None else True
             if write.password is None:
@@ -309,21 +365,31 @@ class EntraConnector:
         else:  # a security group unless the template says otherwise
             body.setdefault("securityEnabled", "Unified" not in body.get("groupTypes", []))
             body.setdefault("mailEnabled", "Unified" in body.get("groupTypes", []))
-        collection = _COLLECTION[op.object_type]
+        return _COLLECTION[op.object_type], body
+
+    def _create(self, write: ObjectWrite, look_first: bool = False) -> str:
+        """Create, looking for the object first whenever an earlier try may have made it."""
+        op = write.op
+        staged = dict(op.changes.items())
+        if op.object_type is ObjectType.USER and staged.get("userType") == "Guest":
+            return self._invite(op, staged)
+        collection, body = self._create_body(write)
         delays = backoff(base=1.0, cap=30.0)
+        created: dict[str, Any] | None = None
         for _ in range(MAX_ATTEMPTS):
+            if look_first:
+                created = self._find(op.object_type, body)
+                if created is not None:
+                    break
             try:
                 created = self.session.request("POST", f"/{collection}", body, writes=1) or {}
                 break
             except GraphUncertain as exc:
                 # The answer was lost: maybe it was created. Look before sending it again.
                 log.info("entra.create_uncertain", dn=op.dn, reason=str(exc)[:200])
+                look_first = True
                 time.sleep(next(delays))
-                existing = self._find(op.object_type, body)
-                if existing is not None:
-                    created = existing
-                    break
-        else:
+        if created is None:
             raise GraphError(0, "RetriesExhausted", f"POST /{collection} failed"
                              f" {MAX_ATTEMPTS} times")
         self._types[created["id"]] = op.object_type

@@ -94,6 +94,34 @@ class WritePacer:
             self._sent.append(now)
 
 
+@dataclass(frozen=True)
+class BatchRequest:
+    method: str
+    url: str                   # relative to the version root, e.g. /users/{id}
+    body: Any = None
+
+    @property
+    def safe(self) -> bool:
+        """Whether sending it twice has the effect of sending it once."""
+        return self.method in ("GET", "PATCH", "DELETE", "PUT")
+
+
+@dataclass(frozen=True)
+class BatchAnswer:
+    status: int
+    body: dict[str, Any]
+    uncertain: bool = False    # lost, or a 5xx: the request may or may not have been applied
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+    def error(self) -> GraphError:
+        error = self.body.get("error") or {}
+        return GraphError(self.status, str(error.get("code") or ""),
+                          str(error.get("message") or ""))
+
+
 class GraphSession:
     """One signed-in Graph client: JSON requests, paging, and the tenant's write pace."""
 
@@ -186,6 +214,64 @@ class GraphSession:
         except ODataError as exc:
             raise _graph_error(exc) from None
         return json.loads(raw) if raw else None
+
+    def batch(self, requests: list[BatchRequest]) -> list[BatchAnswer]:
+        """Send up to 20 requests as one JSON batch; one answer each, in order.
+
+        Inner 429s are waited out and sent again. An inner 5xx, or losing the whole batch,
+        answers `uncertain` for requests that are not safe to repeat (and the others are
+        sent again), so the caller can look before repeating them."""
+        answers: dict[int, BatchAnswer] = {}
+        pending = list(enumerate(requests))
+        delays = backoff(base=1.0, cap=30.0)
+        patience = time.monotonic() + THROTTLE_PATIENCE
+        failures = 0
+        while pending:
+            body = {"requests": [
+                {"id": str(index), "method": r.method, "url": r.url,
+                 **({"body": r.body, "headers": {"Content-Type": "application/json"}}
+                    if r.body is not None else {})}
+                for index, r in pending]}
+            wait = 0.0
+            try:
+                # Each inner write counts against the quota, and the batch is one request.
+                result = self.request("POST", "/$batch", body, writes=sum(
+                    1 for _, r in pending if r.method != "GET"), idempotent=False)
+            except GraphUncertain:
+                result = None
+            if result is None:  # the whole batch was lost: nobody knows what it did
+                failures += 1
+                for index, r in pending:
+                    if not r.safe or failures >= MAX_ATTEMPTS:
+                        answers[index] = BatchAnswer(0, {}, uncertain=True)
+                pending = [(i, r) for i, r in pending if i not in answers]
+                wait = next(delays)
+            else:
+                retry: list[tuple[int, BatchRequest]] = []
+                by_id = {int(a["id"]): a for a in result.get("responses", [])}
+                for index, r in pending:
+                    answer = by_id.get(index, {"status": 0})
+                    status = int(answer.get("status", 0))
+                    headers = {k.lower(): v for k, v in (answer.get("headers") or {}).items()}
+                    if status == 429 and time.monotonic() < patience:
+                        self.throttled += 1
+                        retry.append((index, r))
+                        wait = max(wait, float(headers.get("retry-after", 0)) or next(delays))
+                    elif (status in TRANSIENT or status == 0) and r.safe \
+                            and failures < MAX_ATTEMPTS:
+                        retry.append((index, r))
+                        wait = max(wait, next(delays))
+                    else:
+                        answers[index] = BatchAnswer(
+                            status, answer.get("body") or {},
+                            uncertain=status in TRANSIENT or status == 0)
+                if retry and any(r.safe for _, r in retry):
+                    failures += 1
+                pending = retry
+            if pending:
+                log.info("graph.batch_retry", requests=len(pending), wait=round(wait, 2))
+                time.sleep(wait)
+        return [answers[i] for i in range(len(requests))]
 
     def pages(self, url: str) -> Iterator[dict[str, Any]]:
         """Every page of a collection, following @odata.nextLink (the last page holds any
