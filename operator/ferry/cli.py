@@ -39,6 +39,8 @@ agent_app = typer.Typer(no_args_is_help=True,
 app.add_typer(agent_app, name="agent")
 agent_token_app = typer.Typer(no_args_is_help=True, help="Single-use agent enrollment tokens.")
 agent_app.add_typer(agent_token_app, name="token")
+guests_app = typer.Typer(no_args_is_help=True, help="B2B guests in Entra ID targets.")
+app.add_typer(guests_app, name="guests")
 # Tables stay readable when output goes to a file or CI log (rich assumes 80 columns there).
 out = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, width=None if sys.stderr.isatty() else 120)
@@ -355,6 +357,38 @@ def check(paths: PathsOpt, secrets_dir: SecretsOpt = None,
                   end="")
         out.print(result.message, markup=False, highlight=False, soft_wrap=True)
     raise typer.Exit(1 if failed else 0)
+
+
+@guests_app.command("invite")
+def guests_invite(
+        paths: PathsOpt,
+        environment: Annotated[str, typer.Option(
+            "--environment", "-e", help="The Entra ID Environment holding the guests.")],
+        where: Annotated[str | None, typer.Option(
+            help="CEL selector over each guest (source.<property>), e.g."
+            " \"source.mail.endsWith('@contoso.com')\". Unset: every pending guest.")]
+        = None,
+        state: StateOpt = DEFAULT_STATE, secrets_dir: SecretsOpt = None,
+        dry_run: Annotated[bool, typer.Option(
+            "--dry-run", help="List who would be invited; send nothing.")] = False) -> None:
+    """Send invitations to the guests Ferry created without one (those not redeemed yet)."""
+    from ferry.engine.expressions import ExpressionError
+    from ferry.sync.guests import GuestsError, invite_guests
+
+    manifests = _load(paths)
+    store = StateStore(state)
+    try:
+        invited = invite_guests(manifests, environment, store, _secrets(secrets_dir, paths),
+                                where, dry_run)
+    except (GuestsError, ExpressionError) as exc:
+        err.print(str(exc), markup=False, highlight=False)
+        raise typer.Exit(ExitCode.INVALID_INPUT) from None
+    finally:
+        store.close()
+    verb = "would invite" if dry_run else "invited"
+    for guest in invited:
+        out.print(f"{verb} {guest.mail} ({guest.guest})", markup=False, highlight=False)
+    out.print(f"{len(invited)} guest(s) {verb}")
 
 
 @app.command("discover-job")

@@ -66,10 +66,12 @@ def ferry(folder: Path, *args: str, secrets_dir: Path | None = None
     if secrets_dir is not None:
         env["FERRY_SECRETS_DIR"] = str(secrets_dir)
     command = [sys.executable, "-m", "ferry", *args]
-    if args[0] in ("run", "plan", "check"):
+    if args[0] in ("run", "plan", "check", "guests"):
         command += ["-f", str(folder / "manifests")]
+    if args[0] in ("run", "plan", "guests"):
+        command += ["--state", str(folder / "state.sqlite")]
     if args[0] in ("run", "plan"):
-        command += ["--state", str(folder / "state.sqlite"), "-v"]
+        command += ["-v"]
     return subprocess.run(command, env=env, cwd=folder, capture_output=True, text=True,
                           timeout=900, check=False)
 

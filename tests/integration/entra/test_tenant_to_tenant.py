@@ -75,6 +75,22 @@ def test_guests_first_then_members_with_the_same_ids(entra_emulator: GraphEmulat
     assert again.returncode == 0, again.stdout + again.stderr
     assert totals(tmp_path)[0] == {"created": 0, "updated": 0, "deleted": 0, "errors": 0}
 
+    # Invitations go out when an admin says so, to the guests a selector picks.
+    selector = f"source.mail == 'ann@{contoso.domain}'"
+    preview = ferry(tmp_path, "guests", "invite", "-e", "fabrikam", "--where", selector,
+                    "--dry-run")
+    assert preview.returncode == 0, preview.stdout + preview.stderr
+    assert f"would invite ann@{contoso.domain}" in preview.stdout
+    assert "1 guest(s) would invite" in preview.stdout
+    assert entra_emulator.admin.counters(fabrikam.tenant_id)["invitationsSent"] == 0
+    sent = ferry(tmp_path, "guests", "invite", "-e", "fabrikam", "--where", selector)
+    assert sent.returncode == 0 and "1 guest(s) invited" in sent.stdout, sent.stdout
+    assert entra_emulator.admin.counters(fabrikam.tenant_id)["invitationsSent"] == 1
+    everyone = ferry(tmp_path, "guests", "invite", "-e", "fabrikam", "--dry-run")
+    assert "4 guest(s) would invite" in everyone.stdout, everyone.stdout
+    bad = ferry(tmp_path, "guests", "invite", "-e", "fabrikam", "--where", "source.mail ==")
+    assert bad.returncode == 2 and "--where" in bad.stderr, bad.stdout + bad.stderr
+
     # Migration: the template now converts guests; ids, groups and access stay.
     template = folder / "template.yaml"
     template.write_text(template.read_text().replace("convertToMembers: false",

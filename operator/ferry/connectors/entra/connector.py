@@ -434,6 +434,23 @@ class EntraConnector:
             self.session.request("PATCH", f"/users/{guest_id}", patch, writes=1)
         return guest_id
 
+    def pending_guests(self) -> list[Record]:
+        """B2B guests that have not redeemed an invitation (externalUserState
+        PendingAcceptance)."""
+        select = selected(ObjectType.USER, {"externalUserState", "mail"})
+        url = "/users?" + urlencode({"$filter": "userType eq 'Guest'",
+                                     "$select": ",".join(select), "$top": str(PAGE_SIZE)})
+        guests = [g for page in self.session.pages(url) for g in page.get("value", [])]
+        return [self._record(ObjectType.USER, g, None) for g in guests
+                if g.get("externalUserState") in ("PendingAcceptance", None)]
+
+    def send_invitation(self, mail: str, redirect_url: str) -> None:
+        """Send the invitation of an existing guest (inviting its address again does)."""
+        self.session.request("POST", "/invitations", {
+            "invitedUserEmailAddress": mail, "sendInvitationMessage": True,
+            "inviteRedirectUrl": redirect_url, "invitedUserType": "Guest"},
+            writes=1, idempotent=True)
+
     def _set_references(self, write: ObjectWrite) -> None:
         op = write.op
         if (op.attribute or "member") != "member" or op.object_type is not ObjectType.GROUP:
