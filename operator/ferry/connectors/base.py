@@ -47,13 +47,16 @@ class ObjectError(Exception):
 class ObjectWrite:
     """One engine operation to apply, with what the applier resolved for it.
 
-    Creates of users carry the initial password. Reference operations carry target anchors:
-    `target` is the object whose attribute changes, `add` and `remove` the referenced objects.
+    Creates of users carry the initial password, and `restore` when Ferry deleted this
+    source's target before: a connector with a recycle bin brings that object back instead.
+    Reference operations carry target anchors: `target` is the object whose attribute
+    changes, `add` and `remove` the referenced objects.
     """
 
     op: Operation
     password: str | None = field(default=None, repr=False)
     must_change_password: bool = False
+    restore: str = ""
     target: str = ""
     add: tuple[str, ...] = ()
     remove: tuple[str, ...] = ()

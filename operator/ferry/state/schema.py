@@ -18,6 +18,8 @@ class Join(Base):
 
     status "pending" marks a create that was started but not confirmed: target_dn says where
     it was going, so a re-run after a crash adopts the object instead of creating it again.
+    status "deleted" marks a target Ferry deleted: if the source object comes back, its
+    target is restored from the directory's recycle bin where the directory has one.
     """
 
     __tablename__ = "joins"

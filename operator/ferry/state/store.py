@@ -141,6 +141,23 @@ class StateStore:
                           .where(Join.pair == pair, Join.source_anchor == source_anchor)
                           .values(target_dn=target_dn, updated_at=_now()))
 
+    def mark_deleted(self, pair: str, source_anchors: Iterable[str]) -> None:
+        """The target objects of these joins were deleted by Ferry: keep them as tombstones,
+        so that a source object that comes back gets its target restored, not a new one."""
+        anchors = list(source_anchors)
+        with self._session.begin() as s:
+            for chunk in _chunks(anchors, 500):
+                s.execute(update(Join)
+                          .where(Join.pair == pair, Join.source_anchor.in_(chunk))
+                          .values(status="deleted", updated_at=_now()))
+
+    def deleted_targets(self, pair: str) -> dict[str, str]:
+        """source anchor -> target anchor of the targets Ferry deleted (tombstones)."""
+        with self._session() as s:
+            rows = s.execute(select(Join.source_anchor, Join.target_anchor).where(
+                Join.pair == pair, Join.status == "deleted"))
+            return {src: tgt for src, tgt in rows if tgt}
+
     def drop_joins(self, pair: str, source_anchors: Iterable[str]) -> None:
         anchors = list(source_anchors)
         with self._session.begin() as s:

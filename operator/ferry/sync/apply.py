@@ -33,6 +33,7 @@ class PairApplier:
     password_options: PasswordOptions
     password_source: Callable[[], str]
     joins: dict[str, str] = field(default_factory=dict)
+    deleted: dict[str, str] = field(default_factory=dict)   # tombstones: source -> target
     retries: dict[str, str] = field(default_factory=dict)
     _results: list[ResultRow] = field(default_factory=list)
     _touched: set[tuple[str, str]] = field(default_factory=set)
@@ -70,7 +71,8 @@ class PairApplier:
         """What the connector needs for op, or None when there is nothing to write."""
         if op.kind is OpKind.CREATE:
             password = self._password() if op.object_type.value == "user" else None
-            return ObjectWrite(op, password, self.password_options.must_change_at_next_logon)
+            return ObjectWrite(op, password, self.password_options.must_change_at_next_logon,
+                               restore=self.deleted.get(op.source_anchor or "", ""))
         if op.kind is not OpKind.REFERENCES:
             return ObjectWrite(op)
         target = op.target_anchor or self.joins.get(op.source_anchor or "")
@@ -117,7 +119,7 @@ class PairApplier:
         if moved:
             self.store.update_target_dns(pair, moved)
         if deleted:
-            self.store.drop_joins(pair, deleted)
+            self.store.mark_deleted(pair, deleted)
         batch.clear()
         if len(self._results) >= 500:
             self._flush()

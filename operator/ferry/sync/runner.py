@@ -177,6 +177,7 @@ def _apply(run_id: str, pair: PairSettings, plan: PairPlan, joins: dict[str, str
         password_source=password_source(
             pair.password, secrets, f"Template/{pair.template}: spec.password.value"),
         joins=dict(joins),   # the applier adds this run's joins to its own copy
+        deleted=store.deleted_targets(pair.rules.name),
     )
     task = progress.task(f"write {pair.target}", total=len(plan.operations))
     applier.apply(task)

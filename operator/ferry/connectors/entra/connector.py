@@ -305,7 +305,8 @@ class EntraConnector:
         several (guests, memberships)."""
         op = write.op
         if op.kind is OpKind.CREATE:
-            if op.object_type is ObjectType.USER and op.changes.get("userType") == "Guest":
+            if write.restore or (op.object_type is ObjectType.USER
+                                 and op.changes.get("userType") == "Guest"):
                 return None
             collection, body = self._create_body(write)
             return BatchRequest("POST", f"/{collection}", body)
@@ -371,6 +372,10 @@ class EntraConnector:
         """Create, looking for the object first whenever an earlier try may have made it."""
         op = write.op
         staged = dict(op.changes.items())
+        if write.restore:
+            restored = self._restore(op, write.restore)
+            if restored:
+                return restored
         if op.object_type is ObjectType.USER and staged.get("userType") == "Guest":
             return self._invite(op, staged)
         collection, body = self._create_body(write)
@@ -394,6 +399,30 @@ class EntraConnector:
                              f" {MAX_ATTEMPTS} times")
         self._types[created["id"]] = op.object_type
         return str(created["id"])
+
+    def _restore(self, op: Operation, anchor: str) -> str:
+        """Bring a deleted object back from the recycle bin with op's values; "" when it is
+        no longer there (purged, or restored and deleted for good)."""
+        try:
+            self.session.request("POST", f"/directory/deletedItems/{anchor}/restore",
+                                 writes=1)
+        except GraphUncertain:
+            try:  # the answer was lost: restored if it is live again
+                self.session.get(self._path(op.object_type, anchor) + "?$select=id")
+            except GraphError as exc:
+                if exc.status == 404:
+                    return ""
+                raise
+        except GraphError as exc:
+            if exc.status == 404:
+                return ""
+            raise
+        body = self._body(op, ((k, v) for k, v in op.changes.items()
+                               if k not in ("userType", "mailNickname")))
+        if body:
+            self.session.request("PATCH", self._path(op.object_type, anchor), body, writes=1)
+        self._types[anchor] = op.object_type
+        return anchor
 
     def _find(self, object_type: ObjectType, body: dict[str, Any]) -> dict[str, Any] | None:
         """The object a create made, if there is one: by UPN for users, for groups by
