@@ -18,7 +18,7 @@ from ferry.api.environment import ConnectionMode, Environment
 from ferry.controller.conditions import condition_of, set_condition
 from ferry.controller.discovery_decision import StartDiscovery, decide_discovery
 from ferry.controller.events import EventRecorder
-from ferry.controller.jobs import build_discovery_job, secret_refs
+from ferry.controller.jobs import build_discovery_job, secret_refs, token_files
 from ferry.controller.kube import ApiSecretResolver, FerryObjects, as_dict, status_changes
 from ferry.controller.run_tracking import parse_time
 from ferry.controller.runs import ENVIRONMENT_LABEL
@@ -202,7 +202,8 @@ class EnvironmentReconciler:
         job = build_discovery_job(
             namespace=meta["namespace"], environment=meta["name"], environment_uid=meta["uid"],
             run_id=start.run_id, trigger=start.trigger, full=start.full,
-            secrets=secret_refs([env], []), settings=self._settings)
+            secrets=secret_refs([env], []), settings=self._settings,
+            tokens=token_files([env]))
         try:
             self._batch.create_namespaced_job(meta["namespace"], job)
         except ApiException as exc:

@@ -26,6 +26,7 @@ CONTAINER = "sync"
 GATEWAY_MOUNT = "/var/run/secrets/ferry-gateway"
 STATE_DIR = "/var/lib/ferry"
 RUN_AS = 10001  # the image's non-root user
+WORKLOAD_IDENTITY_AUDIENCE = "api://AzureADTokenExchange"
 
 
 def secret_refs(environments: Iterable[Environment],
@@ -44,21 +45,30 @@ def secret_refs(environments: Iterable[Environment],
     return refs
 
 
+def token_files(environments: Iterable[Environment]) -> set[str]:
+    """Where the Entra ID environments signing in with workload identity read their token."""
+    return {env.spec.entra_id.credentials.workload_identity.token_file
+            for env in environments
+            if env.spec.entra_id is not None
+            and env.spec.entra_id.credentials.workload_identity is not None}
+
+
 def build_job(*, namespace: str, workflow: str, workflow_uid: str, run_id: str, trigger: str,
-              secrets: dict[str, set[str]], settings: OperatorSettings) -> dict[str, Any]:
+              secrets: dict[str, set[str]], settings: OperatorSettings,
+              tokens: Iterable[str] = ()) -> dict[str, Any]:
     """The Job of one Workflow run: `ferry sync-job`, owned by the Workflow."""
     return _job(
         namespace=namespace, name=job_name(workflow, run_id), owner=("Workflow", workflow,
                                                                      workflow_uid),
         component="sync", labels={WORKFLOW_LABEL: workflow, RUN_LABEL: run_id},
         args=["sync-job", "--workflow", f"{namespace}/{workflow}", "--run", run_id],
-        trigger=trigger, secrets=secrets, settings=settings)
+        trigger=trigger, secrets=secrets, settings=settings, tokens=tokens)
 
 
 def build_discovery_job(*, namespace: str, environment: str, environment_uid: str,
                         run_id: str, trigger: str, full: bool,
-                        secrets: dict[str, set[str]], settings: OperatorSettings
-                        ) -> dict[str, Any]:
+                        secrets: dict[str, set[str]], settings: OperatorSettings,
+                        tokens: Iterable[str] = ()) -> dict[str, Any]:
     """The Job of one discovery: `ferry discover-job`, owned by the Environment."""
     args = ["discover-job", "--environment", f"{namespace}/{environment}", "--run", run_id]
     return _job(
@@ -66,13 +76,14 @@ def build_discovery_job(*, namespace: str, environment: str, environment_uid: st
         owner=("Environment", environment, environment_uid), component="discovery",
         labels={ENVIRONMENT_LABEL: environment, RUN_LABEL: run_id},
         args=[*args, "--full"] if full else args,
-        trigger=trigger, secrets=secrets, settings=settings)
+        trigger=trigger, secrets=secrets, settings=settings, tokens=tokens)
 
 
 def _job(*, namespace: str, name: str, owner: tuple[str, str, str], component: str,
          labels: dict[str, str], args: list[str], trigger: str, secrets: dict[str, set[str]],
-         settings: OperatorSettings) -> dict[str, Any]:
-    """A Job running `ferry ARGS`: owned, bounded, non-root and read-only, secrets as files."""
+         settings: OperatorSettings, tokens: Iterable[str] = ()) -> dict[str, Any]:
+    """A Job running `ferry ARGS`: owned, bounded, non-root and read-only, secrets as files,
+    and a projected service account token for Entra ID workload identity federation."""
     labels = {
         "app.kubernetes.io/name": "ferry",
         "app.kubernetes.io/component": component,
@@ -91,6 +102,14 @@ def _job(*, namespace: str, name: str, owner: tuple[str, str, str], component: s
             "secretName": settings.gateway_client_secret, "defaultMode": 0o440,
             "items": [{"key": "token", "path": "token"}, {"key": "ca.crt", "path": "ca.crt"}],
         }})
+    for index, path in enumerate(sorted(set(tokens))):
+        # The token Entra ID exchanges: this pod's service account, for Azure's audience.
+        folder, _, file = path.rpartition("/")
+        volume = f"azure-identity-token-{index}"
+        mounts.append({"name": volume, "mountPath": folder or "/", "readOnly": True})
+        volumes.append({"name": volume, "projected": {"sources": [{"serviceAccountToken": {
+            "path": file, "audience": WORKLOAD_IDENTITY_AUDIENCE,
+            "expirationSeconds": 3600}}], "defaultMode": 0o440}})
     for secret, keys in sorted(secrets.items()):
         volume = _volume_name(secret)
         mounts.append({"name": volume, "mountPath": f"{DEFAULT_SECRETS_DIR}/{secret}",

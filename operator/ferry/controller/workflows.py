@@ -17,7 +17,7 @@ from ferry.api.template import Template
 from ferry.api.workflow import WorkflowSpec
 from ferry.controller.cache import ObjectCache
 from ferry.controller.events import EventRecorder
-from ferry.controller.jobs import build_job, secret_refs
+from ferry.controller.jobs import build_job, secret_refs, token_files
 from ferry.controller.kube import FerryObjects, as_dict, status_changes
 from ferry.controller.runs import WORKFLOW_LABEL
 from ferry.controller.settings import OperatorSettings
@@ -94,7 +94,8 @@ class WorkflowReconciler:
         meta = body["metadata"]
         job = build_job(namespace=meta["namespace"], workflow=meta["name"],
                         workflow_uid=meta["uid"], run_id=start.run_id, trigger=start.trigger,
-                        secrets=secret_refs(environments, templates), settings=self._settings)
+                        secrets=secret_refs(environments, templates), settings=self._settings,
+                        tokens=token_files(environments))
         try:
             self._batch.create_namespaced_job(meta["namespace"], job)
         except ApiException as exc:

@@ -62,3 +62,33 @@ def test_with_a_gateway_jobs_get_its_url_token_and_ca_as_files() -> None:
     assert env["FERRY_GATEWAY_TOKEN_FILE"].endswith("/token")
     volume = next(v for v in pod["volumes"] if v["name"] == "gateway")
     assert volume["secret"]["secretName"] == "ferry-gateway-client"
+
+
+def test_entra_secrets_and_workload_identity_tokens_reach_the_job_as_files(
+        tmp_path: Path) -> None:
+    from ferry.controller.jobs import token_files
+
+    t2t = load_manifests([EXAMPLES.parent / "tenant-to-tenant"])
+    refs = secret_refs(t2t.environments.values(), t2t.templates.values())
+    assert refs == {"contoso-graph": {"app.pem"}, "fabrikam-graph": {"app.pem"}}
+    assert token_files(t2t.environments.values()) == set()
+
+    text = (EXAMPLES.parent / "ad-to-entra" / "environments.yaml").read_text().replace(
+        "      clientSecret:\n        secretKeyRef: {name: fabrikam-graph, key: client-secret}\n",
+        "      workloadIdentity: {}\n")
+    (tmp_path / "environments.yaml").write_text(text)
+    m = load_manifests([tmp_path / "environments.yaml"])
+    tokens = token_files(m.environments.values())
+    assert tokens == {"/var/run/secrets/azure/tokens/azure-identity-token"}
+    job = build_job(namespace="n", workflow="w", workflow_uid="u", run_id="a" * 10,
+                    trigger="Manual", secrets={}, settings=OperatorSettings(), tokens=tokens)
+    pod = job["spec"]["template"]["spec"]
+    [projected] = [v for v in pod["volumes"] if "projected" in v]
+    [source] = projected["projected"]["sources"]
+    assert source["serviceAccountToken"] == {"path": "azure-identity-token",
+                                             "audience": "api://AzureADTokenExchange",
+                                             "expirationSeconds": 3600}
+    mount = next(m for m in pod["containers"][0]["volumeMounts"]
+                 if m["name"] == projected["name"])
+    assert mount["mountPath"] == "/var/run/secrets/azure/tokens" and mount["readOnly"]
+
