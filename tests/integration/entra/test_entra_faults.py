@@ -65,3 +65,42 @@ spec:
     assert totals(tmp_path)[0] == {"created": USERS, "updated": 0, "deleted": 0, "errors": 0}
     # Paced under the quota: the tenant never had to throttle Ferry (the 429s were injected).
     assert admin.counters(target.tenant_id)["throttled"] == 0
+
+
+def test_a_refused_object_is_reported_with_graphs_code_and_the_run_goes_on(
+        entra_emulator: GraphEmulator, tmp_path: Path) -> None:
+    source = new_tenant(entra_emulator, tmp_path, roles=("User.Read.All",))
+    target = new_tenant(entra_emulator, tmp_path)
+    entra_emulator.admin.seed(source.tenant_id, users=[
+        {"userPrincipalName": f"{n}@{source.domain}", "mail": f"{n}@{source.domain}",
+         "mailNickname": n, "displayName": n.title()} for n in ("ann", "bob")])
+    folder = tmp_path / "manifests"
+    folder.mkdir()
+    (folder / "environments.yaml").write_text(
+        source.environment("a", object_types="[users]") + "---\n"
+        + target.environment("b", object_types="[users]"))
+    # No domain mapping: the users keep their source domain, which the target does not own.
+    (folder / "sync.yaml").write_text("""apiVersion: ferry.dev/v1alpha1
+kind: Template
+metadata: {name: members}
+spec:
+  attributeMappings:
+    - {target: userPrincipalName, apply: OnCreate, objectTypes: [users], expression:
+        "source.mailNickname == 'ann' ? source.mailNickname + '@%s' : source.userPrincipalName"}
+---
+apiVersion: ferry.dev/v1alpha1
+kind: Workflow
+metadata: {name: a-to-b}
+spec:
+  steps:
+    - {name: read, readFrom: {environments: [a, b]}}
+    - {name: stage, stageData: {template: members, pairs: [{source: a, target: b,
+        objectTypes: [users]}]}}
+    - {name: write, writeTo: {environments: [b]}}
+""" % target.domain)  # noqa: UP031 (YAML braces)
+    done = ferry(tmp_path, "run")
+    assert done.returncode == 4, done.stdout + done.stderr   # some objects failed
+    text = " ".join((done.stdout + done.stderr).split())
+    assert f"create CN=bob@{source.domain}: Request_BadRequest:" in text, text[-3000:]
+    assert [u["mailNickname"] for u in entra_emulator.admin.users(target.tenant_id)] == ["ann"]
+    assert totals(tmp_path)[0] == {"created": 1, "updated": 0, "deleted": 0, "errors": 1}

@@ -52,6 +52,7 @@ log = structlog.get_logger("ferry.entra")
 
 WATERMARK_KIND = "graph-delta"
 MEMBER_BIND_LIMIT = 20     # members@odata.bind values Graph takes in one PATCH
+BATCH_LIMIT = 20           # requests in one JSON batch
 PAGE_SIZE = 999
 _COLLECTION = {ObjectType.USER: "users", ObjectType.GROUP: "groups",
                ObjectType.CONTACT: "contacts", ObjectType.DEVICE: "devices"}
@@ -74,7 +75,7 @@ class _Delta:
 class EntraConnector:
     """One Entra ID tenant, read and written through Microsoft Graph."""
 
-    batch_size = 20
+    batch_size = BATCH_LIMIT
 
     def __init__(self, name: str, session: GraphSession, scope: Scope, where: str = ""):
         self.name = name
@@ -164,22 +165,25 @@ class EntraConnector:
             delta = self._delta(object_type, select, links[object_type.value])
             new_links[object_type.value] = delta.link
             removed += delta.removed
-            # Delta rounds carry changed properties only (and member changes): read in full.
-            for object_id in delta.objects:
-                try:
-                    data = self.session.get(f"/{_COLLECTION[object_type]}/{object_id}?"
-                                            + urlencode({"$select": ",".join(select)}))
-                except GraphError as exc:
-                    if exc.status == 404:
-                        removed.append(object_id)
+            # Delta rounds carry changed properties only (and member changes): read in full,
+            # twenty to a JSON batch.
+            query = urlencode({"$select": ",".join(select)})
+            changed = [i for i in delta.objects if allowed is None or i in allowed]
+            removed += [i for i in delta.objects if allowed is not None and i not in allowed]
+            for start in range(0, len(changed), BATCH_LIMIT):
+                ids = changed[start:start + BATCH_LIMIT]
+                answers = self.session.batch([
+                    BatchRequest("GET", f"/{_COLLECTION[object_type]}/{i}?{query}")
+                    for i in ids])
+                for object_id, answer in zip(ids, answers, strict=True):
+                    if answer.status == 404:
+                        removed.append(object_id)  # gone again since the delta round
                         continue
-                    raise
-                if allowed is not None and object_id not in allowed:
-                    removed.append(object_id)  # left the scope: gone, for this tenant's joins
-                    continue
-                members = (self._members(object_id) if object_type is ObjectType.GROUP
-                           else None)
-                records.append(self._record(object_type, data, members))
+                    if not answer.ok:
+                        raise answer.error()
+                    members = (self._members(object_id) if object_type is ObjectType.GROUP
+                               else None)
+                    records.append(self._record(object_type, answer.body, members))
         others = [t for t in object_types if t not in _DELTA_TYPES]
         if others:
             records += self._read_full(others, wanted).records
