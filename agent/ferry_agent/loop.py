@@ -1,7 +1,9 @@
-"""The agent's work loop: heartbeat, long-poll for work, carry it out, push the results.
+"""The agent's work loop: heartbeat, ask for work, carry it out, push the results.
 
-Reconnects with jittered backoff while the gateway is unreachable; stops when the gateway
-refuses the agent's identity (revoked, or enrolled elsewhere), since retrying cannot help.
+Work is asked for over the work stream (a WebSocket, see stream.py) and, where that does not
+get through, by long-polling over plain HTTPS. Reconnects with jittered backoff while the
+gateway is unreachable; stops when the gateway refuses the agent's identity (revoked, or
+enrolled elsewhere), since retrying cannot help.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import logging
 import queue
 import socket
 import threading
+import time
 from collections.abc import Generator, Iterator
 from typing import Any
 
@@ -26,6 +29,7 @@ from .protocol import (
     decode,
     encode,
 )
+from .stream import StreamUnavailable, WorkStream
 from .transport import (
     Backoff,
     GatewayClient,
@@ -39,13 +43,15 @@ from .worker import Chunk, execute
 log = logging.getLogger("ferry_agent")
 
 EXIT_REFUSED = 3
+STREAM_RETRY_SECONDS = 300.0  # after the work stream failed to open, long-poll this long
 
 
 class AgentLoop:
     """Runs until stop is set (0) or the gateway refuses this agent (EXIT_REFUSED)."""
 
     def __init__(self, client: GatewayClient, session: DirectorySession, *,
-                 stop: threading.Event | None = None, delays: Backoff | None = None):
+                 stop: threading.Event | None = None, delays: Backoff | None = None,
+                 use_stream: bool = True):
         self.client = client
         self.session = session
         self.stop = stop or threading.Event()
@@ -55,6 +61,9 @@ class AgentLoop:
         self._leases: set[str] = set()
         self._leases_lock = threading.Lock()
         self._refused: GatewayRefused | None = None
+        self._stream: WorkStream | None = None
+        self._stream_after = 0.0 if use_stream else float("inf")
+        self.transport = "long-poll"   # how the last work was asked for
 
     def run(self) -> int:
         beat = threading.Thread(target=self._heartbeats, name="heartbeat", daemon=True)
@@ -72,6 +81,7 @@ class AgentLoop:
                     self.stop.wait(delay)
         finally:
             self.stop.set()
+            self._close_stream()
             beat.join(timeout=5)
         if self._refused is not None:
             log.error("the gateway refused this agent: %s", self._refused)
@@ -79,9 +89,18 @@ class AgentLoop:
         return 0
 
     def _poll_once(self) -> None:
-        status, body = self.client.post("/v1/agent/poll",
-                                        {"v": PROTOCOL_VERSION, "wait": POLL_WAIT_SECONDS},
-                                        timeout=POLL_WAIT_SECONDS + 15)
+        request = {"v": PROTOCOL_VERSION, "wait": POLL_WAIT_SECONDS}
+        stream = self._work_stream()
+        if stream is not None:
+            try:
+                body: Any = stream.ask(request, timeout=POLL_WAIT_SECONDS + 15)
+            except GatewayError:
+                self._close_stream()
+                raise
+            status = 200
+        else:
+            status, body = self.client.post("/v1/agent/poll", request,
+                                            timeout=POLL_WAIT_SECONDS + 15)
         work = (body or {}).get("work") if status == 200 else None
         if not work:
             return
@@ -95,6 +114,24 @@ class AgentLoop:
             self.busy = False
             with self._leases_lock:
                 self._leases.discard(item.lease_id)
+
+    def _work_stream(self) -> WorkStream | None:
+        """The open work stream, opening it when due; None: long-poll for now."""
+        if self._stream is None and time.monotonic() >= self._stream_after:
+            try:
+                self._stream = WorkStream.open(self.client)
+                self.transport = "stream"
+                log.info("work stream open")
+            except StreamUnavailable as exc:
+                self._stream_after = time.monotonic() + STREAM_RETRY_SECONDS
+                self.transport = "long-poll"
+                log.info("%s; long-polling for work instead", exc)
+        return self._stream
+
+    def _close_stream(self) -> None:
+        if self._stream is not None:
+            self._stream.close()
+            self._stream = None
 
     def _carry_out(self, item: WorkItem) -> None:
         log.info("work %s: %s (attempt %d)", item.work_id, item.operation, item.attempt)

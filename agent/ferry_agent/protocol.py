@@ -6,6 +6,7 @@ plain HTTPS POSTs cross the network (they pass web proxies). Routes:
   agent   POST /v1/enroll            EnrollRequest -> EnrollResponse   (token, no identity yet)
   agent   POST /v1/agent/heartbeat   Heartbeat -> {"heartbeatSeconds"}  (client certificate)
   agent   POST /v1/agent/poll        PollRequest {"wait"} -> {"work": WorkItem | null}
+  agent   GET  /v1/agent/stream      WebSocket: each PollRequest message -> one {"work"} message
   agent   POST /v1/agent/result      WorkResult -> {"accepted": bool}   (409: lease lost)
   job     POST /v1/work              WorkRequest -> {"workId"}          (bearer token)
   job     POST /v1/work/<id>/results ResultsRequest -> WorkProgress

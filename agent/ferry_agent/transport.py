@@ -304,7 +304,12 @@ class GatewayClient:
 
     # -- connections --------------------------------------------------------------------------
 
-    def _new_connection(self) -> http.client.HTTPSConnection:
+    @property
+    def user_agent(self) -> str:
+        return self._headers["User-Agent"]
+
+    def new_connection(self) -> http.client.HTTPSConnection:
+        """An unconnected HTTPS connection to the gateway, through the proxy if there is one."""
         if self.proxy is None:
             return http.client.HTTPSConnection(self.host, self.port, context=self._context)
         conn = http.client.HTTPSConnection(self.proxy.host, self.proxy.port, context=self._context)
@@ -318,7 +323,7 @@ class GatewayClient:
         while True:
             with self._lock:
                 if not self._idle:
-                    return self._new_connection()
+                    return self.new_connection()
                 conn, since = self._idle.pop()
             if now - since < self.idle_timeout and not _dropped(conn.sock):
                 return conn

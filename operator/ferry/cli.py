@@ -516,6 +516,9 @@ def gateway(
         envvar="FERRY_GATEWAY_TOKEN_SECRETS_NAMESPACE",
         help="Also accept enrollment tokens kept as Secrets in this namespace"
              " (`ferry agent token create --in-cluster`).")] = None,
+    agent_stream: Annotated[bool, typer.Option(
+        help="Offer agents the work stream (a WebSocket); without it they long-poll, as"
+             " they do by themselves where a proxy does not pass WebSockets.")] = True,
 ) -> None:
     """Serve the HTTPS gateway agents connect to and sync Jobs submit directory work to.
 
@@ -545,7 +548,7 @@ def gateway(
             job_token=read_job_token(job_token_file), state=state, ca_dir=ca_dir,
             ca_cert=ca_cert, ca_key=ca_key, server_ca=server_ca,
             limits=QueueLimits(lease_seconds=lease_seconds, agent_timeout=agent_timeout),
-            token_secrets_namespace=token_secrets_namespace)
+            token_secrets_namespace=token_secrets_namespace, agent_stream=agent_stream)
         if (ca_cert is None) != (ca_key is None):
             raise GatewayConfigError("--ca-cert and --ca-key go together")
         asyncio.run(serve(config))

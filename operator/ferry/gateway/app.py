@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
-from aiohttp import web
+from aiohttp import WSCloseCode, WSMsgType, web
 
 from ferry.gateway.ca import AgentCA
 from ferry.gateway.enrollment import EnrollmentRefused, check_environment, enroll
@@ -23,6 +23,7 @@ from ferry.state.store import AgentInfo, AgentLimitReached, StateStore
 from ferry_agent.protocol import (
     MAX_BODY_BYTES,
     OPERATIONS,
+    POLL_WAIT_SECONDS,
     PROTOCOL_VERSION,
     EnrollRequest,
     Heartbeat,
@@ -53,6 +54,7 @@ class Services:
     trust_bundle: str             # PEM handed to agents at enrollment to verify the gateway
     agents_known: dict[str, float] = field(default_factory=dict)  # environment -> until when
     token_secrets: Any = None     # SecretTokens when tokens may be kept as Kubernetes Secrets
+    agent_stream: bool = True     # serve the work stream (WebSocket); off: agents long-poll
 
 
 SERVICES = web.AppKey("services", Services)
@@ -76,6 +78,7 @@ def build_app(services: Services) -> web.Application:
     app.router.add_post("/v1/enroll", _enroll)
     app.router.add_post("/v1/agent/heartbeat", _heartbeat)
     app.router.add_post("/v1/agent/poll", _poll)
+    app.router.add_get("/v1/agent/stream", _stream)
     app.router.add_post("/v1/agent/result", _result)
     app.router.add_post("/v1/work", _submit)
     app.router.add_post("/v1/work/{work_id}/results", _results)
@@ -223,15 +226,56 @@ async def _heartbeat(request: web.Request) -> web.Response:
 
 
 async def _poll(request: web.Request) -> web.Response:
-    services = request.app[SERVICES]
     agent = await _agent(request)
     poll, _ = await _read(request, PollRequest)
+    item = await _lease(request, agent, poll)
+    return _ok({"work": None if item is None else encode(item)})
+
+
+async def _stream(request: web.Request) -> web.StreamResponse:
+    """The work stream: a WebSocket on which each PollRequest message gets one answer, as
+    /v1/agent/poll would give it, without a new request per item."""
+    services = request.app[SERVICES]
+    if not services.agent_stream:
+        raise Refusal(404, "not found")
+    agent = await _agent(request)  # 401/403 before the upgrade, like every agent route
+    ws = web.WebSocketResponse(heartbeat=POLL_WAIT_SECONDS, max_msg_size=64 * 1024)
+    await ws.prepare(request)
+    served = 0
+    async for message in ws:
+        if message.type is not WSMsgType.TEXT:
+            break
+        try:
+            poll = decode(PollRequest, json.loads(message.data))
+            item = await _lease(request, agent, poll)
+        except (ValueError, ProtocolError) as exc:
+            await ws.close(code=WSCloseCode.POLICY_VIOLATION,
+                           message=str(exc)[:_MESSAGE_LIMIT].encode())
+            break
+        except Refusal as exc:
+            await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=exc.message.encode())
+            break
+        try:
+            await ws.send_json({"v": PROTOCOL_VERSION,
+                                "work": None if item is None else encode(item)})
+        except (ConnectionError, RuntimeError):
+            if item is not None:  # the agent is gone: nobody will work on this lease
+                services.queue.give_back(item.lease_id)
+            break
+        served += item is not None
+    request["log"] = {**request.get("log", {}), "stream": "closed", "items": served}
+    return ws
+
+
+async def _lease(request: web.Request, agent: AgentInfo, poll: PollRequest) -> Any:
+    """The next work item for the agent's environment within poll.wait seconds, or None."""
+    services = request.app[SERVICES]
     if poll.wait < 0:
         raise Refusal(400, "PollRequest.wait: must not be negative")
     # The environment is the one the agent enrolled for, never one it names.
     item = await services.queue.lease(agent.id, agent.environment, float(poll.wait))
     if item is None:
-        return _ok({"work": None})
+        return None
     # Revoked while it waited: the work goes back before it ever reaches the agent.
     try:
         current = await asyncio.to_thread(services.store.agent, agent.id)
@@ -243,7 +287,7 @@ async def _poll(request: web.Request) -> web.Response:
         raise Refusal(403, "forbidden")
     request["log"] = {"work": item.work_id, "operation": item.operation,
                       "attempt": item.attempt}
-    return _ok({"work": encode(item)})
+    return item
 
 
 async def _result(request: web.Request) -> web.Response:

@@ -42,6 +42,7 @@ class GatewayConfig:
     ca_key: Path | None = None
     server_ca: Path | None = None       # what agents verify the gateway with (default: the CA)
     token_secrets_namespace: str | None = None  # also accept tokens kept as Secrets there
+    agent_stream: bool = True           # offer agents the work stream (WebSocket)
     limits: QueueLimits = field(default_factory=QueueLimits)
 
     def __repr__(self) -> str:  # never show the job token
@@ -94,7 +95,7 @@ async def serve(config: GatewayConfig, stop: asyncio.Event | None = None) -> Non
     store = StateStore(config.state)
     queue = WorkQueue(config.limits)
     services = Services(store, ca, queue, hashlib.sha256(config.job_token.encode()).digest(),
-                        bundle)
+                        bundle, agent_stream=config.agent_stream)
     if config.token_secrets_namespace:
         from ferry.controller.kube import api_client  # only in a cluster
         from ferry.gateway.token_secrets import SecretTokens
