@@ -5,14 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ferry.api.environment import Environment
-from ferry.connectors.base import Connector, Watermark
-from ferry.engine.records import ObjectType
+from ferry.connectors.base import SCOPE_TYPES, Connector, Watermark
 from ferry.state.store import StateStore
 
 # Watermarks of discovery live beside the workflows' under this name.
 DISCOVERY = "discovery"
-_TYPES = {"users": ObjectType.USER, "groups": ObjectType.GROUP,
-          "contacts": ObjectType.CONTACT, "devices": ObjectType.DEVICE}
 
 
 @dataclass(frozen=True)
@@ -37,13 +34,13 @@ def discover(env: Environment, connector: Connector, store: StateStore, *,
     if reset:
         store.reset_watermarks(name)
     stored = store.watermark(DISCOVERY, name)
-    types = [_TYPES[t.value] for t in env.spec.scope.object_types]
+    types = [SCOPE_TYPES[t] for t in env.spec.scope.object_types]
     result = connector.read(types, (), Watermark(*stored) if stored else None)
     found = {r.anchor: r.object_type.value for r in result.records}
     store.update_inventory(name, found, result.deleted, replace=result.full)
     if result.watermark is not None:
         store.set_watermark(DISCOVERY, name, result.watermark.kind, result.watermark.value)
     by_type = store.inventory_counts(name)
-    names = {v.value: k for k, v in _TYPES.items()}
+    names = {v.value: k.value for k, v in SCOPE_TYPES.items()}
     counts = {names.get(t, t): n for t, n in sorted(by_type.items())}
     return Discovery(result.full, len(found), len(result.deleted), counts)

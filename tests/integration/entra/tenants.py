@@ -95,3 +95,36 @@ def copy_example(name: str, folder: Path) -> Path:
 
 def by_upn(users: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {u["userPrincipalName"].lower(): u for u in users}
+
+
+def member_sync(folder: Path, source: Tenant, target: Tenant, *, target_extra: str = "",
+                delete_threshold: int | None = None) -> Path:
+    """Manifests syncing the users of tenant `source` (environment a) into `target` (b) as
+    members, matched by mail, with a domain mapping; folder/manifests."""
+    manifests = folder / "manifests"
+    manifests.mkdir()
+    (manifests / "environments.yaml").write_text(
+        source.environment("a", object_types="[users]") + "---\n"
+        + target.environment("b", object_types="[users]", extra=target_extra))
+    delete = ("" if delete_threshold is None else
+              "    - {name: delete, deleteObjects: {pairs: [{source: a, target: b,"
+              f" threshold: {delete_threshold}}}]}}}}\n")
+    (manifests / "sync.yaml").write_text(f"""apiVersion: ferry.dev/v1alpha1
+kind: Template
+metadata: {{name: members}}
+spec:
+  domainMappings: [{{source: {source.domain}, target: {target.domain}}}]
+---
+apiVersion: ferry.dev/v1alpha1
+kind: Workflow
+metadata: {{name: a-to-b}}
+spec:
+  steps:
+    - {{name: read, readFrom: {{environments: [a, b]}}}}
+    - {{name: match, match: {{source: a, target: b, rules: [{{sourceAttribute: mail,
+        targetAttribute: mail}}]}}}}
+    - {{name: stage, stageData: {{template: members, pairs: [{{source: a, target: b,
+        objectTypes: [users]}}]}}}}
+    - {{name: write, writeTo: {{environments: [b]}}}}
+{delete}""")
+    return manifests

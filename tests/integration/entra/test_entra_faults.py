@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.integration.entra.tenants import ferry, new_tenant, totals
+from tests.integration.entra.tenants import ferry, member_sync, new_tenant, totals
 from tests.support.graph_emulator.fixture import GraphEmulator
 
 USERS = 5000
@@ -21,30 +21,8 @@ def test_a_big_run_through_throttling_and_faults_creates_each_user_once(
         "displayName": f"User {i:05d}", "mailNickname": f"user{i:05d}", "surname": "Load",
         "accountEnabled": True} for i in range(USERS)])
     entra_emulator.admin.set_write_quota(target.tenant_id, target.client_id, QUOTA, WINDOW)
-    folder = tmp_path / "manifests"
-    folder.mkdir()
     quota = f"    writeQuota: {{writes: {QUOTA}, perSeconds: {WINDOW}}}\n"
-    (folder / "environments.yaml").write_text(
-        source.environment("a", object_types="[users]") + "---\n"
-        + target.environment("b", object_types="[users]", extra=quota))
-    (folder / "sync.yaml").write_text(f"""apiVersion: ferry.dev/v1alpha1
-kind: Template
-metadata: {{name: members}}
-spec:
-  domainMappings: [{{source: {source.domain}, target: {target.domain}}}]
----
-apiVersion: ferry.dev/v1alpha1
-kind: Workflow
-metadata: {{name: a-to-b}}
-spec:
-  steps:
-    - {{name: read, readFrom: {{environments: [a, b]}}}}
-    - {{name: match, match: {{source: a, target: b, rules: [{{sourceAttribute: mail,
-        targetAttribute: mail}}]}}}}
-    - {{name: stage, stageData: {{template: members, pairs: [{{source: a, target: b,
-        objectTypes: [users]}}]}}}}
-    - {{name: write, writeTo: {{environments: [b]}}}}
-""")
+    member_sync(tmp_path, source, target, target_extra=quota)
     admin = entra_emulator.admin
     # Each rule takes the next matching requests, so the first creates meet them in a row:
     # the first user's POST sees all four kinds before it goes through.

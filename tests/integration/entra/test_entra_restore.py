@@ -7,7 +7,7 @@ from pathlib import Path
 
 import httpx
 from azure.identity import ClientSecretCredential
-from tests.integration.entra.tenants import Tenant, ferry, new_tenant, totals
+from tests.integration.entra.tenants import Tenant, ferry, member_sync, new_tenant, totals
 from tests.support.graph_emulator.fixture import GraphEmulator
 
 ROLES = ("User.ReadWrite.All", "Group.ReadWrite.All", "GroupMember.ReadWrite.All")
@@ -34,30 +34,7 @@ def test_a_returning_source_user_gets_its_deleted_target_back(entra_emulator: Gr
     ids = entra_emulator.admin.seed(source.tenant_id, users=[{
         "userPrincipalName": f"{n}@{source.domain}", "mail": f"{n}@{source.domain}",
         "displayName": n.title(), "mailNickname": n, "accountEnabled": True} for n in names])
-    folder = tmp_path / "manifests"
-    folder.mkdir()
-    (folder / "environments.yaml").write_text(
-        source.environment("a", object_types="[users]") + "---\n"
-        + target.environment("b", object_types="[users]"))
-    (folder / "sync.yaml").write_text(f"""apiVersion: ferry.dev/v1alpha1
-kind: Template
-metadata: {{name: members}}
-spec:
-  domainMappings: [{{source: {source.domain}, target: {target.domain}}}]
----
-apiVersion: ferry.dev/v1alpha1
-kind: Workflow
-metadata: {{name: a-to-b}}
-spec:
-  steps:
-    - {{name: read, readFrom: {{environments: [a, b]}}}}
-    - {{name: match, match: {{source: a, target: b, rules: [{{sourceAttribute: mail,
-        targetAttribute: mail}}]}}}}
-    - {{name: stage, stageData: {{template: members, pairs: [{{source: a, target: b,
-        objectTypes: [users]}}]}}}}
-    - {{name: write, writeTo: {{environments: [b]}}}}
-    - {{name: delete, deleteObjects: {{pairs: [{{source: a, target: b, threshold: 5}}]}}}}
-""")
+    member_sync(tmp_path, source, target, delete_threshold=5)
     assert ferry(tmp_path, "run").returncode == 0
     cy_target = next(u for u in entra_emulator.admin.users(target.tenant_id)
                      if u["mailNickname"] == "cy")
