@@ -34,6 +34,9 @@ def seed(lab: Any, ou: str, users: int) -> list[str]:
     group = build_dn(f"Entra Group {uuid.uuid4().hex[:6]}", ou)
     create(conn, "group", group, {"description": ["Synced to Entra"]})
     add_members(conn, group, dns)
+    team = build_dn(f"Team {uuid.uuid4().hex[:6]}", ou)  # becomes a Microsoft 365 group
+    create(conn, "group", team, {})
+    add_members(conn, team, dns[:2])
     conn.unbind()
     return dns
 
@@ -45,8 +48,14 @@ def manifests(folder: Path, lab: Any, src_ou: str, tenant: Any, threshold: int =
     ad = ad.replace("host: 127.0.0.2", f"host: {lab.src.ip}").replace(
         "OU=Corp,DC=src,DC=test", src_ou)
     (target / "environments.yaml").write_text(ad + "---\n" + tenant.environment("fabrikam"))
-    template = (target / "template.yaml").read_text()
-    (target / "template.yaml").write_text(template.replace("fabrikam.example", tenant.domain))
+    template = (target / "template.yaml").read_text().replace("fabrikam.example",
+                                                              tenant.domain)
+    (target / "template.yaml").write_text(template.replace("  domainMappings:", """\
+    - target: groupTypes
+      expression: "source.cn.startsWith('Team') ? 'Unified' : null"
+      apply: OnCreate
+      objectTypes: [groups]
+  domainMappings:"""))
     workflow = (target / "workflow.yaml").read_text()
     (target / "workflow.yaml").write_text(workflow.replace("threshold: 10",
                                                            f"threshold: {threshold}"))
@@ -71,10 +80,15 @@ def test_ad_users_and_groups_reach_entra_and_stay_in_step(
     assert some["mailNickname"] == upn.split("@")[0] and some["usageLocation"] == "US"
     assert some["accountEnabled"] is True
     assert some["passwordProfile"]["forceChangePasswordNextSignIn"] is True
-    [group] = entra_emulator.admin.groups(tenant.tenant_id)
+    groups = {g["displayName"].split()[0]: g for g in entra_emulator.admin.groups(
+        tenant.tenant_id)}
+    group, team = groups["Entra"], groups["Team"]
     assert group["securityEnabled"] is True and group["description"] == "Synced to Entra"
+    assert group["groupTypes"] == [] and group["mailEnabled"] is False
     assert sorted(group["members"]) == sorted(u["id"] for u in users.values())
-    assert totals(tmp_path)[0] == {"created": 7, "updated": 0, "deleted": 0, "errors": 0}
+    assert team["groupTypes"] == ["Unified"] and team["mailEnabled"] is True
+    assert team["securityEnabled"] is False and len(team["members"]) == 2
+    assert totals(tmp_path)[0] == {"created": 8, "updated": 0, "deleted": 0, "errors": 0}
 
     again = ferry(tmp_path, "run", secrets_dir=secrets)
     assert again.returncode == 0, again.stdout + again.stderr
