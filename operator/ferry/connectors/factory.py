@@ -5,9 +5,6 @@ from __future__ import annotations
 from ferry.api.environment import ConnectionMode, DirectoryType, Environment
 from ferry.connectors.activedirectory import ActiveDirectoryConnector
 from ferry.connectors.base import Connector
-from ferry.connectors.entra.auth import CaBundle, GraphEndpoints, credential
-from ferry.connectors.entra.connector import EntraConnector
-from ferry.connectors.entra.session import GraphSession, WriteQuota
 from ferry.connectors.remote import (
     GATEWAY_CA_ENV,
     GATEWAY_TOKEN_FILE_ENV,
@@ -57,6 +54,11 @@ def open_connector(env: Environment, secrets: SecretSource) -> Connector:
 
 
 def _entra_connector(env: Environment, secrets: SecretSource) -> Connector:
+    # msgraph-sdk costs seconds and tens of MB to import: only runs that reach a tenant pay.
+    from ferry.connectors.entra.auth import CaBundle, GraphEndpoints, credential
+    from ferry.connectors.entra.connector import EntraConnector
+    from ferry.connectors.entra.session import GraphSession, WriteQuota
+
     name, spec = env.metadata.name, env.spec.entra_id
     assert spec is not None  # the model checks the block matches the type
     where = f"Environment/{name}"
