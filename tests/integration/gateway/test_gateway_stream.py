@@ -8,11 +8,11 @@ import time
 from pathlib import Path
 
 import pytest
-from tests.integration.gateway.harness import RunningGateway, start_gateway
+from tests.integration.gateway.harness import RunningGateway, start_gateway, wait_until
 
 from ferry_agent.protocol import WorkItem, decode
 from ferry_agent.stream import StreamUnavailable, WorkStream
-from ferry_agent.transport import GatewayClient, GatewayRefused
+from ferry_agent.transport import GatewayClient, GatewayRefused, GatewayUnavailable
 
 
 def test_work_arrives_over_the_stream_and_the_lease_is_the_agents(
@@ -38,16 +38,21 @@ def test_work_arrives_over_the_stream_and_the_lease_is_the_agents(
         assert time.monotonic() - started < 10
     finally:
         stream.close()
-    lines = [json.loads(line) for line in gateway.log_text().splitlines()
-             if line.startswith("{")]
-    assert any(e.get("path") == "/v1/agent/stream" and e.get("items") == 4 for e in lines)
+
+
+    def logged() -> bool:  # the gateway logs the stream once its handler has ended
+        lines = [json.loads(line) for line in gateway.log_text().splitlines()
+                 if line.startswith("{")]
+        return any(e.get("path") == "/v1/agent/stream" and e.get("items") == 4 for e in lines)
+
+    wait_until(logged, 10, "the stream's log line with its 4 items")
 
 
 def test_a_malformed_message_closes_the_stream_and_the_gateway_goes_on(
         gateway: RunningGateway, environment: str, tmp_path: Path) -> None:
     agent = gateway.fake_agent(environment, "dc-02", tmp_path)
     stream = WorkStream.open(agent.client)
-    with pytest.raises(Exception, match="closed the work stream"):
+    with pytest.raises(GatewayUnavailable, match="closed the work stream"):
         stream.ask({"v": 1, "wait": "soon"}, timeout=10)
     stream.close()
     again = WorkStream.open(agent.client)
