@@ -22,13 +22,13 @@ import resource
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tests.integration.entra.tenants import Tenant, new_tenant  # noqa: E402
 from tests.support.graph_emulator.fixture import GraphEmulator  # noqa: E402
 
 from ferry.api.environment import EntraIdSpec, Scope  # noqa: E402
@@ -48,18 +48,12 @@ def log(message: str) -> None:
 
 
 def connector(emulator: GraphEmulator, folder: Path, roles: list[str],
-              quota: WriteQuota) -> tuple[EntraConnector, str, str, str]:
-    """A tenant with an app, and a connector signed in to it: (connector, tenant, app, domain)."""
-    short = uuid.uuid4().hex[:8]
-    tenant = emulator.admin.create_tenant(initial_domain=f"b{short}.onmicrosoft.com",
-                                          verified_domains=[f"{short}.test"])
-    secret = f"secret-{uuid.uuid4().hex}"
-    app = emulator.admin.register_app(tenant["id"], secrets=[secret], roles=roles)
-    secret_file = folder / f"{short}.secret"
-    secret_file.write_text(secret)
+              quota: WriteQuota) -> tuple[EntraConnector, Tenant]:
+    """A tenant with an app, and a connector signed in to it."""
+    tenant = new_tenant(emulator, folder, tuple(roles))
     spec = EntraIdSpec.model_validate({
-        "tenantId": tenant["id"], "clientId": app["clientId"],
-        "credentials": {"clientSecret": {"file": str(secret_file)}},
+        "tenantId": tenant.tenant_id, "clientId": tenant.client_id,
+        "credentials": {"clientSecret": {"file": str(tenant.secret_file)}},
         "authorityHost": emulator.authority_host,
         "graphEndpoint": emulator.graph_url.removesuffix("/v1.0"),
         "tls": {"ca": {"file": str(emulator.ca_file)}}})
@@ -68,14 +62,15 @@ def connector(emulator: GraphEmulator, folder: Path, roles: list[str],
     ca = CaBundle(emulator.ca_file.read_text())
     session = GraphSession(credential(spec, secrets, "bench", endpoints, ca), endpoints, ca,
                            quota)
-    return EntraConnector("bench", session, Scope()), tenant["id"], app["clientId"], short
+    return EntraConnector("bench", session, Scope()), tenant
 
 
 def writes(emulator: GraphEmulator, folder: Path, count: int, quota: WriteQuota
            ) -> dict[str, Any]:
-    conn, tenant, client_id, domain = connector(emulator, folder, ["User.ReadWrite.All"],
-                                                quota)
-    emulator.admin.set_write_quota(tenant, client_id, quota.writes, quota.seconds)
+    conn, tenant = connector(emulator, folder, ["User.ReadWrite.All"], quota)
+    emulator.admin.set_write_quota(tenant.tenant_id, tenant.client_id, quota.writes,
+                                   quota.seconds)
+    domain = tenant.domain
     names = shared_names(("displayName", "mailNickname", "userPrincipalName", "surname"))
     started = time.perf_counter()
     done = 0
@@ -83,9 +78,9 @@ def writes(emulator: GraphEmulator, folder: Path, count: int, quota: WriteQuota
     beyond: float | None = None               # when write windows * quota + 1 went out
     for start in range(0, count, conn.batch_size):
         batch = [ObjectWrite(Operation(
-            OpKind.CREATE, ObjectType.USER, "bench", f"s{i}", None, f"CN=w{i}@{domain}.test",
+            OpKind.CREATE, ObjectType.USER, "bench", f"s{i}", None, f"CN=w{i}@{domain}",
             change_names=names,
-            change_values=(f"Writer {i}", f"w{i}", f"w{i}@{domain}.test", "Bench"),
+            change_values=(f"Writer {i}", f"w{i}", f"w{i}@{domain}", "Bench"),
             enabled=True), password="Bench-Passw0rd-1!")
             for i in range(start, min(start + conn.batch_size, count))]
         outcomes = conn.write(batch)
@@ -98,7 +93,7 @@ def writes(emulator: GraphEmulator, folder: Path, count: int, quota: WriteQuota
         if done % 1000 < conn.batch_size:
             log(f"  {done}/{count} created, {time.perf_counter() - started:.0f} s")
     seconds = time.perf_counter() - started
-    counters = emulator.admin.counters(tenant)
+    counters = emulator.admin.counters(tenant.tenant_id)
     conn.close()
     quota_rate = quota.writes / quota.seconds
     if beyond is None:
@@ -115,12 +110,12 @@ def writes(emulator: GraphEmulator, folder: Path, count: int, quota: WriteQuota
 
 
 def read(emulator: GraphEmulator, folder: Path, users: int) -> dict[str, Any]:
-    conn, tenant, _, domain = connector(emulator, folder, ["User.Read.All"],
-                                        WriteQuota(3000, 150))
+    conn, tenant = connector(emulator, folder, ["User.Read.All"], WriteQuota(3000, 150))
+    domain = tenant.domain
     started = time.perf_counter()
-    emulator.admin.seed(tenant, users=[{
-        "userPrincipalName": f"r{i}@{domain}.test", "displayName": f"Reader {i}",
-        "mail": f"r{i}@{domain}.test", "givenName": "Reader", "surname": f"{i}",
+    emulator.admin.seed(tenant.tenant_id, users=[{
+        "userPrincipalName": f"r{i}@{domain}", "displayName": f"Reader {i}",
+        "mail": f"r{i}@{domain}", "givenName": "Reader", "surname": f"{i}",
         "jobTitle": "Analyst", "department": "Bench", "employeeId": f"E{i}",
         "accountEnabled": True} for i in range(users)])
     log(f"  seeded {users} users in {time.perf_counter() - started:.1f} s")

@@ -42,13 +42,15 @@ Retry-After seconds). Successful answers carry "v" too.
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import Any, TypeVar
 
 from .directory.batch import Write, WriteResult
 from .directory.errors import DirectoryError, WatermarkError
 from .directory.read import Changes, ChangeStream, Entry, Scope, Watermark
+
+T = TypeVar("T")
 
 PROTOCOL_VERSION = 1
 MAX_BODY_BYTES = 16 * 1024 * 1024   # the gateway refuses larger bodies; agents page below it
@@ -307,18 +309,6 @@ def decode_write_result(data: dict[str, Any]) -> WriteResult:
     return WriteResult(guid=str(data.get("guid") or ""))
 
 
-def result_pages(results: Iterator[WriteResult], size: int = WRITE_PAGE
-                 ) -> Iterator[list[dict[str, Any]]]:
-    """A batch's results cut into result chunks."""
-    page: list[dict[str, Any]] = []
-    for result in results:
-        page.append(encode_write_result(result))
-        if len(page) >= size:
-            yield page
-            page = []
-    yield page
-
-
 def error_of(exc: Exception) -> ErrorInfo:
     """What to send back for an exception raised while carrying out a work item."""
     if isinstance(exc, WatermarkError):
@@ -338,11 +328,13 @@ def raise_error(info: ErrorInfo) -> None:
     raise RuntimeError(f"agent: {info.message}")
 
 
-def pages(entries: Iterator[Entry], size: int = READ_PAGE) -> Iterator[list[dict[str, Any]]]:
-    """A streamed read cut into result chunks."""
+def pages(items: Iterable[T], encode: Callable[[T], dict[str, Any]],
+          size: int = READ_PAGE) -> Iterator[list[dict[str, Any]]]:
+    """Streamed items (entries of a read, results of a write batch) cut into result chunks;
+    the last page may be empty, so there is always one."""
     page: list[dict[str, Any]] = []
-    for entry in entries:
-        page.append(encode_entry(entry))
+    for item in items:
+        page.append(encode(item))
         if len(page) >= size:
             yield page
             page = []

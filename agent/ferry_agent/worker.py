@@ -9,6 +9,7 @@ from .directory.read import Watermark
 from .directory.session import DirectorySession
 from .protocol import (
     OPERATIONS,
+    WRITE_PAGE,
     ErrorInfo,
     ProtocolError,
     WorkItem,
@@ -16,9 +17,10 @@ from .protocol import (
     decode_scope,
     decode_write,
     encode_change_summary,
+    encode_entry,
+    encode_write_result,
     error_of,
     pages,
-    result_pages,
 )
 
 Chunk = tuple[Any, ErrorInfo | None]   # (value, error); the last chunk is final
@@ -47,18 +49,18 @@ def _run(session: DirectorySession, item: WorkItem) -> Iterator[Chunk]:
     elif op == "read_full":
         entries = session.read_full(decode_scope(args["scope"]),
                                     as_strings(args["attributes"], "attributes"))
-        for page in pages(iter(entries)):
+        for page in pages(entries, encode_entry):
             yield page, None
     elif op == "read_by_guids":
         entries = session.read_by_guids(as_strings(args["guids"], "guids"),
                                         as_strings(args["attributes"], "attributes"))
-        for page in pages(iter(entries)):
+        for page in pages(entries, encode_entry):
             yield page, None
     elif op == "read_changes":
         stream = session.stream_changes(decode_scope(args["scope"]),
                                         as_strings(args["attributes"], "attributes"),
                                         Watermark.from_dict(args["watermark"]))
-        for page in pages(stream.entries):
+        for page in pages(stream.entries, encode_entry):
             yield page, None
         yield encode_change_summary(stream), None
     elif op == "resolve_dns":
@@ -70,4 +72,4 @@ def _run(session: DirectorySession, item: WorkItem) -> Iterator[Chunk]:
         writes = [decode_write(w) for w in raw]
         # A retried batch may have been applied in part by an agent that died before reporting.
         results = session.write(writes, check_first=item.attempt > 1)
-        yield from ((page, None) for page in result_pages(results))
+        yield from ((page, None) for page in pages(results, encode_write_result, WRITE_PAGE))

@@ -13,6 +13,7 @@ from ferry.connectors.entra.permissions import Need, needs
 from ferry.connectors.factory import open_connector
 from ferry.engine.records import ObjectType
 from ferry.secrets import SecretSource
+from ferry.sync.pairs import workflow_pairs
 
 
 @dataclass(frozen=True)
@@ -29,21 +30,13 @@ def environment_needs(manifests: Manifests, env: Environment) -> list[Need]:
     written: set[ObjectType] = set()
     guests = False
     for workflow in manifests.workflows.values():
-        targets = {e for _, step in workflow.spec.steps_of("writeTo") if step.write_to
-                   for e in step.write_to.environments}
-        if name not in targets:
-            continue
-        for _, step in workflow.spec.steps_of("stageData"):
-            stage = step.stage_data
-            if stage is None:
-                continue
-            template = manifests.templates.get(stage.template)
-            for pair in stage.pairs:
-                if pair.target != name:
-                    continue
-                written.update(SCOPE_TYPES[t] for t in pair.object_types)
-                if template is not None and template.spec.guests.create_unmatched_as_guests:
-                    guests = True
+        if workflow.spec.test_mode:
+            continue  # writes nothing, so needs no write permission
+        for pair in workflow_pairs(manifests, workflow):
+            if pair.target == name:
+                written.update(pair.rules.object_types)
+                template = manifests.templates[pair.template].spec
+                guests = guests or template.guests.create_unmatched_as_guests
     return needs(sorted(read), sorted(written), guests=guests,
                  administrative_units=bool(env.spec.scope.administrative_units))
 
