@@ -2,7 +2,9 @@
 
 PYTHON ?= python3
 PIP ?= $(PYTHON) -m pip
-DEBIAN_PACKAGES := samba samba-ad-dc samba-dsdb-modules winbind ldap-utils iproute2 postgresql
+# samba-ad-provision (the schema files `samba-tool domain provision` reads) is only a Recommends
+# of samba-ad-dc, which --no-install-recommends skips.
+DEBIAN_PACKAGES := samba samba-ad-dc samba-ad-provision samba-dsdb-modules winbind ldap-utils iproute2 postgresql
 STAMP := .cache/stamps
 
 .PHONY: demo test unit integration lint bench deps python-deps system-deps envtest crds e2e lab-down clean
@@ -48,7 +50,7 @@ deps: system-deps python-deps
 system-deps: $(STAMP)/system
 $(STAMP)/system:
 	@if ! command -v samba >/dev/null || ! command -v ldapsearch >/dev/null \
-	    || ! command -v ip >/dev/null || ! dpkg -s samba-ad-dc >/dev/null 2>&1 \
+	    || ! command -v ip >/dev/null || ! dpkg -s samba-ad-dc samba-ad-provision >/dev/null 2>&1 \
 	    || ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
 	  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \

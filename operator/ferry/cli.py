@@ -20,6 +20,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 from ferry import logs
 from ferry.api.errors import ManifestError
@@ -42,8 +43,16 @@ agent_app.add_typer(agent_token_app, name="token")
 guests_app = typer.Typer(no_args_is_help=True, help="B2B guests in Entra ID targets.")
 app.add_typer(guests_app, name="guests")
 # Tables stay readable when output goes to a file or CI log (rich assumes 80 columns there).
+# Nothing printed is ever parsed as rich markup or highlighted: errors, DNs, values and file
+# names come from outside and may hold `[...]`. Styles are applied only through `labelled`.
 out = Console(width=None if sys.stdout.isatty() else 160)
-err = Console(stderr=True, width=None if sys.stderr.isatty() else 120)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 120, markup=False,
+              highlight=False)
+
+
+def labelled(label: str, style: str, text: object = "") -> Text:
+    """A styled label followed by text that is shown exactly as it is."""
+    return Text.assemble((label, style), " " if text != "" else "", str(text))
 
 DEFAULT_STATE = ".ferry/state.sqlite"
 LAB_DIR = Path(os.environ.get("FERRY_LAB_DIR", ".lab"))
@@ -85,9 +94,10 @@ def _load(paths: list[Path]) -> Manifests:
     try:
         return load_manifests(paths)
     except ManifestError as exc:
-        err.print(f"[bold red]{len(exc.problems)} problem(s) in the manifests; nothing ran:[/]")
+        err.print(labelled(f"{len(exc.problems)} problem(s) in the manifests; nothing ran:",
+                           "bold red"))
         for problem in exc.problems:
-            err.print(f"  {problem}", markup=False, highlight=False)
+            err.print(f"  {problem}")
         raise typer.Exit(ExitCode.INVALID_INPUT) from None
 
 
@@ -117,7 +127,8 @@ def _execute(paths: list[Path], workflow: str | None, state: str, secrets_dir: s
     for name in names:
         plan_path = plan_out or (Path(".ferry/plans") / f"{name}-"
                                  f"{datetime.now().strftime('%Y%m%d-%H%M%S')}.json")
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+        with Progress(TextColumn("{task.description}", markup=False), BarColumn(),
+                      MofNCompleteColumn(),
                       TimeElapsedColumn(), console=err, transient=True) as bars:
             result = run_workflow(manifests, RunRequest(name, test_mode, full, plan_path),
                                   store, secrets, _RichProgress(bars))
@@ -150,13 +161,13 @@ def _print_result(result: RunResult) -> None:
     lines += [f"error: {e.source_dn}: {e.message}" for e in o.staging_errors]
     lines += [f"error: {f.message}" for f in o.failures]
     for line in lines[:20]:
-        out.print(f"  {line}", markup=False, highlight=False)
+        out.print(f"  {line}")
     if len(lines) > 20:
         out.print(f"  ... and {len(lines) - 20} more (see `ferry runs --run {o.run_id}`)")
     for message in o.threshold_messages:
-        out.print(f"[bold yellow]delete threshold:[/] {message}")
+        out.print(labelled("delete threshold:", "bold yellow", message))
     if o.fatal:
-        out.print(f"[bold red]failed:[/] {o.fatal}", highlight=False)
+        out.print(labelled("failed:", "bold red", o.fatal))
     if result.plan_path:
         out.print(f"plan saved to {result.plan_path}")
 
@@ -180,7 +191,7 @@ def _print_operations(result: RunResult, limit: int = 40) -> None:
                         f" -{len(op.remove)}")
             else:
                 line = f"{op.kind.value} {op.object_type} {op.dn}"
-            out.print(f"  {line}", markup=False, highlight=False)
+            out.print(f"  {line}")
             shown += 1
 
 
@@ -352,10 +363,9 @@ def check(paths: PathsOpt, secrets_dir: SecretsOpt = None,
     for env in chosen:
         result = check_environment(manifests, env, secrets)
         failed += not result.ok
-        mark = "[green]ok[/]" if result.ok else "[red]failed[/]"
-        out.print(f"{mark} Environment/{result.environment} ({env.spec.type.value}): ",
-                  end="")
-        out.print(result.message, markup=False, highlight=False, soft_wrap=True)
+        mark = labelled("ok", "green") if result.ok else labelled("failed", "red")
+        out.print(mark, f"Environment/{result.environment} ({env.spec.type.value}):",
+                  result.message, soft_wrap=True)
     raise typer.Exit(1 if failed else 0)
 
 
@@ -381,13 +391,13 @@ def guests_invite(
         invited = invite_guests(manifests, environment, store, _secrets(secrets_dir, paths),
                                 where, dry_run)
     except (GuestsError, ExpressionError) as exc:
-        err.print(str(exc), markup=False, highlight=False)
+        err.print(str(exc))
         raise typer.Exit(ExitCode.INVALID_INPUT) from None
     finally:
         store.close()
     verb = "would invite" if dry_run else "invited"
     for guest in invited:
-        out.print(f"{verb} {guest.mail} ({guest.guest})", markup=False, highlight=False)
+        out.print(f"{verb} {guest.mail} ({guest.guest})")
     out.print(f"{len(invited)} guest(s) {verb}")
 
 
@@ -422,9 +432,9 @@ def lab_up(lab_dir: LabDirOpt = LAB_DIR) -> None:
     from ferry.lab.samba import Lab, LabError
 
     try:
-        domains = Lab(log=lambda m: err.print(m, highlight=False)).up(lab_dir)
+        domains = Lab(log=lambda m: err.print(m)).up(lab_dir)
     except LabError as exc:
-        err.print(f"[bold red]lab:[/] {exc}", highlight=False)
+        err.print(labelled("lab:", "bold red", exc))
         raise typer.Exit(ExitCode.FAILED) from None
     table = Table("realm", "address", "base DN", "LDAPS", "credentials (Secret folder)",
                   title="Lab domains", title_justify="left")
@@ -453,7 +463,7 @@ def lab_seed(lab_dir: LabDirOpt = LAB_DIR,
         summary = seed(domain, users=users, groups=groups, contacts=contacts, seed=seed_number,
                        replace=True)
     except LabError as exc:
-        err.print(f"[bold red]lab:[/] {exc}", highlight=False)
+        err.print(labelled("lab:", "bold red", exc))
         raise typer.Exit(ExitCode.FAILED) from None
     out.print(f"seeded {realm}: {summary.users} users, {summary.groups} groups,"
               f" {summary.contacts} contacts under {summary.corp_dn}"
@@ -468,7 +478,7 @@ def lab_down(lab_dir: LabDirOpt = LAB_DIR) -> None:
     try:
         Lab().down(lab_dir)
     except LabError as exc:
-        err.print(f"[bold red]lab:[/] {exc}", highlight=False)
+        err.print(labelled("lab:", "bold red", exc))
         raise typer.Exit(ExitCode.FAILED) from None
     out.print(f"lab in {lab_dir} is down")
 
@@ -553,11 +563,11 @@ def gateway(
             raise GatewayConfigError("--ca-cert and --ca-key go together")
         asyncio.run(serve(config))
     except (GatewayConfigError, CAError, TLSConfigError) as exc:
-        err.print(f"[bold red]gateway:[/] {exc}", highlight=False)
+        err.print(labelled("gateway:", "bold red", exc))
         raise typer.Exit(ExitCode.INVALID_INPUT) from None
     except OSError as exc:
-        err.print(f"[bold red]gateway:[/] cannot serve on {listen}: {exc.strerror or exc}",
-                  highlight=False)
+        err.print(labelled("gateway:", "bold red",
+                           f"cannot serve on {listen}: {exc.strerror or exc}"))
         raise typer.Exit(ExitCode.FAILED) from None
 
 
@@ -585,7 +595,7 @@ def agent_token_create(
 
             token, expires, secret = create_token_secret(
                 api_client(), namespace or current_namespace(), environment, lifetime)
-            err.print(f"kept as Secret {secret} until the gateway claims it", highlight=False)
+            err.print(f"kept as Secret {secret} until the gateway claims it")
         else:
             store = StateStore(state)
             try:
@@ -593,12 +603,12 @@ def agent_token_create(
             finally:
                 store.close()
     except ValueError as exc:
-        err.print(str(exc), highlight=False)
+        err.print(str(exc))
         raise typer.Exit(ExitCode.INVALID_INPUT) from None
     typer.echo(token)  # alone on stdout, so TOKEN=$(ferry agent token create ENV) works
     err.print(f"single-use token for environment {environment}, valid until"
               f" {expires:%Y-%m-%d %H:%M:%S} UTC; it is not shown again. On the agent's host:"
-              " ferry-agent enroll --gateway URL --token TOKEN", highlight=False)
+              " ferry-agent enroll --gateway URL --token TOKEN")
 
 
 @agent_app.command("list")
