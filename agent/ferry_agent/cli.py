@@ -23,6 +23,8 @@ from pathlib import Path
 from ferry_agent import __version__
 from ferry_agent.directory.connection import DirectoryEndpoint
 from ferry_agent.directory.session import DirectorySession
+from ferry_agent.directory.subtrees import SETTING as WRITE_SUBTREES
+from ferry_agent.directory.subtrees import WriteSubtrees
 from ferry_agent.identity import IdentityError, create_key, load_identity, store_certificate
 from ferry_agent.protocol import EnrollRequest, EnrollResponse, ProtocolError, decode, encode
 from ferry_agent.transport import GatewayClient, GatewayError
@@ -47,7 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--gateway", required=True, help="https://host[:port] of the gateway")
     run.add_argument("--directory", type=Path, required=True,
                      help="INI file: [directory] host, port, base_dn, bind_user, password_file,"
-                          " ca_file, server_name")
+                          " ca_file, server_name, write_subtrees (DNs this agent may write,"
+                          " separated by ';'; unset: the agent only reads)")
     run.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
@@ -90,7 +93,11 @@ def _run(args: argparse.Namespace) -> int:
     from ferry_agent.loop import AgentLoop
 
     identity = load_identity(args.state_dir)
-    session = DirectorySession(directory_endpoint(args.directory))
+    subtrees = write_subtrees(args.directory)
+    session = DirectorySession(directory_endpoint(args.directory), subtrees)
+    logging.getLogger("ferry_agent").info(
+        "writes allowed under: %s", "; ".join(subtrees.bases) if subtrees.bases
+        else f"nowhere (read-only: no {WRITE_SUBTREES} in {args.directory})")
     client = GatewayClient.for_identity(args.gateway, identity)
     stop = threading.Event()
     loop = AgentLoop(client, session, stop=stop)
@@ -111,10 +118,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def directory_endpoint(path: Path) -> DirectoryEndpoint:
     """The [directory] section of the agent's INI file; the password is read from its file."""
-    config = configparser.ConfigParser()
-    if not config.read(path, encoding="utf-8") or "directory" not in config:
-        raise ValueError(f"{path}: no [directory] section")
-    section = config["directory"]
+    section = _directory_section(path)
     missing = [k for k in ("host", "bind_user", "password_file") if k not in section]
     if missing:
         raise ValueError(f"{path}: [directory] needs {', '.join(missing)}")
@@ -124,6 +128,19 @@ def directory_endpoint(path: Path) -> DirectoryEndpoint:
         password=password, base_dn=section.get("base_dn", ""),
         ca_file=section.get("ca_file"), server_name=section.get("server_name"),
         insecure=section.getboolean("insecure", False))
+
+
+def write_subtrees(path: Path) -> WriteSubtrees:
+    """Where this agent may write: [directory] write_subtrees; unset, it only reads."""
+    return WriteSubtrees.parse(_directory_section(path).get(WRITE_SUBTREES),
+                               f"[directory] of {path}")
+
+
+def _directory_section(path: Path) -> configparser.SectionProxy:
+    config = configparser.ConfigParser(interpolation=None)  # '%' may be in a DN
+    if not config.read(path, encoding="utf-8") or "directory" not in config:
+        raise ValueError(f"{path}: no [directory] section")
+    return config["directory"]
 
 
 if __name__ == "__main__":

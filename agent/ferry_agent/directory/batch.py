@@ -15,6 +15,7 @@ import ldap3
 from . import write as ad_write
 from .errors import DirectoryError
 from .read import exists
+from .subtrees import WriteSubtrees, write_targets
 
 WRITE_KINDS = frozenset({"create", "update", "move", "delete", "members"})
 
@@ -54,28 +55,37 @@ class WriteResult:
         return self.error is None
 
 
-def apply(conn: ldap3.Connection, writes: Sequence[Write], *, check_first: bool = False
-          ) -> Iterator[WriteResult]:
+def apply(conn: ldap3.Connection, writes: Sequence[Write], *, check_first: bool = False,
+          subtrees: WriteSubtrees | None = None) -> Iterator[WriteResult]:
     """Apply writes in order, yielding one result each.
 
     check_first: the batch may have been applied in part before (an agent died before it
     reported), so creates, moves and deletes look at the directory before acting again.
+    subtrees: where writes may go (an agent's write_subtrees); a write that would change
+    anything outside is refused before it is sent. None: no such limit (direct mode).
     Errors other than a refused object (a lost connection) end the batch by raising.
     """
     for item in writes:
+        refused = None if subtrees is None else subtrees.refusal(
+            item.kind, write_targets(item.kind, item.dn, item.new_dn, item.parent))
+        if refused is not None:
+            yield WriteResult(error=refused)
+            continue
         try:
-            yield WriteResult(guid=_apply_one(conn, item, check_first))
+            yield WriteResult(guid=_apply_one(conn, item, check_first, subtrees))
         except DirectoryError as exc:
             yield WriteResult(error=exc)
         except ValueError as exc:  # a write the library refuses to send, e.g. a bad group scope
             yield WriteResult(error=DirectoryError(item.dn, item.kind, -1, str(exc)))
 
 
-def _apply_one(conn: ldap3.Connection, item: Write, check_first: bool) -> str:
+def _apply_one(conn: ldap3.Connection, item: Write, check_first: bool,
+               subtrees: WriteSubtrees | None) -> str:
     if item.kind not in WRITE_KINDS:
         raise ValueError(f"unknown write kind {item.kind!r}; expected {sorted(WRITE_KINDS)}")
     if item.parent and item.kind in ("create", "move"):
-        ad_write.ensure_ou(conn, item.parent)
+        ad_write.ensure_ou(conn, item.parent,
+                           allowed=None if subtrees is None else subtrees.refusal)
     if item.kind == "create":
         if check_first and exists(conn, item.dn):
             return ad_write.read_guid(conn, item.dn)

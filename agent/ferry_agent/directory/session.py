@@ -15,13 +15,17 @@ import ldap3
 from . import batch as ad_batch
 from . import read as ad_read
 from .connection import DirectoryEndpoint, connect
+from .subtrees import WriteSubtrees
 
 
 class DirectorySession:
-    """A lazily opened, bound LDAP connection to one domain and the operations on it."""
+    """A lazily opened, bound LDAP connection to one domain and the operations on it;
+    `write_subtrees` (an agent's) refuses every write outside them, None leaves writes as
+    the server allows them."""
 
-    def __init__(self, endpoint: DirectoryEndpoint):
+    def __init__(self, endpoint: DirectoryEndpoint, write_subtrees: WriteSubtrees | None = None):
         self.endpoint = endpoint
+        self.write_subtrees = write_subtrees
         self._conn: ldap3.Connection | None = None
 
     @property
@@ -65,7 +69,8 @@ class DirectorySession:
     def write(self, writes: Sequence[ad_batch.Write], *, check_first: bool = False
               ) -> Iterator[ad_batch.WriteResult]:
         """Apply a batch of writes in order, yielding one result per write (batch.apply)."""
-        return ad_batch.apply(self.conn, writes, check_first=check_first)
+        return ad_batch.apply(self.conn, writes, check_first=check_first,
+                              subtrees=self.write_subtrees)
 
 
 def describe(session: Any) -> str:

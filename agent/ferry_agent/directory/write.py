@@ -8,7 +8,7 @@ Passwords only ever travel inside the add request and are never part of an error
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import ldap3
@@ -262,8 +262,15 @@ def _change_members(
                 raise result_error(conn.result, group_dn, label)
 
 
-def ensure_ou(conn: ldap3.Connection, dn: str) -> list[str]:
-    """Create the missing OUs down to `dn` (top first); return the DNs created."""
+Refusal = Callable[[str, Iterable[str]], DirectoryError | None]
+
+
+def ensure_ou(conn: ldap3.Connection, dn: str, *, allowed: Refusal | None = None) -> list[str]:
+    """Create the missing OUs down to `dn` (top first); return the DNs created.
+
+    allowed: answers the error for an OU that may not be created here (an agent's
+    write_subtrees), raised before the add is sent; None creates wherever the server lets.
+    """
     parts = parse_dn(dn)
     names = [f"{attr}={value}" for attr, value, _ in parts]
     created: list[str] = []
@@ -283,6 +290,9 @@ def ensure_ou(conn: ldap3.Connection, dn: str) -> list[str]:
             missing = True
         if attr != "OU":
             raise DirectoryError(current, "create OU", 32, "missing parent is not an OU")
+        refused = allowed("create OU", [current]) if allowed else None
+        if refused is not None:
+            raise refused
         conn.add(current, attributes={"objectClass": ["top", "organizationalUnit"]})
         if conn.result["result"] not in (0, 68):
             raise result_error(conn.result, current, "create OU")
