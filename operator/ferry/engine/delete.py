@@ -28,11 +28,15 @@ class DeletePlan:
     operations: list[Operation] = field(default_factory=list)
     threshold_hit: bool = False
     threshold_message: str = ""
+    # Target anchors the threshold held back: nothing that follows from their deletion
+    # (leaving a group, losing a manager) may happen either.
+    held_back: frozenset[str] = frozenset()
 
 
 def plan_deletes(rules: PairRules, template: CompiledTemplate,
                  candidates: Iterable[DeleteCandidate]) -> DeletePlan:
-    """DELETE operations for candidates the pair may delete; none at all above the threshold."""
+    """DELETE operations for candidates the pair may delete; above the threshold none at all,
+    and every candidate is held back."""
     result = DeletePlan()
     if not rules.delete_enabled:
         return result
@@ -51,6 +55,7 @@ def plan_deletes(rules: PairRules, template: CompiledTemplate,
             "deletion); if the deletions are intended, raise spec.steps[].threshold of the "
             "DeleteObjects step and run again."
         )
+        result.held_back = frozenset(op.target_anchor for op in operations if op.target_anchor)
         return result
     result.operations = operations
     return result

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import struct
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 
-from ferry.engine.dn import same_dn
 from ferry.engine.expressions import CompiledTemplate, Layout
 from ferry.engine.plan import Operation, OpKind, shared_names
 from ferry.engine.records import REFERENCE_ATTRIBUTES, AttributeValue, ObjectType, Record
 from ferry.engine.stage import Staged
+from ferry_agent.dn import same_dn
 
 # Fingerprint of "no value". hash() never returns -1 (CPython reserves it), so no value
 # can be mistaken for absence.
@@ -185,18 +185,23 @@ def diff_object(desired: Staged, current: Record | StoredTarget | None,
 class ReferenceResolver:
     """What the reference diff needs to know about the run's joins, once all are known."""
 
-    __slots__ = ("created", "dropped", "joined_targets", "joins", "new_joins", "new_targets")
+    __slots__ = ("created", "dropped", "held_back", "joined_targets", "joins", "new_joins",
+                 "new_targets", "unsynced")
 
     def __init__(self, joins: Mapping[str, str], new_joins: Mapping[str, str],
                  dropped: Collection[str], created: Collection[str],
-                 joined_targets: Collection[str]) -> None:
+                 joined_targets: Collection[str], *, held_back: Collection[str] = (),
+                 unsynced: Callable[[str], bool] = lambda _: True) -> None:
         # joins: source -> target anchor from the join store; new_joins: those matched this
         # run; dropped: the stored joins whose target object is gone (all of them); created:
         # source anchors whose target object this run creates; joined_targets: the target
-        # anchors of the stored joins.
+        # anchors of the stored joins; held_back: target anchors whose deletion the delete
+        # threshold held back; unsynced: whether a source object neither joined nor created
+        # is in the pair's scope (synced later: deferred) rather than outside it.
         self.joins, self.new_joins, self.dropped = joins, new_joins, dropped
         self.created, self.joined_targets = created, joined_targets
         self.new_targets = set(new_joins.values())
+        self.held_back, self.unsynced = held_back, unsynced
 
     def target_of(self, source_anchor: str) -> str | None:
         """Target anchor of the object joined to source_anchor (before or during this run)."""
@@ -213,6 +218,11 @@ class ReferenceResolver:
     def is_managed(self, target_anchor: str) -> bool:
         """True when the target object is joined to some source object (Ferry-managed)."""
         return target_anchor in self.joined_targets or target_anchor in self.new_targets
+
+    def may_remove(self, target_anchor: str) -> bool:
+        """True when a reference to the target object may be removed: Ferry manages it, and
+        the delete threshold did not hold its deletion back."""
+        return self.is_managed(target_anchor) and target_anchor not in self.held_back
 
 
 # One object's references, kept until every join and create of the run is known:
@@ -248,12 +258,15 @@ def reference_row_type(row: ReferenceRow) -> ObjectType:
 
 
 def diff_reference_row(row: ReferenceRow, resolver: ReferenceResolver, *,
-                       pair: str) -> tuple[list[Operation], bool]:
-    """REFERENCES operations for one row (add: source anchors, remove: target anchors), and
-    whether a reference could not be resolved (deferred). Target-native references stay."""
+                       pair: str) -> tuple[list[Operation], bool, list[tuple[str, str]]]:
+    """REFERENCES operations for one row (add: source anchors, remove: target anchors),
+    whether a reference waits for its object to be synced (deferred), and the (attribute,
+    source anchor) of references to objects outside the pair's scope. Target-native
+    references stay, and so do references to objects whose deletion was held back."""
     source_anchor, type_value, target_anchor, dn, wants, haves, _ = row
     ops: list[Operation] = []
     deferred = False
+    outside: list[tuple[str, str]] = []
     # resolver.target_of and is_created, inlined: this runs once per reference.
     new_joins, joins = resolver.new_joins, resolver.joins
     dropped, created = resolver.dropped, resolver.created
@@ -275,12 +288,14 @@ def diff_reference_row(row: ReferenceRow, resolver: ReferenceResolver, *,
                     add.append(source_ref)
             elif source_ref in created:
                 add.append(source_ref)
-            else:
+            elif resolver.unsynced(source_ref):
                 deferred = True  # not synced yet: retried on a later run
-        remove = tuple([t for t in have if t not in keep and resolver.is_managed(t)]) \
+            else:
+                outside.append((attribute, source_ref))  # never synced: nothing to retry
+        remove = tuple([t for t in have if t not in keep and resolver.may_remove(t)]) \
             if have else ()
         if add or remove:
             ops.append(Operation(OpKind.REFERENCES, _TYPES[type_value], pair, source_anchor,
                                  target_anchor, dn, attribute=attribute, add=tuple(add),
                                  remove=remove))
-    return ops, deferred
+    return ops, deferred, outside

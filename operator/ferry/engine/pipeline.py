@@ -23,7 +23,7 @@ from ferry.engine.diff import (
 )
 from ferry.engine.expressions import CompiledTemplate, ExpressionError, compile_template
 from ferry.engine.match import Candidate, Matcher, TargetIndex
-from ferry.engine.plan import Operation, OpKind, PairPlan, StagingError
+from ferry.engine.plan import COUNT_KEYS, Operation, OpKind, OutOfScope, PairPlan, StagingError
 from ferry.engine.records import REFERENCE_ATTRIBUTES, ObjectType, Record
 from ferry.engine.rules import PairRules
 from ferry.engine.scope import Scope
@@ -31,16 +31,12 @@ from ferry.engine.stage import stage
 
 _NONE: Mapping[str, str] = MappingProxyType({})
 
-SUMMARY_KEYS = ("created", "updated", "moved", "deleted", "unchanged", "conflicts", "errors",
-                "deferred")
-
-
 class _Run:
     """State of one plan_pair call."""
 
     __slots__ = ("candidate_ops", "deletes", "dropped", "full", "index", "joins", "matcher",
-                 "operations", "pending", "plan", "references", "rules", "scope", "template",
-                 "unseen")
+                 "operations", "outside", "pending", "plan", "references", "rules", "scope",
+                 "template", "unseen", "unsettled")
 
     def __init__(self, rules: PairRules, template: CompiledTemplate, targets: Iterable[Record],
                  joins: Mapping[str, str], pending_creates: Mapping[str, str], full: bool) -> None:
@@ -58,6 +54,12 @@ class _Run:
         self.deletes: list[DeleteCandidate] = []
         self.unseen = set(joins)  # joined sources not read (yet)
         self.dropped: set[str] = set()
+        # Sources read this run and in scope that end with neither a join nor a create
+        # (conflicts, errors, creates switched off): references to them are deferred.
+        self.unsettled: set[str] = set()
+        # Delta runs only: sources read this run that are out of scope (a full run needs no
+        # list: what it did not see in scope is out of scope).
+        self.outside: set[str] = set()
 
     def _error(self, source: Record, error: ExpressionError) -> StagingError:
         return StagingError(self.rules.name, source.anchor, source.dn, source.object_type,
@@ -78,9 +80,12 @@ class _Run:
             reason = self.scope.out_of_scope(source)
         except ExpressionError as error:
             self.plan.errors.append(self._error(source, error))
+            self.unsettled.add(anchor)
             return
         index = self.index
         if reason is not None:
+            if not self.full:
+                self.outside.add(anchor)
             if target_anchor is not None:
                 target = index.by_anchor.get(target_anchor)
                 if target is None:
@@ -200,15 +205,19 @@ class _Run:
             end += candidate.operation_count
             if candidate.conflict is not None:
                 plan.conflicts.append(candidate.conflict)
+                self.unsettled.add(candidate.source_anchor)
                 continue
             if candidate.error is not None:
                 plan.errors.append(candidate.error)
+                self.unsettled.add(candidate.source_anchor)
                 continue
             ops = self.candidate_ops[first:end]
             if candidate.target is not None:
                 plan.new_joins[candidate.source_anchor] = candidate.target
             elif ops:
                 created.add(candidate.source_anchor)
+            else:
+                self.unsettled.add(candidate.source_anchor)
             matched_ops.extend(ops)
             row = self._candidate_row(candidate, ops)
             if row is not None:
@@ -248,12 +257,18 @@ class _Run:
         by_anchor.clear()
 
         resolver = ReferenceResolver(joins, plan.new_joins, self.dropped, created,
-                                     set(joins.values()))
+                                     set(joins.values()), held_back=deletes.held_back,
+                                     unsynced=self._unsynced)
         reference_ops: list[Operation] = []
         works, self.references = self.references, []
         for work in works:
-            ops, deferred = diff_reference_row(work, resolver, pair=self.rules.name)
+            ops, deferred, outside = diff_reference_row(work, resolver, pair=self.rules.name)
             reference_ops.extend(ops)
+            if outside:
+                object_type = reference_row_type(work)
+                plan.out_of_scope.extend(
+                    OutOfScope(self.rules.name, work[0], object_type, work[3], attribute, ref)
+                    for attribute, ref in outside)
             if deferred:
                 plan.deferred.append(work[0])
                 plan.deferred_counts[reference_row_type(work)] += 1
@@ -265,6 +280,20 @@ class _Run:
         self.operations.extend(reference_ops)
         plan.operations = self.operations
         return plan
+
+
+    def _unsynced(self, source_anchor: str) -> bool:
+        """Whether a source object that is neither joined nor created this run is in the
+        pair's scope, so that references to it wait for it (deferred), or outside it."""
+        if source_anchor in self.unsettled:
+            return True
+        if self.full or source_anchor in self.outside:
+            return False  # a full read sees every object of the scope
+        # A delta run reads changed and retried objects only; an unjoined object in scope
+        # is one of those, unless its join was lost, its create is pending, or the template
+        # does not create every type the pair covers.
+        return (source_anchor in self.dropped or source_anchor in self.pending
+                or not all(self.template.switch(t).create for t in self.rules.object_types))
 
 
 def _dn_after(ops: list[Operation], dn: str) -> str:
@@ -306,14 +335,14 @@ def plan_pair(
 
 
 def plan_summary(plan: PairPlan) -> dict[ObjectType, Counter[str]]:
-    """Counts per object type: created, updated, moved, deleted, unchanged, conflicts, errors,
-    deferred. An object is counted as updated once, whatever mix of changes it gets."""
+    """Counts per object type (COUNT_KEYS); outOfScope counts references, the others objects.
+    An object is counted as updated once, whatever mix of changes it gets."""
     summary: dict[ObjectType, Counter[str]] = {}
 
     def counter(object_type: ObjectType) -> Counter[str]:
         found = summary.get(object_type)
         if found is None:
-            found = summary[object_type] = Counter(dict.fromkeys(SUMMARY_KEYS, 0))
+            found = summary[object_type] = Counter(dict.fromkeys(COUNT_KEYS, 0))
         return found
 
     created: set[str | None] = set()
@@ -341,4 +370,6 @@ def plan_summary(plan: PairPlan) -> dict[ObjectType, Counter[str]]:
         counter(error.object_type)["errors"] += 1
     for object_type, count in plan.deferred_counts.items():
         counter(object_type)["deferred"] += count
+    for reference in plan.out_of_scope:
+        counter(reference.object_type)["outOfScope"] += 1
     return summary

@@ -9,6 +9,11 @@ from enum import StrEnum
 
 from ferry.engine.records import AttributeValue, ObjectType
 
+# What a plan and a run count, per object type: the one list every count form follows (run
+# outcomes, the state store's run rows, Workflow status, the CLI's tables).
+COUNT_KEYS = ("created", "updated", "moved", "deleted", "unchanged", "conflicts", "errors",
+              "deferred", "outOfScope")
+
 
 class OpKind(StrEnum):
     CREATE = "create"
@@ -127,6 +132,26 @@ class StagingError:
     message: str
 
 
+@dataclass(frozen=True, slots=True)
+class OutOfScope:
+    """A reference (a member, a manager) to a source object the pair never syncs: outside its
+    source OUs, filter, object types or the source Environment's scope. Stable, not retried."""
+
+    pair: str
+    source_anchor: str        # the object holding the reference (a group, say)
+    object_type: ObjectType
+    dn: str                   # that object's DN in the target
+    attribute: str            # "member" or "manager"
+    reference: str            # source anchor of the referenced object
+    reference_dn: str = ""    # its source DN, where known
+
+    @property
+    def message(self) -> str:
+        return (f"{self.object_type.value} {self.dn}: {self.attribute} "
+                f"{self.reference_dn or self.reference} is outside the pair's scope, so it is"
+                " never synced")
+
+
 @dataclass(slots=True)
 class PairPlan:
     pair: str
@@ -141,6 +166,8 @@ class PairPlan:
     deferred: list[str] = field(default_factory=list)
     # deferred, counted per object type (for summaries).
     deferred_counts: Counter[ObjectType] = field(default_factory=Counter)
+    # references to source objects outside the pair's scope: never written, not retried.
+    out_of_scope: list[OutOfScope] = field(default_factory=list)
     unchanged: Counter[ObjectType] = field(default_factory=Counter)
     threshold_hit: bool = False
     threshold_message: str = ""

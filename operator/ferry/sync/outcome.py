@@ -11,10 +11,20 @@ from enum import IntEnum
 from pathlib import Path
 from typing import Any
 
-from ferry.engine.plan import Conflict, Operation, OpKind, PairPlan, StagingError
+from ferry.engine.plan import (
+    COUNT_KEYS,
+    Conflict,
+    Operation,
+    OpKind,
+    OutOfScope,
+    PairPlan,
+    StagingError,
+)
 
-COUNT_KEYS = ("created", "updated", "moved", "deleted", "unchanged", "conflicts", "errors",
-              "deferred")
+# COUNT_KEYS is the engine's: plans and runs count the same things.
+__all__ = ["COUNT_KEYS", "COUNT_OF", "ExitCode", "ObjectFailure", "RunOutcome", "plan_to_json",
+           "write_plan"]
+
 # The count an applied (or, in test mode, planned) operation adds to.
 COUNT_OF = {OpKind.CREATE: "created", OpKind.UPDATE: "updated", OpKind.MOVE: "moved",
             OpKind.DELETE: "deleted"}
@@ -49,6 +59,8 @@ class RunOutcome:
     staging_errors: list[StagingError] = field(default_factory=list)
     failures: list[ObjectFailure] = field(default_factory=list)
     threshold_messages: list[str] = field(default_factory=list)
+    # References to objects the pairs never sync: reported, counted, not an error.
+    out_of_scope: list[OutOfScope] = field(default_factory=list)
     fatal: str = ""
 
     @property
@@ -124,6 +136,7 @@ def plan_to_json(outcome: RunOutcome, plans: list[PairPlan]) -> dict[str, Any]:
                 "operations": [clean(op) for op in p.operations],
                 "conflicts": [clean(c) for c in p.conflicts],
                 "errors": [clean(e) for e in p.errors],
+                "outOfScope": [{**clean(r), "message": r.message} for r in p.out_of_scope],
                 "thresholdHit": p.threshold_hit,
                 "thresholdMessage": p.threshold_message,
             }

@@ -99,3 +99,39 @@ def test_deletes_come_after_writes_and_before_references() -> None:
     plan = plan_pair(pair(STAGING), changed, world.records, world.joins)
     assert [op.kind for op in plan.operations] == [
         OpKind.UPDATE, OpKind.CREATE, OpKind.DELETE, OpKind.REFERENCES]
+
+
+def test_threshold_holds_back_what_follows_from_the_deletions_too() -> None:
+    # A bad source read loses eleven accounts: they are not deleted, and they keep their
+    # groups and stay the manager they were; the change of one kept user still happens.
+    sources, world = _synced(20)
+    sources += [user("boss", "Boss"), user("ann", "Ann", manager="s3"),
+                group("g1", "Team", *(f"s{i}" for i in range(20)))]
+    world.apply(plan_pair(pair(STAGING), sources, world.records, world.joins))
+    team, ann = world.joins["g1"], world.joins["ann"]
+    assert len(world.objects[team].references["member"]) == 20
+
+    kept = [s for s in sources if s.anchor not in {f"s{i}" for i in range(11)}]
+    for index, record in enumerate(kept):
+        if record.anchor == "g1":
+            kept[index] = group("g1", "Team", *(f"s{i}" for i in range(11, 20)))
+        elif record.anchor == "ann":
+            kept[index] = user("ann", "Ann", title="Lead")  # her manager s3 is gone
+    plan = plan_pair(pair(STAGING, delete_threshold=10), kept, world.records, world.joins)
+    assert plan.threshold_hit
+    assert [(op.kind, op.source_anchor) for op in plan.operations] == [(OpKind.UPDATE, "ann")]
+    world.apply(plan)
+    assert len(world.objects[team].references["member"]) == 20
+    assert world.objects[ann].references["manager"] == (world.joins["s3"],)
+
+
+def test_under_the_threshold_the_deleted_leave_their_groups() -> None:
+    sources, world = _synced(5)
+    sources.append(group("g1", "Team", *(f"s{i}" for i in range(5))))
+    world.apply(plan_pair(pair(STAGING), sources, world.records, world.joins))
+    kept = [*sources[1:5], group("g1", "Team", *(f"s{i}" for i in range(1, 5)))]
+    plan = plan_pair(pair(STAGING, delete_threshold=10), kept, world.records, world.joins)
+    assert not plan.threshold_hit
+    assert plan.count(OpKind.DELETE) == 1
+    [members] = [op for op in plan.operations if op.kind is OpKind.REFERENCES]
+    assert members.remove == (world.joins["s0"],)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from engine_world import FakeTarget, group, pair, staging, target_user, user
 
-from ferry.engine.pipeline import plan_pair
+from ferry.engine.pipeline import plan_pair, plan_summary
 from ferry.engine.plan import Operation, OpKind
 from ferry.engine.records import ObjectType, Record
 from ferry.engine.rules import AttributeMapping, TypeSwitch
@@ -53,13 +53,56 @@ def test_member_matched_this_run_is_added_when_the_target_lacks_it() -> None:
     assert _refs(plan.operations)[("g1", "member")].add == ("ann",)
 
 
-def test_member_not_synced_yet_is_deferred() -> None:
-    # "ghost" is neither joined nor read this run (e.g. outside the source OUs).
-    sources = [user("ann", "Ann"), group("g1", "Team", "ann", "ghost")]
-    plan = plan_pair(RULES, sources, [], {})
+def test_member_outside_the_scope_is_out_of_scope_not_deferred() -> None:
+    # "ghost" is not in the source read at all (outside the source Environment's scope);
+    # "leaver" is read but outside the pair's source OUs. Neither is ever synced.
+    sources = [user("ann", "Ann"), user("leaver", "Leaver", ou="OU=Other,DC=src,DC=test"),
+               group("g1", "Team", "ann", "ghost", "leaver")]
+    rules = pair(RULES.staging, source_ous=("OU=Staff,DC=src,DC=test",))
+    plan = plan_pair(rules, sources, [], {})
     assert _refs(plan.operations)[("g1", "member")].add == ("ann",)
-    assert plan.deferred == ["g1"]
-    assert plan.deferred_counts == {ObjectType.GROUP: 1}
+    assert plan.deferred == [] and plan.deferred_counts == {}
+    assert [(r.source_anchor, r.attribute, r.reference) for r in plan.out_of_scope] == [
+        ("g1", "member", "ghost"), ("g1", "member", "leaver")]
+    assert plan_summary(plan)[ObjectType.GROUP]["outOfScope"] == 2
+    assert "outside the pair's scope" in plan.out_of_scope[0].message
+
+
+def test_member_outside_the_scope_stays_out_of_scope_and_the_group_quiet() -> None:
+    sources = [user("ann", "Ann"), group("g1", "Team", "ann", "ghost"),
+               user("bob", "Bob", manager="outsider")]
+    world = FakeTarget()
+    world.apply(plan_pair(RULES, sources, [], {}))
+    again = plan_pair(RULES, sources, world.records, world.joins)
+    assert again.operations == [] and again.deferred == []
+    assert sorted((r.source_anchor, r.attribute, r.reference) for r in again.out_of_scope) == [
+        ("bob", "manager", "outsider"), ("g1", "member", "ghost")]
+    assert again.unchanged == {ObjectType.USER: 2, ObjectType.GROUP: 1}
+
+
+def test_on_a_delta_run_only_members_that_may_still_be_synced_are_deferred() -> None:
+    sources = [user("ann", "Ann"), user("bob", "Bob"), group("g1", "Team", "ann", "bob")]
+    world = FakeTarget()
+    world.apply(plan_pair(RULES, sources, [], {}))
+    del world.objects[world.joins["bob"]]  # bob's target is gone: recreated on a full run
+    changed = [group("g1", "Team", "ann", "bob", "ghost", "leaver"),
+               user("leaver", "Leaver", ou="OU=Other,DC=src,DC=test")]
+    rules = pair(RULES.staging, source_ous=("OU=Staff,DC=src,DC=test",))
+    plan = plan_pair(rules, changed, world.records, world.joins, full=False)
+    assert plan.deferred == ["g1"]  # for bob
+    assert sorted(r.reference for r in plan.out_of_scope) == ["ghost", "leaver"]
+
+
+def test_member_whose_create_is_switched_off_is_deferred() -> None:
+    # It is in scope: it joins (and is added) as soon as a matching target object appears.
+    rules = pair(staging(AttributeMapping("cn", "source.cn"),
+                         AttributeMapping("mail", "source.mail"),
+                         object_types={ObjectType.USER: TypeSwitch(create=False)}))
+    sources = [user("ann", "Ann", mail="ann@x.test"), group("g1", "Team", "ann")]
+    plan = plan_pair(rules, sources, [], {})
+    assert plan.deferred == ["g1"] and plan.out_of_scope == []
+    later = plan_pair(rules, sources, [target_user("t-ann", "Ann", mail="ann@x.test")], {})
+    assert _refs(later.operations)[("g1", "member")].add == ("ann",)
 
 
 def test_member_in_conflict_is_deferred_not_added() -> None:

@@ -21,7 +21,7 @@ def test_summary_counts_each_object_once_per_outcome() -> None:
     sources[0] = user("s1", "Ann", mail="ann@x.test", title="Lead")     # updated
     sources[1] = user("s2", "Bob", mail="bob@x.test", ou="OU=Other,DC=src,DC=test")  # unchanged
     sources[2] = user("s3", "Carl Renamed", mail="carl@x.test")         # moved
-    sources[3] = group("g1", "Team", "s1", "s4", "ghost")               # members: updated+deferred
+    sources[3] = group("g1", "Team", "s1", "s4", "ghost")  # members: deferred, out of scope
     sources += [user("s4", "Dana", mail="dup@x.test"), user("s5", "Eve", mail="dup@x.test"),
                 user("s6", "Finn", mail="finn@x.test")]                   # conflicts, created
     summary = plan_summary(plan_pair(RULES, sources, world.records, world.joins))
@@ -29,6 +29,7 @@ def test_summary_counts_each_object_once_per_outcome() -> None:
     users, groups = summary[ObjectType.USER], summary[ObjectType.GROUP]
     assert (users["created"], users["updated"], users["moved"], users["unchanged"],
             users["conflicts"]) == (1, 1, 1, 1, 2)
-    assert (groups["updated"], groups["deferred"], groups["created"]) == (0, 1, 0)
+    assert (groups["updated"], groups["deferred"], groups["outOfScope"], groups["created"]) \
+        == (0, 1, 1, 0)
     assert set(users) == {"created", "updated", "moved", "deleted", "unchanged", "conflicts",
-                          "errors", "deferred"}
+                          "errors", "deferred", "outOfScope"}
