@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from ferry.api.environment import DirectoryType
 from ferry.api.errors import ManifestProblem
+from ferry.api.template import placement_problems
 
 if TYPE_CHECKING:
     from ferry.api.loader import Manifests
@@ -112,4 +113,7 @@ def _pair_fit(m: Manifests, template_name: str, source: str, target: str,
             and target_env.spec.type is DirectoryType.ACTIVE_DIRECTORY:
         found.append((".target", f"{target!r} is Active Directory, but Template"
                       f" {template_name!r} has no targetOU; set spec.targetOU.default"))
+    if target_env is not None and template is not None:
+        found.extend((".target", message) for message in placement_problems(
+            template_name, template.spec, target, target_env.spec))
     return found

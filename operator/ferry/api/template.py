@@ -8,8 +8,9 @@ from typing import ClassVar, Literal
 from pydantic import Field
 
 from ferry.api.base import ApiModel, CrdNames, PrinterColumn, Resource, ValueSource
-from ferry.api.environment import ScopeObjectType
+from ferry.api.environment import DirectoryType, EnvironmentSpec, ScopeObjectType
 from ferry.api.status import TemplateStatus
+from ferry_agent.dn import DNError, is_under
 
 
 class ApplyWhen(StrEnum):
@@ -169,3 +170,35 @@ class Template(Resource):
             PrinterColumn("Age", ".metadata.creationTimestamp", "date"),
         ),
     )
+
+
+def placement_problems(template: str, spec: TemplateSpec, target: str,
+                       environment: EnvironmentSpec) -> list[str]:
+    """Why the Template would place objects outside what the target Environment reads, one
+    message per targetOU (default, mappings); none for a target without containers."""
+    # Objects created outside the scope are never read back: each later run would try to
+    # create them again and fail (entryAlreadyExists), forever.
+    ad = environment.active_directory
+    if environment.type is not DirectoryType.ACTIVE_DIRECTORY or spec.target_ou is None \
+            or ad is None:
+        return []
+    scope = environment.scope.ous or [ad.base_dn]
+    shown = "spec.scope.ous" if environment.scope.ous else "its baseDN (no spec.scope.ous)"
+    placements = [("spec.targetOU.default", spec.target_ou.default)]
+    placements += [(f"spec.targetOU.mappings[{i}].targetOU", m.target_ou)
+                   for i, m in enumerate(spec.target_ou.mappings)]
+    problems: list[str] = []
+    for path, dn in placements:
+        try:
+            inside = any(is_under(dn, container) for container in scope)
+        except DNError as exc:
+            problems.append(f"Template {template!r} {path}: {exc}")
+            continue
+        if not inside:
+            problems.append(
+                f"Template {template!r} {path} {dn!r} is outside the scope of Environment"
+                f" {target!r}, {shown}: {'; '.join(scope)}. Objects created there are never"
+                " read back, so every later run would fail to create them again; choose a"
+                " targetOU at or below one of those containers, or add it to spec.scope.ous"
+                f" of {target!r}")
+    return problems

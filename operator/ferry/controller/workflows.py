@@ -13,10 +13,13 @@ from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from ferry.api.environment import Environment
+from ferry.api.loader import Manifests
+from ferry.api.references import check_references
 from ferry.api.template import Template
-from ferry.api.workflow import WorkflowSpec
+from ferry.api.workflow import Workflow, WorkflowSpec
 from ferry.controller.cache import ObjectCache
 from ferry.controller.events import EventRecorder
+from ferry.controller.job_credentials import create_job
 from ferry.controller.jobs import build_job, secret_refs, token_files
 from ferry.controller.kube import FerryObjects, as_dict, status_changes
 from ferry.controller.runs import WORKFLOW_LABEL
@@ -96,11 +99,9 @@ class WorkflowReconciler:
                         workflow_uid=meta["uid"], run_id=start.run_id, trigger=start.trigger,
                         secrets=secret_refs(environments, templates), settings=self._settings,
                         tokens=token_files(environments))
-        try:
-            self._batch.create_namespaced_job(meta["namespace"], job)
-        except ApiException as exc:
-            if exc.status != 409:  # AlreadyExists: this run's Job was created before a restart
-                raise
+        # False: this run's Job was created before a restart
+        if not create_job(self._api, job, [e.metadata.name for e in environments],
+                          self._settings):
             return
         log.info("run.job_created", workflow=f"{meta['namespace']}/{meta['name']}",
                  run=start.run_id, job=start.job_name, trigger=start.trigger)
@@ -120,6 +121,8 @@ class WorkflowReconciler:
                                     for kind, n in names if kind == "Environment") if e]
         templates = [t for t in (self._load(Template, kind, namespace, n, problems)
                                  for kind, n in names if kind == "Template") if t]
+        if not problems:
+            problems = _fit_problems(body, environments, templates)
         return problems, environments, templates
 
     def _load(self, model: type[Referenced], kind: str, namespace: str, name: str,
@@ -137,3 +140,19 @@ class WorkflowReconciler:
     def _lock(self, namespace: str, name: str) -> threading.Lock:
         with self._locks_guard:
             return self._locks.setdefault((namespace, name), threading.Lock())
+
+
+def _fit_problems(body: dict[str, Any], environments: list[Environment],
+                  templates: list[Template]) -> list[str]:
+    """What does not fit between the Workflow and the objects it names (the checks `ferry
+    plan` makes, e.g. a targetOU outside the target's scope), one message each."""
+    try:
+        workflow = Workflow.model_validate({**body, "status": None})
+    except ValidationError:
+        return []  # decide() reports the spec itself
+    manifests = Manifests()
+    for obj in (workflow, *environments, *templates):
+        manifests.add(obj)
+        manifests.sources[f"{obj.kind}/{obj.metadata.name}"] = obj.metadata.namespace or ""
+    return [f"{p.path}: {p.message}" if p.path else p.message
+            for p in check_references(manifests)]
