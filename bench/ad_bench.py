@@ -26,8 +26,9 @@ from pathlib import Path
 from ferry.lab import Lab, LabDomain
 from ferry.lab.samba import DomainSpec, free_addresses
 from ferry.lab.seed import seed
-from ferry_agent.directory import Scope, build_dn, ensure_ou, generate_password, read_full
+from ferry_agent.directory import Scope, ensure_ou, generate_password, read_full
 from ferry_agent.directory.write import create
+from ferry_agent.dn import build_dn
 
 ATTRIBUTES = [
     "cn",

@@ -51,11 +51,12 @@ from ferry.connectors.remote import GatewaySettings, RemoteDirectory  # noqa: E4
 from ferry.lab import Lab, LabDomain  # noqa: E402
 from ferry.lab.samba import DomainSpec, free_addresses  # noqa: E402
 from ferry.state.store import StateStore  # noqa: E402
-from ferry_agent.directory import Scope, build_dn, ensure_ou  # noqa: E402
+from ferry_agent.directory import Scope, ensure_ou  # noqa: E402
 from ferry_agent.directory.batch import Write  # noqa: E402
 from ferry_agent.directory.password import generate_password  # noqa: E402
 from ferry_agent.directory.session import DirectorySession  # noqa: E402
 from ferry_agent.directory.write import create, delete  # noqa: E402
+from ferry_agent.dn import build_dn  # noqa: E402
 
 GATEWAY_HOST = "127.0.0.103"
 ENVIRONMENT = "src"

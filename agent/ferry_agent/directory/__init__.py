@@ -1,10 +1,10 @@
 """LDAP operations on Active Directory, used by the sync engine directly and by agents.
 
 Plain data in and out (str, dicts, dataclasses): nothing here knows the engine's types.
+Distinguished names are ferry_agent.dn's.
 """
 
 from .connection import DirectoryEndpoint, connect
-from .dn import build_dn, dn_equal, escape_rdn_value, is_under, normalize_dn, parent_dn, rdn_value
 from .errors import DirectoryConnectionError, DirectoryError, WatermarkError
 from .guid import guid_dn, guid_filter, guid_from_bytes, guid_to_bytes
 from .password import generate_password
@@ -48,13 +48,10 @@ __all__ = [
     "Watermark",
     "WatermarkError",
     "add_members",
-    "build_dn",
     "connect",
     "create",
     "delete",
-    "dn_equal",
     "ensure_ou",
-    "escape_rdn_value",
     "generate_password",
     "group_type",
     "guid_dn",
@@ -62,13 +59,9 @@ __all__ = [
     "guid_from_bytes",
     "guid_to_bytes",
     "initial_watermark",
-    "is_under",
     "move",
     "naming_context",
-    "normalize_dn",
-    "parent_dn",
     "parse_group_type",
-    "rdn_value",
     "read_by_guids",
     "read_changes",
     "read_full",

@@ -16,7 +16,7 @@ from ldap3.protocol.microsoft import DirSyncControlRequestValue
 from ldap3.strategy.sync import SyncStrategy
 from ldap3.utils.ciDict import CaseInsensitiveDict
 
-from .dn import is_under
+from ..dn import is_under
 from .errors import DirectoryError, WatermarkError, result_error
 from .guid import guid_filter_value, guid_from_bytes
 from .values import decode_values

@@ -7,44 +7,21 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from ldap3.core.exceptions import LDAPInvalidDnError
-from ldap3.utils.dn import parse_dn
-
-from .dn import unescape_rdn_value
+from ..dn import DNError, is_under, parse_dn
 from .errors import DirectoryError
 
 SETTING = "write_subtrees"
 INSUFFICIENT_ACCESS = 50  # LDAP insufficientAccessRights: what AD answers a refused write
 _SEPARATOR = re.compile(r"(?<!\\)[;\n]")  # between DNs: an unescaped ';' or a new line
 
-Rdn = frozenset[tuple[str, str]]  # one RDN: its (type, value) pairs, multi-valued ones too
-
-
-def rdns(dn: str) -> list[Rdn]:
-    """The DN's RDNs, leaf first, each compared as AD compares names: types and values
-    case-insensitively, values unescaped. Raises ValueError for a DN that does not parse."""
-    try:
-        parts = parse_dn(dn, strip=True)  # spaces around separators are not part of names
-    except (LDAPInvalidDnError, ValueError, IndexError) as exc:
-        raise ValueError(f"{dn!r} is not a distinguished name ({exc})") from None
-    found: list[Rdn] = []
-    current: set[tuple[str, str]] = set()
-    for attribute, value, separator in parts:
-        current.add((attribute.strip().casefold(), unescape_rdn_value(value).casefold()))
-        if separator != "+":  # ',' or the end: this RDN is complete
-            found.append(frozenset(current))
-            current = set()
-    return found
-
 
 def within(dn: str, base: str) -> bool:
     """Whether `dn` is `base` or below it, RDN by RDN (an escaped `\\,` in a value never
-    reads as a separator, and a multi-valued RDN never matches a single one)."""
+    reads as a separator); a DN that does not parse is inside nothing."""
     try:
-        child, ancestor = rdns(dn), rdns(base)
-    except ValueError:
+        return is_under(dn, base)
+    except DNError:
         return False
-    return len(child) >= len(ancestor) and child[len(child) - len(ancestor):] == ancestor
 
 
 @dataclass(frozen=True)
@@ -60,8 +37,8 @@ class WriteSubtrees:
         bases = tuple(p.strip() for p in _SEPARATOR.split(text or "") if p.strip())
         for base in bases:
             try:
-                rdns(base)
-            except ValueError as exc:
+                parse_dn(base)
+            except DNError as exc:
                 raise ValueError(f"{where}: {SETTING}: {exc}; separate DNs with ';'") from None
         return cls(bases, where)
 

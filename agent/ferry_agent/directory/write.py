@@ -12,9 +12,8 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import ldap3
-from ldap3.utils.dn import parse_dn
 
-from .dn import dn_equal, normalize_dn, rdn_value, split_rdn
+from ..dn import DN, dn_key, parse_dn, rdn_value, same_dn, split_dn
 from .errors import DirectoryError, result_error
 from .guid import guid_from_bytes
 from .read import read_members
@@ -200,9 +199,8 @@ def move(conn: ldap3.Connection, dn: str, new_dn: str) -> None:
     """Rename and/or move an object (one modify DN with new RDN and, if needed, new parent)."""
     if dn == new_dn:
         return
-    new_rdn, new_parent = split_rdn(new_dn)
-    old_parent = split_rdn(dn)[1]
-    superior = None if dn_equal(old_parent, new_parent) else new_parent
+    new_rdn, new_parent = split_dn(new_dn)
+    superior = None if same_dn(split_dn(dn)[1], new_parent) else new_parent
     conn.modify_dn(dn, new_rdn, delete_old_dn=True, new_superior=superior)
     if conn.result["result"] != 0:
         raise result_error(conn.result, dn, "move")
@@ -248,8 +246,8 @@ def _change_members(
         # Some values are already in the wanted state: drop those (by the group's current
         # members) and retry once; if names do not compare cleanly, go value by value.
         if current is None:
-            current = {normalize_dn(m) for m in read_members(conn, group_dn)}
-        rest = [dn for dn in batch if (normalize_dn(dn) in current) != adding]
+            current = {dn_key(m) for m in read_members(conn, group_dn)}
+        rest = [dn for dn in batch if (dn_key(dn) in current) != adding]
         if not rest:
             continue
         conn.modify(group_dn, {"member": [(operation, rest)]})
@@ -271,15 +269,14 @@ def ensure_ou(conn: ldap3.Connection, dn: str, *, allowed: Refusal | None = None
     allowed: answers the error for an OU that may not be created here (an agent's
     write_subtrees), raised before the add is sent; None creates wherever the server lets.
     """
-    parts = parse_dn(dn)
-    names = [f"{attr}={value}" for attr, value, _ in parts]
+    rdns = parse_dn(dn).rdns
     created: list[str] = []
     missing = False
-    for depth in range(len(parts) - 1, -1, -1):
-        attr = parts[depth][0].strip().upper()
+    for depth in range(len(rdns) - 1, -1, -1):
+        attr = rdns[depth].attribute.upper()
         if attr == "DC":
             continue
-        current = ",".join(names[depth:])
+        current = str(DN(rdns[depth:]))
         if not missing:
             conn.search(current, "(objectClass=*)", ldap3.BASE, attributes=["1.1"])
             code = conn.result["result"]

@@ -18,15 +18,10 @@ from ferry.connectors.base import (
     WriteOutcome,
 )
 from ferry.engine.plan import OpKind
-from ferry.engine.records import (
-    REFERENCE_ATTRIBUTES,
-    AttributeValue,
-    ObjectType,
-    Record,
-    parent_of,
-)
+from ferry.engine.records import REFERENCE_ATTRIBUTES, AttributeValue, ObjectType, Record
 from ferry_agent.directory import batch as ad_batch
 from ferry_agent.directory import read as ad_read
+from ferry_agent.dn import dn_key, parent_dn
 
 # Read on every object whatever the workflow asks: identity, placement, state, references.
 BASE_ATTRIBUTES = ("cn", "objectClass", "userAccountControl", "member", "manager")
@@ -65,8 +60,8 @@ class ActiveDirectoryConnector:
         self.scope_ous = list(scope_ous) or [base_dn]
         self.where = where or name    # e.g. host:port, for messages
         self._dn_of: dict[str, str] = {}      # anchor -> DN, kept current through writes
-        self._anchor_of: dict[str, str] = {}  # lower-case DN -> anchor
-        self._known_ous: set[str] = set()
+        self._anchor_of: dict[str, str] = {}  # DN's comparison key -> anchor
+        self._known_ous: set[str] = set()     # comparison keys
 
     def check(self) -> str:
         missing = [dn for dn in self.scope_ous if not self.directory.exists(dn)]
@@ -112,10 +107,10 @@ class ActiveDirectoryConnector:
         for entry in entries:
             self._remember(entry.guid, entry.dn)
         referenced = {
-            dn.lower() for e in entries
+            dn_key(dn): dn for e in entries
             for dn in (*e.members, *e.attributes.get("manager", ()))
         }
-        unknown = [dn for dn in referenced if dn not in self._anchor_of]
+        unknown = [dn for key, dn in referenced.items() if key not in self._anchor_of]
         if unknown:
             for dn, guid in self.directory.resolve_dns(unknown).items():
                 self._remember(guid, dn)
@@ -145,14 +140,14 @@ class ActiveDirectoryConnector:
 
     def _anchors(self, dns: Iterable[str]) -> tuple[str, ...]:
         # A reference to an object outside what can be resolved is not Ferry's to manage.
-        return tuple(a for a in (self._anchor_of.get(dn.lower()) for dn in dns) if a)
+        return tuple(a for a in (self._anchor_of.get(dn_key(dn)) for dn in dns) if a)
 
     def _remember(self, anchor: str, dn: str) -> None:
         old = self._dn_of.get(anchor)
         if old is not None:
-            self._anchor_of.pop(old.lower(), None)
+            self._anchor_of.pop(dn_key(old), None)
         self._dn_of[anchor] = dn
-        self._anchor_of[dn.lower()] = anchor
+        self._anchor_of[dn_key(dn)] = anchor
 
     def dn_of(self, anchor: str) -> str:
         try:
@@ -234,16 +229,17 @@ class ActiveDirectoryConnector:
 
     def _parent_to_ensure(self, dn: str) -> tuple[str, _Undo]:
         """The parent OU a write must create first when not known to exist, or ""."""
-        parent = parent_of(dn).lower()
-        if parent in self._known_ous or parent == self.base_dn.lower():
+        parent = parent_dn(dn)
+        key = dn_key(parent)
+        if key in self._known_ous or key == dn_key(self.base_dn):
             return "", _nothing
-        self._known_ous.add(parent)
-        return parent_of(dn), lambda: self._known_ous.discard(parent)
+        self._known_ous.add(key)
+        return parent, lambda: self._known_ous.discard(key)
 
     def _forget(self, anchor: str) -> None:
         dn = self._dn_of.pop(anchor, None)
         if dn is not None:
-            self._anchor_of.pop(dn.lower(), None)
+            self._anchor_of.pop(dn_key(dn), None)
 
 
 _Undo = Callable[[], None]

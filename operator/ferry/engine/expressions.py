@@ -19,6 +19,7 @@ from cel import stdlib as cel_stdlib
 from ferry.engine.domains import DomainMapper
 from ferry.engine.records import AttributeValue, ObjectType, Record
 from ferry.engine.rules import ApplyWhen, StagingRules, TypeSwitch
+from ferry_agent.dn import DNError, dn_key, parse_dn
 
 # What a mapping evaluates to: no value, one value, or several.
 StagedValue = AttributeValue | None
@@ -439,10 +440,13 @@ class CompiledTemplate:
                                                 updatable)
         self._compared = {object_type: tuple(name for name, _ in pairs)
                           for object_type, pairs in self._updatable.items()}
-        # Longest source OU first, so the first hit is the most specific mapping.
+        # (suffix, key, target) by comparison key (see ferry_agent.dn), deepest source OU
+        # first so the first hit is the most specific mapping; a key's commas separate RDNs.
+        keys = [(self._source_ou_key(index, m.source_ou), m.target_ou)
+                for index, m in enumerate(staging.ou_mappings)]
         self._ou_mappings = tuple(
-            ("," + m.source_ou.lower(), m.source_ou.lower(), m.target_ou)
-            for m in sorted(staging.ou_mappings, key=lambda m: len(m.source_ou), reverse=True)
+            ("," + key, key, target)
+            for key, target in sorted(keys, key=lambda kt: kt[0].count(","), reverse=True)
         )
         self._ou_cache: dict[str, str] = {}
         self._switches = staging.object_types
@@ -465,6 +469,17 @@ class CompiledTemplate:
     def switch(self, object_type: ObjectType) -> TypeSwitch:
         return self._switches.get(object_type) or _DEFAULT_SWITCH
 
+    def _source_ou_key(self, index: int, source_ou: str) -> str:
+        try:
+            key = parse_dn(source_ou).key  # parsed in full: a manifest DN is checked
+            if not key:
+                raise DNError("it is empty")
+        except DNError as error:
+            raise ExpressionError(self.name, f"targetOU.mappings[{index}].sourceOU",
+                                  f"{error}; write a DN such as OU=Sales,DC=corp,DC=example",
+                                  field_kind="field") from None
+        return key
+
     @property
     def has_ou_mappings(self) -> bool:
         return bool(self._ou_mappings)
@@ -474,11 +489,11 @@ class CompiledTemplate:
         if not self._ou_mappings:
             return self.staging.default_target_ou
         # Cached by the parent as given: objects of one OU spell it the same way, and this
-        # saves lower-casing it once per object.
+        # saves computing its key once per object.
         cached = self._ou_cache.get(parent_dn)
         if cached is not None:
             return cached
-        parent = parent_dn.lower()
+        parent = dn_key(parent_dn)
         result = self.staging.default_target_ou
         for suffix, exact, target in self._ou_mappings:
             if parent == exact or parent.endswith(suffix):

@@ -12,11 +12,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from ferry.engine.diff import StoredTarget
-from ferry.engine.dn import normalize_dn
 from ferry.engine.plan import Conflict, StagingError
 from ferry.engine.records import AttributeValue, ObjectType, Record
 from ferry.engine.rules import PairRules
 from ferry.engine.stage import Staged
+from ferry_agent.dn import dn_key
 
 # A target rule-value table entry: one target anchor, or several (an ambiguous value).
 _TargetEntry = str | list[str]
@@ -51,16 +51,6 @@ def _fold_value(value: AttributeValue | None) -> AttributeValue | None:
 
 def _lower(value: str | tuple[str, ...]) -> tuple[str, ...]:
     return (value.lower(),) if type(value) is str else tuple(item.lower() for item in value)
-
-
-def _dn_keys(dn: str) -> tuple[str, ...]:
-    lower = dn.lower()
-    normal = normalize_dn(dn)
-    return (lower,) if normal == lower else (lower, normal)
-
-
-def _needs_normalizing(lower_dn: str) -> bool:
-    return "\\" in lower_dn or ", " in lower_dn or " ," in lower_dn or " =" in lower_dn
 
 
 _EXT = "#ext#"
@@ -104,7 +94,7 @@ class TargetIndex:
         self._tables: list[dict[ObjectType, dict[str, _TargetEntry]]] = [
             {object_type: {} for object_type in ObjectType} for _ in attributes
         ]
-        pending_keys = {key for dn in pending_creates.values() for key in _dn_keys(dn)}
+        pending_keys = {dn_key(dn) for dn in pending_creates.values()}
         self._pending: dict[str, str] = {}
         types = rules.object_types
         by_anchor, tables, names = self.by_anchor, self._tables, self._names
@@ -137,13 +127,9 @@ class TargetIndex:
                         if item:
                             _add(table, item, anchor)
             if pending_keys:
-                lower = target.dn.lower()
-                if lower in pending_keys:
-                    self._pending[lower] = anchor
-                elif _needs_normalizing(lower):
-                    normal = normalize_dn(target.dn)
-                    if normal in pending_keys:
-                        self._pending[normal] = anchor
+                key = dn_key(target.dn)
+                if key in pending_keys:
+                    self._pending[key] = anchor
         # Targets the join store names that the read did not return (deleted, or out of scope).
         self.vanished = set(unread)
 
@@ -179,11 +165,7 @@ class TargetIndex:
 
     def pending_target(self, dn: str) -> str | None:
         """Anchor of the target object at the DN an interrupted create used, if it got there."""
-        for key in _dn_keys(dn):
-            anchor = self._pending.get(key)
-            if anchor is not None:
-                return anchor
-        return None
+        return self._pending.get(dn_key(dn))
 
 
 def _add(table: dict[str, _TargetEntry], key: str, anchor: str) -> None:

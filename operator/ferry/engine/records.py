@@ -36,34 +36,3 @@ class Record:
     attributes: dict[str, AttributeValue] = field(default_factory=dict)
     references: dict[str, tuple[str, ...]] = field(default_factory=dict)
     enabled: bool | None = None
-
-    @property
-    def parent_dn(self) -> str:
-        return parent_of(self.dn)
-
-    @property
-    def rdn(self) -> str:
-        return split_rdn(self.dn)[0]
-
-
-def split_rdn(dn: str) -> tuple[str, str]:
-    """Split a DN into its first RDN and the parent DN, honouring backslash escapes."""
-    escaped = False
-    for index, char in enumerate(dn):
-        if escaped:
-            escaped = False
-        elif char == "\\":
-            escaped = True
-        elif char == ",":
-            return dn[:index], dn[index + 1 :]
-    return dn, ""
-
-
-def parent_of(dn: str) -> str:
-    return split_rdn(dn)[1]
-
-
-def is_within(dn: str, container: str) -> bool:
-    """True when dn is container itself or lies below it (case-insensitive)."""
-    dn_l, container_l = dn.lower(), container.lower()
-    return dn_l == container_l or dn_l.endswith("," + container_l)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from ferry.engine.expressions import CompiledFilter, compile_filter
+from collections.abc import Callable
+
+from ferry.engine.expressions import CompiledFilter, ExpressionError, compile_filter
 from ferry.engine.records import Record
 from ferry.engine.rules import PairRules
+from ferry_agent.dn import DNError, dn_key, parse_dn
 
 
 class Scope:
@@ -14,7 +17,7 @@ class Scope:
 
     def __init__(self, rules: PairRules) -> None:
         self._types = rules.object_types
-        self._ous = tuple((ou.lower(), "," + ou.lower()) for ou in rules.source_ous)
+        self._ous = tuple((key, "," + key) for key in map(_ou_key(rules), rules.source_ous))
         self._filter: CompiledFilter | None = (
             compile_filter(rules.source_filter, pair=rules.name) if rules.source_filter else None
         )
@@ -24,9 +27,25 @@ class Scope:
         if record.object_type not in self._types:
             return f"object type {record.object_type.value} is not synchronised by this pair"
         if self._ous:
-            dn = record.dn.lower()
+            # Keys, not raw DNs: an OU named `x\,OU=Sales` is not inside OU=Sales.
+            dn = dn_key(record.dn)
             if not any(dn == ou or dn.endswith(suffix) for ou, suffix in self._ous):
                 return "no longer below one of the source OUs"
         if self._filter is not None and not self._filter.matches(record):
             return "no longer matches the source filter"
         return None
+
+
+def _ou_key(rules: PairRules) -> Callable[[str], str]:
+    """The comparison key of one of the pair's source OUs; a bad DN names the pair."""
+    def key(ou: str) -> str:
+        try:
+            found = parse_dn(ou).key  # parsed in full: a manifest DN is checked
+            if not found:
+                raise DNError("it is empty")
+        except DNError as error:
+            raise ExpressionError(rules.name, "sourceOUs", f"{error}; write a DN such as"
+                                  " OU=Sales,DC=corp,DC=example", owner_kind="pair",
+                                  field_kind="field") from None
+        return found
+    return key

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from ferry.engine.dn import build_dn, rdn_value
 from ferry.engine.expressions import CompiledTemplate
-from ferry.engine.records import AttributeValue, ObjectType, Record, split_rdn
+from ferry.engine.records import AttributeValue, ObjectType, Record
+from ferry_agent.dn import build_dn, parent_dn, rdn_value
 
 
 class Staged:
@@ -40,15 +40,6 @@ class Staged:
                 if value is not None}
 
 
-def _parent(dn: str) -> str:
-    comma = dn.find(",")
-    if comma < 0:
-        return ""
-    if "\\" not in dn[:comma]:
-        return dn[comma + 1 :]
-    return split_rdn(dn)[1]  # an escaped comma in the RDN: parse properly
-
-
 def stage(record: Record, template: CompiledTemplate, target_anchor: str = "") -> Staged:
     """The target object record should become (references stay source anchors); raises
     ExpressionError when a mapping fails."""
@@ -71,7 +62,7 @@ def stage(record: Record, template: CompiledTemplate, target_anchor: str = "") -
         rdn = rdn[0]
     if not rdn:
         rdn = rdn_value(record.dn)
-    dn = build_dn(rdn, template.target_ou(_parent(record.dn)) if template.has_ou_mappings
+    dn = build_dn(rdn, template.target_ou(parent_dn(record.dn)) if template.has_ou_mappings
                   else staging.default_target_ou)
     enabled = record.enabled if staging.mirror_enabled and object_type is ObjectType.USER else None
     # References are shared, not copied: the engine never mutates records it was given.

@@ -23,7 +23,6 @@ from typing import Any
 import ldap3
 
 from ferry.lab.samba import LabDomain, LabError
-from ferry_agent.directory.dn import build_dn
 from ferry_agent.directory.errors import DirectoryError, result_error
 from ferry_agent.directory.read import naming_context, paged_search
 from ferry_agent.directory.write import (
@@ -32,6 +31,7 @@ from ferry_agent.directory.write import (
     ensure_ou,
     group_type,
 )
+from ferry_agent.dn import build_dn, parse_dn
 
 DEPARTMENTS = ("Sales", "Engineering", "Finance", "HR")
 FIRST_NAMES = (
@@ -218,7 +218,7 @@ def _seed(
     replace: bool,
 ) -> SeedSummary:
     base = naming_context(conn)
-    dns_domain = ".".join(part.split("=", 1)[1] for part in base.split(",")).lower()
+    dns_domain = ".".join(rdn.value for rdn in parse_dn(base).rdns).lower()
     corp = f"OU=Corp,{base}"
     conn.search(corp, "(objectClass=*)", ldap3.BASE, attributes=["1.1"])
     if conn.result["result"] == 0:

@@ -21,9 +21,10 @@ import pytest
 from tests.integration.gateway.harness import RunningGateway, start_gateway
 from tests.support.connect_proxy import ConnectProxy
 
-from ferry_agent.directory import DirectoryError, build_dn, create, ensure_ou
+from ferry_agent.directory import DirectoryError, create, ensure_ou
 from ferry_agent.directory.read import Scope, read_full
 from ferry_agent.directory.write import add_members, delete, update
+from ferry_agent.dn import build_dn, split_dn
 
 pytestmark = pytest.mark.lab
 
@@ -291,7 +292,7 @@ def test_killing_an_agent_mid_run_loses_and_duplicates_nothing(
     # The batch's lease ran out and the other agent carried it out again, checking first.
     assert "write (attempt 2)" in fleet.log(other)
     found = contents(lab, tgt_ou)
-    names = [dn.split(",")[0] for dn in found]
+    names = [split_dn(dn)[0] for dn in found]
     assert len(found) == users + 1 and len(set(names)) == len(names)
     # the run counted every object once, the retried ones included
     assert totals(state) == [{"created": users + 1, "updated": 0, "deleted": 0}]
@@ -325,7 +326,7 @@ def test_killing_the_gateway_mid_run_fails_cleanly_and_a_rerun_converges(
     again = ferry_run(folder, fleet, state, lab)
     assert again.returncode == 0, again.stdout + again.stderr
     found = contents(lab, tgt_ou)
-    names = [dn.split(",")[0] for dn in found]
+    names = [split_dn(dn)[0] for dn in found]
     assert len(found) == users + 1 and len(set(names)) == len(names)
     # This gateway offers no work stream: the agents long-polled instead.
     assert "long-polling for work instead" in fleet.log("tgt-agent-1")

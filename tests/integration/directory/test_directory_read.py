@@ -15,12 +15,12 @@ from ferry_agent.directory import (
     guid_filter,
     guid_from_bytes,
     guid_to_bytes,
-    normalize_dn,
     read_by_guids,
     read_full,
     read_members,
     resolve_dns,
 )
+from ferry_agent.dn import dn_key
 
 pytestmark = pytest.mark.lab
 
@@ -44,7 +44,7 @@ ATTRIBUTES = [
 
 
 def _norm(dns: list[str]) -> set[str]:
-    return {normalize_dn(dn) for dn in dns}
+    return {dn_key(dn) for dn in dns}
 
 
 def test_full_read_returns_every_seeded_entry_once(lab, seeded_src: SeedSummary) -> None:
@@ -65,15 +65,15 @@ def test_full_read_returns_every_seeded_entry_once(lab, seeded_src: SeedSummary)
     assert _norm([e.dn for e in by_type["group"]]) == _norm(seeded_src.group_dns)
     assert _norm([e.dn for e in by_type["contact"]]) == _norm(seeded_src.contact_dns)
 
-    users = {normalize_dn(e.dn): e for e in by_type["user"]}
-    zoe = users[normalize_dn(seeded_src.special["zoe"])]
+    users = {dn_key(e.dn): e for e in by_type["user"]}
+    zoe = users[dn_key(seeded_src.special["zoe"])]
     assert zoe.attributes["displayName"] == ["Zoë Ångström"]
     assert zoe.attributes["sn"] == ["Ångström"]
     assert all(isinstance(v, str) for e in entries for vs in e.attributes.values() for v in vs)
     assert zoe.attributes["objectSid"][0].startswith("S-1-5-21-")
     assert sorted(v[:5] for v in zoe.attributes["proxyAddresses"]) == ["SMTP:", "smtp:"]
     assert zoe.usn_changed > 0 and zoe.enabled is True
-    comma = users[normalize_dn(seeded_src.special["comma"])]
+    comma = users[dn_key(seeded_src.special["comma"])]
     assert comma.attributes["cn"] == ["Smith, John"]
 
     disabled = _norm(seeded_src.disabled)
@@ -98,11 +98,11 @@ def test_guids_round_trip(lab, seeded_src: SeedSummary) -> None:
     assert guid_to_bytes(guid) == raw
     # By filter, by <GUID=...> base and by batched read, the same object comes back.
     conn.search(seeded_src.base_dn, guid_filter(guid), attributes=["cn"])
-    assert [normalize_dn(r["dn"]) for r in conn.response if r["type"] == "searchResEntry"] == [
-        normalize_dn(dn)
+    assert [dn_key(r["dn"]) for r in conn.response if r["type"] == "searchResEntry"] == [
+        dn_key(dn)
     ]
     conn.search(guid_dn(guid), "(objectClass=*)", ldap3.BASE, attributes=["cn"])
-    assert normalize_dn(conn.response[0]["dn"]) == normalize_dn(dn)
+    assert dn_key(conn.response[0]["dn"]) == dn_key(dn)
     (entry,) = read_by_guids(conn, [guid.upper()], ["cn"])
     assert entry.guid == guid and entry.attributes["cn"] == ["#Hash"]
 
@@ -124,7 +124,7 @@ def test_ranged_members_of_the_big_group(lab, seeded_src: SeedSummary) -> None:
 def test_nested_groups_and_member_resolution(lab, seeded_src: SeedSummary) -> None:
     conn = lab.src.connect()
     outer, inner = seeded_src.nested
-    assert normalize_dn(inner) in _norm(read_members(conn, outer))
+    assert dn_key(inner) in _norm(read_members(conn, outer))
     special = list(seeded_src.special.values())
     resolved = resolve_dns(conn, special)
     assert _norm(list(resolved)) == _norm(special)

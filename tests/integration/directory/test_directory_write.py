@@ -12,24 +12,21 @@ from ferry_agent.directory import (
     DirectoryEndpoint,
     DirectoryError,
     add_members,
-    build_dn,
     connect,
     create,
     delete,
-    dn_equal,
     ensure_ou,
     generate_password,
     group_type,
     move,
-    normalize_dn,
     parse_group_type,
-    rdn_value,
     read_by_guids,
     read_members,
     remove_members,
     set_enabled,
     update,
 )
+from ferry_agent.dn import build_dn, dn_key, rdn_value, same_dn
 
 pytestmark = pytest.mark.lab
 
@@ -53,7 +50,7 @@ def _read(conn: ldap3.Connection, dn: str, *attributes: str) -> dict[str, list[b
 
 
 def _norm(dns: list[str]) -> set[str]:
-    return {normalize_dn(dn) for dn in dns}
+    return {dn_key(dn) for dn in dns}
 
 
 def _sam(tag: str, ou: str = "") -> str:
@@ -151,7 +148,7 @@ def test_escaped_names_round_trip_through_every_operation(lab, tgt_ou: str) -> N
             conn, "user", dn, {"sAMAccountName": [_sam(f"e{index}", tgt_ou)], "displayName": [name]}
         )
         entry = next(read_by_guids(conn, [guids[name]], ["cn", "displayName"]))
-        assert dn_equal(entry.dn, dn) and rdn_value(entry.dn) == name
+        assert same_dn(entry.dn, dn) and rdn_value(entry.dn) == name
         assert entry.attributes["cn"] == [name] == entry.attributes["displayName"]
 
     dns = [build_dn(name, tgt_ou) for name in ESCAPED_NAMES]
@@ -165,7 +162,7 @@ def test_escaped_names_round_trip_through_every_operation(lab, tgt_ou: str) -> N
         new = build_dn(name + " (moved)", moved_ou)
         move(conn, old, new)
         entry = next(read_by_guids(conn, [guids[name]], ["cn", "title"]))
-        assert dn_equal(entry.dn, new)
+        assert same_dn(entry.dn, new)
         assert entry.attributes["title"] == [f"title of {name}"]
     # Membership follows the moves (AD keeps links by GUID).
     moved = [build_dn(n + " (moved)", moved_ou) for n in ESCAPED_NAMES]

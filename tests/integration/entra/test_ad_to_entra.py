@@ -12,8 +12,9 @@ import pytest
 from tests.integration.entra.tenants import by_upn, copy_example, ferry, new_tenant, totals
 from tests.support.graph_emulator.fixture import GraphEmulator
 
-from ferry_agent.directory import build_dn, create
+from ferry_agent.directory import create
 from ferry_agent.directory.write import add_members, delete, update
+from ferry_agent.dn import build_dn
 
 pytestmark = pytest.mark.lab
 

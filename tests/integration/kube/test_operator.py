@@ -27,8 +27,8 @@ from kopf.testing import KopfRunner
 from tests.support.kube_api import Identity, KubeAPI
 from tests.support.polling import eventually, never
 
-from ferry_agent.directory import build_dn
 from ferry_agent.directory.write import add_members, create
+from ferry_agent.dn import build_dn
 
 pytestmark = pytest.mark.lab
 
@@ -321,6 +321,37 @@ def test_a_template_with_a_broken_expression_is_not_ready_and_says_where(
         assert "broken" in ready["message"] and "description" in ready["message"]
         eventually(lambda: any(e["reason"] == "InvalidExpression" for e in cluster.events()),
                    "an InvalidExpression Event")
+
+
+def test_a_target_ou_outside_the_target_scope_keeps_the_workflow_not_ready(
+        cluster: Cluster) -> None:
+    template = cluster.get("template", "src-to-tgt")
+    outside = f"OU=Elsewhere,{cluster.tgt.base_dn}"
+    spec = template["spec"]
+    spec["targetOU"]["default"] = outside
+    cluster.api.kubectl("apply", "-f", "-", namespace=cluster.namespace, input=yaml.safe_dump(
+        {"apiVersion": template["apiVersion"], "kind": "Template",
+         "metadata": {"name": "src-to-tgt"}, "spec": spec}))
+    with operator_in_process(cluster):
+        ready = eventually(lambda: condition(cluster.status(), "Ready").get("status") == "False"
+                           and condition(cluster.status(), "Ready"), "Workflow not Ready")
+        assert ready["reason"] == "InvalidReference"
+        message = ready["message"]
+        assert "Template 'src-to-tgt' spec.targetOU.default" in message and outside in message
+        assert "Environment 'tgt'" in message and cluster.tgt_ou in message
+        cluster.request_run()
+        eventually(lambda: any(e["reason"] == "RunSkipped" and "not Ready" in e["message"]
+                               for e in cluster.events()), "the request skipped: not Ready")
+        assert cluster.jobs() == []
+
+        spec["targetOU"]["default"] = cluster.tgt_ou  # fixed: Ready again
+        cluster.api.kubectl("apply", "-f", "-", namespace=cluster.namespace,
+                            input=yaml.safe_dump({"apiVersion": template["apiVersion"],
+                                                  "kind": "Template",
+                                                  "metadata": {"name": "src-to-tgt"},
+                                                  "spec": spec}))
+        eventually(lambda: condition(cluster.status(), "Ready").get("status") == "True",
+                   "Workflow Ready once the targetOU is inside the scope")
 
 
 def test_discovery_counts_objects_and_a_reset_reads_everything_again(

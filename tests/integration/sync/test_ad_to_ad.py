@@ -18,11 +18,11 @@ from pathlib import Path
 import ldap3
 import pytest
 
-from ferry.engine.records import parent_of, split_rdn
 from ferry.lab.samba import DomainSpec, Lab, LabDomain, free_addresses
 from ferry.lab.seed import seed
 from ferry_agent.directory.connection import DirectoryEndpoint, connect
 from ferry_agent.directory.errors import DirectoryConnectionError
+from ferry_agent.dn import parent_dn, rdn_value, same_dn, split_dn
 
 from .scenario import (
     CONTACTS,
@@ -112,10 +112,10 @@ def test_full_run_creates_users_groups_and_contacts_with_mapped_attributes(
         assert f"SMTP:{t['mail']}" in t["proxyAddresses"]
         assert t["employeeType"] == f"EMP-{s['employeeID']}"
         assert t["description"] == f"Migrated from SRC: {sam}"
-        department_ou = split_rdn(parent_of(s["dn"]))[0]   # OU=Sales etc.
+        department_ou = split_dn(parent_dn(s["dn"]))[0]   # OU=Sales etc.
         expected_parent = (f"{department_ou},{TARGET_OU}"
                            if department_ou in ("OU=Sales", "OU=Engineering") else TARGET_OU)
-        assert parent_of(t["dn"]).lower() == expected_parent.lower(), t["dn"]
+        assert same_dn(parent_dn(t["dn"]), expected_parent), t["dn"]
         disabled_source = int(s["userAccountControl"]) & 2
         assert int(t["userAccountControl"]) & 2 == disabled_source, sam
 
@@ -146,7 +146,7 @@ def test_full_run_creates_users_groups_and_contacts_with_mapped_attributes(
         have = {tgt_cn[m.lower()] for m in tgt_groups[name].get("member", [])}
         assert len(want) > 0 or name == "All Departments", name
         assert have == want, name
-    outer, inner = (dn.split(",")[0][3:] for dn in scenario.seeded.nested)
+    outer, inner = (rdn_value(dn) for dn in scenario.seeded.nested)
     assert any(tgt_cn[m.lower()] == inner for m in tgt_groups[outer]["member"])
 
 

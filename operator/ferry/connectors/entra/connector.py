@@ -43,9 +43,9 @@ from ferry.connectors.entra.session import (
     GraphSession,
     GraphUncertain,
 )
-from ferry.engine.dn import build_dn
 from ferry.engine.plan import Operation, OpKind
 from ferry.engine.records import AttributeValue, ObjectType, Record
+from ferry_agent.dn import build_dn
 from ferry_agent.transport import backoff
 
 log = structlog.get_logger("ferry.entra")
