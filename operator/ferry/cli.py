@@ -42,6 +42,10 @@ agent_token_app = typer.Typer(no_args_is_help=True, help="Single-use agent enrol
 agent_app.add_typer(agent_token_app, name="token")
 guests_app = typer.Typer(no_args_is_help=True, help="B2B guests in Entra ID targets.")
 app.add_typer(guests_app, name="guests")
+job_credential_app = typer.Typer(
+    no_args_is_help=True, help="Job credentials: what sync runs present to the gateway, each"
+    " bound to a few environments (the operator makes its own for every Job).")
+app.add_typer(job_credential_app, name="job-credential")
 # Tables stay readable when output goes to a file or CI log (rich assumes 80 columns there).
 # Nothing printed is ever parsed as rich markup or highlighted: errors, DNs, values and file
 # names come from outside and may hold `[...]`. Styles are applied only through `labelled`.
@@ -160,6 +164,7 @@ def _print_result(result: RunResult) -> None:
     lines = [f"conflict: {c.message}" for c in o.conflicts]
     lines += [f"error: {e.source_dn}: {e.message}" for e in o.staging_errors]
     lines += [f"error: {f.message}" for f in o.failures]
+    lines += [f"out of scope: {r.message}" for r in o.out_of_scope]
     for line in lines[:20]:
         out.print(f"  {line}")
     if len(lines) > 20:
@@ -513,9 +518,10 @@ def gateway(
     server_ca: Annotated[Path | None, typer.Option(
         "--server-ca", help="CA bundle agents verify this gateway with, handed out at"
         " enrollment (default: the agent CA, when it also issued --tls-cert).")] = None,
-    job_token_file: Annotated[Path | None, typer.Option(
-        "--job-token-file", envvar="FERRY_GATEWAY_JOB_TOKEN_FILE",
-        help="File holding the bearer token sync Jobs present (or $FERRY_GATEWAY_JOB_TOKEN).")]
+    job_key: Annotated[Path | None, typer.Option(
+        "--job-key", envvar="FERRY_GATEWAY_JOB_KEY",
+        help="Public half of the job signing key (PEM public key or certificate): job"
+             " credentials signed with it are accepted, each for its own environments.")]
     = None,
     state: StateOpt = DEFAULT_STATE,
     lease_seconds: Annotated[float, typer.Option(
@@ -542,7 +548,6 @@ def gateway(
         GatewayConfig,
         GatewayConfigError,
         parse_listen,
-        read_job_token,
         serve,
     )
     from ferry.gateway.tls import TLSConfigError
@@ -555,7 +560,7 @@ def gateway(
         host, port = parse_listen(listen)
         config = GatewayConfig(
             host=host, port=port, tls_cert=tls_cert, tls_key=tls_key,
-            job_token=read_job_token(job_token_file), state=state, ca_dir=ca_dir,
+            job_key=job_key, state=state, ca_dir=ca_dir,
             ca_cert=ca_cert, ca_key=ca_key, server_ca=server_ca,
             limits=QueueLimits(lease_seconds=lease_seconds, agent_timeout=agent_timeout),
             token_secrets_namespace=token_secrets_namespace, agent_stream=agent_stream)
@@ -569,6 +574,52 @@ def gateway(
         err.print(labelled("gateway:", "bold red",
                            f"cannot serve on {listen}: {exc.strerror or exc}"))
         raise typer.Exit(ExitCode.FAILED) from None
+
+
+@job_credential_app.command("key")
+def job_credential_key(folder: Annotated[Path, typer.Argument(
+        help="Where to write job-signing.key (owner-only) and job-signing.pub.")]) -> None:
+    """Make the job signing key pair: .key for the signer, .pub for `gateway --job-key`."""
+    from ferry.gateway.job_auth import JobAuthError, write_signing_key
+
+    try:
+        key_file, pub_file = write_signing_key(folder)
+    except (JobAuthError, OSError) as exc:
+        err.print(f"job-credential key: {exc}")
+        raise typer.Exit(ExitCode.INVALID_INPUT) from None
+    err.print(f"signing key {key_file} (keep it secret), public key {pub_file} (--job-key)")
+
+
+@job_credential_app.command("create")
+def job_credential_create(
+    signing_key: Annotated[Path, typer.Option(
+        "--signing-key", envvar="FERRY_JOB_SIGNING_KEY_FILE",
+        help="The job signing key (job-signing.key).")],
+    environment: Annotated[list[str], typer.Option(
+        "--environment", "-e", help="An environment the holder may reach (repeat for more).")],
+    ttl: Annotated[str, typer.Option(help="How long it is valid: 30m, 8h, 7d (at most 7d).")]
+    = "8h",
+    subject: Annotated[str | None, typer.Option(
+        help="Who it is for, as the gateway logs it (default: a new random name).")] = None,
+) -> None:
+    """Sign a job credential for `ferry run` against a gateway (FERRY_GATEWAY_TOKEN_FILE)."""
+    import secrets as random_names
+
+    from ferry.gateway.enrollment import check_environment, parse_ttl
+    from ferry.gateway.job_auth import MAX_TTL, JobAuthError, load_signing_key, mint
+
+    try:
+        lifetime = parse_ttl(ttl)
+        if lifetime > MAX_TTL:
+            raise ValueError(f"--ttl {ttl}: a job credential lives at most {MAX_TTL.days} days")
+        names = [check_environment(e) for e in environment]
+        token = mint(load_signing_key(signing_key),
+                     subject or f"cli-{random_names.token_hex(4)}", names, lifetime)
+    except (ValueError, JobAuthError) as exc:
+        err.print(f"job-credential create: {exc}")
+        raise typer.Exit(ExitCode.INVALID_INPUT) from None
+    typer.echo(token)  # alone on stdout: ferry job-credential create ... > token-file
+    err.print(f"job credential for {', '.join(sorted(set(names)))}, valid for {ttl}")
 
 
 @agent_token_app.command("create")

@@ -57,6 +57,11 @@ class RunCounts(StatusModel):
     unchanged: int = Field(default=0, description="Objects already as desired.")
     conflicts: int = Field(default=0, description="Objects not written: ambiguous matches.")
     errors: int = Field(default=0, description="Objects that failed; retried next run.")
+    deferred: int = Field(
+        default=0, description="Objects with references to objects not synced yet; retried.")
+    out_of_scope: int = Field(
+        default=0, description="References (members, managers) to objects outside the pairs'"
+        " scope: never synced, not an error.")
 
 
 class RunSummary(StatusModel):

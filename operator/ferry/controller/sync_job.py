@@ -26,7 +26,7 @@ from ferry.controller.kube import FerryObjects
 from ferry.controller.workflows import referenced_objects
 from ferry.secrets import SecretSource
 from ferry.state.store import StateStore
-from ferry.sync.outcome import ExitCode, RunOutcome
+from ferry.sync.outcome import COUNT_KEYS, ExitCode, RunOutcome
 from ferry.sync.runner import RunRequest, run_workflow
 
 log = structlog.get_logger("ferry.sync_job")
@@ -66,11 +66,8 @@ def run_sync_job(api: client.ApiClient, namespace: str, workflow: str, run_id: s
     result = runner(manifests, RunRequest(workflow, run_id=run_id), store, secrets, progress)
     outcome: RunOutcome = result.outcome
     totals = outcome.totals()
-    counts = RunCounts(
-        created=totals["created"], updated=totals["updated"], moved=totals["moved"],
-        deleted=totals["deleted"], unchanged=totals["unchanged"],
-        conflicts=totals["conflicts"], errors=totals["errors"],
-    ).model_dump(by_alias=True)
+    counts = RunCounts.model_validate({key: totals[key] for key in COUNT_KEYS}
+                                      ).model_dump(by_alias=True)
     _report(objects, namespace, workflow, run_id,
             {**_final(RunResult(outcome.result), outcome.message), "counts": counts})
     if outcome.conflicts:

@@ -100,7 +100,8 @@ class ObjectResult(Base):
     source_anchor: Mapped[str | None] = mapped_column(String(100))
     target_dn: Mapped[str] = mapped_column(Text)
     operation: Mapped[str] = mapped_column(String(20))
-    outcome: Mapped[str] = mapped_column(String(20))   # ok | error | conflict | deferred
+    # ok | error | conflict | deferred | outOfScope
+    outcome: Mapped[str] = mapped_column(String(20))
     message: Mapped[str] = mapped_column(Text, default="")
 
 

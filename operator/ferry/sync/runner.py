@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -90,6 +91,7 @@ def run_workflow(
         for pair in pairs:
             joins = store.joins(pair.rules.name)
             plan = _plan(pair, reads, store, joins)
+            _name_references(plan, connectors[pair.source])
             result.plans.append(plan)
             _report_plan(outcome, plan)
             if not test_mode:
@@ -133,6 +135,23 @@ def _plan(pair: PairSettings, reads: dict[str, EnvironmentRead], store: StateSto
         )
 
 
+# Most referenced objects outside a pair's scope a run looks up by anchor to name them.
+_NAMED_LIMIT = 1000
+
+
+def _name_references(plan: PairPlan, source: Connector) -> None:
+    """Give references to objects outside the pair's scope their source DN, for the report;
+    the engine knows only the anchors of objects it was not given."""
+    unnamed = list(dict.fromkeys(r.reference for r in plan.out_of_scope
+                                 if not r.reference_dn))[:_NAMED_LIMIT]
+    if not unnamed:
+        return
+    dns = {record.anchor: record.dn for record in source.read_anchors(unnamed, ())}
+    plan.out_of_scope = [dataclasses.replace(r, reference_dn=dns[r.reference])
+                         if not r.reference_dn and r.reference in dns else r
+                         for r in plan.out_of_scope]
+
+
 @contextmanager
 def _collector_paused() -> Iterator[None]:
     """Planning builds millions of long-lived, cycle-free objects; the cyclic garbage
@@ -151,6 +170,9 @@ def _report_plan(outcome: RunOutcome, plan: PairPlan) -> None:
         outcome.count(object_type.value, "unchanged", count)
     for object_type, count in plan.deferred_counts.items():
         outcome.count(object_type.value, "deferred", count)
+    for reference in plan.out_of_scope:
+        outcome.count(reference.object_type.value, "outOfScope")
+    outcome.out_of_scope.extend(plan.out_of_scope)
     for conflict in plan.conflicts:
         outcome.count(conflict.object_type.value, "conflicts")
         log.warning("object.conflict", pair=plan.pair, dn=conflict.source_dn,
@@ -188,5 +210,7 @@ def _apply(run_id: str, pair: PairSettings, plan: PairPlan, joins: dict[str, str
     retry.update({a: "references not resolved yet" for a in plan.deferred})
     store.set_retries(plan.pair, retry)
     store.record_results(run_id, [
-        ResultRow(plan.pair, c.object_type.value, c.source_anchor, c.source_dn, "match",
-                  "conflict", c.message) for c in plan.conflicts])
+        *(ResultRow(plan.pair, c.object_type.value, c.source_anchor, c.source_dn, "match",
+                    "conflict", c.message) for c in plan.conflicts),
+        *(ResultRow(plan.pair, r.object_type.value, r.source_anchor, r.dn, "references",
+                    "outOfScope", r.message) for r in plan.out_of_scope)])
