@@ -47,7 +47,9 @@ class GatewaySettings:
 
     @classmethod
     def from_environment(cls) -> GatewaySettings | None:
-        """$FERRY_GATEWAY_URL, $FERRY_GATEWAY_CA and $FERRY_GATEWAY_TOKEN_FILE, if set."""
+        """$FERRY_GATEWAY_URL, $FERRY_GATEWAY_CA and $FERRY_GATEWAY_TOKEN_FILE, the job
+        credential: the sync Job's own (bound to its run's environments), or one
+        `ferry job-credential create` signed for `ferry run`."""
         url = os.environ.get(GATEWAY_URL_ENV)
         if not url:
             return None

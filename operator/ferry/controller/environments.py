@@ -18,6 +18,7 @@ from ferry.api.environment import ConnectionMode, Environment
 from ferry.controller.conditions import condition_of, set_condition
 from ferry.controller.discovery_decision import StartDiscovery, decide_discovery
 from ferry.controller.events import EventRecorder
+from ferry.controller.job_credentials import create_job, operator_credential
 from ferry.controller.jobs import build_discovery_job, secret_refs, token_files
 from ferry.controller.kube import ApiSecretResolver, FerryObjects, as_dict, status_changes
 from ferry.controller.run_tracking import parse_time
@@ -74,7 +75,8 @@ def check_agents(environment: str) -> Check:
     client = GatewayClient(gateway.url, ca_file=gateway.ca_file, timeout=10)
     try:
         status, body = client.get(f"/v1/environments/{environment}/agents",
-                                  headers={"Authorization": f"Bearer {gateway.token}"})
+                                  headers={"Authorization":
+                                           f"Bearer {gateway.token or operator_credential()}"})
     except GatewayError as exc:
         return Check(False, "GatewayUnreachable", str(exc))
     finally:
@@ -204,12 +206,8 @@ class EnvironmentReconciler:
             run_id=start.run_id, trigger=start.trigger, full=start.full,
             secrets=secret_refs([env], []), settings=self._settings,
             tokens=token_files([env]))
-        try:
-            self._batch.create_namespaced_job(meta["namespace"], job)
-        except ApiException as exc:
-            if exc.status != 409:  # this discovery's Job was created before a restart
-                raise
-            return
+        if not create_job(self._api, job, [meta["name"]], self._settings):
+            return  # this discovery's Job was created before a restart
         self._events.post(body, "Normal", "DiscoveryStarted",
                           f"{'full' if start.full else 'delta'} discovery {start.run_id}"
                           f" ({start.trigger}): Job {start.job_name}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
+from datetime import timedelta
 from typing import Any
 
 from ferry.api.base import GROUP_VERSION, SecretKeySelector, ValueSource
@@ -27,6 +28,7 @@ GATEWAY_MOUNT = "/var/run/secrets/ferry-gateway"
 STATE_DIR = "/var/lib/ferry"
 RUN_AS = 10001  # the image's non-root user
 WORKLOAD_IDENTITY_AUDIENCE = "api://AzureADTokenExchange"
+CREDENTIAL_MARGIN = timedelta(minutes=30)
 
 
 def secret_refs(environments: Iterable[Environment],
@@ -96,10 +98,11 @@ def _job(*, namespace: str, name: str, owner: tuple[str, str, str], component: s
         {"name": "state", **_state_volume(settings)},
         {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}},
     ]
-    if settings.gateway_url and settings.gateway_client_secret:
+    if gateway_credentials(settings):
+        # This run's own credential (credential_secret), created beside the Job and owned by it.
         mounts.append({"name": "gateway", "mountPath": GATEWAY_MOUNT, "readOnly": True})
         volumes.append({"name": "gateway", "secret": {
-            "secretName": settings.gateway_client_secret, "defaultMode": 0o440,
+            "secretName": credential_secret_name(name), "defaultMode": 0o440,
             "items": [{"key": "token", "path": "token"}, {"key": "ca.crt", "path": "ca.crt"}],
         }})
     for index, path in enumerate(sorted(set(tokens))):
@@ -192,11 +195,42 @@ def _env(settings: OperatorSettings) -> list[dict[str, Any]]:
                     "valueFrom": {"secretKeyRef": {"name": name, "key": key or "url"}}})
     else:
         env.append({"name": "FERRY_STATE", "value": f"{STATE_DIR}/state.sqlite"})
-    if settings.gateway_url and settings.gateway_client_secret:
+    if gateway_credentials(settings):
         env += [{"name": GATEWAY_URL_ENV, "value": settings.gateway_url},
                 {"name": GATEWAY_CA_ENV, "value": f"{GATEWAY_MOUNT}/ca.crt"},
                 {"name": GATEWAY_TOKEN_FILE_ENV, "value": f"{GATEWAY_MOUNT}/token"}]
     return env
+
+
+def gateway_credentials(settings: OperatorSettings) -> bool:
+    """Whether Jobs reach a gateway, each with a credential of its own."""
+    return bool(settings.gateway_url and settings.job_signing_key_file)
+
+
+def credential_secret_name(job: str) -> str:
+    return f"{job}-gateway"
+
+
+def credential_lifetime(settings: OperatorSettings) -> timedelta:
+    """As long as the Job may run, and some time for its pod to be scheduled."""
+    return timedelta(seconds=settings.job_active_deadline_seconds) + CREDENTIAL_MARGIN
+
+
+def credential_secret(job: dict[str, Any], token: str, ca_bundle: str) -> dict[str, Any]:
+    """The Secret holding one Job's gateway credential; owned by the Job, so it goes with it."""
+    meta = job["metadata"]
+    return {
+        "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+        "metadata": {
+            "name": credential_secret_name(meta["name"]), "namespace": meta["namespace"],
+            "labels": {k: v for k, v in meta["labels"].items()
+                       if k != "app.kubernetes.io/component"}
+            | {"app.kubernetes.io/component": "gateway-credential"},
+            "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": meta["name"],
+                                 "uid": meta["uid"]}],
+        },
+        "stringData": {"token": token, "ca.crt": ca_bundle},
+    }
 
 
 def _state_volume(settings: OperatorSettings) -> dict[str, Any]:

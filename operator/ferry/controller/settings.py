@@ -40,8 +40,12 @@ class OperatorSettings(BaseModel):
     gateway_url: str | None = Field(
         default=None, description="The gateway's in-cluster URL, for connection: agent."
     )
-    gateway_client_secret: str | None = Field(
-        default=None, description="Secret with the gateway's job token and CA (token, ca.crt)."
+    gateway_ca: str | None = Field(
+        default=None, description="CA bundle verifying the gateway (a file); Jobs get a copy."
+    )
+    job_signing_key_file: str | None = Field(
+        default=None, description="The job signing key (a file): each Job gets a credential"
+        " bound to its run's environments, signed with it.",
     )
     tick_seconds: float = Field(default=15.0, gt=0, description="How often schedules are checked.")
 

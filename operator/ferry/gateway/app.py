@@ -4,8 +4,6 @@ one log line per request that never holds a token, work arguments or results."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -17,6 +15,13 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from ferry.gateway.ca import AgentCA
 from ferry.gateway.enrollment import EnrollmentRefused, check_environment, enroll
+from ferry.gateway.job_auth import (
+    ROLE_JOB,
+    ROLE_OPERATOR,
+    CredentialRefused,
+    JobCredential,
+    verify,
+)
 from ferry.gateway.queue import QueueError, ResultsBacklog, WorkQueue
 from ferry.gateway.tls import peer_agent_id
 from ferry.state.store import AgentInfo, AgentLimitReached, StateStore
@@ -45,12 +50,13 @@ _AGENTS_CACHE_SECONDS = 5.0  # "has this environment any agent" for submits
 
 @dataclass
 class Services:
-    """What the handlers share: the state store, the CA, the queue and the job credential."""
+    """What the handlers share: the state store, the CA, the queue and the key that job
+    credentials are verified with."""
 
     store: StateStore
     ca: AgentCA
     queue: WorkQueue
-    job_token_digest: bytes       # SHA-256 of the job token: compared in constant time
+    job_key: Any                  # the job signing key's public half (job_auth.verify)
     trust_bundle: str             # PEM handed to agents at enrollment to verify the gateway
     agents_known: dict[str, float] = field(default_factory=dict)  # environment -> until when
     token_secrets: Any = None     # SecretTokens when tokens may be kept as Kubernetes Secrets
@@ -177,14 +183,28 @@ async def _agent(request: web.Request) -> AgentInfo:
     return agent
 
 
-def _job(request: web.Request) -> None:
-    """Sync Jobs present the shared bearer token."""
+def _job(request: web.Request, roles: tuple[str, ...] = (ROLE_JOB,)) -> JobCredential:
+    """The job credential presented as the bearer token (job_auth): signed by the job
+    signing key, unexpired, and of one of `roles`."""
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    digest = hashlib.sha256(token.strip().encode("utf-8", "surrogatepass")).digest()
-    valid = hmac.compare_digest(digest, request.app[SERVICES].job_token_digest)
-    if scheme.lower() != "bearer" or not token.strip() or not valid:
+    if scheme.lower() != "bearer" or not token.strip():
         raise Refusal(401, "unauthorized", {"WWW-Authenticate": "Bearer"})
-    request["who"] = "job"
+    try:
+        credential = verify(request.app[SERVICES].job_key, token.strip())
+    except CredentialRefused as exc:
+        request["log"]["refused"] = exc.reason
+        raise Refusal(401, "unauthorized", {"WWW-Authenticate": "Bearer"}) from None
+    request["who"] = f"{credential.role}:{credential.subject}"[:200]
+    if credential.role not in roles:
+        raise Refusal(403, f"a credential of role {credential.role} may not use {request.path}")
+    return credential
+
+
+def _bound(credential: JobCredential, environment: str) -> None:
+    """403 naming the environment when the credential is not bound to it."""
+    if not credential.binds(environment):
+        raise Refusal(403, f"this credential ({credential.subject}) is not bound to environment"
+                      f" {environment}")
 
 
 # -- agent routes ------------------------------------------------------------------------------
@@ -306,18 +326,20 @@ async def _result(request: web.Request) -> web.Response:
 
 async def _submit(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
-    _job(request)
+    credential = _job(request)
     work, _ = await _read(request, WorkRequest)
     try:
         check_environment(work.environment)
     except ValueError as exc:
         raise Refusal(400, f"WorkRequest.environment: {exc}") from None
+    _bound(credential, work.environment)
     if work.operation not in OPERATIONS:
         raise Refusal(400, f"WorkRequest.operation: unknown operation {work.operation!r}")
     if not await _has_agents(services, work.environment):
         raise Refusal(409, f"no agent is enrolled for environment {work.environment}; create a"
                       f" token with `ferry agent token create {work.environment}`")
-    work_id = services.queue.submit(work.environment, work.operation, work.arguments)
+    work_id = services.queue.submit(work.environment, work.operation, work.arguments,
+                                    owner=credential.subject)
     request["log"] = {"work": work_id, "operation": work.operation,
                       "environment": work.environment}
     return _ok({"workId": work_id})
@@ -325,10 +347,16 @@ async def _submit(request: web.Request) -> web.Response:
 
 async def _results(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
-    _job(request)
+    credential = _job(request)
     ask, _ = await _read(request, ResultsRequest)
     if ask.after < -1 or ask.wait < 0 or ask.generation < 0:
         raise Refusal(400, "ResultsRequest: after >= -1, wait >= 0 and generation >= 0")
+    origin = services.queue.origin(request.match_info["work_id"])
+    if origin is not None:  # unknown work: the queue's own 404
+        _bound(credential, origin[0])
+        if origin[1] != credential.subject:
+            raise Refusal(403, f"this work was submitted by another run than"
+                          f" {credential.subject}")
     progress = await services.queue.progress(request.match_info["work_id"], ask.after,
                                              ask.generation, float(ask.wait))
     request["log"] = {"state": progress.state, "generation": progress.generation,
@@ -339,8 +367,10 @@ async def _results(request: web.Request) -> web.Response:
 async def _environment_agents(request: web.Request) -> web.Response:
     """The agents of one environment and whether each is connected (for the operator)."""
     services = request.app[SERVICES]
-    _job(request)
+    credential = _job(request, (ROLE_OPERATOR, ROLE_JOB))
     environment = request.match_info["environment"]
+    if credential.role != ROLE_OPERATOR:  # the operator checks every environment's agents
+        _bound(credential, environment)
     agents = await asyncio.to_thread(services.store.agents, environment)
     horizon = time.time() - services.queue.limits.agent_timeout
     return _ok({"v": PROTOCOL_VERSION, "agents": [

@@ -117,6 +117,7 @@ class _Work:
     operation: str
     arguments: dict[str, Any]   # may hold passwords: never logged
     touched: float              # the job's last request
+    owner: str = ""             # who submitted it (a job credential's subject)
     generation: int = 1         # = the attempt; +1 whenever a lease is lost
     state: str = QUEUED
     lease_id: str = ""
@@ -149,17 +150,23 @@ class WorkQueue:
 
     # -- job side ---------------------------------------------------------------------------
 
-    def submit(self, environment: str, operation: str, arguments: dict[str, Any]) -> str:
-        """Queue one work item; its id is unguessable (jobs share one credential)."""
+    def submit(self, environment: str, operation: str, arguments: dict[str, Any],
+               owner: str = "") -> str:
+        """Queue one work item for `owner`; its id is unguessable all the same."""
         queue = self._queues.setdefault(environment, deque())
         if len(queue) >= self.limits.max_queued or len(self._works) >= self.limits.max_works:
             raise QueueFull("too much work is waiting; retry later")
         work = _Work(secrets.token_urlsafe(18), environment, operation, arguments,
-                     touched=self._clock())
+                     touched=self._clock(), owner=owner)
         self._works[work.id] = work
         queue.append(work)
         self._signal(environment).pulse()
         return work.id
+
+    def origin(self, work_id: str) -> tuple[str, str] | None:
+        """(environment, owner) of the work, or None when it is unknown."""
+        work = self._works.get(work_id)
+        return None if work is None else (work.environment, work.owner)
 
     async def progress(self, work_id: str, after: int = -1, generation: int = 0,
                        wait: float = 0.0) -> WorkProgress:

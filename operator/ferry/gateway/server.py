@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import ipaddress
-import os
 import signal
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,13 +13,12 @@ from aiohttp import web
 
 from ferry.gateway.app import Services, build_app
 from ferry.gateway.ca import AgentCA
+from ferry.gateway.job_auth import JobAuthError, load_verify_key
 from ferry.gateway.queue import QueueLimits, WorkQueue
 from ferry.gateway.tls import agent_trust_bundle, server_context
 from ferry.state.store import StateStore
 
 log = structlog.get_logger("ferry.gateway")
-JOB_TOKEN_ENV = "FERRY_GATEWAY_JOB_TOKEN"
-MIN_JOB_TOKEN = 16
 _SHUTDOWN_SECONDS = 3.0   # long polls are cut short on stop; clients retry elsewhere
 
 
@@ -35,7 +32,7 @@ class GatewayConfig:
     port: int
     tls_cert: Path
     tls_key: Path
-    job_token: str = ""
+    job_key: Path | None = None         # the job signing key's public half
     state: str = ".ferry/state.sqlite"
     ca_dir: Path | None = None          # ca.crt + ca.key, created there on first start
     ca_cert: Path | None = None         # or both files given (e.g. a mounted Secret)
@@ -45,7 +42,7 @@ class GatewayConfig:
     agent_stream: bool = True           # offer agents the work stream (WebSocket)
     limits: QueueLimits = field(default_factory=QueueLimits)
 
-    def __repr__(self) -> str:  # never show the job token
+    def __repr__(self) -> str:
         return f"GatewayConfig({self.host}:{self.port})"
 
 
@@ -58,21 +55,15 @@ def parse_listen(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def read_job_token(token_file: Path | None) -> str:
-    """The sync Jobs' bearer token, from a file or $FERRY_GATEWAY_JOB_TOKEN."""
-    if token_file is not None:
-        try:
-            token = token_file.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise GatewayConfigError(f"--job-token-file {token_file}: {exc.strerror}") from None
-        source = str(token_file)
-    else:
-        token, source = os.environ.get(JOB_TOKEN_ENV, "").strip(), f"${JOB_TOKEN_ENV}"
-    if len(token) < MIN_JOB_TOKEN:
-        raise GatewayConfigError(
-            f"the job token ({source}) must be at least {MIN_JOB_TOKEN} characters; give"
-            f" --job-token-file or set {JOB_TOKEN_ENV} (e.g. `openssl rand -hex 32`)")
-    return token
+def load_job_key(path: Path | None) -> object:
+    """The public key job credentials are verified with (see ferry.gateway.job_auth)."""
+    if path is None:
+        raise GatewayConfigError("give --job-key: the public half of the job signing key"
+                                 " (`ferry job-credential key create DIR` makes a pair)")
+    try:
+        return load_verify_key(path)
+    except JobAuthError as exc:
+        raise GatewayConfigError(str(exc)) from None
 
 
 def load_ca(config: GatewayConfig) -> AgentCA:
@@ -86,6 +77,7 @@ def load_ca(config: GatewayConfig) -> AgentCA:
 async def serve(config: GatewayConfig, stop: asyncio.Event | None = None) -> None:
     """Serve until `stop` is set, or SIGTERM/SIGINT."""
     ca = load_ca(config)
+    job_key = load_job_key(config.job_key)
     context = server_context(config.tls_cert, config.tls_key, ca)
     bundle, anchored = agent_trust_bundle(config.tls_cert, config.server_ca, ca)
     if not anchored:
@@ -94,8 +86,7 @@ async def serve(config: GatewayConfig, stop: asyncio.Event | None = None) -> Non
                     tls_cert=str(config.tls_cert), server_ca=str(config.server_ca or "agent CA"))
     store = StateStore(config.state)
     queue = WorkQueue(config.limits)
-    services = Services(store, ca, queue, hashlib.sha256(config.job_token.encode()).digest(),
-                        bundle, agent_stream=config.agent_stream)
+    services = Services(store, ca, queue, job_key, bundle, agent_stream=config.agent_stream)
     if config.token_secrets_namespace:
         from ferry.controller.kube import api_client  # only in a cluster
         from ferry.gateway.token_secrets import SecretTokens

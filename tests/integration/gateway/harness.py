@@ -1,5 +1,6 @@
 """A real `ferry gateway` process over real TLS on loopback, and clients for it: fake agents
-(ferry_agent.identity + GatewayClient), sync Jobs (bearer token), raw HTTP for bad requests.
+(ferry_agent.identity + GatewayClient), sync Jobs (job credentials signed with the gateway's
+job signing key, bound to the environments they submit to), raw HTTP for bad requests.
 
 The agent CA is made first in the gateway's --ca-dir (the gateway then loads it) and also
 issues the server certificate, so the CA bundle enrollment hands out verifies the gateway.
@@ -11,14 +12,13 @@ import http.client
 import ipaddress
 import json
 import os
-import secrets
 import signal
 import socket
 import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from ferry.gateway.ca import AgentCA
+from ferry.gateway.job_auth import ROLE_JOB, load_signing_key, mint, write_signing_key
 from ferry_agent import identity
 from ferry_agent.identity import Identity
 from ferry_agent.protocol import (
@@ -89,7 +90,7 @@ class RunningGateway:
     folder: Path
     state: str
     ca_file: Path          # verifies the gateway (the agent CA)
-    job_token: str
+    signing_key: Path      # the job signing key; the gateway has its public half
     command: list[str]
     process: subprocess.Popen[bytes]
     log_file: Path
@@ -136,8 +137,16 @@ class RunningGateway:
         who, response = self.enroll(self.token(environment), name, folder / name)
         return FakeAgent(response.agent_id, response.environment, who, self.agent(who))
 
-    def job(self, token: str | None = None) -> JobClient:
-        return JobClient(self.client(), self.job_token if token is None else token)
+    def credential(self, *environments: str, subject: str = "harness-job",
+                   ttl: timedelta = timedelta(hours=1), role: str = ROLE_JOB) -> str:
+        """A job credential bound to `environments`, as the operator signs one per run."""
+        return mint(load_signing_key(self.signing_key), subject, environments, ttl, role)
+
+    def job(self, token: str | None = None, subject: str = "harness-job") -> JobClient:
+        """A job; without `token`, each call presents a credential bound to just the
+        environment it concerns (one subject: results of its own work only)."""
+        return JobClient(self.client(), token, lambda env: self.credential(*env,
+                                                                           subject=subject))
 
     def raw(self, path: str, body: bytes | Iterable[bytes], headers: dict[str, str] | None = None,
             cert: Identity | None = None, method: str = "POST"
@@ -231,24 +240,30 @@ class JobClient:
     """The sync Job's side: submit work, collect its progress."""
 
     client: GatewayClient
-    token: str
+    token: str | None                        # one fixed token, or else signed per call
+    sign: Callable[[tuple[str, ...]], str]   # environments -> a credential bound to them
+    submitted: dict[str, str] = field(default_factory=dict)   # work id -> environment
 
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"}
+    def headers(self, *environments: str) -> dict[str, str]:
+        token = self.token if self.token is not None else self.sign(environments)
+        return {"Authorization": f"Bearer {token}"}
 
     def submit(self, environment: str, operation: str, arguments: dict[str, Any]
                ) -> tuple[int, dict[str, Any] | None]:
-        return self.client.post("/v1/work", {"v": 1, "environment": environment,
-                                             "operation": operation, "arguments": arguments},
-                                headers=self.headers)
+        status, body = self.client.post("/v1/work", {
+            "v": 1, "environment": environment, "operation": operation,
+            "arguments": arguments}, headers=self.headers(environment))
+        if status == 200 and body is not None:
+            self.submitted[body["workId"]] = environment
+        return status, body
 
     def results(self, work_id: str, after: int = -1, wait: float = 0.0, generation: int = 0
                 ) -> tuple[int, dict[str, Any] | None]:
+        bound = (self.submitted[work_id],) if work_id in self.submitted else ()
         return self.client.post(f"/v1/work/{work_id}/results",
                                 {"v": 1, "after": after, "wait": wait,
                                  "generation": generation},
-                                headers=self.headers, timeout=wait + 15)
+                                headers=self.headers(*bound), timeout=wait + 15)
 
 
 def start_gateway(folder: Path, host: str, *extra: str) -> RunningGateway:
@@ -256,16 +271,17 @@ def start_gateway(folder: Path, host: str, *extra: str) -> RunningGateway:
     folder.mkdir(parents=True, exist_ok=True)
     ca = AgentCA.load_or_create(folder / "ca")
     cert_file, key_file = issue_server_cert(ca, host, folder)
-    job_token = secrets.token_hex(32)
-    token_file = folder / "job-token"
-    token_file.write_text(job_token + "\n")
+    keys = folder / "job-signing"
+    signing_key, public_key = keys / "job-signing.key", keys / "job-signing.pub"
+    if not signing_key.exists():
+        write_signing_key(keys)
     state = str(folder / "state.sqlite")
     port = free_port(host)
     command = [sys.executable, "-m", "ferry", "gateway", "--listen", f"{host}:{port}",
                "--tls-cert", str(cert_file), "--tls-key", str(key_file),
-               "--ca-dir", str(folder / "ca"), "--job-token-file", str(token_file),
+               "--ca-dir", str(folder / "ca"), "--job-key", str(public_key),
                "--state", state, *extra]
-    running = RunningGateway(host, port, folder, state, folder / "ca" / "ca.crt", job_token,
+    running = RunningGateway(host, port, folder, state, folder / "ca" / "ca.crt", signing_key,
                              command, _launch(command, folder / "gateway.log"),
                              folder / "gateway.log")
     running.wait_ready()

@@ -65,7 +65,7 @@ def test_bad_agent_messages_get_400(gateway: RunningGateway, agent: FakeAgent,
 
 
 def test_bad_work_requests_get_400(gateway: RunningGateway, agent: FakeAgent) -> None:
-    auth = {"Authorization": f"Bearer {gateway.job_token}"}
+    auth = {"Authorization": f"Bearer {gateway.credential(agent.environment)}"}
     for body, error in [
         ({"v": 1, "environment": agent.environment, "operation": "format_c", "arguments": {}},
          "unknown operation"),

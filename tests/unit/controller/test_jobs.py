@@ -1,7 +1,7 @@
 from pathlib import Path
 
 from ferry.api.loader import load_manifests
-from ferry.controller.jobs import build_job, secret_refs
+from ferry.controller.jobs import build_job, credential_secret, secret_refs
 from ferry.controller.settings import OperatorSettings
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples" / "ad-to-ad"
@@ -51,9 +51,9 @@ def test_job_name_fits_label_limits_for_long_workflow_names() -> None:
     assert len(job["metadata"]["name"]) <= 63
 
 
-def test_with_a_gateway_jobs_get_its_url_token_and_ca_as_files() -> None:
+def test_with_a_gateway_each_job_mounts_its_own_credential_secret() -> None:
     settings = OperatorSettings(gateway_url="https://ferry-gateway.ns.svc:443",
-                                gateway_client_secret="ferry-gateway-client")
+                                job_signing_key_file="/etc/ferry/job-signing/tls.key")
     job = build_job(namespace="n", workflow="w", workflow_uid="u", run_id="a" * 10,
                     trigger="Manual", secrets={}, settings=settings)
     pod = job["spec"]["template"]["spec"]
@@ -61,7 +61,22 @@ def test_with_a_gateway_jobs_get_its_url_token_and_ca_as_files() -> None:
     assert env["FERRY_GATEWAY_URL"] == "https://ferry-gateway.ns.svc:443"
     assert env["FERRY_GATEWAY_TOKEN_FILE"].endswith("/token")
     volume = next(v for v in pod["volumes"] if v["name"] == "gateway")
-    assert volume["secret"]["secretName"] == "ferry-gateway-client"
+    assert volume["secret"]["secretName"] == "w-aaaaaaaaaa-gateway"
+    secret = credential_secret({**job, "metadata": {**job["metadata"], "uid": "job-uid"}},
+                               "signed-token", "CA PEM")
+    assert secret["metadata"]["name"] == "w-aaaaaaaaaa-gateway"
+    assert secret["metadata"]["ownerReferences"] == [
+        {"apiVersion": "batch/v1", "kind": "Job", "name": "w-aaaaaaaaaa", "uid": "job-uid"}]
+    assert secret["stringData"] == {"token": "signed-token", "ca.crt": "CA PEM"}
+    # Nothing of the credential is in the Job itself.
+    assert "signed-token" not in str(job)
+
+
+def test_without_a_signing_key_jobs_get_no_gateway_credential() -> None:
+    settings = OperatorSettings(gateway_url="https://ferry-gateway.ns.svc:443")
+    job = build_job(namespace="n", workflow="w", workflow_uid="u", run_id="a" * 10,
+                    trigger="Manual", secrets={}, settings=settings)
+    assert not [v for v in job["spec"]["template"]["spec"]["volumes"] if v["name"] == "gateway"]
 
 
 def test_entra_secrets_and_workload_identity_tokens_reach_the_job_as_files(
