@@ -359,7 +359,8 @@ def throughput(root: Path, domain: LabDomain, parent: str, halves: list[str], us
     cleanup.append(gateway.stop)
     agents = Agents(gateway, root / "agents", domain)
     cleanup.append(agents.stop)
-    settings = GatewaySettings(gateway.url, str(gateway.ca_file), gateway.job_token)
+    settings = GatewaySettings(gateway.url, str(gateway.ca_file),
+                               gateway.credential(ENVIRONMENT))
     remotes = [RemoteDirectory(settings, ENVIRONMENT) for _ in range(2)]
     cleanup.extend(remote.close for remote in remotes)
 

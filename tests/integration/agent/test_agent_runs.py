@@ -40,10 +40,11 @@ class AgentFleet:
     lab: Any
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
-    def start(self, environment: str, name: str, proxy: str | None = None
-              ) -> subprocess.Popen[bytes]:
+    def start(self, environment: str, name: str, proxy: str | None = None,
+              write_subtrees: str | None = None) -> subprocess.Popen[bytes]:
         """Enroll an agent for environment (via the CLI, token by env var) and run it;
-        with proxy, both go through that HTTPS_PROXY."""
+        with proxy, both go through that HTTPS_PROXY. TGT's agents may write anywhere in
+        the domain unless write_subtrees says otherwise; SRC's only read."""
         domain = self.lab.src if environment == "src" else self.lab.tgt
         home = self.folder / name
         secrets = self.lab.root / "secrets" / domain.secret_name
@@ -53,6 +54,11 @@ class AgentFleet:
                        f"base_dn = {domain.base_dn}\nbind_user = {domain.admin_user}\n"
                        f"password_file = {secrets / 'password'}\n"
                        f"ca_file = {secrets / 'ca.pem'}\n")
+        if write_subtrees is None and environment == "tgt":
+            write_subtrees = domain.base_dn
+        if write_subtrees:
+            with ini.open("a") as more:
+                more.write(f"write_subtrees = {write_subtrees}\n")
         env = {**os.environ, "FERRY_AGENT_TOKEN": self.gateway.token(environment)}
         env.pop("NO_PROXY", None)
         env.pop("no_proxy", None)
@@ -155,7 +161,8 @@ def ferry_run(folder: Path, fleet: AgentFleet | None, state: Path, lab: Any,
               wait: bool = True) -> Any:
     env = {**os.environ, "FERRY_SECRETS_DIR": str(lab.root / "secrets"), "COLUMNS": "200"}
     if fleet is not None:
-        token_file = fleet.gateway.folder / "job-token"
+        token_file = state.parent / "job-credential"   # as `ferry job-credential create` makes
+        token_file.write_text(fleet.gateway.credential("src", "tgt", subject=state.name))
         env.update({"FERRY_GATEWAY_URL": fleet.gateway.url,
                     "FERRY_GATEWAY_CA": str(fleet.gateway.ca_file),
                     "FERRY_GATEWAY_TOKEN_FILE": str(token_file)})

@@ -78,7 +78,7 @@ def test_agent_environment_shows_its_agents_and_loses_connected_when_they_go(
     env = {"KUBECONFIG": str(kube_api.kubeconfig), "FERRY_NAMESPACE": kube_namespace,
            "FERRY_TICK_SECONDS": "0.5", "FERRY_GATEWAY_URL": gateway.url,
            "FERRY_GATEWAY_CA": str(gateway.ca_file),
-           "FERRY_GATEWAY_TOKEN_FILE": str(gateway.folder / "job-token")}
+           "FERRY_JOB_SIGNING_KEY_FILE": str(gateway.signing_key)}
     try:
         with mock.patch.dict(os.environ, env), KopfRunner(
                 ["run", "--standalone", "--namespace", kube_namespace,
