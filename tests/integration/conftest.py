@@ -27,6 +27,14 @@ SEED_GROUPS = 20
 SEED_CONTACTS = 30
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that need the Kubernetes binaries run last: on a fresh machine `make test` builds
+    them in the background meanwhile, and the first such test waits for that build."""
+    # Whole modules move, so module-scoped fixtures are still set up once.
+    late = {item.path for item in items if "kube_binaries" in getattr(item, "fixturenames", ())}
+    items.sort(key=lambda item: item.path in late)
+
+
 @dataclass(frozen=True)
 class LabDomains:
     src: LabDomain

@@ -9,7 +9,8 @@
 # - kubectl is built only when there is none on PATH (or in KUBEBUILDER_ASSETS).
 # - Idempotent: OUT_DIR/.inputs records a hash of go.mod, go.sum and this script; when it
 #   matches and the binaries are there, nothing is done. Go's module and build caches
-#   (GOMODCACHE, GOCACHE) make a rebuild after an input change cheap.
+#   (GOMODCACHE, GOCACHE; default .cache/go-mod and .cache/go-build) make a rebuild after an
+#   input change cheap.
 # - Needs Go >= 1.24 and a module proxy; a cold build takes several minutes on two cores.
 set -eu
 
@@ -62,6 +63,11 @@ if ! command -v go >/dev/null 2>&1; then
   log "etcd and kube-apiserver (for example from setup-envtest) and put helm on PATH"
   exit 1
 fi
+
+# Go's module and build caches live in the repo's git-ignored .cache unless the caller chose
+# others: `make clean` removes them, and a CI cache of .cache keeps them.
+export GOMODCACHE="${GOMODCACHE:-$ROOT/.cache/go-mod}"
+export GOCACHE="${GOCACHE:-$ROOT/.cache/go-build}"
 
 cd "$HERE"
 version() { go list -m -f '{{.Version}}' "$1"; }
