@@ -281,7 +281,6 @@ class _Run:
         plan.operations = self.operations
         return plan
 
-
     def _unsynced(self, source_anchor: str) -> bool:
         """Whether a source object that is neither joined nor created this run is in the
         pair's scope, so that references to it wait for it (deferred), or outside it."""
