@@ -4,13 +4,16 @@ stranger is refused before the upgrade; a gateway without it sends agents back t
 from __future__ import annotations
 
 import json
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from tests.integration.gateway.harness import RunningGateway, start_gateway, wait_until
+from tests.integration.gateway.harness import RunningGateway, start_gateway
+from tests.support.polling import eventually
 
-from ferry_agent.protocol import WorkItem, decode
+from ferry_agent.protocol import POLL_WAIT_SECONDS, WorkItem, decode
 from ferry_agent.stream import StreamUnavailable, WorkStream
 from ferry_agent.transport import GatewayClient, GatewayRefused, GatewayUnavailable
 
@@ -31,21 +34,34 @@ def test_work_arrives_over_the_stream_and_the_lease_is_the_agents(
             assert agent.post(item, 0, True, final=True)[0] == 200
             got.append(item.work_id)
         assert got == ids  # in order, each leased to this agent (its result was accepted)
-        # A long wait on the stream is answered as soon as work comes.
-        started = time.monotonic()
-        job.submit(environment, "exists", {"dn": "CN=late"})
-        assert stream.ask({"v": 1, "wait": 20}, timeout=30)["work"] is not None
-        assert time.monotonic() - started < 10
+        # A long wait on the stream is answered when work comes, not when the wait runs out:
+        # the gateway's wait starts after `started`, so an answer only at its end would come
+        # POLL_WAIT_SECONDS after `started` or later, however fast or slow the machine.
+        sent = threading.Event()
+        send = stream._send
+
+        def send_and_tell(opcode: int, payload: bytes) -> None:
+            send(opcode, payload)
+            sent.set()  # the work is submitted only after the ask is on its way
+
+        stream._send = send_and_tell
+        with ThreadPoolExecutor(1) as pool:
+            started = time.monotonic()
+            asked = pool.submit(stream.ask, {"v": 1, "wait": POLL_WAIT_SECONDS},
+                                POLL_WAIT_SECONDS + 30)
+            assert sent.wait(60), "the ask was never sent"
+            job.submit(environment, "exists", {"dn": "CN=late"})
+            assert asked.result()["work"] is not None
+            assert time.monotonic() - started < POLL_WAIT_SECONDS
     finally:
         stream.close()
-
 
     def logged() -> bool:  # the gateway logs the stream once its handler has ended
         lines = [json.loads(line) for line in gateway.log_text().splitlines()
                  if line.startswith("{")]
         return any(e.get("path") == "/v1/agent/stream" and e.get("items") == 4 for e in lines)
 
-    wait_until(logged, 10, "the stream's log line with its 4 items")
+    eventually(logged, "the stream's log line with its 4 items")
 
 
 def test_a_malformed_message_closes_the_stream_and_the_gateway_goes_on(

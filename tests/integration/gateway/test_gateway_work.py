@@ -1,11 +1,15 @@
 """Work through a real `ferry gateway`: a job submits, a fake agent polls and posts chunks, the
 job collects them; an expired lease is re-issued with attempt 2 and a new generation; the job
-side of ferry.connectors.remote works against it; job routes need the bearer token."""
+side of ferry.connectors.remote works against it; job routes need the bearer token.
+
+Leases that must last are kept alive by heartbeats, as a working agent keeps them; one that must
+expire is left without. No check assumes how fast anything happens."""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +18,8 @@ from tests.integration.gateway.harness import (
     FakeAgent,
     RunningGateway,
     start_gateway,
-    wait_until,
 )
+from tests.support.polling import eventually
 
 from ferry.connectors.remote import GatewaySettings, GatewayWorkError, RemoteDirectory
 from ferry_agent.directory.errors import DirectoryError
@@ -24,17 +28,39 @@ from ferry_agent.protocol import ErrorInfo, WorkResult, decode, encode_entry
 from ferry_agent.transport import GatewayRefused, GatewayUnavailable
 
 SECRET = "Pa55-never-in-a-log"
+LEASE_SECONDS = 5  # what a stall must outlast to lose a lease kept alive by heartbeats
 
 
 @pytest.fixture(scope="module")
 def short_leases(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningGateway]:
-    """A gateway whose leases last 1 s (agents time out after 30 s), on 127.0.0.101."""
+    """A gateway whose leases last 5 s (agents time out after 60 s), on 127.0.0.101."""
     running = start_gateway(tmp_path_factory.mktemp("short-leases"), "127.0.0.101",
-                            "--lease-seconds", "1", "--agent-timeout", "30")
+                            "--lease-seconds", str(LEASE_SECONDS), "--agent-timeout", "60")
     try:
         yield running
     finally:
         running.stop()
+
+
+@contextmanager
+def kept_alive(gateway: RunningGateway, agent: FakeAgent, lease_id: str) -> Iterator[None]:
+    """Heartbeat the lease every 0.2 s on a connection of its own while the block runs."""
+    client = gateway.agent(agent.identity)
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.is_set():
+            client.post("/v1/agent/heartbeat", {"v": 1, "version": "0.1.0",
+                                                "host": "test-host", "leases": [lease_id]})
+            stop.wait(0.2)
+
+    beating = threading.Thread(target=beat, daemon=True)
+    beating.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        beating.join(60)
 
 
 def test_a_work_item_round_trips(gateway: RunningGateway, environment: str,
@@ -97,10 +123,11 @@ def test_an_agent_that_hangs_up_mid_poll_takes_no_work(gateway: RunningGateway,
                                                        tmp_path: Path) -> None:
     gone = gateway.fake_agent(environment, "dc-gone", tmp_path)
     other = gateway.fake_agent(environment, "dc-other", tmp_path)
-    with pytest.raises(GatewayUnavailable):  # it gives up after 1 s of a 20 s poll
-        gone.client.post("/v1/agent/poll", {"v": 1, "wait": 20}, timeout=1)
+    gone.heartbeat()  # connected first: the poll below goes out at once, not after a handshake
+    with pytest.raises(GatewayUnavailable):  # it gives up after 5 s of a 25 s poll
+        gone.client.post("/v1/agent/poll", {"v": 1, "wait": 25}, timeout=5)
     gone.client.close()
-    wait_until(lambda: f'"status": 499, "who": "agent:{gone.id}"' in gateway.log_text(), 10,
+    eventually(lambda: f'"status": 499, "who": "agent:{gone.id}"' in gateway.log_text(),
                "the gateway to notice the hang-up")
     work_id = gateway.job().submit(environment, "exists", {"dn": "CN=x"})[1]["workId"]  # type: ignore[index]
     item = other.poll(wait=5)
@@ -115,25 +142,25 @@ def test_an_expired_lease_is_reissued_with_attempt_2_and_a_new_generation(
     work_id = job.submit(environment, "read_full", {})[1]["workId"]  # type: ignore[index]
     item = first.poll(wait=5)
     assert item is not None and item.attempt == 1
-    assert first.post(item, 0, ["half a read"])[0] == 200
-    progress = job.results(work_id, wait=5)[1]
-    assert progress is not None
-    assert (progress["generation"], len(progress["chunks"])) == (1, 1)
+    with kept_alive(short_leases, first, item.lease_id):
+        assert first.post(item, 0, ["half a read"])[0] == 200
+        progress = job.results(work_id, wait=5)[1]
+        assert progress is not None
+        assert (progress["generation"], len(progress["chunks"])) == (1, 1)
 
-    # `first` now goes quiet: after a second its lease expires and `second` gets the work.
-    again = second.poll(wait=10)
-    assert again is not None
-    second.heartbeat([again.lease_id])  # its lease lasts a second too
-    assert (again.work_id, again.attempt) == (work_id, 2)
-    assert again.lease_id != item.lease_id
-    status, _ = first.post(item, 1, ["the other half"], final=True)
-    assert status == 409  # too late: the lease is gone
+    # `first` now goes quiet: its lease expires and `second` gets the work.
+    again = eventually(lambda: second.poll(wait=25), "the expired lease to be re-issued")
+    with kept_alive(short_leases, second, again.lease_id):
+        assert (again.work_id, again.attempt) == (work_id, 2)
+        assert again.lease_id != item.lease_id
+        status, _ = first.post(item, 1, ["the other half"], final=True)
+        assert status == 409  # too late: the lease is gone
 
-    status, progress = job.results(work_id, after=0, generation=1)
-    assert status == 200 and progress is not None
-    assert (progress["state"], progress["generation"], progress["chunks"]) == \
-        ("leased", 2, [])
-    second.post(again, 0, ["all of it"], final=True)
+        status, progress = job.results(work_id, after=0, generation=1)
+        assert status == 200 and progress is not None
+        assert (progress["state"], progress["generation"], progress["chunks"]) == \
+            ("leased", 2, [])
+        assert second.post(again, 0, ["all of it"], final=True)[0] == 200
     progress = job.results(work_id, after=-1, generation=2, wait=5)[1]
     assert progress is not None
     assert [c["value"] for c in progress["chunks"]] == [["all of it"]]
@@ -145,7 +172,7 @@ def test_the_job_side_connector_collects_through_the_gateway(
     agent = gateway.fake_agent(environment, "dc-01", tmp_path)
     remote = RemoteDirectory(GatewaySettings(gateway.url, str(gateway.ca_file),
                                              gateway.credential(environment)), environment,
-                             call_timeout=30)
+                             call_timeout=300)
     entries = [Entry(guid=f"g{n}", dn=f"CN=u{n},DC=src,DC=test", object_type="user",
                      attributes={"cn": [f"u{n}"]}) for n in range(5)]
     served = threading.Thread(target=_serve_reads, args=(agent, entries))
@@ -188,7 +215,7 @@ def test_a_restarted_gateway_has_lost_its_work_and_says_so(tmp_path: Path) -> No
         remote = RemoteDirectory(GatewaySettings(gateway.url, str(gateway.ca_file),
                                                  gateway.credential("env-restart")),
                                  "env-restart",
-                                 call_timeout=60)
+                                 call_timeout=300)
         failures: list[Exception] = []
 
         def call_in_flight() -> None:
@@ -199,12 +226,12 @@ def test_a_restarted_gateway_has_lost_its_work_and_says_so(tmp_path: Path) -> No
 
         caller = threading.Thread(target=call_in_flight)
         caller.start()
-        wait_until(lambda: gateway.log_text().count('"path": "/v1/work"') == 3, 10,
+        eventually(lambda: gateway.log_text().count('"path": "/v1/work"') == 3,
                    "the connector's submission")
 
         gateway.kill_and_restart()
 
-        caller.join(60)
+        caller.join(300)
         assert len(failures) == 1 and "was it restarted?" in str(failures[0])
         for work_id in (leased_id, queued_id):
             status, body = job.results(work_id)
