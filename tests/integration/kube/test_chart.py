@@ -58,7 +58,7 @@ def test_rendered_chart_is_accepted_by_the_api_server(kube_api: KubeAPI, kube_na
     service = next(d for d in docs if d["kind"] == "Service")
     assert service["spec"]["ports"][0]["port"] == 443
     assert {d["metadata"]["name"] for d in docs if d["kind"] == "Secret"} == {
-        "ferry-gateway-ca", "ferry-gateway-client", "ferry-gateway-tls"}
+        "ferry-gateway-ca", "ferry-gateway-job-signing", "ferry-gateway-tls"}
     deployment = next(d for d in docs if d["kind"] == "Deployment"
                       and d["metadata"]["name"].endswith("-operator"))
     operator_env = {e["name"]: e.get("value") for e in

@@ -1,8 +1,10 @@
-"""Enrollment tokens kept as Secrets: `ferry agent token create --in-cluster` stores one, the
-gateway (signed in as the chart's gateway ServiceAccount) claims it once and deletes it."""
+"""Enrollment tokens handed over in one Secret: `ferry agent token create --in-cluster` adds
+the token's hash to it, the gateway (signed in as the chart's gateway ServiceAccount, which may
+get and patch that Secret only) claims it once and removes the entry."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -17,6 +19,7 @@ import yaml
 from tests.integration.gateway.harness import RunningGateway, start_gateway
 from tests.support.kube_api import KubeAPI
 
+from ferry.gateway.enrollment import token_hash
 from ferry_agent import identity
 from ferry_agent.protocol import EnrollRequest, encode
 from ferry_agent.transport import GatewayRefused
@@ -53,10 +56,12 @@ def create_token(kube_api: KubeAPI, namespace: str, ttl: str = "1h") -> str:
     return done.stdout.strip()
 
 
-def token_secrets(kube_api: KubeAPI, namespace: str) -> list[str]:
-    listed = json.loads(kube_api.kubectl("get", "secrets", "-l", "ferry.dev/enrollment-token",
-                                         "-o", "json", namespace=namespace).stdout)
-    return [s["metadata"]["name"] for s in listed["items"]]
+def token_entries(kube_api: KubeAPI, namespace: str) -> dict[str, dict[str, str]]:
+    """The entries of Secret ferry-enrollment-tokens: token id -> what is kept of it."""
+    found = json.loads(kube_api.kubectl("get", "secret", "ferry-enrollment-tokens", "-o",
+                                        "json", namespace=namespace).stdout)
+    return {key: json.loads(base64.b64decode(value))
+            for key, value in (found.get("data") or {}).items()}
 
 
 def enroll(gateway: RunningGateway, token: str, folder: Path) -> int:
@@ -73,9 +78,14 @@ def test_a_secret_token_enrolls_once_and_is_deleted(kube_api: KubeAPI, kube_name
                                                     gateway: RunningGateway,
                                                     tmp_path: Path) -> None:
     token = create_token(kube_api, kube_namespace)
-    assert token_secrets(kube_api, kube_namespace) == [f"ferry-enroll-{token.split('.')[0]}"]
+    other = create_token(kube_api, kube_namespace)
+    entries = token_entries(kube_api, kube_namespace)
+    assert set(entries) == {token.split(".")[0], other.split(".")[0]}
+    entry = entries[token.split(".")[0]]
+    assert entry["environment"] == "corp" and entry["sha256"] == token_hash(token)
+    assert token not in json.dumps(entries)   # the Secret holds hashes, never a usable token
     assert enroll(gateway, token, tmp_path / "a") == 200
-    assert token_secrets(kube_api, kube_namespace) == []
+    assert set(token_entries(kube_api, kube_namespace)) == {other.split(".")[0]}
     assert enroll(gateway, token, tmp_path / "b") == 403
     agents = subprocess.run([sys.executable, "-m", "ferry", "agent", "list", "--state",
                              gateway.state], capture_output=True, text=True, check=False)
@@ -90,4 +100,4 @@ def test_an_expired_secret_token_is_refused(kube_api: KubeAPI, kube_namespace: s
     while time.monotonic() < expired:
         time.sleep(0.1)
     assert enroll(gateway, token, tmp_path / "a") == 403
-    assert token_secrets(kube_api, kube_namespace) == []   # claimed (and dropped) all the same
+    assert token_entries(kube_api, kube_namespace) == {}   # claimed (and dropped) all the same
