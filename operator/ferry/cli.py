@@ -26,7 +26,7 @@ from ferry import logs
 from ferry.api.errors import ManifestError
 from ferry.api.loader import Manifests, load_manifests
 from ferry.engine.plan import OpKind
-from ferry.secrets import SECRETS_DIR_ENV, SecretResolver
+from ferry.secrets import SECRETS_DIR_ENV, SecretResolver, SecretsMissing
 from ferry.state.store import StateStore
 from ferry.sync.outcome import COUNT_KEYS, ExitCode, RunOutcome
 from ferry.sync.runner import RunRequest, RunResult, run_workflow
@@ -125,17 +125,25 @@ def _execute(paths: list[Path], workflow: str | None, state: str, secrets_dir: s
     if not names:
         err.print("the manifests hold no Workflow; nothing to run")
         raise typer.Exit(ExitCode.INVALID_INPUT)
-    store = StateStore(state)
+    # Test mode writes nothing anywhere: not the state store, not a plan file unless asked.
+    tests = {n: test_mode or manifests.workflows[n].spec.test_mode for n in names}
+    store = StateStore(state, read_only=all(tests.values()))
     secrets = _secrets(secrets_dir, paths)
     worst = ExitCode.OK
     for name in names:
-        plan_path = plan_out or (Path(".ferry/plans") / f"{name}-"
+        plan_path = plan_out or (None if tests[name] else Path(".ferry/plans") / f"{name}-"
                                  f"{datetime.now().strftime('%Y%m%d-%H%M%S')}.json")
-        with Progress(TextColumn("{task.description}", markup=False), BarColumn(),
-                      MofNCompleteColumn(),
-                      TimeElapsedColumn(), console=err, transient=True) as bars:
-            result = run_workflow(manifests, RunRequest(name, test_mode, full, plan_path),
-                                  store, secrets, _RichProgress(bars))
+        try:
+            with Progress(TextColumn("{task.description}", markup=False), BarColumn(),
+                          MofNCompleteColumn(),
+                          TimeElapsedColumn(), console=err, transient=True) as bars:
+                result = run_workflow(manifests, RunRequest(name, test_mode, full, plan_path),
+                                      store, secrets, _RichProgress(bars))
+        except SecretsMissing as exc:  # a configuration error: nothing was touched
+            store.close()
+            for problem in exc.problems:
+                err.print(problem, markup=False, highlight=False, soft_wrap=True)
+            raise typer.Exit(ExitCode.INVALID_INPUT) from None
         _print_result(result)
         worst = max(worst, result.outcome.exit_code, key=_severity)
     store.close()
@@ -535,6 +543,14 @@ def gateway(
     agent_stream: Annotated[bool, typer.Option(
         help="Offer agents the work stream (a WebSocket); without it they long-poll, as"
              " they do by themselves where a proxy does not pass WebSockets.")] = True,
+    header_timeout: Annotated[float, typer.Option(
+        help="Seconds a connection has to send a request's headers, from its opening or its"
+             " last answer; then it is closed (idle keep-alive connections too).")] = 15.0,
+    body_timeout: Annotated[float, typer.Option(
+        help="Seconds a request has to send its body; then it gets 408.")] = 60.0,
+    max_anonymous_connections: Annotated[int, typer.Option(
+        help="Open connections without an agent certificate (enrolling agents, sync Jobs,"
+             " anyone else); more get 503 at once.")] = 256,
 ) -> None:
     """Serve the HTTPS gateway agents connect to and sync Jobs submit directory work to.
 
@@ -543,6 +559,7 @@ def gateway(
     import asyncio
 
     from ferry.gateway.ca import CAError
+    from ferry.gateway.connections import ConnectionLimits
     from ferry.gateway.queue import QueueLimits
     from ferry.gateway.server import (
         GatewayConfig,
@@ -553,8 +570,10 @@ def gateway(
     from ferry.gateway.tls import TLSConfigError
 
     logs.configure("INFO")
-    if lease_seconds <= 0 or agent_timeout <= 0:
-        err.print("--lease-seconds and --agent-timeout must be positive")
+    if min(lease_seconds, agent_timeout, header_timeout, body_timeout,
+           max_anonymous_connections) <= 0:
+        err.print("--lease-seconds, --agent-timeout, --header-timeout, --body-timeout and"
+                  " --max-anonymous-connections must be positive")
         raise typer.Exit(ExitCode.INVALID_INPUT)
     try:
         host, port = parse_listen(listen)
@@ -563,6 +582,9 @@ def gateway(
             job_key=job_key, state=state, ca_dir=ca_dir,
             ca_cert=ca_cert, ca_key=ca_key, server_ca=server_ca,
             limits=QueueLimits(lease_seconds=lease_seconds, agent_timeout=agent_timeout),
+            connections=ConnectionLimits(header_timeout=header_timeout,
+                                         body_timeout=body_timeout,
+                                         max_anonymous=max_anonymous_connections),
             token_secrets_namespace=token_secrets_namespace, agent_stream=agent_stream)
         if (ca_cert is None) != (ca_key is None):
             raise GatewayConfigError("--ca-cert and --ca-key go together")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -17,6 +18,14 @@ SECRETS_DIR_ENV = "FERRY_SECRETS_DIR"
 
 class SecretError(Exception):
     """A secret could not be resolved; the message names the field and the fix, never a value."""
+
+
+class SecretsMissing(SecretError):
+    """Secrets a run needs cannot be read: one line per secret, and nothing was touched."""
+
+    def __init__(self, problems: Iterable[str]):
+        self.problems = list(problems)
+        super().__init__("\n".join(self.problems))
 
 
 class SecretSource(Protocol):
@@ -51,13 +60,54 @@ class SecretResolver:
             return self._read(path, where, f"file {path}")
         ref = source.secret_key_ref
         assert ref is not None  # the model guarantees exactly one source
-        path = self.secrets_dir / ref.name / ref.key
-        return self._read(path, where, f"Secret {ref.name} key {ref.key} (looked for {path};"
-                          f" set --secrets-dir or {SECRETS_DIR_ENV})")
+        folder = self.secrets_dir / ref.name
+        if not folder.is_dir():
+            raise SecretError(f"{where}: Secret {ref.name} not found (no folder {folder}; set"
+                              f" --secrets-dir or {SECRETS_DIR_ENV})")
+        path = folder / ref.key
+        if not path.exists():
+            raise SecretError(f"{where}: Secret {ref.name} has no key {ref.key} (no file {path})")
+        return self._read(path, where, f"key {ref.key} of Secret {ref.name}")
 
     @staticmethod
     def _read(path: Path, where: str, label: str) -> str:
         try:
             return path.read_text(encoding="utf-8").rstrip("\r\n")
         except OSError as exc:
-            raise SecretError(f"{where}: cannot read {label}: {exc.strerror}") from None
+            raise SecretError(f"{where}: cannot read {label} ({path}):"
+                              f" {exc.strerror or exc}") from None
+
+
+def _key(source: ValueSource) -> tuple[str | None, ...]:
+    ref = source.secret_key_ref
+    return (source.env, source.file, ref.name if ref else None, ref.key if ref else None)
+
+
+class ResolvedSecrets:
+    """Secrets read once, before a run touches anything; it hands out only those."""
+
+    def __init__(self, values: dict[tuple[str | None, ...], str]):
+        self._values = values
+
+    def resolve(self, source: ValueSource, where: str) -> str:
+        value = self._values.get(_key(source))
+        if value is None:
+            raise SecretError(f"{where}: this secret was not read before the run started")
+        return value
+
+
+def resolve_all(secrets: SecretSource,
+                needed: Iterable[tuple[ValueSource, str]]) -> ResolvedSecrets:
+    """Read every (source, where) needed; raise SecretsMissing naming each that cannot be."""
+    values: dict[tuple[str | None, ...], str] = {}
+    problems: list[str] = []
+    for source, where in needed:
+        if _key(source) in values:
+            continue
+        try:
+            values[_key(source)] = secrets.resolve(source, where)
+        except SecretError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise SecretsMissing(dict.fromkeys(problems))
+    return ResolvedSecrets(values)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ferry.api.base import ValueSource
 from ferry.api.environment import ConnectionMode, DirectoryType, Environment
 from ferry.connectors.activedirectory import ActiveDirectoryConnector
 from ferry.connectors.base import Connector
@@ -19,6 +20,15 @@ from ferry_agent.directory.session import DirectorySession
 
 class ConnectorUnavailable(Exception):
     """The environment cannot be reached this way (yet); the message says why."""
+
+
+def connection_secrets(env: Environment) -> list[tuple[ValueSource, str]]:
+    """Every secret open_connector reads for env, with the object and field it comes from."""
+    if env.spec.type is DirectoryType.ACTIVE_DIRECTORY and \
+            env.spec.connection is ConnectionMode.AGENT:
+        return []  # the agents hold the directory credentials
+    where = f"Environment/{env.metadata.name}"
+    return [(source, f"{where}: {field}") for source, field in env.spec.secret_sources()]
 
 
 def open_connector(env: Environment, secrets: SecretSource) -> Connector:

@@ -24,7 +24,7 @@ from ferry.api.workflow import Workflow
 from ferry.controller.events import EventRecorder
 from ferry.controller.kube import FerryObjects
 from ferry.controller.workflows import referenced_objects
-from ferry.secrets import SecretSource
+from ferry.secrets import SecretsMissing, SecretSource
 from ferry.state.store import StateStore
 from ferry.sync.outcome import COUNT_KEYS, ExitCode, RunOutcome
 from ferry.sync.runner import RunRequest, run_workflow
@@ -63,7 +63,15 @@ def run_sync_job(api: client.ApiClient, namespace: str, workflow: str, run_id: s
         return ExitCode.INVALID_INPUT
     progress = StatusProgress(lambda text: _report(objects, namespace, workflow, run_id,
                                                    {"progress": text}))
-    result = runner(manifests, RunRequest(workflow, run_id=run_id), store, secrets, progress)
+    try:
+        result = runner(manifests, RunRequest(workflow, run_id=run_id), store, secrets,
+                        progress)
+    except SecretsMissing as exc:  # nothing was connected or recorded: say what to fix
+        message = "; ".join(exc.problems)
+        log.error("sync_job.secrets_missing", run=run_id, problems=exc.problems)
+        _report(objects, namespace, workflow, run_id, _final(RunResult.FAILED, message))
+        events.post(body, "Warning", "InvalidInput", message)
+        return ExitCode.INVALID_INPUT
     outcome: RunOutcome = result.outcome
     totals = outcome.totals()
     counts = RunCounts.model_validate({key: totals[key] for key in COUNT_KEYS}

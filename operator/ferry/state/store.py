@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
-from sqlalchemy import Engine, create_engine, delete, event, func, select, update
+from sqlalchemy import Engine, create_engine, delete, event, func, inspect, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from ferry.state.schema import (
@@ -90,15 +91,39 @@ def database_url(location: str) -> str:
     return f"sqlite:///{path}"
 
 
-class StateStore:
-    """Joins, watermarks, retries, run history and agents. Every write method commits on return."""
+def read_only_url(location: str) -> str | None:
+    """The URL reading location without writing anything (no file, folder or sidecar made);
+    None when there is no state there yet."""
+    if "://" in location:
+        return location
+    path = Path(location).expanduser().resolve()
+    if not path.is_file():
+        return None
+    # SQLite's mode=ro still creates a WAL database's -wal and -shm files and leaves them
+    # behind. Without a -wal file every committed change is in the main file, so it can be
+    # read as immutable (no locks, no sidecars); with one (a run is writing, or was killed)
+    # its changes are read through it, and the sidecars already exist.
+    mode = "mode=ro" if path.with_name(path.name + "-wal").exists() else "immutable=1"
+    return f"sqlite:///file:{quote(str(path))}?{mode}&uri=true"
 
-    def __init__(self, location: str):
-        url = database_url(location)
-        self.engine: Engine = create_engine(url, future=True)
-        if url.startswith("sqlite"):
-            event.listen(self.engine, "connect", _sqlite_pragmas)
-        Base.metadata.create_all(self.engine)
+
+class StateStore:
+    """Joins, watermarks, retries, run history and agents. Every write method commits on return.
+
+    A read-only store (test mode) reads the state as it is, and as empty where there is none
+    yet; it creates nothing anywhere.
+    """
+
+    def __init__(self, location: str, *, read_only: bool = False):
+        self.read_only = read_only
+        if read_only:
+            self.engine: Engine = _read_only_engine(location)
+        else:
+            url = database_url(location)
+            self.engine = create_engine(url, future=True)
+            if url.startswith("sqlite"):
+                event.listen(self.engine, "connect", _sqlite_pragmas)
+            Base.metadata.create_all(self.engine)
         self._session = sessionmaker(self.engine, expire_on_commit=False)
 
     def close(self) -> None:
@@ -381,6 +406,27 @@ def _utc(value: datetime) -> datetime:
 
 def _opt_utc(value: datetime | None) -> datetime | None:
     return _utc(value) if value is not None else None
+
+def _read_only_engine(location: str) -> Engine:
+    url = read_only_url(location)
+    if url is not None:
+        engine = create_engine(url, future=True)
+        event.listen(engine, "connect", _read_only_session)
+        if inspect(engine).has_table(Join.__tablename__):
+            return engine
+        engine.dispose()
+    empty = create_engine("sqlite://", future=True)  # in memory: no state reads as empty
+    Base.metadata.create_all(empty)
+    return empty
+
+
+def _read_only_session(dbapi_connection: Any, _record: Any) -> None:
+    # PostgreSQL refuses writes in such a session; SQLite opened read-only cannot write.
+    if type(dbapi_connection).__module__.startswith("psycopg"):
+        cursor = dbapi_connection.cursor()
+        cursor.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+        cursor.close()
+
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # WAL keeps readers (ferry runs) unblocked while a run writes; NORMAL is durable in WAL.

@@ -11,7 +11,7 @@ from ferry.api.template import PasswordOptions
 from ferry.connectors.base import Connector, ObjectWrite
 from ferry.engine.plan import Operation, OpKind, PairPlan
 from ferry.engine.records import Record
-from ferry.secrets import SecretResolver
+from ferry.secrets import SecretSource
 from ferry.state.store import ResultRow, StateStore
 from ferry.sync.outcome import COUNT_OF, ObjectFailure, RunOutcome
 from ferry.sync.progress import ProgressTask
@@ -162,7 +162,7 @@ class PairApplier:
             self._results.clear()
 
 
-def password_source(options: PasswordOptions, secrets: SecretResolver,
+def password_source(options: PasswordOptions, secrets: SecretSource,
                     where: str) -> Callable[[], str]:
     """A function returning the template's fixed initial password, resolved when first used."""
     cache: list[str] = []

@@ -13,17 +13,22 @@ import structlog
 
 from ferry.api.loader import Manifests
 from ferry.connectors.base import Connector
-from ferry.connectors.factory import open_connector
+from ferry.connectors.factory import connection_secrets, open_connector
 from ferry.engine.expressions import ExpressionError
 from ferry.engine.pipeline import plan_pair
 from ferry.engine.plan import PairPlan
-from ferry.secrets import SecretResolver
+from ferry.secrets import ResolvedSecrets, SecretSource, resolve_all
 from ferry.state.store import ResultRow, StateStore
 from ferry.sync.apply import PairApplier, password_source
 from ferry.sync.outcome import COUNT_OF, RunOutcome, plan_to_json, write_plan
 from ferry.sync.pairs import PairSettings, workflow_pairs
 from ferry.sync.progress import NoProgress, Progress
-from ferry.sync.reading import EnvironmentRead, environment_needs, read_environment
+from ferry.sync.reading import (
+    EnvironmentNeeds,
+    EnvironmentRead,
+    environment_needs,
+    read_environment,
+)
 
 log = structlog.get_logger("ferry.run")
 
@@ -52,17 +57,24 @@ def run_workflow(
     manifests: Manifests,
     request: RunRequest,
     store: StateStore,
-    secrets: SecretResolver,
+    secrets: SecretSource,
     progress: Progress | None = None,
     connector_factory: ConnectorFactory = open_connector,
 ) -> RunResult:
-    """Run a workflow end to end; never raises for per-object problems."""
+    """Run a workflow end to end; never raises for per-object problems.
+
+    Raises SecretsMissing, before anything is connected or recorded, when a secret the run
+    needs cannot be read: that is a configuration error, not a failed run.
+    """
     progress = progress or NoProgress()
     workflow = manifests.workflows[request.workflow]
     spec = workflow.spec
     test_mode = request.test_mode or spec.test_mode
     changed_only = spec.changed_objects_only and not request.full
     mode = "test" if test_mode else ("changed" if changed_only else "full")
+    pairs = workflow_pairs(manifests, workflow)
+    needs = environment_needs(pairs)
+    resolved = _read_secrets(manifests, pairs, needs, secrets, test_mode)
     # Test mode writes nothing anywhere, run history included.
     run_id = "plan" if test_mode else store.start_run(request.workflow, mode, request.run_id)
     outcome = RunOutcome(run_id, request.workflow, mode)
@@ -70,13 +82,11 @@ def run_workflow(
     log.info("run.started", workflow=request.workflow, run=run_id, mode=mode)
     connectors: dict[str, Connector] = {}
     try:
-        pairs = workflow_pairs(manifests, workflow)
-        needs = environment_needs(pairs)
         retries = {p.rules.name: store.retries(p.rules.name) for p in pairs}
         reads: dict[str, EnvironmentRead] = {}
         for env_name, need in needs.items():
             connector = connectors[env_name] = connector_factory(
-                manifests.environments[env_name], secrets)
+                manifests.environments[env_name], resolved)
             task = progress.task(f"read {env_name}")
             retry_anchors = set().union(*(retries[p.rules.name] for p in pairs
                                           if p.source == env_name))
@@ -96,7 +106,7 @@ def run_workflow(
             _report_plan(outcome, plan)
             if not test_mode:
                 _apply(run_id, pair, plan, joins, connectors[pair.target], store, outcome,
-                       reads[pair.target], secrets, progress)
+                       reads[pair.target], resolved, progress)
         if not test_mode:
             for env_name, read in reads.items():
                 wm = read.result.watermark
@@ -119,6 +129,19 @@ def run_workflow(
     log.info("run.finished", workflow=request.workflow, run=run_id, result=outcome.result,
              **dict(outcome.totals()))
     return result
+
+
+def _read_secrets(manifests: Manifests, pairs: list[PairSettings],
+                  needs: dict[str, EnvironmentNeeds], secrets: SecretSource,
+                  test_mode: bool) -> ResolvedSecrets:
+    """Every secret the run will use, read now: the connections', and (for a run that writes)
+    the templates' initial passwords."""
+    needed = [found for name in needs
+              for found in connection_secrets(manifests.environments[name])]
+    if not test_mode:
+        needed += [(pair.password.value, f"Template/{pair.template}: spec.password.value")
+                   for pair in pairs if pair.password.value is not None]
+    return resolve_all(secrets, needed)
 
 
 def _plan(pair: PairSettings, reads: dict[str, EnvironmentRead], store: StateStore,
@@ -192,7 +215,7 @@ def _report_plan(outcome: RunOutcome, plan: PairPlan) -> None:
 
 def _apply(run_id: str, pair: PairSettings, plan: PairPlan, joins: dict[str, str],
            connector: Connector, store: StateStore, outcome: RunOutcome, target: EnvironmentRead,
-           secrets: SecretResolver, progress: Progress) -> None:
+           secrets: SecretSource, progress: Progress) -> None:
     applier = PairApplier(
         run_id=run_id, plan=plan, connector=connector, store=store, outcome=outcome,
         targets=target.by_anchor, password_options=pair.password,
