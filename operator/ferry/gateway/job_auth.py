@@ -103,6 +103,7 @@ def load_verify_key(path: Path) -> ec.EllipticCurvePublicKey:
         data = path.read_bytes()
     except OSError as exc:
         raise JobAuthError(f"--job-key {path}: {exc.strerror}") from None
+    key: object
     try:
         if b"-----BEGIN CERTIFICATE-----" in data:
             key = x509.load_pem_x509_certificate(data).public_key()

@@ -66,7 +66,7 @@ def test_forged_expired_and_operator_credentials_submit_nothing(
     stale = mint(load_signing_key(gateway.signing_key), "run-old", [environment],
                  timedelta(minutes=5), now=datetime.now(UTC) - timedelta(hours=1))
     for token in (forged, spliced, stale):
-        assert refused(lambda t=token: gateway.job(t).submit(  # type: ignore[misc]
+        assert refused(lambda t=token: gateway.job(t).submit(
             environment, "exists", {"dn": "CN=x"})) == (401, "unauthorized")
     operator = gateway.credential(environment, subject="operator", role=ROLE_OPERATOR)
     assert refused(lambda: gateway.job(operator).submit(environment, "exists", {"dn": "x"})) \

@@ -214,7 +214,7 @@ def test_the_gateway_verifies_what_the_operator_signs_with_the_charts_keys(
     token = mint(load_signing_key(key_file), "ns/run", ["corp"], timedelta(minutes=5))
     cert = x509.load_pem_x509_certificate(public["data"]["job-signing.crt"].encode())
     public_key = cert.public_key()
-    assert verify(public_key, token).environments == {"corp"}  # type: ignore[arg-type]
+    assert verify(public_key, token).environments == {"corp"}
     # The gateway's pod mounts the public half only; the operator's mounts the key.
     deployments = {d["metadata"]["name"]: d["spec"]["template"]["spec"] for d in docs
                    if d["kind"] == "Deployment"}
