@@ -28,6 +28,7 @@ from ferry.api.loader import Manifests, load_manifests
 from ferry.engine.plan import OpKind
 from ferry.secrets import SECRETS_DIR_ENV, SecretResolver, SecretsMissing
 from ferry.state.store import StateStore
+from ferry.sync.expression_check import expression_problems
 from ferry.sync.outcome import COUNT_KEYS, ExitCode, RunOutcome
 from ferry.sync.runner import RunRequest, RunResult, run_workflow
 
@@ -96,7 +97,11 @@ class _RichTask:
 
 def _load(paths: list[Path]) -> Manifests:
     try:
-        return load_manifests(paths)
+        manifests = load_manifests(paths)
+        problems = expression_problems(manifests)  # before anything connects
+        if problems:
+            raise ManifestError(problems)
+        return manifests
     except ManifestError as exc:
         err.print(labelled(f"{len(exc.problems)} problem(s) in the manifests; nothing ran:",
                            "bold red"))
@@ -543,9 +548,12 @@ def gateway(
     agent_stream: Annotated[bool, typer.Option(
         help="Offer agents the work stream (a WebSocket); without it they long-poll, as"
              " they do by themselves where a proxy does not pass WebSockets.")] = True,
+    idle_timeout: Annotated[float, typer.Option(
+        help="Seconds a connection may send nothing, after its opening or its last answer,"
+             " before it is closed.")] = 60.0,
     header_timeout: Annotated[float, typer.Option(
-        help="Seconds a connection has to send a request's headers, from its opening or its"
-             " last answer; then it is closed (idle keep-alive connections too).")] = 15.0,
+        help="Seconds a request has from its first byte to the end of its headers; then"
+             " the connection is closed.")] = 10.0,
     body_timeout: Annotated[float, typer.Option(
         help="Seconds a request has to send its body; then it gets 408.")] = 60.0,
     max_anonymous_connections: Annotated[int, typer.Option(
@@ -570,10 +578,10 @@ def gateway(
     from ferry.gateway.tls import TLSConfigError
 
     logs.configure("INFO")
-    if min(lease_seconds, agent_timeout, header_timeout, body_timeout,
+    if min(lease_seconds, agent_timeout, idle_timeout, header_timeout, body_timeout,
            max_anonymous_connections) <= 0:
-        err.print("--lease-seconds, --agent-timeout, --header-timeout, --body-timeout and"
-                  " --max-anonymous-connections must be positive")
+        err.print("--lease-seconds, --agent-timeout, --idle-timeout, --header-timeout,"
+                  " --body-timeout and --max-anonymous-connections must be positive")
         raise typer.Exit(ExitCode.INVALID_INPUT)
     try:
         host, port = parse_listen(listen)
@@ -582,7 +590,8 @@ def gateway(
             job_key=job_key, state=state, ca_dir=ca_dir,
             ca_cert=ca_cert, ca_key=ca_key, server_ca=server_ca,
             limits=QueueLimits(lease_seconds=lease_seconds, agent_timeout=agent_timeout),
-            connections=ConnectionLimits(header_timeout=header_timeout,
+            connections=ConnectionLimits(idle_timeout=idle_timeout,
+                                         header_timeout=header_timeout,
                                          body_timeout=body_timeout,
                                          max_anonymous=max_anonymous_connections),
             token_secrets_namespace=token_secrets_namespace, agent_stream=agent_stream)

@@ -26,6 +26,7 @@ from ferry.controller.kube import FerryObjects
 from ferry.controller.workflows import referenced_objects
 from ferry.secrets import SecretsMissing, SecretSource
 from ferry.state.store import StateStore
+from ferry.sync.expression_check import expression_problems
 from ferry.sync.outcome import COUNT_KEYS, ExitCode, RunOutcome
 from ferry.sync.runner import RunRequest, run_workflow
 
@@ -139,7 +140,7 @@ def _manifests(objects: FerryObjects, namespace: str, body: dict[str, Any]) -> M
         except ValidationError as exc:
             raise SyncJobError(f"{kind}/{name}: {exc.errors()[0]['msg']}") from None
         manifests.sources[f"{kind}/{name}"] = f"namespace {namespace}"
-    problems = check_references(manifests)
+    problems = check_references(manifests) or expression_problems(manifests)
     if problems:
         raise SyncJobError("; ".join(str(p) for p in problems))
     return manifests

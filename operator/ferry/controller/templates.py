@@ -12,8 +12,7 @@ from ferry.api.template import TemplateSpec
 from ferry.controller.conditions import condition_of, set_condition
 from ferry.controller.events import EventRecorder
 from ferry.controller.kube import FerryObjects, status_changes
-from ferry.engine.expressions import ExpressionError, compile_template
-from ferry.sync.pairs import staging_rules
+from ferry.sync.expression_check import template_problems
 
 
 def template_problem(name: str, spec: dict[str, Any]) -> str:
@@ -22,11 +21,8 @@ def template_problem(name: str, spec: dict[str, Any]) -> str:
         parsed = TemplateSpec.model_validate(spec)
     except ValidationError as exc:
         return f"spec: {exc.errors()[0]['msg']}"
-    try:
-        compile_template(staging_rules(name, parsed))
-    except ExpressionError as exc:
-        return str(exc)
-    return ""
+    problems = template_problems(name, parsed)  # the same check `ferry run` makes
+    return "; ".join(f"Template/{name}: {path}: {message}" for path, message in problems)
 
 
 class TemplateReconciler:
