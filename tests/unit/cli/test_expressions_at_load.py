@@ -7,9 +7,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.support.bad_input import Listener, example_manifests, example_secrets, ferry
 
 from ferry.state.store import StateStore
-from tests.support.bad_input import Listener, example_manifests, example_secrets, ferry
 
 BROKEN = "'Migrated from SRC: ' + source.sAMAccountName +"
 
