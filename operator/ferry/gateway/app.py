@@ -4,9 +4,10 @@ one log line per request that never holds a token, work arguments or results."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,6 +15,7 @@ import structlog
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from ferry.gateway.ca import AgentCA
+from ferry.gateway.connections import ConnectionGuard, ConnectionLimits
 from ferry.gateway.enrollment import EnrollmentRefused, check_environment, enroll
 from ferry.gateway.job_auth import (
     ROLE_JOB,
@@ -61,6 +63,10 @@ class Services:
     agents_known: dict[str, float] = field(default_factory=dict)  # environment -> until when
     token_secrets: Any = None     # SecretTokens when tokens may be kept as Kubernetes Secrets
     agent_stream: bool = True     # serve the work stream (WebSocket); off: agents long-poll
+    connections: ConnectionLimits = field(default_factory=ConnectionLimits)
+    guard: ConnectionGuard | None = None   # told when requests start and end (idle timeout)
+    held: dict[tuple[str, str], int] = field(default_factory=dict)  # (agent, kind) -> open
+    streams: dict[str, set[web.WebSocketResponse]] = field(default_factory=dict)  # by agent
 
 
 SERVICES = web.AppKey("services", Services)
@@ -77,10 +83,9 @@ class Refusal(Exception):
 
 
 def build_app(services: Services) -> web.Application:
-    """The aiohttp application; bodies above MAX_BODY_BYTES are refused with 413."""
+    """The aiohttp application; bodies above MAX_BODY_BYTES (most routes: far less) get 413."""
     app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[_outcome])
     app[SERVICES] = services
-    app.on_response_prepare.append(_plain_server_header)
     app.router.add_post("/v1/enroll", _enroll)
     app.router.add_post("/v1/agent/heartbeat", _heartbeat)
     app.router.add_post("/v1/agent/poll", _poll)
@@ -100,6 +105,9 @@ async def _outcome(request: web.Request, handler: Handler) -> web.StreamResponse
     started = time.monotonic()
     request["who"] = "-"
     request["log"] = {}
+    guard = request.app[SERVICES].guard
+    if guard is not None:
+        guard.started(request.transport)
     try:
         response = await handler(request)
     except Refusal as exc:
@@ -120,20 +128,18 @@ async def _outcome(request: web.Request, handler: Handler) -> web.StreamResponse
         log.exception("request failed", method=request.method, path=request.path,
                       error=type(exc).__name__)
         response = _error(500, "internal error")
+    finally:
+        if guard is not None:
+            guard.ended(request.transport)
     log.info("request", method=request.method, path=request.path, status=response.status,
              who=request["who"], ms=_ms(started), peer=request.remote, **request["log"])
     return response
 
 
-async def _plain_server_header(_request: web.Request, response: web.StreamResponse) -> None:
-    # aiohttp would announce its own and Python's versions to anyone who connects.
-    response.headers["Server"] = "ferry-gateway"
-
-
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
     response = web.json_response({"v": PROTOCOL_VERSION, "error": message[:_MESSAGE_LIMIT]},
                                  status=status, headers=headers)
-    if status == 413:
+    if status in (408, 413):
         response.force_close()  # the rest of the body is not worth reading
     return response
 
@@ -146,14 +152,26 @@ def _ms(started: float) -> int:
     return round((time.monotonic() - started) * 1000)
 
 
-async def _read(request: web.Request, kind: type[Any]) -> tuple[Any, int]:
-    """The body as a protocol message, and its size in bytes."""
-    if (request.content_length or 0) > MAX_BODY_BYTES:
-        raise Refusal(413, f"the body is larger than {MAX_BODY_BYTES} bytes")
+async def _read(request: web.Request, kind: type[Any],
+                limit: int = MAX_BODY_BYTES) -> tuple[Any, int]:
+    """The body as a protocol message, and its size in bytes; at most `limit` bytes are read,
+    within the body timeout."""
+    # aiohttp reads a body only when asked: a declared length over the limit is refused
+    # unread, and a streamed (chunked) body is read no further than the limit.
+    if (request.content_length or 0) > limit:
+        raise Refusal(413, f"the body is larger than {limit} bytes")
+    seconds = request.app[SERVICES].connections.body_timeout
+    raw = bytearray()
     try:
-        raw = await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        raise Refusal(413, f"the body is larger than {MAX_BODY_BYTES} bytes") from None
+        async with asyncio.timeout(seconds):
+            async for chunk in request.content.iter_any():
+                raw += chunk
+                if len(raw) > limit:
+                    raise Refusal(413, f"the body is larger than {limit} bytes")
+    except TimeoutError:
+        raise Refusal(408, f"the body did not arrive within {seconds:g} s") from None
+    except web.RequestPayloadError:
+        raise Refusal(400, "the body could not be read (broken chunked encoding?)") from None
     try:
         data = json.loads(raw)
     except (ValueError, RecursionError):
@@ -211,7 +229,8 @@ def _bound(credential: JobCredential, environment: str) -> None:
 
 async def _enroll(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
-    message, _ = await _read(request, EnrollRequest)
+    # Before any credential: no stranger gets to make the gateway hold more than this.
+    message, _ = await _read(request, EnrollRequest, services.connections.small_body_bytes)
     if services.token_secrets is not None:
         await asyncio.to_thread(services.token_secrets.claim, message.token)
     try:
@@ -234,7 +253,7 @@ async def _enroll(request: web.Request) -> web.Response:
 async def _heartbeat(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     agent = await _agent(request)
-    beat, _ = await _read(request, Heartbeat)
+    beat, _ = await _read(request, Heartbeat, services.connections.small_body_bytes)
     try:
         leases = as_strings(beat.leases, "Heartbeat.leases")
     except ProtocolError as exc:
@@ -246,9 +265,11 @@ async def _heartbeat(request: web.Request) -> web.Response:
 
 
 async def _poll(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
     agent = await _agent(request)
-    poll, _ = await _read(request, PollRequest)
-    item = await _lease(request, agent, poll)
+    poll, _ = await _read(request, PollRequest, services.connections.small_body_bytes)
+    with _holding(services, agent, "long-polls", services.connections.polls_per_agent):
+        item = await _lease(request, agent, poll)
     return _ok({"work": None if item is None else encode(item)})
 
 
@@ -259,8 +280,25 @@ async def _stream(request: web.Request) -> web.StreamResponse:
     if not services.agent_stream:
         raise Refusal(404, "not found")
     agent = await _agent(request)  # 401/403 before the upgrade, like every agent route
-    ws = web.WebSocketResponse(heartbeat=POLL_WAIT_SECONDS, max_msg_size=64 * 1024)
-    await ws.prepare(request)
+    with _holding(services, agent, "streams", services.connections.streams_per_agent):
+        ws = web.WebSocketResponse(heartbeat=POLL_WAIT_SECONDS, max_msg_size=64 * 1024)
+        await ws.prepare(request)
+        open_streams = services.streams.setdefault(agent.id, set())
+        open_streams.add(ws)  # so that revoking the agent closes it (close_revoked_streams)
+        try:
+            served = await _serve_stream(request, agent, ws)
+        finally:
+            open_streams.discard(ws)
+            if not open_streams:
+                services.streams.pop(agent.id, None)
+    request["log"] = {**request.get("log", {}), "stream": "closed", "items": served}
+    return ws
+
+
+async def _serve_stream(request: web.Request, agent: AgentInfo,
+                        ws: web.WebSocketResponse) -> int:
+    """Answer the stream's PollRequests until it closes; how many work items it carried."""
+    services = request.app[SERVICES]
     served = 0
     async for message in ws:
         if message.type is not WSMsgType.TEXT:
@@ -283,8 +321,43 @@ async def _stream(request: web.Request) -> web.StreamResponse:
                 services.queue.give_back(item.lease_id)
             break
         served += item is not None
-    request["log"] = {**request.get("log", {}), "stream": "closed", "items": served}
-    return ws
+    return served
+
+
+@contextlib.contextmanager
+def _holding(services: Services, agent: AgentInfo, kind: str, limit: int) -> Iterator[None]:
+    """Count one more long-poll or stream of the agent while it lasts; 429 past `limit`."""
+    key = (agent.id, kind)
+    held = services.held.get(key, 0)
+    if held >= limit:
+        raise Refusal(429, f"agent {agent.id} has {held} {kind} open, the most one agent may"
+                      " hold; is another copy running with its identity?", {"Retry-After": "5"})
+    services.held[key] = held + 1
+    try:
+        yield
+    finally:
+        services.held[key] -= 1
+        if not services.held[key]:
+            del services.held[key]
+
+
+async def close_revoked_streams(services: Services) -> int:
+    """Close the open work streams of agents revoked since (possibly by another process, via
+    the state store); how many were closed."""
+    closing = []
+    for agent_id in list(services.streams):
+        agent = await asyncio.to_thread(services.store.agent, agent_id)
+        if agent is not None and not agent.revoked:
+            continue
+        services.queue.release_agent(agent_id, "agent revoked")
+        streams = list(services.streams.get(agent_id, ()))
+        closing += [ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"agent revoked")
+                    for ws in streams]
+        log.info("streams closed", who=f"agent:{agent_id}", reason="agent revoked",
+                 streams=len(streams))
+    # Together: each close waits (a little) for the agent's answer to it.
+    await asyncio.gather(*closing, return_exceptions=True)
+    return len(closing)
 
 
 async def _lease(request: web.Request, agent: AgentInfo, poll: PollRequest) -> Any:

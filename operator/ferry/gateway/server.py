@@ -4,18 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import logging
 import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import structlog
-from aiohttp import web
+from aiohttp import web, web_response
 
-from ferry.gateway.app import Services, build_app
+from ferry.gateway.app import Services, build_app, close_revoked_streams
 from ferry.gateway.ca import AgentCA
+from ferry.gateway.connections import (
+    SERVER_NAME,
+    ConnectionGuard,
+    ConnectionLimits,
+    GuardedSite,
+)
 from ferry.gateway.job_auth import JobAuthError, load_verify_key
 from ferry.gateway.queue import QueueLimits, WorkQueue
-from ferry.gateway.tls import agent_trust_bundle, server_context
+from ferry.gateway.tls import agent_trust_bundle, peer_agent_id, server_context
 from ferry.state.store import StateStore
 
 log = structlog.get_logger("ferry.gateway")
@@ -41,6 +48,7 @@ class GatewayConfig:
     token_secrets_namespace: str | None = None  # also accept tokens kept as Secrets there
     agent_stream: bool = True           # offer agents the work stream (WebSocket)
     limits: QueueLimits = field(default_factory=QueueLimits)
+    connections: ConnectionLimits = field(default_factory=ConnectionLimits)
 
     def __repr__(self) -> str:
         return f"GatewayConfig({self.host}:{self.port})"
@@ -86,25 +94,31 @@ async def serve(config: GatewayConfig, stop: asyncio.Event | None = None) -> Non
                     tls_cert=str(config.tls_cert), server_ca=str(config.server_ca or "agent CA"))
     store = StateStore(config.state)
     queue = WorkQueue(config.limits)
-    services = Services(store, ca, queue, job_key, bundle, agent_stream=config.agent_stream)
+    guard = ConnectionGuard(config.connections, lambda ssl_object: peer_agent_id(ssl_object, ca))
+    services = Services(store, ca, queue, job_key, bundle, agent_stream=config.agent_stream,
+                        connections=config.connections, guard=guard)
     if config.token_secrets_namespace:
         from ferry.controller.kube import api_client  # only in a cluster
         from ferry.gateway.token_secrets import SecretTokens
 
         services.token_secrets = SecretTokens(api_client(), config.token_secrets_namespace,
                                               store)
-    # A client that goes away cancels its long poll, so no work is leased to nobody.
+    _hide_versions()
+    _quiet_aiohttp()
+    # A client that goes away cancels its long poll, so no work is leased to nobody. Bodies
+    # are taken as sent: no client compresses them, and inflating one would get round the
+    # limits on their size.
     runner = web.AppRunner(build_app(services), access_log=None, handler_cancellation=True,
-                           shutdown_timeout=_SHUTDOWN_SECONDS)
+                           shutdown_timeout=_SHUTDOWN_SECONDS, auto_decompress=False)
     await runner.setup()
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     sweeper = asyncio.create_task(_sweep(queue))
+    watcher = asyncio.create_task(_watch_revocations(services))
     try:
-        site = web.TCPSite(runner, config.host, config.port, ssl_context=context,
-                           reuse_address=True)
+        site = GuardedSite(runner, config.host, config.port, context, guard)
         await site.start()
         host = f"[{config.host}]" if _is_ipv6(config.host) else config.host
         log.info("gateway listening", url=f"https://{host}:{config.port}",
@@ -114,6 +128,7 @@ async def serve(config: GatewayConfig, stop: asyncio.Event | None = None) -> Non
         log.info("gateway stopping", **queue.counts())
     finally:
         sweeper.cancel()
+        watcher.cancel()
         await runner.cleanup()
         store.close()
 
@@ -127,6 +142,44 @@ async def _sweep(queue: WorkQueue) -> None:
             queue.sweep()
         except Exception:  # housekeeping must never stop
             log.exception("queue sweep failed")
+
+
+async def _watch_revocations(services: Services) -> None:
+    # Revocation is written to the state store, maybe by another process: look for it.
+    while True:
+        await asyncio.sleep(services.connections.revocation_seconds)
+        try:
+            await close_revoked_streams(services)
+        except Exception:  # housekeeping must never stop
+            log.exception("closing revoked agents' streams failed")
+
+
+def _hide_versions() -> None:
+    # aiohttp names its and Python's versions in the Server header of every answer it
+    # prepares, its own error answers (a malformed request line, a 500) included, which no
+    # application hook sees. That default is this module's global, read at each answer.
+    web_response.SERVER_SOFTWARE = SERVER_NAME
+
+
+class _AiohttpLines(logging.Handler):
+    """aiohttp's own error records (requests it could not parse, mostly) as one gateway log
+    line each: no traceback, and not the request bytes it quotes (they may hold a token)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is None:
+            log.warning("aiohttp", message=record.getMessage()[:300])
+        else:
+            peer = record.args[0] if isinstance(record.args, tuple) and record.args else None
+            log.warning("bad request", error=type(exc).__name__,
+                        status=getattr(exc, "code", None), peer=str(peer)[:60])
+
+
+def _quiet_aiohttp() -> None:
+    server_log = logging.getLogger("aiohttp.server")
+    if not any(isinstance(h, _AiohttpLines) for h in server_log.handlers):
+        server_log.addHandler(_AiohttpLines(logging.WARNING))
+        server_log.propagate = False
 
 
 def _is_ipv6(host: str) -> bool:
