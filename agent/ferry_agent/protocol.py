@@ -35,8 +35,10 @@ finishes within the gateway's attempt limit ends done with one final chunk, ok f
 error AgentError.
 
 Errors answer {"v": 1, "error": "<short text>"}: 400 (the ProtocolError text), 401 (no or bad
-credential), 403 (refused), 404, 409, 413 (over MAX_BODY_BYTES), 429 (queue full: retry after
-Retry-After seconds). Successful answers carry "v" too.
+credential), 403 (refused), 404, 408 (the body came too slowly), 409, 413 (over MAX_BODY_BYTES
+for results and work, over 64 KiB for everything else), 429 (queue full, or the agent holds
+as many polls, streams or connections as one may: retry after Retry-After seconds), 503 (too
+many connections). Successful answers carry "v" too.
 """
 
 from __future__ import annotations
