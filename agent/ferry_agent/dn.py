@@ -270,6 +270,13 @@ def _unescaped_comma(dn: str) -> int:
 
 def parent_dn(dn: str) -> str:
     """The DN one level up, as spelled in `dn` ('' for a single RDN)."""
+    comma = dn.find(",")
+    if comma < 0:
+        return ""
+    if dn.find("\\", 0, comma) < 0:  # the usual case, once per staged object: just slice
+        parent = dn[comma + 1 :]
+        if parent[:1] != " " and parent[-1:] != " ":
+            return parent
     return split_dn(dn)[1]
 
 
@@ -289,9 +296,33 @@ def dn_key(dn: str) -> str:
     stray spaces takes a fast path that checks little; others are parsed (DNError if bad).
     Check a DN from a manifest with parse_dn.
     """
-    if _is_plain(dn):
+    comma = dn.find(",")
+    if comma > 0:
+        rdn = dn[:comma]
+        if _is_plain(rdn):
+            parent = dn[comma + 1 :]
+            key = _PARENT_KEYS.get(parent)
+            if key is None:
+                key = _parent_key(parent)
+            if key:
+                return _fold(rdn) + "," + key
+    elif _is_plain(dn):
         return _fold(dn)
     return parse_dn(dn).key
+
+
+# Keys of parent DNs met lately. Objects share OUs, so most of a DN's key is its parent's:
+# looked up, a DN costs one RDN's checks. Bounded: emptied when full.
+_PARENT_KEYS: dict[str, str] = {}
+_PARENT_KEYS_LIMIT = 10_000
+
+
+def _parent_key(parent: str) -> str:
+    key = dn_key(parent)
+    if len(_PARENT_KEYS) >= _PARENT_KEYS_LIMIT:
+        _PARENT_KEYS.clear()
+    _PARENT_KEYS[parent] = key
+    return key
 
 
 def same_dn(left: str, right: str) -> bool:
@@ -320,13 +351,21 @@ def _is_plain(dn: str) -> bool:
 
 
 def _fold(text: str) -> str:
-    """Case-fold the way AD's comparison does: each character to its one-character capital."""
-    # Windows upcases character by character; str.upper() also expands some characters
-    # ('ß' -> 'SS'), which would make distinct names equal. Equal lengths: no expansion.
-    upper = text.upper()
-    if len(upper) == len(text):
+    """Case-fold for comparison, equating no more than the DC does: a character becomes its
+    capital only when both have the same small letter too ('k' and 'K' do; the long s and
+    'S', the Kelvin sign and 'K', the dotless i and 'I' do not: the DC keeps those apart)."""
+    if text.isascii():
+        return text.upper()
+    upper, lower = text.upper(), text.lower()
+    # The usual case: one character each way, and every capital maps back to the same small.
+    if len(upper) == len(text) == len(lower) and upper.lower() == lower:
         return upper
-    return "".join(c if len(u := c.upper()) != 1 else u for c in text)
+    return "".join(_fold_char(c) for c in text)
+
+
+def _fold_char(char: str) -> str:
+    upper = char.upper()
+    return upper if len(upper) == 1 and upper.lower() == char.lower() else char
 
 
 def _key_value(value: str) -> str:
