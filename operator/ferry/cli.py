@@ -578,10 +578,13 @@ def gateway(
     from ferry.gateway.tls import TLSConfigError
 
     logs.configure("INFO")
-    if min(lease_seconds, agent_timeout, idle_timeout, header_timeout, body_timeout,
-           max_anonymous_connections) <= 0:
-        err.print("--lease-seconds, --agent-timeout, --idle-timeout, --header-timeout,"
-                  " --body-timeout and --max-anonymous-connections must be positive")
+    settings = {"--lease-seconds": lease_seconds, "--agent-timeout": agent_timeout,
+                "--idle-timeout": idle_timeout, "--header-timeout": header_timeout,
+                "--body-timeout": body_timeout,
+                "--max-anonymous-connections": max_anonymous_connections}
+    wrong = [f"{flag} {value:g}" for flag, value in settings.items() if value <= 0]
+    if wrong:
+        err.print(f"{', '.join(wrong)}: must be positive")
         raise typer.Exit(ExitCode.INVALID_INPUT)
     try:
         host, port = parse_listen(listen)
