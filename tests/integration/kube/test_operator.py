@@ -414,6 +414,13 @@ def test_an_interval_schedule_fires_and_suspend_stops_it(cluster: Cluster) -> No
         api.kubectl("patch", "workflow", WORKFLOW, "--subresource=status", "--type=merge",
                     "-p", json.dumps({"status": {"lastScheduleTime": _minutes_ago(40)}}),
                     namespace=ns)
+        # A spec change the operator shows: once shown, it has reconciled the Workflow as due
+        # (and would have started its Job right after writing that status).
+        api.kubectl("patch", "workflow", WORKFLOW, "--type=merge",
+                    "-p", json.dumps({"spec": {"schedule": {"intervalMinutes": 16}}}),
+                    namespace=ns)
+        eventually(lambda: cluster.status().get("schedule") == "every 16m (suspended)",
+                   "the suspended Workflow reconciled while due")
         never(lambda: len(cluster.jobs()) > 1, "a suspended Workflow started a Job")
 
 

@@ -30,7 +30,9 @@ ENVIRONMENT = {
 
 @pytest.fixture
 def gateway(tmp_path: Path) -> Iterator[RunningGateway]:
-    running = start_gateway(tmp_path / "gateway", "127.0.0.104", "--agent-timeout", "3")
+    """Agents count as gone 15 s after their last call: a live agent (heartbeating every
+    15/4 s) stays connected through any stall shorter than about 10 s."""
+    running = start_gateway(tmp_path / "gateway", "127.0.0.104", "--agent-timeout", "15")
     try:
         yield running
     finally:
