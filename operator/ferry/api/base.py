@@ -8,6 +8,8 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
 from pydantic.alias_generators import to_camel
 
+from ferry.api.errors import quoted
+
 API_GROUP = "ferry.dev"
 API_VERSION = "v1alpha1"
 GROUP_VERSION = f"{API_GROUP}/{API_VERSION}"
@@ -85,7 +87,8 @@ class Resource(ApiModel):
     @model_validator(mode="after")
     def _check_api_version(self) -> Resource:
         if self.api_version != GROUP_VERSION:
-            raise ValueError(f"apiVersion must be {GROUP_VERSION!r}, not {self.api_version!r}")
+            raise ValueError(f"apiVersion must be {GROUP_VERSION!r},"
+                             f" not {quoted(self.api_version)}")
         return self
 
 

@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+import reprlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
+
+# Values quoted in messages come from the manifests: any size, any depth, shared by aliases.
+_REPR = reprlib.Repr()  # Python 3.11 sets its limits as attributes only
+_REPR.maxlevel = 3
+_REPR.maxtuple = _REPR.maxlist = _REPR.maxdict = _REPR.maxset = _REPR.maxfrozenset = 4
+_REPR.maxstring, _REPR.maxlong, _REPR.maxother = 60, 40, 60
+MAX_QUOTED = 120
 
 
 @dataclass(frozen=True)
@@ -34,3 +43,9 @@ def format_path(loc: Sequence[str | int]) -> str:
         else:
             out += f".{part}" if out else str(part)
     return out
+
+
+def quoted(value: Any) -> str:
+    """repr(value) for an error message, at most MAX_QUOTED characters whatever the value."""
+    text = _REPR.repr(value)
+    return text if len(text) <= MAX_QUOTED else text[: MAX_QUOTED - 3] + "..."

@@ -15,8 +15,9 @@ from pydantic import BaseModel, ValidationError
 from ferry.api.base import API_GROUP, GROUP_VERSION, Resource
 from ferry.api.devicemigration import DeviceMigration
 from ferry.api.environment import Environment
-from ferry.api.errors import ManifestError, ManifestProblem, format_path
+from ferry.api.errors import ManifestError, ManifestProblem, format_path, quoted
 from ferry.api.references import check_references
+from ferry.api.safe_yaml import MAX_FILE_BYTES, MAX_TOTAL_BYTES, load_documents
 from ferry.api.template import Template
 from ferry.api.workflow import Workflow
 
@@ -80,7 +81,7 @@ def load_manifests(paths: Sequence[str | Path]) -> Manifests:
 def _label(document: Any) -> str:
     if not isinstance(document, dict) or not isinstance(document.get("metadata"), dict):
         return ""
-    return f"{document.get('kind')}/{document['metadata'].get('name')}"
+    return f"{_text(document.get('kind'))}/{_text(document['metadata'].get('name'))}"
 
 
 def _manifest_files(paths: Sequence[str | Path], problems: list[ManifestProblem]) -> list[Path]:
@@ -88,21 +89,45 @@ def _manifest_files(paths: Sequence[str | Path], problems: list[ManifestProblem]
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            files.extend(sorted(p for p in path.rglob("*") if p.suffix in MANIFEST_SUFFIXES))
+            files.extend(sorted(p for p in path.rglob("*")
+                                if p.suffix in MANIFEST_SUFFIXES and p.is_file()))
         elif path.is_file():
             files.append(path)
         else:
             problems.append(ManifestProblem(str(path), "-", "", "no such file or folder"))
+    total = 0
+    for file in files:
+        total += file.stat().st_size
+        if total > MAX_TOTAL_BYTES:
+            problems.append(ManifestProblem(
+                str(file), "-", "", f"the manifests add up to more than {_mib(MAX_TOTAL_BYTES)}"
+                " with this file; load fewer at a time"))
+            return []  # nothing will run: reading the rest would only cost time
     return files
 
 
 def _documents(file: Path, problems: list[ManifestProblem]) -> Iterable[Any]:
     try:
-        text = file.read_text(encoding="utf-8")
-        return [doc for doc in yaml.safe_load_all(text) if doc is not None]
+        with file.open("rb") as stream:
+            data = stream.read(MAX_FILE_BYTES + 1)  # a file may grow after stat()
+        if len(data) > MAX_FILE_BYTES:
+            problems.append(ManifestProblem(
+                str(file), "-", "", f"larger than {_mib(MAX_FILE_BYTES)}; split it (a"
+                " Kubernetes object is at most 1.5 MiB)"))
+            return []
+        return load_documents(data.decode("utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         problems.append(ManifestProblem(str(file), "-", "", f"cannot read YAML: {exc}"))
         return []
+
+
+def _mib(size: int) -> str:
+    return f"{size // (1024 * 1024)} MiB"
+
+
+def _text(value: Any) -> str:
+    """A kind or name as it goes into a label: the text itself when short, else bounded."""
+    return value if isinstance(value, str) and len(value) <= 253 else quoted(value)
 
 
 def _parse(
@@ -113,21 +138,24 @@ def _parse(
         problems.append(ManifestProblem(
             file, where, "", "expected a mapping with apiVersion and kind"))
         return None
-    api_version = str(document.get("apiVersion", ""))
+    raw_version = document.get("apiVersion", "")
+    api_version = raw_version if isinstance(raw_version, str) else ""
     kind = document.get("kind")
     name = (document.get("metadata") or {}).get("name") if isinstance(
         document.get("metadata"), dict) else None
-    obj_label = f"{kind}/{name}" if kind and name else where
+    obj_label = f"{_text(kind)}/{_text(name)}" if kind and name else where
     if api_version.split("/")[0] != API_GROUP:
         return None  # Secrets, Namespaces and the like travel with manifests; not ours.
     if api_version != GROUP_VERSION:
         problems.append(ManifestProblem(
-            file, obj_label, "apiVersion", f"expected {GROUP_VERSION!r}, got {api_version!r}"))
+            file, obj_label, "apiVersion",
+            f"expected {GROUP_VERSION!r}, got {quoted(raw_version)}"))
         return None
-    model = KINDS.get(str(kind))
+    model = KINDS.get(kind) if isinstance(kind, str) else None
     if model is None:
         problems.append(ManifestProblem(
-            file, obj_label, "kind", f"unknown kind {kind!r}; expected one of {', '.join(KINDS)}"))
+            file, obj_label, "kind",
+            f"unknown kind {quoted(kind)}; expected one of {', '.join(KINDS)}"))
         return None
     try:
         return model.model_validate(document)
@@ -143,12 +171,12 @@ def _explain(model: type[BaseModel], error: Any) -> str:
     if kind == "extra_forbidden":
         allowed = _fields_at(model, loc[:-1])
         hint = f"; allowed here: {', '.join(allowed)}" if allowed else ""
-        return f"unknown field {loc[-1]!r}{hint}"
+        return f"unknown field {quoted(loc[-1])}{hint}"
     if kind == "missing":
         return "required field is missing"
     message = str(error["msg"]).removeprefix("Value error, ")
     if kind.endswith("_type") or kind.endswith("_parsing") or kind == "enum":
-        return f"{message} (got {value!r})"
+        return f"{message} (got {quoted(value)})"
     return message
 
 

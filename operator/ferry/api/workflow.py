@@ -16,7 +16,9 @@ from ferry.api.base import (
     cel,
     validations,
 )
+from ferry.api.distinguished_name import DistinguishedName
 from ferry.api.environment import ScopeObjectType
+from ferry.api.errors import quoted
 from ferry.api.status import WorkflowStatus
 
 # Bounds keep the API server's CEL cost estimate of the cross-step rules within budget.
@@ -52,7 +54,7 @@ class Schedule(ApiModel):
         if self.interval_minutes is not None and self.time_of_day is not None:
             raise ValueError("set intervalMinutes or timeOfDay, not both")
         if self.time_of_day is not None and not _TIME_OF_DAY.match(self.time_of_day):
-            raise ValueError(f"timeOfDay must be HH:MM (24 h), not {self.time_of_day!r}")
+            raise ValueError(f"timeOfDay must be HH:MM (24 h), not {quoted(self.time_of_day)}")
         return self
 
 
@@ -102,7 +104,7 @@ class StagePair(ApiModel):
 
     source: ObjectName = Field(description="Source environment.")
     target: ObjectName = Field(description="Target environment.")
-    source_ous: list[str] = Field(
+    source_ous: list[DistinguishedName] = Field(
         default_factory=list,
         alias="sourceOUs",
         max_length=MAX_LIST,
