@@ -12,7 +12,8 @@ the engine makes no reference cycles; the difference is the collector's share.
 World: ~98% users (14 attributes incl. 3 proxyAddresses, a manager) and ~2% groups of 50
 members. Half the objects are already joined (1 in 20 of those with one attribute changed),
 a quarter match an existing target by mail, a quarter are new. Template: 11 direct mappings,
-one CEL expression (displayName), domain mapping contoso.com -> fabrikam.com, an OU mapping.
+one CEL expression (displayName), domain mapping contoso.com -> fabrikam.com, an OU mapping;
+the pair is scoped to the source OU (every object's DN is checked against it).
 """
 
 from __future__ import annotations
@@ -78,7 +79,7 @@ def rules() -> PairRules:
     )
     return PairRules("bench/contoso->fabrikam", staging,
                      (MatchRule("mail", "mail"), MatchRule("employeeID", "employeeID")),
-                     delete_threshold=1_000_000)
+                     delete_threshold=1_000_000, source_ous=(SRC_BASE,))
 
 
 def anchor(i: int) -> str:

@@ -16,6 +16,7 @@ from ferry.api.base import (
     cel,
     validations,
 )
+from ferry.api.distinguished_name import DistinguishedName
 from ferry.api.status import EnvironmentStatus
 
 MAX_SCOPE_IDS = 16
@@ -68,7 +69,8 @@ class ActiveDirectorySpec(ApiModel):
 
     host: str = Field(description="Domain controller host name or address.")
     port: int = Field(default=636, ge=1, le=65535, description="LDAPS port.")
-    base_dn: str = Field(alias="baseDN", description="Naming context, e.g. DC=corp,DC=example.")
+    base_dn: DistinguishedName = Field(alias="baseDN",
+                                       description="Naming context, e.g. DC=corp,DC=example.")
     tls: TlsSettings = Field(default_factory=TlsSettings, description="LDAPS trust settings.")
     credentials: Credentials | None = Field(
         default=None,
@@ -173,7 +175,7 @@ class EntraIdSpec(ApiModel):
 class Scope(ApiModel):
     """Which part of the directory Ferry reads."""
 
-    ous: list[str] = Field(
+    ous: list[DistinguishedName] = Field(
         default_factory=list,
         description="Active Directory: containers to read (DNs). Empty: the whole naming"
         " context.",

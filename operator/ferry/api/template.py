@@ -8,6 +8,7 @@ from typing import ClassVar, Literal
 from pydantic import Field
 
 from ferry.api.base import ApiModel, CrdNames, PrinterColumn, Resource, ValueSource
+from ferry.api.distinguished_name import DistinguishedName
 from ferry.api.environment import DirectoryType, EnvironmentSpec, ScopeObjectType
 from ferry.api.status import TemplateStatus
 from ferry_agent.dn import DNError, is_under
@@ -48,14 +49,16 @@ class DomainMapping(ApiModel):
 class OuMapping(ApiModel):
     """Objects below a source OU go to a target OU."""
 
-    source_ou: str = Field(alias="sourceOU", description="Source container (DN).")
-    target_ou: str = Field(alias="targetOU", description="Target container (DN) objects go to.")
+    source_ou: DistinguishedName = Field(alias="sourceOU", description="Source container (DN).")
+    target_ou: DistinguishedName = Field(alias="targetOU",
+                                         description="Target container (DN) objects go to.")
 
 
 class TargetOu(ApiModel):
     """Where created objects are placed."""
 
-    default: str = Field(description="Container for objects no mapping covers (DN).")
+    default: DistinguishedName = Field(
+        description="Container for objects no mapping covers (DN).")
     mappings: list[OuMapping] = Field(
         default_factory=list, description="Per source OU placement; the deepest match wins."
     )

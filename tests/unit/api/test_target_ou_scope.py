@@ -61,7 +61,9 @@ def test_target_ou_spelled_differently_inside_the_scope_loads(tmp_path: Path) ->
 def test_a_target_ou_that_is_no_dn_is_refused_with_the_reason(tmp_path: Path) -> None:
     folder = _copy(tmp_path, f"targetOU: {SALES}", "targetOU: Sales")
     [problem] = _problems(folder)
-    assert "Template 'src-to-tgt' spec.targetOU.mappings[0]" in problem and "'='" in problem
+    # Refused as the manifests load (a DN field), naming the Template, the field and why.
+    assert "Template/src-to-tgt: spec.targetOU.mappings[0].targetOU: not a distinguished" \
+        " name" in problem and "'='" in problem
 
 
 @pytest.mark.parametrize("command", ["plan", "run"])
