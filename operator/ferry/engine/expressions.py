@@ -16,6 +16,8 @@ from typing import Any
 import cel
 from cel import stdlib as cel_stdlib
 
+from ferry.engine import expression_cost as cost
+from ferry.engine.cel_syntax import SyntaxProblem
 from ferry.engine.domains import DomainMapper
 from ferry.engine.records import AttributeValue, ObjectType, Record
 from ferry.engine.rules import ApplyWhen, StagingRules, TypeSwitch
@@ -214,7 +216,7 @@ class CompiledExpression:
     """One CEL expression, ready to evaluate against source records."""
 
     __slots__ = ("_concat", "_flat", "_functions", "_keys", "_needs_dn", "_needs_type", "_program",
-                 "direct", "expression", "field", "field_kind", "owner", "owner_kind")
+                 "_shape", "direct", "expression", "field", "field_kind", "owner", "owner_kind")
 
     def __init__(self, expression: str, *, owner: str, field: str, owner_kind: str = "template",
                  field_kind: str = "mapping") -> None:
@@ -227,6 +229,9 @@ class CompiledExpression:
         if whole is not None:
             self.direct = next(group for group in whole.groups() if group)
         self._concat = None if self.direct is not None else _concatenation(expression)
+        if len(expression) > cost.MAX_EXPRESSION_LENGTH:
+            raise self.error(f"the expression is {len(expression)} characters long; at most"
+                             f" {cost.MAX_EXPRESSION_LENGTH}")
         try:
             self._program = cel.compile(expression)
         except ValueError as error:
@@ -237,6 +242,8 @@ class CompiledExpression:
             raise self.error(
                 f"unknown variable {sorted(unknown)[0]!r}; use source.<attribute>, dn or objectType"
             )
+        # The CEL library cannot stop an evaluation: what one may cost is bounded before.
+        self._shape = self._bounded_shape()
         self._needs_dn = DN in variables
         self._needs_type = OBJECT_TYPE in variables
         # A context is only needed for the Python-implemented stdlib functions; a plain dict
@@ -268,8 +275,44 @@ class CompiledExpression:
         return ExpressionError(self.owner, self.field, message, owner_kind=self.owner_kind,
                                field_kind=self.field_kind)
 
+    def _bounded_shape(self) -> cost.Node | None:
+        """The parsed expression when what it costs depends on the values it reads (checked
+        per object), None when it is linear in them; refuses one that is unbounded."""
+        try:
+            shape = cost.parse(self.expression)
+        except SyntaxProblem as error:
+            raise self.error(f"Ferry cannot bound what this expression costs ({error});"
+                             " write it more simply") from None
+        depth = cost.comprehension_depth(shape)
+        if depth > cost.MAX_COMPREHENSION_DEPTH:
+            raise self.error(
+                f"comprehensions (map, filter, all, exists, exists_one) nest {depth} deep; at"
+                f" most {cost.MAX_COMPREHENSION_DEPTH}: each level multiplies the cost")
+        least = cost.estimate(shape, lambda _: cost.NOTHING, {})
+        if least > cost.EVALUATION_BUDGET:
+            raise self.error(f"costs about {least:,} steps for any object, over the budget of"
+                             f" {cost.EVALUATION_BUDGET:,}; build smaller values")
+        return shape if cost.may_be_costly(shape) else None
+
+    def _within_budget(self, record: Record, shape: cost.Node) -> None:
+        attributes = record.attributes
+
+        def sizes(name: str) -> cost.Size:
+            if name:
+                return cost.size_of(attributes.get(name))
+            parts = [cost.size_of(value) for value in attributes.values()]
+            return cost.Size(len(parts), max((p.weight for p in parts), default=0),
+                             sum(p.weight + 1 for p in parts))
+
+        steps = cost.estimate(shape, sizes, {DN: cost.size_of(record.dn)})
+        if steps > cost.EVALUATION_BUDGET:
+            raise self.error(f"would cost about {steps:,} steps for this object (its values"
+                             f" are large), over the budget of {cost.EVALUATION_BUDGET:,}")
+
     def execute(self, record: Record) -> Any:
         """Run the CEL program for record; a missing attribute yields None."""
+        if self._shape is not None:
+            self._within_budget(record, self._shape)
         attributes = record.attributes
         flat, keys = self._flat, self._keys
         activation: dict[str, Any]

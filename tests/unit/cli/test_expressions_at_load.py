@@ -76,3 +76,20 @@ def test_an_unknown_variable_is_named_with_its_mapping(tmp_path: Path, listener:
     shown = _refused(tmp_path, listener, "plan", manifests)
     assert ("Template/src-to-tgt: spec.attributeMappings[1].expression: mapping"
             " 'employeeType': unknown variable 'sourc'") in shown
+
+
+def test_an_expression_that_costs_too_much_is_refused_before_anything_is_read(
+        tmp_path: Path, listener: Listener) -> None:
+    ten = "[0, 1, 2, 3, 4, 5, 6, 7, 8, 9]"
+    nested = "string(a6)"
+    for level in range(6, 0, -1):  # ten to the sixth values: 15 s or more for each object
+        nested = f"{ten}.map(a{level}, {nested})"
+    manifests = example_manifests(tmp_path / "manifests", listener.port)
+    template = manifests / "template.yaml"
+    template.write_text(template.read_text().replace(
+        "has(source.employeeID) ? 'EMP-' + source.employeeID : null",
+        f"has(source.employeeID) ? string({nested}) : null"))
+    shown = _refused(tmp_path, listener, "plan", manifests)
+    assert (f"{manifests}/template.yaml: Template/src-to-tgt: spec.attributeMappings[1]"
+            ".expression: mapping 'employeeType': comprehensions (map, filter, all, exists,"
+            " exists_one) nest 6 deep; at most 2") in shown
