@@ -178,7 +178,7 @@ class KubeAPI:
         binaries: Binaries,
         *,
         address: str | None = None,
-        start_timeout: float = 90.0,
+        start_timeout: float = 180.0,  # etcd and kube-apiserver on a busy 2-core machine
         stop_timeout: float = 15.0,
     ) -> None:
         self.root = root

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from tests.integration.gateway.harness import RunningGateway, start_gateway
 from tests.support.connect_proxy import ConnectProxy
+from tests.support.polling import eventually
 
 from ferry_agent.directory import DirectoryError, create, ensure_ou
 from ferry_agent.directory.read import Scope, read_full
@@ -101,10 +102,13 @@ class AgentFleet:
 @pytest.fixture
 def fleet(lab: Any, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[AgentFleet]:
     """A gateway on 127.0.0.102 with short leases, and agents to start; a test marked
-    `long_poll` gets a gateway without the work stream (as behind a proxy that blocks it)."""
+    `long_poll` gets a gateway without the work stream (as behind a proxy that blocks it).
+
+    15 s: a killed agent's work comes back soon, while a live agent (heartbeating every
+    15/4 s) keeps its leases through any stall of less than about 10 s."""
     extra = ("--no-agent-stream",) if request.node.get_closest_marker("long_poll") else ()
-    gateway = start_gateway(tmp_path / "gateway", "127.0.0.102", "--lease-seconds", "4",
-                            "--agent-timeout", "4", *extra)
+    gateway = start_gateway(tmp_path / "gateway", "127.0.0.102", "--lease-seconds", "15",
+                            "--agent-timeout", "15", *extra)
     agents = AgentFleet(gateway, tmp_path / "agents", lab)
     try:
         yield agents
@@ -266,7 +270,9 @@ def test_a_run_through_agents_gives_exactly_the_direct_result(
                    if name.startswith("src-again"))
         worked = [name for name in fleet.processes if "work " in fleet.log(name)]
         assert len(worked) >= 2, {name: fleet.log(name)[-500:] for name in fleet.processes}
-        assert all("work stream open" in fleet.log(name) for name in fleet.processes)
+        # An agent that had no work may still be starting when the run ends: wait for it.
+        eventually(lambda: all("work stream open" in fleet.log(name)
+                               for name in fleet.processes), "every agent's work stream")
         assert "p@ss" not in "".join(fleet.log(name) for name in fleet.processes)
     finally:
         for ou in (direct_ou, agent_ou):
@@ -286,12 +292,15 @@ def test_killing_an_agent_mid_run_loses_and_duplicates_nothing(
     state = tmp_path / "state.sqlite"
     run = ferry_run(folder, fleet, state, lab, wait=False)
     try:
-        wait_for_progress(run, lab, tgt_ou, tmp_path / "run.log")
-        # The creates travel as one batch: kill the agent in the middle of it.
-        [busy] = [name for name in ("tgt-agent-1", "tgt-agent-2")
-                  if fleet.log(name).rstrip().endswith("write (attempt 1)")]
-        [other] = {"tgt-agent-1", "tgt-agent-2"} - {busy}
-        fleet.kill(busy)
+        # The creates travel as one batch: kill the agent at its first object, so that the
+        # batch is still under way however fast the directory writes.
+        wait_for_progress(run, lab, tgt_ou, tmp_path / "run.log", objects=1)
+        busy = [name for name in ("tgt-agent-1", "tgt-agent-2")
+                if fleet.log(name).rstrip().endswith("write (attempt 1)")]
+        assert len(busy) == 1, {name: fleet.log(name)[-500:] for name in fleet.processes}
+        [other] = {"tgt-agent-1", "tgt-agent-2"} - set(busy)
+        busy_name = busy[0]
+        fleet.kill(busy_name)
         assert run.wait(timeout=600) == 0, (tmp_path / "run.log").read_text()[-3000:]
     finally:
         if run.poll() is None:

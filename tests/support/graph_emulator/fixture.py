@@ -34,7 +34,7 @@ from .admin import TOKEN_ENV, TOKEN_HEADER
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 DEFAULT_ADDRESS = "127.0.0.121"  # the emulator's range is 127.0.0.120-139
-START_SECONDS = 30.0
+START_SECONDS = 120.0  # a Python process importing aiohttp on a busy 2-core machine
 STOP_SECONDS = 10.0
 SEED_CHUNK = 5_000
 
