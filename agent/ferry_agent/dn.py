@@ -1,4 +1,4 @@
-"""Distinguished names (RFC 4514): parse, escape, build and compare them the way AD does.
+"""Distinguished names (RFC 4514): parse, escape, build and compare them as AD does.
 
 Ferry's one DN implementation: the agent, the connectors and the engine all use it. Standard
 library only, so the agent and the engine share it without either importing the other's
@@ -146,11 +146,12 @@ def _parse_ava(text: str, start: int) -> tuple[int, AVA]:
                     default=-1)
     if equals < 0 or 0 <= separator < equals:
         part = text[start:separator if separator >= 0 else None].strip(" ")
-        what = f"{part!r} has no '='" if part else "an RDN is empty"
-        raise DNError(f"{text!r}: {what} (each RDN is type=value, e.g. OU=Sales)")
+        what = f"{_shown(part)} has no '='" if part else "an RDN is empty"
+        raise DNError(f"{_shown(text)}: {what} (each RDN is type=value, e.g. OU=Sales)")
     attribute = text[start:equals].strip(" ")
     if not _TYPE.fullmatch(attribute):
-        raise DNError(f"{text!r}: {attribute!r} is not an attribute type (such as CN, OU, DC)")
+        raise DNError(f"{_shown(text)}: {_shown(attribute)} is not an attribute type"
+                      " (such as CN, OU, DC)")
     index, length = equals + 1, len(text)
     while index < length and text[index] == " ":
         index += 1
@@ -171,22 +172,22 @@ def _parse_ava(text: str, start: int) -> tuple[int, AVA]:
                 value += pair[0].encode()
                 index += 2
             else:
-                raise DNError(f"{text!r}: a backslash at position {index} escapes nothing;"
+                raise DNError(f"{_shown(text)}: a backslash at position {index} escapes nothing;"
                               " write \\\\ for a backslash, or \\XX for a byte in hex")
             kept = len(value)
             continue
         if char in _FORBIDDEN:
-            raise DNError(f"{text!r}: {char!r} at position {index} must be escaped as"
+            raise DNError(f"{_shown(text)}: {char!r} at position {index} must be escaped as"
                           f" \\{char if char != chr(0) else '00'}")
-        value += char.encode()
+        value += char.encode("utf-8", "surrogatepass")  # a lone surrogate fails decoding below
         if char != " ":
             kept = len(value)
         index += 1
     try:
         decoded = bytes(value[:kept]).decode("utf-8")
     except UnicodeDecodeError:
-        raise DNError(f"{text!r}: the hex escapes in the {attribute} value are not UTF-8"
-                      ) from None
+        raise DNError(f"{_shown(text)}: the {attribute} value is not UTF-8 (check its hex"
+                      " escapes)") from None
     return index, AVA(attribute, decoded)
 
 
@@ -200,7 +201,7 @@ def _parse_hex_value(text: str, attribute: str, start: int) -> tuple[int, AVA]:
     while index < length and text[index] == " ":
         index += 1
     if (index < length and text[index] not in ",+") or not digits or len(digits) % 2:
-        raise DNError(f"{text!r}: the {attribute} value after '#' must be hex pairs")
+        raise DNError(f"{_shown(text)}: the {attribute} value after '#' must be hex pairs")
     ber = bytes.fromhex(digits)
     codec = _BER_STRINGS.get(ber[0])
     size, offset = (ber[1], 2) if len(ber) > 1 and ber[1] < 0x80 else (-1, 0)
@@ -208,11 +209,17 @@ def _parse_hex_value(text: str, attribute: str, start: int) -> tuple[int, AVA]:
         width = ber[1] - 0x80
         size, offset = int.from_bytes(ber[2 : 2 + width], "big"), 2 + width
     if codec is None or size != len(ber) - offset:
-        raise DNError(f"{text!r}: {text[start:end]} is not a BER-encoded string")
+        raise DNError(f"{_shown(text)}: {_shown(text[start:end])} is not a BER-encoded string")
     try:
         return index, AVA(attribute, ber[offset:].decode(codec))
     except UnicodeDecodeError:
-        raise DNError(f"{text!r}: {text[start:end]} is not a valid {codec} string") from None
+        raise DNError(f"{_shown(text)}: {_shown(text[start:end])} is not a valid {codec}"
+                      " string") from None
+
+
+def _shown(text: str) -> str:
+    """`text` quoted for an error message, cut short: a DN may come from anywhere."""
+    return repr(text) if len(text) <= 200 else repr(text[:200]) + f" (+{len(text) - 200} chars)"
 
 
 def escape_value(value: str) -> str:

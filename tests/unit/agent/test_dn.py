@@ -138,6 +138,7 @@ def test_parsed_dn_gives_rdns_leaf_first() -> None:
     ("CN=a\\", "escapes nothing"),
     ("CN=a\\q,DC=x", "escapes nothing"),
     ("CN=\\C3,DC=x", "not UTF-8"),
+    ("CN=a\ud800\\,,DC=x", "not UTF-8"),
     ("CN=#0C02,DC=x", "not a BER-encoded string"),
     ("CN=#30024869,DC=x", "not a BER-encoded string"),            # a SEQUENCE, not a string
     ("CN=#abc,DC=x", "hex pairs"),
@@ -145,3 +146,9 @@ def test_parsed_dn_gives_rdns_leaf_first() -> None:
 def test_bad_dns_are_refused_saying_why(text: str, says: str) -> None:
     with pytest.raises(DNError, match=says):
         parse_dn(text)
+
+
+def test_an_error_quotes_a_long_dn_cut_short() -> None:
+    with pytest.raises(DNError) as caught:
+        parse_dn("CN=" + "x" * 100_000 + ";")
+    assert len(str(caught.value)) < 600 and "chars)" in str(caught.value)
