@@ -197,7 +197,8 @@ def _print_operations(result: RunResult, limit: int = 40) -> None:
     for plan in result.plans:
         for op in plan.operations:
             if shown == limit:
-                out.print(f"  ... and {total - limit} more operations in the plan file")
+                where = "in the plan file" if result.plan_path else "(--out FILE saves all)"
+                out.print(f"  ... and {total - limit} more operations {where}")
                 return
             if op.kind is OpKind.UPDATE:
                 detail = ", ".join(sorted(op.changes)) or "account state"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -27,6 +28,7 @@ from kopf.testing import KopfRunner
 from tests.support.kube_api import Identity, KubeAPI
 from tests.support.polling import eventually, never
 
+from ferry.state.store import StateStore
 from ferry_agent.directory.write import add_members, create
 from ferry_agent.dn import build_dn
 
@@ -450,3 +452,39 @@ def test_killing_the_operator_mid_run_neither_duplicates_nor_loses_the_run(
     # The chart's namespaced Role is all the operator needs: nothing it asked for was refused.
     assert "forbidden" not in text.lower(), text[-3000:]
     yaml.safe_dump(cluster.status())  # status stays plain, serialisable data
+
+
+def test_a_job_missing_a_secret_key_fails_naming_it_and_touches_nothing(
+        cluster: Cluster) -> None:
+    # The pod's Secret volume without one key: the run must stop before any connection.
+    partial = cluster.folder / "partial-secrets"
+    shutil.copytree(cluster.secrets_dir, partial)
+    tgt_secret = next(p for p in partial.iterdir() if p.name == "tgt-ad")
+    (tgt_secret / "ca.pem").unlink()
+    state = cluster.folder / "state.sqlite"
+    with operator_in_process(cluster):
+        eventually(lambda: condition(cluster.status(), "Ready").get("status") == "True",
+                   "Workflow Ready")
+        run_id = cluster.request_run()
+        job = eventually(lambda: cluster.jobs() or None, "the run's Job")[0]
+        container = job["spec"]["template"]["spec"]["containers"][0]
+        done = subprocess.run(
+            [sys.executable, "-m", "ferry", *container["command"][1:], *container["args"]],
+            env={**os.environ, "KUBECONFIG": str(cluster.sync.kubeconfig),
+                 "FERRY_SECRETS_DIR": str(partial), "FERRY_STATE": str(state)},
+            capture_output=True, text=True, timeout=600, check=False)
+        output = done.stdout + done.stderr
+        assert done.returncode == 2, output
+        assert "Traceback" not in output and '"exception"' not in output
+        expected = (f"Environment/tgt: spec.activeDirectory.tls.ca: Secret tgt-ad has no key"
+                    f" ca.pem (no file {tgt_secret}/ca.pem)")
+        active = cluster.status()["activeRun"]
+        assert (active["id"], active["result"], active["message"]) == (run_id, "Failed",
+                                                                       expected)
+        eventually(lambda: any(e["reason"] == "InvalidInput" and expected in e["message"]
+                               for e in cluster.events()), "an InvalidInput Event")
+    assert cluster.tgt_names() == []
+    if state.exists():
+        store = StateStore(str(state), read_only=True)
+        assert store.runs() == []
+        store.close()
