@@ -44,8 +44,15 @@ from ferry_agent.protocol import (
 )
 from ferry_agent.transport import GatewayClient
 
-START_SECONDS = 30.0
-STOP_SECONDS = 10.0
+# Generous on purpose: the machine has 2 cores and is often at load 6-10, where importing
+# ferry and aiohttp, a TLS handshake or a reply can stall for many seconds. A deadline here
+# only bounds how long a broken gateway takes to be reported; it never decides a test.
+START_SECONDS = 120.0    # a gateway process starting and answering TLS handshakes
+ATTEMPT_SECONDS = 15.0   # one handshake while waiting for that (the gateway allows 10 s)
+STOP_SECONDS = 30.0      # SIGTERM to exit (it takes about 3 s); then SIGKILL
+KILL_SECONDS = 60.0      # SIGKILL to the process being reaped
+CLI_SECONDS = 180.0      # one `ferry` CLI command, a fresh Python process
+REQUEST_SECONDS = 120.0  # one request of a test client, beyond any long-poll wait
 
 
 def free_port(host: str) -> int:
@@ -103,7 +110,7 @@ class RunningGateway:
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         """`ferry ARGS --state <this gateway's state>`."""
         return subprocess.run([sys.executable, "-m", "ferry", *args, "--state", self.state],
-                              capture_output=True, text=True, timeout=60, check=False)
+                              capture_output=True, text=True, timeout=CLI_SECONDS, check=False)
 
     def token(self, environment: str, ttl: str = "1h") -> str:
         done = self.cli("agent", "token", "create", environment, "--ttl", ttl)
@@ -111,6 +118,7 @@ class RunningGateway:
         return done.stdout.strip()
 
     def client(self, **options: Any) -> GatewayClient:
+        options.setdefault("timeout", REQUEST_SECONDS)
         made = GatewayClient(self.url, ca_file=self.ca_file, **options)
         self.clients.append(made)
         return made
@@ -128,7 +136,7 @@ class RunningGateway:
         return stored, response
 
     def agent(self, who: Identity) -> GatewayClient:
-        made = GatewayClient.for_identity(self.url, who)
+        made = GatewayClient.for_identity(self.url, who, timeout=REQUEST_SECONDS)
         self.clients.append(made)
         return made
 
@@ -155,7 +163,8 @@ class RunningGateway:
         context = ssl.create_default_context(cafile=str(self.ca_file))
         if cert is not None:
             context.load_cert_chain(cert.cert_file, cert.key_file)
-        conn = http.client.HTTPSConnection(self.host, self.port, context=context, timeout=30)
+        conn = http.client.HTTPSConnection(self.host, self.port, context=context,
+                                            timeout=REQUEST_SECONDS)
         try:
             conn.request(method, path, body=body, headers=headers or {})
             response = conn.getresponse()
@@ -178,7 +187,8 @@ class RunningGateway:
                 raise RuntimeError(f"ferry gateway exited {self.process.returncode}:\n"
                                    f"{self.log_text()}")
             try:
-                with socket.create_connection((self.host, self.port), timeout=2) as sock, \
+                attempt = max(0.1, min(ATTEMPT_SECONDS, deadline - time.monotonic()))
+                with socket.create_connection((self.host, self.port), timeout=attempt) as sock, \
                         context.wrap_socket(sock, server_hostname=self.host):
                     return
             except OSError:
@@ -191,7 +201,7 @@ class RunningGateway:
     def kill_and_restart(self) -> None:
         """SIGKILL the gateway (nothing is flushed or handed over) and start it again."""
         self.process.kill()
-        self.process.wait(STOP_SECONDS)
+        self.process.wait(KILL_SECONDS)
         self.process = _launch(self.command, self.log_file)
         self.wait_ready()
 
@@ -204,7 +214,7 @@ class RunningGateway:
                 self.process.wait(STOP_SECONDS)
             except subprocess.TimeoutExpired:
                 self.process.kill()
-                self.process.wait(STOP_SECONDS)
+                self.process.wait(KILL_SECONDS)
 
 
 @dataclass
@@ -224,7 +234,7 @@ class FakeAgent:
 
     def poll(self, wait: float = 0.0) -> WorkItem | None:
         status, body = self.client.post("/v1/agent/poll", {"v": 1, "wait": wait},
-                                        timeout=wait + 15)
+                                        timeout=wait + REQUEST_SECONDS)
         assert status == 200 and body is not None, body
         return decode(WorkItem, body["work"]) if body["work"] is not None else None
 
@@ -263,7 +273,7 @@ class JobClient:
         return self.client.post(f"/v1/work/{work_id}/results",
                                 {"v": 1, "after": after, "wait": wait,
                                  "generation": generation},
-                                headers=self.headers(*bound), timeout=wait + 15)
+                                headers=self.headers(*bound), timeout=wait + REQUEST_SECONDS)
 
 
 def start_gateway(folder: Path, host: str, *extra: str) -> RunningGateway:

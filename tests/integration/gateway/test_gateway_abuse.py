@@ -5,14 +5,17 @@ revoked agent's open stream, malformed requests fishing for the server's version
 from __future__ import annotations
 
 import http.client
+import queue
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from tests.integration.gateway.harness import (
+    REQUEST_SECONDS,
     FakeAgent,
     RunningGateway,
     body_json,
@@ -21,12 +24,13 @@ from tests.integration.gateway.harness import (
 from tests.support.polling import eventually
 
 from ferry_agent.identity import Identity
-from ferry_agent.protocol import MAX_BODY_BYTES
+from ferry_agent.protocol import MAX_BODY_BYTES, WorkItem
 from ferry_agent.stream import StreamUnavailable, WorkStream
 from ferry_agent.transport import GatewayUnavailable
 
 FLOOD = 28                       # connections, each posting a body of MAX_BODY_BYTES
 FLOOD_GROWTH_LIMIT = 100 << 20   # what the flood may add to the gateway's resident memory
+POLLS_PER_AGENT = 3              # the gateway's default limit of long-polls per agent
 
 
 @pytest.fixture
@@ -47,11 +51,21 @@ def slow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningGateway]:
 
 
 def _tls(gateway: RunningGateway, cert: Identity | None = None) -> ssl.SSLSocket:
+    """A connection that completed its TLS handshake; tried again while handshakes fail
+    (a stalled machine can miss the gateway's handshake deadline)."""
     context = ssl.create_default_context(cafile=str(gateway.ca_file))
     if cert is not None:
         context.load_cert_chain(cert.cert_file, cert.key_file)
-    sock = socket.create_connection((gateway.host, gateway.port), timeout=30)
-    return context.wrap_socket(sock, server_hostname=gateway.host)
+
+    def connected() -> ssl.SSLSocket | None:
+        sock = socket.create_connection((gateway.host, gateway.port), timeout=REQUEST_SECONDS)
+        try:
+            return context.wrap_socket(sock, server_hostname=gateway.host)
+        except OSError:
+            sock.close()
+            return None
+
+    return eventually(connected, f"a TLS handshake with the gateway at {gateway.url}", 120)
 
 
 def _read_until_closed(sock: ssl.SSLSocket, received: bytearray) -> bool:
@@ -78,6 +92,19 @@ def _headers(answer: bytes) -> dict[str, str]:
     return {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in head)}
 
 
+def _status(gateway: RunningGateway, path: str = "/healthz") -> int | None:
+    """The status of a GET on a new connection; None when the connection broke (a stalled
+    client can miss the small timeouts of the `slow` gateway)."""
+    try:
+        return gateway.raw(path, b"", method="GET")[0]
+    except (OSError, http.client.HTTPException):
+        return None
+
+
+def _healthy(gateway: RunningGateway) -> bool:
+    return _status(gateway) == 200
+
+
 def _served(gateway: RunningGateway, agent: FakeAgent) -> bool:
     """Whether a short poll of the agent is answered 200 (429 while it holds too much)."""
     return gateway.raw("/v1/agent/poll", b'{"v": 1, "wait": 0}', cert=agent.identity)[0] == 200
@@ -101,6 +128,7 @@ def test_a_flood_of_large_unauthenticated_bodies_leaves_memory_bounded(tmp_path:
         before = _memory(running.process.pid)
         body = b'{"v": 1, "token": "' + b"x" * (MAX_BODY_BYTES - 40) + b'"}'
         answers: list[int] = []
+        failures: list[BaseException] = []
 
         def post(chunked: bool) -> None:
             conn = http.client.HTTPSConnection(
@@ -113,6 +141,8 @@ def test_a_flood_of_large_unauthenticated_bodies_leaves_memory_bounded(tmp_path:
                 answers.append(conn.getresponse().status)
             except OSError:  # the gateway hung up before the whole body was sent
                 answers.append(0)
+            except BaseException as exc:  # the test fails with it below, not this thread
+                failures.append(exc)
             finally:
                 conn.close()
 
@@ -120,7 +150,10 @@ def test_a_flood_of_large_unauthenticated_bodies_leaves_memory_bounded(tmp_path:
         for thread in threads:
             thread.start()
         for thread in threads:
-            thread.join(300)
+            thread.join(600)
+        assert not [t for t in threads if t.is_alive()], "the flood did not end in 600 s"
+        assert not failures, failures
+        assert len(answers) == FLOOD, answers
         after = _memory(running.process.pid)
         growth = after["VmHWM"] - before["VmRSS"]
         print(f"gateway RSS before {before['VmRSS'] >> 20} MB, peak during the flood"
@@ -129,7 +162,7 @@ def test_a_flood_of_large_unauthenticated_bodies_leaves_memory_bounded(tmp_path:
             f"{FLOOD} unauthenticated {MAX_BODY_BYTES >> 20} MB bodies grew the gateway from"
             f" {before['VmRSS'] >> 20} MB to a peak of {after['VmHWM'] >> 20} MB")
         assert set(answers) <= {413, 0}, answers
-        assert running.raw("/healthz", b"", method="GET")[0] == 200
+        eventually(lambda: _healthy(running), "the gateway to serve after the flood", 60)
     finally:
         running.stop()
 
@@ -161,7 +194,9 @@ def test_a_client_that_trickles_its_headers_is_cut_off(slow: RunningGateway) -> 
     with _tls(slow) as idle:  # a connection that sends nothing at all goes the same way
         eventually(lambda: _read_until_closed(idle, bytearray()),
                    "the gateway to close a connection that sends no request", 60)
-    assert slow.raw("/healthz", b"", method="GET")[0] == 200
+    # The point is that it serves again; a single request could itself miss the 2-3 s
+    # timeouts if this machine stalls, so ask until one is answered.
+    eventually(lambda: _healthy(slow), "the gateway to serve after cutting those off", 60)
 
 
 def test_a_client_that_trickles_its_body_is_cut_off(slow: RunningGateway) -> None:
@@ -180,6 +215,7 @@ def test_a_client_that_trickles_its_body_is_cut_off(slow: RunningGateway) -> Non
         eventually(cut, "the gateway to close a connection whose body never ends", 60)
     if received:  # it may have said why before hanging up
         assert _status_line(bytes(received)) == b"HTTP/1.1 408 Request Timeout", received
+    eventually(lambda: _healthy(slow), "the gateway to serve after cutting it off", 60)
 
 
 # -- connection limits -------------------------------------------------------------------------
@@ -194,7 +230,10 @@ def test_strangers_cannot_take_every_connection_and_agents_are_still_served(
         held = [_tls(running) for _ in range(4)]
 
         def refused() -> tuple[dict[str, str], bytes] | None:
-            status, headers, body = running.raw("/healthz", b"", method="GET")
+            try:
+                status, headers, body = running.raw("/healthz", b"", method="GET")
+            except (OSError, http.client.HTTPException):
+                return None
             return (headers, body) if status == 503 else None
 
         headers, body = eventually(refused, "a fifth connection without a certificate to be"
@@ -204,7 +243,7 @@ def test_strangers_cannot_take_every_connection_and_agents_are_still_served(
         assert agent.heartbeat() is not None  # agents have their own budget
         for sock in held:
             sock.close()
-        eventually(lambda: running.raw("/healthz", b"", method="GET")[0] == 200,
+        eventually(lambda: _healthy(running),
                    "connections to be served again once the strangers left", 60)
     finally:
         for sock in held:
@@ -231,47 +270,86 @@ def test_one_agent_cannot_hold_more_than_a_few_connections(
     eventually(lambda: _served(gateway, agent), "the agent to be served again", 60)
 
 
+def _outcome(outcomes: queue.Queue[WorkItem | BaseException], timeout: float) -> WorkItem:
+    """The next long-poll thread's outcome: the work it got, or its failure raised here."""
+    try:
+        found = outcomes.get(timeout=timeout)
+    except queue.Empty:
+        pytest.fail(f"no long-poll got work within {timeout:.0f} s")
+    if isinstance(found, BaseException):
+        raise found
+    return found
+
+
 def test_one_agent_gets_a_few_long_polls_and_then_429(
         gateway: RunningGateway, agent: FakeAgent, environment: str) -> None:
-    def long_poll() -> None:
-        while agent.poll(wait=25) is None:  # polls again when one ran out, as an agent does
-            pass
+    outcomes: queue.Queue[WorkItem | BaseException] = queue.Queue()
+    stop = threading.Event()
 
-    polls = [threading.Thread(target=long_poll) for _ in range(3)]
+    def long_poll() -> None:
+        """Poll until work comes, as an agent does: again when a poll ran out, and again
+        when refused (the probe below holds one of the slots for a moment now and then)."""
+        try:
+            while not stop.is_set():
+                try:
+                    item = agent.poll(wait=25)
+                except GatewayUnavailable as exc:
+                    if exc.status != 429:
+                        raise
+                    stop.wait(0.2)
+                    continue
+                if item is not None:
+                    outcomes.put(item)
+                    return
+        except BaseException as exc:  # the main thread fails the test with it
+            outcomes.put(exc)
+
+    polls = [threading.Thread(target=long_poll, daemon=True) for _ in range(POLLS_PER_AGENT)]
     for poll in polls:
         poll.start()
+    try:
+        def refused() -> bytes | None:
+            if not outcomes.empty():  # no work yet: a poll can only have ended by failing
+                pytest.fail(f"a long-poll ended before any work came: {_outcome(outcomes, 0)}")
+            status, _, body = gateway.raw("/v1/agent/poll", b'{"v": 1, "wait": 0}',
+                                          cert=agent.identity)
+            return body if status == 429 else None
 
-    def refused() -> bytes | None:
-        status, _, body = gateway.raw("/v1/agent/poll", b'{"v": 1, "wait": 0}',
-                                      cert=agent.identity)
-        return body if status == 429 else None
-
-    body = eventually(refused, "a fourth long-poll of one agent to be refused", 60)
-    assert "3 long-polls open" in body_json(body)["error"]
-    job = gateway.job()
-    for n in range(3):  # work ends the waiting polls
-        assert job.submit(environment, "exists", {"dn": f"CN={n}"})[0] == 200
-    for poll in polls:
-        poll.join(120)
+        # Only the threads poll this agent, so a refused probe means all of theirs are held.
+        body = eventually(refused, "a fourth long-poll of one agent to be refused", 120)
+        assert f"{POLLS_PER_AGENT} long-polls open" in body_json(body)["error"]
+        job = gateway.job()
+        submitted = set()
+        for n in range(POLLS_PER_AGENT):  # work ends the waiting polls
+            status, answer = job.submit(environment, "exists", {"dn": f"CN={n}"})
+            assert status == 200 and answer is not None, answer
+            submitted.add(answer["workId"])
+        got = {_outcome(outcomes, 120).work_id for _ in polls}
+        assert got == submitted
+        for poll in polls:
+            poll.join(REQUEST_SECONDS)
+        assert not [p for p in polls if p.is_alive()]
+    finally:
+        stop.set()  # no thread polls on once the test has failed
     eventually(lambda: _served(gateway, agent), "the agent's polls to be served again", 60)
 
 
 def test_one_agent_gets_a_couple_of_streams_and_then_429(
         gateway: RunningGateway, agent: FakeAgent) -> None:
-    streams = [WorkStream.open(agent.client) for _ in range(2)]
+    streams = [WorkStream.open(agent.client, REQUEST_SECONDS) for _ in range(2)]
     try:
         with pytest.raises(StreamUnavailable, match="429"):
-            WorkStream.open(agent.client)
+            WorkStream.open(agent.client, REQUEST_SECONDS)
         streams.pop().close()
 
         def opened() -> WorkStream | None:
             try:
-                return WorkStream.open(agent.client)
+                return WorkStream.open(agent.client, REQUEST_SECONDS)
             except StreamUnavailable:
                 return None
 
         streams.append(eventually(opened, "a stream once another one closed", 60))
-        assert streams[-1].ask({"v": 1, "wait": 0}, timeout=10)["work"] is None
+        assert streams[-1].ask({"v": 1, "wait": 0}, timeout=REQUEST_SECONDS)["work"] is None
     finally:
         for stream in streams:
             stream.close()
@@ -281,13 +359,19 @@ def test_one_agent_gets_a_couple_of_streams_and_then_429(
 
 def test_a_revoked_agents_open_stream_is_closed(gateway: RunningGateway,
                                                 agent: FakeAgent) -> None:
-    stream = WorkStream.open(agent.client)
+    stream = WorkStream.open(agent.client, REQUEST_SECONDS)
     try:
-        assert stream.ask({"v": 1, "wait": 0}, timeout=10)["work"] is None
+        assert stream.ask({"v": 1, "wait": 0}, timeout=REQUEST_SECONDS)["work"] is None
         assert gateway.cli("agent", "revoke", agent.id).returncode == 0
-        # Waiting for work on the open stream: the gateway closes it instead of answering.
+        # Waiting for work on the open stream, the gateway closes it instead of answering:
+        # within its 5 s sweep, or later on a stalled machine, so wait as an agent does
+        # (again whenever a wait ran out) for up to a minute.
+        deadline = time.monotonic() + 60
         with pytest.raises(GatewayUnavailable, match=r"closed the work stream.*agent revoked"):
-            stream.ask({"v": 1, "wait": 25}, timeout=60)
+            while time.monotonic() < deadline:
+                answer = stream.ask({"v": 1, "wait": 10}, timeout=10 + REQUEST_SECONDS)
+                assert answer["work"] is None, answer
+            pytest.fail("the revoked agent's work stream was still open after 60 s")
     finally:
         stream.close()
 
@@ -307,7 +391,7 @@ def test_a_malformed_request_gets_no_version(gateway: RunningGateway,
     with _tls(gateway) as sock:
         sock.sendall(request_bytes)
         received = bytearray()
-        eventually(lambda: _read_until_closed(sock, received), "the answer", 30)
+        eventually(lambda: _read_until_closed(sock, received), "the answer", 60)
     answer = bytes(received)
     assert _status_line(answer).split(b" ")[1].startswith(b"4"), answer
     assert _headers(answer)["server"] == "ferry-gateway"

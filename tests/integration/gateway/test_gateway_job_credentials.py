@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from tests.integration.gateway.harness import RunningGateway
+from tests.integration.gateway.harness import CLI_SECONDS, RunningGateway
 
 from ferry.gateway.job_auth import ROLE_OPERATOR, load_signing_key, mint
 from ferry_agent.transport import GatewayRefused
@@ -86,7 +86,7 @@ def test_the_cli_signs_a_credential_for_ferry_run(gateway: RunningGateway, envir
     made = subprocess.run(
         [sys.executable, "-m", "ferry", "job-credential", "create", "--signing-key",
          str(gateway.signing_key), "-e", environment, "--ttl", "30m", "--subject", "ci"],
-        capture_output=True, text=True, timeout=60, check=False)
+        capture_output=True, text=True, timeout=CLI_SECONDS, check=False)
     assert made.returncode == 0, made.stderr
     token = made.stdout.strip()
     gateway.fake_agent(environment, "dc-01", tmp_path)
@@ -100,5 +100,5 @@ def test_the_cli_signs_a_credential_for_ferry_run(gateway: RunningGateway, envir
     too_long = subprocess.run(
         [sys.executable, "-m", "ferry", "job-credential", "create", "--signing-key",
          str(gateway.signing_key), "-e", environment, "--ttl", "8d"],
-        capture_output=True, text=True, timeout=60, check=False)
+        capture_output=True, text=True, timeout=CLI_SECONDS, check=False)
     assert too_long.returncode == 2 and "at most 7 days" in too_long.stderr

@@ -10,7 +10,7 @@ import ssl
 import uuid
 
 import pytest
-from tests.integration.gateway.harness import FakeAgent, RunningGateway
+from tests.integration.gateway.harness import REQUEST_SECONDS, FakeAgent, RunningGateway
 
 from ferry_agent.protocol import MAX_BODY_BYTES
 
@@ -84,7 +84,8 @@ def test_oversized_bodies_get_413(gateway: RunningGateway, agent: FakeAgent) -> 
     # Declared too large: refused before a byte of the body is read.
     context = ssl.create_default_context(cafile=str(gateway.ca_file))
     context.load_cert_chain(agent.identity.cert_file, agent.identity.key_file)
-    conn = http.client.HTTPSConnection(gateway.host, gateway.port, timeout=30, context=context)
+    conn = http.client.HTTPSConnection(gateway.host, gateway.port, timeout=REQUEST_SECONDS,
+                                      context=context)
     try:
         conn.putrequest("POST", "/v1/agent/result")
         conn.putheader("Content-Length", str(MAX_BODY_BYTES + 1))
