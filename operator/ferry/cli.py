@@ -30,7 +30,7 @@ from ferry.secrets import SECRETS_DIR_ENV, SecretResolver, SecretsMissing
 from ferry.state.store import StateStore
 from ferry.sync.expression_check import expression_problems
 from ferry.sync.outcome import COUNT_KEYS, ExitCode, RunOutcome
-from ferry.sync.runner import RunRequest, RunResult, run_workflow
+from ferry.sync.runner import RunRequest, RunResult, read_run_secrets, run_workflow
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="Ferry: sync and migrate identities between directories.")
@@ -132,8 +132,20 @@ def _execute(paths: list[Path], workflow: str | None, state: str, secrets_dir: s
         raise typer.Exit(ExitCode.INVALID_INPUT)
     # Test mode writes nothing anywhere: not the state store, not a plan file unless asked.
     tests = {n: test_mode or manifests.workflows[n].spec.test_mode for n in names}
-    store = StateStore(state, read_only=all(tests.values()))
     secrets = _secrets(secrets_dir, paths)
+    # A missing Secret is a configuration error: found for every workflow of the call before
+    # anything is opened, the state store included.
+    missing: dict[str, None] = {}
+    for name in names:
+        try:
+            read_run_secrets(manifests, name, secrets, tests[name])
+        except SecretsMissing as exc:
+            missing.update(dict.fromkeys(exc.problems))
+    if missing:
+        for problem in missing:
+            err.print(problem, soft_wrap=True)
+        raise typer.Exit(ExitCode.INVALID_INPUT)
+    store = StateStore(state, read_only=all(tests.values()))
     worst = ExitCode.OK
     for name in names:
         plan_path = plan_out or (None if tests[name] else Path(".ferry/plans") / f"{name}-"
@@ -144,10 +156,10 @@ def _execute(paths: list[Path], workflow: str | None, state: str, secrets_dir: s
                           TimeElapsedColumn(), console=err, transient=True) as bars:
                 result = run_workflow(manifests, RunRequest(name, test_mode, full, plan_path),
                                       store, secrets, _RichProgress(bars))
-        except SecretsMissing as exc:  # a configuration error: nothing was touched
+        except SecretsMissing as exc:  # a Secret went away since the check above
             store.close()
             for problem in exc.problems:
-                err.print(problem, markup=False, highlight=False, soft_wrap=True)
+                err.print(problem, soft_wrap=True)
             raise typer.Exit(ExitCode.INVALID_INPUT) from None
         _print_result(result)
         worst = max(worst, result.outcome.exit_code, key=_severity)

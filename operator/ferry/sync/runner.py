@@ -131,6 +131,16 @@ def run_workflow(
     return result
 
 
+def read_run_secrets(manifests: Manifests, workflow: str, secrets: SecretSource,
+                     test_mode: bool = False) -> ResolvedSecrets:
+    """Every secret a run of the workflow needs, read now; SecretsMissing names each that
+    cannot be (callers check this before they open the state store or anything else)."""
+    resource = manifests.workflows[workflow]
+    pairs = workflow_pairs(manifests, resource)
+    return _read_secrets(manifests, pairs, environment_needs(pairs), secrets,
+                         test_mode or resource.spec.test_mode)
+
+
 def _read_secrets(manifests: Manifests, pairs: list[PairSettings],
                   needs: dict[str, EnvironmentNeeds], secrets: SecretSource,
                   test_mode: bool) -> ResolvedSecrets:
