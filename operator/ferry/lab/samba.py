@@ -24,6 +24,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -587,13 +588,34 @@ def _ensure_address(ip: str) -> None:
         raise LabError(f"cannot add {ip} to lo: {added.stderr.strip()} (the lab needs root)")
 
 
+# Addresses handed out by free_addresses, held (flock) until this process ends: two test
+# sessions choosing at the same moment would otherwise both see one address free.
+_RESERVED: list[object] = []
+
+
 def free_addresses(count: int, first: int = 2) -> list[str]:
-    """Loopback addresses with nothing on LDAPS yet, so a lab can start beside other labs."""
-    free = [ip for ip in (f"127.0.0.{n}" for n in range(first, 255))
-            if not _port_open(ip, LDAPS_PORT)]
-    if len(free) < count:
+    """Loopback addresses with nothing on LDAPS that no other caller holds, reserved for
+    this process, so a lab can start beside other labs."""
+    folder = Path(tempfile.gettempdir()) / "ferry-lab-addresses"
+    folder.mkdir(parents=True, exist_ok=True)
+    chosen: list[str] = []
+    for ip in (f"127.0.0.{n}" for n in range(first, 255)):
+        if len(chosen) == count:
+            break
+        handle = open(folder / f"{ip}.lock", "a+")  # noqa: SIM115 (held while we run)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            continue
+        if _port_open(ip, LDAPS_PORT):
+            handle.close()
+            continue
+        _RESERVED.append(handle)
+        chosen.append(ip)
+    if len(chosen) < count:
         raise LabError(f"fewer than {count} free loopback addresses for a lab")
-    return free[:count]
+    return chosen
 
 
 def _port_open(ip: str, port: int) -> bool:
