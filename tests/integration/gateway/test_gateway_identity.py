@@ -170,7 +170,7 @@ def test_a_certificate_of_no_enrolled_agent_gets_403_and_nothing_else(
 def test_tls_1_2_is_served_and_older_versions_are_refused(gateway: RunningGateway) -> None:
     tls12 = ssl.create_default_context(cafile=str(gateway.ca_file))
     tls12.maximum_version = ssl.TLSVersion.TLSv1_2
-    with socket.create_connection((gateway.host, gateway.port), timeout=10) as sock, \
+    with socket.create_connection((gateway.host, gateway.port), timeout=120) as sock, \
             tls12.wrap_socket(sock, server_hostname=gateway.host) as tls:
         assert tls.version() == "TLSv1.2"
     old = ssl.create_default_context(cafile=str(gateway.ca_file))
@@ -180,7 +180,7 @@ def test_tls_1_2_is_served_and_older_versions_are_refused(gateway: RunningGatewa
         old.maximum_version = ssl.TLSVersion.TLSv1_1
     old.set_ciphers("DEFAULT:@SECLEVEL=0")  # so this client really offers TLS 1.0/1.1
     with pytest.raises((ssl.SSLError, ConnectionError)) as refused, \
-            socket.create_connection((gateway.host, gateway.port), timeout=10) as sock, \
+            socket.create_connection((gateway.host, gateway.port), timeout=120) as sock, \
             old.wrap_socket(sock, server_hostname=gateway.host):
         pass
     assert "NO_CIPHERS_AVAILABLE" not in str(refused.value)  # the server said no, not us

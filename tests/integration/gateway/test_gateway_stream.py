@@ -23,13 +23,13 @@ def test_work_arrives_over_the_stream_and_the_lease_is_the_agents(
     agent = gateway.fake_agent(environment, "dc-01", tmp_path)
     stream = WorkStream.open(agent.client)
     try:
-        assert stream.ask({"v": 1, "wait": 0}, timeout=10) == {"v": 1, "work": None}
+        assert stream.ask({"v": 1, "wait": 0}, timeout=120) == {"v": 1, "work": None}
         job = gateway.job()
         ids = [job.submit(environment, "exists", {"dn": f"CN={n}"})[1]["workId"]  # type: ignore[index]
                for n in range(3)]
         got = []
         for _ in ids:
-            answer = stream.ask({"v": 1, "wait": 5}, timeout=20)
+            answer = stream.ask({"v": 1, "wait": 5}, timeout=120)
             item = decode(WorkItem, answer["work"])
             assert agent.post(item, 0, True, final=True)[0] == 200
             got.append(item.work_id)
@@ -69,10 +69,10 @@ def test_a_malformed_message_closes_the_stream_and_the_gateway_goes_on(
     agent = gateway.fake_agent(environment, "dc-02", tmp_path)
     stream = WorkStream.open(agent.client)
     with pytest.raises(GatewayUnavailable, match="closed the work stream"):
-        stream.ask({"v": 1, "wait": "soon"}, timeout=10)
+        stream.ask({"v": 1, "wait": "soon"}, timeout=120)
     stream.close()
     again = WorkStream.open(agent.client)
-    assert again.ask({"v": 1, "wait": 0}, timeout=10)["work"] is None
+    assert again.ask({"v": 1, "wait": 0}, timeout=120)["work"] is None
     again.close()
 
 
