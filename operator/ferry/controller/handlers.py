@@ -9,7 +9,6 @@ and re-checks Environment connections.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -91,8 +90,12 @@ async def _cleanup(memo: kopf.Memo, **_: Any) -> None:
     ticker = memo.get("ticker")
     if ticker is not None:
         ticker.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
+        try:
             await ticker
+        except asyncio.CancelledError:
+            pass
+        except Exception:  # re-raised on every retry: the operator would never stop
+            log.exception("ticker had failed")
 
 
 @kopf.on.event(API_GROUP, API_VERSION, "workflows")
@@ -154,16 +157,16 @@ async def _tick(ctl: Controller) -> None:
     while True:
         await asyncio.sleep(ctl.settings.tick_seconds)
         now = datetime.now(UTC)
-        for workflow in ctl.cache.all("Workflow"):
-            if _due(workflow, now):
-                meta = workflow["metadata"]
-                await loop.run_in_executor(None, ctl.workflows.reconcile,
-                                           meta["namespace"], meta["name"])
-        for environment in ctl.cache.all("Environment"):
-            if ctl.environments.due(environment, now):
-                meta = environment["metadata"]
-                await loop.run_in_executor(None, ctl.environments.reconcile,
-                                           meta["namespace"], meta["name"])
+        due = [(ctl.workflows.reconcile, w["metadata"]) for w in ctl.cache.all("Workflow")
+               if _due(w, now)]
+        due += [(ctl.environments.reconcile, e["metadata"])
+                for e in ctl.cache.all("Environment") if ctl.environments.due(e, now)]
+        for reconcile, meta in due:
+            try:
+                await loop.run_in_executor(None, reconcile, meta["namespace"], meta["name"])
+            except Exception:  # one broken object must not stop the schedule of the others
+                log.exception("scheduled reconcile failed", namespace=meta["namespace"],
+                              name=meta["name"])
 
 
 def _due(workflow: dict[str, Any], now: datetime) -> bool:

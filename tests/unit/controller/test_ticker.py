@@ -1,0 +1,57 @@
+"""The operator's ticker: one object whose scheduled reconcile fails does not stop the others'."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+from ferry.controller.cache import ObjectCache
+from ferry.controller.handlers import Controller, _tick
+
+
+@dataclass
+class Reconciler:
+    """Records what it reconciled; the names in `broken` fail as a bug would."""
+
+    broken: set[str] = field(default_factory=set)
+    done: list[str] = field(default_factory=list)
+    environments_due: bool = False
+
+    def reconcile(self, namespace: str, name: str) -> None:
+        if name in self.broken:
+            raise FileNotFoundError(f"/var/run/secrets/ferry/{name}")
+        self.done.append(name)
+
+    def due(self, _body: dict[str, Any], _now: Any) -> bool:
+        return self.environments_due
+
+
+@dataclass
+class Settings:
+    tick_seconds: float = 0.01
+
+
+def test_a_failing_scheduled_reconcile_does_not_stop_the_ticker() -> None:
+    cache = ObjectCache()
+    for name in ("broken", "fine"):
+        cache.put("Workflow", {"metadata": {"namespace": "ns", "name": name, "generation": 1},
+                               "status": {"nextRunTime": "2000-01-01T00:00:00Z"}})
+    cache.put("Environment", {"metadata": {"namespace": "ns", "name": "env"}})
+    workflows = Reconciler(broken={"broken"})
+    environments = Reconciler(environments_due=True)
+    ctl = cast(Controller, Controller(cast(Any, Settings()), cache, cast(Any, workflows),
+                                      cast(Any, environments), cast(Any, None)))
+
+    async def scenario() -> None:
+        ticker = asyncio.create_task(_tick(ctl))
+        for _ in range(10_000):  # event-loop turns, not seconds: the ticker must tick on
+            if workflows.done.count("fine") >= 2 and environments.done:
+                break
+            assert not ticker.done(), ticker.exception()
+            await asyncio.sleep(0.01)
+        ticker.cancel()
+
+    asyncio.run(scenario())
+    assert workflows.done.count("fine") >= 2  # ticked again after the failure
+    assert environments.done  # and the Environments after the broken Workflow were reached
