@@ -8,19 +8,12 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from tests.support.bad_input import ferry
 
 OUTSIDE = "[/usr/share/samba/setup/ad-schema/*.ldf] [bold]x[/x]"
-
-
-def ferry(*args: str, env: dict[str, str] | None = None,
-          cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "ferry", *args], capture_output=True,
-                          text=True, env={**os.environ, **(env or {})}, cwd=cwd, timeout=120,
-                          check=False)
 
 
 def shown(done: subprocess.CompletedProcess[str]) -> str:
@@ -39,7 +32,7 @@ def test_lab_up_shows_a_failing_tool_message_as_it_is(tmp_path: Path) -> None:
     for tool in ("samba", "samba-tool"):  # present, never reached
         (tools / tool).write_text("#!/bin/sh\nexit 1\n")
         (tools / tool).chmod(0o755)
-    done = ferry("lab", "up", "--dir", str(tmp_path / "lab"),
+    done = ferry("lab", "up", "--dir", str(tmp_path / "lab"), cwd=tmp_path,
                  env={"PATH": f"{tools}:{os.environ['PATH']}"})
     assert done.returncode == 1
     assert f"lab: cannot add 127.0.0.2 to lo: RTNETLINK answers: {OUTSIDE}" in shown(done)
@@ -47,7 +40,7 @@ def test_lab_up_shows_a_failing_tool_message_as_it_is(tmp_path: Path) -> None:
 
 def test_a_lab_folder_name_with_brackets_is_shown_as_it_is(tmp_path: Path) -> None:
     folder = tmp_path / "[bold]lab[/x]"
-    done = ferry("lab", "seed", "--dir", str(folder))
+    done = ferry("lab", "seed", "--dir", str(folder), cwd=tmp_path)
     assert done.returncode != 0
     assert f"no lab domain SRC.TEST in {folder}" in shown(done)
 

@@ -3,7 +3,6 @@ object and field, before any directory is reached and with no run recorded."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,13 +11,6 @@ from tests.support.bad_input import Listener, example_manifests, example_secrets
 from ferry.state.store import StateStore
 
 BROKEN = "'Migrated from SRC: ' + source.sAMAccountName +"
-
-
-@pytest.fixture
-def listener() -> Iterator[Listener]:
-    port = Listener()
-    yield port
-    port.close()
 
 
 def _refused(tmp_path: Path, listener: Listener, command: str, manifests: Path) -> str:

@@ -3,7 +3,6 @@ secret naming object, field, Secret and key, before any connection, with no run 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,13 +16,6 @@ from tests.support.bad_input import (
 )
 
 from ferry.state.store import StateStore
-
-
-@pytest.fixture
-def listener() -> Iterator[Listener]:
-    port = Listener()
-    yield port
-    port.close()
 
 
 def _runs(state: Path) -> list[str]:

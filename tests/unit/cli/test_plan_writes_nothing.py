@@ -4,10 +4,8 @@ asked for; an existing state is only read, and no state reads as empty."""
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from tests.support.bad_input import (
     Listener,
     example_manifests,
@@ -19,13 +17,6 @@ from tests.support.bad_input import (
 from ferry.state.store import StateStore
 
 PAIR = "ad-to-ad/src->tgt"
-
-
-@pytest.fixture
-def listener() -> Iterator[Listener]:
-    port = Listener()
-    yield port
-    port.close()
 
 
 def _state_with_a_join(path: Path) -> None:
