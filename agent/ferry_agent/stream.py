@@ -18,7 +18,7 @@ import struct
 import time
 from typing import Any
 
-from .transport import GatewayClient, GatewayRefused, GatewayUnavailable, ProtocolError
+from .transport import GatewayClient, GatewayRefused, GatewayUnavailable, MalformedAnswer
 
 STREAM_PATH = "/v1/agent/stream"
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
@@ -77,7 +77,7 @@ class WorkStream:
                 elif opcode == _TEXT:
                     answer = json.loads(payload)
                     if not isinstance(answer, dict):
-                        raise ProtocolError("the work stream sent something other than an"
+                        raise MalformedAnswer("the work stream sent something other than an"
                                             " object")
                     return answer
         except (OSError, ValueError) as exc:
@@ -115,7 +115,7 @@ class WorkStream:
                 (length,) = struct.unpack("!Q", self._exact(8, deadline))
             size += length
             if size > MAX_MESSAGE_BYTES:
-                raise ProtocolError("the work stream sent a message over the size limit")
+                raise MalformedAnswer("the work stream sent a message over the size limit")
             mask = self._exact(4, deadline) if second & 0x80 else b""
             payload = self._exact(length, deadline) if length else b""
             if mask:

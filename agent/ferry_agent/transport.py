@@ -2,7 +2,7 @@
 agent's client certificate, HTTPS_PROXY (with credentials) and NO_PROXY, capped responses.
 
 Errors say what to do next: GatewayUnavailable (no answer: retry with backoff()),
-GatewayRefused (the gateway said no: 401/403), ProtocolError (an answer that makes no sense),
+GatewayRefused (the gateway said no: 401/403), MalformedAnswer (an answer that makes no sense),
 ConfigurationError (fix the settings). No error, repr or log line carries proxy credentials.
 """
 
@@ -70,7 +70,7 @@ class GatewayRefused(GatewayError):
         super().__init__(f"the gateway refused the request: {status} {message}".rstrip())
 
 
-class ProtocolError(GatewayError):
+class MalformedAnswer(GatewayError):
     """The answer is malformed, too large, or not what the protocol allows."""
 
 
@@ -354,7 +354,7 @@ class GatewayClient:
         response = conn.getresponse()
         declared = (response.getheader("Content-Length") or "").strip()
         if declared.isdigit() and int(declared) > self.max_response_bytes:
-            raise ProtocolError(
+            raise MalformedAnswer(
                 f"{self.url}{target} answered {declared} bytes; the limit is"
                 f" {self.max_response_bytes}"
             )
@@ -368,7 +368,7 @@ class GatewayClient:
                 break
             size += len(chunk)
             if size > self.max_response_bytes:
-                raise ProtocolError(
+                raise MalformedAnswer(
                     f"{self.url}{target} answered more than {self.max_response_bytes} bytes"
                     " (the limit)"
                 )
@@ -409,7 +409,7 @@ class GatewayClient:
         if isinstance(exc, http.client.IncompleteRead):
             return GatewayUnavailable(f"{where} closed the connection in the middle of an answer")
         if isinstance(exc, http.client.HTTPException):
-            return ProtocolError(f"malformed HTTP answer from {where}: {type(exc).__name__}")
+            return MalformedAnswer(f"malformed HTTP answer from {where}: {type(exc).__name__}")
         return GatewayUnavailable(f"talking to {where} failed: {type(exc).__name__}: {exc}")
 
 
@@ -447,14 +447,14 @@ def _interpret(
             return status, None
         media_type = (headers.get_content_type() or "").lower()
         if media_type != "application/json":
-            raise ProtocolError(f"the gateway answered {status} with {media_type}, not JSON")
+            raise MalformedAnswer(f"the gateway answered {status} with {media_type}, not JSON")
         found = _json_object(data)
         if found is None:
-            raise ProtocolError(f"the gateway answered {status} with malformed JSON")
+            raise MalformedAnswer(f"the gateway answered {status} with malformed JSON")
         return status, found
     if 400 <= status < 500:
         return status, _json_object(data) if data else None
-    raise ProtocolError(f"the gateway answered {status}, which the protocol does not use")
+    raise MalformedAnswer(f"the gateway answered {status}, which the protocol does not use")
 
 
 def _json_object(data: bytes) -> JSONObject | None:

@@ -27,7 +27,7 @@ from ferry_agent.transport import (
     GatewayClient,
     GatewayRefused,
     GatewayUnavailable,
-    ProtocolError,
+    MalformedAnswer,
     ProxyError,
 )
 
@@ -279,7 +279,7 @@ def test_no_proxy_sends_the_request_directly(site: Site) -> None:
 @pytest.mark.parametrize("path", ["/big", "/big-chunked"])
 def test_an_oversized_answer_is_refused(site: Site, path: str) -> None:
     with _client(site, max_response_bytes=LIMIT) as client:
-        with pytest.raises(ProtocolError, match="limit"):
+        with pytest.raises(MalformedAnswer, match="limit"):
             client.get(path)
         status, _ = client.post("/v1/hello", {})  # the client is still usable
     assert status == 200
@@ -307,7 +307,7 @@ def test_other_client_errors_are_returned(site: Site) -> None:
 
 
 def test_an_answer_that_is_not_json_is_a_protocol_error(site: Site) -> None:
-    with _client(site) as client, pytest.raises(ProtocolError, match="text/html"):
+    with _client(site) as client, pytest.raises(MalformedAnswer, match="text/html"):
         client.get("/html")
 
 
