@@ -23,7 +23,7 @@ class EnvironmentCheck:
     message: str
 
 
-def environment_needs(manifests: Manifests, env: Environment) -> list[Need]:
+def graph_permissions_needed(manifests: Manifests, env: Environment) -> list[Need]:
     """The Graph permissions the workflows need of an Entra ID environment."""
     name = env.metadata.name
     read = {SCOPE_TYPES[t] for t in env.spec.scope.object_types}
@@ -51,7 +51,7 @@ def check_environment(manifests: Manifests, env: Environment,
         return EnvironmentCheck(name, False, str(exc))
     try:
         if env.spec.type is DirectoryType.ENTRA_ID and isinstance(connector, EntraConnector):
-            message = connector.check(environment_needs(manifests, env))
+            message = connector.check(graph_permissions_needed(manifests, env))
         else:
             message = connector.check()
         return EnvironmentCheck(name, True, message)
