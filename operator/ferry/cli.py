@@ -30,7 +30,7 @@ from ferry.secrets import SECRETS_DIR_ENV, SecretResolver, SecretsMissing
 from ferry.state.store import StateStore
 from ferry.sync.expression_check import expression_problems
 from ferry.sync.outcome import COUNT_KEYS, ExitCode, RunOutcome
-from ferry.sync.runner import RunRequest, RunResult, read_run_secrets, run_workflow
+from ferry.sync.runner import CompletedRun, RunRequest, read_run_secrets, run_workflow
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="Ferry: sync and migrate identities between directories.")
@@ -172,7 +172,7 @@ def _severity(code: ExitCode) -> int:
             ExitCode.INVALID_INPUT, ExitCode.FAILED].index(code)
 
 
-def _print_result(result: RunResult) -> None:
+def _print_result(result: CompletedRun) -> None:
     o: RunOutcome = result.outcome
     what = ("plan (test mode, nothing written)" if o.mode == "test"
             else f"run {o.run_id} ({o.mode})")
@@ -202,7 +202,7 @@ def _print_result(result: RunResult) -> None:
         out.print(f"plan saved to {result.plan_path}")
 
 
-def _print_operations(result: RunResult, limit: int = 40) -> None:
+def _print_operations(result: CompletedRun, limit: int = 40) -> None:
     """What a plan would do, one line per operation (the JSON file has them all)."""
     shown = 0
     total = sum(len(p.operations) for p in result.plans)

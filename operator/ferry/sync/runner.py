@@ -44,7 +44,9 @@ class RunRequest:
 
 
 @dataclass
-class RunResult:
+class CompletedRun:
+    """A run that ended: its outcome, its pairs' plans, and where the plan was saved."""
+
     outcome: RunOutcome
     plans: list[PairPlan] = field(default_factory=list)
     plan_path: Path | None = None
@@ -60,7 +62,7 @@ def run_workflow(
     secrets: SecretSource,
     progress: Progress | None = None,
     connector_factory: ConnectorFactory = open_connector,
-) -> RunResult:
+) -> CompletedRun:
     """Run a workflow end to end; never raises for per-object problems.
 
     Raises SecretsMissing, before anything is connected or recorded, when a secret the run
@@ -78,7 +80,7 @@ def run_workflow(
     # Test mode writes nothing anywhere, run history included.
     run_id = "plan" if test_mode else store.start_run(request.workflow, mode, request.run_id)
     outcome = RunOutcome(run_id, request.workflow, mode)
-    result = RunResult(outcome)
+    result = CompletedRun(outcome)
     log.info("run.started", workflow=request.workflow, run=run_id, mode=mode)
     connectors: dict[str, Connector] = {}
     try:
