@@ -47,7 +47,7 @@ from bench.ad_bench import ATTRIBUTES  # noqa: E402
 from tests.integration.gateway.harness import RunningGateway, start_gateway  # noqa: E402
 
 from ferry.connectors.activedirectory import ActiveDirectoryConnector  # noqa: E402
-from ferry.connectors.remote import GatewaySettings, RemoteDirectory  # noqa: E402
+from ferry.connectors.agent_session import GatewaySettings, RemoteDirectory  # noqa: E402
 from ferry.lab import Lab, LabDomain  # noqa: E402
 from ferry.lab.samba import DomainSpec, free_addresses  # noqa: E402
 from ferry.state.store import StateStore  # noqa: E402

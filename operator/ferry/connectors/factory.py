@@ -5,14 +5,14 @@ from __future__ import annotations
 from ferry.api.base import ValueSource
 from ferry.api.environment import ConnectionMode, DirectoryType, Environment
 from ferry.connectors.activedirectory import ActiveDirectoryConnector
-from ferry.connectors.base import Connector
-from ferry.connectors.remote import (
+from ferry.connectors.agent_session import (
     GATEWAY_CA_ENV,
     GATEWAY_TOKEN_FILE_ENV,
     GATEWAY_URL_ENV,
     GatewaySettings,
     RemoteDirectory,
 )
+from ferry.connectors.base import Connector
 from ferry.secrets import SecretSource
 from ferry_agent.directory.connection import DirectoryEndpoint
 from ferry_agent.directory.session import DirectorySession

@@ -65,7 +65,7 @@ def check_connection(env: Environment, secrets: SecretSource) -> Check:
 
 def check_agents(environment: str) -> Check:
     """Connected when at least one enrolled agent of the environment talks to the gateway."""
-    from ferry.connectors.remote import GatewaySettings  # the agent's HTTP client, lazily
+    from ferry.connectors.agent_session import GatewaySettings  # the agent's HTTP client, lazily
     from ferry_agent.transport import GatewayClient, GatewayError
 
     gateway = GatewaySettings.from_environment()

@@ -10,7 +10,7 @@ from typing import Any
 from ferry.api.base import GROUP_VERSION, SecretKeySelector, ValueSource
 from ferry.api.environment import Environment
 from ferry.api.template import Template
-from ferry.connectors.remote import GATEWAY_CA_ENV, GATEWAY_TOKEN_FILE_ENV, GATEWAY_URL_ENV
+from ferry.connectors.agent_session import GATEWAY_CA_ENV, GATEWAY_TOKEN_FILE_ENV, GATEWAY_URL_ENV
 from ferry.controller.runs import (
     ENVIRONMENT_LABEL,
     FINAL_EXIT_CODES,

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from tests.integration.gateway.harness import RunningGateway, start_gateway
 
-from ferry.connectors.remote import GatewaySettings, RemoteDirectory
+from ferry.connectors.agent_session import GatewaySettings, RemoteDirectory
 from ferry_agent.directory import create, ensure_ou
 from ferry_agent.directory.batch import Write
 from ferry_agent.directory.write import delete

@@ -1,6 +1,6 @@
 """Work through a real `ferry gateway`: a job submits, a fake agent polls and posts chunks, the
 job collects them; an expired lease is re-issued with attempt 2 and a new generation; the job
-side of ferry.connectors.remote works against it; job routes need the bearer token.
+side of ferry.connectors.agent_session works against it; job routes need the bearer token.
 
 Leases that must last are kept alive by heartbeats, as a working agent keeps them; one that must
 expire is left without. No check assumes how fast anything happens."""
@@ -22,7 +22,7 @@ from tests.integration.gateway.harness import (
 )
 from tests.support.polling import eventually
 
-from ferry.connectors.remote import GatewaySettings, GatewayWorkError, RemoteDirectory
+from ferry.connectors.agent_session import GatewaySettings, GatewayWorkError, RemoteDirectory
 from ferry_agent.directory.errors import DirectoryError
 from ferry_agent.directory.read import Entry, Scope
 from ferry_agent.protocol import ErrorInfo, WorkResult, decode, encode_entry
@@ -170,7 +170,7 @@ def test_an_expired_lease_is_reissued_with_attempt_2_and_a_new_generation(
 
 def test_the_job_side_connector_collects_through_the_gateway(
         gateway: RunningGateway, environment: str, tmp_path: Path) -> None:
-    """ferry.connectors.remote (what sync Jobs use) against the gateway and a fake agent."""
+    """ferry.connectors.agent_session (what sync Jobs use) against the gateway and a fake agent."""
     agent = gateway.fake_agent(environment, "dc-01", tmp_path)
     remote = RemoteDirectory(GatewaySettings(gateway.url, str(gateway.ca_file),
                                              gateway.credential(environment)), environment,

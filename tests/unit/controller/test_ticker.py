@@ -6,6 +6,9 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+import pytest
+
+from ferry import logs
 from ferry.controller.cache import ObjectCache
 from ferry.controller.handlers import Controller, _tick
 
@@ -32,7 +35,9 @@ class Settings:
     tick_seconds: float = 0.01
 
 
-def test_a_failing_scheduled_reconcile_does_not_stop_the_ticker() -> None:
+def test_a_failing_scheduled_reconcile_does_not_stop_the_ticker(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    logs.configure("INFO", json=True)  # to this test's stderr
     cache = ObjectCache()
     for name in ("broken", "fine"):
         cache.put("Workflow", {"metadata": {"namespace": "ns", "name": name, "generation": 1},
@@ -55,3 +60,6 @@ def test_a_failing_scheduled_reconcile_does_not_stop_the_ticker() -> None:
     asyncio.run(scenario())
     assert workflows.done.count("fine") >= 2  # ticked again after the failure
     assert environments.done  # and the Environments after the broken Workflow were reached
+    failed = [line for line in capsys.readouterr().err.splitlines()
+              if "scheduled reconcile failed" in line]
+    assert failed and '"name": "broken"' in failed[0] and "FileNotFoundError" in failed[0]

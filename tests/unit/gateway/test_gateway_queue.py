@@ -230,7 +230,8 @@ def test_a_job_collects_in_steps_and_acknowledged_chunks_are_freed() -> None:
 
 
 def test_a_job_that_omits_the_generation_is_kept_in_step() -> None:
-    """As ferry.connectors.remote does: `after` only, and after = -1 once it saw a new one."""
+    """As ferry.connectors.agent_session does: `after` only, and after = -1 once it saw a
+    new one."""
     async def test(queue: WorkQueue, clock: FakeClock) -> None:
         work_id = queue.submit("A", "read_full", {})
         first = await take(queue, "agent-1", "A")
