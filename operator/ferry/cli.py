@@ -262,8 +262,8 @@ def run(paths: Annotated[list[Path] | None, typer.Option(
 
 
 def _request_in_cluster(target: str, wait: float) -> None:
-    from ferry.controller.kube import api_client, current_namespace
     from ferry.controller.requests import RunRequestError, request_run, wait_for_run
+    from ferry.kube import api_client, current_namespace
 
     namespace, _, name = target.rpartition("/")
     api = api_client()
@@ -302,8 +302,8 @@ def operator(
     import kopf
 
     from ferry.controller import handlers
-    from ferry.controller.kube import current_namespace
     from ferry.controller.settings import OperatorSettings
+    from ferry.kube import current_namespace
 
     logs.configure("INFO")
     settings = OperatorSettings.from_environment()
@@ -331,7 +331,7 @@ def sync_job(
 def _job_command(option: str, target: str, state: str, secrets_dir: str | None,
                  body: Callable[..., ExitCode]) -> None:
     """What every Job entrypoint does around its body: logs, NAMESPACE/NAME, store, exit."""
-    from ferry.controller.kube import api_client
+    from ferry.kube import api_client
 
     logs.configure("INFO")
     namespace, _, name = target.partition("/")
@@ -688,8 +688,8 @@ def agent_token_create(
     try:
         lifetime = parse_ttl(ttl)
         if in_cluster:
-            from ferry.controller.kube import api_client, current_namespace
             from ferry.gateway.token_secrets import create_token_secret
+            from ferry.kube import api_client, current_namespace
 
             token, expires, secret = create_token_secret(
                 api_client(), namespace or current_namespace(), environment, lifetime)

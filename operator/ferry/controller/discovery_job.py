@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from ferry.api.environment import Environment
 from ferry.api.status import RunResult
 from ferry.connectors.factory import open_connector
-from ferry.controller.kube import FerryObjects
+from ferry.kube import FerryObjects
 from ferry.secrets import SecretSource
 from ferry.state.store import StateStore
 from ferry.sync.discovery import discover

@@ -20,10 +20,10 @@ from ferry.controller.discovery_decision import StartDiscovery, decide_discovery
 from ferry.controller.events import EventRecorder
 from ferry.controller.job_credentials import create_job, operator_credential
 from ferry.controller.jobs import build_discovery_job, secret_refs, token_files
-from ferry.controller.kube import ApiSecretResolver, FerryObjects, as_dict, status_changes
 from ferry.controller.run_tracking import parse_time
 from ferry.controller.runs import ENVIRONMENT_LABEL
 from ferry.controller.settings import OperatorSettings
+from ferry.kube import ApiSecretResolver, FerryObjects, as_dict, status_changes
 from ferry.secrets import SecretError, SecretSource
 
 log = structlog.get_logger("ferry.operator")

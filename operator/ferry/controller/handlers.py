@@ -20,7 +20,6 @@ from ferry.api.base import API_GROUP, API_VERSION
 from ferry.controller.cache import ObjectCache
 from ferry.controller.environments import EnvironmentReconciler
 from ferry.controller.events import EventRecorder
-from ferry.controller.kube import FerryObjects, api_client
 from ferry.controller.runs import (
     ENVIRONMENT_LABEL,
     MANAGED_BY,
@@ -30,6 +29,7 @@ from ferry.controller.runs import (
 from ferry.controller.settings import OperatorSettings
 from ferry.controller.templates import TemplateReconciler
 from ferry.controller.workflows import WorkflowReconciler, referenced_objects
+from ferry.kube import FerryObjects, api_client
 
 log = structlog.get_logger("ferry.operator")
 

@@ -9,8 +9,8 @@ from typing import Any
 from kubernetes import client
 
 from ferry.api.base import API_GROUP, API_VERSION
-from ferry.controller.kube import FerryObjects
 from ferry.controller.runs import RUN_REQUEST_ANNOTATION, run_id_for
+from ferry.kube import FerryObjects
 
 
 class RunRequestError(Exception):

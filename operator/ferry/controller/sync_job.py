@@ -22,8 +22,8 @@ from ferry.api.status import RunCounts, RunResult
 from ferry.api.template import Template
 from ferry.api.workflow import Workflow
 from ferry.controller.events import EventRecorder
-from ferry.controller.kube import FerryObjects
 from ferry.controller.workflows import referenced_objects
+from ferry.kube import FerryObjects
 from ferry.secrets import SecretsMissing, SecretSource
 from ferry.state.store import StateStore
 from ferry.sync.expression_check import expression_problems

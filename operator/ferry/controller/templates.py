@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from ferry.api.template import TemplateSpec
 from ferry.controller.conditions import condition_of, set_condition
 from ferry.controller.events import EventRecorder
-from ferry.controller.kube import FerryObjects, status_changes
+from ferry.kube import FerryObjects, status_changes
 from ferry.sync.expression_check import template_problems
 
 

@@ -21,10 +21,10 @@ from ferry.controller.cache import ObjectCache
 from ferry.controller.events import EventRecorder
 from ferry.controller.job_credentials import create_job
 from ferry.controller.jobs import build_job, secret_refs, token_files
-from ferry.controller.kube import FerryObjects, as_dict, status_changes
 from ferry.controller.runs import WORKFLOW_LABEL
 from ferry.controller.settings import OperatorSettings
 from ferry.controller.workflow_decision import Decision, decide
+from ferry.kube import FerryObjects, as_dict, status_changes
 
 log = structlog.get_logger("ferry.operator")
 

@@ -98,8 +98,8 @@ async def serve(config: GatewayConfig, stop: asyncio.Event | None = None) -> Non
     services = Services(store, ca, queue, job_key, bundle, agent_stream=config.agent_stream,
                         connections=config.connections, guard=guard)
     if config.token_secrets_namespace:
-        from ferry.controller.kube import api_client  # only in a cluster
         from ferry.gateway.token_secrets import SecretTokens
+        from ferry.kube import api_client  # only in a cluster
 
         services.token_secrets = SecretTokens(api_client(), config.token_secrets_namespace,
                                               store)
