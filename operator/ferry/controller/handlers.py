@@ -103,11 +103,8 @@ def _workflow_event(type: str, body: kopf.Body, memo: kopf.Memo,
                     **_: Any) -> None:
     ctl: Controller = memo.controller
     meta = body["metadata"]
-    if type == "DELETED":
-        ctl.cache.drop("Workflow", meta["namespace"], meta["name"])
-        return
-    ctl.cache.put("Workflow", dict(body))
-    ctl.workflows.reconcile(meta["namespace"], meta["name"])
+    if _cached(ctl, "Workflow", type, body):
+        ctl.workflows.reconcile(meta["namespace"], meta["name"])
 
 
 @kopf.on.event("batch", "v1", "jobs", labels={"app.kubernetes.io/managed-by": MANAGED_BY})
@@ -125,10 +122,7 @@ def _environment_event(type: str, body: kopf.Body, memo: kopf.Memo,
                        **_: Any) -> None:
     ctl: Controller = memo.controller
     meta = body["metadata"]
-    if type == "DELETED":
-        ctl.cache.drop("Environment", meta["namespace"], meta["name"])
-    else:
-        ctl.cache.put("Environment", dict(body))
+    if _cached(ctl, "Environment", type, body):
         ctl.environments.reconcile(meta["namespace"], meta["name"])
     _reconcile_dependents(ctl, meta["namespace"], "Environment", meta["name"])
 
@@ -137,12 +131,19 @@ def _environment_event(type: str, body: kopf.Body, memo: kopf.Memo,
 def _template_event(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     ctl: Controller = memo.controller
     meta = body["metadata"]
-    if type == "DELETED":
-        ctl.cache.drop("Template", meta["namespace"], meta["name"])
-    else:
-        ctl.cache.put("Template", dict(body))
+    if _cached(ctl, "Template", type, body):
         ctl.templates.reconcile(dict(body))
     _reconcile_dependents(ctl, meta["namespace"], "Template", meta["name"])
+
+
+def _cached(ctl: Controller, kind: str, event: str, body: kopf.Body) -> bool:
+    """Keep the cache in step with a watch event; True when the object still exists."""
+    meta = body["metadata"]
+    if event == "DELETED":
+        ctl.cache.drop(kind, meta["namespace"], meta["name"])
+        return False
+    ctl.cache.put(kind, dict(body))
+    return True
 
 
 def _reconcile_dependents(ctl: Controller, namespace: str, kind: str, name: str) -> None:
