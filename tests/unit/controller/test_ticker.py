@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import io
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, cast
 
 import pytest
+import structlog
 
 from ferry import logs
 from ferry.controller.cache import ObjectCache
@@ -35,9 +38,20 @@ class Settings:
     tick_seconds: float = 0.01
 
 
-def test_a_failing_scheduled_reconcile_does_not_stop_the_ticker(
-        capsys: pytest.CaptureFixture[str]) -> None:
-    logs.configure("INFO", json=True)  # to this test's stderr
+@pytest.fixture
+def logged() -> Iterator[io.StringIO]:
+    """What Ferry logs during the test, as JSON lines; afterwards structlog is as it was."""
+    before = structlog.get_config()
+    buffer = io.StringIO()
+    logs.configure("INFO", json=True)
+    structlog.configure(logger_factory=structlog.PrintLoggerFactory(file=buffer))
+    try:
+        yield buffer
+    finally:
+        structlog.configure(**before)
+
+
+def test_a_failing_scheduled_reconcile_does_not_stop_the_ticker(logged: io.StringIO) -> None:
     cache = ObjectCache()
     for name in ("broken", "fine"):
         cache.put("Workflow", {"metadata": {"namespace": "ns", "name": name, "generation": 1},
@@ -60,6 +74,6 @@ def test_a_failing_scheduled_reconcile_does_not_stop_the_ticker(
     asyncio.run(scenario())
     assert workflows.done.count("fine") >= 2  # ticked again after the failure
     assert environments.done  # and the Environments after the broken Workflow were reached
-    failed = [line for line in capsys.readouterr().err.splitlines()
+    failed = [line for line in logged.getvalue().splitlines()
               if "scheduled reconcile failed" in line]
     assert failed and '"name": "broken"' in failed[0] and "FileNotFoundError" in failed[0]
