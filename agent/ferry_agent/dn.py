@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from ferry_agent.errors import FerryAgentError
+
 __all__ = [
     "AVA",
     "DN",
@@ -28,7 +30,7 @@ __all__ = [
 ]
 
 
-class DNError(ValueError):
+class DNError(FerryAgentError, ValueError):
     """A string that is not a distinguished name; the message says where and why."""
 
 

@@ -23,6 +23,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.x509.oid import NameOID
 
+from ferry_agent.errors import FerryAgentError
+
 KEY_FILE = "agent.key"
 CERT_FILE = "agent.crt"
 CA_FILE = "ca.crt"
@@ -33,7 +35,7 @@ _AGENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _POSIX = os.name == "posix"
 
 
-class IdentityError(Exception):
+class IdentityError(FerryAgentError):
     """An identity file or the state folder is missing, unreadable, invalid or too open."""
 
     def __init__(self, path: Path, problem: str):

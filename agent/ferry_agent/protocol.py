@@ -51,6 +51,7 @@ from typing import Any, TypeVar
 from .directory.batch import Write, WriteResult
 from .directory.errors import DirectoryError, WatermarkError
 from .directory.read import Changes, ChangeStream, Entry, Scope, Watermark
+from .errors import FerryAgentError
 
 T = TypeVar("T")
 
@@ -70,7 +71,7 @@ OPERATIONS = frozenset({
 })
 
 
-class ProtocolError(ValueError):
+class ProtocolError(FerryAgentError, ValueError):
     """A message does not follow the protocol; the text says which field is wrong."""
 
 

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from ferry_agent import __version__
+from ferry_agent.errors import FerryAgentError
 
 if TYPE_CHECKING:
     from ferry_agent.identity import Identity
@@ -40,7 +41,7 @@ _TUNNEL_FAILED = re.compile(r"Tunnel connection failed: (\d{3})\s*(.*)")
 JSONObject = dict[str, Any]
 
 
-class GatewayError(Exception):
+class GatewayError(FerryAgentError):
     """Anything that went wrong talking to the gateway."""
 
 

@@ -6,9 +6,12 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from ferry.api.base import ValueSource
+from ferry.errors import InvalidInput
+
+if TYPE_CHECKING:  # only annotations: `ferry --help` must not load the API models
+    from ferry.api.base import ValueSource
 
 # Where a pod mounts the Secrets a Job needs: <dir>/<secret name>/<key>, as Kubernetes lays
 # out a Secret volume. Outside a cluster `ferry lab up` writes the same layout.
@@ -16,7 +19,7 @@ DEFAULT_SECRETS_DIR = Path("/var/run/secrets/ferry")
 SECRETS_DIR_ENV = "FERRY_SECRETS_DIR"
 
 
-class SecretError(Exception):
+class SecretError(InvalidInput):
     """A secret could not be resolved; the message names the field and the fix, never a value."""
 
 

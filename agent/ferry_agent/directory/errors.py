@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from ferry_agent.errors import FerryAgentError
 
-class DirectoryError(Exception):
+
+class DirectoryError(FerryAgentError):
     """An LDAP operation on one object failed; the connection stays usable."""
 
     def __init__(self, dn: str, operation: str, code: int, message: str, description: str = ""):
@@ -26,7 +28,7 @@ class DirectoryError(Exception):
         return f'{self.operation} "{self.dn}" failed: {what}{detail}'
 
 
-class DirectoryConnectionError(Exception):
+class DirectoryConnectionError(FerryAgentError):
     """Connecting or binding to a directory server failed."""
 
     def __init__(self, host: str, port: int, reason: str):
@@ -36,7 +38,7 @@ class DirectoryConnectionError(Exception):
         super().__init__(f"cannot connect to {host}:{port}: {reason}")
 
 
-class WatermarkError(Exception):
+class WatermarkError(FerryAgentError):
     """A delta watermark cannot be used against this server: do a full read instead."""
 
 

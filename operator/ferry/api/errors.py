@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ferry.errors import InvalidInput
+
 # Values quoted in messages come from the manifests: any size, any depth, shared by aliases.
 _REPR = reprlib.Repr()  # Python 3.11 sets its limits as attributes only
 _REPR.maxlevel = 3
@@ -27,7 +29,7 @@ class ManifestProblem:
         return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
 
 
-class ManifestError(Exception):
+class ManifestError(InvalidInput):
     """One or more problems found while loading manifests; nothing may run."""
 
     def __init__(self, problems: Sequence[ManifestProblem]):

@@ -12,6 +12,8 @@ from yaml.events import AliasEvent
 from yaml.nodes import Node
 from yaml.resolver import Resolver
 
+from ferry.errors import InvalidInput
+
 # Kubernetes keeps an object under 1.5 MiB; a manifest file rarely holds more than a few.
 MAX_FILE_BYTES = 1024 * 1024
 MAX_TOTAL_BYTES = 16 * 1024 * 1024
@@ -20,7 +22,7 @@ MAX_TOTAL_BYTES = 16 * 1024 * 1024
 MAX_VALUES = 100_000
 MAX_DEPTH = 64
 
-class ManifestTooLarge(yaml.YAMLError):
+class ManifestTooLarge(InvalidInput, yaml.YAMLError):
     """A document would expand beyond the bounds; the message says where and why."""
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ferry.errors import FerryError
 from ferry_agent.directory.batch import Write, WriteResult
 from ferry_agent.directory.read import Changes, Entry, Scope, Watermark
 from ferry_agent.protocol import (
@@ -35,7 +36,7 @@ GATEWAY_CA_ENV = "FERRY_GATEWAY_CA"
 GATEWAY_TOKEN_FILE_ENV = "FERRY_GATEWAY_TOKEN_FILE"
 
 
-class GatewayWorkError(Exception):
+class GatewayWorkError(FerryError):
     """The gateway could not carry out a call (lost it, refused it, or timed out)."""
 
 

@@ -9,6 +9,7 @@ from typing import Protocol
 from ferry.api.environment import ScopeObjectType
 from ferry.engine.plan import Operation
 from ferry.engine.records import ObjectType, Record
+from ferry.errors import FerryError
 
 # The object types of manifests (users, groups, ...) as the engine names them.
 SCOPE_TYPES = {
@@ -35,7 +36,7 @@ class ReadResult:
     full: bool = True                                   # False: records are changes only
 
 
-class ObjectError(Exception):
+class ObjectError(FerryError):
     """A write to one object cannot be made; the run records it and goes on."""
 
     def __init__(self, target: str, operation: str, message: str):
@@ -70,7 +71,7 @@ class WriteOutcome:
     error: str | None = None
 
 
-class ConnectorCheckError(Exception):
+class ConnectorCheckError(FerryError):
     """The directory answered, but not as the Environment expects; the message says what."""
 
 

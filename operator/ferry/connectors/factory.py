@@ -13,12 +13,13 @@ from ferry.connectors.agent_session import (
     RemoteDirectory,
 )
 from ferry.connectors.base import Connector
+from ferry.errors import FerryError
 from ferry.secrets import SecretSource
 from ferry_agent.directory.connection import DirectoryEndpoint
 from ferry_agent.directory.session import DirectorySession
 
 
-class ConnectorUnavailable(Exception):
+class ConnectorUnavailable(FerryError):
     """The environment cannot be reached this way (yet); the message says why."""
 
 

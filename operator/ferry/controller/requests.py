@@ -10,10 +10,11 @@ from kubernetes import client
 
 from ferry.api.base import API_GROUP, API_VERSION
 from ferry.controller.runs import RUN_REQUEST_ANNOTATION, run_id_for
+from ferry.errors import FerryError
 from ferry.kube import FerryObjects
 
 
-class RunRequestError(Exception):
+class RunRequestError(FerryError):
     """The run could not be requested or did not finish in time; the message says why."""
 
 

@@ -6,9 +6,10 @@ from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ferry.api.workflow import Schedule
+from ferry.errors import InvalidInput
 
 
-class ScheduleError(ValueError):
+class ScheduleError(InvalidInput, ValueError):
     """The schedule cannot be evaluated (an unknown time zone)."""
 
 

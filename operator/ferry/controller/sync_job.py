@@ -23,6 +23,7 @@ from ferry.api.template import Template
 from ferry.api.workflow import Workflow
 from ferry.controller.events import EventRecorder
 from ferry.controller.workflows import referenced_objects
+from ferry.errors import InvalidInput
 from ferry.kube import FerryObjects
 from ferry.secrets import SecretsMissing, SecretSource
 from ferry.state.store import StateStore
@@ -36,7 +37,7 @@ _MODELS: dict[str, type[Environment] | type[Template]] = {
     "Environment": Environment, "Template": Template}
 
 
-class SyncJobError(Exception):
+class SyncJobError(InvalidInput):
     """The run cannot start; the message names the object and what to fix."""
 
 

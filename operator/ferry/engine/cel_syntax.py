@@ -6,11 +6,13 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from ferry.errors import InvalidInput
+
 MACROS = frozenset({"all", "exists", "exists_one", "map", "filter"})
 _NAMESPACES = frozenset({"lists", "math", "sets", "base64", "strings"})
 
 
-class SyntaxProblem(Exception):
+class SyntaxProblem(InvalidInput):
     """The expression cannot be read; the message says where."""
 
 

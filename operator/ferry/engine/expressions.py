@@ -21,6 +21,7 @@ from ferry.engine.cel_syntax import SyntaxProblem
 from ferry.engine.domains import DomainMapper
 from ferry.engine.records import AttributeValue, ObjectType, Record
 from ferry.engine.rules import ApplyWhen, StagingRules, TypeSwitch
+from ferry.errors import InvalidInput
 from ferry_agent.dn import DNError, dn_key, parse_dn
 
 # What a mapping evaluates to: no value, one value, or several.
@@ -69,7 +70,7 @@ _IDENT_START = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_"
 _IDENT_CHARS = _IDENT_START | frozenset("0123456789")
 
 
-class ExpressionError(Exception):
+class ExpressionError(InvalidInput):
     """A CEL expression failed to compile or evaluate; names its owner, its field and why."""
 
     def __init__(self, template: str, mapping: str, message: str, *, owner_kind: str = "template",

@@ -14,6 +14,7 @@ from typing import Any
 import structlog
 from aiohttp import WSCloseCode, WSMsgType, web
 
+from ferry.errors import FerryError
 from ferry.gateway.ca import AgentCA
 from ferry.gateway.connections import ConnectionGuard, ConnectionLimits
 from ferry.gateway.enrollment import EnrollmentRefused, check_environment, enroll
@@ -72,7 +73,7 @@ class Services:
 SERVICES = web.AppKey("services", Services)
 
 
-class Refusal(Exception):
+class Refusal(FerryError):
     """An answer other than 200: status, a short message for the caller, extra headers."""
 
     def __init__(self, status: int, message: str, headers: dict[str, str] | None = None):

@@ -18,6 +18,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from ferry.errors import InvalidInput
+
 CA_CERT_FILE = "ca.crt"
 CA_KEY_FILE = "ca.key"
 AGENT_URI_PREFIX = "urn:ferry:agent:"
@@ -27,11 +29,11 @@ _BACKDATE = timedelta(minutes=5)  # tolerate clocks a little behind the gateway'
 _EC_CURVES = (ec.SECP256R1, ec.SECP384R1, ec.SECP521R1)
 
 
-class CAError(Exception):
+class CAError(InvalidInput):
     """The CA's files are missing, unreadable or unusable; the message names the file."""
 
 
-class CSRError(ValueError):
+class CSRError(InvalidInput, ValueError):
     """A certificate signing request that Ferry does not sign; the text says why."""
 
 

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 from cryptography.hazmat.primitives import serialization
 
+from ferry.errors import FerryError
 from ferry.gateway.ca import AgentCA, check_csr
 from ferry.state.store import AgentInfo, StateStore
 from ferry_agent.protocol import EnrollRequest, EnrollResponse, ProtocolError
@@ -23,7 +24,7 @@ _TTL = re.compile(r"(\d+)([smhd])")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
-class EnrollmentRefused(Exception):
+class EnrollmentRefused(FerryError):
     """The token is unknown, used or expired; `reason` is for the log, never for the caller."""
 
     def __init__(self, reason: str):

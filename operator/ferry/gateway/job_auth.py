@@ -22,6 +22,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from ferry.errors import FerryError, InvalidInput
+
 AUDIENCE = "ferry-gateway"
 ISSUER = "ferry"
 ALGORITHM = "ES256"
@@ -33,11 +35,11 @@ LEEWAY_SECONDS = 60         # clocks of the operator's and the gateway's nodes m
 MAX_TOKEN_CHARS = 16_384    # a few hundred environments; anything longer is not ours
 
 
-class JobAuthError(Exception):
+class JobAuthError(InvalidInput):
     """A signing or verification key that cannot be used; the message names the file."""
 
 
-class CredentialRefused(Exception):
+class CredentialRefused(FerryError):
     """The token is malformed, forged, expired or not for this gateway; `reason` is for the
     gateway's log, never for the caller."""
 

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ferry.errors import FerryError
 from ferry_agent.protocol import (
     MAX_BODY_BYTES,
     POLL_WAIT_SECONDS,
@@ -31,7 +32,7 @@ Clock = Callable[[], float]
 _ANSWER_BYTES = MAX_BODY_BYTES // 2  # chunks per results answer, by the size agents posted
 
 
-class QueueError(Exception):
+class QueueError(FerryError):
     """A request the queue cannot honour; `status` is the HTTP answer for it."""
 
     status = 400

@@ -12,6 +12,7 @@ from pathlib import Path
 import structlog
 from aiohttp import web, web_response
 
+from ferry.errors import InvalidInput
 from ferry.gateway.app import Services, build_app, close_revoked_streams
 from ferry.gateway.ca import AgentCA
 from ferry.gateway.connections import (
@@ -29,7 +30,7 @@ log = structlog.get_logger("ferry.gateway")
 _SHUTDOWN_SECONDS = 3.0   # long polls are cut short on stop; clients retry elsewhere
 
 
-class GatewayConfigError(Exception):
+class GatewayConfigError(InvalidInput):
     """A setting that keeps the gateway from starting; the message says which and why."""
 
 

@@ -8,10 +8,11 @@ from pathlib import Path
 
 from cryptography import x509
 
+from ferry.errors import InvalidInput
 from ferry.gateway.ca import AgentCA, agent_id_of, issued_by
 
 
-class TLSConfigError(Exception):
+class TLSConfigError(InvalidInput):
     """The server certificate, key or CA bundle cannot be used; the message names the file."""
 
 

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import ldap3
 
+from ferry.errors import FerryError
 from ferry.lab.tls import write_tls
 from ferry_agent.directory.connection import DirectoryEndpoint, connect
 from ferry_agent.directory.errors import DirectoryConnectionError
@@ -47,7 +48,7 @@ CACHE_ENV = "FERRY_LAB_CACHE"
 TEMPLATE_VERSION = 2  # bump when templates change (v2: Exchange attributes in the schema)
 
 
-class LabError(Exception):
+class LabError(FerryError):
     """The lab could not be brought up, used or taken down; the message says what to do."""
 
 

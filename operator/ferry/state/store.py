@@ -13,6 +13,7 @@ from urllib.parse import quote
 from sqlalchemy import Engine, create_engine, delete, event, func, inspect, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from ferry.errors import FerryError
 from ferry.state.schema import (
     Agent,
     Base,
@@ -29,7 +30,7 @@ from ferry.state.schema import (
 MAX_AGENTS_PER_ENVIRONMENT = 5
 
 
-class AgentLimitReached(Exception):
+class AgentLimitReached(FerryError):
     """The environment already has MAX_AGENTS_PER_ENVIRONMENT active agents."""
 
     def __init__(self, environment: str):

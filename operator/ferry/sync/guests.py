@@ -13,6 +13,7 @@ from ferry.api.loader import Manifests
 from ferry.connectors.entra.connector import EntraConnector
 from ferry.connectors.factory import open_connector
 from ferry.engine.expressions import CompiledExpression
+from ferry.errors import InvalidInput
 from ferry.secrets import SecretSource
 from ferry.state.store import StateStore
 from ferry.sync.pairs import workflow_pairs
@@ -20,7 +21,7 @@ from ferry.sync.pairs import workflow_pairs
 DEFAULT_REDIRECT = "https://myapps.microsoft.com"
 
 
-class GuestsError(Exception):
+class GuestsError(InvalidInput):
     """The request cannot be carried out as given; the message says why."""
 
 

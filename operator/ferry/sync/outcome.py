@@ -7,7 +7,6 @@ import json
 from collections import Counter, defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import IntEnum
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ from ferry.engine.plan import (
     PairPlan,
     StagingError,
 )
+from ferry.errors import ExitCode
 
 # COUNT_KEYS is the engine's: plans and runs count the same things.
 __all__ = ["COUNT_KEYS", "COUNT_OF", "ExitCode", "ObjectFailure", "RunOutcome", "plan_to_json",
@@ -28,16 +28,6 @@ __all__ = ["COUNT_KEYS", "COUNT_OF", "ExitCode", "ObjectFailure", "RunOutcome", 
 # The count an applied (or, in test mode, planned) operation adds to.
 COUNT_OF = {OpKind.CREATE: "created", OpKind.UPDATE: "updated", OpKind.MOVE: "moved",
             OpKind.DELETE: "deleted"}
-
-
-class ExitCode(IntEnum):
-    """Documented exit codes of `ferry run` and `ferry sync-job`."""
-
-    OK = 0
-    FAILED = 1             # the run could not complete (connection, unexpected error)
-    INVALID_INPUT = 2      # manifests or arguments are wrong; nothing ran
-    DELETE_THRESHOLD = 3   # a pair would delete more than its threshold; it deleted nothing
-    OBJECT_ERRORS = 4      # the run completed but some objects failed (they retry next run)
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,7 @@ from msgraph_core import GraphClientFactory
 from msgraph_core.authentication import AzureIdentityAuthenticationProvider
 
 from ferry.connectors.entra.auth import CaBundle, GraphEndpoints
+from ferry.errors import FerryError
 from ferry_agent.transport import backoff
 
 log = structlog.get_logger("ferry.graph")
@@ -47,7 +48,7 @@ TRANSIENT = frozenset({500, 502, 503, 504})
 _ERRORS: dict[str, Any] = {"XXX": ODataError}
 
 
-class GraphError(Exception):
+class GraphError(FerryError):
     """Graph refused a request: its status, Graph's error code and message."""
 
     def __init__(self, status: int, code: str, message: str, retry_after: float | None = None):
@@ -57,7 +58,7 @@ class GraphError(Exception):
                          else code or f"HTTP {status}")
 
 
-class GraphUncertain(Exception):
+class GraphUncertain(FerryError):
     """A request that is not safe to repeat may or may not have been applied."""
 
 
