@@ -12,24 +12,28 @@ import contextlib
 import os
 import re
 import stat
-import tempfile
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.x509.oid import NameOID
 
+from ferry_agent.certificates import (
+    FILE_MODE,
+    FOLDER_MODE,
+    common_name,
+    new_key,
+    same_key,
+    write_atomically,
+)
 from ferry_agent.errors import FerryAgentError
 
 KEY_FILE = "agent.key"
 CERT_FILE = "agent.crt"
 CA_FILE = "ca.crt"
-FOLDER_MODE = 0o700
-FILE_MODE = 0o600
 # A certificate's CN is at most 64 characters (RFC 5280 ub-common-name).
 _AGENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _POSIX = os.name == "posix"
@@ -68,21 +72,13 @@ def create_key(folder: Path, agent_name: str) -> bytes:
             " '.', '-' or '_', starting with a letter or digit"
         )
     ensure_folder(folder)
-    key = ec.generate_private_key(ec.SECP256R1())
-    csr = (
-        x509.CertificateSigningRequestBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, agent_name)]))
-        .sign(key, hashes.SHA256())
-    )
-    pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
+    key, pem = new_key()
+    csr = (x509.CertificateSigningRequestBuilder().subject_name(common_name(agent_name))
+           .sign(key, hashes.SHA256()))
     for stale in (CERT_FILE, CA_FILE):
         with contextlib.suppress(FileNotFoundError):
             (folder / stale).unlink()
-    write_private(folder / KEY_FILE, pem)
+    write_atomically(folder / KEY_FILE, pem)
     return csr.public_bytes(serialization.Encoding.PEM)
 
 
@@ -96,13 +92,13 @@ def store_certificate(folder: Path, cert_pem: bytes, ca_pem: bytes | None) -> Id
     key = _load_key(key_path)
     cert_path = folder / CERT_FILE
     leaf = _parse_certificates(cert_path, cert_pem)[0]
-    if not _same_key(leaf, key):
+    if not same_key(leaf, key):
         raise IdentityError(cert_path, f"the certificate received is not for the key in {key_path}")
     if ca_pem is not None:
         _parse_certificates(folder / CA_FILE, ca_pem)
-    write_private(cert_path, cert_pem)
+    write_atomically(cert_path, cert_pem)
     if ca_pem is not None:
-        write_private(folder / CA_FILE, ca_pem)
+        write_atomically(folder / CA_FILE, ca_pem)
     else:
         with contextlib.suppress(FileNotFoundError):
             (folder / CA_FILE).unlink()
@@ -115,7 +111,7 @@ def load_identity(folder: Path) -> Identity:
     key_path, cert_path, ca_path = folder / KEY_FILE, folder / CERT_FILE, folder / CA_FILE
     key = _load_key(key_path)
     leaf = _parse_certificates(cert_path, _read_private(cert_path))[0]
-    if not _same_key(leaf, key):
+    if not same_key(leaf, key):
         raise IdentityError(cert_path, f"certificate does not match the key in {key_path}")
     has_ca = ca_path.exists()
     if has_ca:
@@ -148,27 +144,6 @@ def ensure_folder(folder: Path) -> None:
         if _POSIX:
             os.chmod(folder, FOLDER_MODE)  # mkdir's mode is narrowed by the umask, never widened
     _check_owner_only(folder, folder=True, missing="")
-
-
-def write_private(path: Path, data: bytes) -> None:
-    """Write `data` to `path` as 0600, atomically: readers see the old file or the new one."""
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)  # created 0600
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp)
-        raise
-    if _POSIX:  # the rename itself must survive a power cut too
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
 
 
 def _check_owner_only(path: Path, *, folder: bool, missing: str) -> None:
@@ -217,8 +192,3 @@ def _parse_certificates(path: Path, pem: bytes) -> list[x509.Certificate]:
         return x509.load_pem_x509_certificates(pem)
     except ValueError:
         raise IdentityError(path, "not PEM certificates") from None
-
-
-def _same_key(cert: x509.Certificate, key: PrivateKeyTypes) -> bool:
-    der, spki = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    return cert.public_key().public_bytes(der, spki) == key.public_key().public_bytes(der, spki)

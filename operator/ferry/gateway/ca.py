@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -19,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPri
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from ferry.errors import InvalidInput
+from ferry_agent.certificates import FOLDER_MODE, common_name, new_key, same_key, write_atomically
 
 CA_CERT_FILE = "ca.crt"
 CA_KEY_FILE = "ca.key"
@@ -49,14 +49,14 @@ class AgentCA:
         """The CA from a PEM certificate and an unencrypted PEM key (e.g. a mounted Secret)."""
         cert = _load_cert(cert_file)
         key = _load_key(key_file)
-        if not _same_key(cert, key):
+        if not same_key(cert, key):
             raise CAError(f"{key_file}: this key does not belong to the certificate {cert_file}")
         return cls(cert, key)
 
     @classmethod
     def load_or_create(cls, folder: Path, name: str = "Ferry Agent CA") -> AgentCA:
         """ca.crt and ca.key in `folder`, made on first use (key 0600); never replaced."""
-        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        folder.mkdir(mode=FOLDER_MODE, parents=True, exist_ok=True)
         cert_file, key_file = folder / CA_CERT_FILE, folder / CA_KEY_FILE
         with _locked(folder / ".ca.lock"):  # two gateways starting at once make one CA
             if cert_file.exists() and key_file.exists():
@@ -67,12 +67,10 @@ class AgentCA:
             if key_file.exists():  # a crash between the two writes: finish the job
                 key = _load_key(key_file)
             else:
-                key = ec.generate_private_key(ec.SECP256R1())
-                _write(key_file, key.private_bytes(
-                    serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                    serialization.NoEncryption()), 0o600)
+                key, pem = new_key()
+                write_atomically(key_file, pem)
             cert = _self_signed(key, name)
-            _write(cert_file, cert.public_bytes(serialization.Encoding.PEM), 0o644)
+            write_atomically(cert_file, cert.public_bytes(serialization.Encoding.PEM), 0o644)
             return cls(cert, key)
 
     @property
@@ -87,7 +85,7 @@ class AgentCA:
         ca_public = self.key.public_key()
         return (
             x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, agent_id)]))
+            .subject_name(common_name(agent_id))
             .issuer_name(self.cert.subject)
             .public_key(csr.public_key())
             .serial_number(x509.random_serial_number())
@@ -200,27 +198,6 @@ def _load_key(path: Path) -> CertificateIssuerPrivateKeyTypes:
                       | ed25519.Ed25519PrivateKey):
         raise CAError(f"{path}: a {type(key).__name__} cannot sign certificates here")
     return key
-
-
-def _same_key(cert: x509.Certificate, key: CertificateIssuerPrivateKeyTypes) -> bool:
-    der, spki = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    return cert.public_key().public_bytes(der, spki) == key.public_key().public_bytes(der, spki)
-
-
-def _write(path: Path, data: bytes, mode: int) -> None:
-    """Write atomically with `mode` from the start (a key is never readable by others)."""
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp)
-        raise
 
 
 @contextlib.contextmanager

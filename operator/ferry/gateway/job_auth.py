@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from ferry.errors import FerryError, InvalidInput
+from ferry_agent.certificates import new_key
 
 AUDIENCE = "ferry-gateway"
 ISSUER = "ferry"
@@ -63,9 +64,7 @@ class JobCredential:
 
 def new_signing_key() -> tuple[bytes, bytes]:
     """A new key pair as PEM: (private key for the operator, public key for the gateway)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption())
+    key, private = new_key()
     public = key.public_key().public_bytes(serialization.Encoding.PEM,
                                            serialization.PublicFormat.SubjectPublicKeyInfo)
     return private, public

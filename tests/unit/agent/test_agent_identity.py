@@ -13,6 +13,7 @@ from cryptography.x509.oid import NameOID
 from tests.support.pki import CertificateAuthority
 
 from ferry_agent import identity
+from ferry_agent.certificates import write_atomically
 from ferry_agent.identity import IdentityError
 
 POSIX_ONLY = pytest.mark.skipif(os.name != "posix", reason="mode bits are checked on POSIX only")
@@ -90,11 +91,11 @@ def test_a_missing_folder_says_to_enroll(tmp_path: Path) -> None:
 def test_garbage_is_named(tmp_path: Path, ca: CertificateAuthority) -> None:
     folder = tmp_path / "state"
     _enroll(folder, ca)
-    identity.write_private(folder / "ca.crt", b"not a certificate")
+    write_atomically(folder / "ca.crt", b"not a certificate")
     with pytest.raises(IdentityError, match="not PEM certificates") as caught:
         identity.load_identity(folder)
     assert caught.value.path == folder / "ca.crt"
-    identity.write_private(folder / "agent.key", b"-----BEGIN PRIVATE KEY-----\nAAAA\n")
+    write_atomically(folder / "agent.key", b"-----BEGIN PRIVATE KEY-----\nAAAA\n")
     with pytest.raises(IdentityError, match="private key") as caught:
         identity.load_identity(folder)
     assert caught.value.path == folder / "agent.key"
@@ -140,7 +141,7 @@ def test_writes_replace_whole_files_with_0600(tmp_path: Path) -> None:
     target = tmp_path / "file"
     target.write_bytes(b"old")
     os.chmod(target, 0o644)
-    identity.write_private(target, b"new")
+    write_atomically(target, b"new")
     assert target.read_bytes() == b"new"
     assert stat.S_IMODE(target.stat().st_mode) == 0o600
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
