@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.integration.gateway.harness import RunningGateway, start_gateway
+from tests.integration.gateway.harness import RunningGateway, lab_directory, start_gateway
 from tests.support.connect_proxy import ConnectProxy
 from tests.support.polling import eventually
 
@@ -47,37 +47,16 @@ class AgentFleet:
         with proxy, both go through that HTTPS_PROXY. TGT's agents may write anywhere in
         the domain unless write_subtrees says otherwise; SRC's only read."""
         domain = self.lab.src if environment == "src" else self.lab.tgt
-        home = self.folder / name
-        secrets = self.lab.root / "secrets" / domain.secret_name
-        home.mkdir(parents=True)
-        ini = home / "ad.ini"
-        ini.write_text(f"[directory]\nhost = {domain.ip}\nport = {domain.port}\n"
-                       f"base_dn = {domain.base_dn}\nbind_user = {domain.admin_user}\n"
-                       f"password_file = {secrets / 'password'}\n"
-                       f"ca_file = {secrets / 'ca.pem'}\n")
+        directory = lab_directory(domain, self.lab.root)
         if write_subtrees is None and environment == "tgt":
             write_subtrees = domain.base_dn
         if write_subtrees:
-            with ini.open("a") as more:
-                more.write(f"write_subtrees = {write_subtrees}\n")
-        env = {**os.environ, "FERRY_AGENT_TOKEN": self.gateway.token(environment)}
-        env.pop("NO_PROXY", None)
-        env.pop("no_proxy", None)
+            directory["write_subtrees"] = write_subtrees
+        env = {k: v for k, v in os.environ.items() if k not in ("NO_PROXY", "no_proxy")}
         if proxy:
             env["HTTPS_PROXY"] = proxy
-        enrolled = subprocess.run(
-            [sys.executable, "-m", "ferry_agent.cli", "enroll", "--gateway", self.gateway.url,
-             "--name", name, "--ca", str(self.gateway.ca_file),
-             "--state-dir", str(home / "identity")],
-            env=env, capture_output=True, text=True, timeout=60, check=False)
-        assert enrolled.returncode == 0, enrolled.stderr
-        log = (home / "agent.log").open("ab")
-        process = subprocess.Popen(
-            [sys.executable, "-m", "ferry_agent.cli", "run", "--gateway", self.gateway.url,
-             "--directory", str(ini), "--state-dir", str(home / "identity")],
-            env={k: v for k, v in env.items() if k != "FERRY_AGENT_TOKEN"},
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        log.close()
+        process = self.gateway.start_agent(environment, name, self.folder / name, directory,
+                                           env)
         self.processes[name] = process
         return process
 
@@ -197,7 +176,7 @@ def totals(state: Path) -> list[dict[str, int]]:
     store = StateStore(str(state))
     try:
         return [{k: sum(c.get(k, 0) for c in run.counts.values())
-                 for k in ("created", "updated", "deleted")} for run in store.runs(None, 10)]
+                 for k in ("created", "updated", "deleted")} for run in store.runs.recent(None, 10)]
     finally:
         store.close()
 

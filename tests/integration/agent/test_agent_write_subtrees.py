@@ -4,18 +4,17 @@ without the setting writes nothing at all."""
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.integration.gateway.harness import RunningGateway, start_gateway
+from tests.integration.gateway.harness import RunningGateway, lab_directory, start_gateway
 
-from ferry.connectors.agent_session import GatewaySettings, RemoteDirectory
+from ferry.connectors.agent_session import RemoteDirectory
+from ferry.settings import GatewaySettings
 from ferry_agent.directory import create, ensure_ou
 from ferry_agent.directory.batch import Write
 from ferry_agent.directory.write import delete
@@ -53,25 +52,10 @@ def outside(lab: Any) -> Iterator[str]:
 
 def start_agent(gateway: RunningGateway, lab: Any, folder: Path, name: str,
                 write_subtrees: str | None) -> subprocess.Popen[bytes]:
-    domain = lab.tgt
-    secrets = lab.root / "secrets" / domain.secret_name
-    folder.mkdir(parents=True)
-    ini = folder / "ad.ini"
-    ini.write_text(f"[directory]\nhost = {domain.ip}\nport = {domain.port}\n"
-                   f"base_dn = {domain.base_dn}\nbind_user = {domain.admin_user}\n"
-                   f"password_file = {secrets / 'password'}\nca_file = {secrets / 'ca.pem'}\n"
-                   + (f"write_subtrees = {write_subtrees}\n" if write_subtrees else ""))
-    env = {**os.environ, "FERRY_AGENT_TOKEN": gateway.token("tgt")}
-    enrolled = subprocess.run(
-        [sys.executable, "-m", "ferry_agent.cli", "enroll", "--gateway", gateway.url,
-         "--name", name, "--ca", str(gateway.ca_file), "--state-dir", str(folder / "id")],
-        env=env, capture_output=True, text=True, timeout=60, check=False)
-    assert enrolled.returncode == 0, enrolled.stderr
-    with (folder / "agent.log").open("ab") as log:
-        return subprocess.Popen(
-            [sys.executable, "-m", "ferry_agent.cli", "run", "--gateway", gateway.url,
-             "--directory", str(ini), "--state-dir", str(folder / "id")],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    """A real agent of TGT; without write_subtrees it may write nowhere."""
+    subtrees = {"write_subtrees": write_subtrees} if write_subtrees else {}
+    return gateway.start_agent("tgt", name, folder,
+                               {**lab_directory(lab.tgt, lab.root), **subtrees})
 
 
 def names_in(lab: Any, ou: str) -> set[str]:
@@ -91,8 +75,9 @@ def test_writes_outside_the_agents_subtrees_are_refused_per_object(
         gateway: RunningGateway, lab: Any, tgt_ou: str, outside: str, tmp_path: Path) -> None:
     agent = start_agent(gateway, lab, tmp_path / "agent", "tgt-agent",
                         f"{tgt_ou}; OU=Nowhere,{lab.tgt.base_dn}")
-    remote = RemoteDirectory(GatewaySettings(gateway.url, str(gateway.ca_file),
-                                             gateway.credential("tgt")), "tgt", call_timeout=120)
+    remote = RemoteDirectory(GatewaySettings(url=gateway.url, ca_file=str(gateway.ca_file),
+                                             token=gateway.credential("tgt")),
+                             "tgt", call_timeout=120)
     inside_user = build_dn("Inside User", tgt_ou)
     before = names_in(lab, outside)
     try:
@@ -136,8 +121,9 @@ def test_writes_outside_the_agents_subtrees_are_refused_per_object(
 def test_an_agent_without_write_subtrees_only_reads(
         gateway: RunningGateway, lab: Any, tgt_ou: str, tmp_path: Path) -> None:
     agent = start_agent(gateway, lab, tmp_path / "agent", "read-only", None)
-    remote = RemoteDirectory(GatewaySettings(gateway.url, str(gateway.ca_file),
-                                             gateway.credential("tgt")), "tgt", call_timeout=120)
+    remote = RemoteDirectory(GatewaySettings(url=gateway.url, ca_file=str(gateway.ca_file),
+                                             token=gateway.credential("tgt")),
+                             "tgt", call_timeout=120)
     try:
         [result] = remote.write([Write("create", build_dn("Anyone", tgt_ou),
                                        object_type="contact")])

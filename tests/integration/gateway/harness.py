@@ -1,6 +1,7 @@
-"""A real `ferry gateway` process over real TLS on loopback, and clients for it: fake agents
-(ferry_agent.identity + GatewayClient), sync Jobs (job credentials signed with the gateway's
-job signing key, bound to the environments they submit to), raw HTTP for bad requests.
+"""A real `ferry gateway` process over real TLS on loopback, and clients for it: real
+`ferry-agent` processes, fake agents (ferry_agent.identity + GatewayClient), sync Jobs (job
+credentials signed with the gateway's job signing key, bound to the environments they submit
+to), raw HTTP for bad requests.
 
 The agent CA is made first in the gateway's --ca-dir (the gateway then loads it) and also
 issues the server certificate, so the CA bundle enrollment hands out verifies the gateway.
@@ -18,7 +19,7 @@ import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -31,6 +32,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from ferry.gateway.ca import AgentCA
 from ferry.gateway.job_auth import ROLE_JOB, load_signing_key, mint, write_signing_key
+from ferry.lab.samba import LabDomain
 from ferry_agent import identity
 from ferry_agent.identity import Identity
 from ferry_agent.protocol import (
@@ -134,6 +136,28 @@ class RunningGateway:
         stored = identity.store_certificate(folder, response.certificate.encode(),
                                             response.ca.encode())
         return stored, response
+
+    def start_agent(self, environment: str, name: str, folder: Path,
+                    directory: Mapping[str, str], env: Mapping[str, str] | None = None
+                    ) -> subprocess.Popen[bytes]:
+        """A real `ferry-agent` of `environment`, enrolled through its CLI (the token in
+        $FERRY_AGENT_TOKEN, never argv) and then run with `directory` as its INI's [directory]
+        section. Its files and agent.log go in `folder`; `env` replaces os.environ."""
+        folder.mkdir(parents=True, exist_ok=True)
+        ini = folder / "ad.ini"
+        ini.write_text("[directory]\n" + "".join(f"{k} = {v}\n" for k, v in directory.items()))
+        base = dict(os.environ if env is None else env)
+        enrolled = subprocess.run(
+            [sys.executable, "-m", "ferry_agent.cli", "enroll", "--gateway", self.url,
+             "--name", name, "--ca", str(self.ca_file), "--state-dir", str(folder / "identity")],
+            env={**base, "FERRY_AGENT_TOKEN": self.token(environment)}, capture_output=True,
+            text=True, timeout=CLI_SECONDS, check=False)
+        assert enrolled.returncode == 0, enrolled.stderr
+        with (folder / "agent.log").open("ab") as log:
+            return subprocess.Popen(
+                [sys.executable, "-m", "ferry_agent.cli", "run", "--gateway", self.url,
+                 "--directory", str(ini), "--state-dir", str(folder / "identity")],
+                env=base, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
     def agent(self, who: Identity) -> GatewayClient:
         made = GatewayClient.for_identity(self.url, who, timeout=REQUEST_SECONDS)
@@ -296,6 +320,14 @@ def start_gateway(folder: Path, host: str, *extra: str) -> RunningGateway:
                              folder / "gateway.log")
     running.wait_ready()
     return running
+
+
+def lab_directory(domain: LabDomain, lab_root: Path) -> dict[str, str]:
+    """An agent's [directory] settings for a lab domain: its DC, bound with the lab's Secret."""
+    secrets = lab_root / "secrets" / domain.secret_name
+    return {"host": domain.ip, "port": str(domain.port), "base_dn": domain.base_dn,
+            "bind_user": domain.admin_user, "password_file": str(secrets / "password"),
+            "ca_file": str(secrets / "ca.pem")}
 
 
 def _launch(command: list[str], log_file: Path) -> subprocess.Popen[bytes]:

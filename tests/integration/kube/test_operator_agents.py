@@ -7,18 +7,18 @@ import json
 import os
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
 import pytest
 import yaml
-from kopf.testing import KopfRunner
 from tests.integration.gateway.harness import RunningGateway, start_gateway
 from tests.support.kube_api import KubeAPI
+from tests.support.operator import running_operator
 from tests.support.polling import eventually
+
+from ferry.settings import OperatorSettings
 
 ROOT = Path(__file__).resolve().parents[3]
 ENVIRONMENT = {
@@ -43,19 +43,8 @@ def start_agent(gateway: RunningGateway, folder: Path, name: str) -> subprocess.
     """A real ferry-agent for environment corp; it needs no domain controller until work comes."""
     folder.mkdir(parents=True)
     (folder / "password").write_text("unused\n")
-    (folder / "ad.ini").write_text(f"[directory]\nhost = 127.0.0.250\nbind_user = svc\n"
-                                   f"password_file = {folder / 'password'}\n")
-    env = {**os.environ, "FERRY_AGENT_TOKEN": gateway.token("corp")}
-    enrolled = subprocess.run(
-        [sys.executable, "-m", "ferry_agent.cli", "enroll", "--gateway", gateway.url,
-         "--name", name, "--ca", str(gateway.ca_file), "--state-dir", str(folder / "id")],
-        env=env, capture_output=True, text=True, timeout=60, check=False)
-    assert enrolled.returncode == 0, enrolled.stderr
-    with (folder / "agent.log").open("ab") as log:
-        return subprocess.Popen(
-            [sys.executable, "-m", "ferry_agent.cli", "run", "--gateway", gateway.url,
-             "--directory", str(folder / "ad.ini"), "--state-dir", str(folder / "id")],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    return gateway.start_agent("corp", name, folder, {
+        "host": "127.0.0.250", "bind_user": "svc", "password_file": str(folder / "password")})
 
 
 def test_agent_environment_shows_its_agents_and_loses_connected_when_they_go(
@@ -77,14 +66,11 @@ def test_agent_environment_shows_its_agents_and_loses_connected_when_they_go(
                      if c["type"] == "Connected"), {})
 
     agent = start_agent(gateway, tmp_path / "agent", "dc-agent-1")
-    env = {"KUBECONFIG": str(kube_api.kubeconfig), "FERRY_NAMESPACE": kube_namespace,
-           "FERRY_TICK_SECONDS": "0.5", "FERRY_GATEWAY_URL": gateway.url,
-           "FERRY_GATEWAY_CA": str(gateway.ca_file),
-           "FERRY_JOB_SIGNING_KEY_FILE": str(gateway.signing_key)}
+    settings = OperatorSettings(namespace=kube_namespace, tick_seconds=0.5,
+                                gateway_url=gateway.url, gateway_ca=str(gateway.ca_file),
+                                job_signing_key_file=str(gateway.signing_key))
     try:
-        with mock.patch.dict(os.environ, env), KopfRunner(
-                ["run", "--standalone", "--namespace", kube_namespace,
-                 "-m", "ferry.controller.handlers"], timeout=60) as runner:
+        with running_operator(settings, kube_api.kubeconfig):
             up = eventually(lambda: connected().get("status") == "True" and connected(),
                             "Connected=True from the agent")
             assert up["reason"] == "AgentsConnected" and "dc-agent-1" in up["message"]
@@ -101,7 +87,6 @@ def test_agent_environment_shows_its_agents_and_loses_connected_when_they_go(
                               "Connected=False once the agent is gone")
             assert down["reason"] == "NoAgentConnected"
             assert status()["agentsConnected"] == "0/1"
-        assert runner.exception is None, runner.output
     finally:
         if agent.poll() is None:
             agent.kill()
