@@ -47,9 +47,10 @@ from bench.ad_bench import ATTRIBUTES  # noqa: E402
 from tests.integration.gateway.harness import RunningGateway, start_gateway  # noqa: E402
 
 from ferry.connectors.activedirectory import ActiveDirectoryConnector  # noqa: E402
-from ferry.connectors.agent_session import GatewaySettings, RemoteDirectory  # noqa: E402
+from ferry.connectors.agent_session import RemoteDirectory  # noqa: E402
 from ferry.lab import Lab, LabDomain  # noqa: E402
 from ferry.lab.samba import DomainSpec, free_addresses  # noqa: E402
+from ferry.settings import GatewaySettings  # noqa: E402
 from ferry.state.store import StateStore  # noqa: E402
 from ferry_agent.directory import Scope, ensure_ou  # noqa: E402
 from ferry_agent.directory.batch import Write  # noqa: E402
@@ -156,7 +157,7 @@ class Agents:
                 start_new_session=True)
         store = StateStore(self.gateway.state)
         try:
-            (agent,) = [a for a in store.agents(environment) if a.name == name]
+            (agent,) = [a for a in store.agents.enrolled(environment) if a.name == name]
         finally:
             store.close()
         return agent.id
@@ -359,8 +360,8 @@ def throughput(root: Path, domain: LabDomain, parent: str, halves: list[str], us
     cleanup.append(gateway.stop)
     agents = Agents(gateway, root / "agents", domain)
     cleanup.append(agents.stop)
-    settings = GatewaySettings(gateway.url, str(gateway.ca_file),
-                               gateway.credential(ENVIRONMENT))
+    settings = GatewaySettings(url=gateway.url, ca_file=str(gateway.ca_file),
+                               token=gateway.credential(ENVIRONMENT))
     remotes = [RemoteDirectory(settings, ENVIRONMENT) for _ in range(2)]
     cleanup.extend(remote.close for remote in remotes)
 

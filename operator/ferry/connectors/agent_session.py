@@ -8,14 +8,12 @@ the work started over, so what was collected is dropped and collected again.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from ferry.errors import FerryError
+from ferry.settings import GatewaySettings
 from ferry_agent.directory.batch import Write, WriteResult
 from ferry_agent.directory.read import Changes, Entry, Scope, Watermark
 from ferry_agent.protocol import (
@@ -31,35 +29,9 @@ from ferry_agent.protocol import (
 )
 from ferry_agent.transport import GatewayClient, GatewayUnavailable, backoff
 
-GATEWAY_URL_ENV = "FERRY_GATEWAY_URL"
-GATEWAY_CA_ENV = "FERRY_GATEWAY_CA"
-GATEWAY_TOKEN_FILE_ENV = "FERRY_GATEWAY_TOKEN_FILE"
-
 
 class GatewayWorkError(FerryError):
     """The gateway could not carry out a call (lost it, refused it, or timed out)."""
-
-
-@dataclass(frozen=True)
-class GatewaySettings:
-    url: str
-    ca_file: str | None
-    token: str = ""
-
-    @classmethod
-    def from_environment(cls) -> GatewaySettings | None:
-        """$FERRY_GATEWAY_URL, $FERRY_GATEWAY_CA and $FERRY_GATEWAY_TOKEN_FILE, the job
-        credential: the sync Job's own (bound to its run's environments), or one
-        `ferry job-credential create` signed for `ferry run`."""
-        url = os.environ.get(GATEWAY_URL_ENV)
-        if not url:
-            return None
-        token_file = os.environ.get(GATEWAY_TOKEN_FILE_ENV)
-        token = Path(token_file).read_text(encoding="utf-8").strip() if token_file else ""
-        ca_file = os.environ.get(GATEWAY_CA_ENV) or None
-        if ca_file and not Path(ca_file).read_text(encoding="utf-8").strip():
-            ca_file = None  # an empty bundle: the gateway has a publicly trusted certificate
-        return cls(url, ca_file, token)
 
 
 class RemoteDirectory:
@@ -69,7 +41,7 @@ class RemoteDirectory:
                  call_timeout: float = 3600.0):
         self.environment = environment
         self.client = GatewayClient(settings.url, ca_file=settings.ca_file)
-        self._headers = {"Authorization": f"Bearer {settings.token}"}
+        self._headers = {"Authorization": f"Bearer {settings.token.get_secret_value()}"}
         self._timeout = call_timeout
 
     def close(self) -> None:

@@ -5,16 +5,11 @@ from __future__ import annotations
 from ferry.api.base import ValueSource
 from ferry.api.environment import ConnectionMode, DirectoryType, Environment
 from ferry.connectors.activedirectory import ActiveDirectoryConnector
-from ferry.connectors.agent_session import (
-    GATEWAY_CA_ENV,
-    GATEWAY_TOKEN_FILE_ENV,
-    GATEWAY_URL_ENV,
-    GatewaySettings,
-    RemoteDirectory,
-)
+from ferry.connectors.agent_session import RemoteDirectory
 from ferry.connectors.base import Connector
 from ferry.errors import FerryError
 from ferry.secrets import SecretSource
+from ferry.settings import GATEWAY_CA_ENV, GATEWAY_TOKEN_FILE_ENV, GATEWAY_URL_ENV, RunSettings
 from ferry_agent.directory.connection import DirectoryEndpoint
 from ferry_agent.directory.session import DirectorySession
 
@@ -32,7 +27,7 @@ def connection_secrets(env: Environment) -> list[tuple[ValueSource, str]]:
     return [(source, f"{where}: {field}") for source, field in env.spec.secret_sources()]
 
 
-def open_connector(env: Environment, secrets: SecretSource) -> Connector:
+def open_connector(env: Environment, secrets: SecretSource, settings: RunSettings) -> Connector:
     name = env.metadata.name
     where = f"Environment/{name}"
     if env.spec.type is DirectoryType.ENTRA_ID:
@@ -40,7 +35,7 @@ def open_connector(env: Environment, secrets: SecretSource) -> Connector:
     ad = env.spec.active_directory
     assert ad is not None  # the model checks the block matches the type
     if env.spec.connection is ConnectionMode.AGENT:
-        gateway = GatewaySettings.from_environment()
+        gateway = settings.gateway
         if gateway is None:
             raise ConnectorUnavailable(
                 f"{where}: spec.connection is agent, but no gateway is configured; set"

@@ -16,6 +16,7 @@ from ferry.api.status import RunResult
 from ferry.connectors.factory import open_connector
 from ferry.kube import FerryObjects
 from ferry.secrets import SecretSource
+from ferry.settings import RunSettings
 from ferry.state.store import StateStore
 from ferry.sync.discovery import discover
 from ferry.sync.outcome import ExitCode
@@ -24,7 +25,8 @@ log = structlog.get_logger("ferry.discover_job")
 
 
 def run_discovery_job(api: client.ApiClient, namespace: str, name: str, run_id: str,
-                      store: StateStore, secrets: SecretSource, full: bool) -> ExitCode:
+                      store: StateStore, secrets: SecretSource, settings: RunSettings,
+                      full: bool) -> ExitCode:
     """Discover one Environment inside its Job; the outcome ends up in its status."""
     objects = FerryObjects(api)
     body = objects.get("environments", namespace, name)
@@ -39,7 +41,7 @@ def run_discovery_job(api: client.ApiClient, namespace: str, name: str, run_id: 
         _report(objects, namespace, name, run_id, {}, _final(RunResult.FAILED, str(exc)))
         return ExitCode.INVALID_INPUT
     try:
-        connector = open_connector(env, secrets)
+        connector = open_connector(env, secrets, settings)
         try:
             found = discover(env, connector, store, reset=full)
         finally:

@@ -22,9 +22,9 @@ from ferry.controller.job_credentials import create_job, operator_credential
 from ferry.controller.jobs import build_discovery_job, secret_refs, token_files
 from ferry.controller.run_tracking import parse_time
 from ferry.controller.runs import ENVIRONMENT_LABEL
-from ferry.controller.settings import OperatorSettings
 from ferry.kube import ApiSecretResolver, FerryObjects, as_dict, status_changes
 from ferry.secrets import SecretError, SecretSource
+from ferry.settings import GATEWAY_URL_ENV, OperatorSettings, RunSettings
 
 log = structlog.get_logger("ferry.operator")
 
@@ -38,21 +38,22 @@ class Check:
     agents: list[dict[str, Any]] | None = None
 
 
-Checker = Callable[[Environment, SecretSource], Check]
+Checker = Callable[[Environment, SecretSource, OperatorSettings], Check]
 _RETRY = timedelta(seconds=30)
 _AGENT_POLL = timedelta(seconds=10)  # one cheap gateway call: agents come and go
 
 
-def check_connection(env: Environment, secrets: SecretSource) -> Check:
+def check_connection(env: Environment, secrets: SecretSource,
+                     settings: OperatorSettings) -> Check:
     """Direct mode: bind (AD) or sign in (Entra ID, naming missing Graph permissions) and
     read the scope. Agent mode: ask the gateway which agents of this environment are
     connected."""
     if env.spec.connection is ConnectionMode.AGENT:
-        return check_agents(env.metadata.name)
+        return check_agents(env.metadata.name, settings)
     from ferry.connectors.factory import open_connector  # LDAP and Graph only when needed
 
     try:
-        connector = open_connector(env, secrets)
+        connector = open_connector(env, secrets, RunSettings())  # direct: no gateway
     except SecretError as exc:
         return Check(False, "SecretUnavailable", str(exc))
     try:
@@ -63,20 +64,18 @@ def check_connection(env: Environment, secrets: SecretSource) -> Check:
         connector.close()
 
 
-def check_agents(environment: str) -> Check:
+def check_agents(environment: str, settings: OperatorSettings) -> Check:
     """Connected when at least one enrolled agent of the environment talks to the gateway."""
-    from ferry.connectors.agent_session import GatewaySettings  # the agent's HTTP client, lazily
-    from ferry_agent.transport import GatewayClient, GatewayError
+    from ferry_agent.transport import GatewayClient, GatewayError  # HTTP client, lazily
 
-    gateway = GatewaySettings.from_environment()
+    gateway = settings.gateway(operator_credential(settings))
     if gateway is None:
         return Check(None, "NoGateway", "connection: agent, but the operator has no gateway"
-                     " configured (FERRY_GATEWAY_URL)")
+                     f" configured ({GATEWAY_URL_ENV})")
     client = GatewayClient(gateway.url, ca_file=gateway.ca_file, timeout=10)
     try:
-        status, body = client.get(f"/v1/environments/{environment}/agents",
-                                  headers={"Authorization":
-                                           f"Bearer {gateway.token or operator_credential()}"})
+        status, body = client.get(f"/v1/environments/{environment}/agents", headers={
+            "Authorization": f"Bearer {gateway.token.get_secret_value()}"})
     except GatewayError as exc:
         return Check(False, "GatewayUnreachable", str(exc))
     finally:
@@ -166,7 +165,7 @@ class EnvironmentReconciler:
         if env is None or ready_problem:
             connected = Check(False, "NotReady", "fix the Ready condition first")
         elif self._check_due(body, now) or previous is None:
-            connected = self._checker(env, secrets)
+            connected = self._checker(env, secrets, self._settings)
             with self._lock:
                 self._checked[(meta["namespace"], meta["name"])] = (generation or 0, now)
         if connected is not None:

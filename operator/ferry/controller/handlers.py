@@ -9,6 +9,7 @@ and re-checks Environment connections.
 from __future__ import annotations
 
 import asyncio
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -26,10 +27,10 @@ from ferry.controller.runs import (
     RUN_REQUEST_ANNOTATION,
     WORKFLOW_LABEL,
 )
-from ferry.controller.settings import OperatorSettings
 from ferry.controller.templates import TemplateReconciler
 from ferry.controller.workflows import WorkflowReconciler, referenced_objects
 from ferry.kube import FerryObjects, api_client
+from ferry.settings import OperatorSettings
 
 log = structlog.get_logger("ferry.operator")
 
@@ -43,13 +44,13 @@ class Controller:
     templates: TemplateReconciler
 
 
-_configured: OperatorSettings | None = None
-
-
-def configure(settings: OperatorSettings) -> None:
-    """Settings for the next operator start (`ferry operator`); else FERRY_* variables."""
-    global _configured
-    _configured = settings
+def run(settings: OperatorSettings, liveness: str | None = None,
+        stop_flag: threading.Event | None = None) -> None:
+    """Run the operator until SIGTERM (or `stop_flag`); `settings` reach the handlers in
+    kopf's memo."""
+    kopf.run(standalone=True, clusterwide=settings.cluster_wide,
+             namespaces=settings.watched_namespaces, liveness_endpoint=liveness,
+             memo=kopf.Memo(settings=settings), stop_flag=stop_flag)
 
 
 def build_controller(settings: OperatorSettings) -> Controller:
@@ -74,13 +75,17 @@ def _login(**kwargs: Any) -> kopf.ConnectionInfo | None:
 
 @kopf.on.startup()
 async def _startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    ferry_settings = memo.get("settings")
+    if not isinstance(ferry_settings, OperatorSettings):
+        raise kopf.PermanentError("no Ferry settings in the operator's memo: start it with"
+                                  " `ferry operator` (ferry.controller.handlers.run)")
     settings.posting.enabled = False       # Ferry posts its own Events, with its own reasons
     settings.peering.standalone = True     # one replica (Recreate); no peering objects needed
     # No cluster-wide scans for CRDs and namespaces: the Role is namespaced (least privilege).
     settings.scanning.disabled = True
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
-    memo.controller = build_controller(_configured or OperatorSettings.from_environment())
+    memo.controller = build_controller(ferry_settings)
     memo.ticker = asyncio.create_task(_tick(memo.controller))
     log.info("operator.started", namespaces=memo.controller.settings.watched_namespaces or "all")
 

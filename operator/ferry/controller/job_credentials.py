@@ -3,7 +3,6 @@ owns and mounts; and the operator's own short-lived credential for agents checks
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 from datetime import timedelta
 from pathlib import Path
@@ -14,11 +13,10 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from ferry.controller.jobs import credential_lifetime, credential_secret, gateway_credentials
-from ferry.controller.settings import OperatorSettings
 from ferry.gateway.job_auth import ROLE_OPERATOR, load_signing_key, mint
+from ferry.settings import OperatorSettings
 
 log = structlog.get_logger("ferry.operator")
-SIGNING_KEY_ENV = "FERRY_JOB_SIGNING_KEY_FILE"
 OPERATOR_CREDENTIAL_TTL_SECONDS = 300
 
 
@@ -63,11 +61,10 @@ def _create_credential(api: client.ApiClient, job: Any, environments: list[str],
     log.info("job.credential_created", job=subject, environments=environments)
 
 
-def operator_credential() -> str:
-    """A credential that lists any environment's agents and nothing else, signed now with
-    $FERRY_JOB_SIGNING_KEY_FILE ('' when the operator has no signing key)."""
-    path = os.environ.get(SIGNING_KEY_ENV)
-    if not path:
+def operator_credential(settings: OperatorSettings) -> str:
+    """A credential that lists any environment's agents and nothing else, signed now with the
+    job signing key ('' when the operator has none)."""
+    if not settings.job_signing_key_file:
         return ""
-    return mint(load_signing_key(Path(path)), "operator", [],
+    return mint(load_signing_key(Path(settings.job_signing_key_file)), "operator", [],
                 timedelta(seconds=OPERATOR_CREDENTIAL_TTL_SECONDS), role=ROLE_OPERATOR)

@@ -10,7 +10,6 @@ from typing import Any
 from ferry.api.base import GROUP_VERSION, SecretKeySelector, ValueSource
 from ferry.api.environment import Environment
 from ferry.api.template import Template
-from ferry.connectors.agent_session import GATEWAY_CA_ENV, GATEWAY_TOKEN_FILE_ENV, GATEWAY_URL_ENV
 from ferry.controller.runs import (
     ENVIRONMENT_LABEL,
     FINAL_EXIT_CODES,
@@ -20,8 +19,13 @@ from ferry.controller.runs import (
     WORKFLOW_LABEL,
     job_name,
 )
-from ferry.controller.settings import OperatorSettings
 from ferry.secrets import DEFAULT_SECRETS_DIR
+from ferry.settings import (
+    GATEWAY_CA_ENV,
+    GATEWAY_TOKEN_FILE_ENV,
+    GATEWAY_URL_ENV,
+    OperatorSettings,
+)
 
 CONTAINER = "sync"
 GATEWAY_MOUNT = "/var/run/secrets/ferry-gateway"

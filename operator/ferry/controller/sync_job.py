@@ -26,6 +26,7 @@ from ferry.controller.workflows import referenced_objects
 from ferry.errors import InvalidInput
 from ferry.kube import FerryObjects
 from ferry.secrets import SecretsMissing, SecretSource
+from ferry.settings import RunSettings
 from ferry.state.store import StateStore
 from ferry.sync.expression_check import expression_problems
 from ferry.sync.outcome import COUNT_KEYS, ExitCode, RunOutcome
@@ -42,7 +43,7 @@ class SyncJobError(InvalidInput):
 
 
 def run_sync_job(api: client.ApiClient, namespace: str, workflow: str, run_id: str,
-                 store: StateStore, secrets: SecretSource,
+                 store: StateStore, secrets: SecretSource, settings: RunSettings,
                  runner: Callable[..., Any] = run_workflow) -> ExitCode:
     """Run one Workflow run inside its Job; every outcome ends up in the Workflow's status."""
     objects = FerryObjects(api)
@@ -67,7 +68,7 @@ def run_sync_job(api: client.ApiClient, namespace: str, workflow: str, run_id: s
                                                    {"progress": text}))
     try:
         result = runner(manifests, RunRequest(workflow, run_id=run_id), store, secrets,
-                        progress)
+                        settings, progress)
     except SecretsMissing as exc:  # nothing was connected or recorded: say what to fix
         message = "; ".join(exc.problems)
         log.error("sync_job.secrets_missing", run=run_id, problems=exc.problems)

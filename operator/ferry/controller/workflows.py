@@ -22,9 +22,9 @@ from ferry.controller.events import EventRecorder
 from ferry.controller.job_credentials import create_job
 from ferry.controller.jobs import build_job, secret_refs, token_files
 from ferry.controller.runs import WORKFLOW_LABEL
-from ferry.controller.settings import OperatorSettings
 from ferry.controller.workflow_decision import Decision, decide
 from ferry.kube import FerryObjects, as_dict, status_changes
+from ferry.settings import OperatorSettings
 
 log = structlog.get_logger("ferry.operator")
 

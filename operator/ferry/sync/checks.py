@@ -13,6 +13,7 @@ from ferry.connectors.entra.permissions import Need, needs
 from ferry.connectors.factory import open_connector
 from ferry.engine.records import ObjectType
 from ferry.secrets import SecretSource
+from ferry.settings import RunSettings
 from ferry.sync.pairs import workflow_pairs
 
 
@@ -41,12 +42,12 @@ def graph_permissions_needed(manifests: Manifests, env: Environment) -> list[Nee
                  administrative_units=bool(env.spec.scope.administrative_units))
 
 
-def check_environment(manifests: Manifests, env: Environment,
-                      secrets: SecretSource) -> EnvironmentCheck:
+def check_environment(manifests: Manifests, env: Environment, secrets: SecretSource,
+                      settings: RunSettings) -> EnvironmentCheck:
     """Connect, sign in and read; what failed is the message an admin acts on."""
     name = env.metadata.name
     try:
-        connector = open_connector(env, secrets)
+        connector = open_connector(env, secrets, settings)
     except Exception as exc:  # a missing secret, an unknown type: say so, check the rest
         return EnvironmentCheck(name, False, str(exc))
     try:

@@ -15,6 +15,7 @@ from ferry.connectors.factory import open_connector
 from ferry.engine.expressions import CompiledExpression
 from ferry.errors import InvalidInput
 from ferry.secrets import SecretSource
+from ferry.settings import RunSettings
 from ferry.state.store import StateStore
 from ferry.sync.pairs import workflow_pairs
 
@@ -33,8 +34,8 @@ class Invited:
 
 
 def invite_guests(manifests: Manifests, environment: str, store: StateStore,
-                  secrets: SecretSource, where: str | None = None, dry_run: bool = False
-                  ) -> list[Invited]:
+                  secrets: SecretSource, settings: RunSettings, where: str | None = None,
+                  dry_run: bool = False) -> list[Invited]:
     """Invite the managed, unredeemed guests of `environment` that `where` selects."""
     env = manifests.environments.get(environment)
     if env is None or env.spec.type is not DirectoryType.ENTRA_ID:
@@ -48,10 +49,10 @@ def invite_guests(manifests: Manifests, environment: str, store: StateStore,
     for workflow in manifests.workflows.values():
         for pair in workflow_pairs(manifests, workflow):
             if pair.target == environment:
-                managed.update(store.joins(pair.rules.name).values())
+                managed.update(store.joins.confirmed(pair.rules.name).values())
                 template = manifests.templates[pair.template].spec
                 redirect = template.guests.invite_redirect_url
-    connector = open_connector(env, secrets)
+    connector = open_connector(env, secrets, settings)
     assert isinstance(connector, EntraConnector)
     try:
         chosen = []

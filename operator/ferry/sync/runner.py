@@ -11,6 +11,7 @@ from pathlib import Path
 
 import structlog
 
+from ferry.api.environment import Environment
 from ferry.api.loader import Manifests
 from ferry.connectors.base import Connector
 from ferry.connectors.factory import connection_secrets, open_connector
@@ -18,7 +19,9 @@ from ferry.engine.expressions import ExpressionError
 from ferry.engine.pipeline import plan_pair
 from ferry.engine.plan import PairPlan
 from ferry.secrets import ResolvedSecrets, SecretSource, resolve_all
-from ferry.state.store import ResultRow, StateStore
+from ferry.settings import RunSettings
+from ferry.state.rows import ObjectResult
+from ferry.state.store import StateStore
 from ferry.sync.apply import PairApplier, password_source
 from ferry.sync.outcome import COUNT_OF, RunOutcome, plan_to_json, write_plan
 from ferry.sync.pairs import PairSettings, workflow_pairs
@@ -52,7 +55,7 @@ class CompletedRun:
     plan_path: Path | None = None
 
 
-ConnectorFactory = Callable[..., Connector]
+ConnectorFactory = Callable[[Environment, SecretSource, RunSettings], Connector]
 
 
 def run_workflow(
@@ -60,6 +63,7 @@ def run_workflow(
     request: RunRequest,
     store: StateStore,
     secrets: SecretSource,
+    settings: RunSettings,
     progress: Progress | None = None,
     connector_factory: ConnectorFactory = open_connector,
 ) -> CompletedRun:
@@ -78,17 +82,17 @@ def run_workflow(
     needs = environment_needs(pairs)
     resolved = _read_secrets(manifests, pairs, needs, secrets, test_mode)
     # Test mode writes nothing anywhere, run history included.
-    run_id = "plan" if test_mode else store.start_run(request.workflow, mode, request.run_id)
+    run_id = "plan" if test_mode else store.runs.start(request.workflow, mode, request.run_id)
     outcome = RunOutcome(run_id, request.workflow, mode)
     result = CompletedRun(outcome)
     log.info("run.started", workflow=request.workflow, run=run_id, mode=mode)
     connectors: dict[str, Connector] = {}
     try:
-        retries = {p.rules.name: store.retries(p.rules.name) for p in pairs}
+        retries = {p.rules.name: store.retries.of(p.rules.name) for p in pairs}
         reads: dict[str, EnvironmentRead] = {}
         for env_name, need in needs.items():
             connector = connectors[env_name] = connector_factory(
-                manifests.environments[env_name], resolved)
+                manifests.environments[env_name], resolved, settings)
             task = progress.task(f"read {env_name}")
             retry_anchors = set().union(*(retries[p.rules.name] for p in pairs
                                           if p.source == env_name))
@@ -101,7 +105,7 @@ def run_workflow(
                      objects=len(reads[env_name].result.records),
                      full=reads[env_name].result.full)
         for pair in pairs:
-            joins = store.joins(pair.rules.name)
+            joins = store.joins.confirmed(pair.rules.name)
             plan = _plan(pair, reads, store, joins)
             _name_references(plan, connectors[pair.source])
             result.plans.append(plan)
@@ -113,7 +117,7 @@ def run_workflow(
             for env_name, read in reads.items():
                 wm = read.result.watermark
                 if needs[env_name].as_source and wm is not None:
-                    store.set_watermark(request.workflow, env_name, wm.kind, wm.value)
+                    store.watermarks.set(request.workflow, env_name, wm)
     except ExpressionError as exc:
         outcome.fatal = str(exc)
     except Exception as exc:  # a run must end with a recorded outcome, whatever broke
@@ -126,7 +130,7 @@ def run_workflow(
         write_plan(request.plan_path, plan_to_json(outcome, result.plans))
         result.plan_path = request.plan_path
     if not test_mode:
-        store.finish_run(run_id, outcome.result, int(outcome.exit_code), outcome.message,
+        store.runs.finish(run_id, outcome.result, int(outcome.exit_code), outcome.message,
                          outcome.counts_as_dict())
     log.info("run.finished", workflow=request.workflow, run=run_id, result=outcome.result,
              **dict(outcome.totals()))
@@ -164,7 +168,7 @@ def _plan(pair: PairSettings, reads: dict[str, EnvironmentRead], store: StateSto
     with _collector_paused():
         return plan_pair(
             pair.rules, sources, target.records, joins,
-            pending_creates=store.pending_creates(name),
+            pending_creates=store.joins.pending(name),
             deleted_sources=source.deleted,
             full=source.full,
         )
@@ -234,7 +238,7 @@ def _apply(run_id: str, pair: PairSettings, plan: PairPlan, joins: dict[str, str
         password_source=password_source(
             pair.password, secrets, f"Template/{pair.template}: spec.password.value"),
         joins=dict(joins),   # the applier adds this run's joins to its own copy
-        deleted=store.deleted_targets(pair.rules.name),
+        deleted=store.joins.deleted(pair.rules.name),
     )
     task = progress.task(f"write {pair.target}", total=len(plan.operations))
     applier.apply(task)
@@ -243,9 +247,9 @@ def _apply(run_id: str, pair: PairSettings, plan: PairPlan, joins: dict[str, str
     retry.update({c.source_anchor: c.message for c in plan.conflicts})
     retry.update({e.source_anchor: e.message for e in plan.errors})
     retry.update({a: "references not resolved yet" for a in plan.deferred})
-    store.set_retries(plan.pair, retry)
-    store.record_results(run_id, [
-        *(ResultRow(plan.pair, c.object_type.value, c.source_anchor, c.source_dn, "match",
-                    "conflict", c.message) for c in plan.conflicts),
-        *(ResultRow(plan.pair, r.object_type.value, r.source_anchor, r.dn, "references",
-                    "outOfScope", r.message) for r in plan.out_of_scope)])
+    store.retries.replace(plan.pair, retry)
+    store.runs.record(run_id, [
+        *(ObjectResult(plan.pair, c.object_type.value, c.source_anchor, c.source_dn, "match",
+                       "conflict", c.message) for c in plan.conflicts),
+        *(ObjectResult(plan.pair, r.object_type.value, r.source_anchor, r.dn, "references",
+                       "outOfScope", r.message) for r in plan.out_of_scope)])

@@ -13,6 +13,7 @@ from tests.support.graph_emulator.keys import AppCertificate, FederatedIssuer
 from ferry.api.loader import load_manifests
 from ferry.controller.environments import check_connection
 from ferry.secrets import SecretResolver
+from ferry.settings import OperatorSettings
 
 SUBJECT = "system:serviceaccount:ferry:ferry-sync"
 
@@ -84,7 +85,7 @@ spec:
     # The operator's Connected check names what reading the scope needs.
     manifests = load_manifests([folder])
     result = check_connection(manifests.environments["fabrikam"],
-                              SecretResolver.from_environment(None, folder))
+                              SecretResolver.from_environment(None, folder), OperatorSettings())
     assert (result.status, result.reason) == (False, "ConnectionFailed")
     assert "lacks the Graph application permission(s) Group.Read.All (to read groups);" \
         in result.message

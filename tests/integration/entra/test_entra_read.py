@@ -12,6 +12,7 @@ from ferry.api.loader import load_manifests
 from ferry.connectors.factory import open_connector
 from ferry.engine.records import ObjectType
 from ferry.secrets import SecretResolver
+from ferry.settings import RunSettings
 
 READER = ("User.Read.All", "Group.Read.All", "OrgContact.Read.All", "Device.Read.All",
           "AdministrativeUnit.Read.All")
@@ -23,7 +24,8 @@ def read(tmp_path: Path, document: str, types: list[ObjectType]) -> dict[str, se
     path = tmp_path / "env.yaml"
     path.write_text(document)
     env = load_manifests([path]).environments["cloud"]
-    connector = open_connector(env, SecretResolver.from_environment(None, tmp_path))
+    connector = open_connector(env, SecretResolver.from_environment(None, tmp_path),
+                               RunSettings())
     try:
         result = connector.read(types, ["jobTitle", "department"])
     finally:

@@ -22,7 +22,8 @@ from tests.integration.gateway.harness import (
 )
 from tests.support.polling import eventually
 
-from ferry.connectors.agent_session import GatewaySettings, GatewayWorkError, RemoteDirectory
+from ferry.connectors.agent_session import GatewayWorkError, RemoteDirectory
+from ferry.settings import GatewaySettings
 from ferry_agent.directory.errors import DirectoryError
 from ferry_agent.directory.read import Entry, Scope
 from ferry_agent.protocol import ErrorInfo, WorkResult, decode, encode_entry
@@ -172,9 +173,9 @@ def test_the_job_side_connector_collects_through_the_gateway(
         gateway: RunningGateway, environment: str, tmp_path: Path) -> None:
     """ferry.connectors.agent_session (what sync Jobs use) against the gateway and a fake agent."""
     agent = gateway.fake_agent(environment, "dc-01", tmp_path)
-    remote = RemoteDirectory(GatewaySettings(gateway.url, str(gateway.ca_file),
-                                             gateway.credential(environment)), environment,
-                             call_timeout=300)
+    remote = RemoteDirectory(GatewaySettings(url=gateway.url, ca_file=str(gateway.ca_file),
+                                             token=gateway.credential(environment)),
+                             environment, call_timeout=300)
     entries = [Entry(guid=f"g{n}", dn=f"CN=u{n},DC=src,DC=test", object_type="user",
                      attributes={"cn": [f"u{n}"]}) for n in range(5)]
     served = threading.Thread(target=_serve_reads, args=(agent, entries))
@@ -214,8 +215,8 @@ def test_a_restarted_gateway_has_lost_its_work_and_says_so(tmp_path: Path) -> No
         queued_id = job.submit("env-restart", "exists", {"dn": "CN=b"})[1]["workId"]  # type: ignore[index]
         item = agent.poll(wait=5)
         assert item is not None and item.work_id == leased_id
-        remote = RemoteDirectory(GatewaySettings(gateway.url, str(gateway.ca_file),
-                                                 gateway.credential("env-restart")),
+        remote = RemoteDirectory(GatewaySettings(url=gateway.url, ca_file=str(gateway.ca_file),
+                                                 token=gateway.credential("env-restart")),
                                  "env-restart",
                                  call_timeout=300)
         failures: list[Exception] = []

@@ -17,8 +17,8 @@ from cryptography import x509
 from tests.support.kube_api import Identity, KubeAPI
 
 from ferry.controller.jobs import build_discovery_job, build_job
-from ferry.controller.settings import OperatorSettings
 from ferry.gateway.job_auth import load_signing_key, mint, verify
+from ferry.settings import OperatorSettings
 
 CHART = Path(__file__).resolve().parents[3] / "charts" / "ferry"
 RELEASE = "ferry"

@@ -12,15 +12,15 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
 import pytest
 import yaml
-from kopf.testing import KopfRunner
 from tests.integration.gateway.harness import RunningGateway, start_gateway
 from tests.support.kube_api import KubeAPI
+from tests.support.operator import running_operator
 from tests.support.polling import eventually
 
+from ferry.settings import OperatorSettings
 from ferry_agent.transport import GatewayRefused
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -72,14 +72,11 @@ def test_a_runs_job_mounts_a_credential_bound_to_its_environments(
     kube_api.kubectl("apply", "-f", "-", namespace=ns, input=agent_mode_manifests())
     gateway.fake_agent("src", "src-agent", tmp_path / "agents")
     gateway.fake_agent("elsewhere", "other-agent", tmp_path / "agents")
-    env = {"KUBECONFIG": str(operator.kubeconfig), "FERRY_NAMESPACE": ns,
-           "FERRY_TICK_SECONDS": "0.5", "FERRY_IMAGE": "ferry:test",
-           "FERRY_JOB_SERVICE_ACCOUNT": f"{RELEASE}-sync", "FERRY_GATEWAY_URL": gateway.url,
-           "FERRY_GATEWAY_CA": str(gateway.ca_file),
-           "FERRY_JOB_SIGNING_KEY_FILE": str(gateway.signing_key)}
-    with mock.patch.dict(os.environ, env), KopfRunner(
-            ["run", "--standalone", "--namespace", ns, "-m", "ferry.controller.handlers"],
-            timeout=60) as runner:
+    settings = OperatorSettings(namespace=ns, tick_seconds=0.5, image="ferry:test",
+                                job_service_account=f"{RELEASE}-sync", gateway_url=gateway.url,
+                                gateway_ca=str(gateway.ca_file),
+                                job_signing_key_file=str(gateway.signing_key))
+    with running_operator(settings, operator.kubeconfig):
         requested = subprocess.run(
             [sys.executable, "-m", "ferry", "run", "--in-cluster", f"{ns}/ad-to-ad"],
             env={**os.environ, "KUBECONFIG": str(kube_api.kubeconfig)}, capture_output=True,
@@ -95,7 +92,6 @@ def test_a_runs_job_mounts_a_credential_bound_to_its_environments(
         secret = eventually(lambda: next(
             (s for s in get(kube_api, ns, "secrets")["items"]
              if s["metadata"]["name"] == f"{name}-gateway"), None), "its credential Secret")
-    assert runner.exception is None, runner.output
 
     # Owned by the Job (garbage-collected with it), mounted by it, nowhere in its spec.
     assert secret["metadata"]["ownerReferences"] == [

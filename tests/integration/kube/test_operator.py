@@ -19,15 +19,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
 import ldap3
 import pytest
 import yaml
-from kopf.testing import KopfRunner
 from tests.support.kube_api import Identity, KubeAPI
+from tests.support.operator import running_operator
 from tests.support.polling import eventually, never
 
+from ferry.settings import OperatorSettings
 from ferry.state.store import StateStore
 from ferry_agent.directory.write import add_members, create
 from ferry_agent.dn import build_dn
@@ -190,15 +190,12 @@ def cluster(kube_api: KubeAPI, kube_namespace: str, lab: Any, src_ou: str, tgt_o
 
 
 @contextmanager
-def operator_in_process(cluster: Cluster) -> Iterator[KopfRunner]:
-    """The operator under kopf's testing runner, signed in as the chart's ServiceAccount."""
-    with mock.patch.dict(os.environ, cluster.operator_env()):
-        runner = KopfRunner(["run", "--standalone", "--namespace", cluster.namespace,
-                             "-m", "ferry.controller.handlers"], timeout=60)
-        with runner:
-            yield runner
-    assert runner.exception is None, runner.output
-    assert runner.exit_code == 0, runner.output
+def operator_in_process(cluster: Cluster) -> Iterator[None]:
+    """The operator in this process, with the settings `ferry operator` would read from
+    operator_env, signed in as the chart's ServiceAccount; it must end only when stopped."""
+    settings = OperatorSettings.from_environment(cluster.operator_env())
+    with running_operator(settings, cluster.operator.kubeconfig):
+        yield
 
 
 @contextmanager
@@ -486,5 +483,5 @@ def test_a_job_missing_a_secret_key_fails_naming_it_and_touches_nothing(
     assert cluster.tgt_names() == []
     if state.exists():
         store = StateStore(str(state), read_only=True)
-        assert store.runs() == []
+        assert store.runs.recent() == []
         store.close()

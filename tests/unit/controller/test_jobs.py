@@ -2,7 +2,7 @@ from pathlib import Path
 
 from ferry.api.loader import load_manifests
 from ferry.controller.jobs import build_job, credential_secret, secret_refs
-from ferry.controller.settings import OperatorSettings
+from ferry.settings import OperatorSettings
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples" / "ad-to-ad"
 
