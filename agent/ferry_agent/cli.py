@@ -19,15 +19,16 @@ import socket
 import sys
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ferry_agent import __version__
-from ferry_agent.directory.connection import DirectoryEndpoint
-from ferry_agent.directory.session import DirectorySession
-from ferry_agent.directory.subtrees import SETTING as WRITE_SUBTREES
-from ferry_agent.directory.subtrees import WriteSubtrees
-from ferry_agent.identity import IdentityError, create_key, load_identity, store_certificate
-from ferry_agent.protocol import EnrollRequest, EnrollResponse, ProtocolError, decode, encode
-from ferry_agent.transport import GatewayClient, GatewayError
+from ferry_agent.errors import FerryAgentError
+
+# The directory (ldap3), identity (cryptography) and transport load only for the command that
+# uses them: `ferry-agent --help` and `version` answer at once.
+if TYPE_CHECKING:
+    from ferry_agent.directory.connection import DirectoryEndpoint
+    from ferry_agent.directory.subtrees import WriteSubtrees
 
 DEFAULT_STATE_DIR = Path(os.environ.get("FERRY_AGENT_STATE_DIR", "/var/lib/ferry-agent"))
 TOKEN_ENV = "FERRY_AGENT_TOKEN"
@@ -62,12 +63,16 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "enroll":
             return _enroll(args)
         return _run(args)
-    except (IdentityError, GatewayError, ProtocolError, ValueError, OSError) as exc:
+    except (FerryAgentError, ValueError, OSError) as exc:
         print(f"ferry-agent {args.command}: {exc}", file=sys.stderr)
         return 2
 
 
 def _enroll(args: argparse.Namespace) -> int:
+    from ferry_agent.identity import create_key, store_certificate
+    from ferry_agent.protocol import EnrollRequest, EnrollResponse, decode, encode
+    from ferry_agent.transport import GatewayClient
+
     token = (args.token_file.read_text(encoding="utf-8").strip() if args.token_file
              else os.environ.get(TOKEN_ENV, "").strip())
     if not token:
@@ -90,7 +95,11 @@ def _enroll(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from ferry_agent.directory.session import DirectorySession
+    from ferry_agent.directory.subtrees import SETTING as WRITE_SUBTREES
+    from ferry_agent.identity import load_identity
     from ferry_agent.loop import AgentLoop
+    from ferry_agent.transport import GatewayClient
 
     identity = load_identity(args.state_dir)
     subtrees = write_subtrees(args.directory)
@@ -118,6 +127,8 @@ def _run(args: argparse.Namespace) -> int:
 
 def directory_endpoint(path: Path) -> DirectoryEndpoint:
     """The [directory] section of the agent's INI file; the password is read from its file."""
+    from ferry_agent.directory.connection import DirectoryEndpoint
+
     section = _directory_section(path)
     missing = [k for k in ("host", "bind_user", "password_file") if k not in section]
     if missing:
@@ -132,7 +143,9 @@ def directory_endpoint(path: Path) -> DirectoryEndpoint:
 
 def write_subtrees(path: Path) -> WriteSubtrees:
     """Where this agent may write: [directory] write_subtrees; unset, it only reads."""
-    return WriteSubtrees.parse(_directory_section(path).get(WRITE_SUBTREES),
+    from ferry_agent.directory.subtrees import SETTING, WriteSubtrees
+
+    return WriteSubtrees.parse(_directory_section(path).get(SETTING),
                                f"[directory] of {path}")
 
 

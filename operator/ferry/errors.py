@@ -7,6 +7,7 @@ unless it was dropped on purpose (`from None`) because it could carry a secret o
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from enum import IntEnum
 from typing import ClassVar
 
@@ -19,6 +20,17 @@ class ExitCode(IntEnum):
     INVALID_INPUT = 2      # manifests or arguments are wrong; nothing ran
     DELETE_THRESHOLD = 3   # a pair would delete more than its threshold; it deleted nothing
     OBJECT_ERRORS = 4      # the run completed but some objects failed (they retry next run)
+
+    @classmethod
+    def worst(cls, codes: Iterable[ExitCode]) -> ExitCode:
+        """The one code for several runs: the most severe, which is not the highest number."""
+        return max(codes, key=_SEVERITY.index, default=cls.OK)
+
+
+# Least to most severe: a failed run outranks bad input, which outranks a hit threshold, which
+# outranks objects that will be retried.
+_SEVERITY = [ExitCode.OK, ExitCode.OBJECT_ERRORS, ExitCode.DELETE_THRESHOLD,
+             ExitCode.INVALID_INPUT, ExitCode.FAILED]
 
 
 class FerryError(Exception):

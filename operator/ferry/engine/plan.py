@@ -13,6 +13,8 @@ from ferry.engine.records import AttributeValue, ObjectType
 # outcomes, the state store's run rows, Workflow status, the CLI's tables).
 COUNT_KEYS = ("created", "updated", "moved", "deleted", "unchanged", "conflicts", "errors",
               "deferred", "outOfScope")
+# The counts a run's one-line summary shows (`ferry runs`, `ferry run --in-cluster --wait`).
+SUMMARY_COUNT_KEYS = ("created", "updated", "moved", "deleted", "conflicts", "errors")
 
 
 class OpKind(StrEnum):

@@ -1,0 +1,67 @@
+"""`ferry plan` and `ferry run` from manifests: the workflows run here, one after the other."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import typer
+
+from ferry import logs
+from ferry.cli import manifests as local
+from ferry.cli import render
+from ferry.cli.render import err
+from ferry.errors import ExitCode
+from ferry.secrets import SecretsMissing
+from ferry.settings import RunSettings
+from ferry.state.store import StateStore
+from ferry.sync.runner import RunRequest, read_run_secrets, run_workflow
+
+
+def execute(paths: list[Path], workflow: str | None, state: str, secrets_dir: str | None,
+            test_mode: bool, full: bool, plan_out: Path | None, verbose: bool) -> None:
+    """Run (or plan) the chosen workflows and exit with the most severe of their codes."""
+    logs.configure("INFO" if verbose else "ERROR")
+    settings = RunSettings.from_environment()
+    manifests = local.load(paths)
+    names = [workflow] if workflow else sorted(manifests.workflows)
+    if workflow and workflow not in manifests.workflows:
+        err.print(f"no Workflow named {workflow!r} in the manifests"
+                  f" (found: {', '.join(sorted(manifests.workflows)) or 'none'})")
+        raise typer.Exit(ExitCode.INVALID_INPUT)
+    if not names:
+        err.print("the manifests hold no Workflow; nothing to run")
+        raise typer.Exit(ExitCode.INVALID_INPUT)
+    # Test mode writes nothing anywhere: not the state store, not a plan file unless asked.
+    tests = {n: test_mode or manifests.workflows[n].spec.test_mode for n in names}
+    secrets = local.secrets(secrets_dir, paths)
+    # A missing Secret is a configuration error: found for every workflow of the call before
+    # anything is opened, the state store included.
+    missing: dict[str, None] = {}
+    for name in names:
+        try:
+            read_run_secrets(manifests, name, secrets, tests[name])
+        except SecretsMissing as exc:
+            missing.update(dict.fromkeys(exc.problems))
+    if missing:
+        for problem in missing:
+            err.print(problem, soft_wrap=True)
+        raise typer.Exit(ExitCode.INVALID_INPUT)
+    store = StateStore(state, read_only=all(tests.values()))
+    codes = []
+    for name in names:
+        plan_path = plan_out or (None if tests[name] else Path(".ferry/plans") / f"{name}-"
+                                 f"{datetime.now().strftime('%Y%m%d-%H%M%S')}.json")
+        try:
+            with render.progress_bars() as bars:
+                result = run_workflow(manifests, RunRequest(name, test_mode, full, plan_path),
+                                      store, secrets, settings, bars)
+        except SecretsMissing as exc:  # a Secret went away since the check above
+            store.close()
+            for problem in exc.problems:
+                err.print(problem, soft_wrap=True)
+            raise typer.Exit(ExitCode.INVALID_INPUT) from None
+        render.run_result(result)
+        codes.append(result.outcome.exit_code)
+    store.close()
+    raise typer.Exit(int(ExitCode.worst(codes)))
