@@ -14,11 +14,11 @@ from ferry.connectors.base import (
     ObjectError,
     ObjectWrite,
     ReadResult,
-    Watermark,
     WriteOutcome,
 )
 from ferry.engine.plan import OpKind
 from ferry.engine.records import REFERENCE_ATTRIBUTES, AttributeValue, ObjectType, Record
+from ferry.state.rows import Watermark
 from ferry_agent.directory import batch as ad_batch
 from ferry_agent.directory import read as ad_read
 from ferry_agent.dn import dn_key, parent_dn

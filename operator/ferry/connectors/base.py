@@ -10,6 +10,7 @@ from ferry.api.environment import ScopeObjectType
 from ferry.engine.plan import Operation
 from ferry.engine.records import ObjectType, Record
 from ferry.errors import FerryError
+from ferry.state.rows import Watermark
 
 # The object types of manifests (users, groups, ...) as the engine names them.
 SCOPE_TYPES = {
@@ -18,14 +19,6 @@ SCOPE_TYPES = {
     ScopeObjectType.CONTACTS: ObjectType.CONTACT,
     ScopeObjectType.DEVICES: ObjectType.DEVICE,
 }
-
-
-@dataclass(frozen=True)
-class Watermark:
-    """Where a changed-objects-only read resumes; opaque to everyone but its connector."""
-
-    kind: str
-    value: str
 
 
 @dataclass

@@ -27,7 +27,9 @@ from ferry.gateway.job_auth import (
 )
 from ferry.gateway.queue import QueueError, ResultsBacklog, WorkQueue
 from ferry.gateway.tls import peer_agent_id
-from ferry.state.store import AgentInfo, AgentLimitReached, StateStore
+from ferry.state.agents import AgentLimitReached
+from ferry.state.rows import AgentInfo
+from ferry.state.store import StateStore
 from ferry_agent.protocol import (
     MAX_BODY_BYTES,
     OPERATIONS,
@@ -193,7 +195,7 @@ async def _agent(request: web.Request) -> AgentInfo:
                              services.ca)
     if agent_id is None:
         raise Refusal(401, "client certificate required")
-    agent = await asyncio.to_thread(services.store.agent, agent_id)
+    agent = await asyncio.to_thread(services.store.agents.get, agent_id)
     if agent is None or agent.revoked:
         if agent is not None:
             services.queue.release_agent(agent.id, "agent revoked")
@@ -260,7 +262,7 @@ async def _heartbeat(request: web.Request) -> web.Response:
     except ProtocolError as exc:
         raise Refusal(400, str(exc)) from None
     services.queue.heartbeat(agent.id, leases)
-    await asyncio.to_thread(services.store.agent_seen, agent.id, _printable(beat.host, 255),
+    await asyncio.to_thread(services.store.agents.seen, agent.id, _printable(beat.host, 255),
                             _printable(beat.version, 40))
     return _ok({"heartbeatSeconds": services.queue.limits.heartbeat_seconds})
 
@@ -347,7 +349,7 @@ async def close_revoked_streams(services: Services) -> int:
     the state store); how many were closed."""
     closing = []
     for agent_id in list(services.streams):
-        agent = await asyncio.to_thread(services.store.agent, agent_id)
+        agent = await asyncio.to_thread(services.store.agents.get, agent_id)
         if agent is not None and not agent.revoked:
             continue
         services.queue.release_agent(agent_id, "agent revoked")
@@ -372,7 +374,7 @@ async def _lease(request: web.Request, agent: AgentInfo, poll: PollRequest) -> A
         return None
     # Revoked while it waited: the work goes back before it ever reaches the agent.
     try:
-        current = await asyncio.to_thread(services.store.agent, agent.id)
+        current = await asyncio.to_thread(services.store.agents.get, agent.id)
     except BaseException:  # the agent hung up, or no answer: nobody will work on this lease
         services.queue.give_back(item.lease_id)
         raise
@@ -445,7 +447,7 @@ async def _environment_agents(request: web.Request) -> web.Response:
     environment = request.match_info["environment"]
     if credential.role != ROLE_OPERATOR:  # the operator checks every environment's agents
         _bound(credential, environment)
-    agents = await asyncio.to_thread(services.store.agents, environment)
+    agents = await asyncio.to_thread(services.store.agents.enrolled, environment)
     horizon = time.time() - services.queue.limits.agent_timeout
     return _ok({"v": PROTOCOL_VERSION, "agents": [
         {"id": a.id, "name": a.name, "host": a.host, "version": a.version,
@@ -464,7 +466,7 @@ async def _has_agents(services: Services, environment: str) -> bool:
     now = time.monotonic()
     if services.agents_known.get(environment, 0.0) > now:
         return True
-    found = await asyncio.to_thread(services.store.has_agents, environment)
+    found = await asyncio.to_thread(services.store.agents.any_active, environment)
     if found:
         services.agents_known[environment] = now + _AGENTS_CACHE_SECONDS
     return found

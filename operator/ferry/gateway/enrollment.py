@@ -12,7 +12,8 @@ from cryptography.hazmat.primitives import serialization
 
 from ferry.errors import FerryError
 from ferry.gateway.ca import AgentCA, check_csr
-from ferry.state.store import AgentInfo, StateStore
+from ferry.state.rows import AgentInfo
+from ferry.state.store import StateStore
 from ferry_agent.protocol import EnrollRequest, EnrollResponse, ProtocolError
 
 MAX_TTL = timedelta(days=30)
@@ -64,7 +65,7 @@ def create_token(store: StateStore, environment: str, ttl: timedelta) -> tuple[s
     """A new token for `environment` and when it expires; the caller shows it once."""
     token = new_token()
     expires = datetime.now(UTC) + ttl
-    store.add_enrollment_token(token_hash(token), check_environment(environment), expires)
+    store.agents.add_token(token_hash(token), check_environment(environment), expires)
     return token, expires
 
 
@@ -86,9 +87,9 @@ def enroll(store: StateStore, ca: AgentCA, request: EnrollRequest,
         raise ProtocolError(f"EnrollRequest.{exc}") from None
     hashed = token_hash(request.token)
     agent_id = "agent-" + secrets.token_hex(8)
-    agent = store.enroll_agent(hashed, agent_id, request.name, request.host, request.version)
+    agent = store.agents.enroll(hashed, agent_id, request.name, request.host, request.version)
     if agent is None:
-        raise EnrollmentRefused(store.enrollment_token_state(hashed))
+        raise EnrollmentRefused(store.agents.token_state(hashed))
     cert = ca.sign_agent(csr, agent_id)
     response = EnrollResponse(agent_id=agent_id, environment=agent.environment,
                               certificate=cert.public_bytes(serialization.Encoding.PEM).decode(),

@@ -88,8 +88,8 @@ class SecretTokens:
             return
         if not matches:
             return
-        if self._store.enrollment_token_state(hashed) == "unknown" and expires > datetime.now(UTC):
-            self._store.add_enrollment_token(hashed, environment, expires)
+        if self._store.agents.token_state(hashed) == "unknown" and expires > datetime.now(UTC):
+            self._store.agents.add_token(hashed, environment, expires)
         with contextlib.suppress(ApiException):  # it now lives in the store only
             # A JSON patch: remove this key if it still holds this entry, and nothing else.
             # (patch_namespaced_secret sends a list body as a JSON patch)

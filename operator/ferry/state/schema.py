@@ -1,5 +1,5 @@
 """Tables of the state store: joins, watermarks, inventory, runs and per-object results,
-agents and their enrollment tokens."""
+agents and their enrollment tokens. A class per table, named for one of its rows."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ class Base(DeclarativeBase):
     pass
 
 
-class Join(Base):
+class JoinRow(Base):
     """A source object joined to its target object, per pair.
 
     status "pending" marks a create that was started but not confirmed: target_dn says where
@@ -38,7 +38,7 @@ class Join(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
-class Watermark(Base):
+class WatermarkRow(Base):
     """Where the next changed-objects-only read of an environment starts, per workflow."""
 
     __tablename__ = "watermarks"
@@ -52,7 +52,7 @@ class Watermark(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
-class InventoryItem(Base):
+class InventoryRow(Base):
     """One object discovery found in an environment: the inventory behind its object counts."""
 
     __tablename__ = "inventory"
@@ -64,7 +64,7 @@ class InventoryItem(Base):
     object_type: Mapped[str] = mapped_column(String(20))
 
 
-class Retry(Base):
+class RetryRow(Base):
     """A source object to process again on the next run, even if it did not change."""
 
     __tablename__ = "retries"
@@ -76,7 +76,7 @@ class Retry(Base):
     reason: Mapped[str] = mapped_column(Text)
 
 
-class Run(Base):
+class RunRow(Base):
     __tablename__ = "runs"
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
@@ -90,7 +90,7 @@ class Run(Base):
     counts: Mapped[dict[str, dict[str, int]]] = mapped_column(JSON, default=dict)
 
 
-class ObjectResult(Base):
+class ObjectResultRow(Base):
     __tablename__ = "object_results"
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -105,7 +105,7 @@ class ObjectResult(Base):
     message: Mapped[str] = mapped_column(Text, default="")
 
 
-class EnrollmentToken(Base):
+class EnrollmentTokenRow(Base):
     """A single-use agent enrollment token for one environment; only its SHA-256 is kept."""
 
     __tablename__ = "enrollment_tokens"
@@ -119,7 +119,7 @@ class EnrollmentToken(Base):
     agent_id: Mapped[str | None] = mapped_column(String(40))   # the agent it enrolled
 
 
-class Agent(Base):
+class AgentRow(Base):
     """An enrolled on-premises agent; revoked_at set means every call of it is refused."""
 
     __tablename__ = "agents"

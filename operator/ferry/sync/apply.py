@@ -12,7 +12,8 @@ from ferry.connectors.base import Connector, ObjectWrite
 from ferry.engine.plan import Operation, OpKind, PairPlan
 from ferry.engine.records import Record
 from ferry.secrets import SecretSource
-from ferry.state.store import ResultRow, StateStore
+from ferry.state.rows import Join, ObjectResult, PendingCreate
+from ferry.state.store import StateStore
 from ferry.sync.outcome import COUNT_OF, ObjectFailure, RunOutcome
 from ferry.sync.progress import ProgressTask
 from ferry_agent.directory.password import generate_password
@@ -35,13 +36,13 @@ class PairApplier:
     joins: dict[str, str] = field(default_factory=dict)
     deleted: dict[str, str] = field(default_factory=dict)   # tombstones: source -> target
     retries: dict[str, str] = field(default_factory=dict)
-    _results: list[ResultRow] = field(default_factory=list)
+    _results: list[ObjectResult] = field(default_factory=list)
     _touched: set[tuple[str, str]] = field(default_factory=set)
 
     def apply(self, task: ProgressTask) -> None:
         self._persist_new_joins()
         if self.plan.dropped_joins:
-            self.store.drop_joins(self.plan.pair, self.plan.dropped_joins)
+            self.store.joins.drop(self.plan.pair, self.plan.dropped_joins)
         batch: list[ObjectWrite] = []
         for op in self.plan.operations:
             if batch and _is_reference(op) != _is_reference(batch[-1].op):
@@ -63,8 +64,9 @@ class PairApplier:
         for source_anchor, target_anchor in self.plan.new_joins.items():
             target = self.targets.get(target_anchor)
             if target is not None:
-                rows.append((source_anchor, target_anchor, target.object_type.value, target.dn))
-        self.store.confirm_joins(self.plan.pair, rows)
+                rows.append(Join(source_anchor, target_anchor, target.object_type.value,
+                                 target.dn))
+        self.store.joins.confirm(self.plan.pair, rows)
         self.joins.update(self.plan.new_joins)
 
     def _prepare(self, op: Operation) -> ObjectWrite | None:
@@ -89,13 +91,13 @@ class PairApplier:
     def _write(self, batch: list[ObjectWrite], task: ProgressTask) -> None:
         """Apply a batch and keep the state store in step with what each write did."""
         pair = self.plan.pair
-        creates = [(w.op.source_anchor or "", w.op.object_type.value, w.op.dn)
+        creates = [PendingCreate(w.op.source_anchor or "", w.op.object_type.value, w.op.dn)
                    for w in batch if w.op.kind is OpKind.CREATE]
         if creates:  # written ahead, so a run killed mid-batch finds these objects again
-            self.store.begin_creates(pair, creates)
+            self.store.joins.begin_creates(pair, creates)
         outcomes = self.connector.write(batch)
-        joined: list[tuple[str, str, str, str]] = []
-        moved: list[tuple[str, str]] = []
+        joined: list[Join] = []
+        moved: dict[str, str] = {}   # source anchor -> new target DN
         deleted: list[str] = []
         for write, outcome in zip(batch, outcomes, strict=True):
             op, source = write.op, write.op.source_anchor or ""
@@ -107,19 +109,19 @@ class PairApplier:
                     self._ok(op, "updated")
             else:
                 if op.kind is OpKind.CREATE:
-                    joined.append((source, outcome.anchor, op.object_type.value, op.dn))
+                    joined.append(Join(source, outcome.anchor, op.object_type.value, op.dn))
                     self.joins[source] = outcome.anchor
                 elif op.kind is OpKind.MOVE:
-                    moved.append((source, op.new_dn or ""))
+                    moved[source] = op.new_dn or ""
                 elif op.kind is OpKind.DELETE:
                     deleted.append(source)
                 self._ok(op, COUNT_OF[op.kind])
             task.advance()
-        self.store.confirm_joins(pair, joined)
+        self.store.joins.confirm(pair, joined)
         if moved:
-            self.store.update_target_dns(pair, moved)
+            self.store.joins.moved(pair, moved)
         if deleted:
-            self.store.mark_deleted(pair, deleted)
+            self.store.joins.mark_deleted(pair, deleted)
         batch.clear()
         if len(self._results) >= 500:
             self._flush()
@@ -135,8 +137,7 @@ class PairApplier:
             return  # one object updated by attributes and references counts once
         self._touched.add(key)
         self.outcome.count(op.object_type.value, counted)
-        self._results.append(ResultRow(self.plan.pair, op.object_type.value, op.source_anchor,
-                                       op.new_dn or op.dn, op.kind.value, "ok"))
+        self._result(op, op.new_dn or op.dn, "ok")
 
     def _fail(self, op: Operation, message: str) -> None:
         log.warning("object.failed", pair=self.plan.pair, operation=op.kind.value,
@@ -144,21 +145,23 @@ class PairApplier:
         self.outcome.count(op.object_type.value, "errors")
         self.outcome.failures.append(ObjectFailure(
             self.plan.pair, op.object_type.value, op.dn, op.kind.value, message))
-        self._results.append(ResultRow(self.plan.pair, op.object_type.value, op.source_anchor,
-                                       op.dn, op.kind.value, "error", message))
+        self._result(op, op.dn, "error", message)
         if op.source_anchor:
             self.retries[op.source_anchor] = message
 
     def _defer(self, op: Operation, message: str) -> None:
         self.outcome.count(op.object_type.value, "deferred")
-        self._results.append(ResultRow(self.plan.pair, op.object_type.value, op.source_anchor,
-                                       op.dn, op.kind.value, "deferred", message))
+        self._result(op, op.dn, "deferred", message)
         if op.source_anchor:
             self.retries[op.source_anchor] = message
 
+    def _result(self, op: Operation, dn: str, outcome: str, message: str = "") -> None:
+        self._results.append(ObjectResult(self.plan.pair, op.object_type.value,
+                                          op.source_anchor, dn, op.kind.value, outcome, message))
+
     def _flush(self) -> None:
         if self._results:
-            self.store.record_results(self.run_id, self._results)
+            self.store.runs.record(self.run_id, self._results)
             self._results.clear()
 
 

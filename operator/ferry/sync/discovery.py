@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ferry.api.environment import Environment
-from ferry.connectors.base import SCOPE_TYPES, Connector, Watermark
+from ferry.connectors.base import SCOPE_TYPES, Connector
 from ferry.state.store import StateStore
 
 # Watermarks of discovery live beside the workflows' under this name.
@@ -32,15 +32,14 @@ def discover(env: Environment, connector: Connector, store: StateStore, *,
     each workflow reading it start over with full reads."""
     name = env.metadata.name
     if reset:
-        store.reset_watermarks(name)
-    stored = store.watermark(DISCOVERY, name)
+        store.watermarks.reset(name)
     types = [SCOPE_TYPES[t] for t in env.spec.scope.object_types]
-    result = connector.read(types, (), Watermark(*stored) if stored else None)
+    result = connector.read(types, (), store.watermarks.get(DISCOVERY, name))
     found = {r.anchor: r.object_type.value for r in result.records}
-    store.update_inventory(name, found, result.deleted, replace=result.full)
+    store.inventory.update(name, found, result.deleted, replace=result.full)
     if result.watermark is not None:
-        store.set_watermark(DISCOVERY, name, result.watermark.kind, result.watermark.value)
-    by_type = store.inventory_counts(name)
+        store.watermarks.set(DISCOVERY, name, result.watermark)
+    by_type = store.inventory.counts(name)
     names = {v.value: k.value for k, v in SCOPE_TYPES.items()}
     counts = {names.get(t, t): n for t, n in sorted(by_type.items())}
     return Discovery(result.full, len(found), len(result.deleted), counts)

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from ferry.connectors.base import Connector, ReadResult, Watermark
+from ferry.connectors.base import Connector, ReadResult
 from ferry.engine.records import ObjectType, Record
 from ferry.state.store import StateStore
 from ferry.sync.pairs import PairSettings
@@ -73,8 +73,7 @@ def read_environment(
     """
     watermark = None
     if changed_only and not needs.as_target:
-        stored = store.watermark(workflow, connector.name)
-        watermark = Watermark(*stored) if stored else None
+        watermark = store.watermarks.get(workflow, connector.name)
     result = connector.read(needs.object_types, needs.attributes, watermark,
                             missing_scope_ok=needs.as_target)
     if not result.full and retry_anchors:

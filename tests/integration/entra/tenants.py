@@ -82,7 +82,7 @@ def totals(folder: Path) -> list[dict[str, int]]:
     try:
         return [{k: sum(c.get(k, 0) for c in run.counts.values())
                  for k in ("created", "updated", "deleted", "errors")}
-                for run in store.runs(None, 10)]
+                for run in store.runs.recent(None, 10)]
     finally:
         store.close()
 

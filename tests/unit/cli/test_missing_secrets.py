@@ -23,7 +23,7 @@ def _runs(state: Path) -> list[str]:
         return []
     store = StateStore(str(state), read_only=True)
     try:
-        return [r.id for r in store.runs()]
+        return [r.id for r in store.runs.recent()]
     finally:
         store.close()
 

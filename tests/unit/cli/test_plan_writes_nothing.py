@@ -14,6 +14,7 @@ from tests.support.bad_input import (
     files_under,
 )
 
+from ferry.state.rows import Join
 from ferry.state.store import StateStore
 
 PAIR = "ad-to-ad/src->tgt"
@@ -21,7 +22,7 @@ PAIR = "ad-to-ad/src->tgt"
 
 def _state_with_a_join(path: Path) -> None:
     store = StateStore(str(path))
-    store.confirm_joins(PAIR, [("src-1", "tgt-1", "user", "CN=a,OU=Migrated,DC=tgt,DC=test")])
+    store.joins.confirm(PAIR, [Join("src-1", "tgt-1", "user", "CN=a,OU=Migrated,DC=tgt,DC=test")])
     store.close()
 
 
@@ -72,9 +73,9 @@ def test_a_read_only_store_without_state_reads_as_empty_and_creates_nothing(
         tmp_path: Path) -> None:
     location = tmp_path / "no" / "such" / "state.sqlite"
     store = StateStore(str(location), read_only=True)
-    assert store.joins(PAIR) == {}
-    assert store.retries(PAIR) == set()
-    assert store.watermark("ad-to-ad", "src") is None
+    assert store.joins.confirmed(PAIR) == {}
+    assert store.retries.of(PAIR) == set()
+    assert store.watermarks.get("ad-to-ad", "src") is None
     store.close()
     assert list(tmp_path.iterdir()) == []
 
@@ -84,7 +85,7 @@ def test_a_read_only_store_reads_joins_without_touching_the_file(tmp_path: Path)
     _state_with_a_join(location)
     before = files_under(tmp_path)
     store = StateStore(str(location), read_only=True)
-    assert store.joins(PAIR) == {"src-1": "tgt-1"}
+    assert store.joins.confirmed(PAIR) == {"src-1": "tgt-1"}
     store.close()
     assert files_under(tmp_path) == before
 
@@ -100,7 +101,7 @@ def test_a_read_only_store_sees_changes_still_in_the_write_ahead_log(tmp_path: P
     try:
         assert (tmp_path / "state.sqlite-wal").exists()
         store = StateStore(str(location), read_only=True)
-        assert store.joins(PAIR) == {"src-1": "tgt-2"}
+        assert store.joins.confirmed(PAIR) == {"src-1": "tgt-2"}
         store.close()
     finally:
         writer.close()

@@ -110,12 +110,12 @@ def test_a_token_enrolls_exactly_once_and_is_stored_only_as_a_hash(
     assert (response.environment, response.ca, agent.name) == ("corp-ad", "BUNDLE", "dc-01")
     cert = x509.load_pem_x509_certificate(response.certificate.encode())
     assert agent_id_of(cert) == response.agent_id == agent.id
-    stored = store.agent(agent.id)
+    stored = store.agents.get(agent.id)
     assert stored is not None and stored.host == "dc-01.corp.example"
     with pytest.raises(EnrollmentRefused) as refused:
         enroll(store, ca, request(token, "dc-02"), "BUNDLE")
     assert refused.value.reason == "used"
-    assert [a.name for a in store.agents("corp-ad")] == ["dc-01"]
+    assert [a.name for a in store.agents.enrolled("corp-ad")] == ["dc-01"]
 
 
 def test_a_token_used_concurrently_enrolls_one_agent(store: StateStore, ca: AgentCA) -> None:
@@ -138,19 +138,19 @@ def test_a_token_used_concurrently_enrolls_one_agent(store: StateStore, ca: Agen
     for thread in threads:
         thread.join(60)
     assert sorted(outcomes) == ["enrolled"] + ["used"] * 7
-    assert len(store.agents("corp-ad")) == 1
+    assert len(store.agents.enrolled("corp-ad")) == 1
 
 
 def test_expired_and_unknown_tokens_are_refused(store: StateStore, ca: AgentCA) -> None:
-    store.add_enrollment_token(token_hash("old"), "corp-ad",
-                               datetime.now(UTC) - timedelta(seconds=1))
+    store.agents.add_token(token_hash("old"), "corp-ad",
+                            datetime.now(UTC) - timedelta(seconds=1))
     with pytest.raises(EnrollmentRefused) as refused:
         enroll(store, ca, request("old"), "BUNDLE")
     assert refused.value.reason == "expired"
     with pytest.raises(EnrollmentRefused) as refused:
         enroll(store, ca, request("never-made"), "BUNDLE")
     assert refused.value.reason == "unknown"
-    assert store.agents() == []
+    assert store.agents.enrolled() == []
 
 
 def test_a_malformed_request_does_not_use_up_the_token(store: StateStore, ca: AgentCA) -> None:
@@ -167,11 +167,11 @@ def test_revoking_and_finding_agents(store: StateStore, ca: AgentCA) -> None:
     for _ in range(2):
         token, _ = create_token(store, "corp-ad", timedelta(hours=1))
         ids.append(enroll(store, ca, request(token, "dc-01"), "BUNDLE")[1].id)
-    assert [a.id for a in store.find_agents("dc-01")] == ids
-    assert [a.id for a in store.find_agents(ids[1])] == [ids[1]]
-    assert store.has_agents("corp-ad") and not store.has_agents("other")
-    assert store.revoke_agent(ids[0]) and not store.revoke_agent(ids[0])
-    revoked = store.agent(ids[0])
+    assert [a.id for a in store.agents.find("dc-01")] == ids
+    assert [a.id for a in store.agents.find(ids[1])] == [ids[1]]
+    assert store.agents.any_active("corp-ad") and not store.agents.any_active("other")
+    assert store.agents.revoke(ids[0]).revoked and not store.agents.revoke(ids[0]).revoked
+    revoked = store.agents.get(ids[0])
     assert revoked is not None and revoked.revoked
-    assert store.revoke_agent(ids[1])
-    assert not store.has_agents("corp-ad")
+    assert store.agents.revoke(ids[1]).revoked
+    assert not store.agents.any_active("corp-ad")

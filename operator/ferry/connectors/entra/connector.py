@@ -23,7 +23,6 @@ from ferry.connectors.base import (
     ConnectorCheckError,
     ObjectWrite,
     ReadResult,
-    Watermark,
     WriteOutcome,
 )
 from ferry.connectors.entra.permissions import Need, missing, needs
@@ -45,6 +44,7 @@ from ferry.connectors.entra.session import (
 )
 from ferry.engine.plan import Operation, OpKind
 from ferry.engine.records import AttributeValue, ObjectType, Record
+from ferry.state.rows import Watermark
 from ferry_agent.dn import build_dn
 from ferry_agent.transport import backoff
 

@@ -1,0 +1,88 @@
+"""Joins per pair: confirmed, pending (a create written ahead) and deleted (a tombstone)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from ferry.state.database import chunks, now
+from ferry.state.rows import Join, PendingCreate
+from ferry.state.schema import JoinRow
+
+
+@dataclass(frozen=True)
+class Joins:
+    _session: sessionmaker[Session]
+
+    def confirmed(self, pair: str) -> dict[str, str]:
+        """source anchor -> target anchor of confirmed joins."""
+        return self._anchors(pair, "joined")
+
+    def pending(self, pair: str) -> dict[str, str]:
+        """source anchor -> target DN of creates begun but never confirmed."""
+        with self._session() as s:
+            rows = s.execute(select(JoinRow.source_anchor, JoinRow.target_dn).where(
+                JoinRow.pair == pair, JoinRow.status == "pending"))
+            return dict(rows.tuples().all())
+
+    def deleted(self, pair: str) -> dict[str, str]:
+        """source anchor -> target anchor of the targets Ferry deleted (tombstones)."""
+        return self._anchors(pair, "deleted")
+
+    def begin_creates(self, pair: str, creates: Iterable[PendingCreate]) -> None:
+        """Write ahead: remember where objects are about to be created, so a run killed
+        before it learns their anchors finds them."""
+        with self._session.begin() as s:
+            for c in creates:
+                _upsert(s, pair, c.source_anchor, None, c.object_type, c.target_dn, "pending")
+
+    def confirm(self, pair: str, joins: Iterable[Join]) -> None:
+        with self._session.begin() as s:
+            for j in joins:
+                _upsert(s, pair, j.source_anchor, j.target_anchor, j.object_type, j.target_dn,
+                        "joined")
+
+    def moved(self, pair: str, target_dns: Mapping[str, str]) -> None:
+        """Record the new target DNs of moved objects, by source anchor."""
+        with self._session.begin() as s:
+            for source_anchor, target_dn in target_dns.items():
+                s.execute(update(JoinRow)
+                          .where(JoinRow.pair == pair, JoinRow.source_anchor == source_anchor)
+                          .values(target_dn=target_dn, updated_at=now()))
+
+    def mark_deleted(self, pair: str, source_anchors: Iterable[str]) -> None:
+        """The target objects of these joins were deleted by Ferry: keep them as tombstones,
+        so that a source object that comes back gets its target restored, not a new one."""
+        with self._session.begin() as s:
+            for chunk in chunks(source_anchors):
+                s.execute(update(JoinRow)
+                          .where(JoinRow.pair == pair, JoinRow.source_anchor.in_(chunk))
+                          .values(status="deleted", updated_at=now()))
+
+    def drop(self, pair: str, source_anchors: Iterable[str]) -> None:
+        with self._session.begin() as s:
+            for chunk in chunks(source_anchors):
+                s.execute(delete(JoinRow).where(JoinRow.pair == pair,
+                                                JoinRow.source_anchor.in_(chunk)))
+
+    def _anchors(self, pair: str, status: str) -> dict[str, str]:
+        with self._session() as s:
+            rows = s.execute(select(JoinRow.source_anchor, JoinRow.target_anchor).where(
+                JoinRow.pair == pair, JoinRow.status == status))
+            return {src: tgt for src, tgt in rows if tgt}
+
+
+def _upsert(s: Session, pair: str, source_anchor: str, target_anchor: str | None,
+            object_type: str, target_dn: str, status: str) -> None:
+    row = s.scalars(select(JoinRow).where(
+        JoinRow.pair == pair, JoinRow.source_anchor == source_anchor)).first()
+    if row is None:
+        s.add(JoinRow(pair=pair, source_anchor=source_anchor, target_anchor=target_anchor,
+                      object_type=object_type, target_dn=target_dn, status=status,
+                      updated_at=now()))
+    else:
+        row.target_anchor, row.target_dn, row.status = target_anchor, target_dn, status
+        row.object_type, row.updated_at = object_type, now()

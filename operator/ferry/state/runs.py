@@ -1,0 +1,55 @@
+"""Run history: each run's mode, result and counts, and what it did to each object."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from ferry.state.database import now
+from ferry.state.rows import ObjectResult, StoredRun
+from ferry.state.schema import ObjectResultRow, RunRow
+
+
+@dataclass(frozen=True)
+class Runs:
+    _session: sessionmaker[Session]
+
+    def start(self, workflow: str, mode: str, run_id: str | None = None) -> str:
+        """Record a run as Running; a given id that already exists (a retried Job) restarts it."""
+        run_id = run_id or now().strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+        with self._session.begin() as s:
+            s.merge(RunRow(id=run_id, workflow=workflow, mode=mode, started_at=now(),
+                           finished_at=None, result="Running", message="", counts={}))
+        return run_id
+
+    def record(self, run_id: str, results: Iterable[ObjectResult]) -> None:
+        with self._session.begin() as s:
+            s.add_all(ObjectResultRow(run_id=run_id, **vars(r)) for r in results)
+
+    def finish(self, run_id: str, result: str, exit_code: int, message: str,
+               counts: dict[str, dict[str, int]]) -> None:
+        with self._session.begin() as s:
+            s.execute(update(RunRow).where(RunRow.id == run_id).values(
+                finished_at=now(), result=result, exit_code=exit_code, message=message,
+                counts=counts))
+
+    def recent(self, workflow: str | None = None, limit: int = 20) -> list[StoredRun]:
+        """The latest runs first, of one workflow or all."""
+        with self._session() as s:
+            query = select(RunRow).order_by(RunRow.started_at.desc()).limit(limit)
+            if workflow:
+                query = query.where(RunRow.workflow == workflow)
+            return [StoredRun(r.id, r.workflow, r.mode, r.started_at, r.finished_at, r.result,
+                              r.exit_code, r.message, r.counts or {})
+                    for r in s.scalars(query)]
+
+    def results(self, run_id: str) -> list[ObjectResult]:
+        with self._session() as s:
+            rows = s.scalars(select(ObjectResultRow).where(ObjectResultRow.run_id == run_id)
+                             .order_by(ObjectResultRow.id))
+            return [ObjectResult(r.pair, r.object_type, r.source_anchor, r.target_dn,
+                                 r.operation, r.outcome, r.message) for r in rows]
