@@ -26,7 +26,7 @@ from pathlib import Path
 from ferry.lab import Lab, LabDomain
 from ferry.lab.samba import DomainSpec, free_addresses
 from ferry.lab.seed import seed
-from ferry_agent.directory import Scope, ensure_ou, generate_password, read_full
+from ferry_agent.directory import ReadScope, ensure_ou, generate_password, read_full
 from ferry_agent.directory.write import create
 from ferry_agent.dn import build_dn
 
@@ -60,7 +60,7 @@ def best_of(runs: int, action: Callable[[], int]) -> tuple[int, float]:
 
 def read_with_ferry(domain: LabDomain, corp: str) -> int:
     conn = domain.connect()
-    count = sum(1 for _ in read_full(conn, Scope([corp], ["user"]), ATTRIBUTES, page_size=1000))
+    count = sum(1 for _ in read_full(conn, ReadScope([corp], ["user"]), ATTRIBUTES, page_size=1000))
     conn.unbind()
     return count
 

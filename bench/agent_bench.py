@@ -9,7 +9,7 @@ half in each of two OUs under one parent OU, with ferry_agent.directory.write.cr
 fast as ferry.lab.seed on this lab, ~100 users/s either way when the machine is quiet, and it
 puts the users where the halves need them; two writer threads do not help, Samba serialises the
 adds). Then, with ad_bench's ATTRIBUTES for every read, RUNS runs each, best run counted:
-  direct         DirectorySession(endpoint).read_full(Scope([parent], ["user"])), consumed
+  direct         DirectorySession(endpoint).read_full(ReadScope([parent], ["user"])), consumed
   one agent      RemoteDirectory(GatewaySettings(...), "src").read_full(...) with one enrolled
                  `ferry-agent run` for src: job -> gateway -> agent -> DC and back; its runs
                  take turns with the direct ones, so a change in load hits both alike
@@ -52,7 +52,7 @@ from ferry.lab import Lab, LabDomain  # noqa: E402
 from ferry.lab.samba import DomainSpec, free_addresses  # noqa: E402
 from ferry.settings import GatewaySettings  # noqa: E402
 from ferry.state.store import StateStore  # noqa: E402
-from ferry_agent.directory import Scope, ensure_ou  # noqa: E402
+from ferry_agent.directory import ReadScope, ensure_ou  # noqa: E402
 from ferry_agent.directory.batch import Write  # noqa: E402
 from ferry_agent.directory.password import generate_password  # noqa: E402
 from ferry_agent.directory.session import DirectorySession  # noqa: E402
@@ -338,8 +338,8 @@ def gateway_memory(root: Path, domain: LabDomain, idle_agents: int,
 
 def throughput(root: Path, domain: LabDomain, parent: str, halves: list[str], users: int,
                runs: int, cleanup: list[Callable[[], None]]) -> dict[str, Any]:
-    full = Scope([parent], ["user"])
-    parts = [Scope([ou], ["user"]) for ou in halves]
+    full = ReadScope([parent], ["user"])
+    parts = [ReadScope([ou], ["user"]) for ou in halves]
     sizes = [(users + 1) // 2, users // 2]
     found: dict[str, Any] = {}
 
@@ -365,7 +365,7 @@ def throughput(root: Path, domain: LabDomain, parent: str, halves: list[str], us
     remotes = [RemoteDirectory(settings, ENVIRONMENT) for _ in range(2)]
     cleanup.extend(remote.close for remote in remotes)
 
-    def remote(index: int, scope: Scope) -> int:
+    def remote(index: int, scope: ReadScope) -> int:
         return count(remotes[index].read_full(scope, ATTRIBUTES))
 
     log("direct and one agent, taking turns")

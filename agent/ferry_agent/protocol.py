@@ -50,7 +50,7 @@ from typing import Any, TypeVar
 
 from .directory.batch import Write, WriteResult
 from .directory.errors import DirectoryError, WatermarkError
-from .directory.read import Changes, ChangeStream, Entry, Scope, Watermark
+from .directory.read import AdWatermark, Changes, ChangeStream, Entry, ReadScope
 from .errors import FerryAgentError
 
 T = TypeVar("T")
@@ -222,12 +222,12 @@ def _error_info(data: dict[str, Any]) -> ErrorInfo:
 
 # -- directory values --------------------------------------------------------------------------
 
-def encode_scope(scope: Scope) -> dict[str, Any]:
+def encode_scope(scope: ReadScope) -> dict[str, Any]:
     return {"baseDns": list(scope.base_dns), "objectTypes": list(scope.object_types)}
 
 
-def decode_scope(data: dict[str, Any]) -> Scope:
-    return Scope(base_dns=list(data["baseDns"]), object_types=list(data["objectTypes"]))
+def decode_scope(data: dict[str, Any]) -> ReadScope:
+    return ReadScope(base_dns=list(data["baseDns"]), object_types=list(data["objectTypes"]))
 
 
 def encode_entry(entry: Entry) -> dict[str, Any]:
@@ -258,7 +258,7 @@ def decode_changes(pages: Sequence[Any]) -> Changes:
     summary = pages[-1]
     return Changes(entries=[decode_entry(e) for page in pages[:-1] for e in page or ()],
                    deleted=list(summary["deleted"]), out_of_scope=list(summary["outOfScope"]),
-                   watermark=Watermark.from_dict(summary["watermark"]))
+                   watermark=AdWatermark.from_dict(summary["watermark"]))
 
 
 def encode_write(item: Write) -> dict[str, Any]:

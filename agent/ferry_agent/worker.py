@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from .directory.read import Watermark
+from .directory.read import AdWatermark
 from .directory.session import DirectorySession
 from .protocol import (
     OPERATIONS,
@@ -59,7 +59,7 @@ def _run(session: DirectorySession, item: WorkItem) -> Iterator[Chunk]:
     elif op == "read_changes":
         stream = session.stream_changes(decode_scope(args["scope"]),
                                         as_strings(args["attributes"], "attributes"),
-                                        Watermark.from_dict(args["watermark"]))
+                                        AdWatermark.from_dict(args["watermark"]))
         for page in pages(stream.entries, encode_entry):
             yield page, None
         yield encode_change_summary(stream), None

@@ -10,11 +10,11 @@ from .guid import guid_dn, guid_filter, guid_from_bytes, guid_to_bytes
 from .password import generate_password
 from .read import (
     OBJECT_TYPES,
+    AdWatermark,
     Changes,
     DirSyncUnavailable,
     Entry,
-    Scope,
-    Watermark,
+    ReadScope,
     initial_watermark,
     naming_context,
     read_by_guids,
@@ -38,14 +38,14 @@ from .write import (
 
 __all__ = [
     "OBJECT_TYPES",
+    "AdWatermark",
     "Changes",
     "DirSyncUnavailable",
     "DirectoryConnectionError",
     "DirectoryEndpoint",
     "DirectoryError",
     "Entry",
-    "Scope",
-    "Watermark",
+    "ReadScope",
     "WatermarkError",
     "add_members",
     "connect",

@@ -53,7 +53,7 @@ _INTERNAL = ("objectGUID", "objectClass", "uSNChanged")
 
 
 @dataclass(frozen=True)
-class Scope:
+class ReadScope:
     """What a read covers: subtrees (default: the whole domain) and object types."""
 
     base_dns: list[str] = field(default_factory=list)
@@ -89,7 +89,7 @@ class Entry:
 
 
 @dataclass(frozen=True)
-class Watermark:
+class AdWatermark:
     """Where a delta read starts: `kind` plus an opaque `value` to store as it is.
 
     dirsync: `value` is the server's DirSync cookie, base64. usn: `value` is the DC's
@@ -108,11 +108,11 @@ class Watermark:
             raise WatermarkError(f"a usn watermark needs a number, got {self.value!r}")
 
     @classmethod
-    def dirsync(cls, cookie: bytes) -> Watermark:
+    def dirsync(cls, cookie: bytes) -> AdWatermark:
         return cls("dirsync", base64.b64encode(cookie).decode("ascii"))
 
     @classmethod
-    def usn(cls, highest: int, server: str = "") -> Watermark:
+    def usn(cls, highest: int, server: str = "") -> AdWatermark:
         return cls("usn", f"{highest}@{server}" if server else str(highest))
 
     @property
@@ -143,7 +143,7 @@ class Watermark:
         return {"kind": "usn", "highest": self.highest, "server": self.server}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Watermark:
+    def from_dict(cls, data: dict[str, Any]) -> AdWatermark:
         if data.get("kind") == "dirsync":
             return cls("dirsync", str(data.get("cookie") or ""))
         return cls.usn(int(data.get("highest", -1)), str(data.get("server") or ""))
@@ -171,7 +171,7 @@ class Changes:
     entries: list[Entry]
     deleted: list[str]
     out_of_scope: list[str]
-    watermark: Watermark
+    watermark: AdWatermark
 
 
 class DirSyncUnavailable(DirectoryError):
@@ -238,7 +238,7 @@ def _classify(object_classes: Sequence[str]) -> str | None:
     return None
 
 
-def _bases(conn: ldap3.Connection, scope: Scope) -> list[str]:
+def _bases(conn: ldap3.Connection, scope: ReadScope) -> list[str]:
     """The scope's subtrees, without any that lie inside another (so nothing is read twice)."""
     bases = list(scope.base_dns) or [naming_context(conn)]
     unique: list[str] = []
@@ -410,7 +410,7 @@ _INTERNAL_LOWER = frozenset(a.lower() for a in _INTERNAL)
 
 def read_full(
     conn: ldap3.Connection,
-    scope: Scope,
+    scope: ReadScope,
     attributes: Sequence[str],
     *,
     page_size: int = 1000,
@@ -514,9 +514,9 @@ def _filter_escape(value: str) -> str:
 
 def initial_watermark(
     conn: ldap3.Connection,
-    scope: Scope | None = None,
+    scope: ReadScope | None = None,
     method: Literal["auto", "dirsync", "usn"] = "auto",
-) -> Watermark:
+) -> AdWatermark:
     """The current position, to be taken BEFORE a full read so later deltas miss nothing.
 
     With DirSync (tried first unless `method="usn"`), this runs a DirSync to its end asking for
@@ -525,21 +525,21 @@ def initial_watermark(
     dse = root_dse(conn)
     highest = int(dse["highestCommittedUSN"][0])
     if method != "usn":
-        types = (scope or Scope()).object_types
+        types = (scope or ReadScope()).object_types
         try:
             cookie, _ = _dirsync(conn, dse["defaultNamingContext"][0], types, ["objectGUID"], None)
-            return Watermark.dirsync(cookie)
+            return AdWatermark.dirsync(cookie)
         except DirSyncUnavailable:
             if method == "dirsync":
                 raise
-    return Watermark.usn(highest, server_invocation_id(conn, dse))
+    return AdWatermark.usn(highest, server_invocation_id(conn, dse))
 
 
 def read_changes(
     conn: ldap3.Connection,
-    scope: Scope,
+    scope: ReadScope,
     attributes: Sequence[str],
-    watermark: Watermark,
+    watermark: AdWatermark,
     method: Literal["auto", "dirsync", "usn"] = "auto",
 ) -> Changes:
     """What changed in scope since `watermark`, with changed objects read in full.
@@ -566,14 +566,14 @@ class ChangeStream:
     entries: Iterator[Entry]
     deleted: list[str]
     out_of_scope: list[str]
-    watermark: Watermark
+    watermark: AdWatermark
 
 
 def stream_changes(
     conn: ldap3.Connection,
-    scope: Scope,
+    scope: ReadScope,
     attributes: Sequence[str],
-    watermark: Watermark,
+    watermark: AdWatermark,
     method: Literal["auto", "dirsync", "usn"] = "auto",
 ) -> ChangeStream:
     """read_changes without holding the changed objects: for deltas of any size."""
@@ -592,7 +592,7 @@ def stream_changes(
             outside: list[str] = []
             fresh = read_by_guids(conn, changed, attributes, scope.object_types)
             return ChangeStream(_in_scope(fresh, conn, scope, outside), deleted, outside,
-                                Watermark.dirsync(cookie))
+                                AdWatermark.dirsync(cookie))
     since = watermark.highest
     if since is None:
         raise WatermarkError("the DirSync cookie does not say where it stands: do a full read")
@@ -605,7 +605,7 @@ def stream_changes(
 
 
 def _in_scope(
-    entries: Iterable[Entry], conn: ldap3.Connection, scope: Scope, outside: list[str]
+    entries: Iterable[Entry], conn: ldap3.Connection, scope: ReadScope, outside: list[str]
 ) -> Iterator[Entry]:
     """The entries under the scope's bases; the GUIDs of the others go to `outside`."""
     bases = _bases(conn, scope)
@@ -618,7 +618,7 @@ def _in_scope(
 
 def _usn_changes(
     conn: ldap3.Connection,
-    scope: Scope,
+    scope: ReadScope,
     attributes: Sequence[str],
     root: str,
     since: int,
@@ -649,7 +649,7 @@ def _usn_changes(
     )
     outside: list[str] = []
     return ChangeStream(_in_scope(changed, conn, scope, outside), deleted, outside,
-                        Watermark.usn(highest, server))
+                        AdWatermark.usn(highest, server))
 
 
 def _dirsync(

@@ -43,19 +43,19 @@ class DirectorySession:
     def exists(self, dn: str) -> bool:
         return ad_read.exists(self.conn, dn)
 
-    def initial_watermark(self, scope: ad_read.Scope) -> ad_read.Watermark:
+    def initial_watermark(self, scope: ad_read.ReadScope) -> ad_read.AdWatermark:
         return ad_read.initial_watermark(self.conn, scope)
 
-    def read_full(self, scope: ad_read.Scope, attributes: Sequence[str]
+    def read_full(self, scope: ad_read.ReadScope, attributes: Sequence[str]
                   ) -> Iterator[ad_read.Entry]:
         return ad_read.read_full(self.conn, scope, attributes)
 
-    def read_changes(self, scope: ad_read.Scope, attributes: Sequence[str],
-                     watermark: ad_read.Watermark) -> ad_read.Changes:
+    def read_changes(self, scope: ad_read.ReadScope, attributes: Sequence[str],
+                     watermark: ad_read.AdWatermark) -> ad_read.Changes:
         return ad_read.read_changes(self.conn, scope, attributes, watermark)
 
-    def stream_changes(self, scope: ad_read.Scope, attributes: Sequence[str],
-                       watermark: ad_read.Watermark) -> ad_read.ChangeStream:
+    def stream_changes(self, scope: ad_read.ReadScope, attributes: Sequence[str],
+                       watermark: ad_read.AdWatermark) -> ad_read.ChangeStream:
         return ad_read.stream_changes(self.conn, scope, attributes, watermark)
 
     def read_by_guids(self, guids: Sequence[str], attributes: Sequence[str]

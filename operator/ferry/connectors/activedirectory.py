@@ -36,11 +36,11 @@ class DirectoryOperations(Protocol):
 
     def close(self) -> None: ...
     def exists(self, dn: str) -> bool: ...
-    def initial_watermark(self, scope: ad_read.Scope) -> ad_read.Watermark: ...
-    def read_full(self, scope: ad_read.Scope, attributes: Sequence[str]
+    def initial_watermark(self, scope: ad_read.ReadScope) -> ad_read.AdWatermark: ...
+    def read_full(self, scope: ad_read.ReadScope, attributes: Sequence[str]
                   ) -> Iterable[ad_read.Entry]: ...
-    def read_changes(self, scope: ad_read.Scope, attributes: Sequence[str],
-                     watermark: ad_read.Watermark) -> ad_read.Changes: ...
+    def read_changes(self, scope: ad_read.ReadScope, attributes: Sequence[str],
+                     watermark: ad_read.AdWatermark) -> ad_read.Changes: ...
     def read_by_guids(self, guids: Sequence[str], attributes: Sequence[str]
                       ) -> Iterable[ad_read.Entry]: ...
     def resolve_dns(self, dns: Sequence[str]) -> dict[str, str]: ...
@@ -83,7 +83,7 @@ class ActiveDirectoryConnector:
             bases = [dn for dn in bases if self.directory.exists(dn)]
             if not bases:
                 return ReadResult([], [], None, True)
-        scope = ad_read.Scope(base_dns=bases, object_types=[t.value for t in object_types])
+        scope = ad_read.ReadScope(base_dns=bases, object_types=[t.value for t in object_types])
         wanted = sorted({*BASE_ATTRIBUTES, *attributes})
         if watermark is None:
             start = self.directory.initial_watermark(scope)
@@ -92,7 +92,7 @@ class ActiveDirectoryConnector:
             full = True
         else:
             changes = self.directory.read_changes(
-                scope, wanted, ad_read.Watermark(watermark.kind, watermark.value))
+                scope, wanted, ad_read.AdWatermark(watermark.kind, watermark.value))
             # An object that left the scope is, for this directory's joins, gone.
             entries, start, full = changes.entries, changes.watermark, False
             deleted = [*changes.deleted, *changes.out_of_scope]

@@ -15,7 +15,7 @@ from typing import Any
 from ferry.errors import FerryError
 from ferry.settings import GatewaySettings
 from ferry_agent.directory.batch import Write, WriteResult
-from ferry_agent.directory.read import Changes, Entry, Scope, Watermark
+from ferry_agent.directory.read import AdWatermark, Changes, Entry, ReadScope
 from ferry_agent.protocol import (
     POLL_WAIT_SECONDS,
     PROTOCOL_VERSION,
@@ -51,16 +51,16 @@ class RemoteDirectory:
     def exists(self, dn: str) -> bool:
         return bool(self._value("exists", {"dn": dn}))
 
-    def initial_watermark(self, scope: Scope) -> Watermark:
-        return Watermark.from_dict(self._value("initial_watermark",
+    def initial_watermark(self, scope: ReadScope) -> AdWatermark:
+        return AdWatermark.from_dict(self._value("initial_watermark",
                                                {"scope": encode_scope(scope)}))
 
-    def read_full(self, scope: Scope, attributes: Sequence[str]) -> Iterator[Entry]:
+    def read_full(self, scope: ReadScope, attributes: Sequence[str]) -> Iterator[Entry]:
         return self._entries("read_full", {"scope": encode_scope(scope),
                                            "attributes": list(attributes)})
 
-    def read_changes(self, scope: Scope, attributes: Sequence[str],
-                     watermark: Watermark) -> Changes:
+    def read_changes(self, scope: ReadScope, attributes: Sequence[str],
+                     watermark: AdWatermark) -> Changes:
         return decode_changes(self._call("read_changes", {
             "scope": encode_scope(scope), "attributes": list(attributes),
             "watermark": watermark.to_dict()}))

@@ -26,7 +26,7 @@ from ferry.engine.match import Candidate, Matcher, TargetIndex
 from ferry.engine.plan import COUNT_KEYS, Operation, OpKind, OutOfScope, PairPlan, StagingError
 from ferry.engine.records import REFERENCE_ATTRIBUTES, ObjectType, Record
 from ferry.engine.rules import PairRules
-from ferry.engine.scope import Scope
+from ferry.engine.scope import PairScope
 from ferry.engine.stage import stage
 
 _NONE: Mapping[str, str] = MappingProxyType({})
@@ -42,7 +42,7 @@ class _Run:
                  joins: Mapping[str, str], pending_creates: Mapping[str, str], full: bool) -> None:
         self.rules, self.template, self.joins, self.full = rules, template, joins, full
         self.pending = pending_creates
-        self.scope = Scope(rules)
+        self.scope = PairScope(rules)
         compared = {object_type: template.compared(object_type) for object_type in ObjectType}
         self.index = TargetIndex(rules, targets, joins, pending_creates, compared)
         self.matcher = Matcher(rules, self.index)

@@ -25,7 +25,7 @@ class OpKind(StrEnum):
     REFERENCES = "references"  # group members / manager, applied after all objects exist
 
 
-class Changes(Mapping[str, AttributeValue | None]):
+class AttributeChanges(Mapping[str, AttributeValue | None]):
     """Attribute -> new value (None clears it): a read-only view of two aligned tuples."""
 
     __slots__ = ("_names", "_values")
@@ -55,7 +55,7 @@ class Changes(Mapping[str, AttributeValue | None]):
         return hash((self._names, self._values))
 
     def __repr__(self) -> str:
-        return f"Changes({dict(zip(self._names, self._values, strict=True))!r})"
+        return f"AttributeChanges({dict(zip(self._names, self._values, strict=True))!r})"
 
 
 def shared_names(names: tuple[str, ...]) -> tuple[str, ...]:
@@ -104,9 +104,9 @@ class Operation:
     reason: str = ""
 
     @property
-    def changes(self) -> Changes:
+    def changes(self) -> AttributeChanges:
         """Attribute -> new value (None clears it), for CREATE and UPDATE."""
-        return Changes(self.change_names, self.change_values)
+        return AttributeChanges(self.change_names, self.change_values)
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ from ferry.engine.rules import PairRules
 from ferry_agent.dn import DNError, dn_key, parent_dn, parse_dn
 
 
-class Scope:
+class PairScope:
     """Decides whether a source object is in a pair's scope, and says why not."""
 
     __slots__ = ("_filter", "_inside", "_ous", "_types")

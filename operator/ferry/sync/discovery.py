@@ -13,7 +13,9 @@ DISCOVERY = "discovery"
 
 
 @dataclass(frozen=True)
-class Discovery:
+class DiscoveryResult:
+    """What one discovery read: in full or a delta, changed and deleted objects, counts."""
+
     full: bool
     changed: int
     deleted: int
@@ -25,7 +27,7 @@ class Discovery:
 
 
 def discover(env: Environment, connector: Connector, store: StateStore, *,
-             reset: bool = False) -> Discovery:
+             reset: bool = False) -> DiscoveryResult:
     """Read the environment's scope (a delta when a watermark exists) into the inventory.
 
     reset forgets every watermark of the environment, so this discovery and the next run of
@@ -42,4 +44,4 @@ def discover(env: Environment, connector: Connector, store: StateStore, *,
     by_type = store.inventory.counts(name)
     names = {v.value: k.value for k, v in SCOPE_TYPES.items()}
     counts = {names.get(t, t): n for t, n in sorted(by_type.items())}
-    return Discovery(result.full, len(found), len(result.deleted), counts)
+    return DiscoveryResult(result.full, len(found), len(result.deleted), counts)

@@ -23,7 +23,7 @@ from tests.support.connect_proxy import ConnectProxy
 from tests.support.polling import eventually
 
 from ferry_agent.directory import DirectoryError, create, ensure_ou
-from ferry_agent.directory.read import Scope, read_full
+from ferry_agent.directory.read import ReadScope, read_full
 from ferry_agent.directory.write import add_members, delete, update
 from ferry_agent.dn import build_dn, split_dn
 
@@ -186,7 +186,7 @@ def contents(lab: Any, ou: str) -> dict[str, dict[str, Any]]:
     conn = lab.tgt.connect()
     found = {}
     suffix = "," + ou.lower()
-    for entry in read_full(conn, Scope([ou], ["user", "group", "contact"]), ATTRIBUTES):
+    for entry in read_full(conn, ReadScope([ou], ["user", "group", "contact"]), ATTRIBUTES):
         relative = entry.dn.lower().removesuffix(suffix)
         found[relative] = {
             "type": entry.object_type,
@@ -237,7 +237,7 @@ def test_a_run_through_agents_gives_exactly_the_direct_result(
         workflow.write_text(workflow.read_text().replace("changedObjectsOnly: false",
                                                          "changedObjectsOnly: true"))
         source = lab.src.connect()
-        changed = next(iter(read_full(source, Scope([src_ou], ["user"]), ["sn"])))
+        changed = next(iter(read_full(source, ReadScope([src_ou], ["user"]), ["sn"])))
         update(source, changed.dn, {"sn": ["Changed Through A Delta"]})
         source.unbind()
         again = ferry_run(tmp_path / "agents", fleet, tmp_path / "agents.sqlite", lab)

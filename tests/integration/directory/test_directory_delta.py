@@ -10,9 +10,9 @@ import ldap3
 import pytest
 
 from ferry_agent.directory import (
+    AdWatermark,
     DirectoryEndpoint,
-    Scope,
-    Watermark,
+    ReadScope,
     WatermarkError,
     add_members,
     connect,
@@ -36,7 +36,7 @@ ATTRIBUTES = ["cn", "title", "mail", "displayName"]
 class World:
     conn: ldap3.Connection
     ou: str
-    scope: Scope
+    scope: ReadScope
     users: dict[str, tuple[str, str]]  # name -> (dn, guid)
     group: tuple[str, str]
 
@@ -52,7 +52,7 @@ def world(lab, src_ou: str) -> Iterator[World]:
         users[name] = (dn, create(conn, "user", dn, {"sAMAccountName": [sam], "title": ["t0"]}))
     group_dn = build_dn("Delta Group", src_ou)
     group = (group_dn, create(conn, "group", group_dn, {}))
-    yield World(conn, src_ou, Scope([src_ou], ["user", "group"]), users, group)
+    yield World(conn, src_ou, ReadScope([src_ou], ["user", "group"]), users, group)
     conn.unbind()
 
 
@@ -136,11 +136,11 @@ def test_falls_back_to_usn_when_dirsync_is_refused(lab, world: World) -> None:
 
 def test_watermarks_serialise_and_reject_another_dc(world: World) -> None:
     mark = initial_watermark(world.conn, world.scope, method="usn")
-    assert Watermark.from_dict(mark.to_dict()) == mark
-    assert Watermark(mark.kind, mark.value) == mark
-    foreign = Watermark.usn(mark.highest or 0, "00000000-0000-0000-0000-000000000001")
+    assert AdWatermark.from_dict(mark.to_dict()) == mark
+    assert AdWatermark(mark.kind, mark.value) == mark
+    foreign = AdWatermark.usn(mark.highest or 0, "00000000-0000-0000-0000-000000000001")
     with pytest.raises(WatermarkError, match="full read"):
         read_changes(world.conn, world.scope, ATTRIBUTES, foreign)
     dirsync = initial_watermark(world.conn, world.scope)
     assert dirsync.server == mark.server  # the cookie records the DC that issued it
-    assert Watermark.from_dict(dirsync.to_dict()) == dirsync
+    assert AdWatermark.from_dict(dirsync.to_dict()) == dirsync

@@ -10,7 +10,7 @@ import pytest
 
 from ferry.lab.seed import SPECIAL_USERS, SeedSummary
 from ferry_agent.directory import (
-    Scope,
+    ReadScope,
     guid_dn,
     guid_filter,
     guid_from_bytes,
@@ -50,7 +50,7 @@ def _norm(dns: list[str]) -> set[str]:
 def test_full_read_returns_every_seeded_entry_once(lab, seeded_src: SeedSummary) -> None:
     conn = lab.src.connect()
     # Overlapping bases and a small page size: many pages, still every object exactly once.
-    scope = Scope(
+    scope = ReadScope(
         base_dns=[seeded_src.corp_dn, f"OU=Sales,{seeded_src.corp_dn}"],
         object_types=["user", "group", "contact"],
     )
@@ -116,7 +116,7 @@ def test_ranged_members_of_the_big_group(lab, seeded_src: SeedSummary) -> None:
         assert len(members) == len(expected)
         assert _norm(members) == expected
     # A full read asks for member;range=0-1499 and continues the range itself.
-    groups = read_full(conn, Scope([f"OU=Groups,{seeded_src.corp_dn}"], ["group"]), ["cn"])
+    groups = read_full(conn, ReadScope([f"OU=Groups,{seeded_src.corp_dn}"], ["group"]), ["cn"])
     big = next(g for g in groups if g.attributes["cn"] == ["All Staff"])
     assert _norm(big.members) == expected
 
@@ -133,7 +133,7 @@ def test_nested_groups_and_member_resolution(lab, seeded_src: SeedSummary) -> No
 
 def test_shared_mail_is_on_two_users(lab, seeded_src: SeedSummary) -> None:
     conn = lab.src.connect()
-    scope = Scope([seeded_src.corp_dn], ["user"])
+    scope = ReadScope([seeded_src.corp_dn], ["user"])
     sharing = [
         e
         for e in read_full(conn, scope, ["mail"])

@@ -25,7 +25,7 @@ from tests.support.polling import eventually
 from ferry.connectors.agent_session import GatewayWorkError, RemoteDirectory
 from ferry.settings import GatewaySettings
 from ferry_agent.directory.errors import DirectoryError
-from ferry_agent.directory.read import Entry, Scope
+from ferry_agent.directory.read import Entry, ReadScope
 from ferry_agent.protocol import ErrorInfo, WorkResult, decode, encode_entry
 from ferry_agent.transport import GatewayRefused, GatewayUnavailable
 
@@ -181,7 +181,7 @@ def test_the_job_side_connector_collects_through_the_gateway(
     served = threading.Thread(target=_serve_reads, args=(agent, entries))
     served.start()
     try:
-        found = list(remote.read_full(Scope(["DC=src,DC=test"], ["user"]), ["cn"]))
+        found = list(remote.read_full(ReadScope(["DC=src,DC=test"], ["user"]), ["cn"]))
         assert [e.guid for e in found] == [e.guid for e in entries]
         with pytest.raises(DirectoryError, match="no such object"):
             remote.exists("CN=missing,DC=src,DC=test")

@@ -6,7 +6,7 @@ import pytest
 
 from ferry_agent.directory.batch import Write, WriteResult
 from ferry_agent.directory.errors import DirectoryError
-from ferry_agent.directory.read import Changes, ChangeStream, Entry, Scope, Watermark
+from ferry_agent.directory.read import AdWatermark, Changes, ChangeStream, Entry, ReadScope
 from ferry_agent.protocol import (
     ErrorInfo,
     ProtocolError,
@@ -58,10 +58,10 @@ def test_malformed_messages_are_protocol_errors(body: Any, message: str) -> None
 def test_directory_values_round_trip() -> None:
     assert decode_entry(encode_entry(ENTRY)) == ENTRY
     assert decode_entry(encode_entry(ENTRY)).enabled is False
-    stream = ChangeStream(iter([ENTRY]), ["g2"], ["g3"], Watermark.usn(100, "server-1"))
+    stream = ChangeStream(iter([ENTRY]), ["g2"], ["g3"], AdWatermark.usn(100, "server-1"))
     chunks = [[encode_entry(ENTRY)], [], encode_change_summary(stream)]
     assert decode_changes(chunks) == Changes([ENTRY], ["g2"], ["g3"],
-                                             Watermark.usn(100, "server-1"))
+                                             AdWatermark.usn(100, "server-1"))
     with pytest.raises(ProtocolError, match="last chunk"):
         decode_changes([[encode_entry(ENTRY)]])
 
@@ -108,18 +108,18 @@ class FakeSession:
     def exists(self, dn: str) -> bool:
         return False
 
-    def read_full(self, scope: Scope, attributes: list[str]) -> Any:
+    def read_full(self, scope: ReadScope, attributes: list[str]) -> Any:
         return (Entry(f"g{i}", f"CN=u{i},DC=t", "user") for i in range(self.entries))
 
-    def stream_changes(self, scope: Scope, attributes: list[str],
-                       watermark: Watermark) -> ChangeStream:
+    def stream_changes(self, scope: ReadScope, attributes: list[str],
+                       watermark: AdWatermark) -> ChangeStream:
         outside: list[str] = []
 
         def entries() -> Any:
             for i in range(self.entries):
                 outside.append(f"out{i}")  # as the real stream, filled while reading
                 yield Entry(f"g{i}", f"CN=u{i},DC=t", "user")
-        return ChangeStream(entries(), ["gone"], outside, Watermark.usn(7, "dc"))
+        return ChangeStream(entries(), ["gone"], outside, AdWatermark.usn(7, "dc"))
 
     def write(self, writes: list[Write], *, check_first: bool = False) -> Any:
         self.check_first.append(check_first)
@@ -153,7 +153,7 @@ def test_worker_streams_a_delta_in_pages_then_its_summary() -> None:
     changes = decode_changes(chunks)
     assert len(changes.entries) == 700 and changes.deleted == ["gone"]
     assert len(changes.out_of_scope) == 700  # complete, though filled while streaming
-    assert changes.watermark == Watermark.usn(7, "dc")
+    assert changes.watermark == AdWatermark.usn(7, "dc")
 
 
 def test_worker_answers_a_write_batch_with_one_result_per_write() -> None:
