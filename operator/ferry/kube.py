@@ -10,6 +10,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from ferry.api.base import API_GROUP, API_VERSION, ValueSource
+from ferry.api.status import StatusModel
 from ferry.secrets import SecretError
 
 
@@ -21,12 +22,6 @@ def api_client() -> client.ApiClient:
     except config.ConfigException:
         # KUBECONFIG read now, not when the kubernetes package was imported.
         return config.new_client_from_config(config_file=os.environ.get("KUBECONFIG"))
-
-
-def as_dict(api: client.ApiClient, obj: Any) -> dict[str, Any]:
-    """A typed client object as the plain JSON-shaped dict the API server sent."""
-    result: dict[str, Any] = api.sanitize_for_serialization(obj)
-    return result
 
 
 class FerryObjects:
@@ -59,9 +54,11 @@ class FerryObjects:
             {"metadata": {"resourceVersion": meta["resourceVersion"]}, "status": status})
 
 
-def status_changes(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+def status_changes(old: StatusModel, new: StatusModel) -> dict[str, Any]:
     """A merge patch turning status old into new (None deletes a field)."""
-    return {k: new.get(k) for k in old.keys() | new.keys() if old.get(k) != new.get(k)}
+    before, after = old.dump(), new.dump()
+    return {k: after.get(k) for k in before.keys() | after.keys()
+            if before.get(k) != after.get(k)}
 
 
 class ApiSecretResolver:

@@ -2,17 +2,32 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
 from pydantic.alias_generators import to_camel
+
+
+def k8s_time(moment: datetime) -> str:
+    """Kubernetes' timestamp format (UTC, whole seconds)."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# Run and schedule times, written as the API server writes its own.
+Timestamp = Annotated[datetime, PlainSerializer(k8s_time, return_type=str, when_used="json")]
 
 
 class StatusModel(BaseModel):
     """camelCase like the spec; fields a newer Ferry wrote are ignored, not refused."""
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+    def dump(self) -> dict[str, Any]:
+        """As the API server keeps it: the fields read or set, no nulls (a field left out is
+        cleared by the merge patch ferry.kube.status_changes makes)."""
+        return self.model_dump(mode="json", by_alias=True, exclude_unset=True, exclude_none=True)
 
 
 class ConditionStatus(StrEnum):
@@ -47,6 +62,16 @@ class RunResult(StrEnum):
     COMPLETED_WITH_ERRORS = "CompletedWithErrors"
 
 
+class Trigger(StrEnum):
+    """What started a run or a discovery (its trigger field and ferry.dev/trigger)."""
+
+    MANUAL = "Manual"        # the ferry.dev/run-requested annotation
+    SCHEDULE = "Schedule"
+    ADOPTED = "Adopted"      # a Job of ours that status had lost track of
+    INITIAL = "Initial"      # an Environment's first discovery
+    RESET = "Reset"          # the ferry.dev/reset-watermark annotation
+
+
 class RunCounts(StatusModel):
     """Objects one run touched, all pairs and object types together."""
 
@@ -72,8 +97,8 @@ class RunSummary(StatusModel):
     trigger: str | None = Field(
         default=None, description="What started it: Schedule, Manual or Retry."
     )
-    start_time: datetime | None = Field(default=None, description="When the Job was created.")
-    completion_time: datetime | None = Field(default=None, description="When the run ended.")
+    start_time: Timestamp | None = Field(default=None, description="When the Job was created.")
+    completion_time: Timestamp | None = Field(default=None, description="When the run ended.")
     result: RunResult = Field(description="Outcome; Pending or Running while active.")
     counts: RunCounts = Field(default_factory=RunCounts, description="What the run did.")
     progress: str | None = Field(
@@ -96,10 +121,10 @@ class WorkflowStatus(StatusModel):
         default=None, description="The run in progress; at most one per workflow."
     )
     last_run: RunSummary | None = Field(default=None, description="The latest finished run.")
-    next_run_time: datetime | None = Field(
+    next_run_time: Timestamp | None = Field(
         default=None, description="When the schedule starts the next run."
     )
-    last_schedule_time: datetime | None = Field(
+    last_schedule_time: Timestamp | None = Field(
         default=None, description="The scheduled time last acted on (run or skipped)."
     )
     last_run_request: str | None = Field(
@@ -126,8 +151,8 @@ class DiscoveryRun(StatusModel):
     job_name: str | None = Field(default=None, description="Name of the discovery Job.")
     trigger: str | None = Field(default=None, description="Schedule, Initial or Reset.")
     full: bool = Field(default=False, description="Whether it read everything (no delta).")
-    start_time: datetime | None = Field(default=None, description="When the Job was created.")
-    completion_time: datetime | None = Field(default=None, description="When it ended.")
+    start_time: Timestamp | None = Field(default=None, description="When the Job was created.")
+    completion_time: Timestamp | None = Field(default=None, description="When it ended.")
     result: RunResult = Field(description="Outcome; Pending or Running while active.")
     message: str = Field(default="", description="Why it ended as it did.")
 
@@ -149,14 +174,14 @@ class EnvironmentStatus(StatusModel):
         default_factory=dict, description="Objects found by the last discovery, by type."
     )
     objects: int | None = Field(default=None, description="All objects found by discovery.")
-    last_discovery: datetime | None = Field(
+    last_discovery: Timestamp | None = Field(
         default=None, description="When the last successful discovery finished."
     )
     active_discovery: DiscoveryRun | None = Field(
         default=None, description="The discovery in progress."
     )
     discovery: DiscoveryRun | None = Field(default=None, description="The latest discovery.")
-    next_discovery_time: datetime | None = Field(
+    next_discovery_time: Timestamp | None = Field(
         default=None, description="When the next scheduled discovery starts."
     )
     last_watermark_reset: str | None = Field(

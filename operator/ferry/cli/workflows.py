@@ -17,8 +17,8 @@ from ferry.cli.options import (
     VerboseOpt,
     WorkflowOpt,
 )
-from ferry.cli.render import err, labelled, out
-from ferry.errors import ExitCode
+from ferry.cli.render import labelled, out
+from ferry.errors import ExitCode, InvalidInput
 
 
 def plan(paths: PathsOpt, workflow: WorkflowOpt = None, state: StateOpt = DEFAULT_STATE,
@@ -50,35 +50,32 @@ def run(paths: Annotated[list[Path] | None, typer.Option(
         _request_in_cluster(in_cluster, wait)
         return
     if not paths:
-        err.print("give manifests with -f PATH, or a Workflow in the cluster with --in-cluster")
-        raise typer.Exit(ExitCode.INVALID_INPUT)
+        raise InvalidInput("give manifests with -f PATH, or a Workflow in the cluster with"
+                           " --in-cluster")
     from ferry.cli.local_runs import execute
 
     execute(paths, workflow, state, secrets_dir, False, full, out_file, verbose)
 
 
 def _request_in_cluster(target: str, wait: float) -> None:
-    from ferry.controller.requests import RunRequestError, request_run, wait_for_run
+    from ferry.api.status import RunResult
+    from ferry.controller.requests import request_run, wait_for_run
     from ferry.engine.plan import SUMMARY_COUNT_KEYS
     from ferry.kube import api_client, current_namespace
 
     namespace, _, name = target.rpartition("/")
     api = api_client()
     namespace = namespace or current_namespace()
-    try:
-        run_id = request_run(api, namespace, name)
-        out.print(f"requested run {run_id} of Workflow {namespace}/{name}")
-        if wait <= 0:
-            return
-        summary = wait_for_run(api, namespace, name, run_id, wait)
-    except RunRequestError as exc:
-        err.print(str(exc))
-        raise typer.Exit(ExitCode.FAILED) from None
-    counts = summary.get("counts") or {}
-    out.print(f"run {run_id}: {summary.get('result')} "
-              + " ".join(f"{k}={counts.get(k, 0)}" for k in SUMMARY_COUNT_KEYS)
-              + (f" ({summary['message']})" if summary.get("message") else ""))
-    if summary.get("result") != "Succeeded":
+    run_id = request_run(api, namespace, name)
+    out.print(f"requested run {run_id} of Workflow {namespace}/{name}")
+    if wait <= 0:
+        return
+    summary = wait_for_run(api, namespace, name, run_id, wait)
+    counts = summary.counts.model_dump(by_alias=True)
+    out.print(f"run {run_id}: {summary.result} "
+              + " ".join(f"{k}={counts[k]}" for k in SUMMARY_COUNT_KEYS)
+              + (f" ({summary.message})" if summary.message else ""))
+    if summary.result != RunResult.SUCCEEDED:
         raise typer.Exit(ExitCode.FAILED)
 
 
@@ -111,8 +108,7 @@ def check(paths: PathsOpt, secrets_dir: SecretsOpt = None,
     chosen = [e for n, e in sorted(manifests.environments.items())
               if environment is None or n == environment]
     if not chosen:
-        err.print(f"no Environment {environment!r} in the manifests")
-        raise typer.Exit(ExitCode.INVALID_INPUT)
+        raise InvalidInput(f"no Environment {environment!r} in the manifests")
     failed = 0
     for env in chosen:
         result = check_environment(manifests, env, secrets, settings)

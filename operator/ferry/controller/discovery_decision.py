@@ -7,73 +7,59 @@ workflows reading this environment read it in full next time)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING
 
-from ferry.api.status import RunResult
-from ferry.controller.run_tracking import Event, iso, parse_time, track
+from ferry.api.base import ObjectMeta
+from ferry.api.events import EventReason, EventType
+from ferry.api.status import DiscoveryRun, EnvironmentStatus, RunResult, Trigger, k8s_time
+from ferry.controller.run_tracking import Decision, Event, StartJob, track
 from ferry.controller.runs import RESET_WATERMARK_ANNOTATION, job_name, run_id_for
 
-
-@dataclass(frozen=True)
-class StartDiscovery:
-    run_id: str
-    job_name: str
-    trigger: str
-    full: bool
+if TYPE_CHECKING:
+    from kubernetes.client import V1Job
 
 
-@dataclass
-class DiscoveryDecision:
-    status: dict[str, Any]
-    start: StartDiscovery | None = None
-    events: list[Event] = field(default_factory=list)
-
-
-def decide_discovery(environment: dict[str, Any], jobs: list[dict[str, Any]], *,
-                     interval_minutes: int, ready: bool, now: datetime) -> DiscoveryDecision:
-    meta = environment["metadata"]
-    status: dict[str, Any] = dict(environment.get("status") or {})
-    decision = DiscoveryDecision(status)
-    tracking = track(status.get("activeDiscovery"), jobs, iso(now))
-    status["activeDiscovery"] = tracking.active
+def decide_discovery(meta: ObjectMeta, status: EnvironmentStatus, jobs: list[V1Job], *,
+                     interval_minutes: int, ready: bool,
+                     now: datetime) -> Decision[EnvironmentStatus]:
+    decision = Decision(status.model_copy(deep=True))
+    status = decision.status
+    tracking = track(status.active_discovery, jobs, now, DiscoveryRun)
+    status.active_discovery = active = tracking.active
     if tracking.finished is not None:
-        done = tracking.finished
-        status["discovery"] = done
-        if done["result"] == RunResult.SUCCEEDED.value:
-            decision.events.append(Event("Normal", "Discovered", done.get("message")
-                                         or f"discovery {done['id']} finished"))
+        done = status.discovery = tracking.finished
+        if done.result == RunResult.SUCCEEDED:
+            decision.events.append(Event(EventType.NORMAL, EventReason.DISCOVERED, done.message
+                                         or f"discovery {done.id} finished"))
         else:
-            decision.events.append(Event("Warning", "DiscoveryFailed", done.get("message")
-                                         or f"discovery {done['id']} failed"))
-    active = tracking.active
+            decision.events.append(Event(EventType.WARNING, EventReason.DISCOVERY_FAILED,
+                                         done.message or f"discovery {done.id} failed"))
     if tracking.create_job and active is not None:
-        decision.start = StartDiscovery(active["id"], active["jobName"],
-                                        active.get("trigger") or "Schedule",
-                                        bool(active.get("full")))
+        decision.start = StartJob.of(active, Trigger.SCHEDULE)
         return decision
 
     interval = timedelta(minutes=interval_minutes)
-    last_start = parse_time((status.get("discovery") or {}).get("startTime"))
-    status["nextDiscoveryTime"] = iso(last_start + interval) if last_start else None
+    last_start = status.discovery.start_time if status.discovery else None
+    status.next_discovery_time = last_start + interval if last_start else None
     if active is not None or not ready:
         return decision
-    trigger: tuple[str, str, bool] | None = None
-    reset = (meta.get("annotations") or {}).get(RESET_WATERMARK_ANNOTATION)
-    if reset and reset != status.get("lastWatermarkReset"):
-        status["lastWatermarkReset"] = reset
-        trigger = ("Reset", reset, True)
+    trigger: tuple[Trigger, str, bool] | None = None
+    reset = meta.annotations.get(RESET_WATERMARK_ANNOTATION)
+    if reset and reset != status.last_watermark_reset:
+        status.last_watermark_reset = reset
+        trigger = (Trigger.RESET, reset, True)
     elif last_start is None:
-        trigger = ("Initial", "initial", True)
+        trigger = (Trigger.INITIAL, "initial", True)
     elif now >= last_start + interval:
-        trigger = ("Schedule", iso(last_start + interval), False)
+        trigger = (Trigger.SCHEDULE, k8s_time(last_start + interval), False)
     if trigger is None:
         return decision
     kind, key, full = trigger
-    run_id = run_id_for(meta["uid"], f"Discovery{kind}", key)
-    name = job_name(f"{meta['name']}-discovery", run_id)
-    status["activeDiscovery"] = {"id": run_id, "jobName": name, "trigger": kind, "full": full,
-                                 "startTime": iso(now), "result": RunResult.PENDING.value}
-    decision.start = StartDiscovery(run_id, name, kind, full)
+    assert meta.uid is not None  # the API server gives every object one
+    run_id = run_id_for(meta.uid, f"Discovery{kind}", key)
+    status.active_discovery = DiscoveryRun(
+        id=run_id, job_name=job_name(f"{meta.name}-discovery", run_id), trigger=kind,
+        full=full, start_time=now, result=RunResult.PENDING)
+    decision.start = StartJob.of(status.active_discovery, kind)
     return decision

@@ -14,15 +14,18 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
+from ferry.api.base import ObjectMeta
+from ferry.api.conditions import ConditionType, Reason, get_condition, has_condition, set_condition
 from ferry.api.environment import ConnectionMode, Environment
-from ferry.controller.conditions import condition_of, set_condition
-from ferry.controller.discovery_decision import StartDiscovery, decide_discovery
+from ferry.api.events import EventReason, EventType
+from ferry.api.status import AgentStatus, ConditionStatus, EnvironmentStatus
+from ferry.controller.discovery_decision import decide_discovery
 from ferry.controller.events import EventRecorder
 from ferry.controller.job_credentials import create_job, operator_credential
 from ferry.controller.jobs import build_discovery_job, secret_refs, token_files
-from ferry.controller.run_tracking import parse_time
+from ferry.controller.run_tracking import StartJob
 from ferry.controller.runs import ENVIRONMENT_LABEL
-from ferry.kube import ApiSecretResolver, FerryObjects, as_dict, status_changes
+from ferry.kube import ApiSecretResolver, FerryObjects, status_changes
 from ferry.secrets import SecretError, SecretSource
 from ferry.settings import GATEWAY_URL_ENV, OperatorSettings, RunSettings
 
@@ -33,9 +36,9 @@ class Check:
     """The Connected condition (None: not known) and, in agent mode, the agents seen."""
 
     status: bool | None
-    reason: str
+    reason: Reason
     message: str
-    agents: list[dict[str, Any]] | None = None
+    agents: list[AgentStatus] | None = None
 
 
 Checker = Callable[[Environment, SecretSource, OperatorSettings], Check]
@@ -55,11 +58,11 @@ def check_connection(env: Environment, secrets: SecretSource,
     try:
         connector = open_connector(env, secrets, RunSettings())  # direct: no gateway
     except SecretError as exc:
-        return Check(False, "SecretUnavailable", str(exc))
+        return Check(False, Reason.SECRET_UNAVAILABLE, str(exc))
     try:
-        return Check(True, "Connected", connector.check())
+        return Check(True, Reason.CONNECTED, connector.check())
     except Exception as exc:  # any failure to reach or bind is the message the admin needs
-        return Check(False, "ConnectionFailed", f"{type(exc).__name__}: {exc}")
+        return Check(False, Reason.CONNECTION_FAILED, f"{type(exc).__name__}: {exc}")
     finally:
         connector.close()
 
@@ -70,27 +73,27 @@ def check_agents(environment: str, settings: OperatorSettings) -> Check:
 
     gateway = settings.gateway(operator_credential(settings))
     if gateway is None:
-        return Check(None, "NoGateway", "connection: agent, but the operator has no gateway"
+        return Check(None, Reason.NO_GATEWAY, "connection: agent, but the operator has no gateway"
                      f" configured ({GATEWAY_URL_ENV})")
     client = GatewayClient(gateway.url, ca_file=gateway.ca_file, timeout=10)
     try:
         status, body = client.get(f"/v1/environments/{environment}/agents", headers={
             "Authorization": f"Bearer {gateway.token.get_secret_value()}"})
     except GatewayError as exc:
-        return Check(False, "GatewayUnreachable", str(exc))
+        return Check(False, Reason.GATEWAY_UNREACHABLE, str(exc))
     finally:
         client.close()
     if status != 200 or body is None:
-        return Check(False, "GatewayUnreachable", f"the gateway answered {status}")
-    agents = [{"name": a["name"], "version": a.get("version"), "host": a.get("host"),
-               "lastHeartbeat": a.get("lastSeen"), "connected": bool(a.get("connected"))}
+        return Check(False, Reason.GATEWAY_UNREACHABLE, f"the gateway answered {status}")
+    agents = [AgentStatus(name=a["name"], version=a.get("version"), host=a.get("host"),
+                          last_heartbeat=a.get("lastSeen"), connected=bool(a.get("connected")))
               for a in body.get("agents") or []]
-    connected = [a["name"] for a in agents if a["connected"]]
+    connected = [a.name for a in agents if a.connected]
     summary = f"{len(connected)}/{len(agents)} agents connected"
     if connected:
-        return Check(True, "AgentsConnected", f"{summary}: {', '.join(connected)}", agents)
+        return Check(True, Reason.AGENTS_CONNECTED, f"{summary}: {', '.join(connected)}", agents)
     hint = "" if agents else "; enroll one with `ferry agent token create`"
-    return Check(False, "NoAgentConnected", summary + hint, agents)
+    return Check(False, Reason.NO_AGENT_CONNECTED, summary + hint, agents)
 
 
 class EnvironmentReconciler:
@@ -111,20 +114,18 @@ class EnvironmentReconciler:
         """Whether a reconcile is due without any change: a discovery's time has come, or the
         connection check is stale (every check_every; every 30 s while not connected, since
         a missing Secret may have appeared)."""
-        status = body.get("status") or {}
-        next_discovery = parse_time(status.get("nextDiscoveryTime"))
-        if next_discovery is not None and next_discovery <= now:
+        status = EnvironmentStatus.model_validate(body.get("status") or {})
+        if status.next_discovery_time is not None and status.next_discovery_time <= now:
             return True
-        return self._check_due(body, now)
+        return self._check_due(body, status, now)
 
-    def _check_due(self, body: dict[str, Any], now: datetime) -> bool:
+    def _check_due(self, body: dict[str, Any], status: EnvironmentStatus, now: datetime) -> bool:
         meta = body["metadata"]
         with self._lock:
             last = self._checked.get((meta["namespace"], meta["name"]))
         if last is None or last[0] != meta.get("generation"):
             return True
-        connected = condition_of((body.get("status") or {}).get("conditions"), "Connected")
-        healthy = (connected or {}).get("status") == "True"
+        healthy = has_condition(status, ConditionType.CONNECTED, ConditionStatus.TRUE)
         every = (_AGENT_POLL if _agent_mode(body) else
                  self._check_every if healthy else _RETRY)
         return now - last[1] >= every
@@ -135,55 +136,55 @@ class EnvironmentReconciler:
             if body is None or body["metadata"].get("deletionTimestamp"):
                 return
             try:
-                self._reconcile_once(body)
+                self._reconcile_once(namespace, body)
                 return
             except ApiException as exc:
                 if exc.status != 409:
                     raise
         log.warning("environment.conflicts", environment=f"{namespace}/{name}")
 
-    def _reconcile_once(self, body: dict[str, Any]) -> None:
-        meta = body["metadata"]
+    def _reconcile_once(self, namespace: str, body: dict[str, Any]) -> None:
+        meta = ObjectMeta.model_validate(body["metadata"])
         now = datetime.now(UTC)
-        old = dict(body.get("status") or {})
-        generation = meta.get("generation")
+        old = EnvironmentStatus.model_validate(body.get("status") or {})
+        generation = meta.generation
         try:
             env: Environment | None = Environment.model_validate({**body, "status": None})
             ready_problem = ""
         except ValidationError as exc:
             env, ready_problem = None, f"spec: {exc.errors()[0]['msg']}"
-        secrets = ApiSecretResolver(self._api, meta["namespace"])
+        secrets = ApiSecretResolver(self._api, namespace)
         if env is not None:
             ready_problem = _secret_problem(env, secrets)
-        conditions = set_condition(list(old.get("conditions") or []), "Ready", not ready_problem,
-                                   "SecretsResolved" if not ready_problem else "InvalidSpec"
-                                   if env is None else "SecretUnavailable",
-                                   ready_problem or "configuration and credentials found",
-                                   generation, now)
-        previous = condition_of(conditions, "Connected")
+        jobs = self._batch.list_namespaced_job(
+            namespace, label_selector=f"{ENVIRONMENT_LABEL}={meta.name}").items
+        interval = env.spec.discovery.interval_minutes if env else 24 * 60
+        discovery = decide_discovery(meta, old, jobs, interval_minutes=interval,
+                                     ready=env is not None and not ready_problem, now=now)
+        status = discovery.status
+        set_condition(status, ConditionType.READY, not ready_problem,
+                      Reason.SECRETS_RESOLVED if not ready_problem else Reason.INVALID_SPEC
+                      if env is None else Reason.SECRET_UNAVAILABLE,
+                      ready_problem or "configuration and credentials found", generation, now)
+        previous = get_condition(old, ConditionType.CONNECTED)
         connected: Check | None = None
         if env is None or ready_problem:
-            connected = Check(False, "NotReady", "fix the Ready condition first")
-        elif self._check_due(body, now) or previous is None:
+            connected = Check(False, Reason.NOT_READY, "fix the Ready condition first")
+        elif self._check_due(body, old, now) or previous is None:
             connected = self._checker(env, secrets, self._settings)
             with self._lock:
-                self._checked[(meta["namespace"], meta["name"])] = (generation or 0, now)
+                self._checked[(namespace, meta.name)] = (generation or 0, now)
         if connected is not None:
-            conditions = set_condition(conditions, "Connected", connected.status,
-                                       connected.reason, connected.message, generation, now)
-        jobs = [as_dict(self._api, j) for j in self._batch.list_namespaced_job(
-            meta["namespace"], label_selector=f"{ENVIRONMENT_LABEL}={meta['name']}").items]
-        interval = env.spec.discovery.interval_minutes if env else 24 * 60
-        discovery = decide_discovery({**body, "status": old}, jobs, interval_minutes=interval,
-                                     ready=env is not None and not ready_problem, now=now)
-        new = {**discovery.status, "conditions": conditions, "observedGeneration": generation}
+            set_condition(status, ConditionType.CONNECTED, connected.status, connected.reason,
+                          connected.message, generation, now)
+        status.observed_generation = generation
         if env is not None and env.spec.connection is ConnectionMode.DIRECT:
-            new["agentsConnected"] = None
+            status.agents_connected = None
         elif connected is not None and connected.agents is not None:
-            new["agents"] = connected.agents
-            new["agentsConnected"] = (f"{sum(a['connected'] for a in connected.agents)}/"
-                                      f"{len(connected.agents)}")
-        changes = status_changes(old, new)
+            status.agents = connected.agents
+            status.agents_connected = (f"{sum(a.connected for a in connected.agents)}/"
+                                       f"{len(connected.agents)}")
+        changes = status_changes(old, status)
         if changes:
             self._objects.patch_status("environments", body, changes)
         if discovery.start is not None and env is not None:
@@ -191,23 +192,24 @@ class EnvironmentReconciler:
         for event in discovery.events:
             self._events.post(body, event.type, event.reason, event.message)
         if connected is not None and connected.status is False \
-                and (previous or {}).get("status") != "False":
-            self._events.post(body, "Warning", connected.reason, connected.message)
+                and not has_condition(old, ConditionType.CONNECTED, ConditionStatus.FALSE):
+            self._events.post(body, EventType.WARNING, connected.reason, connected.message)
         elif connected is not None and connected.status \
-                and (previous or {}).get("status") != "True":
-            self._events.post(body, "Normal", connected.reason, connected.message)
+                and not has_condition(old, ConditionType.CONNECTED, ConditionStatus.TRUE):
+            self._events.post(body, EventType.NORMAL, connected.reason, connected.message)
 
     def _start_discovery(self, body: dict[str, Any], env: Environment,
-                         start: StartDiscovery) -> None:
-        meta = body["metadata"]
+                         start: StartJob) -> None:
+        meta = env.metadata
+        assert meta.namespace is not None and meta.uid is not None  # read from the API
         job = build_discovery_job(
-            namespace=meta["namespace"], environment=meta["name"], environment_uid=meta["uid"],
+            namespace=meta.namespace, environment=meta.name, environment_uid=meta.uid,
             run_id=start.run_id, trigger=start.trigger, full=start.full,
             secrets=secret_refs([env], []), settings=self._settings,
             tokens=token_files([env]))
-        if not create_job(self._api, job, [meta["name"]], self._settings):
+        if not create_job(self._api, job, [meta.name], self._settings):
             return  # this discovery's Job was created before a restart
-        self._events.post(body, "Normal", "DiscoveryStarted",
+        self._events.post(body, EventType.NORMAL, EventReason.DISCOVERY_STARTED,
                           f"{'full' if start.full else 'delta'} discovery {start.run_id}"
                           f" ({start.trigger}): Job {start.job_name}")
 

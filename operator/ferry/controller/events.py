@@ -9,6 +9,9 @@ import structlog
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from ferry.api.conditions import Reason
+from ferry.api.events import EventReason, EventType
+
 log = structlog.get_logger("ferry.events")
 
 
@@ -19,7 +22,8 @@ class EventRecorder:
         self._core = client.CoreV1Api(api)
         self._component = component
 
-    def post(self, obj: dict[str, Any], type_: str, reason: str, message: str) -> None:
+    def post(self, obj: dict[str, Any], type_: EventType, reason: EventReason | Reason,
+             message: str) -> None:
         meta = obj["metadata"]
         now = datetime.now(UTC)
         event = {

@@ -18,6 +18,7 @@ import kopf
 import structlog
 
 from ferry.api.base import API_GROUP, API_VERSION
+from ferry.api.status import WorkflowStatus
 from ferry.controller.cache import ObjectCache
 from ferry.controller.environments import EnvironmentReconciler
 from ferry.controller.events import EventRecorder
@@ -176,11 +177,10 @@ async def _tick(ctl: Controller) -> None:
 
 
 def _due(workflow: dict[str, Any], now: datetime) -> bool:
-    status = workflow.get("status") or {}
+    status = WorkflowStatus.model_validate(workflow.get("status") or {})
     requested = (workflow["metadata"].get("annotations") or {}).get(RUN_REQUEST_ANNOTATION)
-    if requested and requested != status.get("lastRunRequest"):
+    if requested and requested != status.last_run_request:
         return True
-    next_run = status.get("nextRunTime")
-    if next_run:
-        return datetime.fromisoformat(str(next_run).replace("Z", "+00:00")) <= now
-    return status.get("observedGeneration") != workflow["metadata"].get("generation")
+    if status.next_run_time:
+        return status.next_run_time <= now
+    return status.observed_generation != workflow["metadata"].get("generation")

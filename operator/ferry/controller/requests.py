@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
-from typing import Any
 
 from kubernetes import client
 
 from ferry.api.base import API_GROUP, API_VERSION
+from ferry.api.status import RunSummary, Trigger, WorkflowStatus
 from ferry.controller.runs import RUN_REQUEST_ANNOTATION, run_id_for
 from ferry.errors import FerryError
 from ferry.kube import FerryObjects
@@ -28,18 +28,19 @@ def request_run(api: client.ApiClient, namespace: str, name: str) -> str:
     client.CustomObjectsApi(api).patch_namespaced_custom_object(
         API_GROUP, API_VERSION, namespace, "workflows", name,
         {"metadata": {"annotations": {RUN_REQUEST_ANNOTATION: value}}})
-    return run_id_for(body["metadata"]["uid"], "Manual", value)
+    return run_id_for(body["metadata"]["uid"], Trigger.MANUAL, value)
 
 
 def wait_for_run(api: client.ApiClient, namespace: str, name: str, run_id: str,
-                 timeout: float, poll: float = 2.0) -> dict[str, Any]:
+                 timeout: float, poll: float = 2.0) -> RunSummary:
     """The run's summary from status once it is finished."""
     objects = FerryObjects(api)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        status = (objects.get("workflows", namespace, name) or {}).get("status") or {}
-        for run in [status.get("lastRun") or {}, *(status.get("history") or [])]:
-            if run.get("id") == run_id:
+        status = WorkflowStatus.model_validate(
+            (objects.get("workflows", namespace, name) or {}).get("status") or {})
+        for run in [status.last_run, *status.history]:
+            if run is not None and run.id == run_id:
                 return run
         time.sleep(poll)
     raise RunRequestError(f"run {run_id} of Workflow {namespace}/{name} did not finish within"

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
-from ferry.api.status import RunResult
+from ferry.api.status import ConditionStatus, RunResult
+
+if TYPE_CHECKING:
+    from kubernetes.client import V1Job
 
 WORKFLOW_LABEL = "ferry.dev/workflow"
 ENVIRONMENT_LABEL = "ferry.dev/environment"
@@ -39,17 +42,17 @@ class JobOutcome:
     message: str = ""
 
 
-def job_outcome(job: dict[str, Any]) -> JobOutcome:
+def job_outcome(job: V1Job) -> JobOutcome:
     """Read a Job's Complete/Failed conditions (the interim ones are ignored)."""
-    for condition in (job.get("status") or {}).get("conditions") or []:
-        if condition.get("status") != "True":
+    for condition in (job.status and job.status.conditions) or []:
+        if condition.status != ConditionStatus.TRUE:
             continue
-        if condition.get("type") == "Complete":
-            return JobOutcome(True, True, condition.get("reason") or "Completed",
-                              condition.get("message") or "")
-        if condition.get("type") == "Failed":
-            return JobOutcome(True, False, condition.get("reason") or "JobFailed",
-                              condition.get("message") or "")
+        if condition.type == "Complete":  # batch/v1 JobConditionType
+            return JobOutcome(True, True, condition.reason or "Completed",
+                              condition.message or "")
+        if condition.type == "Failed":
+            return JobOutcome(True, False, condition.reason or "JobFailed",
+                              condition.message or "")
     return JobOutcome(False, False)
 
 

@@ -16,15 +16,17 @@ from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from ferry.api.environment import Environment
+from ferry.api.events import EventReason, EventType
 from ferry.api.loader import Manifests
 from ferry.api.references import check_references
-from ferry.api.status import RunCounts, RunResult
+from ferry.api.status import RunCounts, RunResult, RunSummary, WorkflowStatus
 from ferry.api.template import Template
 from ferry.api.workflow import Workflow
 from ferry.controller.events import EventRecorder
+from ferry.controller.run_tracking import end
 from ferry.controller.workflows import referenced_objects
 from ferry.errors import InvalidInput
-from ferry.kube import FerryObjects
+from ferry.kube import FerryObjects, status_changes
 from ferry.secrets import SecretsMissing, SecretSource
 from ferry.settings import RunSettings
 from ferry.state.store import StateStore
@@ -52,20 +54,20 @@ def run_sync_job(api: client.ApiClient, namespace: str, workflow: str, run_id: s
     if body is None:
         log.error("sync_job.no_workflow", workflow=f"{namespace}/{workflow}")
         return ExitCode.INVALID_INPUT
-    active = (body.get("status") or {}).get("activeRun") or {}
-    if active.get("id") != run_id:
+    active = WorkflowStatus.model_validate(body.get("status") or {}).active_run
+    if active is None or active.id != run_id:
         # Another run is current (or this one was already recorded): never run twice.
-        log.error("sync_job.not_active", run=run_id, active=active.get("id"))
+        log.error("sync_job.not_active", run=run_id, active=active and active.id)
         return ExitCode.INVALID_INPUT
-    _report(objects, namespace, workflow, run_id, {"result": RunResult.RUNNING.value})
+    _report(objects, namespace, workflow, run_id, _running)
     try:
         manifests = _manifests(objects, namespace, body)
     except SyncJobError as exc:
         _report(objects, namespace, workflow, run_id, _final(RunResult.FAILED, str(exc)))
-        events.post(body, "Warning", "InvalidInput", str(exc))
+        events.post(body, EventType.WARNING, EventReason.INVALID_INPUT, str(exc))
         return ExitCode.INVALID_INPUT
     progress = StatusProgress(lambda text: _report(objects, namespace, workflow, run_id,
-                                                   {"progress": text}))
+                                                   _progress(text)))
     try:
         result = runner(manifests, RunRequest(workflow, run_id=run_id), store, secrets,
                         settings, progress)
@@ -73,17 +75,16 @@ def run_sync_job(api: client.ApiClient, namespace: str, workflow: str, run_id: s
         message = "; ".join(exc.problems)
         log.error("sync_job.secrets_missing", run=run_id, problems=exc.problems)
         _report(objects, namespace, workflow, run_id, _final(RunResult.FAILED, message))
-        events.post(body, "Warning", "InvalidInput", message)
+        events.post(body, EventType.WARNING, EventReason.INVALID_INPUT, message)
         return ExitCode.INVALID_INPUT
     outcome: RunOutcome = result.outcome
     totals = outcome.totals()
-    counts = RunCounts.model_validate({key: totals[key] for key in COUNT_KEYS}
-                                      ).model_dump(by_alias=True)
+    counts = RunCounts.model_validate({key: totals[key] for key in COUNT_KEYS})
     _report(objects, namespace, workflow, run_id,
-            {**_final(RunResult(outcome.result), outcome.message), "counts": counts})
+            _final(RunResult(outcome.result), outcome.message, counts))
     if outcome.conflicts:
         first = "; ".join(c.message for c in outcome.conflicts[:3])
-        events.post(body, "Warning", "MatchConflicts",
+        events.post(body, EventType.WARNING, EventReason.MATCH_CONFLICTS,
                     f"run {run_id}: {len(outcome.conflicts)} conflict(s), nothing written for"
                     f" them: {first}")
     return outcome.exit_code
@@ -148,22 +149,41 @@ def _manifests(objects: FerryObjects, namespace: str, body: dict[str, Any]) -> M
     return manifests
 
 
-def _final(result: RunResult, message: str) -> dict[str, Any]:
-    return {"result": result.value, "message": message,
-            "completionTime": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
+Change = Callable[[RunSummary], None]
+
+
+def _running(run: RunSummary) -> None:
+    run.result = RunResult.RUNNING
+
+
+def _progress(text: str) -> Change:
+    def change(run: RunSummary) -> None:
+        run.progress = text
+    return change
+
+
+def _final(result: RunResult, message: str, counts: RunCounts | None = None) -> Change:
+    def change(run: RunSummary) -> None:
+        end(run, result, message, datetime.now(UTC))
+        if counts is not None:
+            run.counts = counts
+    return change
 
 
 def _report(objects: FerryObjects, namespace: str, workflow: str, run_id: str,
-            fields: dict[str, Any], attempts: int = 5) -> None:
-    """Merge fields into status.activeRun if it is still this run (optimistic concurrency)."""
+            change: Change, attempts: int = 5) -> None:
+    """Change status.activeRun if it is still this run (optimistic concurrency)."""
     for _ in range(attempts):
         body = objects.get("workflows", namespace, workflow)
-        active = ((body or {}).get("status") or {}).get("activeRun") or {}
-        if body is None or active.get("id") != run_id:
+        old = WorkflowStatus.model_validate((body or {}).get("status") or {})
+        if body is None or old.active_run is None or old.active_run.id != run_id:
             log.warning("sync_job.status_gone", run=run_id)
             return
+        new = old.model_copy(deep=True)
+        assert new.active_run is not None
+        change(new.active_run)
         try:
-            objects.patch_status("workflows", body, {"activeRun": {**active, **fields}})
+            objects.patch_status("workflows", body, status_changes(old, new))
             return
         except ApiException as exc:
             if exc.status != 409:

@@ -8,8 +8,11 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
+from ferry.api.base import ObjectMeta
+from ferry.api.conditions import ConditionType, Reason, has_condition, set_condition
+from ferry.api.events import EventType
+from ferry.api.status import ConditionStatus, TemplateStatus
 from ferry.api.template import TemplateSpec
-from ferry.controller.conditions import condition_of, set_condition
 from ferry.controller.events import EventRecorder
 from ferry.kube import FerryObjects, status_changes
 from ferry.sync.expression_check import template_problems
@@ -31,17 +34,16 @@ class TemplateReconciler:
         self._events = events
 
     def reconcile(self, body: dict[str, Any]) -> None:
-        meta = body["metadata"]
-        if meta.get("deletionTimestamp"):
+        meta = ObjectMeta.model_validate(body["metadata"])
+        if meta.deletion_timestamp:
             return
-        problem = template_problem(meta["name"], body.get("spec") or {})
-        old = dict(body.get("status") or {})
-        new = dict(old)
-        new["conditions"] = set_condition(
-            list(old.get("conditions") or []), "Ready", not problem,
-            "Compiled" if not problem else "InvalidExpression",
-            problem or "every expression compiles", meta.get("generation"), datetime.now(UTC))
-        new["observedGeneration"] = meta.get("generation")
+        problem = template_problem(meta.name, body.get("spec") or {})
+        old = TemplateStatus.model_validate(body.get("status") or {})
+        new = old.model_copy(deep=True)
+        set_condition(new, ConditionType.READY, not problem,
+                      Reason.COMPILED if not problem else Reason.INVALID_EXPRESSION,
+                      problem or "every expression compiles", meta.generation, datetime.now(UTC))
+        new.observed_generation = meta.generation
         changes = status_changes(old, new)
         if not changes:
             return
@@ -51,6 +53,5 @@ class TemplateReconciler:
             if exc.status == 409:
                 return  # a newer version is on its way through the watch
             raise
-        was_ready = (condition_of(old.get("conditions"), "Ready") or {}).get("status")
-        if problem and was_ready != "False":
-            self._events.post(body, "Warning", "InvalidExpression", problem)
+        if problem and not has_condition(old, ConditionType.READY, ConditionStatus.FALSE):
+            self._events.post(body, EventType.WARNING, Reason.INVALID_EXPRESSION, problem)

@@ -9,163 +9,133 @@ its Job exists, so a crash between the two is finished on restart.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING
 
-from pydantic import ValidationError
-
-from ferry.api.status import RunResult
+from ferry.api.base import ObjectMeta
+from ferry.api.conditions import ConditionType, Reason, set_condition
+from ferry.api.events import EventReason, EventType
+from ferry.api.status import RunResult, RunSummary, Trigger, WorkflowStatus, k8s_time
 from ferry.api.workflow import WorkflowSpec
-from ferry.controller.conditions import set_condition
-from ferry.controller.run_tracking import Event, iso, parse_time, track
+from ferry.controller.run_tracking import Decision, Event, StartJob, track
 from ferry.controller.runs import RUN_REQUEST_ANNOTATION, job_name, run_id_for
 from ferry.controller.schedule import ScheduleError, describe, due_slot, is_manual, next_run
 
-
-@dataclass(frozen=True)
-class StartRun:
-    """Create the Job of this run (its status entry is already in the decided status)."""
-
-    run_id: str
-    job_name: str
-    trigger: str
+if TYPE_CHECKING:
+    from kubernetes.client import V1Job
 
 
-@dataclass
-class Decision:
-    status: dict[str, Any]
-    start: StartRun | None = None
-    events: list[Event] = field(default_factory=list)
-
-
-def decide(workflow: dict[str, Any], jobs: list[dict[str, Any]], *, problems: list[str],
-           now: datetime, history_limit: int = 10) -> Decision:
+def decide(meta: ObjectMeta, spec: WorkflowSpec | None, status: WorkflowStatus,
+           jobs: list[V1Job], *, problems: list[str], now: datetime,
+           history_limit: int = 10) -> Decision[WorkflowStatus]:
     """The Workflow's next status, the run to start (if any) and the Events to post.
 
-    problems: reasons the Workflow cannot run (missing Environments or Templates), found by
-    the caller; each becomes part of the Ready condition's message.
+    problems: reasons the Workflow cannot run (an invalid spec, when spec is None; missing
+    Environments or Templates), found by the caller; each becomes part of Ready's message.
     """
-    meta = workflow["metadata"]
-    generation = meta.get("generation")
-    status: dict[str, Any] = dict(workflow.get("status") or {})
-    decision = Decision(status)
-    try:
-        spec: WorkflowSpec | None = WorkflowSpec.model_validate(workflow.get("spec") or {})
-    except ValidationError as exc:
-        spec = None
-        problems = [*problems, f"spec: {exc.errors()[0]['msg']}"]
-
+    decision = Decision(status.model_copy(deep=True))
+    status = decision.status
     _follow_active_run(decision, jobs, now, history_limit)
 
     schedule_problem = ""
     if spec is not None:
         try:
-            _trigger(decision, workflow, spec, now, runnable=not problems)
+            _trigger(decision, meta, spec, now, runnable=not problems)
         except ScheduleError as exc:
             schedule_problem = str(exc)
     if schedule_problem:
         problems = [*problems, f"spec.schedule: {schedule_problem}"]
 
-    conditions = list(status.get("conditions") or [])
-    conditions = set_condition(
-        conditions, "Ready", not problems,
-        "Valid" if not problems else "InvalidReference" if not schedule_problem
-        else "InvalidSchedule",
-        "; ".join(problems) or "Environments and Templates found; runs can start",
-        generation, now)
-    active = status.get("activeRun")
-    conditions = set_condition(
-        conditions, "Running", active is not None,
-        "RunActive" if active else "Idle",
-        f"run {active['id']} ({active.get('jobName')})" if active else "no run in progress",
-        generation, now)
-    last = status.get("lastRun")
+    generation = meta.generation
+    set_condition(status, ConditionType.READY, not problems,
+                  Reason.VALID if not problems else Reason.INVALID_REFERENCE
+                  if not schedule_problem else Reason.INVALID_SCHEDULE,
+                  "; ".join(problems) or "Environments and Templates found; runs can start",
+                  generation, now)
+    active = status.active_run
+    set_condition(status, ConditionType.RUNNING, active is not None,
+                  Reason.RUN_ACTIVE if active else Reason.IDLE,
+                  f"run {active.id} ({active.job_name})" if active else "no run in progress",
+                  generation, now)
+    last = status.last_run
     if last:
-        ok = last.get("result") == RunResult.SUCCEEDED.value
-        conditions = set_condition(conditions, "Succeeded", ok, str(last.get("result")),
-                                   last.get("message") or f"run {last['id']}", generation, now)
-    status["conditions"] = conditions
-    status["observedGeneration"] = generation
+        set_condition(status, ConditionType.SUCCEEDED, last.result == RunResult.SUCCEEDED,
+                      last.result, last.message or f"run {last.id}", generation, now)
+    status.observed_generation = generation
     return decision
 
 
-def _follow_active_run(decision: Decision, jobs: list[dict[str, Any]], now: datetime,
+def _follow_active_run(decision: Decision[WorkflowStatus], jobs: list[V1Job], now: datetime,
                        history_limit: int) -> None:
     status = decision.status
-    tracking = track(status.get("activeRun"), jobs, iso(now))
-    status["activeRun"] = tracking.active
+    tracking = track(status.active_run, jobs, now, RunSummary)
+    status.active_run = tracking.active
     if tracking.create_job and tracking.active is not None:
-        active = tracking.active
-        decision.start = StartRun(active["id"], active["jobName"],
-                                  active.get("trigger") or "Manual")
+        decision.start = StartJob.of(tracking.active, Trigger.MANUAL)
     if tracking.finished is not None:
         _finish(decision, tracking.finished, history_limit)
 
 
-def _finish(decision: Decision, summary: dict[str, Any], history_limit: int) -> None:
+def _finish(decision: Decision[WorkflowStatus], summary: RunSummary, history_limit: int) -> None:
     status = decision.status
-    result, message, run_id = RunResult(summary["result"]), summary["message"], summary["id"]
-    status["lastRun"] = summary
-    status["history"] = [summary, *(status.get("history") or [])][:history_limit]
-    counts = summary.get("counts") or {}
-    done = ", ".join(f"{counts.get(k, 0)} {k}" for k in ("created", "updated", "deleted"))
-    if result == RunResult.SUCCEEDED:
-        decision.events.append(Event("Normal", "RunSucceeded", f"run {run_id}: {done}"))
-    elif result == RunResult.THRESHOLD_HIT:
-        decision.events.append(Event("Warning", "DeleteThresholdHit",
-                                     f"run {run_id}: {message or 'nothing deleted'}"))
-    elif result == RunResult.COMPLETED_WITH_ERRORS:
-        decision.events.append(Event("Warning", "RunCompletedWithErrors",
-                                     f"run {run_id}: {done}; {message}"))
+    status.last_run = summary
+    status.history = [summary, *status.history][:history_limit]
+    run, message, counts = f"run {summary.id}", summary.message, summary.counts
+    done = f"{counts.created} created, {counts.updated} updated, {counts.deleted} deleted"
+    if summary.result == RunResult.SUCCEEDED:
+        event = Event(EventType.NORMAL, EventReason.RUN_SUCCEEDED, f"{run}: {done}")
+    elif summary.result == RunResult.THRESHOLD_HIT:
+        event = Event(EventType.WARNING, EventReason.DELETE_THRESHOLD_HIT,
+                      f"{run}: {message or 'nothing deleted'}")
+    elif summary.result == RunResult.COMPLETED_WITH_ERRORS:
+        event = Event(EventType.WARNING, EventReason.RUN_COMPLETED_WITH_ERRORS,
+                      f"{run}: {done}; {message}")
     else:
-        why = message or "the Job failed"
-        decision.events.append(Event("Warning", "RunFailed", f"run {run_id}: {why}"))
+        event = Event(EventType.WARNING, EventReason.RUN_FAILED,
+                      f"{run}: {message or 'the Job failed'}")
+    decision.events.append(event)
 
 
-def _trigger(decision: Decision, workflow: dict[str, Any], spec: WorkflowSpec, now: datetime,
-             runnable: bool) -> None:
+def _trigger(decision: Decision[WorkflowStatus], meta: ObjectMeta, spec: WorkflowSpec,
+             now: datetime, runnable: bool) -> None:
     status = decision.status
-    meta = workflow["metadata"]
-    busy = status.get("activeRun") is not None
-    trigger: tuple[str, str] | None = None
+    active = status.active_run
+    trigger: tuple[Trigger, str] | None = None
 
-    request = (meta.get("annotations") or {}).get(RUN_REQUEST_ANNOTATION)
-    if request and request != status.get("lastRunRequest"):
-        status["lastRunRequest"] = request
-        if busy:
+    request = meta.annotations.get(RUN_REQUEST_ANNOTATION)
+    if request and request != status.last_run_request:
+        status.last_run_request = request
+        if active is not None:
             decision.events.append(Event(
-                "Warning", "RunSkipped",
-                f"run request {request!r} ignored: run {status['activeRun']['id']} is active"))
+                EventType.WARNING, EventReason.RUN_SKIPPED,
+                f"run request {request!r} ignored: run {active.id} is active"))
         elif not runnable:
-            decision.events.append(Event("Warning", "RunSkipped",
+            decision.events.append(Event(EventType.WARNING, EventReason.RUN_SKIPPED,
                                          f"run request {request!r} ignored: not Ready"))
         else:
-            trigger = ("Manual", request)
+            trigger = (Trigger.MANUAL, request)
 
     schedule = spec.schedule
-    created = parse_time(meta.get("creationTimestamp")) or now
-    anchor = parse_time(status.get("lastScheduleTime")) or created
+    anchor = status.last_schedule_time or meta.creation_timestamp or now
     if not spec.suspend and not is_manual(schedule):
         slot = due_slot(schedule, anchor, now)
         if slot is not None:
-            status["lastScheduleTime"] = iso(slot)
-            anchor = slot
-            if busy or trigger is not None:
-                decision.events.append(Event("Normal", "RunSkipped",
-                                             f"scheduled run at {iso(slot)} skipped: a run"
-                                             " is active"))
+            status.last_schedule_time = anchor = slot
+            if active is not None or trigger is not None:
+                decision.events.append(Event(EventType.NORMAL, EventReason.RUN_SKIPPED,
+                                             f"scheduled run at {k8s_time(slot)} skipped:"
+                                             " a run is active"))
             elif runnable:
-                trigger = ("Schedule", iso(slot))
-        status["nextRunTime"] = iso(next_run(schedule, anchor, now))  # type: ignore[arg-type]
+                trigger = (Trigger.SCHEDULE, k8s_time(slot))
+        status.next_run_time = next_run(schedule, anchor, now)
     else:
-        status["nextRunTime"] = None
-    status["schedule"] = describe(schedule, spec.suspend)
+        status.next_run_time = None
+    status.schedule = describe(schedule, spec.suspend)
 
     if trigger is not None:
         kind, key = trigger
-        run_id = run_id_for(meta["uid"], kind, key)
-        name = job_name(meta["name"], run_id)
-        status["activeRun"] = {"id": run_id, "jobName": name, "trigger": kind,
-                               "startTime": iso(now), "result": RunResult.PENDING.value}
-        decision.start = StartRun(run_id, name, kind)
+        assert meta.uid is not None  # the API server gives every object one
+        run_id = run_id_for(meta.uid, kind, key)
+        status.active_run = RunSummary(id=run_id, job_name=job_name(meta.name, run_id),
+                                       trigger=kind, start_time=now, result=RunResult.PENDING)
+        decision.start = StartJob.of(status.active_run, kind)

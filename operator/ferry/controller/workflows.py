@@ -12,9 +12,12 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
+from ferry.api.base import ObjectMeta
 from ferry.api.environment import Environment
+from ferry.api.events import EventReason, EventType
 from ferry.api.loader import Manifests
 from ferry.api.references import check_references
+from ferry.api.status import WorkflowStatus
 from ferry.api.template import Template
 from ferry.api.workflow import Workflow, WorkflowSpec
 from ferry.controller.cache import ObjectCache
@@ -23,7 +26,7 @@ from ferry.controller.job_credentials import create_job
 from ferry.controller.jobs import build_job, secret_refs, token_files
 from ferry.controller.runs import WORKFLOW_LABEL
 from ferry.controller.workflow_decision import Decision, decide
-from ferry.kube import FerryObjects, as_dict, status_changes
+from ferry.kube import FerryObjects, status_changes
 from ferry.settings import OperatorSettings
 
 log = structlog.get_logger("ferry.operator")
@@ -75,13 +78,18 @@ class WorkflowReconciler:
         body = self._objects.get("workflows", namespace, name)
         if body is None or body["metadata"].get("deletionTimestamp"):
             return
-        jobs = [as_dict(self._api, j) for j in self._batch.list_namespaced_job(
-            namespace, label_selector=f"{WORKFLOW_LABEL}={name}").items]
-        problems, environments, templates = self._references(namespace, body)
-        old_status = dict(body.get("status") or {})
-        decision = decide(body, jobs, problems=problems, now=self._clock(),
+        jobs = self._batch.list_namespaced_job(
+            namespace, label_selector=f"{WORKFLOW_LABEL}={name}").items
+        spec, problems = _parse_spec(body)
+        environments: list[Environment] = []
+        templates: list[Template] = []
+        if spec is not None:
+            problems, environments, templates = self._references(namespace, body, spec)
+        status = WorkflowStatus.model_validate(body.get("status") or {})
+        decision = decide(ObjectMeta.model_validate(body["metadata"]), spec, status, jobs,
+                          problems=problems, now=self._clock(),
                           history_limit=self._settings.history_limit)
-        changes = status_changes(old_status, decision.status)
+        changes = status_changes(status, decision.status)
         if changes:
             # Written before the Job is created: a crash in between is finished on restart.
             self._objects.patch_status("workflows", body, changes)
@@ -90,7 +98,7 @@ class WorkflowReconciler:
         for event in decision.events:
             self._events.post(body, event.type, event.reason, event.message)
 
-    def _start(self, body: dict[str, Any], decision: Decision,
+    def _start(self, body: dict[str, Any], decision: Decision[WorkflowStatus],
                environments: list[Environment], templates: list[Template]) -> None:
         start = decision.start
         assert start is not None
@@ -105,16 +113,12 @@ class WorkflowReconciler:
             return
         log.info("run.job_created", workflow=f"{meta['namespace']}/{meta['name']}",
                  run=start.run_id, job=start.job_name, trigger=start.trigger)
-        self._events.post(body, "Normal", "RunStarted",
+        self._events.post(body, EventType.NORMAL, EventReason.RUN_STARTED,
                           f"run {start.run_id} ({start.trigger}): Job {start.job_name}")
 
-    def _references(self, namespace: str, body: dict[str, Any]
+    def _references(self, namespace: str, body: dict[str, Any], spec: WorkflowSpec
                     ) -> tuple[list[str], list[Environment], list[Template]]:
         """Problems with the Environments and Templates the spec names, and those objects."""
-        try:
-            spec = WorkflowSpec.model_validate(body.get("spec") or {})
-        except ValidationError:
-            return [], [], []  # decide() reports the spec itself
         names = referenced_objects(spec)
         problems: list[str] = []
         environments = [e for e in (self._load(Environment, kind, namespace, n, problems)
@@ -142,6 +146,13 @@ class WorkflowReconciler:
             return self._locks.setdefault((namespace, name), threading.Lock())
 
 
+def _parse_spec(body: dict[str, Any]) -> tuple[WorkflowSpec | None, list[str]]:
+    try:
+        return WorkflowSpec.model_validate(body.get("spec") or {}), []
+    except ValidationError as exc:
+        return None, [f"spec: {exc.errors()[0]['msg']}"]
+
+
 def _fit_problems(body: dict[str, Any], environments: list[Environment],
                   templates: list[Template]) -> list[str]:
     """What does not fit between the Workflow and the objects it names (the checks `ferry
@@ -149,7 +160,7 @@ def _fit_problems(body: dict[str, Any], environments: list[Environment],
     try:
         workflow = Workflow.model_validate({**body, "status": None})
     except ValidationError:
-        return []  # decide() reports the spec itself
+        return []  # _parse_spec reports the spec itself
     manifests = Manifests()
     for obj in (workflow, *environments, *templates):
         manifests.add(obj)

@@ -5,8 +5,14 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from kubernetes.client import V1Job, V1JobCondition, V1JobStatus, V1ObjectMeta
+
+from ferry.api.base import ObjectMeta
+from ferry.api.status import WorkflowStatus
+from ferry.api.workflow import WorkflowSpec
+from ferry.controller.run_tracking import Decision
 from ferry.controller.runs import RUN_LABEL, job_name, run_id_for
-from ferry.controller.workflow_decision import decide
+from ferry.controller.workflow_decision import decide as decide_typed
 
 T0 = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
 UID = "4f0c3c6e-0000-4000-8000-000000000001"
@@ -32,12 +38,27 @@ def workflow(schedule: dict[str, Any] | None = None, status: dict[str, Any] | No
     }
 
 
-def job(run_id: str, finished: str | None = None, reason: str = "") -> dict[str, Any]:
-    conditions = [{"type": finished, "status": "True", "reason": reason}] if finished else []
-    return {"metadata": {"name": job_name("src-to-tgt", run_id), "labels": {RUN_LABEL: run_id},
-                         "creationTimestamp": "2026-11-21T10:00:01Z"},
-            "status": {"conditions": conditions,
-                       "completionTime": "2026-11-21T10:05:00Z" if finished else None}}
+def decide(wf: dict[str, Any], jobs: list[V1Job], **kwargs: Any) -> Decision[WorkflowStatus]:
+    """decide() on a Workflow as the API server sends it."""
+    return decide_typed(ObjectMeta.model_validate(wf["metadata"]),
+                        WorkflowSpec.model_validate(wf["spec"]),
+                        WorkflowStatus.model_validate(wf["status"]), jobs, **kwargs)
+
+
+def wire(decision: Decision[WorkflowStatus]) -> dict[str, Any]:
+    """The decided status as written to the API server."""
+    return decision.status.dump()
+
+
+def job(run_id: str, finished: str | None = None, reason: str = "") -> V1Job:
+    conditions = [V1JobCondition(type=finished, status="True", reason=reason)] if finished \
+        else []
+    return V1Job(metadata=V1ObjectMeta(name=job_name("src-to-tgt", run_id),
+                                       labels={RUN_LABEL: run_id},
+                                       creation_timestamp=datetime(2026, 11, 21, 10, 0, 1,
+                                                                   tzinfo=UTC)),
+                 status=V1JobStatus(conditions=conditions, completion_time=datetime(
+                     2026, 11, 21, 10, 5, tzinfo=UTC) if finished else None))
 
 
 def condition(status: dict[str, Any], type_: str) -> dict[str, Any]:
@@ -50,17 +71,17 @@ def test_a_manual_request_starts_one_run_with_a_deterministic_id() -> None:
     again = decide(wf, [], problems=[], now=T0 + timedelta(seconds=5))
     assert first.start is not None and again.start is not None
     assert first.start.run_id == again.start.run_id == run_id_for(UID, "Manual", "r1")
-    active = first.status["activeRun"]
+    active = wire(first)["activeRun"]
     assert active["result"] == "Pending" and active["trigger"] == "Manual"
-    assert first.status["lastRunRequest"] == "r1"
-    assert condition(first.status, "Running")["status"] == "True"
-    assert condition(first.status, "Ready")["status"] == "True"
+    assert wire(first)["lastRunRequest"] == "r1"
+    assert condition(wire(first), "Running")["status"] == "True"
+    assert condition(wire(first), "Ready")["status"] == "True"
     # once recorded, the same request does not start anything more
     settled = decide(workflow(annotations={"ferry.dev/run-requested": "r1"},
-                              status=first.status), [job(first.start.run_id)],
+                              status=wire(first)), [job(first.start.run_id)],
                      problems=[], now=T0)
     assert settled.start is None
-    assert settled.status["activeRun"]["result"] == "Running"
+    assert wire(settled)["activeRun"]["result"] == "Running"
 
 
 def test_pending_run_without_its_job_is_created_after_a_restart() -> None:
@@ -81,8 +102,8 @@ def test_a_second_request_during_a_run_starts_nothing_and_says_so() -> None:
     decision = decide(workflow(annotations={"ferry.dev/run-requested": "r2"}, status=status),
                       [job(run_id)], problems=[], now=T0)
     assert decision.start is None
-    assert decision.status["activeRun"]["id"] == run_id
-    assert decision.status["lastRunRequest"] == "r2"
+    assert wire(decision)["activeRun"]["id"] == run_id
+    assert wire(decision)["lastRunRequest"] == "r2"
     assert [e.reason for e in decision.events] == ["RunSkipped"]
 
 
@@ -93,8 +114,8 @@ def test_finished_job_becomes_last_run_with_the_counts_the_sync_job_reported() -
               "counts": {"created": 7, "updated": 1, "deleted": 0}}
     decision = decide(workflow(status={"lastRunRequest": "r1", "activeRun": active}),
                       [job(run_id, "Complete")], problems=[], now=T0)
-    status = decision.status
-    assert status["activeRun"] is None
+    status = wire(decision)
+    assert status.get("activeRun") is None
     assert status["lastRun"]["result"] == "Succeeded"
     assert status["lastRun"]["counts"]["created"] == 7
     assert status["history"][0]["id"] == run_id
@@ -108,9 +129,9 @@ def test_failed_job_without_a_report_fails_with_the_jobs_reason() -> None:
     active = {"id": run_id, "jobName": "x", "trigger": "Manual", "result": "Running"}
     decision = decide(workflow(status={"activeRun": active}),
                       [job(run_id, "Failed", "DeadlineExceeded")], problems=[], now=T0)
-    last = decision.status["lastRun"]
+    last = wire(decision)["lastRun"]
     assert last["result"] == "Failed" and "DeadlineExceeded" in last["message"]
-    succeeded = condition(decision.status, "Succeeded")
+    succeeded = condition(wire(decision), "Succeeded")
     assert (succeeded["status"], succeeded["reason"]) == ("False", "Failed")
     assert decision.events[0].reason == "RunFailed"
 
@@ -120,7 +141,7 @@ def test_threshold_hit_reported_by_the_sync_job_survives_the_failed_job() -> Non
               "message": "would delete 12 > threshold 10"}
     decision = decide(workflow(status={"activeRun": active}),
                       [job("abc", "Failed", "PodFailurePolicy")], problems=[], now=T0)
-    assert decision.status["lastRun"]["result"] == "ThresholdHit"
+    assert wire(decision)["lastRun"]["result"] == "ThresholdHit"
     assert decision.events[0].reason == "DeleteThresholdHit"
 
 
@@ -128,16 +149,16 @@ def test_interval_schedule_fires_once_per_slot_and_suspend_stops_it() -> None:
     wf = workflow(schedule={"intervalMinutes": 30})
     early = decide(wf, [], problems=[], now=T0 + timedelta(minutes=10))
     assert early.start is None
-    assert early.status["nextRunTime"] == "2026-11-21T10:30:00Z"
-    assert early.status["schedule"] == "every 30m"
+    assert wire(early)["nextRunTime"] == "2026-11-21T10:30:00Z"
+    assert wire(early)["schedule"] == "every 30m"
     due = decide(wf, [], problems=[], now=T0 + timedelta(minutes=31))
     assert due.start is not None and due.start.trigger == "Schedule"
-    assert due.status["lastScheduleTime"] == "2026-11-21T10:30:00Z"
-    assert due.status["nextRunTime"] == "2026-11-21T11:00:00Z"
+    assert wire(due)["lastScheduleTime"] == "2026-11-21T10:30:00Z"
+    assert wire(due)["nextRunTime"] == "2026-11-21T11:00:00Z"
     suspended = decide(workflow(schedule={"intervalMinutes": 30}, suspend=True), [],
                        problems=[], now=T0 + timedelta(hours=3))
-    assert suspended.start is None and suspended.status["nextRunTime"] is None
-    assert suspended.status["schedule"] == "every 30m (suspended)"
+    assert suspended.start is None and wire(suspended).get("nextRunTime") is None
+    assert wire(suspended)["schedule"] == "every 30m (suspended)"
 
 
 def test_missing_references_make_it_not_ready_and_nothing_starts() -> None:
@@ -145,21 +166,21 @@ def test_missing_references_make_it_not_ready_and_nothing_starts() -> None:
     decision = decide(wf, [], problems=["Environment 'tgt' not found in namespace ferry"],
                       now=T0)
     assert decision.start is None
-    ready = condition(decision.status, "Ready")
+    ready = condition(wire(decision), "Ready")
     assert (ready["status"], ready["reason"]) == ("False", "InvalidReference")
     assert "Environment 'tgt' not found" in ready["message"]
-    assert decision.status["observedGeneration"] == 3
+    assert wire(decision)["observedGeneration"] == 3
 
 
 def test_a_running_job_that_status_lost_is_adopted_not_duplicated() -> None:
     decision = decide(workflow(annotations={"ferry.dev/run-requested": "r9"}), [job("zzz")],
                       problems=[], now=T0)
     assert decision.start is None
-    assert decision.status["activeRun"]["id"] == "zzz"
+    assert wire(decision)["activeRun"]["id"] == "zzz"
 
 
 def test_condition_transition_time_moves_only_when_status_changes() -> None:
     first = decide(workflow(), [], problems=[], now=T0)
-    later = decide(workflow(status=first.status), [], problems=[], now=T0 + timedelta(hours=1))
-    assert condition(later.status, "Ready")["lastTransitionTime"] == \
-        condition(first.status, "Ready")["lastTransitionTime"]
+    later = decide(workflow(status=wire(first)), [], problems=[], now=T0 + timedelta(hours=1))
+    assert condition(wire(later), "Ready")["lastTransitionTime"] == \
+        condition(wire(first), "Ready")["lastTransitionTime"]

@@ -1,0 +1,25 @@
+"""Event types and reasons Ferry posts about its objects (a condition's transition is posted
+with the condition's own reason, ferry.api.conditions.Reason)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class EventType(StrEnum):
+    NORMAL = "Normal"
+    WARNING = "Warning"
+
+
+class EventReason(StrEnum):
+    RUN_STARTED = "RunStarted"
+    RUN_SKIPPED = "RunSkipped"
+    RUN_SUCCEEDED = "RunSucceeded"
+    RUN_COMPLETED_WITH_ERRORS = "RunCompletedWithErrors"
+    RUN_FAILED = "RunFailed"
+    DELETE_THRESHOLD_HIT = "DeleteThresholdHit"
+    MATCH_CONFLICTS = "MatchConflicts"
+    INVALID_INPUT = "InvalidInput"
+    DISCOVERY_STARTED = "DiscoveryStarted"
+    DISCOVERED = "Discovered"
+    DISCOVERY_FAILED = "DiscoveryFailed"
