@@ -19,7 +19,7 @@ from ferry.controller.runs import (
     WORKFLOW_LABEL,
     job_name,
 )
-from ferry.secrets import DEFAULT_SECRETS_DIR
+from ferry.secrets import DEFAULT_SECRETS_DIR, SECRETS_DIR_ENV
 from ferry.settings import (
     GATEWAY_CA_ENV,
     GATEWAY_TOKEN_FILE_ENV,
@@ -191,7 +191,7 @@ def _job(*, namespace: str, name: str, owner: tuple[str, str, str], component: s
 
 def _env(settings: OperatorSettings) -> list[dict[str, Any]]:
     env: list[dict[str, Any]] = [
-        {"name": "FERRY_SECRETS_DIR", "value": str(DEFAULT_SECRETS_DIR)},
+        {"name": SECRETS_DIR_ENV, "value": str(DEFAULT_SECRETS_DIR)},
     ]
     if settings.state_url_secret:
         name, _, key = settings.state_url_secret.partition("/")
