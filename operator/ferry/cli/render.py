@@ -12,6 +12,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from ferry.errors import FerryError
+
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
 
@@ -30,6 +32,32 @@ err = Console(stderr=True, width=None if sys.stderr.isatty() else 120, markup=Fa
 def labelled(label: str, style: str, text: object = "") -> Text:
     """A styled label followed by text that is shown exactly as it is."""
     return Text.assemble((label, style), " " if text != "" else "", str(text))
+
+
+# Commands that head their errors with a label (the lab and the gateway print other output
+# around them); every other command prints the message alone.
+_ERROR_LABELS = {"lab": ("lab:", "bold red"), "gateway": ("gateway:", "bold red"),
+                 "job-credential key": ("job-credential key:", ""),
+                 "job-credential create": ("job-credential create:", "")}
+
+
+def failure(command: str, exc: FerryError) -> None:
+    """Why `command` (e.g. "lab up") ended: the error's message, or each of its problems."""
+    from ferry.api.errors import ManifestError
+    from ferry.secrets import SecretsMissing
+
+    if isinstance(exc, ManifestError):
+        err.print(labelled(f"{len(exc.problems)} problem(s) in the manifests; nothing ran:",
+                           "bold red"))
+        for problem in exc.problems:
+            err.print(f"  {problem}")
+    elif isinstance(exc, SecretsMissing):  # one line per Secret: never wrapped
+        for line in exc.problems:
+            err.print(line, soft_wrap=True)
+    elif label := _ERROR_LABELS.get(command) or _ERROR_LABELS.get(command.partition(" ")[0]):
+        err.print(labelled(*label, exc))
+    else:
+        err.print(str(exc))
 
 
 class RichProgress:
@@ -73,7 +101,7 @@ def progress_bars() -> Iterator[RichProgress]:
 
 def run_result(result: CompletedRun) -> None:
     """A finished run (or plan): counts per object type, then its problems."""
-    from ferry.engine.plan import COUNT_KEYS
+    from ferry.engine.plan import Count
 
     o = result.outcome
     what = ("plan (test mode, nothing written)" if o.mode == "test"
@@ -81,10 +109,10 @@ def run_result(result: CompletedRun) -> None:
     title = f"Workflow {o.workflow}: {what}: {o.result}"
     table = Table(title=title, title_justify="left")
     table.add_column("type")
-    for key in COUNT_KEYS:
+    for key in Count:
         table.add_column(key, justify="right")
     for object_type, counts in o.counts_as_dict().items():
-        table.add_row(object_type, *(str(counts[k]) for k in COUNT_KEYS))
+        table.add_row(object_type, *(str(counts[k]) for k in Count))
     out.print(table)
     if o.mode == "test":
         _operations(result)
@@ -132,7 +160,7 @@ def _operations(result: CompletedRun, limit: int = 40) -> None:
 
 def runs(summaries: Iterable[StoredRun]) -> None:
     """Recent runs, one line each with the totals a reader looks at first."""
-    from ferry.engine.plan import COUNT_KEYS, SUMMARY_COUNT_KEYS
+    from ferry.engine.plan import SUMMARY_COUNT_KEYS
 
     table = Table()
     for column in ("run", "workflow", "mode", "started", "result"):
@@ -141,7 +169,7 @@ def runs(summaries: Iterable[StoredRun]) -> None:
         table.add_column(column, justify="right", no_wrap=True, min_width=len(column))
     table.add_column("message", overflow="fold")
     for r in summaries:
-        totals = {k: sum(c.get(k, 0) for c in r.counts.values()) for k in COUNT_KEYS}
+        totals = {k: sum(c.get(k, 0) for c in r.counts.values()) for k in SUMMARY_COUNT_KEYS}
         table.add_row(r.id, r.workflow, r.mode, f"{r.started_at:%Y-%m-%d %H:%M:%S}", r.result,
                       *(str(totals[k]) for k in SUMMARY_COUNT_KEYS), r.message)
     out.print(table)

@@ -25,13 +25,14 @@ from ferry.api.workflow import Workflow
 from ferry.controller.events import EventRecorder
 from ferry.controller.run_tracking import end
 from ferry.controller.workflows import referenced_objects
+from ferry.engine.plan import Count
 from ferry.errors import InvalidInput
 from ferry.kube import FerryObjects, status_changes
 from ferry.secrets import SecretsMissing, SecretSource
 from ferry.settings import RunSettings
 from ferry.state.store import StateStore
 from ferry.sync.expression_check import expression_problems
-from ferry.sync.outcome import COUNT_KEYS, ExitCode, RunOutcome
+from ferry.sync.outcome import ExitCode, RunOutcome
 from ferry.sync.runner import RunRequest, run_workflow
 
 log = structlog.get_logger("ferry.sync_job")
@@ -79,7 +80,7 @@ def run_sync_job(api: client.ApiClient, namespace: str, workflow: str, run_id: s
         return ExitCode.INVALID_INPUT
     outcome: RunOutcome = result.outcome
     totals = outcome.totals()
-    counts = RunCounts.model_validate({key: totals[key] for key in COUNT_KEYS})
+    counts = RunCounts.model_validate({key: totals[key] for key in Count})
     _report(objects, namespace, workflow, run_id,
             _final(RunResult(outcome.result), outcome.message, counts))
     if outcome.conflicts:

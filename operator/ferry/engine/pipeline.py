@@ -23,7 +23,7 @@ from ferry.engine.diff import (
 )
 from ferry.engine.expressions import CompiledTemplate, ExpressionError, compile_template
 from ferry.engine.match import Candidate, Matcher, TargetIndex
-from ferry.engine.plan import COUNT_KEYS, Operation, OpKind, OutOfScope, PairPlan, StagingError
+from ferry.engine.plan import Count, Operation, OpKind, OutOfScope, PairPlan, StagingError
 from ferry.engine.records import REFERENCE_ATTRIBUTES, ObjectType, Record
 from ferry.engine.rules import PairRules
 from ferry.engine.scope import PairScope
@@ -333,42 +333,42 @@ def plan_pair(
     return run.finish(deleted_sources)
 
 
-def plan_summary(plan: PairPlan) -> dict[ObjectType, Counter[str]]:
-    """Counts per object type (COUNT_KEYS); outOfScope counts references, the others objects.
+def plan_summary(plan: PairPlan) -> dict[ObjectType, Counter[Count]]:
+    """Counts per object type (Count); outOfScope counts references, the others objects.
     An object is counted as updated once, whatever mix of changes it gets."""
-    summary: dict[ObjectType, Counter[str]] = {}
+    summary: dict[ObjectType, Counter[Count]] = {}
 
-    def counter(object_type: ObjectType) -> Counter[str]:
+    def counter(object_type: ObjectType) -> Counter[Count]:
         found = summary.get(object_type)
         if found is None:
-            found = summary[object_type] = Counter(dict.fromkeys(COUNT_KEYS, 0))
+            found = summary[object_type] = Counter(dict.fromkeys(Count, 0))
         return found
 
     created: set[str | None] = set()
     updated: set[tuple[ObjectType, str | None]] = set()
     for op in plan.operations:
         if op.kind is OpKind.CREATE:
-            counter(op.object_type)["created"] += 1
+            counter(op.object_type)[Count.CREATED] += 1
             created.add(op.source_anchor)
         elif op.kind is OpKind.MOVE:
-            counter(op.object_type)["moved"] += 1
+            counter(op.object_type)[Count.MOVED] += 1
         elif op.kind is OpKind.DELETE:
-            counter(op.object_type)["deleted"] += 1
+            counter(op.object_type)[Count.DELETED] += 1
     for op in plan.operations:
         if op.kind is OpKind.UPDATE or (
             op.kind is OpKind.REFERENCES and op.source_anchor not in created
         ):
             updated.add((op.object_type, op.source_anchor or op.target_anchor))
     for object_type, _ in updated:
-        counter(object_type)["updated"] += 1
+        counter(object_type)[Count.UPDATED] += 1
     for object_type, count in plan.unchanged.items():
-        counter(object_type)["unchanged"] += count
+        counter(object_type)[Count.UNCHANGED] += count
     for conflict in plan.conflicts:
-        counter(conflict.object_type)["conflicts"] += 1
+        counter(conflict.object_type)[Count.CONFLICTS] += 1
     for error in plan.errors:
-        counter(error.object_type)["errors"] += 1
+        counter(error.object_type)[Count.ERRORS] += 1
     for object_type, count in plan.deferred_counts.items():
-        counter(object_type)["deferred"] += count
+        counter(object_type)[Count.DEFERRED] += count
     for reference in plan.out_of_scope:
-        counter(reference.object_type)["outOfScope"] += 1
+        counter(reference.object_type)[Count.OUT_OF_SCOPE] += 1
     return summary

@@ -9,12 +9,25 @@ from enum import StrEnum
 
 from ferry.engine.records import AttributeValue, ObjectType
 
-# What a plan and a run count, per object type: the one list every count form follows (run
-# outcomes, the state store's run rows, Workflow status, the CLI's tables).
-COUNT_KEYS = ("created", "updated", "moved", "deleted", "unchanged", "conflicts", "errors",
-              "deferred", "outOfScope")
+
+class Count(StrEnum):
+    """What a plan and a run count, per object type: the one list every count form follows
+    (run outcomes, the state store's run rows, Workflow status's RunCounts, the CLI's tables)."""
+
+    CREATED = "created"
+    UPDATED = "updated"
+    MOVED = "moved"
+    DELETED = "deleted"
+    UNCHANGED = "unchanged"
+    CONFLICTS = "conflicts"
+    ERRORS = "errors"
+    DEFERRED = "deferred"
+    OUT_OF_SCOPE = "outOfScope"  # references to objects outside the pairs' scope
+
+
 # The counts a run's one-line summary shows (`ferry runs`, `ferry run --in-cluster --wait`).
-SUMMARY_COUNT_KEYS = ("created", "updated", "moved", "deleted", "conflicts", "errors")
+SUMMARY_COUNT_KEYS = (Count.CREATED, Count.UPDATED, Count.MOVED, Count.DELETED,
+                      Count.CONFLICTS, Count.ERRORS)
 
 
 class OpKind(StrEnum):

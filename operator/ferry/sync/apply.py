@@ -9,7 +9,7 @@ import structlog
 
 from ferry.api.template import PasswordOptions
 from ferry.connectors.base import Connector, ObjectWrite
-from ferry.engine.plan import Operation, OpKind, PairPlan
+from ferry.engine.plan import Count, Operation, OpKind, PairPlan
 from ferry.engine.records import Record
 from ferry.secrets import SecretSource
 from ferry.state.rows import Join, ObjectResult, PendingCreate
@@ -106,7 +106,7 @@ class PairApplier:
             elif op.kind is OpKind.REFERENCES:
                 # A reference change of an object created in this run is part of its creation.
                 if op.target_anchor is not None:
-                    self._ok(op, "updated")
+                    self._ok(op, Count.UPDATED)
             else:
                 if op.kind is OpKind.CREATE:
                     joined.append(Join(source, outcome.anchor, op.object_type.value, op.dn))
@@ -131,9 +131,9 @@ class PairApplier:
             return self.password_source()
         return generate_password()
 
-    def _ok(self, op: Operation, counted: str) -> None:
+    def _ok(self, op: Operation, counted: Count) -> None:
         key = (op.object_type.value, op.source_anchor or op.target_anchor or op.dn)
-        if counted == "updated" and key in self._touched:
+        if counted is Count.UPDATED and key in self._touched:
             return  # one object updated by attributes and references counts once
         self._touched.add(key)
         self.outcome.count(op.object_type.value, counted)
@@ -142,7 +142,7 @@ class PairApplier:
     def _fail(self, op: Operation, message: str) -> None:
         log.warning("object.failed", pair=self.plan.pair, operation=op.kind.value,
                     dn=op.dn, error=message)
-        self.outcome.count(op.object_type.value, "errors")
+        self.outcome.count(op.object_type.value, Count.ERRORS)
         self.outcome.failures.append(ObjectFailure(
             self.plan.pair, op.object_type.value, op.dn, op.kind.value, message))
         self._result(op, op.dn, "error", message)
@@ -150,7 +150,7 @@ class PairApplier:
             self.retries[op.source_anchor] = message
 
     def _defer(self, op: Operation, message: str) -> None:
-        self.outcome.count(op.object_type.value, "deferred")
+        self.outcome.count(op.object_type.value, Count.DEFERRED)
         self._result(op, op.dn, "deferred", message)
         if op.source_anchor:
             self.retries[op.source_anchor] = message

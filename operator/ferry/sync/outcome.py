@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from ferry.engine.plan import (
-    COUNT_KEYS,
     Conflict,
+    Count,
     Operation,
     OpKind,
     OutOfScope,
@@ -21,13 +21,9 @@ from ferry.engine.plan import (
 )
 from ferry.errors import ExitCode
 
-# COUNT_KEYS is the engine's: plans and runs count the same things.
-__all__ = ["COUNT_KEYS", "COUNT_OF", "ExitCode", "ObjectFailure", "RunOutcome", "plan_to_json",
-           "write_plan"]
-
 # The count an applied (or, in test mode, planned) operation adds to.
-COUNT_OF = {OpKind.CREATE: "created", OpKind.UPDATE: "updated", OpKind.MOVE: "moved",
-            OpKind.DELETE: "deleted"}
+COUNT_OF = {OpKind.CREATE: Count.CREATED, OpKind.UPDATE: Count.UPDATED,
+            OpKind.MOVE: Count.MOVED, OpKind.DELETE: Count.DELETED}
 
 
 @dataclass(frozen=True)
@@ -44,7 +40,7 @@ class RunOutcome:
     run_id: str
     workflow: str
     mode: str                         # full | changed | test
-    counts: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
+    counts: dict[str, Counter[Count]] = field(default_factory=lambda: defaultdict(Counter))
     conflicts: list[Conflict] = field(default_factory=list)
     staging_errors: list[StagingError] = field(default_factory=list)
     failures: list[ObjectFailure] = field(default_factory=list)
@@ -83,17 +79,17 @@ class RunOutcome:
             parts.append(f"{len(self.conflicts)} conflict(s): nothing written for them")
         return "; ".join(parts)
 
-    def count(self, object_type: str, key: str, amount: int = 1) -> None:
+    def count(self, object_type: str, key: Count, amount: int = 1) -> None:
         self.counts[object_type][key] += amount
 
-    def totals(self) -> Counter[str]:
-        total: Counter[str] = Counter()
+    def totals(self) -> Counter[Count]:
+        total: Counter[Count] = Counter()
         for per_type in self.counts.values():
             total.update(per_type)
         return total
 
     def counts_as_dict(self) -> dict[str, dict[str, int]]:
-        return {t: {k: c[k] for k in COUNT_KEYS} for t, c in sorted(self.counts.items())}
+        return {t: {k.value: c[k] for k in Count} for t, c in sorted(self.counts.items())}
 
 
 def plan_to_json(outcome: RunOutcome, plans: list[PairPlan]) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from ferry.connectors.base import Connector
 from ferry.connectors.factory import connection_secrets, open_connector
 from ferry.engine.expressions import ExpressionError
 from ferry.engine.pipeline import plan_pair
-from ferry.engine.plan import PairPlan
+from ferry.engine.plan import Count, PairPlan
 from ferry.secrets import ResolvedSecrets, SecretSource, resolve_all
 from ferry.settings import RunSettings
 from ferry.state.rows import ObjectResult
@@ -206,19 +206,19 @@ def _collector_paused() -> Iterator[None]:
 
 def _report_plan(outcome: RunOutcome, plan: PairPlan) -> None:
     for object_type, count in plan.unchanged.items():
-        outcome.count(object_type.value, "unchanged", count)
+        outcome.count(object_type.value, Count.UNCHANGED, count)
     for object_type, count in plan.deferred_counts.items():
-        outcome.count(object_type.value, "deferred", count)
+        outcome.count(object_type.value, Count.DEFERRED, count)
     for reference in plan.out_of_scope:
-        outcome.count(reference.object_type.value, "outOfScope")
+        outcome.count(reference.object_type.value, Count.OUT_OF_SCOPE)
     outcome.out_of_scope.extend(plan.out_of_scope)
     for conflict in plan.conflicts:
-        outcome.count(conflict.object_type.value, "conflicts")
+        outcome.count(conflict.object_type.value, Count.CONFLICTS)
         log.warning("object.conflict", pair=plan.pair, dn=conflict.source_dn,
                     message=conflict.message)
     outcome.conflicts.extend(plan.conflicts)
     for error in plan.errors:
-        outcome.count(error.object_type.value, "errors")
+        outcome.count(error.object_type.value, Count.ERRORS)
     outcome.staging_errors.extend(plan.errors)
     if plan.threshold_hit:
         outcome.threshold_messages.append(f"{plan.pair}: {plan.threshold_message}")

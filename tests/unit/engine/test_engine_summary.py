@@ -6,10 +6,9 @@ from engine_world import FakeTarget, group, pair, staging, user
 
 from ferry.api.status import RunCounts
 from ferry.engine.pipeline import plan_pair, plan_summary
-from ferry.engine.plan import COUNT_KEYS
+from ferry.engine.plan import Count
 from ferry.engine.records import ObjectType
 from ferry.engine.rules import AttributeMapping
-from ferry.sync.outcome import COUNT_KEYS as OUTCOME_KEYS
 from ferry.sync.outcome import RunOutcome
 
 RULES = pair(staging(AttributeMapping("cn", "source.cn"), AttributeMapping("mail", "source.mail"),
@@ -40,10 +39,9 @@ def test_summary_counts_each_object_once_per_outcome() -> None:
 
 
 def test_every_count_form_counts_the_same_things() -> None:
-    # Plans, run outcomes (state store, CLI) and Workflow status all follow COUNT_KEYS.
-    assert OUTCOME_KEYS == COUNT_KEYS
-    assert [f.alias or n for n, f in RunCounts.model_fields.items()] == list(COUNT_KEYS)
+    # Plans, run outcomes (state store, CLI) and Workflow status all follow Count.
+    assert [f.alias or n for n, f in RunCounts.model_fields.items()] == list(Count)
     summary = plan_summary(plan_pair(RULES, [user("s1", "Ann")], [], {}))
-    assert tuple(summary[ObjectType.USER]) == COUNT_KEYS
+    assert tuple(summary[ObjectType.USER]) == tuple(Count)
     assert tuple(RunOutcome("r", "w", "full", {"user": summary[ObjectType.USER]})
-                 .counts_as_dict()["user"]) == COUNT_KEYS
+                 .counts_as_dict()["user"]) == tuple(Count)
