@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
 from pydantic.alias_generators import to_camel
@@ -86,6 +87,12 @@ class Resource(ApiModel):
 
     # Set by each kind: its CRD names and printer columns.
     crd: ClassVar[CrdNames]
+
+    @classmethod
+    def without_status(cls, body: Mapping[str, Any]) -> Self:
+        """The object as the API server sent it, but for its status (Ferry's, see
+        ferry.api.status.StatusModel.of): a status this version cannot read is no error."""
+        return cls.model_validate({**body, "status": None})
 
     @model_validator(mode="after")
     def _check_api_version(self) -> Resource:

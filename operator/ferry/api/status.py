@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
 from pydantic.alias_generators import to_camel
@@ -23,6 +24,11 @@ class StatusModel(BaseModel):
     """camelCase like the spec; fields a newer Ferry wrote are ignored, not refused."""
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+    @classmethod
+    def of(cls, body: Mapping[str, Any] | None) -> Self:
+        """The status of an object as the API server sent it (empty when it has none)."""
+        return cls.model_validate((body or {}).get("status") or {})
 
     def dump(self) -> dict[str, Any]:
         """As the API server keeps it: the fields read or set, no nulls (a field left out is

@@ -31,13 +31,13 @@ def run_discovery_job(api: client.ApiClient, namespace: str, name: str, run_id: 
     """Discover one Environment inside its Job; the outcome ends up in its status."""
     objects = FerryObjects(api)
     body = objects.get("environments", namespace, name)
-    active = EnvironmentStatus.model_validate((body or {}).get("status") or {}).active_discovery
+    active = EnvironmentStatus.of(body).active_discovery
     if body is None or active is None or active.id != run_id:
         log.error("discover_job.not_active", run=run_id, active=active and active.id)
         return ExitCode.INVALID_INPUT
     _report(objects, namespace, name, run_id, _running)
     try:
-        env = Environment.model_validate({**body, "status": None})
+        env = Environment.without_status(body)
     except ValidationError as exc:
         _report(objects, namespace, name, run_id, _final(RunResult.FAILED, str(exc)))
         return ExitCode.INVALID_INPUT
@@ -89,7 +89,7 @@ def _report(objects: FerryObjects, namespace: str, name: str, run_id: str,
     """Change status (and status.activeDiscovery) while this discovery is the active one."""
     for _ in range(5):
         body = objects.get("environments", namespace, name)
-        old = EnvironmentStatus.model_validate((body or {}).get("status") or {})
+        old = EnvironmentStatus.of(body)
         if body is None or old.active_discovery is None or old.active_discovery.id != run_id:
             log.warning("discover_job.status_gone", run=run_id)
             return

@@ -114,7 +114,7 @@ class EnvironmentReconciler:
         """Whether a reconcile is due without any change: a discovery's time has come, or the
         connection check is stale (every check_every; every 30 s while not connected, since
         a missing Secret may have appeared)."""
-        status = EnvironmentStatus.model_validate(body.get("status") or {})
+        status = EnvironmentStatus.of(body)
         if status.next_discovery_time is not None and status.next_discovery_time <= now:
             return True
         return self._check_due(body, status, now)
@@ -146,10 +146,10 @@ class EnvironmentReconciler:
     def _reconcile_once(self, namespace: str, body: dict[str, Any]) -> None:
         meta = ObjectMeta.model_validate(body["metadata"])
         now = datetime.now(UTC)
-        old = EnvironmentStatus.model_validate(body.get("status") or {})
+        old = EnvironmentStatus.of(body)
         generation = meta.generation
         try:
-            env: Environment | None = Environment.model_validate({**body, "status": None})
+            env: Environment | None = Environment.without_status(body)
             ready_problem = ""
         except ValidationError as exc:
             env, ready_problem = None, f"spec: {exc.errors()[0]['msg']}"

@@ -177,7 +177,7 @@ async def _tick(ctl: Controller) -> None:
 
 
 def _due(workflow: dict[str, Any], now: datetime) -> bool:
-    status = WorkflowStatus.model_validate(workflow.get("status") or {})
+    status = WorkflowStatus.of(workflow)
     requested = (workflow["metadata"].get("annotations") or {}).get(RUN_REQUEST_ANNOTATION)
     if requested and requested != status.last_run_request:
         return True

@@ -37,8 +37,7 @@ def wait_for_run(api: client.ApiClient, namespace: str, name: str, run_id: str,
     objects = FerryObjects(api)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        status = WorkflowStatus.model_validate(
-            (objects.get("workflows", namespace, name) or {}).get("status") or {})
+        status = WorkflowStatus.of(objects.get("workflows", namespace, name))
         for run in [status.last_run, *status.history]:
             if run is not None and run.id == run_id:
                 return run

@@ -42,15 +42,18 @@ class JobOutcome:
     message: str = ""
 
 
+_JOB_COMPLETE, _JOB_FAILED = "Complete", "Failed"  # batch/v1 JobConditionType
+
+
 def job_outcome(job: V1Job) -> JobOutcome:
     """Read a Job's Complete/Failed conditions (the interim ones are ignored)."""
     for condition in (job.status and job.status.conditions) or []:
         if condition.status != ConditionStatus.TRUE:
             continue
-        if condition.type == "Complete":  # batch/v1 JobConditionType
+        if condition.type == _JOB_COMPLETE:
             return JobOutcome(True, True, condition.reason or "Completed",
                               condition.message or "")
-        if condition.type == "Failed":
+        if condition.type == _JOB_FAILED:
             return JobOutcome(True, False, condition.reason or "JobFailed",
                               condition.message or "")
     return JobOutcome(False, False)

@@ -55,7 +55,7 @@ def run_sync_job(api: client.ApiClient, namespace: str, workflow: str, run_id: s
     if body is None:
         log.error("sync_job.no_workflow", workflow=f"{namespace}/{workflow}")
         return ExitCode.INVALID_INPUT
-    active = WorkflowStatus.model_validate(body.get("status") or {}).active_run
+    active = WorkflowStatus.of(body).active_run
     if active is None or active.id != run_id:
         # Another run is current (or this one was already recorded): never run twice.
         log.error("sync_job.not_active", run=run_id, active=active and active.id)
@@ -82,7 +82,7 @@ def run_sync_job(api: client.ApiClient, namespace: str, workflow: str, run_id: s
     totals = outcome.totals()
     counts = RunCounts.model_validate({key: totals[key] for key in Count})
     _report(objects, namespace, workflow, run_id,
-            _final(RunResult(outcome.result), outcome.message, counts))
+            _final(outcome.result, outcome.message, counts))
     if outcome.conflicts:
         first = "; ".join(c.message for c in outcome.conflicts[:3])
         events.post(body, EventType.WARNING, EventReason.MATCH_CONFLICTS,
@@ -130,7 +130,7 @@ def _manifests(objects: FerryObjects, namespace: str, body: dict[str, Any]) -> M
     manifests = Manifests()
     label = f"Workflow/{body['metadata']['name']}"
     try:
-        workflow = Workflow.model_validate({**body, "status": None})
+        workflow = Workflow.without_status(body)
     except ValidationError as exc:
         raise SyncJobError(f"{label}: {exc.errors()[0]['msg']}") from None
     manifests.add(workflow)
@@ -140,7 +140,7 @@ def _manifests(objects: FerryObjects, namespace: str, body: dict[str, Any]) -> M
         if found is None:
             continue  # check_references names it
         try:
-            manifests.add(_MODELS[kind].model_validate({**found, "status": None}))
+            manifests.add(_MODELS[kind].without_status(found))
         except ValidationError as exc:
             raise SyncJobError(f"{kind}/{name}: {exc.errors()[0]['msg']}") from None
         manifests.sources[f"{kind}/{name}"] = f"namespace {namespace}"
@@ -176,7 +176,7 @@ def _report(objects: FerryObjects, namespace: str, workflow: str, run_id: str,
     """Change status.activeRun if it is still this run (optimistic concurrency)."""
     for _ in range(attempts):
         body = objects.get("workflows", namespace, workflow)
-        old = WorkflowStatus.model_validate((body or {}).get("status") or {})
+        old = WorkflowStatus.of(body)
         if body is None or old.active_run is None or old.active_run.id != run_id:
             log.warning("sync_job.status_gone", run=run_id)
             return

@@ -38,7 +38,7 @@ class TemplateReconciler:
         if meta.deletion_timestamp:
             return
         problem = template_problem(meta.name, body.get("spec") or {})
-        old = TemplateStatus.model_validate(body.get("status") or {})
+        old = TemplateStatus.of(body)
         new = old.model_copy(deep=True)
         set_condition(new, ConditionType.READY, not problem,
                       Reason.COMPILED if not problem else Reason.INVALID_EXPRESSION,

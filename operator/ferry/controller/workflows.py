@@ -85,7 +85,7 @@ class WorkflowReconciler:
         templates: list[Template] = []
         if spec is not None:
             problems, environments, templates = self._references(namespace, body, spec)
-        status = WorkflowStatus.model_validate(body.get("status") or {})
+        status = WorkflowStatus.of(body)
         decision = decide(ObjectMeta.model_validate(body["metadata"]), spec, status, jobs,
                           problems=problems, now=self._clock(),
                           history_limit=self._settings.history_limit)
@@ -136,7 +136,7 @@ class WorkflowReconciler:
             problems.append(f"{kind} {name!r} not found in namespace {namespace}")
             return None
         try:
-            return model.model_validate({**found, "status": None})
+            return model.without_status(found)
         except ValidationError as exc:
             problems.append(f"{kind} {name!r} is invalid: {exc.errors()[0]['msg']}")
             return None
@@ -158,7 +158,7 @@ def _fit_problems(body: dict[str, Any], environments: list[Environment],
     """What does not fit between the Workflow and the objects it names (the checks `ferry
     plan` makes, e.g. a targetOU outside the target's scope), one message each."""
     try:
-        workflow = Workflow.model_validate({**body, "status": None})
+        workflow = Workflow.without_status(body)
     except ValidationError:
         return []  # _parse_spec reports the spec itself
     manifests = Manifests()

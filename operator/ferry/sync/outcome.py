@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ferry.api.status import RunResult
 from ferry.engine.plan import (
     Conflict,
     Count,
@@ -60,12 +61,12 @@ class RunOutcome:
         return ExitCode.OK
 
     @property
-    def result(self) -> str:
+    def result(self) -> RunResult:
         return {
-            ExitCode.OK: "Succeeded",
-            ExitCode.FAILED: "Failed",
-            ExitCode.DELETE_THRESHOLD: "ThresholdHit",
-            ExitCode.OBJECT_ERRORS: "CompletedWithErrors",
+            ExitCode.OK: RunResult.SUCCEEDED,
+            ExitCode.FAILED: RunResult.FAILED,
+            ExitCode.DELETE_THRESHOLD: RunResult.THRESHOLD_HIT,
+            ExitCode.OBJECT_ERRORS: RunResult.COMPLETED_WITH_ERRORS,
         }[self.exit_code]
 
     @property
