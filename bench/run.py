@@ -1,8 +1,8 @@
 """`make bench`: every benchmark, one after the other, each printing its own table.
 
-    python bench/run.py    # AD read/create throughput, the engine at 100k and 1M, the operator,
-                           # reads through agents, the gateway's memory, Entra ID
-                           # writes and reads
+    python bench/run.py    # start-up of the commands, AD read/create throughput, the
+                           # engine at 100k and 1M, the operator, reads through agents,
+                           # the gateway's memory, Entra ID writes and reads
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 BENCHES = [
+    ("Start-up: ferry --help and ferry-agent --help, best of 5 (limit 0.3 s)",
+     ["startup_bench.py", "5"]),
     ("AD connector vs ldapsearch / bare ldap3 (Samba lab)", ["ad_bench.py"]),
     ("Engine: match + stage + diff", ["engine_bench.py", "100000", "1000000"]),
     ("Operator: run request to Job, memory (real API server)",

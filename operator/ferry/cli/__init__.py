@@ -10,8 +10,9 @@ from __future__ import annotations
 import typer
 
 from ferry.cli import agents, gateway, guests, job_credentials, jobs, lab, workflows
+from ferry.cli.group import Commands
 
-app = typer.Typer(no_args_is_help=True, add_completion=False,
+app = typer.Typer(cls=Commands, no_args_is_help=True, add_completion=False,
                   help="Ferry: sync and migrate identities between directories.")
 # In the order `ferry --help` lists them.
 app.command()(workflows.plan)

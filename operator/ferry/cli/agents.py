@@ -7,13 +7,15 @@ from typing import Annotated
 import typer
 
 from ferry.cli import render
+from ferry.cli.group import Commands
 from ferry.cli.options import DEFAULT_STATE, StateOpt
 from ferry.cli.render import err, out
-from ferry.errors import ExitCode
+from ferry.errors import InvalidInput
 
-app = typer.Typer(no_args_is_help=True,
+app = typer.Typer(cls=Commands, no_args_is_help=True,
                   help="On-premises agents: enrollment tokens, the registry, revocation.")
-token_app = typer.Typer(no_args_is_help=True, help="Single-use agent enrollment tokens.")
+token_app = typer.Typer(cls=Commands, no_args_is_help=True,
+                        help="Single-use agent enrollment tokens.")
 app.add_typer(token_app, name="token")
 
 
@@ -49,9 +51,8 @@ def agent_token_create(
                 token, expires = create_token(store, environment, lifetime)
             finally:
                 store.close()
-    except ValueError as exc:
-        err.print(str(exc))
-        raise typer.Exit(ExitCode.INVALID_INPUT) from None
+    except ValueError as exc:  # a TTL or environment name the gateway's parsers refused
+        raise InvalidInput(str(exc)) from exc
     typer.echo(token)  # alone on stdout, so TOKEN=$(ferry agent token create ENV) works
     err.print(f"single-use token for environment {environment}, valid until"
               f" {expires:%Y-%m-%d %H:%M:%S} UTC; it is not shown again. On the agent's host:"
@@ -87,12 +88,10 @@ def agent_revoke(
     finally:
         store.close()
     if done.same_name:
-        err.print(f"{len(done.same_name)} active agents are named {agent!r}; give an id: "
-                  + ", ".join(a.id for a in done.same_name))
-        raise typer.Exit(ExitCode.INVALID_INPUT)
+        raise InvalidInput(f"{len(done.same_name)} active agents are named {agent!r}; give an"
+                           " id: " + ", ".join(a.id for a in done.same_name))
     if done.agent is None:
-        err.print(f"no agent with id or name {agent!r} (see `ferry agent list`)")
-        raise typer.Exit(ExitCode.INVALID_INPUT)
+        raise InvalidInput(f"no agent with id or name {agent!r} (see `ferry agent list`)")
     target = done.agent
     if done.already_revoked:
         out.print(f"agent {target.id} ({target.name}) was already revoked")

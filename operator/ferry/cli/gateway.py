@@ -8,8 +8,8 @@ from typing import Annotated
 import typer
 
 from ferry.cli.options import DEFAULT_STATE, StateOpt
-from ferry.cli.render import err, labelled
-from ferry.errors import ExitCode
+from ferry.cli.render import err
+from ferry.errors import ExitCode, FerryError
 
 
 def gateway(
@@ -65,7 +65,6 @@ def gateway(
     import asyncio
 
     from ferry import logs
-    from ferry.gateway.ca import CAError
     from ferry.gateway.connections import ConnectionLimits
     from ferry.gateway.queue import QueueLimits
     from ferry.gateway.server import (
@@ -74,7 +73,6 @@ def gateway(
         parse_listen,
         serve,
     )
-    from ferry.gateway.tls import TLSConfigError
 
     logs.configure("INFO")
     settings = {"--lease-seconds": lease_seconds, "--agent-timeout": agent_timeout,
@@ -85,26 +83,21 @@ def gateway(
     if wrong:
         err.print(f"{', '.join(wrong)}: must be positive")
         raise typer.Exit(ExitCode.INVALID_INPUT)
+    host, port = parse_listen(listen)
+    config = GatewayConfig(
+        host=host, port=port, tls_cert=tls_cert, tls_key=tls_key,
+        job_key=job_key, state=state, ca_dir=ca_dir,
+        ca_cert=ca_cert, ca_key=ca_key, server_ca=server_ca,
+        limits=QueueLimits(lease_seconds=lease_seconds, agent_timeout=agent_timeout),
+        connections=ConnectionLimits(idle_timeout=idle_timeout,
+                                     header_timeout=header_timeout,
+                                     body_timeout=body_timeout,
+                                     max_anonymous=max_anonymous_connections),
+        token_secrets_namespace=token_secrets_namespace, agent_stream=agent_stream)
+    if (ca_cert is None) != (ca_key is None):
+        raise GatewayConfigError("--ca-cert and --ca-key go together")
     try:
-        host, port = parse_listen(listen)
-        config = GatewayConfig(
-            host=host, port=port, tls_cert=tls_cert, tls_key=tls_key,
-            job_key=job_key, state=state, ca_dir=ca_dir,
-            ca_cert=ca_cert, ca_key=ca_key, server_ca=server_ca,
-            limits=QueueLimits(lease_seconds=lease_seconds, agent_timeout=agent_timeout),
-            connections=ConnectionLimits(idle_timeout=idle_timeout,
-                                         header_timeout=header_timeout,
-                                         body_timeout=body_timeout,
-                                         max_anonymous=max_anonymous_connections),
-            token_secrets_namespace=token_secrets_namespace, agent_stream=agent_stream)
-        if (ca_cert is None) != (ca_key is None):
-            raise GatewayConfigError("--ca-cert and --ca-key go together")
         asyncio.run(serve(config))
-    except (GatewayConfigError, CAError, TLSConfigError) as exc:
-        err.print(labelled("gateway:", "bold red", exc))
-        raise typer.Exit(ExitCode.INVALID_INPUT) from None
     except OSError as exc:
-        err.print(labelled("gateway:", "bold red",
-                           f"cannot serve on {listen}: {exc.strerror or exc}"))
-        raise typer.Exit(ExitCode.FAILED) from None
+        raise FerryError(f"cannot serve on {listen}: {exc.strerror or exc}") from exc
 

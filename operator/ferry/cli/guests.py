@@ -6,11 +6,11 @@ from typing import Annotated
 
 import typer
 
+from ferry.cli.group import Commands
 from ferry.cli.options import DEFAULT_STATE, PathsOpt, SecretsOpt, StateOpt
-from ferry.cli.render import err, out
-from ferry.errors import ExitCode
+from ferry.cli.render import out
 
-app = typer.Typer(no_args_is_help=True, help="B2B guests in Entra ID targets.")
+app = typer.Typer(cls=Commands, no_args_is_help=True, help="B2B guests in Entra ID targets.")
 
 
 @app.command("invite")
@@ -27,10 +27,9 @@ def guests_invite(
             "--dry-run", help="List who would be invited; send nothing.")] = False) -> None:
     """Send invitations to the guests Ferry created without one (those not redeemed yet)."""
     from ferry.cli import manifests as local
-    from ferry.engine.expressions import ExpressionError
     from ferry.settings import RunSettings
     from ferry.state.store import StateStore
-    from ferry.sync.guests import GuestsError, invite_guests
+    from ferry.sync.guests import invite_guests
 
     settings = RunSettings.from_environment()
     manifests = local.load(paths)
@@ -38,9 +37,6 @@ def guests_invite(
     try:
         invited = invite_guests(manifests, environment, store, local.secrets(secrets_dir, paths),
                                 settings, where, dry_run)
-    except (GuestsError, ExpressionError) as exc:
-        err.print(str(exc))
-        raise typer.Exit(ExitCode.INVALID_INPUT) from None
     finally:
         store.close()
     verb = "would invite" if dry_run else "invited"

@@ -7,25 +7,25 @@ from typing import Annotated
 
 import typer
 
+from ferry.cli.group import Commands
 from ferry.cli.render import err
-from ferry.errors import ExitCode
+from ferry.errors import InvalidInput
 
 app = typer.Typer(
-    no_args_is_help=True, help="Job credentials: what sync runs present to the gateway, each"
-    " bound to a few environments (the operator makes its own for every Job).")
+    cls=Commands, no_args_is_help=True, help="Job credentials: what sync runs present to the"
+    " gateway, each bound to a few environments (the operator makes its own for every Job).")
 
 
 @app.command("key")
 def job_credential_key(folder: Annotated[Path, typer.Argument(
         help="Where to write job-signing.key (owner-only) and job-signing.pub.")]) -> None:
     """Make the job signing key pair: .key for the signer, .pub for `gateway --job-key`."""
-    from ferry.gateway.job_auth import JobAuthError, write_signing_key
+    from ferry.gateway.job_auth import write_signing_key
 
     try:
         key_file, pub_file = write_signing_key(folder)
-    except (JobAuthError, OSError) as exc:
-        err.print(f"job-credential key: {exc}")
-        raise typer.Exit(ExitCode.INVALID_INPUT) from None
+    except OSError as exc:
+        raise InvalidInput(str(exc)) from exc
     err.print(f"signing key {key_file} (keep it secret), public key {pub_file} (--job-key)")
 
 
@@ -45,7 +45,7 @@ def job_credential_create(
     import secrets as random_names
 
     from ferry.gateway.enrollment import check_environment, parse_ttl
-    from ferry.gateway.job_auth import MAX_TTL, JobAuthError, load_signing_key, mint
+    from ferry.gateway.job_auth import MAX_TTL, load_signing_key, mint
 
     try:
         lifetime = parse_ttl(ttl)
@@ -54,9 +54,8 @@ def job_credential_create(
         names = [check_environment(e) for e in environment]
         token = mint(load_signing_key(signing_key),
                      subject or f"cli-{random_names.token_hex(4)}", names, lifetime)
-    except (ValueError, JobAuthError) as exc:
-        err.print(f"job-credential create: {exc}")
-        raise typer.Exit(ExitCode.INVALID_INPUT) from None
+    except ValueError as exc:  # a TTL or name the gateway's parsers refused
+        raise InvalidInput(str(exc)) from exc
     typer.echo(token)  # alone on stdout: ferry job-credential create ... > token-file
     err.print(f"job credential for {', '.join(sorted(set(names)))}, valid for {ttl}")
 

@@ -8,8 +8,7 @@ from typing import Annotated
 import typer
 
 from ferry.cli.options import DEFAULT_STATE, SecretsOpt, StateOpt
-from ferry.cli.render import err
-from ferry.errors import ExitCode
+from ferry.errors import ExitCode, InvalidInput
 
 
 def operator(
@@ -78,8 +77,7 @@ def _job_command(option: str, target: str, state: str, secrets_dir: str | None,
     settings = RunSettings.from_environment()
     namespace, _, name = target.partition("/")
     if not namespace or not name:
-        err.print(f"{option} must be NAMESPACE/NAME, not {target!r}")
-        raise typer.Exit(ExitCode.INVALID_INPUT)
+        raise InvalidInput(f"{option} must be NAMESPACE/NAME, not {target!r}")
     store = StateStore(state)
     try:
         code = body(api_client(), namespace, name, store,

@@ -8,11 +8,12 @@ from typing import Annotated
 import typer
 
 from ferry.cli import render
+from ferry.cli.group import Commands
 from ferry.cli.options import LAB_DIR
-from ferry.cli.render import err, labelled, out
+from ferry.cli.render import err, out
 from ferry.errors import ExitCode
 
-app = typer.Typer(no_args_is_help=True, help="The local two-domain Samba AD lab.")
+app = typer.Typer(cls=Commands, no_args_is_help=True, help="The local two-domain Samba AD lab.")
 
 LabDirOpt = Annotated[Path, typer.Option("--dir", envvar="FERRY_LAB_DIR",
                       help="Lab folder (DCs, logs, secrets).")]
@@ -21,14 +22,9 @@ LabDirOpt = Annotated[Path, typer.Option("--dir", envvar="FERRY_LAB_DIR",
 @app.command("up")
 def lab_up(lab_dir: LabDirOpt = LAB_DIR) -> None:
     """Start SRC.TEST (127.0.0.2) and TGT.TEST (127.0.0.3) as Samba AD DCs with LDAPS."""
-    from ferry.lab.samba import Lab, LabError
+    from ferry.lab.samba import Lab
 
-    try:
-        domains = Lab(log=lambda m: err.print(m)).up(lab_dir)
-    except LabError as exc:
-        err.print(labelled("lab:", "bold red", exc))
-        raise typer.Exit(ExitCode.FAILED) from None
-    render.lab_domains(domains, lab_dir)
+    render.lab_domains(Lab(log=lambda m: err.print(m)).up(lab_dir), lab_dir)
 
 
 @app.command("seed")
@@ -39,19 +35,15 @@ def lab_seed(lab_dir: LabDirOpt = LAB_DIR,
              seed_number: Annotated[int, typer.Option("--seed", help="Random seed.")] = 1,
              realm: Annotated[str, typer.Option(help="Domain to fill.")] = "SRC.TEST") -> None:
     """Fill a lab domain (SRC by default) with realistic users, groups and contacts."""
-    from ferry.lab.samba import Lab, LabError
+    from ferry.lab.samba import Lab
     from ferry.lab.seed import seed
 
     domain = next((d for d in Lab().domains(lab_dir) if d.realm == realm.upper()), None)
     if domain is None:
         err.print(f"no lab domain {realm} in {lab_dir}; run `ferry lab up` first")
         raise typer.Exit(ExitCode.INVALID_INPUT)
-    try:
-        summary = seed(domain, users=users, groups=groups, contacts=contacts, seed=seed_number,
-                       replace=True)
-    except LabError as exc:
-        err.print(labelled("lab:", "bold red", exc))
-        raise typer.Exit(ExitCode.FAILED) from None
+    summary = seed(domain, users=users, groups=groups, contacts=contacts, seed=seed_number,
+                   replace=True)
     out.print(f"seeded {realm}: {summary.users} users, {summary.groups} groups,"
               f" {summary.contacts} contacts under {summary.corp_dn}"
               f" in {summary.seconds:.1f} s")
@@ -60,13 +52,9 @@ def lab_seed(lab_dir: LabDirOpt = LAB_DIR,
 @app.command("down")
 def lab_down(lab_dir: LabDirOpt = LAB_DIR) -> None:
     """Stop the lab's DCs and remove the lab folder."""
-    from ferry.lab.samba import Lab, LabError
+    from ferry.lab.samba import Lab
 
-    try:
-        Lab().down(lab_dir)
-    except LabError as exc:
-        err.print(labelled("lab:", "bold red", exc))
-        raise typer.Exit(ExitCode.FAILED) from None
+    Lab().down(lab_dir)
     out.print(f"lab in {lab_dir} is down")
 
 

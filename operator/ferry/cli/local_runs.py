@@ -10,8 +10,7 @@ import typer
 from ferry import logs
 from ferry.cli import manifests as local
 from ferry.cli import render
-from ferry.cli.render import err
-from ferry.errors import ExitCode
+from ferry.errors import ExitCode, InvalidInput
 from ferry.secrets import SecretsMissing
 from ferry.settings import RunSettings
 from ferry.state.store import StateStore
@@ -26,12 +25,10 @@ def execute(paths: list[Path], workflow: str | None, state: str, secrets_dir: st
     manifests = local.load(paths)
     names = [workflow] if workflow else sorted(manifests.workflows)
     if workflow and workflow not in manifests.workflows:
-        err.print(f"no Workflow named {workflow!r} in the manifests"
-                  f" (found: {', '.join(sorted(manifests.workflows)) or 'none'})")
-        raise typer.Exit(ExitCode.INVALID_INPUT)
+        raise InvalidInput(f"no Workflow named {workflow!r} in the manifests"
+                           f" (found: {', '.join(sorted(manifests.workflows)) or 'none'})")
     if not names:
-        err.print("the manifests hold no Workflow; nothing to run")
-        raise typer.Exit(ExitCode.INVALID_INPUT)
+        raise InvalidInput("the manifests hold no Workflow; nothing to run")
     # Test mode writes nothing anywhere: not the state store, not a plan file unless asked.
     tests = {n: test_mode or manifests.workflows[n].spec.test_mode for n in names}
     secrets = local.secrets(secrets_dir, paths)
@@ -44,24 +41,19 @@ def execute(paths: list[Path], workflow: str | None, state: str, secrets_dir: st
         except SecretsMissing as exc:
             missing.update(dict.fromkeys(exc.problems))
     if missing:
-        for problem in missing:
-            err.print(problem, soft_wrap=True)
-        raise typer.Exit(ExitCode.INVALID_INPUT)
+        raise SecretsMissing(missing)
     store = StateStore(state, read_only=all(tests.values()))
     codes = []
-    for name in names:
-        plan_path = plan_out or (None if tests[name] else Path(".ferry/plans") / f"{name}-"
-                                 f"{datetime.now().strftime('%Y%m%d-%H%M%S')}.json")
-        try:
+    try:
+        for name in names:
+            plan_path = plan_out or (None if tests[name] else Path(".ferry/plans") / f"{name}-"
+                                     f"{datetime.now().strftime('%Y%m%d-%H%M%S')}.json")
+            # SecretsMissing still, should a Secret go away since the check above.
             with render.progress_bars() as bars:
                 result = run_workflow(manifests, RunRequest(name, test_mode, full, plan_path),
                                       store, secrets, settings, bars)
-        except SecretsMissing as exc:  # a Secret went away since the check above
-            store.close()
-            for problem in exc.problems:
-                err.print(problem, soft_wrap=True)
-            raise typer.Exit(ExitCode.INVALID_INPUT) from None
-        render.run_result(result)
-        codes.append(result.outcome.exit_code)
-    store.close()
+            render.run_result(result)
+            codes.append(result.outcome.exit_code)
+    finally:
+        store.close()
     raise typer.Exit(int(ExitCode.worst(codes)))

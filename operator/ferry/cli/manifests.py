@@ -4,31 +4,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import typer
-
 from ferry.api.errors import ManifestError
 from ferry.api.loader import Manifests, load_manifests
 from ferry.cli.options import LAB_DIR
-from ferry.cli.render import err, labelled
-from ferry.errors import ExitCode
 from ferry.secrets import SecretResolver
 from ferry.sync.expression_check import expression_problems
 
 
 def load(paths: list[Path]) -> Manifests:
-    """The manifests, or exit 2 listing every problem in them."""
-    try:
-        manifests = load_manifests(paths)
-        problems = expression_problems(manifests)  # before anything connects
-        if problems:
-            raise ManifestError(problems)
-        return manifests
-    except ManifestError as exc:
-        err.print(labelled(f"{len(exc.problems)} problem(s) in the manifests; nothing ran:",
-                           "bold red"))
-        for problem in exc.problems:
-            err.print(f"  {problem}")
-        raise typer.Exit(ExitCode.INVALID_INPUT) from None
+    """The manifests; a ManifestError lists every problem in them."""
+    manifests = load_manifests(paths)
+    problems = expression_problems(manifests)  # before anything connects
+    if problems:
+        raise ManifestError(problems)
+    return manifests
 
 
 def secrets(secrets_dir: str | None, paths: list[Path]) -> SecretResolver:
