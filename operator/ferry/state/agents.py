@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from ferry.errors import FerryError
-from ferry.state.database import now, utc
 from ferry.state.rows import AgentInfo, Revocation
 from ferry.state.schema import AgentRow, EnrollmentTokenRow
 
@@ -34,13 +33,13 @@ class Agents:
         """Keep an enrollment token's SHA-256 (never the token) until it is used or expires."""
         with self._session.begin() as s:
             s.add(EnrollmentTokenRow(token_hash=token_hash, environment=environment,
-                                     created_at=now(), expires_at=expires_at))
+                                     created_at=datetime.now(UTC), expires_at=expires_at))
 
     def enroll(self, token_hash: str, agent_id: str, name: str, host: str,
                version: str) -> AgentInfo | None:
         """Use a token for a new agent of its environment; None when it is unknown, used or
         expired. One conditional UPDATE claims it, so a token works once, also concurrently."""
-        when = now()
+        when = datetime.now(UTC)
         with self._session.begin() as s:
             claimed = s.execute(
                 update(EnrollmentTokenRow)
@@ -69,7 +68,7 @@ class Agents:
                 return "unknown"
             if row.used_at is not None:
                 return "used"
-            return "expired" if utc(row.expires_at) <= now() else "valid"
+            return "expired" if utc(row.expires_at) <= datetime.now(UTC) else "valid"
 
     def get(self, agent_id: str) -> AgentInfo | None:
         with self._session() as s:
@@ -108,14 +107,14 @@ class Agents:
             target = (active or found)[0]
             if target.revoked_at is not None:
                 return Revocation(_info(target), already_revoked=True)
-            target.revoked_at = now()
+            target.revoked_at = datetime.now(UTC)
             return Revocation(_info(target))
 
     def seen(self, agent_id: str, host: str, version: str) -> None:
         """Record a heartbeat: when, and the host and version the agent reported."""
         with self._session.begin() as s:
             s.execute(update(AgentRow).where(AgentRow.id == agent_id).values(
-                last_seen=now(), host=host, version=version))
+                last_seen=datetime.now(UTC), host=host, version=version))
 
 
 def _find(s: Session, id_or_name: str) -> list[AgentRow]:
@@ -135,3 +134,8 @@ def _info(row: AgentRow) -> AgentInfo:
     return AgentInfo(row.id, row.name, row.environment, row.host, row.version,
                      utc(row.enrolled_at), row.last_seen and utc(row.last_seen),
                      row.revoked_at and utc(row.revoked_at))
+
+
+def utc(value: datetime) -> datetime:
+    # SQLite hands back naive datetimes; everything stored is UTC.
+    return value if value.tzinfo else value.replace(tzinfo=UTC)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from ferry.state.database import chunks, now
 from ferry.state.rows import Join, PendingCreate
 from ferry.state.schema import JoinRow
 
@@ -51,7 +51,7 @@ class Joins:
             for source_anchor, target_dn in target_dns.items():
                 s.execute(update(JoinRow)
                           .where(JoinRow.pair == pair, JoinRow.source_anchor == source_anchor)
-                          .values(target_dn=target_dn, updated_at=now()))
+                          .values(target_dn=target_dn, updated_at=datetime.now(UTC)))
 
     def mark_deleted(self, pair: str, source_anchors: Iterable[str]) -> None:
         """The target objects of these joins were deleted by Ferry: keep them as tombstones,
@@ -60,7 +60,7 @@ class Joins:
             for chunk in chunks(source_anchors):
                 s.execute(update(JoinRow)
                           .where(JoinRow.pair == pair, JoinRow.source_anchor.in_(chunk))
-                          .values(status="deleted", updated_at=now()))
+                          .values(status="deleted", updated_at=datetime.now(UTC)))
 
     def drop(self, pair: str, source_anchors: Iterable[str]) -> None:
         with self._session.begin() as s:
@@ -80,9 +80,14 @@ def _upsert(s: Session, pair: str, source_anchor: str, target_anchor: str | None
     row = s.scalars(select(JoinRow).where(
         JoinRow.pair == pair, JoinRow.source_anchor == source_anchor)).first()
     if row is None:
-        s.add(JoinRow(pair=pair, source_anchor=source_anchor, target_anchor=target_anchor,
-                      object_type=object_type, target_dn=target_dn, status=status,
-                      updated_at=now()))
-    else:
-        row.target_anchor, row.target_dn, row.status = target_anchor, target_dn, status
-        row.object_type, row.updated_at = object_type, now()
+        row = JoinRow(pair=pair, source_anchor=source_anchor)
+        s.add(row)
+    row.target_anchor, row.target_dn, row.status = target_anchor, target_dn, status
+    row.object_type, row.updated_at = object_type, datetime.now(UTC)
+
+
+def chunks(items: Iterable[str], size: int = 500) -> Iterable[list[str]]:
+    """items in lists short enough for one IN clause on every database."""
+    listed = list(items)
+    for start in range(0, len(listed), size):
+        yield listed[start : start + size]

@@ -5,11 +5,11 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from ferry.state.database import now
 from ferry.state.rows import ObjectResult, StoredRun
 from ferry.state.schema import ObjectResultRow, RunRow
 
@@ -20,9 +20,9 @@ class Runs:
 
     def start(self, workflow: str, mode: str, run_id: str | None = None) -> str:
         """Record a run as Running; a given id that already exists (a retried Job) restarts it."""
-        run_id = run_id or now().strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+        run_id = run_id or datetime.now(UTC).strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
         with self._session.begin() as s:
-            s.merge(RunRow(id=run_id, workflow=workflow, mode=mode, started_at=now(),
+            s.merge(RunRow(id=run_id, workflow=workflow, mode=mode, started_at=datetime.now(UTC),
                            finished_at=None, result="Running", message="", counts={}))
         return run_id
 
@@ -34,7 +34,7 @@ class Runs:
                counts: dict[str, dict[str, int]]) -> None:
         with self._session.begin() as s:
             s.execute(update(RunRow).where(RunRow.id == run_id).values(
-                finished_at=now(), result=result, exit_code=exit_code, message=message,
+                finished_at=datetime.now(UTC), result=result, exit_code=exit_code, message=message,
                 counts=counts))
 
     def recent(self, workflow: str | None = None, limit: int = 20) -> list[StoredRun]:

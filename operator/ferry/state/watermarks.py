@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from ferry.state.database import chunks, now
+from ferry.state.joins import chunks
 from ferry.state.rows import Watermark
 from ferry.state.schema import InventoryRow, RetryRow, WatermarkRow
 
@@ -27,10 +28,10 @@ class Watermarks:
         with self._session.begin() as s:
             row = self._row(s, workflow, environment)
             if row is None:
-                s.add(WatermarkRow(workflow=workflow, environment=environment,
-                                   kind=watermark.kind, value=watermark.value, updated_at=now()))
-            else:
-                row.kind, row.value, row.updated_at = watermark.kind, watermark.value, now()
+                row = WatermarkRow(workflow=workflow, environment=environment)
+                s.add(row)
+            row.kind, row.value = watermark.kind, watermark.value
+            row.updated_at = datetime.now(UTC)
 
     def reset(self, environment: str) -> None:
         """Forget where deltas start: the next run of every workflow reads in full."""
