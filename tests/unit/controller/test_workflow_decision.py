@@ -13,6 +13,7 @@ from ferry.api.workflow import WorkflowSpec
 from ferry.controller.run_tracking import Decision
 from ferry.controller.runs import RUN_LABEL, job_name, run_id_for
 from ferry.controller.workflow_decision import decide as decide_typed
+from ferry.kube import status_changes
 
 T0 = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
 UID = "4f0c3c6e-0000-4000-8000-000000000001"
@@ -184,3 +185,16 @@ def test_condition_transition_time_moves_only_when_status_changes() -> None:
     later = decide(workflow(status=wire(first)), [], problems=[], now=T0 + timedelta(hours=1))
     assert condition(wire(later), "Ready")["lastTransitionTime"] == \
         condition(wire(first), "Ready")["lastTransitionTime"]
+
+
+def test_the_patch_clears_the_active_run_once_it_has_finished() -> None:
+    active = {"id": "abc", "jobName": "x", "trigger": "Manual", "result": "Running",
+              "startTime": "2026-11-21T10:00:00Z"}
+    observed = workflow(status={"activeRun": active})
+    decision = decide(observed, [job("abc", "Complete")], problems=[], now=T0)
+    changes = status_changes(WorkflowStatus.model_validate(observed["status"]), decision.status)
+    assert "activeRun" in changes and changes["activeRun"] is None  # merge patch: delete it
+    assert changes["lastRun"] == {**active, "result": "Succeeded", "message": "",
+                                  "completionTime": "2026-11-21T10:05:00Z"}
+    unchanged = decide(workflow(status=wire(decision)), [], problems=[], now=T0)
+    assert status_changes(decision.status, unchanged.status) == {}
