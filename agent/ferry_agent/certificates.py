@@ -1,4 +1,4 @@
-"""Keys, certificate names and key files: what the agent's identity and the gateway's CA share.
+"""Keys and key files: what the agent's identity and the gateway's CA share.
 
 Keys are EC P-256 in unencrypted PKCS#8 PEM: a service that starts unattended would need a
 passphrase beside the key, so owner-only file modes are the protection.
@@ -15,7 +15,6 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
-from cryptography.x509.oid import NameOID
 
 FOLDER_MODE = 0o700
 FILE_MODE = 0o600
@@ -27,11 +26,6 @@ def new_key() -> tuple[ec.EllipticCurvePrivateKey, bytes]:
     key = ec.generate_private_key(ec.SECP256R1())
     return key, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                   serialization.NoEncryption())
-
-
-def common_name(name: str) -> x509.Name:
-    """The subject CN=`name` (an agent's name in its CSR, its id in its certificate)."""
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
 
 
 def same_key(cert: x509.Certificate, key: PrivateKeyTypes) -> bool:

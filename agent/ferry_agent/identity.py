@@ -21,14 +21,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.x509.oid import NameOID
 
-from ferry_agent.certificates import (
-    FILE_MODE,
-    FOLDER_MODE,
-    common_name,
-    new_key,
-    same_key,
-    write_atomically,
-)
+from ferry_agent.certificates import FILE_MODE, FOLDER_MODE, new_key, same_key, write_atomically
 from ferry_agent.errors import FerryAgentError
 
 KEY_FILE = "agent.key"
@@ -73,7 +66,8 @@ def create_key(folder: Path, agent_name: str) -> bytes:
         )
     ensure_folder(folder)
     key, pem = new_key()
-    csr = (x509.CertificateSigningRequestBuilder().subject_name(common_name(agent_name))
+    csr = (x509.CertificateSigningRequestBuilder()
+           .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, agent_name)]))
            .sign(key, hashes.SHA256()))
     for stale in (CERT_FILE, CA_FILE):
         with contextlib.suppress(FileNotFoundError):

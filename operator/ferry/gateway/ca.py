@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPri
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from ferry.errors import InvalidInput
-from ferry_agent.certificates import FOLDER_MODE, common_name, new_key, same_key, write_atomically
+from ferry_agent.certificates import FOLDER_MODE, new_key, same_key, write_atomically
 
 CA_CERT_FILE = "ca.crt"
 CA_KEY_FILE = "ca.key"
@@ -85,7 +85,7 @@ class AgentCA:
         ca_public = self.key.public_key()
         return (
             x509.CertificateBuilder()
-            .subject_name(common_name(agent_id))
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, agent_id)]))
             .issuer_name(self.cert.subject)
             .public_key(csr.public_key())
             .serial_number(x509.random_serial_number())

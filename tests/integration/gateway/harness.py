@@ -27,13 +27,13 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from ferry.gateway.ca import AgentCA
 from ferry.gateway.job_auth import ROLE_JOB, load_signing_key, mint, write_signing_key
 from ferry.lab.samba import LabDomain
 from ferry_agent import identity
+from ferry_agent.certificates import new_key, write_atomically
 from ferry_agent.identity import Identity
 from ferry_agent.protocol import (
     EnrollRequest,
@@ -65,7 +65,7 @@ def free_port(host: str) -> int:
 
 def issue_server_cert(ca: AgentCA, address: str, folder: Path) -> tuple[Path, Path]:
     """A server certificate for the IP `address` from the agent CA; (cert file, key file)."""
-    key = ec.generate_private_key(ec.SECP256R1())
+    key, key_pem = new_key()
     now = datetime.now(UTC)
     cert = (
         x509.CertificateBuilder()
@@ -83,10 +83,7 @@ def issue_server_cert(ca: AgentCA, address: str, folder: Path) -> tuple[Path, Pa
     )
     cert_file, key_file = folder / "server.crt", folder / "server.key"
     cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    os.chmod(key_file, 0o600)
+    write_atomically(key_file, key_pem)
     return cert_file, key_file
 
 
