@@ -71,9 +71,9 @@ def test_a_connector_uses_the_settings_it_is_given_not_the_environment(
     (tmp_path / "env.yaml").write_text(AGENT_ENVIRONMENT)
     env = load_manifests([tmp_path / "env.yaml"]).environments["corp"]
     secrets = SecretResolver.from_environment(str(tmp_path))
-    with mock.patch.dict(os.environ, {"FERRY_GATEWAY_URL": "https://gateway"}):
-        with pytest.raises(ConnectorUnavailable) as raised:
-            open_connector(env, secrets, RunSettings())
+    with (mock.patch.dict(os.environ, {"FERRY_GATEWAY_URL": "https://gateway"}),
+          pytest.raises(ConnectorUnavailable) as raised):
+        open_connector(env, secrets, RunSettings())
     assert str(raised.value) == (
         "Environment/corp: spec.connection is agent, but no gateway is configured; set"
         " FERRY_GATEWAY_URL, FERRY_GATEWAY_CA and FERRY_GATEWAY_TOKEN_FILE")
