@@ -68,7 +68,7 @@ class Agents:
                 return "unknown"
             if row.used_at is not None:
                 return "used"
-            return "expired" if utc(row.expires_at) <= datetime.now(UTC) else "valid"
+            return "expired" if _utc(row.expires_at) <= datetime.now(UTC) else "valid"
 
     def get(self, agent_id: str) -> AgentInfo | None:
         with self._session() as s:
@@ -132,10 +132,10 @@ def _active(s: Session, environment: str) -> int:
 
 def _info(row: AgentRow) -> AgentInfo:
     return AgentInfo(row.id, row.name, row.environment, row.host, row.version,
-                     utc(row.enrolled_at), row.last_seen and utc(row.last_seen),
-                     row.revoked_at and utc(row.revoked_at))
+                     _utc(row.enrolled_at), row.last_seen and _utc(row.last_seen),
+                     row.revoked_at and _utc(row.revoked_at))
 
 
-def utc(value: datetime) -> datetime:
+def _utc(value: datetime) -> datetime:
     # SQLite hands back naive datetimes; everything stored is UTC.
     return value if value.tzinfo else value.replace(tzinfo=UTC)
