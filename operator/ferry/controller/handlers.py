@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -104,15 +105,6 @@ async def _cleanup(memo: kopf.Memo, **_: Any) -> None:
             log.exception("ticker had failed")
 
 
-@kopf.on.event(API_GROUP, API_VERSION, "workflows")
-def _workflow_event(type: str, body: kopf.Body, memo: kopf.Memo,
-                    **_: Any) -> None:
-    ctl: Controller = memo.controller
-    meta = body["metadata"]
-    if _cached(ctl, "Workflow", type, body):
-        ctl.workflows.reconcile(meta["namespace"], meta["name"])
-
-
 @kopf.on.event("batch", "v1", "jobs", labels={"app.kubernetes.io/managed-by": MANAGED_BY})
 def _job_event(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     labels = body["metadata"].get("labels") or {}
@@ -123,36 +115,44 @@ def _job_event(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         memo.controller.environments.reconcile(namespace, labels[ENVIRONMENT_LABEL])
 
 
-@kopf.on.event(API_GROUP, API_VERSION, "environments")
-def _environment_event(type: str, body: kopf.Body, memo: kopf.Memo,
-                       **_: Any) -> None:
-    ctl: Controller = memo.controller
-    meta = body["metadata"]
-    if _cached(ctl, "Environment", type, body):
-        ctl.environments.reconcile(meta["namespace"], meta["name"])
-    _reconcile_dependents(ctl, meta["namespace"], "Environment", meta["name"])
+# The ferry.dev kinds watched: kind -> (plural, reconcile one object that still exists).
+_WATCHED: dict[str, tuple[str, Callable[[Controller, kopf.Body], None]]] = {
+    "Workflow": ("workflows", lambda ctl, body: ctl.workflows.reconcile(*_key(body))),
+    "Environment": ("environments", lambda ctl, body: ctl.environments.reconcile(*_key(body))),
+    "Template": ("templates", lambda ctl, body: ctl.templates.reconcile(dict(body))),
+}
 
 
-@kopf.on.event(API_GROUP, API_VERSION, "templates")
-def _template_event(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+def _object_event(type: str, body: kopf.Body, memo: kopf.Memo, param: str = "",
+                  **_: Any) -> None:
+    """A watch event of the kind `param`: reconcile the object and, for an Environment or a
+    Template, the Workflows that name it."""
     ctl: Controller = memo.controller
-    meta = body["metadata"]
-    if _cached(ctl, "Template", type, body):
-        ctl.templates.reconcile(dict(body))
-    _reconcile_dependents(ctl, meta["namespace"], "Template", meta["name"])
+    if _cached(ctl, param, type, body):
+        _WATCHED[param][1](ctl, body)
+    if param != "Workflow":
+        _reconcile_dependents(ctl, *_key(body), param)
+
+
+for _kind, (_plural, _) in _WATCHED.items():  # one handler id per kind, e.g. workflow_event
+    kopf.on.event(API_GROUP, API_VERSION, _plural, id=f"{_kind.lower()}_event",
+                  param=_kind)(_object_event)
+
+
+def _key(body: kopf.Body) -> tuple[str, str]:
+    return body["metadata"]["namespace"], body["metadata"]["name"]
 
 
 def _cached(ctl: Controller, kind: str, event: str, body: kopf.Body) -> bool:
     """Keep the cache in step with a watch event; True when the object still exists."""
-    meta = body["metadata"]
     if event == "DELETED":
-        ctl.cache.drop(kind, meta["namespace"], meta["name"])
+        ctl.cache.drop(kind, *_key(body))
         return False
     ctl.cache.put(kind, dict(body))
     return True
 
 
-def _reconcile_dependents(ctl: Controller, namespace: str, kind: str, name: str) -> None:
+def _reconcile_dependents(ctl: Controller, namespace: str, name: str, kind: str) -> None:
     """Workflows' Ready depends on the Environments and Templates they name."""
     for workflow in ctl.cache.all("Workflow", namespace):
         if (kind, name) in referenced_objects(workflow.get("spec") or {}):
