@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import os
+from collections.abc import Callable
 from typing import Any
 
 from kubernetes import client, config
@@ -52,6 +53,19 @@ class FerryObjects:
         self._custom.patch_namespaced_custom_object_status(
             API_GROUP, API_VERSION, meta["namespace"], plural, meta["name"],
             {"metadata": {"resourceVersion": meta["resourceVersion"]}, "status": status})
+
+
+def retry_conflicts(attempt: Callable[[], None], attempts: int = 5) -> bool:
+    """Call `attempt` (read, decide, patch) again while it fails with 409 Conflict because
+    the object changed meanwhile; False when every attempt did."""
+    for _ in range(attempts):
+        try:
+            attempt()
+            return True
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+    return False
 
 
 def status_changes(old: StatusModel, new: StatusModel) -> dict[str, Any]:

@@ -11,7 +11,6 @@ from typing import Any
 
 import structlog
 from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from ferry.api.base import ObjectMeta
@@ -25,7 +24,7 @@ from ferry.controller.job_credentials import create_job, operator_credential
 from ferry.controller.jobs import build_discovery_job, secret_refs, token_files
 from ferry.controller.run_tracking import StartJob
 from ferry.controller.runs import ENVIRONMENT_LABEL
-from ferry.kube import ApiSecretResolver, FerryObjects, status_changes
+from ferry.kube import ApiSecretResolver, FerryObjects, retry_conflicts, status_changes
 from ferry.secrets import SecretError, SecretSource
 from ferry.settings import GATEWAY_URL_ENV, OperatorSettings, RunSettings
 
@@ -131,19 +130,13 @@ class EnvironmentReconciler:
         return now - last[1] >= every
 
     def reconcile(self, namespace: str, name: str) -> None:
-        for _ in range(5):
-            body = self._objects.get("environments", namespace, name)
-            if body is None or body["metadata"].get("deletionTimestamp"):
-                return
-            try:
-                self._reconcile_once(namespace, body)
-                return
-            except ApiException as exc:
-                if exc.status != 409:
-                    raise
-        log.warning("environment.conflicts", environment=f"{namespace}/{name}")
+        if not retry_conflicts(lambda: self._reconcile_once(namespace, name)):
+            log.warning("environment.conflicts", environment=f"{namespace}/{name}")
 
-    def _reconcile_once(self, namespace: str, body: dict[str, Any]) -> None:
+    def _reconcile_once(self, namespace: str, name: str) -> None:
+        body = self._objects.get("environments", namespace, name)
+        if body is None or body["metadata"].get("deletionTimestamp"):
+            return
         meta = ObjectMeta.model_validate(body["metadata"])
         now = datetime.now(UTC)
         old = EnvironmentStatus.of(body)

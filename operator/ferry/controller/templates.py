@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from ferry.api.base import ObjectMeta
@@ -14,7 +13,7 @@ from ferry.api.events import EventType
 from ferry.api.status import ConditionStatus, TemplateStatus
 from ferry.api.template import TemplateSpec
 from ferry.controller.events import EventRecorder
-from ferry.kube import FerryObjects, status_changes
+from ferry.kube import FerryObjects, retry_conflicts, status_changes
 from ferry.sync.expression_check import template_problems
 
 
@@ -47,11 +46,8 @@ class TemplateReconciler:
         changes = status_changes(old, new)
         if not changes:
             return
-        try:
-            self._objects.patch_status("templates", body, changes)
-        except ApiException as exc:
-            if exc.status == 409:
-                return  # a newer version is on its way through the watch
-            raise
+        if not retry_conflicts(lambda: self._objects.patch_status("templates", body, changes),
+                               attempts=1):
+            return  # a newer version is on its way through the watch
         if problem and not has_condition(old, ConditionType.READY, ConditionStatus.FALSE):
             self._events.post(body, EventType.WARNING, Reason.INVALID_EXPRESSION, problem)

@@ -9,7 +9,6 @@ from typing import Any, TypeVar
 
 import structlog
 from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from ferry.api.base import ObjectMeta
@@ -26,14 +25,13 @@ from ferry.controller.job_credentials import create_job
 from ferry.controller.jobs import build_job, secret_refs, token_files
 from ferry.controller.runs import WORKFLOW_LABEL
 from ferry.controller.workflow_decision import Decision, decide
-from ferry.kube import FerryObjects, status_changes
+from ferry.kube import FerryObjects, retry_conflicts, status_changes
 from ferry.settings import OperatorSettings
 
 log = structlog.get_logger("ferry.operator")
 
 Clock = Callable[[], datetime]
 Referenced = TypeVar("Referenced", Environment, Template)
-_CONFLICT_RETRIES = 5
 
 
 def referenced_objects(spec: WorkflowSpec | dict[str, Any]) -> list[tuple[str, str]]:
@@ -65,14 +63,8 @@ class WorkflowReconciler:
     def reconcile(self, namespace: str, name: str) -> None:
         """Bring one Workflow's status and Jobs in line with its spec, schedule and requests."""
         with self._lock(namespace, name):
-            for _ in range(_CONFLICT_RETRIES):
-                try:
-                    self._reconcile_once(namespace, name)
-                    return
-                except ApiException as exc:
-                    if exc.status != 409:
-                        raise
-            log.warning("workflow.conflicts", workflow=f"{namespace}/{name}")
+            if not retry_conflicts(lambda: self._reconcile_once(namespace, name)):
+                log.warning("workflow.conflicts", workflow=f"{namespace}/{name}")
 
     def _reconcile_once(self, namespace: str, name: str) -> None:
         body = self._objects.get("workflows", namespace, name)
