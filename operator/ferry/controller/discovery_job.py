@@ -5,17 +5,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 
 import structlog
 from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from ferry.api.environment import Environment
 from ferry.api.status import DiscoveryRun, EnvironmentStatus, RunResult
 from ferry.connectors.factory import open_connector
+from ferry.controller.job_report import ActiveEntry, report
 from ferry.controller.run_tracking import end
-from ferry.kube import FerryObjects, status_changes
+from ferry.kube import FerryObjects
 from ferry.secrets import SecretSource
 from ferry.settings import RunSettings
 from ferry.state.store import StateStore
@@ -23,6 +24,8 @@ from ferry.sync.discovery import DiscoveryResult, discover
 from ferry.sync.outcome import ExitCode
 
 log = structlog.get_logger("ferry.discover_job")
+_ACTIVE_DISCOVERY = ActiveEntry("environments", EnvironmentStatus,
+                                lambda s: s.active_discovery, "discover_job")
 
 
 def run_discovery_job(api: client.ApiClient, namespace: str, name: str, run_id: str,
@@ -35,11 +38,12 @@ def run_discovery_job(api: client.ApiClient, namespace: str, name: str, run_id: 
     if body is None or active is None or active.id != run_id:
         log.error("discover_job.not_active", run=run_id, active=active and active.id)
         return ExitCode.INVALID_INPUT
-    _report(objects, namespace, name, run_id, _running)
+    update = partial(report, objects, _ACTIVE_DISCOVERY, namespace, name, run_id)
+    update(_running)
     try:
         env = Environment.without_status(body)
     except ValidationError as exc:
-        _report(objects, namespace, name, run_id, _final(RunResult.FAILED, str(exc)))
+        update(_final(RunResult.FAILED, str(exc)))
         return ExitCode.INVALID_INPUT
     try:
         connector = open_connector(env, secrets, settings)
@@ -49,14 +53,13 @@ def run_discovery_job(api: client.ApiClient, namespace: str, name: str, run_id: 
             connector.close()
     except Exception as exc:  # the Environment's status must say why, whatever broke
         log.exception("discover_job.failed", environment=f"{namespace}/{name}")
-        _report(objects, namespace, name, run_id,
-                _final(RunResult.FAILED, f"{type(exc).__name__}: {exc}"))
+        update(_final(RunResult.FAILED, f"{type(exc).__name__}: {exc}"))
         return ExitCode.FAILED
     kind = "full" if found.full else "delta"
     message = (f"{kind} discovery: {found.total} objects"
                f" ({', '.join(f'{n} {t}' for t, n in found.counts.items()) or 'none'});"
                f" {found.changed} read, {found.deleted} gone")
-    _report(objects, namespace, name, run_id, _discovered(found, message))
+    update(_discovered(found, message))
     log.info("discover_job.done", environment=f"{namespace}/{name}", message=message)
     return ExitCode.OK
 
@@ -83,22 +86,3 @@ def _discovered(found: DiscoveryResult, message: str) -> Change:
         run.full = found.full
     return change
 
-
-def _report(objects: FerryObjects, namespace: str, name: str, run_id: str,
-            change: Change) -> None:
-    """Change status (and status.activeDiscovery) while this discovery is the active one."""
-    for _ in range(5):
-        body = objects.get("environments", namespace, name)
-        old = EnvironmentStatus.of(body)
-        if body is None or old.active_discovery is None or old.active_discovery.id != run_id:
-            log.warning("discover_job.status_gone", run=run_id)
-            return
-        new = old.model_copy(deep=True)
-        assert new.active_discovery is not None
-        change(new, new.active_discovery)
-        try:
-            objects.patch_status("environments", body, status_changes(old, new))
-            return
-        except ApiException as exc:
-            if exc.status != 409:
-                raise

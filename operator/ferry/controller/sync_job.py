@@ -8,11 +8,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import structlog
 from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from ferry.api.environment import Environment
@@ -23,11 +23,12 @@ from ferry.api.status import RunCounts, RunResult, RunSummary, WorkflowStatus
 from ferry.api.template import Template
 from ferry.api.workflow import Workflow
 from ferry.controller.events import EventRecorder
+from ferry.controller.job_report import ActiveEntry, report
 from ferry.controller.run_tracking import end
 from ferry.controller.workflows import referenced_objects
 from ferry.engine.plan import Count
 from ferry.errors import InvalidInput
-from ferry.kube import FerryObjects, status_changes
+from ferry.kube import FerryObjects
 from ferry.secrets import SecretsMissing, SecretSource
 from ferry.settings import RunSettings
 from ferry.state.store import StateStore
@@ -39,6 +40,7 @@ log = structlog.get_logger("ferry.sync_job")
 _PLURALS = {"Environment": "environments", "Template": "templates"}
 _MODELS: dict[str, type[Environment] | type[Template]] = {
     "Environment": Environment, "Template": Template}
+_ACTIVE_RUN = ActiveEntry("workflows", WorkflowStatus, lambda s: s.active_run, "sync_job")
 
 
 class SyncJobError(InvalidInput):
@@ -60,29 +62,28 @@ def run_sync_job(api: client.ApiClient, namespace: str, workflow: str, run_id: s
         # Another run is current (or this one was already recorded): never run twice.
         log.error("sync_job.not_active", run=run_id, active=active and active.id)
         return ExitCode.INVALID_INPUT
-    _report(objects, namespace, workflow, run_id, _running)
+    update = partial(report, objects, _ACTIVE_RUN, namespace, workflow, run_id)
+    update(_running)
     try:
         manifests = _manifests(objects, namespace, body)
     except SyncJobError as exc:
-        _report(objects, namespace, workflow, run_id, _final(RunResult.FAILED, str(exc)))
+        update(_final(RunResult.FAILED, str(exc)))
         events.post(body, EventType.WARNING, EventReason.INVALID_INPUT, str(exc))
         return ExitCode.INVALID_INPUT
-    progress = StatusProgress(lambda text: _report(objects, namespace, workflow, run_id,
-                                                   _progress(text)))
+    progress = StatusProgress(lambda text: update(_progress(text)))
     try:
         result = runner(manifests, RunRequest(workflow, run_id=run_id), store, secrets,
                         settings, progress)
     except SecretsMissing as exc:  # nothing was connected or recorded: say what to fix
         message = "; ".join(exc.problems)
         log.error("sync_job.secrets_missing", run=run_id, problems=exc.problems)
-        _report(objects, namespace, workflow, run_id, _final(RunResult.FAILED, message))
+        update(_final(RunResult.FAILED, message))
         events.post(body, EventType.WARNING, EventReason.INVALID_INPUT, message)
         return ExitCode.INVALID_INPUT
     outcome: RunOutcome = result.outcome
     totals = outcome.totals()
     counts = RunCounts.model_validate({key: totals[key] for key in Count})
-    _report(objects, namespace, workflow, run_id,
-            _final(outcome.result, outcome.message, counts))
+    update(_final(outcome.result, outcome.message, counts))
     if outcome.conflicts:
         first = "; ".join(c.message for c in outcome.conflicts[:3])
         events.post(body, EventType.WARNING, EventReason.MATCH_CONFLICTS,
@@ -150,43 +151,23 @@ def _manifests(objects: FerryObjects, namespace: str, body: dict[str, Any]) -> M
     return manifests
 
 
-Change = Callable[[RunSummary], None]
+Change = Callable[[WorkflowStatus, RunSummary], None]
 
 
-def _running(run: RunSummary) -> None:
+def _running(_: WorkflowStatus, run: RunSummary) -> None:
     run.result = RunResult.RUNNING
 
 
 def _progress(text: str) -> Change:
-    def change(run: RunSummary) -> None:
+    def change(_: WorkflowStatus, run: RunSummary) -> None:
         run.progress = text
     return change
 
 
 def _final(result: RunResult, message: str, counts: RunCounts | None = None) -> Change:
-    def change(run: RunSummary) -> None:
+    def change(_: WorkflowStatus, run: RunSummary) -> None:
         end(run, result, message, datetime.now(UTC))
         if counts is not None:
             run.counts = counts
     return change
 
-
-def _report(objects: FerryObjects, namespace: str, workflow: str, run_id: str,
-            change: Change, attempts: int = 5) -> None:
-    """Change status.activeRun if it is still this run (optimistic concurrency)."""
-    for _ in range(attempts):
-        body = objects.get("workflows", namespace, workflow)
-        old = WorkflowStatus.of(body)
-        if body is None or old.active_run is None or old.active_run.id != run_id:
-            log.warning("sync_job.status_gone", run=run_id)
-            return
-        new = old.model_copy(deep=True)
-        assert new.active_run is not None
-        change(new.active_run)
-        try:
-            objects.patch_status("workflows", body, status_changes(old, new))
-            return
-        except ApiException as exc:
-            if exc.status != 409:
-                raise
-    log.warning("sync_job.status_conflicts", run=run_id)
