@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import gc
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import structlog
 
-from ferry.api.environment import Environment
 from ferry.api.loader import Manifests
 from ferry.connectors.base import Connector
 from ferry.connectors.factory import connection_secrets, open_connector
@@ -55,9 +54,6 @@ class CompletedRun:
     plan_path: Path | None = None
 
 
-ConnectorFactory = Callable[[Environment, SecretSource, RunSettings], Connector]
-
-
 def run_workflow(
     manifests: Manifests,
     request: RunRequest,
@@ -65,7 +61,6 @@ def run_workflow(
     secrets: SecretSource,
     settings: RunSettings,
     progress: Progress | None = None,
-    connector_factory: ConnectorFactory = open_connector,
 ) -> CompletedRun:
     """Run a workflow end to end; never raises for per-object problems.
 
@@ -91,7 +86,7 @@ def run_workflow(
         retries = {p.rules.name: store.retries.of(p.rules.name) for p in pairs}
         reads: dict[str, EnvironmentRead] = {}
         for env_name, need in needs.items():
-            connector = connectors[env_name] = connector_factory(
+            connector = connectors[env_name] = open_connector(
                 manifests.environments[env_name], resolved, settings)
             task = progress.task(f"read {env_name}")
             retry_anchors = set().union(*(retries[p.rules.name] for p in pairs
