@@ -18,12 +18,13 @@ from ferry.state.schema import ObjectResultRow, RunRow
 class Runs:
     _session: sessionmaker[Session]
 
-    def start(self, workflow: str, mode: str, run_id: str | None = None) -> str:
-        """Record a run as Running; a given id that already exists (a retried Job) restarts it."""
+    def start(self, workflow: str, mode: str, result: str, run_id: str | None = None) -> str:
+        """Record a run with its first result (the caller's Running); a given id that already
+        exists (a retried Job) restarts it."""
         run_id = run_id or datetime.now(UTC).strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
         with self._session.begin() as s:
             s.merge(RunRow(id=run_id, workflow=workflow, mode=mode, started_at=datetime.now(UTC),
-                           finished_at=None, result="Running", message="", counts={}))
+                           finished_at=None, result=result, message="", counts={}))
         return run_id
 
     def record(self, run_id: str, results: Iterable[ObjectResult]) -> None:

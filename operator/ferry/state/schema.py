@@ -84,7 +84,7 @@ class RunRow(Base):
     mode: Mapped[str] = mapped_column(String(20))      # full | changed | test
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    result: Mapped[str] = mapped_column(String(20), default="Running")
+    result: Mapped[str] = mapped_column(String(20))
     exit_code: Mapped[int | None] = mapped_column(Integer)
     message: Mapped[str] = mapped_column(Text, default="")
     counts: Mapped[dict[str, dict[str, int]]] = mapped_column(JSON, default=dict)

@@ -12,6 +12,7 @@ from pathlib import Path
 import structlog
 
 from ferry.api.loader import Manifests
+from ferry.api.status import RunResult
 from ferry.connectors.base import Connector
 from ferry.connectors.factory import connection_secrets, open_connector
 from ferry.engine.expressions import ExpressionError
@@ -77,7 +78,8 @@ def run_workflow(
     needs = environment_needs(pairs)
     resolved = _read_secrets(manifests, pairs, needs, secrets, test_mode)
     # Test mode writes nothing anywhere, run history included.
-    run_id = "plan" if test_mode else store.runs.start(request.workflow, mode, request.run_id)
+    run_id = "plan" if test_mode else store.runs.start(request.workflow, mode,
+                                                       RunResult.RUNNING, request.run_id)
     outcome = RunOutcome(run_id, request.workflow, mode)
     result = CompletedRun(outcome)
     log.info("run.started", workflow=request.workflow, run=run_id, mode=mode)

@@ -63,7 +63,7 @@ def test_retries_are_replaced_each_run(location: str) -> None:
 
 def test_run_history_keeps_counts_and_object_results(location: str) -> None:
     store = StateStore(location)
-    run = store.runs.start("wf", "full")
+    run = store.runs.start("wf", "full", "Running")
     store.runs.record(run, [ObjectResult(PAIR, "user", "src-1", "CN=A", "create", "ok"),
                             ObjectResult(PAIR, "user", "src-2", "CN=B", "create", "error",
                                          "entryAlreadyExists")])
