@@ -155,11 +155,8 @@ class Agents:
                  "--directory", str(ini), "--state-dir", str(home / "identity")],
                 env=env, stdout=agent_log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=True)
-        store = StateStore(self.gateway.state)
-        try:
+        with StateStore(self.gateway.state) as store:
             (agent,) = [a for a in store.agents.enrolled(environment) if a.name == name]
-        finally:
-            store.close()
         return agent.id
 
     def log(self, name: str) -> str:

@@ -46,11 +46,8 @@ def agent_token_create(
                 api_client(), namespace or current_namespace(), environment, lifetime)
             err.print(f"kept as Secret {secret} until the gateway claims it")
         else:
-            store = StateStore(state)
-            try:
+            with StateStore(state) as store:
                 token, expires = create_token(store, environment, lifetime)
-            finally:
-                store.close()
     except ValueError as exc:  # a TTL or environment name the gateway's parsers refused
         raise InvalidInput(str(exc)) from exc
     typer.echo(token)  # alone on stdout, so TOKEN=$(ferry agent token create ENV) works
@@ -66,11 +63,8 @@ def agent_list(state: StateOpt = DEFAULT_STATE,
     """List enrolled agents: environment, host, version, last heartbeat, revoked or not."""
     from ferry.state.store import StateStore
 
-    store = StateStore(state)
-    try:
+    with StateStore(state) as store:
         agents = store.agents.enrolled(environment)
-    finally:
-        store.close()
     render.agents(agents)
 
 
@@ -82,11 +76,8 @@ def agent_revoke(
     """Revoke an agent: the gateway refuses its next call and re-issues its work."""
     from ferry.state.store import StateStore
 
-    store = StateStore(state)
-    try:
+    with StateStore(state) as store:
         done = store.agents.revoke(agent)
-    finally:
-        store.close()
     if done.same_name:
         raise InvalidInput(f"{len(done.same_name)} active agents are named {agent!r}; give an"
                            " id: " + ", ".join(a.id for a in done.same_name))

@@ -33,12 +33,9 @@ def guests_invite(
 
     settings = RunSettings.from_environment()
     manifests = local.load(paths)
-    store = StateStore(state)
-    try:
+    with StateStore(state) as store:
         invited = invite_guests(manifests, environment, store, local.secrets(secrets_dir, paths),
                                 settings, where, dry_run)
-    finally:
-        store.close()
     verb = "would invite" if dry_run else "invited"
     for guest in invited:
         out.print(f"{verb} {guest.mail} ({guest.guest})")

@@ -78,10 +78,7 @@ def _job_command(option: str, target: str, state: str, secrets_dir: str | None,
     namespace, _, name = target.partition("/")
     if not namespace or not name:
         raise InvalidInput(f"{option} must be NAMESPACE/NAME, not {target!r}")
-    store = StateStore(state)
-    try:
+    with StateStore(state) as store:
         code = body(api_client(), namespace, name, store,
                     SecretResolver.from_environment(secrets_dir), settings)
-    finally:
-        store.close()
     raise typer.Exit(int(code))

@@ -42,9 +42,8 @@ def execute(paths: list[Path], workflow: str | None, state: str, secrets_dir: st
             missing.update(dict.fromkeys(exc.problems))
     if missing:
         raise SecretsMissing(missing)
-    store = StateStore(state, read_only=all(tests.values()))
     codes = []
-    try:
+    with StateStore(state, read_only=all(tests.values())) as store:
         for name in names:
             plan_path = plan_out or (None if tests[name] else Path(".ferry/plans") / f"{name}-"
                                      f"{datetime.now().strftime('%Y%m%d-%H%M%S')}.json")
@@ -54,6 +53,4 @@ def execute(paths: list[Path], workflow: str | None, state: str, secrets_dir: st
                                       store, secrets, settings, bars)
             render.run_result(result)
             codes.append(result.outcome.exit_code)
-    finally:
-        store.close()
     raise typer.Exit(int(ExitCode.worst(codes)))

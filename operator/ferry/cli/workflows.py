@@ -86,11 +86,11 @@ def runs(state: StateOpt = DEFAULT_STATE, workflow: WorkflowOpt = None,
     """List recent runs with their counts, or one run's per-object results."""
     from ferry.state.store import StateStore
 
-    store = StateStore(state)
-    if run_id:
-        render.run_objects(store.runs.results(run_id))
-        return
-    render.runs(store.runs.recent(workflow, limit))
+    with StateStore(state) as store:
+        if run_id:
+            render.run_objects(store.runs.results(run_id))
+        else:
+            render.runs(store.runs.recent(workflow, limit))
 
 
 def check(paths: PathsOpt, secrets_dir: SecretsOpt = None,

@@ -93,45 +93,44 @@ async def serve(config: GatewayConfig, stop: asyncio.Event | None = None) -> Non
         log.warning("agents will not trust this gateway after enrolling: the server"
                     " certificate is not issued by the CA bundle they are given",
                     tls_cert=str(config.tls_cert), server_ca=str(config.server_ca or "agent CA"))
-    store = StateStore(config.state)
     queue = WorkQueue(config.limits)
     guard = ConnectionGuard(config.connections, lambda ssl_object: peer_agent_id(ssl_object, ca))
-    services = Services(store, ca, queue, job_key, bundle, agent_stream=config.agent_stream,
-                        connections=config.connections, guard=guard)
-    if config.token_secrets_namespace:
-        from ferry.gateway.token_secrets import SecretTokens
-        from ferry.kube import api_client  # only in a cluster
-
-        services.token_secrets = SecretTokens(api_client(), config.token_secrets_namespace,
-                                              store)
     _hide_versions()
     _quiet_aiohttp()
-    # A client that goes away cancels its long poll, so no work is leased to nobody. Bodies
-    # are taken as sent: no client compresses them, and inflating one would get round the
-    # limits on their size.
-    runner = web.AppRunner(build_app(services), access_log=None, handler_cancellation=True,
-                           shutdown_timeout=_SHUTDOWN_SECONDS, auto_decompress=False)
-    await runner.setup()
-    stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    sweeper = asyncio.create_task(_sweep(queue))
-    watcher = asyncio.create_task(_watch_revocations(services))
-    try:
-        site = GuardedSite(runner, config.host, config.port, context, guard)
-        await site.start()
-        host = f"[{config.host}]" if _is_ipv6(config.host) else config.host
-        log.info("gateway listening", url=f"https://{host}:{config.port}",
-                 state=_safe_location(config.state), lease_seconds=config.limits.lease_seconds,
-                 agent_timeout=config.limits.agent_timeout)
-        await stop.wait()
-        log.info("gateway stopping", **queue.counts())
-    finally:
-        sweeper.cancel()
-        watcher.cancel()
-        await runner.cleanup()
-        store.close()
+    with StateStore(config.state) as store:
+        services = Services(store, ca, queue, job_key, bundle, agent_stream=config.agent_stream,
+                            connections=config.connections, guard=guard)
+        if config.token_secrets_namespace:
+            from ferry.gateway.token_secrets import SecretTokens
+            from ferry.kube import api_client  # only in a cluster
+
+            services.token_secrets = SecretTokens(api_client(), config.token_secrets_namespace,
+                                                  store)
+        # A client that goes away cancels its long poll, so no work is leased to nobody. Bodies
+        # are taken as sent: no client compresses them, and inflating one would get round the
+        # limits on their size.
+        runner = web.AppRunner(build_app(services), access_log=None, handler_cancellation=True,
+                               shutdown_timeout=_SHUTDOWN_SECONDS, auto_decompress=False)
+        await runner.setup()
+        stop = stop or asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        sweeper = asyncio.create_task(_sweep(queue))
+        watcher = asyncio.create_task(_watch_revocations(services))
+        try:
+            site = GuardedSite(runner, config.host, config.port, context, guard)
+            await site.start()
+            host = f"[{config.host}]" if _is_ipv6(config.host) else config.host
+            log.info("gateway listening", url=f"https://{host}:{config.port}",
+                     state=_safe_location(config.state), lease_seconds=config.limits.lease_seconds,
+                     agent_timeout=config.limits.agent_timeout)
+            await stop.wait()
+            log.info("gateway stopping", **queue.counts())
+        finally:
+            sweeper.cancel()
+            watcher.cancel()
+            await runner.cleanup()
 
 
 async def _sweep(queue: WorkQueue) -> None:

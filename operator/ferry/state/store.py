@@ -4,7 +4,7 @@ and its parts by concern. Every write method commits on return."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 from urllib.parse import quote
 
 from sqlalchemy import Engine, create_engine, event, inspect
@@ -18,7 +18,8 @@ from ferry.state.watermarks import Inventory, Retries, Watermarks
 
 
 class StateStore:
-    """Joins, watermarks, retries, inventory, run history and agents, over one engine.
+    """Joins, watermarks, retries, inventory, run history and agents, over one engine;
+    `with StateStore(location) as store:` closes it.
 
     A read-only store (test mode) reads the state as it is, and as empty where there is none
     yet; it creates nothing anywhere.
@@ -44,6 +45,12 @@ class StateStore:
 
     def close(self) -> None:
         self.engine.dispose()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
 
 
 def database_url(location: str) -> str:

@@ -173,12 +173,9 @@ def totals(state: Path) -> list[dict[str, int]]:
     """Created/updated/deleted of each recorded run, newest first."""
     from ferry.state.store import StateStore
 
-    store = StateStore(str(state))
-    try:
+    with StateStore(str(state)) as store:
         return [{k: sum(c.get(k, 0) for c in run.counts.values())
                  for k in ("created", "updated", "deleted")} for run in store.runs.recent(None, 10)]
-    finally:
-        store.close()
 
 
 def contents(lab: Any, ou: str) -> dict[str, dict[str, Any]]:

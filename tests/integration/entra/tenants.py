@@ -78,13 +78,10 @@ def ferry(folder: Path, *args: str, secrets_dir: Path | None = None
 
 def totals(folder: Path) -> list[dict[str, int]]:
     """Created/updated/deleted/errors of each recorded run, newest first."""
-    store = StateStore(str(folder / "state.sqlite"))
-    try:
+    with StateStore(str(folder / "state.sqlite")) as store:
         return [{k: sum(c.get(k, 0) for c in run.counts.values())
                  for k in ("created", "updated", "deleted", "errors")}
                 for run in store.runs.recent(None, 10)]
-    finally:
-        store.close()
 
 
 def copy_example(name: str, folder: Path) -> Path:

@@ -482,6 +482,5 @@ def test_a_job_missing_a_secret_key_fails_naming_it_and_touches_nothing(
                                for e in cluster.events()), "an InvalidInput Event")
     assert cluster.tgt_names() == []
     if state.exists():
-        store = StateStore(str(state), read_only=True)
-        assert store.runs.recent() == []
-        store.close()
+        with StateStore(str(state), read_only=True) as store:
+            assert store.runs.recent() == []

@@ -22,9 +22,8 @@ def _enroll(store: StateStore, name: str) -> str:
 def test_revoke_finds_the_agent_by_id_or_unique_name_and_says_what_it_did(tmp_path: Path
                                                                           ) -> None:
     state = tmp_path / "state.sqlite"
-    store = StateStore(str(state))
-    first, second = _enroll(store, "dc-01"), _enroll(store, "dc-01")
-    store.close()
+    with StateStore(str(state)) as store:
+        first, second = _enroll(store, "dc-01"), _enroll(store, "dc-01")
 
     def revoke(agent: str) -> tuple[int, str]:
         done = ferry("agent", "revoke", agent, "--state", str(state), cwd=tmp_path)

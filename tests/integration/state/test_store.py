@@ -19,11 +19,10 @@ def location(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return str(tmp_path / "state" / "ferry.sqlite")
     url: str = request.getfixturevalue("postgres_url")
     # A fresh schema per test: drop what an earlier test left.
-    store = StateStore(url)
     from ferry.state.schema import Base
 
-    Base.metadata.drop_all(store.engine)
-    store.close()
+    with StateStore(url) as store:
+        Base.metadata.drop_all(store.engine)
     return url
 
 

@@ -22,9 +22,8 @@ def _refused(tmp_path: Path, listener: Listener, command: str, manifests: Path) 
     assert "Traceback" not in output
     assert listener.connections() == 0, "a directory was reached with a broken expression"
     if state.exists():
-        store = StateStore(str(state), read_only=True)
-        assert store.runs.recent() == []
-        store.close()
+        with StateStore(str(state), read_only=True) as store:
+            assert store.runs.recent() == []
     assert not (tmp_path / ".ferry").exists()
     return " ".join(done.stderr.split())  # the console wraps long lines
 

@@ -21,11 +21,8 @@ from ferry.state.store import StateStore
 def _runs(state: Path) -> list[str]:
     if not state.exists():
         return []
-    store = StateStore(str(state), read_only=True)
-    try:
+    with StateStore(str(state), read_only=True) as store:
         return [r.id for r in store.runs.recent()]
-    finally:
-        store.close()
 
 
 @pytest.mark.parametrize("command", ["run", "plan"])

@@ -21,9 +21,9 @@ PAIR = "ad-to-ad/src->tgt"
 
 
 def _state_with_a_join(path: Path) -> None:
-    store = StateStore(str(path))
-    store.joins.confirm(PAIR, [Join("src-1", "tgt-1", "user", "CN=a,OU=Migrated,DC=tgt,DC=test")])
-    store.close()
+    with StateStore(str(path)) as store:
+        store.joins.confirm(PAIR, [Join("src-1", "tgt-1", "user",
+                                        "CN=a,OU=Migrated,DC=tgt,DC=test")])
 
 
 def test_plan_without_state_creates_no_file_or_folder(tmp_path: Path, listener: Listener
@@ -72,11 +72,10 @@ def test_a_test_mode_workflow_under_run_writes_nothing(tmp_path: Path, listener:
 def test_a_read_only_store_without_state_reads_as_empty_and_creates_nothing(
         tmp_path: Path) -> None:
     location = tmp_path / "no" / "such" / "state.sqlite"
-    store = StateStore(str(location), read_only=True)
-    assert store.joins.confirmed(PAIR) == {}
-    assert store.retries.of(PAIR) == set()
-    assert store.watermarks.get("ad-to-ad", "src") is None
-    store.close()
+    with StateStore(str(location), read_only=True) as store:
+        assert store.joins.confirmed(PAIR) == {}
+        assert store.retries.of(PAIR) == set()
+        assert store.watermarks.get("ad-to-ad", "src") is None
     assert list(tmp_path.iterdir()) == []
 
 
@@ -100,8 +99,7 @@ def test_a_read_only_store_sees_changes_still_in_the_write_ahead_log(tmp_path: P
     writer.commit()
     try:
         assert (tmp_path / "state.sqlite-wal").exists()
-        store = StateStore(str(location), read_only=True)
-        assert store.joins.confirmed(PAIR) == {"src-1": "tgt-2"}
-        store.close()
+        with StateStore(str(location), read_only=True) as store:
+            assert store.joins.confirmed(PAIR) == {"src-1": "tgt-2"}
     finally:
         writer.close()
