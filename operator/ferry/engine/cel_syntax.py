@@ -21,9 +21,11 @@ class SyntaxProblem(InvalidInput):
 # ("map", entries), ("unary", op, operand), ("binary", op, left, right), ("cond", c, t, f).
 Node = tuple[Any, ...]
 
+# The opening of a string or bytes literal: its prefix and its quotes.
+STRING_OPENING = re.compile(r"""(?:[rR][bB]?|[bB][rR]?)?(?:'''|\"\"\"|'|")""")
 _TOKEN = re.compile(r"""
     (?P<space>\s+|//[^\n]*)
-  | (?P<string>(?:[rR][bB]?|[bB][rR]?)?(?:'''|\"\"\"|'|"))
+  | (?P<string>""" + STRING_OPENING.pattern + r""")
   | (?P<number>0[xX][0-9a-fA-F]+[uU]?|(?:\d+\.\d*|\.\d+|\d+)(?:[eE][+-]?\d+)?[uU]?)
   | (?P<ident>[A-Za-z_][A-Za-z0-9_]*|`[^`]*`)
   | (?P<op>\|\||&&|==|!=|<=|>=|[-+*/%!<>?:.,()\[\]{}])
@@ -39,7 +41,9 @@ def _tokens(text: str) -> list[tuple[str, Any]]:
             raise SyntaxProblem(f"cannot read {text[index:index + 10]!r} at {index + 1}")
         kind = match.lastgroup
         if kind == "string":
-            end = _string_end(text, match.start(), match.group())
+            end = string_end(text, match.start(), match.group())
+            if end is None:
+                raise SyntaxProblem("a string is not closed")
             quote = len(match.group().lstrip("rRbB"))
             found.append(("str", text[match.end():end - quote]))
             index = end
@@ -57,7 +61,9 @@ def _tokens(text: str) -> list[tuple[str, Any]]:
     return found
 
 
-def _string_end(text: str, start: int, opening: str) -> int:
+def string_end(text: str, start: int, opening: str) -> int | None:
+    """Index just past the literal that starts at `start` with `opening` (STRING_OPENING);
+    None when it is not closed."""
     raw = "r" in opening.lower().rstrip("'\"")
     quote = opening.lstrip("rRbB")
     index = start + len(opening)
@@ -68,7 +74,7 @@ def _string_end(text: str, start: int, opening: str) -> int:
         if text.startswith(quote, index):
             return index + len(quote)
         index += 1
-    raise SyntaxProblem("a string is not closed")
+    return None
 
 
 class _Parser:

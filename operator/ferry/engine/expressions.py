@@ -17,7 +17,7 @@ import cel
 from cel import stdlib as cel_stdlib
 
 from ferry.engine import expression_cost as cost
-from ferry.engine.cel_syntax import SyntaxProblem
+from ferry.engine.cel_syntax import STRING_OPENING, SyntaxProblem, string_end
 from ferry.engine.domains import DomainMapper
 from ferry.engine.records import AttributeValue, ObjectType, Record
 from ferry.engine.rules import ApplyWhen, StagingRules, TypeSwitch
@@ -116,8 +116,9 @@ def _scan_source(expression: str) -> list[tuple[int, int, str]] | None:
         if char.isspace():
             index += 1
             continue
-        if char in "'\"" or (char in "rRbB" and _starts_string(text, index)):
-            index = _skip_string(text, index)
+        opening = STRING_OPENING.match(text, index) if char in "'\"rRbB" else None
+        if opening:  # an unclosed string runs to the end (compiling it says what is wrong)
+            index = string_end(text, index, opening.group()) or length
             previous = "'"
             continue
         if char.isdigit():
@@ -148,31 +149,6 @@ def _scan_source(expression: str) -> list[tuple[int, int, str]] | None:
         previous = char
         index += 1
     return reads
-
-
-def _starts_string(text: str, index: int) -> bool:
-    rest = text[index : index + 3]
-    return any(rest[len(prefix) :][:1] in ("'", '"') and rest.lower().startswith(prefix)
-               for prefix in ("rb", "br", "r", "b"))
-
-
-def _skip_string(text: str, index: int) -> int:
-    """Index just past the CEL string or bytes literal starting at index."""
-    raw = False
-    while text[index] not in "'\"":
-        raw = raw or text[index] in "rR"
-        index += 1
-    quote = text[index]
-    delimiter = quote * 3 if text.startswith(quote * 3, index) else quote
-    index += len(delimiter)
-    while index < len(text):
-        if not raw and text[index] == "\\":
-            index += 2
-            continue
-        if text.startswith(delimiter, index):
-            return index + len(delimiter)
-        index += 1
-    return index
 
 
 def _type_name(value: Any) -> str:

@@ -49,20 +49,7 @@ def write_tls(tls_dir: Path, common_name: str, dns_names: list[str], ips: list[s
         .not_valid_before(now - timedelta(hours=1))
         .not_valid_after(now + timedelta(days=3650))
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=False,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
+        .add_extension(_key_usage("key_cert_sign", "crl_sign"), critical=True)
         .add_extension(ca_ski, critical=False)
         .sign(ca_key, hashes.SHA256())
     )
@@ -78,20 +65,7 @@ def write_tls(tls_dir: Path, common_name: str, dns_names: list[str], ips: list[s
         .not_valid_before(now - timedelta(hours=1))
         .not_valid_after(now + timedelta(days=825))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=True,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
+        .add_extension(_key_usage("digital_signature", "key_agreement"), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
         .add_extension(
@@ -105,3 +79,13 @@ def write_tls(tls_dir: Path, common_name: str, dns_names: list[str], ips: list[s
     files.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     write_atomically(files.key, key_pem)  # Samba refuses a key others can read
     return files
+
+
+_KEY_USAGES = ("digital_signature", "content_commitment", "key_encipherment",
+               "data_encipherment", "key_agreement", "key_cert_sign", "crl_sign",
+               "encipher_only", "decipher_only")
+
+
+def _key_usage(*granted: str) -> x509.KeyUsage:
+    """A KeyUsage extension that allows only the `granted` uses."""
+    return x509.KeyUsage(**{usage: usage in granted for usage in _KEY_USAGES})
