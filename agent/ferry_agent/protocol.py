@@ -43,7 +43,6 @@ many connections). Successful answers carry "v" too.
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, TypeVar
@@ -342,10 +341,6 @@ def pages(items: Iterable[T], encode: Callable[[T], dict[str, Any]],
             yield page
             page = []
     yield page
-
-
-def encode_bytes(value: bytes) -> str:
-    return base64.b64encode(value).decode("ascii")
 
 
 def as_strings(values: Sequence[Any], what: str) -> list[str]:

@@ -203,18 +203,6 @@ class ReferenceResolver:
         self.new_targets = set(new_joins.values())
         self.held_back, self.unsynced = held_back, unsynced
 
-    def target_of(self, source_anchor: str) -> str | None:
-        """Target anchor of the object joined to source_anchor (before or during this run)."""
-        target = self.new_joins.get(source_anchor)
-        if target is not None:
-            return target
-        target = self.joins.get(source_anchor)
-        return target if target is not None and source_anchor not in self.dropped else None
-
-    def is_created(self, source_anchor: str) -> bool:
-        """True when this run creates the target object for source_anchor."""
-        return source_anchor in self.created
-
     def is_managed(self, target_anchor: str) -> bool:
         """True when the target object is joined to some source object (Ferry-managed)."""
         return target_anchor in self.joined_targets or target_anchor in self.new_targets
@@ -267,7 +255,8 @@ def diff_reference_row(row: ReferenceRow, resolver: ReferenceResolver, *,
     ops: list[Operation] = []
     deferred = False
     outside: list[tuple[str, str]] = []
-    # resolver.target_of and is_created, inlined: this runs once per reference.
+    # A reference resolves through the joins this run makes, then the stored ones (unless
+    # dropped); spelled out here because this runs once per reference.
     new_joins, joins = resolver.new_joins, resolver.joins
     dropped, created = resolver.dropped, resolver.created
     for attribute, want, have in zip(REFERENCE_ATTRIBUTES, wants, haves, strict=True):

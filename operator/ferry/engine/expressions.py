@@ -471,9 +471,6 @@ class CompiledTemplate:
         self._ou_cache: dict[str, str] = {}
         self._switches = staging.object_types
 
-    def mappings_for(self, object_type: ObjectType) -> tuple[CompiledMapping, ...]:
-        return self._mappings[object_type]
-
     def layout(self, object_type: ObjectType) -> Layout:
         """How staged values of object_type are laid out."""
         return self._layouts[object_type]

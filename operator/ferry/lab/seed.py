@@ -24,7 +24,7 @@ import ldap3
 
 from ferry.lab.samba import LabDomain, LabError
 from ferry_agent.directory.errors import DirectoryError, result_error
-from ferry_agent.directory.read import naming_context, paged_search
+from ferry_agent.directory.read import naming_context
 from ferry_agent.directory.write import (
     add_members,
     delete,
@@ -389,16 +389,3 @@ def _members(conn: ldap3.Connection, group_dn: str, members: list[str]) -> None:
         add_members(conn, group_dn, members, chunk=1000)
     except DirectoryError as exc:
         raise LabError(f"seeding failed: {exc}") from None
-
-
-def count_seeded(conn: ldap3.Connection, corp_dn: str) -> dict[str, int]:
-    """How many users, groups and contacts are under `corp_dn` (for `ferry lab status`)."""
-    counts = {"user": 0, "group": 0, "contact": 0}
-    filters = {
-        "user": "(&(objectCategory=person)(objectClass=user))",
-        "group": "(objectClass=group)",
-        "contact": "(objectClass=contact)",
-    }
-    for kind, ldap_filter in filters.items():
-        counts[kind] = sum(1 for _ in paged_search(conn, corp_dn, ldap_filter, ["1.1"]))
-    return counts
