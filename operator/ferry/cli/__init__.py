@@ -7,13 +7,11 @@ so `ferry --help` and every command load only their own part of Ferry.
 
 from __future__ import annotations
 
-import typer
-
 from ferry.cli import agents, gateway, guests, job_credentials, jobs, lab, workflows
-from ferry.cli.group import Commands
+from ferry.cli.group import command_group
 
-app = typer.Typer(cls=Commands, no_args_is_help=True, add_completion=False,
-                  help="Ferry: sync and migrate identities between directories.")
+app = command_group(add_completion=False,
+                    help="Ferry: sync and migrate identities between directories.")
 # In the order `ferry --help` lists them.
 app.command()(workflows.plan)
 app.command()(workflows.run)

@@ -7,15 +7,13 @@ from typing import Annotated
 import typer
 
 from ferry.cli import render
-from ferry.cli.group import Commands
+from ferry.cli.group import command_group
 from ferry.cli.options import DEFAULT_STATE, StateOpt
 from ferry.cli.render import err, out
 from ferry.errors import InvalidInput
 
-app = typer.Typer(cls=Commands, no_args_is_help=True,
-                  help="On-premises agents: enrollment tokens, the registry, revocation.")
-token_app = typer.Typer(cls=Commands, no_args_is_help=True,
-                        help="Single-use agent enrollment tokens.")
+app = command_group(help="On-premises agents: enrollment tokens, the registry, revocation.")
+token_app = command_group(help="Single-use agent enrollment tokens.")
 app.add_typer(token_app, name="token")
 
 

@@ -6,11 +6,11 @@ from typing import Annotated
 
 import typer
 
-from ferry.cli.group import Commands
+from ferry.cli.group import command_group
 from ferry.cli.options import DEFAULT_STATE, PathsOpt, SecretsOpt, StateOpt
 from ferry.cli.render import out
 
-app = typer.Typer(cls=Commands, no_args_is_help=True, help="B2B guests in Entra ID targets.")
+app = command_group(help="B2B guests in Entra ID targets.")
 
 
 @app.command("invite")

@@ -7,13 +7,12 @@ from typing import Annotated
 
 import typer
 
-from ferry.cli.group import Commands
+from ferry.cli.group import command_group
 from ferry.cli.render import err
 from ferry.errors import InvalidInput
 
-app = typer.Typer(
-    cls=Commands, no_args_is_help=True, help="Job credentials: what sync runs present to the"
-    " gateway, each bound to a few environments (the operator makes its own for every Job).")
+app = command_group(help="Job credentials: what sync runs present to the gateway, each bound"
+                    " to a few environments (the operator makes its own for every Job).")
 
 
 @app.command("key")

@@ -8,12 +8,12 @@ from typing import Annotated
 import typer
 
 from ferry.cli import render
-from ferry.cli.group import Commands
+from ferry.cli.group import command_group
 from ferry.cli.options import LAB_DIR
 from ferry.cli.render import err, out
 from ferry.errors import ExitCode
 
-app = typer.Typer(cls=Commands, no_args_is_help=True, help="The local two-domain Samba AD lab.")
+app = command_group(help="The local two-domain Samba AD lab.")
 
 LabDirOpt = Annotated[Path, typer.Option("--dir", envvar="FERRY_LAB_DIR",
                       help="Lab folder (DCs, logs, secrets).")]

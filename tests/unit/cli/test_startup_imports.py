@@ -24,3 +24,11 @@ def _top_level_modules_after(statement: str) -> set[str]:
 ])
 def test_starting_the_command_loads_no_heavy_library(statement: str, heavy: set[str]) -> None:
     assert sorted(_top_level_modules_after(statement) & heavy) == []
+
+
+def test_help_is_drawn_without_loading_a_markdown_or_syntax_highlighter() -> None:
+    # typer's rich help loads markdown-it and pygments and costs half of the 0.3 s budget.
+    shown = _top_level_modules_after(
+        "import sys; sys.argv = ['ferry', '--help']; from ferry.cli import main\n"
+        "try: main()\nexcept SystemExit: pass")
+    assert sorted(shown & {"markdown_it", "pygments"}) == []
