@@ -5,11 +5,13 @@ bindings); Ferry never imports it. Secrets arrive on stdin, never as arguments.
 
     offline.py set-admin-password <smb.conf>   < password
     offline.py extend-schema <smb.conf>
+    offline.py add-spns <smb.conf>
 """
 
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from typing import Any
 
@@ -23,6 +25,10 @@ EXCHANGE_ATTRIBUTES = (
     ("ms-Exch-Target-Address", "targetAddress", "1.2.840.113556.1.2.352", 1123),
     ("ms-Exch-Mail-Nickname", "mailNickname", "1.2.840.113556.1.2.447", 64),
 )
+
+# SPNs a DC's dnsupdate service would add through samba_spnupdate (there is no DNS backend, so
+# it never runs): Samba's own list (ldap/, GC/, HOST/, the DRS one) plus cifs/ for SMB.
+EXTRA_SPNS = ("cifs/${HOSTNAME}", "cifs/${NETBIOSNAME}")
 
 
 def _samdb(conf: str, schema_updates: bool = False) -> Any:
@@ -68,8 +74,23 @@ def extend_schema(conf: str) -> None:
     samdb.modify_ldif("dn:\nchangetype: modify\nadd: schemaUpdateNow\nschemaUpdateNow: 1\n")
 
 
+def add_spns(conf: str) -> None:
+    """Kerberos clients (kinit for a service, SMB, LDAP GSSAPI) then find the DC by name."""
+    from samba.param import LoadParm
+
+    lp = LoadParm()
+    lp.load(conf)
+    with open(lp.private_path("spn_update_list"), "a", encoding="utf-8") as handle:
+        handle.write("".join(f"{spn}\n" for spn in EXTRA_SPNS))
+    subprocess.run(["samba_spnupdate", "-s", conf], check=True)
+
+
 if __name__ == "__main__":
-    commands = {"set-admin-password": set_admin_password, "extend-schema": extend_schema}
+    commands = {
+        "set-admin-password": set_admin_password,
+        "extend-schema": extend_schema,
+        "add-spns": add_spns,
+    }
     if len(sys.argv) != 3 or sys.argv[1] not in commands:
         sys.exit(f"usage: {sys.argv[0]} {{{'|'.join(commands)}}} <smb.conf>")
     commands[sys.argv[1]](sys.argv[2])

@@ -3,13 +3,19 @@
 Layout under the lab root (default `.lab`):
 
     lab.json                      the domains of this lab
+    krb5.conf                     every realm and its KDC, for KRB5_CONFIG (services.py)
     secrets/<netbios>-ad/         password, ca.pem, username: the layout of a Secret volume
     <realm>/                      one DC: etc/smb.conf, private/ (sam.ldb, tls/), state/,
-                                  log/samba.log, pid/samba.pid, admin-password (0600)
+                                  log/samba.log, pid/samba.pid, admin-password (0600),
+                                  run/ (its own /run/samba, see services.py)
+
+Every DC runs LDAPS, Kerberos, RPC (endpoint mapper, DRSUAPI, SAMR, LSA), replication and SMB
+with winbindd, in its own mount namespace (services.py).
 
 Provisioning a domain takes seconds, so a provisioned, never-started copy of each domain is
 kept in a cache folder and later labs copy it. Templates also get the two Exchange attributes
-migrations rely on (targetAddress, mailNickname), which Samba's base schema lacks. Each lab
+migrations rely on (targetAddress, mailNickname), which Samba's base schema lacks, and the
+SPNs Kerberos and SMB clients ask for (no DNS backend, so Samba does not add them). Each lab
 then gets its own Administrator password (set offline, before Samba starts) and its own TLS
 CA and certificate.
 """
@@ -22,7 +28,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import threading
@@ -34,6 +39,8 @@ from pathlib import Path
 import ldap3
 
 from ferry.errors import FerryError
+from ferry.lab import services
+from ferry.lab.services import port_open
 from ferry.lab.tls import write_tls
 from ferry_agent.directory.connection import DirectoryEndpoint, connect
 from ferry_agent.directory.errors import DirectoryConnectionError
@@ -45,7 +52,8 @@ LAB_FILE = "lab.json"
 DOMAIN_FILE = "domain.json"
 PASSWORD_FILE = "admin-password"
 CACHE_ENV = "FERRY_LAB_CACHE"
-TEMPLATE_VERSION = 2  # bump when templates change (v2: Exchange attributes in the schema)
+# Bump when templates change (v2: Exchange attributes in the schema; v3: SPNs).
+TEMPLATE_VERSION = 3
 
 
 class LabError(FerryError):
@@ -176,7 +184,7 @@ class Lab:
         todo = [spec for spec in domains if spec.realm not in running]
         for spec in todo:
             _ensure_address(spec.ip)
-            if _port_open(spec.ip, LDAPS_PORT):
+            if port_open(spec.ip, LDAPS_PORT):
                 raise LabError(
                     f"{spec.ip}:{LDAPS_PORT} is already in use (another lab?); run"
                     " `ferry lab down` for the lab that uses it, or pick other addresses"
@@ -198,6 +206,7 @@ class Lab:
         ]
         for domain in result:
             _write_secrets(root, domain)
+        services.write_krb5_conf(root / services.KRB5_CONF, [(d.realm, d.ip) for d in result])
         return result
 
     def down(self, root: Path) -> None:
@@ -285,6 +294,7 @@ class Lab:
                     + _redacted_tail(done.stdout + done.stderr)
                 )
             _offline("extend-schema", work)
+            _offline("add-spns", work)
             os.rename(work, target)
             self._log(f"provisioned {spec.realm} in {time.monotonic() - started:.1f}s")
         return target
@@ -322,7 +332,7 @@ class Lab:
             command.append(f"--maximum-runtime={self.max_runtime}")
         with open(domain.folder / "log" / "samba.out", "ab") as out:
             process = subprocess.Popen(
-                [*command, "-s", str(conf)],
+                services.in_private_namespace([*command, "-s", str(conf)], domain.folder),
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -342,16 +352,19 @@ class Lab:
                     f"samba for {domain.realm} exited with {process.returncode} while starting;"
                     f" see {domain.folder / 'log'}:\n" + _log_tail(domain.folder)
                 )
-            if _port_open(domain.ip, domain.port):
+            missing = services.not_answering(domain.ip, domain.folder)
+            if missing:
+                last = f"no answer from {', '.join(missing)}"
+            elif port_open(domain.ip, domain.port):
                 try:
                     domain.connect().unbind()
                     return
                 except DirectoryConnectionError as exc:
-                    last = exc.reason
+                    last = f"LDAPS: {exc.reason}"
             time.sleep(0.05)
         raise LabError(
-            f"{domain.realm} did not accept an LDAPS bind within {self.start_timeout:.0f}s"
-            f" ({last}); see {domain.folder / 'log'}"
+            f"{domain.realm} did not start within {self.start_timeout:.0f}s ({last});"
+            f" see {domain.folder / 'log'}"
         )
 
     def _running(self, root: Path) -> list[LabDomain]:
@@ -384,11 +397,12 @@ def _check_distinct(domains: Sequence[DomainSpec]) -> None:
 
 
 def _require_tools() -> None:
-    missing = [tool for tool in ("samba", "samba-tool", "ip") if shutil.which(tool) is None]
+    tools = ("samba", "samba-tool", "winbindd", "ip", "unshare")
+    missing = [tool for tool in tools if shutil.which(tool) is None]
     if missing:
         raise LabError(
-            f"{', '.join(missing)} not found; install Debian's samba (AD DC) and iproute2"
-            " (`make deps` does) and run as root"
+            f"{', '.join(missing)} not found; install Debian's samba (AD DC), winbind, iproute2"
+            " and util-linux (`make deps` does) and run as root"
         )
 
 
@@ -410,7 +424,6 @@ def _smb_conf(spec: DomainSpec, folder: Path) -> str:
 \trealm = {spec.realm}
 \tworkgroup = {spec.netbios}
 \tserver role = active directory domain controller
-\tserver services = ldap
 \tinterfaces = {spec.ip}
 \tbind interfaces only = yes
 \tprivate dir = {folder}/private
@@ -420,8 +433,7 @@ def _smb_conf(spec: DomainSpec, folder: Path) -> str:
 \tpid directory = {folder}/pid
 \tbinddns dir = {folder}/bind-dns
 \tncalrpc dir = {folder}/ncalrpc
-\twinbindd socket directory = {folder}/winbindd
-\tntp signd socket directory = {folder}/ntp_signd
+{services.smb_conf_lines()}\tntp signd socket directory = {folder}/ntp_signd
 \tlog file = {folder}/log/samba.log
 \tlogging = file
 \tlog level = 1
@@ -609,7 +621,7 @@ def free_addresses(count: int, first: int = 2) -> list[str]:
         except BlockingIOError:
             handle.close()
             continue
-        if _port_open(ip, LDAPS_PORT):
+        if port_open(ip, LDAPS_PORT):
             handle.close()
             continue
         _RESERVED.append(handle)
@@ -617,12 +629,6 @@ def free_addresses(count: int, first: int = 2) -> list[str]:
     if len(chosen) < count:
         raise LabError(f"fewer than {count} free loopback addresses for a lab")
     return chosen
-
-
-def _port_open(ip: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.settimeout(0.5)
-        return sock.connect_ex((ip, port)) == 0
 
 
 def _can_bind(domain: LabDomain) -> bool:
