@@ -179,6 +179,7 @@ class Lab:
         root = root.resolve()
         root.mkdir(parents=True, exist_ok=True)
         _check_distinct(domains)
+        _check_socket_paths(root, domains)
         self._write_lab_file(root, domains)
         running = {d.realm: d for d in self._running(root)}
         todo = [spec for spec in domains if spec.realm not in running]
@@ -396,6 +397,16 @@ def _check_distinct(domains: Sequence[DomainSpec]) -> None:
             raise LabError(f"{d.realm}: lab domains use loopback addresses only, not {d.ip}")
 
 
+def _check_socket_paths(root: Path, domains: Sequence[DomainSpec]) -> None:
+    for spec in domains:
+        path = services.too_long_socket_path(root / _folder_name(spec))
+        if path:
+            raise LabError(
+                f"lab folder {root} is too deep: Samba's socket {path} would be longer than"
+                f" {services.MAX_SOCKET_PATH} bytes; pick a shorter --dir (FERRY_LAB_DIR)"
+            )
+
+
 def _require_tools() -> None:
     tools = ("samba", "samba-tool", "winbindd", "ip", "unshare")
     missing = [tool for tool in tools if shutil.which(tool) is None]
@@ -540,21 +551,33 @@ def _alive(pid: int) -> bool:
 
 
 def _stop(folder: Path, timeout: float = 15.0) -> None:
-    """SIGTERM the DC's process group, then SIGKILL what is left after `timeout`."""
+    """SIGTERM the DC, then SIGKILL what is left after `timeout`.
+
+    The DC is its process group and everything in its mount namespace: smbd and winbindd
+    start sessions of their own, and end by themselves only once samba is gone.
+    """
     pid = _read_pid(folder)
     if pid is None or not _alive(pid) or not _is_samba(pid, folder):
         return
+    namespace = services.private_namespace(pid)
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGTERM)
+
+    def left() -> bool:
+        return _alive(pid) or _group_alive(pid) or bool(services.members(namespace))
+
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not _alive(pid) and not _group_alive(pid):
+        if not left():
             return
         time.sleep(0.05)
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGKILL)
+    for member in services.members(namespace):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(member, signal.SIGKILL)
     deadline = time.monotonic() + 5.0
-    while time.monotonic() < deadline and _alive(pid):
+    while time.monotonic() < deadline and left():
         time.sleep(0.05)
 
 

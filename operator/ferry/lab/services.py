@@ -13,6 +13,7 @@ every other mount stay as they are, and the namespace ends with the DC's last pr
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 from collections.abc import Sequence
@@ -25,6 +26,11 @@ RUN_SAMBA = Path("/run/samba")
 # What must answer before a DC counts as started, besides an LDAPS bind.
 PORTS = {"Kerberos": 88, "RPC endpoint mapper": 135, "SMB": 445}
 KRB5_CONF = "krb5.conf"
+# The longest Unix socket paths Samba makes under a DC's folder (winbindd's privileged pipe,
+# the RPC server's named pipes, LDAP's ldapi); a socket path holds at most 107 bytes.
+SOCKETS = ("state/winbindd_privileged/pipe", "ncalrpc/np/protected_storage",
+           "private/ldap_priv/ldapi")  # fmt: skip
+MAX_SOCKET_PATH = 107
 
 
 def run_folder(folder: Path) -> Path:
@@ -54,6 +60,34 @@ def in_private_namespace(command: Sequence[str], folder: Path) -> list[str]:
     ]  # fmt: skip
 
 
+def private_namespace(pid: int) -> str | None:
+    """The mount namespace of process `pid` ("mnt:[inode]"), unless it is this process's own."""
+    try:
+        namespace = os.readlink(f"/proc/{pid}/ns/mnt")
+        return None if namespace == os.readlink("/proc/self/ns/mnt") else namespace
+    except OSError:
+        return None
+
+
+def members(namespace: str | None) -> list[int]:
+    """The live processes in a private mount namespace (none for None)."""
+    if namespace is None:
+        return []
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if os.readlink(entry / "ns" / "mnt") != namespace:
+                continue
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if state not in ("Z", "X"):
+            found.append(int(entry.name))
+    return found
+
+
 def smb_conf_lines() -> str:
     """The smb.conf [global] lines that choose the services and winbindd's socket."""
     return (
@@ -68,6 +102,15 @@ def not_answering(ip: str, folder: Path) -> list[str]:
     if not winbindd_pipe(folder).is_socket():
         missing.append("winbindd")
     return missing
+
+
+def too_long_socket_path(folder: Path) -> str | None:
+    """The first socket path under `folder` longer than a Unix socket takes, if any."""
+    for socket_path in SOCKETS:
+        path = str(folder / socket_path)
+        if len(path.encode()) > MAX_SOCKET_PATH:
+            return path
+    return None
 
 
 def write_krb5_conf(path: Path, realms: Sequence[tuple[str, str]]) -> None:
