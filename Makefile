@@ -3,8 +3,11 @@
 PYTHON ?= python3
 PIP ?= $(PYTHON) -m pip
 # samba-ad-provision (the schema files `samba-tool domain provision` reads) is only a Recommends
-# of samba-ad-dc, which --no-install-recommends skips.
-DEBIAN_PACKAGES := samba samba-ad-dc samba-ad-provision samba-dsdb-modules winbind ldap-utils iproute2 postgresql
+# of samba-ad-dc, which --no-install-recommends skips. winbind: the lab DCs' winbindd (smbd needs
+# it for SMB logons); krb5-user (kinit, klist, kvno) and smbclient (rpcclient): the lab tests reach
+# the DCs' Kerberos and SMB/SAMR with them, as a user would.
+DEBIAN_PACKAGES := samba samba-ad-dc samba-ad-provision samba-dsdb-modules winbind krb5-user \
+	smbclient ldap-utils iproute2 postgresql
 STAMP := .cache/stamps
 
 .PHONY: demo test unit integration lint bench deps python-deps system-deps envtest crds e2e lab-down clean
@@ -53,12 +56,15 @@ bench: deps envtest
 
 deps: system-deps python-deps
 
-# Debian's Samba AD DC and ldap-utils; services the packages would start are held back:
-# the lab runs its own Samba processes on loopback addresses only.
+# Debian's Samba AD DC, its client tools and ldap-utils; services the packages would start are
+# held back: the lab runs its own Samba processes on loopback addresses only. The check reruns
+# when this file changes, so a machine set up before a package was added gets it too.
 system-deps: $(STAMP)/system
-$(STAMP)/system:
+$(STAMP)/system: Makefile
 	@if ! command -v samba >/dev/null || ! command -v ldapsearch >/dev/null \
 	    || ! command -v ip >/dev/null || ! dpkg -s samba-ad-dc samba-ad-provision >/dev/null 2>&1 \
+	    || ! command -v winbindd >/dev/null || ! command -v kinit >/dev/null \
+	    || ! command -v rpcclient >/dev/null \
 	    || ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
 	  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \

@@ -21,7 +21,7 @@ LabDirOpt = Annotated[Path, typer.Option("--dir", envvar="FERRY_LAB_DIR",
 
 @app.command("up")
 def lab_up(lab_dir: LabDirOpt = LAB_DIR) -> None:
-    """Start SRC.TEST (127.0.0.2) and TGT.TEST (127.0.0.3) as Samba AD DCs with LDAPS."""
+    """Start SRC.TEST (127.0.0.2) and TGT.TEST (127.0.0.3): Samba AD DCs (LDAPS, Kerberos, SMB)."""
     from ferry.lab.samba import Lab
 
     render.lab_domains(Lab(log=lambda m: err.print(m)).up(lab_dir), lab_dir)
