@@ -6,7 +6,13 @@ the prerequisites checked before it.
 """
 
 from .local_samba import LocalDcError, LocalSambaDc
-from .sid_history import SidHistoryRefused, SidHistoryResult, add_sid_history
+from .sid_history import (
+    SidHistoryRefused,
+    SidHistoryRequest,
+    SidHistoryResult,
+    add_sid_histories,
+    add_sid_history,
+)
 
-__all__ = ["LocalDcError", "LocalSambaDc", "SidHistoryRefused", "SidHistoryResult",
-           "add_sid_history"]
+__all__ = ["LocalDcError", "LocalSambaDc", "SidHistoryRefused", "SidHistoryRequest",
+           "SidHistoryResult", "add_sid_histories", "add_sid_history"]

@@ -20,7 +20,7 @@ from ..errors import FerryAgentError
 
 BACKEND = Path(__file__).with_name("samba_backend.py")
 DEFAULT_SMB_CONF = Path("/etc/samba/smb.conf")
-DEFAULT_TIMEOUT = 120.0  # a whole exchange; generous, since the DC may be busy replicating
+DEFAULT_TIMEOUT = 120.0  # for each answer of the backend; generous, as the DC may be busy
 
 
 class LocalDcError(FerryAgentError):
@@ -57,11 +57,17 @@ class LocalSambaDc:
         if not self.smb_conf.is_file():
             raise LocalDcError("config", f"{self.smb_conf}: no such smb.conf; name the DC's"
                                " smb.conf (samba -b | grep CONFIGFILE shows the default)")
-        return BackendExchange(self.python or samba_python(), self.smb_conf, self.timeout)
+        backend = BackendExchange(self.python or samba_python(), self.smb_conf, self.timeout)
+        try:
+            backend.call({"smbConf": str(self.smb_conf)})
+        except BaseException:
+            backend.close()
+            raise
+        return backend
 
 
 class BackendExchange:
-    """One run of the backend: one request, its facts, one decision, its outcome."""
+    """One run of the backend: the database opened once, then targets one by one."""
 
     def __init__(self, python: str, smb_conf: Path, timeout: float):
         self.smb_conf = smb_conf
@@ -75,10 +81,6 @@ class BackendExchange:
             raise LocalDcError("backend", f"cannot run Samba's Python {python!r}: {exc};"
                                " install python3-samba (Debian) or name the interpreter"
                                ) from None
-        # Watchdog: a DC that holds its database lock forever must not hang the agent.
-        self._timer = threading.Timer(timeout, self._process.kill)
-        self._timer.daemon = True
-        self._timer.start()
         self._timeout = timeout
 
     def __enter__(self) -> BackendExchange:
@@ -89,7 +91,6 @@ class BackendExchange:
 
     def close(self) -> None:
         """End the exchange (an open transaction is cancelled by the backend as it exits)."""
-        self._timer.cancel()
         for stream in (self._process.stdin, self._process.stdout, self._process.stderr):
             if stream is not None:
                 stream.close()
@@ -113,7 +114,14 @@ class BackendExchange:
             raise self._failure() from None
 
     def receive(self) -> dict[str, Any]:
-        line = _stream(self._process.stdout).readline()
+        # Watchdog: a DC that holds its database lock forever must not hang the agent.
+        timer = threading.Timer(self._timeout, self._process.kill)
+        timer.daemon = True
+        timer.start()
+        try:
+            line = _stream(self._process.stdout).readline()
+        finally:
+            timer.cancel()
         if not line:
             raise self._failure()
         answer = json.loads(line)

@@ -5,13 +5,16 @@ uses, which has the `samba` bindings) on the DC itself, as root; the agent never
 and it imports nothing of the agent (-I keeps even its own folder off sys.path). Samba allows
 these writes only to a local system session: its LDAP server refuses every sIDHistory change.
 
-It holds one transaction open across a short exchange of JSON lines on stdin/stdout, so what
-the agent decided on is what gets written:
+It opens the database once, then takes targets one after another, each in its own
+transaction held across a short exchange of JSON lines on stdin/stdout, so what the agent
+decided on is what gets written; it ends at the end of stdin.
 
-    in : {"smbConf": PATH, "target": {"dn": DN} | {"sam": NAME}, "sids": [SID, ...]}
+    in : {"smbConf": PATH}             out: {"ok": true}
+    then per target:
+    in : {"target": {"dn": DN} | {"sam": NAME}, "sids": [SID, ...]}
     out: {"ok": true, "facts": {...}}  or  {"ok": false, "error": {"kind", "message"}}
-    in : {"add": [SID, ...]}           ([]: write nothing, end the transaction unchanged)
-    out: {"ok": true, "sidHistory": [SID, ...]}  (the value after the commit)
+    in : {"add": [SID, ...]}           ([]: write nothing, no answer, transaction cancelled)
+    out: {"ok": true, "sidHistory": [SID, ...]}  (the value after the commit) or an error
 
 facts: dn, objectSid, domainSid, objectClass, sidHistory, groupSids (every group the object
 is in, nested and primary group included), critical (isCriticalSystemObject), adminCount,
@@ -152,36 +155,46 @@ def _add(samdb: Any, dn: Any, sids: list[str]) -> list[str]:
     return [_sid(samdb, raw) for raw in after.get("sIDHistory", [])]
 
 
+def _one(samdb: Any, request: dict[str, Any]) -> None:
+    """One target in its own transaction: facts out, a decision in, the outcome out."""
+    sids = [str(sid) for sid in request["sids"]]
+    samdb.transaction_start()
+    done = False
+    try:
+        entry = _find(samdb, request["target"])
+        _send({"ok": True, "facts": _facts(samdb, entry, sids)})
+        add = [str(sid) for sid in _receive().get("add", [])]
+        if add:
+            history = _add(samdb, entry.dn, add)
+            samdb.transaction_commit()
+            done = True
+            _send({"ok": True, "sidHistory": history})
+    finally:
+        if not done:
+            samdb.transaction_cancel()
+
+
 def main() -> None:
     import ldb
 
-    samdb = None
     try:
-        request = _receive()
-        sids = [str(sid) for sid in request["sids"]]
-        opened = _open(str(request["smbConf"]))
-        opened.transaction_start()
-        samdb = opened  # from here on, an error cancels the transaction
-        entry = _find(samdb, request["target"])
-        _send({"ok": True, "facts": _facts(samdb, entry, sids)})
-        decision = _receive()
-        add = [str(sid) for sid in decision.get("add", [])]
-        if not add:
-            samdb.transaction_cancel()
-            samdb = None
-            return
-        history = _add(samdb, entry.dn, add)
-        samdb.transaction_commit()
-        samdb = None
-        _send({"ok": True, "sidHistory": history})
-    except Refused as exc:
-        _send({"ok": False, "error": {"kind": exc.kind, "message": str(exc)}})
-    except ldb.LdbError as exc:
-        code, text = (*exc.args, "", "")[:2]
-        _send({"ok": False, "error": {"kind": "ldb", "message": f"{text} (ldb error {code})"}})
-    finally:
-        if samdb is not None:
-            samdb.transaction_cancel()
+        samdb = _open(str(_receive()["smbConf"]))
+        _send({"ok": True})
+    except (Refused, ldb.LdbError) as exc:
+        _send({"ok": False, "error": {"kind": "open", "message": str(exc)}})
+        return
+    while True:
+        line = sys.stdin.readline()
+        if not line:
+            return  # the agent is done (or gone): every transaction has ended
+        try:
+            _one(samdb, json.loads(line))
+        except Refused as exc:
+            _send({"ok": False, "error": {"kind": exc.kind, "message": str(exc)}})
+        except ldb.LdbError as exc:
+            code, text = (*exc.args, "", "")[:2]
+            _send({"ok": False,
+                   "error": {"kind": "ldb", "message": f"{text} (ldb error {code})"}})
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from ..directory.subtrees import WriteSubtrees
 from ..dn import DNError, parse_dn
 from ..errors import FerryAgentError
 from ..sid import FIRST_ASSIGNED_RID, SidError, parse_sid
-from .local_samba import LocalDcError, LocalSambaDc
+from .local_samba import BackendExchange, LocalDcError, LocalSambaDc
 
 OPERATION = "add SID history"
 # Groups whose members hold the domain or forest (AdminSDHolder's list): by RID in any domain,
@@ -32,6 +32,8 @@ PROTECTED_BUILTIN = {
     "S-1-5-32-551": "Backup Operators", "S-1-5-32-552": "Replicator",
 }
 _SAM_FORBIDDEN = set('"/\\[]:;|=,+*?<>')
+# Backend answers about one target (the others go on); any other LocalDcError ends the run.
+PER_TARGET_FAILURES = {"notFound", "ambiguous", "ldb", "verify"}
 
 
 class SidHistoryRefused(FerryAgentError, ValueError):
@@ -166,26 +168,67 @@ def check(facts: TargetFacts, sids: Sequence[str], subtrees: WriteSubtrees) -> N
                                     f' "{holder}" (objectSid or sIDHistory)')
 
 
+@dataclass(frozen=True)
+class SidHistoryRequest:
+    """One target (DN or sAMAccountName) and the source SIDs its sIDHistory should hold."""
+
+    target: str
+    sids: tuple[str, ...]
+
+
 def add_sid_history(dc: LocalSambaDc, target: str, sids: Sequence[str], *,
                     subtrees: WriteSubtrees) -> SidHistoryResult:
-    """Add `sids` (source objectSids) to the target's sIDHistory on this DC, idempotently."""
-    wanted = normalize_sids(sids)
-    query = target_query(target)
-    with dc.exchange() as backend:
-        answer = backend.call({"smbConf": str(dc.smb_conf), "target": query,
-                               "sids": list(wanted)})
-        facts = TargetFacts.from_backend(dict(answer["facts"]))
+    """Add `sids` (source objectSids) to the target's sIDHistory on this DC, idempotently;
+    a refusal or failure is raised."""
+    (outcome,) = add_sid_histories(dc, [SidHistoryRequest(target, normalize_sids(sids))],
+                                   subtrees=subtrees)
+    if isinstance(outcome, FerryAgentError):
+        raise outcome
+    return outcome
+
+
+def add_sid_histories(dc: LocalSambaDc, requests: Sequence[SidHistoryRequest], *,
+                      subtrees: WriteSubtrees) -> list[SidHistoryResult | FerryAgentError]:
+    """Each request's outcome, in order, through one run of the backend (one transaction per
+    target): a refused or failed target never stops the others. Requests that do not parse
+    never reach the DC; if none parses, the backend is not even started."""
+    outcomes: list[SidHistoryResult | FerryAgentError | None] = []
+    valid: list[tuple[int, dict[str, str], tuple[str, ...]]] = []
+    for index, request in enumerate(requests):
         try:
-            check(facts, wanted, subtrees)
-        except FerryAgentError:
-            backend.send({"add": []})
-            raise
-        present = tuple(sid for sid in wanted if sid in facts.sid_history)
-        missing = tuple(sid for sid in wanted if sid not in facts.sid_history)
-        backend.send({"add": list(missing)})
-        if not missing:
-            return SidHistoryResult(facts.dn, (), present)
-        after = backend.receive()["sidHistory"]
+            valid.append((index, target_query(request.target), normalize_sids(request.sids)))
+            outcomes.append(None)
+        except SidHistoryRefused as exc:
+            outcomes.append(exc)
+    if valid:
+        with dc.exchange() as backend:
+            for index, query, wanted in valid:
+                try:
+                    outcomes[index] = _add_one(backend, query, wanted, subtrees)
+                except LocalDcError as exc:
+                    if exc.kind not in PER_TARGET_FAILURES:
+                        raise  # the backend itself is gone: nothing after this can run
+                    outcomes[index] = exc
+                except FerryAgentError as exc:  # refused: SidHistoryRefused, DirectoryError
+                    outcomes[index] = exc
+    return [outcome for outcome in outcomes if outcome is not None]
+
+
+def _add_one(backend: BackendExchange, query: dict[str, str], wanted: tuple[str, ...],
+             subtrees: WriteSubtrees) -> SidHistoryResult:
+    answer = backend.call({"target": query, "sids": list(wanted)})
+    facts = TargetFacts.from_backend(dict(answer["facts"]))
+    try:
+        check(facts, wanted, subtrees)
+    except FerryAgentError:
+        backend.send({"add": []})
+        raise
+    present = tuple(sid for sid in wanted if sid in facts.sid_history)
+    missing = tuple(sid for sid in wanted if sid not in facts.sid_history)
+    if not missing:
+        backend.send({"add": []})
+        return SidHistoryResult(facts.dn, (), present)
+    after = backend.call({"add": list(missing)})["sidHistory"]
     lost = [sid for sid in missing if sid not in after]
     if lost:
         raise LocalDcError("verify", f'{OPERATION} "{facts.dn}": the DC took the change but'

@@ -18,7 +18,15 @@ from pathlib import Path
 import pytest
 
 from ferry.lab import LabDomain
-from ferry_agent.dc import LocalDcError, LocalSambaDc, SidHistoryRefused, add_sid_history
+from ferry_agent.dc import (
+    LocalDcError,
+    LocalSambaDc,
+    SidHistoryRefused,
+    SidHistoryRequest,
+    SidHistoryResult,
+    add_sid_histories,
+    add_sid_history,
+)
 from ferry_agent.directory import add_members, create
 from ferry_agent.directory.subtrees import WriteSubtrees
 from ferry_agent.directory.values import sid_from_bytes
@@ -171,3 +179,31 @@ def test_a_missing_smb_conf_names_the_file(tmp_path: Path) -> None:
     with pytest.raises(LocalDcError, match=r"smb\.conf: no such smb\.conf"):
         add_sid_history(dc, "someone", ["S-1-5-21-1-2-3-1104"],
                         subtrees=WriteSubtrees(("DC=tgt,DC=test",), "agent.ini"))
+
+
+def test_a_batch_reports_each_target_and_one_refusal_stops_no_other(
+        lab, dc, subtrees, pair, tgt_ou, src_ou) -> None:
+    sam, source_sid = pair
+    second = f"mig{uuid.uuid4().hex[:8]}"
+    src, tgt = lab.src.connect(), lab.tgt.connect()
+    create(src, "user", f"CN={second},{src_ou}", {"sAMAccountName": [second]})
+    create(tgt, "user", f"CN={second},{tgt_ou}", {"sAMAccountName": [second]})
+    second_sid = object_sid(lab.src, second)
+
+    outcomes = add_sid_histories(dc, [
+        SidHistoryRequest(sam, (source_sid,)),
+        SidHistoryRequest("Administrator", (second_sid,)),
+        SidHistoryRequest("nobody-here", (second_sid,)),
+        SidHistoryRequest(second, ("S-1-5-21-1-2",)),
+        SidHistoryRequest(second, (second_sid,)),
+    ], subtrees=subtrees)
+
+    first, admin, missing, invalid, last = outcomes
+    assert isinstance(first, SidHistoryResult) and first.added == (source_sid,)
+    assert isinstance(admin, SidHistoryRefused) and "built-in" in str(admin)
+    assert isinstance(missing, LocalDcError) and "no user or group 'nobody-here'" in str(missing)
+    assert isinstance(invalid, SidHistoryRefused) and "not a domain account" in str(invalid)
+    assert isinstance(last, SidHistoryResult) and last.added == (second_sid,)
+    assert ldapsearch(lab.tgt, f"(sAMAccountName={sam})", "sIDHistory") == [source_sid]
+    assert ldapsearch(lab.tgt, f"(sAMAccountName={second})", "sIDHistory") == [second_sid]
+    assert ldapsearch(lab.tgt, "(sAMAccountName=Administrator)", "sIDHistory") == []
