@@ -1,0 +1,117 @@
+"""SID history on Windows DCs, by contract: the DsAddSidHistory call the agent's Windows
+backend makes and the prerequisites `ferry check` verifies first. Not executed on Linux.
+
+The backend binds to a writable DC of the target domain (DsBindWithCredW; the target PDC
+emulator is simplest) and calls DsAddSidHistoryW, which is DRSUAPI IDL_DRSAddSidHistory
+(opnum 20, DRS_MSG_ADDSIDREQ_V1) on the wire. Windows then reads the source principal's
+objectSid, and its own sIDHistory, from the source PDC and audits the change in both domains.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from enum import Enum
+
+from .sid_history import SidHistoryRefused, target_query
+
+DRSUAPI_ADD_SID_HISTORY_OPNUM = 20
+MIGRATE_SID_HISTORY_RIGHT = "ba33815a-4f93-4c76-87f3-57574bff8109"  # controlAccessRight GUID
+_HOST = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,62})(?:\.[A-Za-z0-9-]{1,63})*", re.ASCII)
+
+
+@dataclass(frozen=True)
+class SourceCredential:
+    """An administrator of the source domain. The password is never part of a request: the
+    backend takes it from the secret named here, sealed to the agent's key."""
+
+    user: str
+    domain: str
+    secret: str = field(default="")  # the secret's reference, not its value
+
+
+@dataclass(frozen=True)
+class DsAddSidHistoryRequest:
+    """One DsAddSidHistoryW call: principals by sAMAccountName, domains and DCs by DNS name."""
+
+    src_domain: str
+    src_principal: str
+    src_domain_controller: str          # the source PDC emulator
+    dst_domain: str
+    dst_principal: str
+    dst_domain_controller: str          # the DC to bind to; must hold the target principal
+    src_credential: SourceCredential | None = None  # None: the agent's own identity
+    flags: int = 0                      # reserved by the API: always 0
+
+    def __post_init__(self) -> None:
+        for name in ("src_domain", "src_domain_controller", "dst_domain",
+                     "dst_domain_controller"):
+            if not _HOST.fullmatch(getattr(self, name)):
+                raise SidHistoryRefused(f"DsAddSidHistory: {name} must be a DNS or NetBIOS"
+                                        f" name, not {getattr(self, name)!r}")
+        for name in ("src_principal", "dst_principal"):
+            value = getattr(self, name)
+            if "sam" not in target_query(value):
+                raise SidHistoryRefused(f"DsAddSidHistory: {name} takes a sAMAccountName,"
+                                        f" not a DN ({value!r})")
+        if self.flags != 0:
+            raise SidHistoryRefused("DsAddSidHistory: flags must be 0 (reserved)")
+
+    def win32_arguments(self) -> list[tuple[str, object]]:
+        """DsAddSidHistoryW's parameters after hDS, in order; SrcDomainCreds is the identity
+        DsMakePasswordCredentialsW builds from the credential, or NULL for the caller's own."""
+        cred = self.src_credential
+        return [
+            ("Flags", self.flags),
+            ("SrcDomain", self.src_domain),
+            ("SrcPrincipal", self.src_principal),
+            ("SrcDomainController", self.src_domain_controller),
+            ("SrcDomainCreds", None if cred is None else f"{cred.domain}\\{cred.user}"),
+            ("DstDomain", self.dst_domain),
+            ("DstPrincipal", self.dst_principal),
+        ]
+
+
+class Prerequisite(Enum):
+    """What DsAddSidHistory needs, each with the fix `ferry check` names when it is missing."""
+
+    TRUST = ("trust", "the target domain reaches the source PDC: a trust between the forests,"
+             " or an administrator credential of the source domain in the request")
+    SOURCE_AUDITING = ("sourceAuditing", "on the source DCs, audit account management"
+                       " (success and failure) and directory service access")
+    TARGET_AUDITING = ("targetAuditing", "on the target DCs, audit account management"
+                       " (success and failure) and directory service access")
+    SOURCE_GROUP = ("sourceGroup", "an empty domain local security group named"
+                    " <SOURCE NETBIOS>$$$ in the source domain")
+    TCPIP_CLIENT_SUPPORT = ("tcpipClientSupport", "DWORD HKLM\\System\\CurrentControlSet"
+                            "\\Control\\Lsa\\TcpipClientSupport = 1 on the source PDC emulator,"
+                            " then restart it")
+    SOURCE_ADMIN = ("sourceAdmin", "the source credential is in the source domain's"
+                    " Administrators group (directly or nested)")
+    MIGRATE_RIGHT = ("migrateSidHistory", "the agent's account holds the control access"
+                     f" right Migrate SID History ({MIGRATE_SID_HISTORY_RIGHT}) on the target"
+                     " domain's root object")
+    RPC_PORTS = ("rpcPorts", "TCP 135 and the dynamic RPC ports open from the agent to the"
+                 " target PDC, and from the target PDC to the source PDC")
+
+    @property
+    def key(self) -> str:
+        return self.value[0]
+
+    @property
+    def fix(self) -> str:
+        return self.value[1]
+
+
+@dataclass(frozen=True)
+class PrerequisiteCheck:
+    """One prerequisite as found: met or not, and what was seen (never a secret)."""
+
+    prerequisite: Prerequisite
+    met: bool
+    detail: str = ""
+
+    def describe(self) -> str:
+        state = "ok" if self.met else f"missing: {self.prerequisite.fix}"
+        return f"SID history {self.prerequisite.key}: {state}" + (
+            f" ({self.detail})" if self.detail else "")

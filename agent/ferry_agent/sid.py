@@ -1,0 +1,70 @@
+"""Security identifiers in their string form (`S-1-5-21-X-Y-Z-RID`), parsed strictly.
+
+Standard library only, like dn.py. A SID that will be written somewhere (sIDHistory, an ACL)
+is parsed here first, so a typo is an error naming the value, never a wrong SID.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from .errors import FerryAgentError
+
+MAX_SUB_AUTHORITIES = 15           # what the binary form holds (one count byte, MS-DTYP 2.4.2)
+_AUTHORITY_LIMIT = 1 << 48         # six bytes
+_SUB_LIMIT = 1 << 32               # each sub-authority is a 32-bit unsigned integer
+_SHAPE = re.compile(r"S-1-(\d{1,15})((?:-\d{1,10}){1,15})", re.ASCII | re.IGNORECASE)
+NT_AUTHORITY = 5
+DOMAIN_PREFIX = 21                 # S-1-5-21-X-Y-Z: a domain (or a machine's local accounts)
+FIRST_ASSIGNED_RID = 1000          # below: well-known accounts and groups (500, 512, 519, ...)
+
+
+class SidError(FerryAgentError, ValueError):
+    """A string that is not a SID, or not the kind of SID the caller needs."""
+
+
+@dataclass(frozen=True)
+class Sid:
+    """A parsed SID; str() gives its canonical form."""
+
+    authority: int
+    sub_authorities: tuple[int, ...]
+
+    def __str__(self) -> str:
+        return "S-1-" + "-".join(str(part) for part in (self.authority, *self.sub_authorities))
+
+    @property
+    def is_domain_account(self) -> bool:
+        """S-1-5-21-X-Y-Z-RID: an account or group of a domain (not BUILTIN, not Everyone)."""
+        subs = self.sub_authorities
+        return self.authority == NT_AUTHORITY and len(subs) == 5 and subs[0] == DOMAIN_PREFIX
+
+    @property
+    def domain(self) -> str:
+        """The domain part (`S-1-5-21-X-Y-Z`) of a domain account SID, else ""."""
+        if not self.is_domain_account:
+            return ""
+        return str(Sid(self.authority, self.sub_authorities[:-1]))
+
+    @property
+    def rid(self) -> int:
+        return self.sub_authorities[-1]
+
+
+def parse_sid(text: str) -> Sid:
+    """`S-1-...` to a Sid; anything else (spaces, revision other than 1, values out of range,
+    more than 15 sub-authorities) is a SidError quoting the value."""
+    if not isinstance(text, str):
+        raise SidError(f"not a SID: {text!r} (expected a string like S-1-5-21-1-2-3-1104)")
+    match = _SHAPE.fullmatch(text)
+    if match is None:
+        raise SidError(f"not a SID: {text!r} (expected S-1-<authority>-<sub>..., e.g."
+                       " S-1-5-21-1004336348-1177238915-682003330-1104)")
+    authority = int(match.group(1))
+    subs = tuple(int(part) for part in match.group(2)[1:].split("-"))
+    if authority >= _AUTHORITY_LIMIT:
+        raise SidError(f"not a SID: {text!r} (identifier authority {authority} is over 2^48)")
+    if any(sub >= _SUB_LIMIT for sub in subs):
+        raise SidError(f"not a SID: {text!r} (a sub-authority is over 2^32 - 1)")
+    return Sid(authority, subs)
