@@ -42,6 +42,7 @@ from ferry.errors import FerryError
 from ferry.lab import services
 from ferry.lab.services import port_open
 from ferry.lab.tls import write_tls
+from ferry_agent.dc.local_samba import samba_python
 from ferry_agent.directory.connection import DirectoryEndpoint, connect
 from ferry_agent.directory.errors import DirectoryConnectionError
 from ferry_agent.directory.password import generate_password
@@ -456,25 +457,11 @@ def _smb_conf(spec: DomainSpec, folder: Path) -> str:
 """
 
 
-def _samba_python() -> str:
-    """The interpreter samba-tool runs with: the one that has Samba's Python bindings."""
-    tool = shutil.which("samba-tool") or "samba-tool"
-    with open(tool, "rb") as handle:
-        first = handle.readline().decode("utf-8", "replace").strip()
-    if first.startswith("#!"):
-        parts = first[2:].split()
-        if parts and parts[0].endswith("/env") and len(parts) > 1:
-            return shutil.which(parts[1]) or parts[1]
-        if parts:
-            return parts[0]
-    return "/usr/bin/python3"
-
-
 def _offline(command: str, folder: Path, stdin: str = "") -> None:
     """Run offline.py with Samba's Python against the (stopped) DC in `folder`."""
     script = Path(__file__).with_name("offline.py")
     done = subprocess.run(
-        [_samba_python(), "-I", str(script), command, str(folder / "etc" / "smb.conf")],
+        [samba_python(), "-I", str(script), command, str(folder / "etc" / "smb.conf")],
         input=stdin,
         capture_output=True,
         text=True,
