@@ -26,13 +26,17 @@ from ferry.secrets import SecretsMissing
 from ferry.sync.guests import GuestsError
 from ferry_agent.errors import FerryAgentError
 
+# Programs Samba's own Python runs on a DC (`python3 -I FILE`): they import nothing of Ferry,
+# so their errors cannot derive from its roots; they reach Ferry only as answers on stdout.
+SAMBA_PROGRAMS = {"ferry.lab.offline", "ferry_agent.dc.samba_backend"}
+
 
 def _exceptions(package: ModuleType) -> list[type[BaseException]]:
     """The exception classes defined in every module of the package."""
     found = []
     for info in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
-        if info.name.endswith(".__main__"):  # running it would run the command
-            continue
+        if info.name.endswith(".__main__") or info.name in SAMBA_PROGRAMS:
+            continue  # running __main__ would run the command
         module = importlib.import_module(info.name)
         found += [value for value in vars(module).values()
                   if inspect.isclass(value) and issubclass(value, BaseException)
