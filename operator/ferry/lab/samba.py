@@ -7,7 +7,8 @@ Layout under the lab root (default `.lab`):
     secrets/<netbios>-ad/         password, ca.pem, username: the layout of a Secret volume
     <realm>/                      one DC: etc/smb.conf, private/ (sam.ldb, tls/), state/,
                                   log/samba.log, pid/samba.pid, admin-password (0600),
-                                  run/ (its own /run/samba, see services.py)
+                                  run/ (its own /run/samba, see services.py),
+                                  gnupg/ (0700: the key Samba encrypts new passwords to, gpg.py)
 
 Every DC runs LDAPS, Kerberos, RPC (endpoint mapper, DRSUAPI, SAMR, LSA), replication and SMB
 with winbindd, in its own mount namespace (services.py).
@@ -39,7 +40,7 @@ from pathlib import Path
 import ldap3
 
 from ferry.errors import FerryError
-from ferry.lab import services
+from ferry.lab import gpg, services
 from ferry.lab.services import port_open
 from ferry.lab.tls import write_tls
 from ferry_agent.dc.local_samba import samba_python
@@ -115,6 +116,15 @@ class LabDomain:
     @property
     def password_file(self) -> Path:
         return self.folder / PASSWORD_FILE
+
+    @property
+    def smb_conf(self) -> Path:
+        return self.folder / "etc" / "smb.conf"
+
+    @property
+    def gnupg_home(self) -> Path:
+        """GNUPGHOME with the private key of the DC's `password hash gpg key ids` (gpg.py)."""
+        return gpg.gnupg_home(self.folder)
 
     @property
     def secret_name(self) -> str:
@@ -222,6 +232,7 @@ class Lab:
             )
         for folder in _domain_folders(root):
             _stop(folder)
+            gpg.stop_agent(gpg.gnupg_home(folder))  # one a DC agent's decryption started
         shutil.rmtree(root)
 
     def status(self, root: Path) -> list[DomainStatus]:
@@ -310,7 +321,8 @@ class Lab:
             shutil.copytree(template, folder, symlinks=True)
         for sub in ("etc", "log", "pid", "cache", "private/tls"):
             (folder / sub).mkdir(parents=True, exist_ok=True)
-        (folder / "etc" / "smb.conf").write_text(_smb_conf(spec, folder), encoding="utf-8")
+        conf = _smb_conf(spec, folder, gpg.ensure_key(folder))
+        (folder / "etc" / "smb.conf").write_text(conf, encoding="utf-8")
         if fresh or not (folder / PASSWORD_FILE).exists():
             password = generate_password(24)
             _set_admin_password(folder, password)
@@ -335,6 +347,7 @@ class Lab:
         with open(domain.folder / "log" / "samba.out", "ab") as out:
             process = subprocess.Popen(
                 services.in_private_namespace([*command, "-s", str(conf)], domain.folder),
+                env={**os.environ, "GNUPGHOME": str(domain.gnupg_home)},
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -428,7 +441,7 @@ def _samba_version() -> str:
     return _version_cache[0]
 
 
-def _smb_conf(spec: DomainSpec, folder: Path) -> str:
+def _smb_conf(spec: DomainSpec, folder: Path, gpg_key: str) -> str:
     tls = folder / "private" / "tls"
     return f"""# Written by `ferry lab up`; rewritten on every start.
 [global]
@@ -454,6 +467,7 @@ def _smb_conf(spec: DomainSpec, folder: Path) -> str:
 \ttls keyfile = {tls}/key.pem
 \ttls certfile = {tls}/cert.pem
 \ttls cafile = {tls}/ca.pem
+\t{gpg.SMB_CONF_OPTION} = {gpg_key}
 """
 
 
@@ -462,6 +476,7 @@ def _offline(command: str, folder: Path, stdin: str = "") -> None:
     script = Path(__file__).with_name("offline.py")
     done = subprocess.run(
         [samba_python(), "-I", str(script), command, str(folder / "etc" / "smb.conf")],
+        env={**os.environ, "GNUPGHOME": str(gpg.gnupg_home(folder))},  # a password set encrypts
         input=stdin,
         capture_output=True,
         text=True,
