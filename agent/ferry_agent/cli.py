@@ -27,6 +27,7 @@ from ferry_agent.errors import FerryAgentError
 # The directory (ldap3), identity (cryptography) and transport load only for the command that
 # uses them: `ferry-agent --help` and `version` answer at once.
 if TYPE_CHECKING:
+    from ferry_agent.dc import LocalSambaDc
     from ferry_agent.directory.connection import DirectoryEndpoint
     from ferry_agent.directory.subtrees import WriteSubtrees
 
@@ -51,7 +52,10 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--directory", type=Path, required=True,
                      help="INI file: [directory] host, port, base_dn, bind_user, password_file,"
                           " ca_file, server_name, write_subtrees (DNs this agent may write,"
-                          " separated by ';'; unset: the agent only reads)")
+                          " separated by ';'; unset: the agent only reads); on a domain"
+                          " controller, [dc] smb_conf (and python: the interpreter with"
+                          " Samba's bindings, default samba-tool's) for the work only a DC"
+                          " can do (sIDHistory)")
     run.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
@@ -103,7 +107,8 @@ def _run(args: argparse.Namespace) -> int:
 
     identity = load_identity(args.state_dir)
     subtrees = write_subtrees(args.directory)
-    session = DirectorySession(directory_endpoint(args.directory), subtrees)
+    session = DirectorySession(directory_endpoint(args.directory), subtrees,
+                               local_dc(args.directory))
     logging.getLogger("ferry_agent").info(
         "writes allowed under: %s", "; ".join(subtrees.bases) if subtrees.bases
         else f"nowhere (read-only: no {WRITE_SUBTREES} in {args.directory})")
@@ -149,11 +154,34 @@ def write_subtrees(path: Path) -> WriteSubtrees:
                                f"[directory] of {path}")
 
 
+def local_dc(path: Path) -> LocalSambaDc | None:
+    """The domain controller this agent runs on ([dc] smb_conf), or None."""
+    from ferry_agent.dc import LocalSambaDc
+
+    config = _config(path)
+    if "dc" not in config:
+        return None
+    section = config["dc"]
+    if "smb_conf" not in section:
+        raise ValueError(f"{path}: [dc] needs smb_conf (the DC's smb.conf)")
+    smb_conf = Path(section["smb_conf"])
+    if not smb_conf.is_file():
+        raise ValueError(f"{path}: [dc] smb_conf {smb_conf} is not a file")
+    return LocalSambaDc(smb_conf, python=section.get("python", ""))
+
+
 def _directory_section(path: Path) -> configparser.SectionProxy:
-    config = configparser.ConfigParser(interpolation=None)  # '%' may be in a DN
-    if not config.read(path, encoding="utf-8") or "directory" not in config:
+    config = _config(path)
+    if "directory" not in config:
         raise ValueError(f"{path}: no [directory] section")
     return config["directory"]
+
+
+def _config(path: Path) -> configparser.ConfigParser:
+    config = configparser.ConfigParser(interpolation=None)  # '%' may be in a DN
+    if not config.read(path, encoding="utf-8"):
+        raise ValueError(f"{path}: cannot be read")
+    return config
 
 
 if __name__ == "__main__":

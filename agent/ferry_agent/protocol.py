@@ -47,6 +47,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, TypeVar
 
+from .dc.sid_history import SidHistoryRequest, SidHistoryResult
 from .directory.batch import Write, WriteResult
 from .directory.errors import DirectoryError, WatermarkError
 from .directory.read import AdWatermark, Changes, ChangeStream, Entry, ReadScope
@@ -64,9 +65,12 @@ WRITE_PAGE = 100                     # write results per result chunk
 # Operations an agent carries out. read_full and read_by_guids stream pages of entries;
 # read_changes streams pages of entries, then a last chunk with deletions and the watermark;
 # write carries a batch of Writes and streams pages of their results, one per Write in order.
+# add_sid_history carries {"items": [{"target", "sids"}]} to an agent on a target DC and
+# streams pages of outcomes, one per item in order ({"dn", "added", "alreadyPresent"} or
+# {"error"}).
 OPERATIONS = frozenset({
     "exists", "initial_watermark", "read_full", "read_changes", "read_by_guids",
-    "resolve_dns", "write",
+    "resolve_dns", "write", "add_sid_history",
 })
 
 
@@ -311,6 +315,34 @@ def decode_write_result(data: dict[str, Any]) -> WriteResult:
     return WriteResult(guid=str(data.get("guid") or ""))
 
 
+def encode_sid_history_request(request: SidHistoryRequest) -> dict[str, Any]:
+    return {"target": request.target, "sids": list(request.sids)}
+
+
+def decode_sid_history_request(data: Any) -> SidHistoryRequest:
+    if not isinstance(data, dict) or not isinstance(data.get("target"), str):
+        raise ProtocolError("add_sid_history: each item needs a string target and sids")
+    return SidHistoryRequest(data["target"], tuple(as_strings(data.get("sids", []), "sids")))
+
+
+def encode_sid_history_outcome(outcome: SidHistoryResult | Exception) -> dict[str, Any]:
+    if isinstance(outcome, Exception):
+        return {"error": asdict(error_of(outcome))}
+    return {"dn": outcome.dn, "added": list(outcome.added),
+            "alreadyPresent": list(outcome.already_present)}
+
+
+def decode_sid_history_outcome(data: Any) -> SidHistoryResult | FerryAgentError:
+    """One item's outcome; a refusal or failure comes back as an error to report, not raise."""
+    if not isinstance(data, dict):
+        raise ProtocolError("add_sid_history: each outcome must be an object")
+    if data.get("error"):
+        return FerryAgentError(_error_info(data["error"]).message)
+    return SidHistoryResult(str(data.get("dn", "")),
+                            tuple(as_strings(data.get("added", []), "added")),
+                            tuple(as_strings(data.get("alreadyPresent", []), "alreadyPresent")))
+
+
 def error_of(exc: Exception) -> ErrorInfo:
     """What to send back for an exception raised while carrying out a work item."""
     if isinstance(exc, WatermarkError):
@@ -318,6 +350,8 @@ def error_of(exc: Exception) -> ErrorInfo:
     if isinstance(exc, DirectoryError):
         return ErrorInfo("DirectoryError", exc.message, exc.dn, exc.operation, exc.code,
                          exc.description)
+    if isinstance(exc, FerryAgentError):  # its message is written for the admin already
+        return ErrorInfo("AgentError", str(exc))
     return ErrorInfo("AgentError", f"{type(exc).__name__}: {exc}")
 
 

@@ -15,9 +15,11 @@ from .protocol import (
     WorkItem,
     as_strings,
     decode_scope,
+    decode_sid_history_request,
     decode_write,
     encode_change_summary,
     encode_entry,
+    encode_sid_history_outcome,
     encode_write_result,
     error_of,
     pages,
@@ -73,3 +75,11 @@ def _run(session: DirectorySession, item: WorkItem) -> Iterator[Chunk]:
         # A retried batch may have been applied in part by an agent that died before reporting.
         results = session.write(writes, check_first=item.attempt > 1)
         yield from ((page, None) for page in pages(results, encode_write_result, WRITE_PAGE))
+    elif op == "add_sid_history":
+        raw = args["items"]
+        if not isinstance(raw, list):
+            raise ProtocolError("items: expected a list")
+        # Idempotent by itself: a repeated item adds only what is still missing.
+        outcomes = session.add_sid_history([decode_sid_history_request(i) for i in raw])
+        yield from ((page, None) for page in pages(outcomes, encode_sid_history_outcome,
+                                                    WRITE_PAGE))

@@ -11,7 +11,7 @@ decided on is what gets written; it ends at the end of stdin.
 
     in : {"smbConf": PATH}             out: {"ok": true}
     then per target:
-    in : {"target": {"dn": DN} | {"sam": NAME}, "sids": [SID, ...]}
+    in : {"target": {"dn": DN} | {"guid": GUID} | {"sam": NAME}, "sids": [SID, ...]}
     out: {"ok": true, "facts": {...}}  or  {"ok": false, "error": {"kind", "message"}}
     in : {"add": [SID, ...]}           ([]: write nothing, no answer, transaction cancelled)
     out: {"ok": true, "sidHistory": [SID, ...]}  (the value after the commit) or an error
@@ -71,15 +71,16 @@ def _find(samdb: Any, target: dict[str, Any]) -> Any:
     principals = "(|(objectClass=user)(objectClass=group))"
     attrs = ["objectSid", "objectClass", "sIDHistory", "memberOf", "primaryGroupID",
              "isCriticalSystemObject", "adminCount"]
-    if "dn" in target:
+    if "dn" in target or "guid" in target:
+        # ldb takes the <GUID=...> form as a base, like AD's LDAP server.
+        name = str(target["dn"]) if "dn" in target else f"<GUID={target['guid']}>"
         try:
-            found = samdb.search(str(target["dn"]), ldb.SCOPE_BASE, principals, attrs)
+            found = samdb.search(name, ldb.SCOPE_BASE, principals, attrs)
         except ldb.LdbError as exc:
             if exc.args[0] == ldb.ERR_NO_SUCH_OBJECT:
                 found = []
             else:
                 raise
-        name = target["dn"]
     else:
         name = str(target["sam"])
         expression = f"(&{principals}(sAMAccountName={ldb.binary_encode(name)}))"

@@ -9,6 +9,7 @@ second call changes nothing and says so.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -114,10 +115,16 @@ def normalize_sids(sids: Sequence[str]) -> tuple[str, ...]:
 
 
 def target_query(target: str) -> dict[str, str]:
-    """A DN ("=" in it: no sAMAccountName may hold one) or a sAMAccountName, checked."""
+    """An objectGUID as <GUID=...>, a DN ("=" in it: no sAMAccountName may hold one) or a
+    sAMAccountName, checked."""
     text = target.strip() if isinstance(target, str) else ""
     if not text:
         raise SidHistoryRefused(f"{OPERATION}: name the target by DN or sAMAccountName")
+    if text.startswith("<GUID=") and text.endswith(">"):
+        try:
+            return {"guid": str(uuid.UUID(text[6:-1]))}
+        except ValueError:
+            raise SidHistoryRefused(f"{OPERATION}: {text!r} is not an objectGUID") from None
     if "=" in text:
         try:
             parse_dn(text)

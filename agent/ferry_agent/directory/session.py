@@ -8,7 +8,7 @@ gateway as work items (ferry_agent.protocol) and an agent runs them on its own s
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ldap3
 
@@ -17,15 +17,21 @@ from . import read as ad_read
 from .connection import DirectoryEndpoint, connect
 from .subtrees import WriteSubtrees
 
+if TYPE_CHECKING:
+    from ..dc import LocalSambaDc, SidHistoryRequest, SidHistoryResult
+    from ..errors import FerryAgentError
+
 
 class DirectorySession:
     """A lazily opened, bound LDAP connection to one domain and the operations on it;
     `write_subtrees` (an agent's) refuses every write outside them, None leaves writes as
-    the server allows them."""
+    the server allows them; `dc` is the domain controller the agent runs on, if any."""
 
-    def __init__(self, endpoint: DirectoryEndpoint, write_subtrees: WriteSubtrees | None = None):
+    def __init__(self, endpoint: DirectoryEndpoint, write_subtrees: WriteSubtrees | None = None,
+                 dc: LocalSambaDc | None = None):
         self.endpoint = endpoint
         self.write_subtrees = write_subtrees
+        self.dc = dc
         self._conn: ldap3.Connection | None = None
 
     @property
@@ -71,6 +77,20 @@ class DirectorySession:
         """Apply a batch of writes in order, yielding one result per write (batch.apply)."""
         return ad_batch.apply(self.conn, writes, check_first=check_first,
                               subtrees=self.write_subtrees)
+
+    def add_sid_history(self, requests: Sequence[SidHistoryRequest]
+                        ) -> list[SidHistoryResult | FerryAgentError]:
+        """Each target's outcome, through the local DC's database (no network way exists)."""
+        from ..dc import LocalDcError, add_sid_histories
+        from .subtrees import SETTING, WriteSubtrees
+
+        if self.dc is None:
+            raise LocalDcError("config", "sIDHistory is written on the target domain controller"
+                               " itself: run this agent on a DC of the domain and set"
+                               " [dc] smb_conf in its configuration")
+        return list(add_sid_histories(
+            self.dc, requests,
+            subtrees=self.write_subtrees or WriteSubtrees((), f"{SETTING} (unset)")))
 
 
 def describe(session: Any) -> str:

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from ferry.api.environment import DirectoryType
 from ferry.api.errors import ManifestProblem
-from ferry.api.template import placement_problems
+from ferry.api.template import migration_problems, placement_problems
 
 if TYPE_CHECKING:
     from ferry.api.loader import Manifests
@@ -116,4 +116,7 @@ def _pair_fit(m: Manifests, template_name: str, source: str, target: str,
     if target_env is not None and template is not None:
         found.extend((".target", message) for message in placement_problems(
             template_name, template.spec, target, target_env.spec))
+    if source_env is not None and target_env is not None and template is not None:
+        found.extend(migration_problems(template_name, template.spec, source, source_env.spec,
+                                        target, target_env.spec))
     return found

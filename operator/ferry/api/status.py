@@ -93,6 +93,10 @@ class RunCounts(StatusModel):
     out_of_scope: int = Field(
         default=0, description="References (members, managers) to objects outside the pairs'"
         " scope: never synced, not an error.")
+    sid_history: int = Field(
+        default=0, description="Objects whose sIDHistory got their source objectSid.")
+    passwords: int = Field(
+        default=0, description="Users whose source password was set on their target.")
 
 
 class RunSummary(StatusModel):

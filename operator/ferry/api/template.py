@@ -5,11 +5,16 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from ferry.api.base import ApiModel, CrdNames, PrinterColumn, Resource, ValueSource
 from ferry.api.distinguished_name import DistinguishedName
-from ferry.api.environment import DirectoryType, EnvironmentSpec, ScopeObjectType
+from ferry.api.environment import (
+    ConnectionMode,
+    DirectoryType,
+    EnvironmentSpec,
+    ScopeObjectType,
+)
 from ferry.api.status import TemplateStatus
 from ferry_agent.dn import DNError, is_under
 
@@ -84,8 +89,31 @@ class ObjectTypeSwitches(ApiModel):
     )
 
 
+class PasswordSyncMode(StrEnum):
+    OFF = "Off"
+    REPLICATION = "Replication"   # NT hashes read by directory replication, set over SAMR
+    DC_AGENT = "DCAgent"          # changes caught on the source DCs by Ferry's DC agent
+
+
+class PasswordSync(ApiModel):
+    """Users keep their source password in the target (Active Directory to Active Directory)."""
+
+    mode: PasswordSyncMode = Field(
+        default=PasswordSyncMode.OFF,
+        description="Off: created users get an initial password (value, or a random one)."
+        " Replication: each run reads the NT hashes of users whose password changed (all on"
+        " the first run) from the source by directory replication (the source account needs"
+        " Replicating Directory Changes and Replicating Directory Changes All on the domain),"
+        " and sets them on their joined target users over SAMR on SMB (the target account"
+        " needs Reset Password on the target OU); users Ferry creates get their source"
+        " password. A hash-only set gives the target the NT hash and the RC4 Kerberos key:"
+        " AES-only Kerberos clients work again after the user's next password change."
+        " DCAgent: Ferry's agent on each source DC sends every change within seconds.",
+    )
+
+
 class PasswordOptions(ApiModel):
-    """Initial passwords of created users."""
+    """Initial passwords of created users, or the source password kept (sync)."""
 
     value: ValueSource | None = Field(
         default=None,
@@ -93,7 +121,56 @@ class PasswordOptions(ApiModel):
         " random password meeting AD complexity, never stored or shown.",
     )
     must_change_at_next_logon: bool = Field(
-        default=True, description="Require created users to change the password at next sign-in."
+        default=True, description="Require created users to change the password at next"
+        " sign-in. With sync, users keep their own password, so it must not be set to true.",
+    )
+    sync: PasswordSync = Field(
+        default_factory=PasswordSync,
+        description="Keep users' source passwords in the target instead.",
+    )
+
+    @property
+    def synced(self) -> bool:
+        return self.sync.mode is not PasswordSyncMode.OFF
+
+    @property
+    def must_change(self) -> bool:
+        """Whether created users must change their password: never when it is synced."""
+        return self.must_change_at_next_logon and not self.synced
+
+    @model_validator(mode="after")
+    def _sync_keeps_the_password(self) -> PasswordOptions:
+        if self.synced and "must_change_at_next_logon" in self.model_fields_set \
+                and self.must_change_at_next_logon:
+            raise ValueError(
+                f"sync.mode {self.sync.mode.value} keeps each user's source password, so"
+                " mustChangeAtNextLogon: true would make them change it at once; remove"
+                " mustChangeAtNextLogon or set it to false")
+        if self.synced and self.value is not None:
+            raise ValueError(f"sync.mode {self.sync.mode.value} gives created users their"
+                             " source password; remove value")
+        return self
+
+
+class SidHistoryObjectType(StrEnum):
+    USERS = "users"
+    GROUPS = "groups"
+
+
+class SidHistoryOptions(ApiModel):
+    """Source objectSids in the target's sIDHistory (Active Directory to Active Directory), so
+    resources the source domain granted keep working before and after they are ReACL'd."""
+
+    enabled: bool = Field(
+        default=False,
+        description="Add each joined source object's objectSid to its target's sIDHistory,"
+        " once. On Samba this is done by the target Environment's agents on its DCs"
+        " (connection: agent, [dc] smb_conf in the agent's configuration); AD offers no"
+        " LDAP way.",
+    )
+    object_types: list[SidHistoryObjectType] = Field(
+        default_factory=lambda: [SidHistoryObjectType.USERS, SidHistoryObjectType.GROUPS],
+        min_length=1, description="Which object types get sIDHistory.",
     )
 
 
@@ -153,6 +230,10 @@ class TemplateSpec(ApiModel):
     guests: GuestOptions = Field(
         default_factory=GuestOptions, description="Entra ID targets: B2B guest users."
     )
+    sid_history: SidHistoryOptions = Field(
+        default_factory=SidHistoryOptions, alias="sidHistory",
+        description="Active Directory to Active Directory: source SIDs in sIDHistory.",
+    )
 
 
 class Template(Resource):
@@ -205,3 +286,31 @@ def placement_problems(template: str, spec: TemplateSpec, target: str,
                 " targetOU at or below one of those containers, or add it to spec.scope.ous"
                 f" of {target!r}")
     return problems
+
+
+def migration_problems(template: str, spec: TemplateSpec, source: str,
+                       source_env: EnvironmentSpec, target: str,
+                       target_env: EnvironmentSpec) -> list[tuple[str, str]]:
+    """Why the Template's password sync or SID history cannot work for this pair:
+    (field path, message)."""
+    wanted = [(f"Template {template!r} spec.password.sync.mode", spec.password.synced),
+              (f"Template {template!r} spec.sidHistory.enabled", spec.sid_history.enabled)]
+    found: list[tuple[str, str]] = []
+    for what, on in wanted:
+        if not on:
+            continue
+        for name, env in ((source, source_env), (target, target_env)):
+            if env.type is not DirectoryType.ACTIVE_DIRECTORY:
+                found.append(("", f"{what}: {name!r} is {env.type.value}; passwords and SID"
+                              " history move between Active Directory domains only"))
+    if found:
+        return found
+    if spec.sid_history.enabled and target_env.connection is not ConnectionMode.AGENT:
+        found.append(("", f"Template {template!r} spec.sidHistory.enabled: no network client"
+                      " may write sIDHistory on Samba (and Ferry's DsAddSidHistory is not"
+                      f" available for direct connections), so {target!r} needs connection:"
+                      " agent with its agents on its domain controllers ([dc] smb_conf)"))
+    if spec.password.sync.mode is PasswordSyncMode.DC_AGENT:
+        found.append(("", f"Template {template!r} spec.password.sync.mode DCAgent: not"
+                      " available yet; use Replication"))
+    return found

@@ -16,12 +16,15 @@ from ferry.connectors.base import (
     ReadResult,
     WriteOutcome,
 )
+from ferry.engine.migration import SidHistoryAdd
 from ferry.engine.plan import OpKind
 from ferry.engine.records import REFERENCE_ATTRIBUTES, AttributeValue, ObjectType, Record
 from ferry.state.rows import Watermark
+from ferry_agent.dc.sid_history import SidHistoryRequest, SidHistoryResult
 from ferry_agent.directory import batch as ad_batch
 from ferry_agent.directory import read as ad_read
 from ferry_agent.dn import dn_key, parent_dn
+from ferry_agent.errors import FerryAgentError
 
 # Read on every object whatever the workflow asks: identity, placement, state, references.
 BASE_ATTRIBUTES = ("cn", "objectClass", "userAccountControl", "member", "manager")
@@ -45,6 +48,8 @@ class DirectoryOperations(Protocol):
                       ) -> Iterable[ad_read.Entry]: ...
     def resolve_dns(self, dns: Sequence[str]) -> dict[str, str]: ...
     def write(self, writes: Sequence[ad_batch.Write]) -> Iterable[ad_batch.WriteResult]: ...
+    def add_sid_history(self, requests: Sequence[SidHistoryRequest]
+                        ) -> Sequence[SidHistoryResult | FerryAgentError]: ...
 
 
 class ActiveDirectoryConnector:
@@ -177,6 +182,20 @@ class ActiveDirectoryConnector:
                 self._remember(result.guid, item.dn)
                 outcomes[index] = WriteOutcome(anchor=result.guid)
         return outcomes
+
+    def add_sid_history(self, adds: Sequence[SidHistoryAdd]) -> list[WriteOutcome]:
+        """Each add's outcome; targets are named by objectGUID, so a rename in between
+        cannot send a SID to another object."""
+        if not adds:
+            return []
+        results = self.directory.add_sid_history(
+            [SidHistoryRequest(f"<GUID={a.target_anchor}>", (a.sid,)) for a in adds])
+        if len(results) != len(adds):
+            raise ConnectorCheckError(f"{self.where} answered {len(results)} sIDHistory"
+                                      f" outcomes for {len(adds)} requests")
+        return [WriteOutcome(error=str(r)) if isinstance(r, Exception)
+                else WriteOutcome(anchor=a.target_anchor, dn=r.dn)
+                for a, r in zip(adds, results, strict=True)]
 
     def _directory_write(self, write: ObjectWrite) -> tuple[ad_batch.Write | None, _Undo]:
         """The directory write for one operation, and how to forget what it assumed.

@@ -14,16 +14,20 @@ from typing import Any
 
 from ferry.errors import FerryError
 from ferry.settings import GatewaySettings
+from ferry_agent.dc.sid_history import SidHistoryRequest, SidHistoryResult
 from ferry_agent.directory.batch import Write, WriteResult
 from ferry_agent.directory.read import AdWatermark, Changes, Entry, ReadScope
+from ferry_agent.errors import FerryAgentError
 from ferry_agent.protocol import (
     POLL_WAIT_SECONDS,
     PROTOCOL_VERSION,
     ErrorInfo,
     decode_changes,
     decode_entry,
+    decode_sid_history_outcome,
     decode_write_result,
     encode_scope,
+    encode_sid_history_request,
     encode_write,
     raise_error,
 )
@@ -80,6 +84,12 @@ class RemoteDirectory:
             raise GatewayWorkError(f"an agent of environment {self.environment} answered"
                                    f" {len(results)} results for {len(writes)} writes")
         return results
+
+    def add_sid_history(self, requests: Sequence[SidHistoryRequest]
+                        ) -> list[SidHistoryResult | FerryAgentError]:
+        pages = self._call("add_sid_history", {
+            "items": [encode_sid_history_request(r) for r in requests]})
+        return [decode_sid_history_outcome(o) for page in pages for o in page or ()]
 
     # submitting and collecting ---------------------------------------------------------
     def _value(self, operation: str, arguments: dict[str, Any]) -> Any:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from ferry.api.environment import ScopeObjectType
+from ferry.engine.migration import SidHistoryAdd
 from ferry.engine.plan import Operation
 from ferry.engine.records import ObjectType, Record
 from ferry.errors import FerryError
@@ -62,10 +63,22 @@ class WriteOutcome:
 
     anchor: str = ""
     error: str | None = None
+    dn: str = ""          # where the directory says the object is, when it says
 
 
 class ConnectorCheckError(FerryError):
     """The directory answered, but not as the Environment expects; the message says what."""
+
+
+@runtime_checkable
+class SidHistoryTarget(Protocol):
+    """A connector that can add source SIDs to its objects' sIDHistory (Active Directory)."""
+
+    batch_size: int
+
+    def add_sid_history(self, adds: Sequence[SidHistoryAdd]) -> list[WriteOutcome]:
+        """One outcome per add, in order; a refused object fails alone."""
+        ...
 
 
 class Connector(Protocol):

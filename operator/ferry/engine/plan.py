@@ -7,6 +7,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from ferry.engine.migration import SidHistoryAdd
 from ferry.engine.records import AttributeValue, ObjectType
 
 
@@ -23,6 +24,8 @@ class Count(StrEnum):
     ERRORS = "errors"
     DEFERRED = "deferred"
     OUT_OF_SCOPE = "outOfScope"  # references to objects outside the pairs' scope
+    SID_HISTORY = "sidHistory"   # source SIDs added to targets' sIDHistory
+    PASSWORDS = "passwords"      # source passwords set on joined target users
 
 
 # The counts a run's one-line summary shows (`ferry runs`, `ferry run --in-cluster --wait`).
@@ -186,6 +189,8 @@ class PairPlan:
     unchanged: Counter[ObjectType] = field(default_factory=Counter)
     threshold_hit: bool = False
     threshold_message: str = ""
+    # source SIDs for joined targets' sIDHistory, worked out once the objects are written.
+    sid_history: list[SidHistoryAdd] = field(default_factory=list)
 
     def count(self, kind: OpKind, object_type: ObjectType | None = None) -> int:
         return sum(

@@ -17,9 +17,9 @@ from ferry.state.schema import JoinRow
 class Joins:
     _session: sessionmaker[Session]
 
-    def confirmed(self, pair: str) -> dict[str, str]:
-        """source anchor -> target anchor of confirmed joins."""
-        return self._anchors(pair, "joined")
+    def confirmed(self, pair: str, object_type: str | None = None) -> dict[str, str]:
+        """source anchor -> target anchor of confirmed joins (of one object type, if given)."""
+        return self._anchors(pair, "joined", object_type)
 
     def pending(self, pair: str) -> dict[str, str]:
         """source anchor -> target DN of creates begun but never confirmed."""
@@ -68,11 +68,14 @@ class Joins:
                 s.execute(delete(JoinRow).where(JoinRow.pair == pair,
                                                 JoinRow.source_anchor.in_(chunk)))
 
-    def _anchors(self, pair: str, status: str) -> dict[str, str]:
+    def _anchors(self, pair: str, status: str, object_type: str | None = None
+                 ) -> dict[str, str]:
+        query = select(JoinRow.source_anchor, JoinRow.target_anchor).where(
+            JoinRow.pair == pair, JoinRow.status == status)
+        if object_type is not None:
+            query = query.where(JoinRow.object_type == object_type)
         with self._session() as s:
-            rows = s.execute(select(JoinRow.source_anchor, JoinRow.target_anchor).where(
-                JoinRow.pair == pair, JoinRow.status == status))
-            return {src: tgt for src, tgt in rows if tgt}
+            return {src: tgt for src, tgt in s.execute(query) if tgt}
 
 
 def _upsert(s: Session, pair: str, source_anchor: str, target_anchor: str | None,

@@ -73,7 +73,7 @@ class PairApplier:
         """What the connector needs for op, or None when there is nothing to write."""
         if op.kind is OpKind.CREATE:
             password = self._password() if op.object_type.value == "user" else None
-            return ObjectWrite(op, password, self.password_options.must_change_at_next_logon,
+            return ObjectWrite(op, password, self.password_options.must_change,
                                restore=self.deleted.get(op.source_anchor or "", ""))
         if op.kind is not OpKind.REFERENCES:
             return ObjectWrite(op)

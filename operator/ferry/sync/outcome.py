@@ -124,6 +124,9 @@ def plan_to_json(outcome: RunOutcome, plans: list[PairPlan]) -> dict[str, Any]:
                 "conflicts": [clean(c) for c in p.conflicts],
                 "errors": [clean(e) for e in p.errors],
                 "outOfScope": [{**clean(r), "message": r.message} for r in p.out_of_scope],
+                "sidHistory": [{**clean(a), "message": f"sIDHistory would get {a.sid}"
+                                if outcome.mode == "test" else f"sIDHistory gets {a.sid}"}
+                               for a in p.sid_history],
                 "thresholdHit": p.threshold_hit,
                 "thresholdMessage": p.threshold_message,
             }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ferry.api.environment import DirectoryType
+from ferry.api.environment import DirectoryType, ScopeObjectType
 from ferry.api.loader import Manifests
 from ferry.api.template import GuestOptions, PasswordOptions, TemplateSpec
 from ferry.api.workflow import Workflow
@@ -23,6 +23,7 @@ class PairSettings:
     rules: er.PairRules
     password: PasswordOptions
     template: str
+    sid_history: frozenset[ObjectType] = frozenset()   # empty: no sIDHistory for this pair
 
 
 def pair_key(workflow: str, source: str, target: str) -> str:
@@ -63,8 +64,11 @@ def workflow_pairs(manifests: Manifests, workflow: Workflow) -> list[PairSetting
                 delete_threshold=thresholds.get(key, 0),
                 delete_enabled=key in thresholds,
             )
-            pairs.append(PairSettings(pair.source, pair.target, rules, template.spec.password,
-                                      stage.template))
+            history = template.spec.sid_history
+            pairs.append(PairSettings(
+                pair.source, pair.target, rules, template.spec.password, stage.template,
+                frozenset(SCOPE_TYPES[ScopeObjectType(t.value)] for t in history.object_types)
+                & rules.object_types if history.enabled else frozenset()))
     return pairs
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from ferry.connectors.base import Connector, ReadResult
+from ferry.engine.migration import OBJECT_SID, SID_HISTORY
 from ferry.engine.records import ObjectType, Record
 from ferry.state.store import StateStore
 from ferry.sync.pairs import PairSettings
@@ -45,6 +46,9 @@ def environment_needs(pairs: Iterable[PairSettings]) -> dict[str, EnvironmentNee
         for attr in rules.staging.domain_mapped_attributes:
             source.attributes.add(attr)
             target.attributes.add(attr)
+        if pair.sid_history:
+            source.attributes.add(OBJECT_SID)
+            target.attributes.add(SID_HISTORY)
     return needs
 
 

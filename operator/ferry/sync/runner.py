@@ -13,16 +13,18 @@ import structlog
 
 from ferry.api.loader import Manifests
 from ferry.api.status import RunResult
-from ferry.connectors.base import Connector
+from ferry.connectors.base import Connector, ReadResult
 from ferry.connectors.factory import connection_secrets, open_connector
 from ferry.engine.expressions import ExpressionError
 from ferry.engine.pipeline import plan_pair
 from ferry.engine.plan import Count, PairPlan
+from ferry.engine.records import Record
 from ferry.secrets import ResolvedSecrets, SecretSource, resolve_all
 from ferry.settings import RunSettings
 from ferry.state.rows import ObjectResult
 from ferry.state.store import StateStore
 from ferry.sync.apply import PairApplier, password_source
+from ferry.sync.migration import SidHistoryStep
 from ferry.sync.outcome import COUNT_OF, RunOutcome, plan_to_json, write_plan
 from ferry.sync.pairs import PairSettings, workflow_pairs
 from ferry.sync.progress import NoProgress, Progress
@@ -103,13 +105,19 @@ def run_workflow(
                      full=reads[env_name].result.full)
         for pair in pairs:
             joins = store.joins.confirmed(pair.rules.name)
-            plan = _plan(pair, reads, store, joins)
+            sources = [r for r in reads[pair.source].result.records
+                       if r.object_type in pair.rules.object_types]
+            plan = _plan(pair, sources, reads[pair.target], store, joins,
+                         reads[pair.source].result)
             _name_references(plan, connectors[pair.source])
             result.plans.append(plan)
             _report_plan(outcome, plan)
-            if not test_mode:
+            history = SidHistoryStep(pair, plan, outcome)
+            if test_mode:
+                history.plan_adds(sources, joins, reads[pair.target].by_anchor, test_mode=True)
+            else:
                 _apply(run_id, pair, plan, joins, connectors[pair.target], store, outcome,
-                       reads[pair.target], resolved, progress)
+                       reads[pair.target], resolved, progress, sources, history)
         if not test_mode:
             for env_name, read in reads.items():
                 wm = read.result.watermark
@@ -157,15 +165,12 @@ def _read_secrets(manifests: Manifests, pairs: list[PairSettings],
     return resolve_all(secrets, needed)
 
 
-def _plan(pair: PairSettings, reads: dict[str, EnvironmentRead], store: StateStore,
-          joins: dict[str, str]) -> PairPlan:
-    source, target = reads[pair.source].result, reads[pair.target].result
-    name = pair.rules.name
-    sources = [r for r in source.records if r.object_type in pair.rules.object_types]
+def _plan(pair: PairSettings, sources: list[Record], target: EnvironmentRead,
+          store: StateStore, joins: dict[str, str], source: ReadResult) -> PairPlan:
     with _collector_paused():
         return plan_pair(
-            pair.rules, sources, target.records, joins,
-            pending_creates=store.joins.pending(name),
+            pair.rules, sources, target.result.records, joins,
+            pending_creates=store.joins.pending(pair.rules.name),
             deleted_sources=source.deleted,
             full=source.full,
         )
@@ -228,7 +233,8 @@ def _report_plan(outcome: RunOutcome, plan: PairPlan) -> None:
 
 def _apply(run_id: str, pair: PairSettings, plan: PairPlan, joins: dict[str, str],
            connector: Connector, store: StateStore, outcome: RunOutcome, target: EnvironmentRead,
-           secrets: SecretSource, progress: Progress) -> None:
+           secrets: SecretSource, progress: Progress, sources: list[Record],
+           history: SidHistoryStep) -> None:
     applier = PairApplier(
         run_id=run_id, plan=plan, connector=connector, store=store, outcome=outcome,
         targets=target.by_anchor, password_options=pair.password,
@@ -240,7 +246,12 @@ def _apply(run_id: str, pair: PairSettings, plan: PairPlan, joins: dict[str, str
     task = progress.task(f"write {pair.target}", total=len(plan.operations))
     applier.apply(task)
     task.finish()
+    # After the writes: objects created in this run are joined now and get theirs too.
+    adds = history.plan_adds(sources, applier.joins, target.by_anchor, test_mode=False)
+    history.apply(adds, connector, target.by_anchor)
+    store.runs.record(run_id, history.results)
     retry = dict(applier.retries)
+    retry.update(history.retries)
     retry.update({c.source_anchor: c.message for c in plan.conflicts})
     retry.update({e.source_anchor: e.message for e in plan.errors})
     retry.update({a: "references not resolved yet" for a in plan.deferred})

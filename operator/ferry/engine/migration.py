@@ -1,0 +1,66 @@
+"""What a pair moves besides attributes: source SIDs into sIDHistory. Pure: joins and records
+in, work out.
+
+Only joined pairs are ever touched: a source object without a join (unmatched, conflicting,
+out of scope) gets nothing, whatever its target looks like.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass
+
+from ferry.engine.records import ObjectType, Record
+
+OBJECT_SID = "objectSid"
+SID_HISTORY = "sIDHistory"
+
+
+@dataclass(frozen=True, slots=True)
+class SidHistoryAdd:
+    """The source object's SID, to be added to its joined target's sIDHistory."""
+
+    pair: str
+    object_type: ObjectType
+    source_anchor: str
+    source_dn: str
+    target_anchor: str
+    sid: str
+
+
+def sid_history_adds(pair: str, object_types: Collection[ObjectType],
+                     sources: Iterable[Record], joins: Mapping[str, str],
+                     targets: Mapping[str, Record]) -> list[SidHistoryAdd]:
+    """The SIDs joined targets still lack: a target whose sIDHistory holds its source's SID
+    needs nothing, so running again adds nothing. A target created in this run was not read,
+    so it has none yet."""
+    adds: list[SidHistoryAdd] = []
+    for source in sources:
+        if source.object_type not in object_types:
+            continue
+        target_anchor = joins.get(source.anchor)
+        sid = _one(source.attributes.get(OBJECT_SID))
+        if target_anchor is None or not sid:
+            continue
+        target = targets.get(target_anchor)
+        held = {s.upper() for s in _many(target.attributes.get(SID_HISTORY))} if target else set()
+        if sid.upper() not in held:
+            adds.append(SidHistoryAdd(pair, source.object_type, source.anchor, source.dn,
+                                      target_anchor, sid))
+    return adds
+
+
+def _one(value: object) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list | tuple) and value and isinstance(value[0], str):
+        return value[0]
+    return ""
+
+
+def _many(value: object) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list | tuple):
+        return [v for v in value if isinstance(v, str)]
+    return []
