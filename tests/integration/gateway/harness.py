@@ -135,14 +135,18 @@ class RunningGateway:
         return stored, response
 
     def start_agent(self, environment: str, name: str, folder: Path,
-                    directory: Mapping[str, str], env: Mapping[str, str] | None = None
-                    ) -> subprocess.Popen[bytes]:
+                    directory: Mapping[str, str], env: Mapping[str, str] | None = None,
+                    dc: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
         """A real `ferry-agent` of `environment`, enrolled through its CLI (the token in
         $FERRY_AGENT_TOKEN, never argv) and then run with `directory` as its INI's [directory]
-        section. Its files and agent.log go in `folder`; `env` replaces os.environ."""
+        section (and `dc` as its [dc]). Its files and agent.log go in `folder`; `env`
+        replaces os.environ."""
         folder.mkdir(parents=True, exist_ok=True)
         ini = folder / "ad.ini"
-        ini.write_text("[directory]\n" + "".join(f"{k} = {v}\n" for k, v in directory.items()))
+        sections = {"directory": directory, **({"dc": dc} if dc else {})}
+        ini.write_text("".join(f"[{section}]\n" + "".join(f"{k} = {v}\n" for k, v in
+                                                          values.items())
+                               for section, values in sections.items()))
         base = dict(os.environ if env is None else env)
         enrolled = subprocess.run(
             [sys.executable, "-m", "ferry_agent.cli", "enroll", "--gateway", self.url,

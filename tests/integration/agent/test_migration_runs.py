@@ -1,0 +1,123 @@
+"""Migration runs through real agents: `ferry plan` and `ferry run` with a Template that keeps
+source SIDs (sidHistory), a source agent that only reads and a target agent on the target DC
+([dc] smb_conf), as an administrator would check afterwards: with ldapsearch."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tests.integration.agent.test_agent_runs import AgentFleet, ferry_run, manifests
+from tests.integration.agent.test_agent_runs import fleet as fleet
+from tests.integration.agent.test_sid_history_samba import ldapsearch, object_sid
+
+from ferry_agent.directory import add_members, create
+from ferry_agent.dn import build_dn
+
+pytestmark = pytest.mark.lab
+
+SID_HISTORY = "  sidHistory:\n    enabled: true\n"
+
+
+def seed(lab: Any, ou: str, users: int) -> list[str]:
+    """Users and a group of them in SRC below ou; their sAMAccountNames, the group's last."""
+    conn = lab.src.connect()
+    names, members = [], []
+    for i in range(users):
+        sam = f"sh{uuid.uuid4().hex[:10]}"
+        dn = build_dn(f"History User {i} {sam}", ou)
+        create(conn, "user", dn, {"sAMAccountName": [sam], "givenName": ["History"],
+                                  "sn": [f"User {i}"], "userPrincipalName": [f"{sam}@src.test"]})
+        names.append(sam)
+        members.append(dn)
+    group = f"shg{uuid.uuid4().hex[:8]}"
+    create(conn, "group", build_dn(group, ou), {"sAMAccountName": [group]})
+    add_members(conn, build_dn(group, ou), members)
+    conn.unbind()
+    return [*names, group]
+
+
+def with_sid_history(folder: Path) -> Path:
+    template = folder / "template.yaml"
+    template.write_text(template.read_text().rstrip("\n") + "\n" + SID_HISTORY)
+    return folder
+
+
+def plan(folder: Path, fleet: AgentFleet, state: Path, lab: Any, out: Path
+         ) -> subprocess.CompletedProcess[str]:
+    token_file = state.parent / "job-credential"
+    token_file.write_text(fleet.gateway.credential("src", "tgt", subject=state.name))
+    env = {**os.environ, "FERRY_SECRETS_DIR": str(lab.root / "secrets"),
+           "FERRY_GATEWAY_URL": fleet.gateway.url, "FERRY_GATEWAY_CA": str(fleet.gateway.ca_file),
+           "FERRY_GATEWAY_TOKEN_FILE": str(token_file)}
+    return subprocess.run([sys.executable, "-m", "ferry", "plan", "-f", str(folder), "--state",
+                           str(state), "--out", str(out)], env=env, capture_output=True,
+                          text=True, timeout=900, check=False, cwd=state.parent)
+
+
+def sid_histories(lab: Any, names: list[str]) -> dict[str, list[str]]:
+    return {name: ldapsearch(lab.tgt, f"(sAMAccountName={name})", "sIDHistory")
+            for name in names}
+
+
+def counted(state: Path, key: str) -> list[int]:
+    from ferry.state.store import StateStore
+
+    with StateStore(str(state), read_only=True) as store:
+        return [sum(c.get(key, 0) for c in run.counts.values())
+                for run in store.runs.recent(None, 10)]
+
+
+def test_sid_history_is_set_once_and_only_once(fleet: AgentFleet, lab: Any, src_ou: str,
+                                               tgt_ou: str, tmp_path: Path) -> None:
+    names = seed(lab, src_ou, 3)
+    unmatched = f"shx{uuid.uuid4().hex[:8]}"   # a target user no source object joins
+    conn = lab.tgt.connect()
+    create(conn, "user", build_dn(unmatched, tgt_ou), {"sAMAccountName": [unmatched]})
+    conn.unbind()
+    folder = with_sid_history(manifests(tmp_path / "m", lab, src_ou, tgt_ou, "agent"))
+    fleet.start("src", "src-agent")
+    fleet.start("tgt", "tgt-dc-agent", write_subtrees=tgt_ou, on_dc=True)
+    state = tmp_path / "state" / "state.sqlite"
+    state.parent.mkdir()
+    expected = {name: [object_sid(lab.src, name)] for name in names}
+
+    planned = plan(folder, fleet, state, lab, tmp_path / "plan.json")
+    assert planned.returncode == 0, planned.stdout + planned.stderr
+    lines = [a for p in json.loads((tmp_path / "plan.json").read_text())["pairs"]
+             for a in p["sidHistory"]]
+    assert sorted(a["sid"] for a in lines) == sorted(s for (s,) in expected.values())
+    assert {a["message"] for a in lines} == {f"sIDHistory would get {s}"
+                                             for (s,) in expected.values()}
+    assert not state.exists(), "test mode writes no state"
+
+    first = ferry_run(folder, fleet, state, lab)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert sid_histories(lab, names) == expected
+    assert sid_histories(lab, [unmatched]) == {unmatched: []}
+    assert counted(state, "sidHistory") == [len(names)]
+
+    again = ferry_run(folder, fleet, state, lab)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert sid_histories(lab, names) == expected
+    assert counted(state, "sidHistory") == [0, len(names)]
+
+
+def test_an_agent_off_the_dc_says_what_to_configure(fleet: AgentFleet, lab: Any, src_ou: str,
+                                                    tgt_ou: str, tmp_path: Path) -> None:
+    names = seed(lab, src_ou, 1)
+    folder = with_sid_history(manifests(tmp_path / "m", lab, src_ou, tgt_ou, "agent"))
+    fleet.start("src", "src-agent")
+    fleet.start("tgt", "tgt-agent", write_subtrees=tgt_ou)   # not on the DC: no [dc]
+    state = tmp_path / "state" / "state.sqlite"
+    state.parent.mkdir()
+    run = ferry_run(folder, fleet, state, lab)
+    assert run.returncode != 0
+    assert "[dc] smb_conf" in run.stdout + run.stderr
+    assert sid_histories(lab, names[:1]) == {names[0]: []}
