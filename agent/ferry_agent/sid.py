@@ -68,3 +68,27 @@ def parse_sid(text: str) -> Sid:
     if any(sub >= _SUB_LIMIT for sub in subs):
         raise SidError(f"not a SID: {text!r} (a sub-authority is over 2^32 - 1)")
     return Sid(authority, subs)
+
+
+# Groups whose members hold the domain or forest (AdminSDHolder's list): by RID in any domain,
+# since Enterprise and Schema Admins live in the forest root domain. Ferry changes nothing
+# that gives a member of these an identity elsewhere (SID history, passwords).
+PROTECTED_GROUP_RIDS = {
+    512: "Domain Admins", 516: "Domain Controllers", 518: "Schema Admins",
+    519: "Enterprise Admins", 521: "Read-only Domain Controllers", 526: "Key Admins",
+    527: "Enterprise Key Admins",
+}
+PROTECTED_BUILTIN = {
+    "S-1-5-32-544": "Administrators", "S-1-5-32-548": "Account Operators",
+    "S-1-5-32-549": "Server Operators", "S-1-5-32-550": "Print Operators",
+    "S-1-5-32-551": "Backup Operators", "S-1-5-32-552": "Replicator",
+}
+
+
+def protected_group(text: str) -> str:
+    """The name of the protected group the SID `text` is (see PROTECTED_*), else ""."""
+    name = PROTECTED_BUILTIN.get(text.upper())
+    if name:
+        return name
+    sid = parse_sid(text)
+    return PROTECTED_GROUP_RIDS.get(sid.rid, "") if sid.is_domain_account else ""

@@ -16,22 +16,10 @@ from dataclasses import dataclass
 from ..directory.subtrees import WriteSubtrees
 from ..dn import DNError, parse_dn
 from ..errors import FerryAgentError
-from ..sid import FIRST_ASSIGNED_RID, SidError, parse_sid
+from ..sid import FIRST_ASSIGNED_RID, SidError, parse_sid, protected_group
 from .local_samba import BackendExchange, LocalDcError, LocalSambaDc
 
 OPERATION = "add SID history"
-# Groups whose members hold the domain or forest (AdminSDHolder's list): by RID in any domain,
-# since Enterprise and Schema Admins live in the forest root domain.
-PROTECTED_GROUP_RIDS = {
-    512: "Domain Admins", 516: "Domain Controllers", 518: "Schema Admins",
-    519: "Enterprise Admins", 521: "Read-only Domain Controllers", 526: "Key Admins",
-    527: "Enterprise Key Admins",
-}
-PROTECTED_BUILTIN = {
-    "S-1-5-32-544": "Administrators", "S-1-5-32-548": "Account Operators",
-    "S-1-5-32-549": "Server Operators", "S-1-5-32-550": "Print Operators",
-    "S-1-5-32-551": "Backup Operators", "S-1-5-32-552": "Replicator",
-}
 _SAM_FORBIDDEN = set('"/\\[]:;|=,+*?<>')
 # Backend answers about one target (the others go on); any other LocalDcError ends the run.
 PER_TARGET_FAILURES = {"notFound", "ambiguous", "ldb", "verify"}
@@ -145,10 +133,7 @@ def protection(facts: TargetFacts) -> str:
     if facts.critical:
         return "it is a critical system object (isCriticalSystemObject)"
     for group in facts.group_sids:
-        name = PROTECTED_BUILTIN.get(group)
-        parsed = parse_sid(group)
-        if name is None and parsed.is_domain_account:
-            name = PROTECTED_GROUP_RIDS.get(parsed.rid)
+        name = protected_group(group)
         if name:
             return f"it is a member of {name} ({group}), directly or nested"
     if facts.admin_count:
