@@ -101,14 +101,14 @@ def _enroll(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from ferry_agent.directory.session import DirectorySession
     from ferry_agent.directory.subtrees import SETTING as WRITE_SUBTREES
-    from ferry_agent.identity import load_identity
+    from ferry_agent.identity import load_identity, private_key
     from ferry_agent.loop import AgentLoop
     from ferry_agent.transport import GatewayClient
 
     identity = load_identity(args.state_dir)
     subtrees = write_subtrees(args.directory)
     session = DirectorySession(directory_endpoint(args.directory), subtrees,
-                               local_dc(args.directory))
+                               local_dc(args.directory), private_key(identity))
     logging.getLogger("ferry_agent").info(
         "writes allowed under: %s", "; ".join(subtrees.bases) if subtrees.bases
         else f"nowhere (read-only: no {WRITE_SUBTREES} in {args.directory})")

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.x509.oid import NameOID
 
@@ -121,6 +122,14 @@ def load_identity(folder: Path) -> Identity:
         name=str(names[0].value),
         not_valid_after=leaf.not_valid_after_utc,
     )
+
+
+def private_key(identity: Identity) -> ec.EllipticCurvePrivateKey:
+    """The identity's key: what secrets sealed to this agent open with (ferry_agent.sealed)."""
+    key = _load_key(identity.key_file)
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise IdentityError(identity.key_file, "not an EC key; run `ferry-agent enroll` again")
+    return key
 
 
 def ensure_folder(folder: Path) -> None:

@@ -52,6 +52,7 @@ from .directory.batch import Write, WriteResult
 from .directory.errors import DirectoryError, WatermarkError
 from .directory.read import AdWatermark, Changes, ChangeStream, Entry, ReadScope
 from .errors import FerryAgentError
+from .passwords.transfer import PasswordSet, SealedPassword
 
 T = TypeVar("T")
 
@@ -68,9 +69,13 @@ WRITE_PAGE = 100                     # write results per result chunk
 # add_sid_history carries {"items": [{"target", "sids"}]} to an agent on a target DC and
 # streams pages of outcomes, one per item in order ({"dn", "added", "alreadyPresent"} or
 # {"error"}).
+# read_passwords {"watermark", "guids", "recipients": [PEM]} streams pages of sealed
+# passwords ({"source", "kind", "sealed": {key id: ciphertext}}), then {"watermark"};
+# set_passwords {"items": [{"target", "source", "kind", "sealed"}]} streams pages of
+# outcomes ({} or {"error": message}), one per item in order.
 OPERATIONS = frozenset({
     "exists", "initial_watermark", "read_full", "read_changes", "read_by_guids",
-    "resolve_dns", "write", "add_sid_history",
+    "resolve_dns", "write", "add_sid_history", "read_passwords", "set_passwords",
 })
 
 
@@ -341,6 +346,30 @@ def decode_sid_history_outcome(data: Any) -> SidHistoryResult | FerryAgentError:
     return SidHistoryResult(str(data.get("dn", "")),
                             tuple(as_strings(data.get("added", []), "added")),
                             tuple(as_strings(data.get("alreadyPresent", []), "alreadyPresent")))
+
+
+def encode_sealed_password(item: SealedPassword) -> dict[str, Any]:
+    return {"source": item.source, "kind": item.kind, "sealed": dict(item.sealed)}
+
+
+def decode_sealed_password(data: Any) -> SealedPassword:
+    sealed = data.get("sealed") if isinstance(data, dict) else None
+    if not isinstance(data, dict) or not isinstance(data.get("source"), str) \
+            or not isinstance(data.get("kind"), str) or not isinstance(sealed, dict) \
+            or not all(isinstance(k, str) and isinstance(v, str) for k, v in sealed.items()):
+        raise ProtocolError("password: each needs string source and kind, and sealed: an"
+                            " object of strings")
+    return SealedPassword(data["source"], data["kind"], dict(sealed))
+
+
+def encode_password_set(item: PasswordSet) -> dict[str, Any]:
+    return {"target": item.target, **encode_sealed_password(item.password)}
+
+
+def decode_password_set(data: Any) -> PasswordSet:
+    if not isinstance(data, dict) or not isinstance(data.get("target"), str):
+        raise ProtocolError("set_passwords: each item needs a string target")
+    return PasswordSet(data["target"], decode_sealed_password(data))
 
 
 def error_of(exc: Exception) -> ErrorInfo:

@@ -14,16 +14,19 @@ from .protocol import (
     ProtocolError,
     WorkItem,
     as_strings,
+    decode_password_set,
     decode_scope,
     decode_sid_history_request,
     decode_write,
     encode_change_summary,
     encode_entry,
+    encode_sealed_password,
     encode_sid_history_outcome,
     encode_write_result,
     error_of,
     pages,
 )
+from .sealed import Recipient
 
 Chunk = tuple[Any, ErrorInfo | None]   # (value, error); the last chunk is final
 
@@ -75,11 +78,27 @@ def _run(session: DirectorySession, item: WorkItem) -> Iterator[Chunk]:
         # A retried batch may have been applied in part by an agent that died before reporting.
         results = session.write(writes, check_first=item.attempt > 1)
         yield from ((page, None) for page in pages(results, encode_write_result, WRITE_PAGE))
+    elif op == "read_passwords":
+        guids = args.get("guids")
+        reads = session.read_passwords(
+            args.get("watermark"), None if guids is None else as_strings(guids, "guids"),
+            [Recipient.from_pem(pem) for pem in as_strings(args["recipients"], "recipients")])
+        for page in pages(reads, encode_sealed_password):
+            yield page, None
+        yield {"watermark": reads.watermark}, None
+    elif op == "set_passwords":
+        raw = args["items"]
+        if not isinstance(raw, list):
+            raise ProtocolError("items: expected a list")
+        # Idempotent by itself: setting the same hash again changes nothing a user sees.
+        outcomes = session.set_passwords([decode_password_set(i) for i in raw])
+        yield from ((page, None) for page in pages(
+            outcomes, lambda error: {"error": error} if error else {}, WRITE_PAGE))
     elif op == "add_sid_history":
         raw = args["items"]
         if not isinstance(raw, list):
             raise ProtocolError("items: expected a list")
         # Idempotent by itself: a repeated item adds only what is still missing.
-        outcomes = session.add_sid_history([decode_sid_history_request(i) for i in raw])
-        yield from ((page, None) for page in pages(outcomes, encode_sid_history_outcome,
+        added = session.add_sid_history([decode_sid_history_request(i) for i in raw])
+        yield from ((page, None) for page in pages(added, encode_sid_history_outcome,
                                                     WRITE_PAGE))

@@ -18,8 +18,13 @@ from .connection import DirectoryEndpoint, connect
 from .subtrees import WriteSubtrees
 
 if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
     from ..dc import LocalSambaDc, SidHistoryRequest, SidHistoryResult
     from ..errors import FerryAgentError
+    from ..passwords.endpoint import DcEndpoint
+    from ..passwords.transfer import PasswordSet, SealedReads
+    from ..sealed import Recipient
 
 
 class DirectorySession:
@@ -28,10 +33,12 @@ class DirectorySession:
     the server allows them; `dc` is the domain controller the agent runs on, if any."""
 
     def __init__(self, endpoint: DirectoryEndpoint, write_subtrees: WriteSubtrees | None = None,
-                 dc: LocalSambaDc | None = None):
+                 dc: LocalSambaDc | None = None,
+                 key: ec.EllipticCurvePrivateKey | None = None):
         self.endpoint = endpoint
         self.write_subtrees = write_subtrees
         self.dc = dc
+        self.key = key   # opens the secrets sealed to this side (the agent's own key)
         self._conn: ldap3.Connection | None = None
 
     @property
@@ -77,6 +84,40 @@ class DirectorySession:
         """Apply a batch of writes in order, yielding one result per write (batch.apply)."""
         return ad_batch.apply(self.conn, writes, check_first=check_first,
                               subtrees=self.write_subtrees)
+
+    # passwords ---------------------------------------------------------------------------
+    def recipients(self) -> list[Recipient]:
+        """The keys secrets for this side are sealed to: its own, if it has one."""
+        from ..sealed import Recipient, key_id
+
+        if self.key is None:
+            return []
+        public = self.key.public_key()
+        return [Recipient(key_id(public), public)]
+
+    def read_passwords(self, watermark: str | None, guids: Sequence[str] | None,
+                       recipients: Sequence[Recipient]) -> SealedReads:
+        """Source side: NT hashes by replication, each sealed to `recipients` as it is read."""
+        from ..passwords.transfer import read_sealed
+
+        return read_sealed(self.dc_endpoint(), watermark, guids, recipients)
+
+    def set_passwords(self, items: Sequence[PasswordSet]) -> list[str | None]:
+        """Target side: open each sealed password with this side's key and set it (SAMR)."""
+        from ..passwords.errors import PasswordSyncError
+        from ..passwords.transfer import set_sealed
+
+        if self.key is None:
+            raise PasswordSyncError("this side has no key to open sealed passwords with")
+        return set_sealed(self.conn, self.dc_endpoint(), items, self.key, self.write_subtrees)
+
+    def dc_endpoint(self) -> DcEndpoint:
+        """The same DC and account for RPC (DRSUAPI, SAMR) as for LDAP."""
+        from ..passwords.endpoint import DcEndpoint
+
+        ep = self.endpoint
+        return DcEndpoint(host=ep.host, user=ep.bind_user, password=ep.password,
+                          base_dn=ep.base_dn or ad_read.naming_context(self.conn))
 
     def add_sid_history(self, requests: Sequence[SidHistoryRequest]
                         ) -> list[SidHistoryResult | FerryAgentError]:

@@ -6,7 +6,7 @@ the same methods, such as one whose calls an agent carries out (agent mode).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from typing import Protocol
 
 from ferry.connectors.base import (
@@ -25,6 +25,8 @@ from ferry_agent.directory import batch as ad_batch
 from ferry_agent.directory import read as ad_read
 from ferry_agent.dn import dn_key, parent_dn
 from ferry_agent.errors import FerryAgentError
+from ferry_agent.passwords.transfer import PasswordSet, SealedPassword
+from ferry_agent.sealed import Recipient
 
 # Read on every object whatever the workflow asks: identity, placement, state, references.
 BASE_ATTRIBUTES = ("cn", "objectClass", "userAccountControl", "member", "manager")
@@ -32,6 +34,17 @@ BASE_ATTRIBUTES = ("cn", "objectClass", "userAccountControl", "member", "manager
 _NOT_STAGED = frozenset(a.lower() for a in (
     "objectClass", "objectGUID", "userAccountControl", "uSNChanged", "distinguishedName",
     "member", "manager"))
+
+
+PASSWORD_WATERMARK = "drs"   # where password replication resumes: a DRSUAPI high-water mark
+
+
+class SealedPasswords(Protocol):
+    """Sealed passwords streamed from a read; `watermark` is set once iterated to the end."""
+
+    watermark: str | None
+
+    def __iter__(self) -> Iterator[SealedPassword]: ...
 
 
 class DirectoryOperations(Protocol):
@@ -50,6 +63,10 @@ class DirectoryOperations(Protocol):
     def write(self, writes: Sequence[ad_batch.Write]) -> Iterable[ad_batch.WriteResult]: ...
     def add_sid_history(self, requests: Sequence[SidHistoryRequest]
                         ) -> Sequence[SidHistoryResult | FerryAgentError]: ...
+    def recipients(self) -> list[Recipient]: ...
+    def read_passwords(self, watermark: str | None, guids: Sequence[str] | None,
+                       recipients: Sequence[Recipient]) -> SealedPasswords: ...
+    def set_passwords(self, items: Sequence[PasswordSet]) -> list[str | None]: ...
 
 
 class ActiveDirectoryConnector:
@@ -182,6 +199,21 @@ class ActiveDirectoryConnector:
                 self._remember(result.guid, item.dn)
                 outcomes[index] = WriteOutcome(anchor=result.guid)
         return outcomes
+
+    # passwords: sealed from the source's reader to the target's setter ------------------
+    def password_recipients(self) -> list[Recipient]:
+        return self.directory.recipients()
+
+    def read_passwords(self, watermark: Watermark | None, guids: Sequence[str] | None,
+                       recipients: Sequence[Recipient]) -> SealedPasswords:
+        if watermark is not None and watermark.kind != PASSWORD_WATERMARK:
+            raise ConnectorCheckError(f"{self.where}: a {watermark.kind} watermark is not a"
+                                      " password replication watermark")
+        return self.directory.read_passwords(watermark.value if watermark else None, guids,
+                                             recipients)
+
+    def set_passwords(self, items: Sequence[PasswordSet]) -> list[str | None]:
+        return self.directory.set_passwords(items) if items else []
 
     def add_sid_history(self, adds: Sequence[SidHistoryAdd]) -> list[WriteOutcome]:
         """Each add's outcome; targets are named by objectGUID, so a rename in between

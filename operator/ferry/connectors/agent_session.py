@@ -18,19 +18,23 @@ from ferry_agent.dc.sid_history import SidHistoryRequest, SidHistoryResult
 from ferry_agent.directory.batch import Write, WriteResult
 from ferry_agent.directory.read import AdWatermark, Changes, Entry, ReadScope
 from ferry_agent.errors import FerryAgentError
+from ferry_agent.passwords.transfer import PasswordSet, SealedPassword
 from ferry_agent.protocol import (
     POLL_WAIT_SECONDS,
     PROTOCOL_VERSION,
     ErrorInfo,
     decode_changes,
     decode_entry,
+    decode_sealed_password,
     decode_sid_history_outcome,
     decode_write_result,
+    encode_password_set,
     encode_scope,
     encode_sid_history_request,
     encode_write,
     raise_error,
 )
+from ferry_agent.sealed import Recipient
 from ferry_agent.transport import GatewayClient, GatewayUnavailable, backoff
 
 
@@ -90,6 +94,38 @@ class RemoteDirectory:
         pages = self._call("add_sid_history", {
             "items": [encode_sid_history_request(r) for r in requests]})
         return [decode_sid_history_outcome(o) for page in pages for o in page or ()]
+
+    def recipients(self) -> list[Recipient]:
+        """The keys of the environment's agents: a password for them is sealed to each, so
+        whichever agent takes the work can open it, and nothing in between can."""
+        status, body = self.client.get(f"/v1/environments/{self.environment}/agents",
+                                       headers=self._headers, timeout=POLL_WAIT_SECONDS)
+        if status != 200 or not body:
+            raise GatewayWorkError(f"the gateway did not list the agents of environment"
+                                   f" {self.environment} ({status}): {_message(body)}")
+        keys = [Recipient.from_pem(a["publicKey"]) for a in body.get("agents") or []
+                if isinstance(a, dict) and isinstance(a.get("publicKey"), str)]
+        if not keys:
+            raise GatewayWorkError(
+                f"no agent of environment {self.environment} has a key to receive passwords"
+                " (agents enrolled before Ferry kept keys must run `ferry-agent enroll` again)")
+        return keys
+
+    def read_passwords(self, watermark: str | None, guids: Sequence[str] | None,
+                       recipients: Sequence[Recipient]) -> RemotePasswords:
+        chunks = self._call("read_passwords", {
+            "watermark": watermark, "guids": None if guids is None else list(guids),
+            "recipients": [r.pem() for r in recipients]})
+        return RemotePasswords(chunks)
+
+    def set_passwords(self, items: Sequence[PasswordSet]) -> list[str | None]:
+        pages = self._call("set_passwords", {"items": [encode_password_set(i) for i in items]})
+        outcomes = [str(o["error"]) if isinstance(o, dict) and o.get("error") else None
+                    for page in pages for o in page or ()]
+        if len(outcomes) != len(items):
+            raise GatewayWorkError(f"an agent of environment {self.environment} answered"
+                                   f" {len(outcomes)} outcomes for {len(items)} passwords")
+        return outcomes
 
     # submitting and collecting ---------------------------------------------------------
     def _value(self, operation: str, arguments: dict[str, Any]) -> Any:
@@ -151,6 +187,20 @@ class RemoteDirectory:
                 if time.monotonic() >= deadline:
                     raise GatewayWorkError(f"the gateway is unreachable: {exc}") from None
                 time.sleep(min(next(delays), max(0.0, deadline - time.monotonic())))
+
+
+class RemotePasswords:
+    """An agent's sealed passwords (pages, then the watermark), read like SealedReads."""
+
+    def __init__(self, chunks: list[Any]):
+        self._pages = chunks[:-1]
+        last = chunks[-1] if chunks else None
+        self.watermark: str | None = last.get("watermark") if isinstance(last, dict) else None
+
+    def __iter__(self) -> Iterator[SealedPassword]:
+        for page in self._pages:
+            for data in page or []:
+                yield decode_sealed_password(data)
 
 
 def _message(body: dict[str, Any] | None) -> str:

@@ -12,6 +12,7 @@ from ferry.secrets import SecretSource
 from ferry.settings import GATEWAY_CA_ENV, GATEWAY_TOKEN_FILE_ENV, GATEWAY_URL_ENV, RunSettings
 from ferry_agent.directory.connection import DirectoryEndpoint
 from ferry_agent.directory.session import DirectorySession
+from ferry_agent.sealed import ephemeral_key
 
 
 class ConnectorUnavailable(FerryError):
@@ -54,8 +55,9 @@ def open_connector(env: Environment, secrets: SecretSource, settings: RunSetting
         host=ad.host, port=ad.port, base_dn=ad.base_dn, ca_data=ca_data,
         insecure=ad.tls.insecure_skip_verify, server_name=ad.tls.server_name,
         bind_user=credentials.username, password=password)
+    # A key that lives only in this process: passwords this run sets here are sealed to it.
     return ActiveDirectoryConnector(
-        name, DirectorySession(endpoint), ad.base_dn, env.spec.scope.ous,
+        name, DirectorySession(endpoint, key=ephemeral_key()), ad.base_dn, env.spec.scope.ous,
         where=f"{ad.host}:{ad.port} as {credentials.username}")
 
 

@@ -28,6 +28,16 @@ class SidHistoryAdd:
     sid: str
 
 
+@dataclass(frozen=True, slots=True)
+class PasswordSync:
+    """A source user's password, set on its joined target user (never the password itself)."""
+
+    pair: str
+    source_anchor: str
+    source_dn: str
+    target_anchor: str   # "" in test mode for a user the run would create
+
+
 def sid_history_adds(pair: str, object_types: Collection[ObjectType],
                      sources: Iterable[Record], joins: Mapping[str, str],
                      targets: Mapping[str, Record]) -> list[SidHistoryAdd]:

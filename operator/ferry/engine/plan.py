@@ -7,7 +7,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from ferry.engine.migration import SidHistoryAdd
+from ferry.engine.migration import PasswordSync, SidHistoryAdd
 from ferry.engine.records import AttributeValue, ObjectType
 
 
@@ -191,6 +191,8 @@ class PairPlan:
     threshold_message: str = ""
     # source SIDs for joined targets' sIDHistory, worked out once the objects are written.
     sid_history: list[SidHistoryAdd] = field(default_factory=list)
+    # users whose source password is set on their target (which, never the password).
+    passwords: list[PasswordSync] = field(default_factory=list)
 
     def count(self, kind: OpKind, object_type: ObjectType | None = None) -> int:
         return sum(

@@ -441,16 +441,19 @@ async def _results(request: web.Request) -> web.Response:
 
 
 async def _environment_agents(request: web.Request) -> web.Response:
-    """The agents of one environment and whether each is connected (for the operator)."""
+    """The agents of one environment, whether each is connected (for the operator) and its
+    public key (for a Job sealing secrets to them)."""
     services = request.app[SERVICES]
     credential = _job(request, (ROLE_OPERATOR, ROLE_JOB))
     environment = request.match_info["environment"]
     if credential.role != ROLE_OPERATOR:  # the operator checks every environment's agents
         _bound(credential, environment)
     agents = await asyncio.to_thread(services.store.agents.enrolled, environment)
+    keys = await asyncio.to_thread(services.store.agents.public_keys, environment)
     horizon = time.time() - services.queue.limits.agent_timeout
     return _ok({"v": PROTOCOL_VERSION, "agents": [
         {"id": a.id, "name": a.name, "host": a.host, "version": a.version,
+         "publicKey": keys.get(a.id),   # what secrets for this agent are sealed to
          "lastSeen": a.last_seen.isoformat() if a.last_seen else None,
          "connected": not a.revoked and a.last_seen is not None
          and a.last_seen.timestamp() >= horizon}

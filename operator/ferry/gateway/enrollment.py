@@ -87,7 +87,11 @@ def enroll(store: StateStore, ca: AgentCA, request: EnrollRequest,
         raise ProtocolError(f"EnrollRequest.{exc}") from None
     hashed = token_hash(request.token)
     agent_id = "agent-" + secrets.token_hex(8)
-    agent = store.agents.enroll(hashed, agent_id, request.name, request.host, request.version)
+    # Kept so secrets for this agent can be sealed to its key (ferry_agent.sealed).
+    public_key = csr.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    agent = store.agents.enroll(hashed, agent_id, request.name, request.host, request.version,
+                                public_key)
     if agent is None:
         raise EnrollmentRefused(store.agents.token_state(hashed))
     cert = ca.sign_agent(csr, agent_id)

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ferry.errors import FerryError
 from ferry.state.rows import AgentInfo, Revocation
-from ferry.state.schema import AgentRow, EnrollmentTokenRow
+from ferry.state.schema import AgentKeyRow, AgentRow, EnrollmentTokenRow
 
 # Like the products Ferry replaces: up to five agents share an environment's work.
 MAX_AGENTS_PER_ENVIRONMENT = 5
@@ -36,7 +36,7 @@ class Agents:
                                      created_at=datetime.now(UTC), expires_at=expires_at))
 
     def enroll(self, token_hash: str, agent_id: str, name: str, host: str,
-               version: str) -> AgentInfo | None:
+               version: str, public_key: str = "") -> AgentInfo | None:
         """Use a token for a new agent of its environment; None when it is unknown, used or
         expired. One conditional UPDATE claims it, so a token works once, also concurrently."""
         when = datetime.now(UTC)
@@ -57,7 +57,19 @@ class Agents:
             row = AgentRow(id=agent_id, name=name, environment=environment, host=host,
                            version=version, enrolled_at=when, last_seen=when)
             s.add(row)
+            if public_key:
+                s.add(AgentKeyRow(agent_id=agent_id, public_key=public_key))
             return _info(row)
+
+    def public_keys(self, environment: str) -> dict[str, str]:
+        """Agent id -> PEM public key of the environment's active agents that have one
+        (agents enrolled before keys were kept have none until they enroll again)."""
+        with self._session() as s:
+            rows = s.execute(select(AgentKeyRow.agent_id, AgentKeyRow.public_key)
+                             .join(AgentRow, AgentRow.id == AgentKeyRow.agent_id)
+                             .where(AgentRow.environment == environment,
+                                    AgentRow.revoked_at.is_(None)))
+            return dict(rows.tuples().all())
 
     def token_state(self, token_hash: str) -> str:
         """unknown | used | expired | valid: why an enrollment was refused, for the log."""

@@ -119,6 +119,16 @@ class EnrollmentTokenRow(Base):
     agent_id: Mapped[str | None] = mapped_column(String(40))   # the agent it enrolled
 
 
+class AgentKeyRow(Base):
+    """An agent's public key (from its CSR): what secrets for it are sealed to. A table of its
+    own, so state stores made before it gain it without a migration."""
+
+    __tablename__ = "agent_keys"
+
+    agent_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    public_key: Mapped[str] = mapped_column(Text)
+
+
 class AgentRow(Base):
     """An enrolled on-premises agent; revoked_at set means every call of it is refused."""
 

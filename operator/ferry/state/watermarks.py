@@ -17,6 +17,10 @@ from ferry.state.schema import InventoryRow, RetryRow, WatermarkRow
 
 @dataclass(frozen=True)
 class Watermarks:
+    """Per workflow and environment; password replication keeps its own per pair (the pair's
+    key, `workflow/source->target`, in place of the workflow: no workflow is named so), so
+    resetting an environment's watermarks resets both."""
+
     _session: sessionmaker[Session]
 
     def get(self, workflow: str, environment: str) -> Watermark | None:

@@ -16,7 +16,7 @@ from ferry.state.rows import Join, ObjectResult, PendingCreate
 from ferry.state.store import StateStore
 from ferry.sync.outcome import COUNT_OF, ObjectFailure, RunOutcome
 from ferry.sync.progress import ProgressTask
-from ferry_agent.directory.password import generate_password
+from ferry_agent.directory.password import complexity_tokens, generate_password
 
 log = structlog.get_logger("ferry.apply")
 
@@ -72,7 +72,7 @@ class PairApplier:
     def _prepare(self, op: Operation) -> ObjectWrite | None:
         """What the connector needs for op, or None when there is nothing to write."""
         if op.kind is OpKind.CREATE:
-            password = self._password() if op.object_type.value == "user" else None
+            password = self._password(op) if op.object_type.value == "user" else None
             return ObjectWrite(op, password, self.password_options.must_change,
                                restore=self.deleted.get(op.source_anchor or "", ""))
         if op.kind is not OpKind.REFERENCES:
@@ -126,10 +126,13 @@ class PairApplier:
         if len(self._results) >= 500:
             self._flush()
 
-    def _password(self) -> str:
+    def _password(self, op: Operation) -> str:
         if self.password_options.value is not None:
             return self.password_source()
-        return generate_password()
+        # AD refuses a password holding the account name or a displayName token.
+        changes = op.changes
+        return generate_password(avoid=complexity_tokens(
+            _text(changes.get("sAMAccountName")), _text(changes.get("displayName"))))
 
     def _ok(self, op: Operation, counted: Count) -> None:
         key = (op.object_type.value, op.source_anchor or op.target_anchor or op.dn)
@@ -177,6 +180,12 @@ def password_source(options: PasswordOptions, secrets: SecretSource,
         return cache[0]
 
     return get
+
+
+def _text(value: object) -> str:
+    if isinstance(value, list | tuple):
+        return str(value[0]) if value else ""
+    return str(value) if value is not None else ""
 
 
 def _is_reference(op: Operation) -> bool:

@@ -127,6 +127,9 @@ def plan_to_json(outcome: RunOutcome, plans: list[PairPlan]) -> dict[str, Any]:
                 "sidHistory": [{**clean(a), "message": f"sIDHistory would get {a.sid}"
                                 if outcome.mode == "test" else f"sIDHistory gets {a.sid}"}
                                for a in p.sid_history],
+                "passwords": [{**clean(u), "message": "password would be synced"
+                               if outcome.mode == "test" else "password synced"}
+                              for u in p.passwords],
                 "thresholdHit": p.threshold_hit,
                 "thresholdMessage": p.threshold_message,
             }

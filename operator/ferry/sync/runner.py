@@ -27,6 +27,7 @@ from ferry.sync.apply import PairApplier, password_source
 from ferry.sync.migration import SidHistoryStep
 from ferry.sync.outcome import COUNT_OF, RunOutcome, plan_to_json, write_plan
 from ferry.sync.pairs import PairSettings, workflow_pairs
+from ferry.sync.passwords import PasswordStep
 from ferry.sync.progress import NoProgress, Progress
 from ferry.sync.reading import (
     EnvironmentNeeds,
@@ -113,11 +114,14 @@ def run_workflow(
             result.plans.append(plan)
             _report_plan(outcome, plan)
             history = SidHistoryStep(pair, plan, outcome)
+            passwords = PasswordStep(pair, plan, outcome, store, reads[pair.source].by_anchor)
             if test_mode:
                 history.plan_adds(sources, joins, reads[pair.target].by_anchor, test_mode=True)
+                passwords.preview(connectors[pair.source])
             else:
-                _apply(run_id, pair, plan, joins, connectors[pair.target], store, outcome,
-                       reads[pair.target], resolved, progress, sources, history)
+                _apply(run_id, pair, plan, joins, connectors, store, outcome,
+                       reads[pair.target], resolved, progress, sources,
+                       (history, passwords), retries[pair.rules.name])
         if not test_mode:
             for env_name, read in reads.items():
                 wm = read.result.watermark
@@ -232,9 +236,11 @@ def _report_plan(outcome: RunOutcome, plan: PairPlan) -> None:
 
 
 def _apply(run_id: str, pair: PairSettings, plan: PairPlan, joins: dict[str, str],
-           connector: Connector, store: StateStore, outcome: RunOutcome, target: EnvironmentRead,
-           secrets: SecretSource, progress: Progress, sources: list[Record],
-           history: SidHistoryStep) -> None:
+           connectors: dict[str, Connector], store: StateStore, outcome: RunOutcome,
+           target: EnvironmentRead, secrets: SecretSource, progress: Progress,
+           sources: list[Record], then: tuple[SidHistoryStep, PasswordStep],
+           retried: set[str]) -> None:
+    connector = connectors[pair.target]
     applier = PairApplier(
         run_id=run_id, plan=plan, connector=connector, store=store, outcome=outcome,
         targets=target.by_anchor, password_options=pair.password,
@@ -247,11 +253,14 @@ def _apply(run_id: str, pair: PairSettings, plan: PairPlan, joins: dict[str, str
     applier.apply(task)
     task.finish()
     # After the writes: objects created in this run are joined now and get theirs too.
+    history, passwords = then
     adds = history.plan_adds(sources, applier.joins, target.by_anchor, test_mode=False)
     history.apply(adds, connector, target.by_anchor)
-    store.runs.record(run_id, history.results)
+    passwords.run(connectors[pair.source], connector, joins, retried)
+    store.runs.record(run_id, [*history.results, *passwords.results])
     retry = dict(applier.retries)
     retry.update(history.retries)
+    retry.update(passwords.retries)
     retry.update({c.source_anchor: c.message for c in plan.conflicts})
     retry.update({e.source_anchor: e.message for e in plan.errors})
     retry.update({a: "references not resolved yet" for a in plan.deferred})
@@ -261,3 +270,4 @@ def _apply(run_id: str, pair: PairSettings, plan: PairPlan, joins: dict[str, str
                        "conflict", c.message) for c in plan.conflicts),
         *(ObjectResult(plan.pair, r.object_type.value, r.source_anchor, r.dn, "references",
                        "outOfScope", r.message) for r in plan.out_of_scope)])
+
