@@ -2,9 +2,11 @@
 Reset Password on the users of an OU, and the RPC and SMB ports.
 
 Each verdict is also held against what the DC itself does with the right: a DirSync search
-(Samba asks for DS-Replication-Get-Changes on the domain root) and an LDAP password reset of a
-user in the OU (User-Force-Change-Password). Rights are granted the way the finding says, with
-`samba-tool dsacl set` run on the DC (here: against the lab DC's own sam.ldb).
+(Samba asks for DS-Replication-Get-Changes on the domain root), a DRSUAPI replication of the
+domain root asking for password attributes (both rights: ferry_agent.passwords'
+probe_replication) and an LDAP password reset of a user in the OU (User-Force-Change-Password).
+Rights are granted the way the finding says, with `samba-tool dsacl set` run on the DC (here:
+against the lab DC's own sam.ldb).
 """
 
 from __future__ import annotations
@@ -153,6 +155,18 @@ def can_reset(conn: ldap3.Connection, user_dn: str) -> bool:
     return bool(conn.extend.microsoft.modify_password(user_dn, generate_password()))
 
 
+def can_replicate(service: Service) -> bool:
+    """Whether the DC lets the account read password hashes by DRSUAPI (both rights)."""
+    from ferry_agent.passwords.endpoint import DcEndpoint
+    from ferry_agent.passwords.replication import probe_replication
+
+    domain = service.domain
+    probe = probe_replication(DcEndpoint(host=domain.ip, user=f"{service.sam}@{domain.dns_domain}",
+                                         password=service.password, base_dn=domain.base_dn))
+    assert probe.state in ("ok", "missing-rights"), probe.message
+    return probe.ok
+
+
 def join_domain_admins(lab, service: Service) -> None:
     conn = lab.tgt.connect()
     add_members(conn, f"CN=Domain Admins,CN=Users,{lab.tgt.base_dn}", [service.dn])
@@ -175,6 +189,7 @@ def test_a_fresh_account_lacks_both_and_is_told_how_to_get_them(lab, service, ou
     assert f'dsacls "{ous.targets}" /I:S /G "{service.sam}@' in reset.message
     # The DC agrees.
     assert not can_dirsync(conn)
+    assert not can_replicate(service)
     assert not can_reset(conn, ous.target_user)
 
 
@@ -189,6 +204,7 @@ def test_the_granted_rights_pass(lab, service, ous, domain_root_dacl) -> None:
     assert replication.ok and replication.missing == (), replication.message
     assert reset.ok and reset.missing == (), reset.message
     assert can_dirsync(conn)
+    assert can_replicate(service)
     assert can_reset(conn, ous.target_user)
 
 
@@ -200,6 +216,7 @@ def test_a_domain_admins_member_has_them_through_the_group(lab, service, ous) ->
     assert replication_rights(conn, lab.tgt.base_dn).ok
     assert reset_password_right(conn, ous.targets).ok
     assert can_dirsync(conn)
+    assert can_replicate(service)
     assert can_reset(conn, ous.target_user)
 
 
@@ -249,6 +266,7 @@ def test_a_deny_ace_wins_over_a_groups_grant(lab, service, ous, tgt_ou, domain_r
     assert f"Denied by (OD;;CR;{REPLICATION_GUIDS[0]};;{sid})" in replication.message
     assert not can_reset(conn, ous.target_user)
     assert not can_dirsync(conn)
+    assert not can_replicate(service)
 
 
 @pytest.mark.lab
