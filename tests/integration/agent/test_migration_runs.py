@@ -157,7 +157,6 @@ def signs_in(lab: Any, sam: str, password: str, tmp_path: Path) -> dict[str, boo
 
 
 WORKS = {"ldaps": True, "ntlm": True, "kerberos": True}
-FAILS = {"ldaps": False, "ntlm": False, "kerberos": False}
 
 
 def seed_with_passwords(lab: Any, ou: str, count: int) -> dict[str, str]:
@@ -237,7 +236,9 @@ def test_passwords_follow_users_to_the_target(fleet: AgentFleet, lab: Any, src_o
     second = ferry_run(folder, fleet, state, lab)
     assert second.returncode == 0, second.stdout + second.stderr
     assert signs_in(lab, changed, new, tmp_path) == WORKS
-    assert signs_in(lab, changed, old, tmp_path) == FAILS
+    # NTLM (and so Samba's LDAP simple bind) still take the previous password for the DC's
+    # "old password allowed period" (60 min by default), as Windows does; Kerberos does not.
+    assert signs_in(lab, changed, old, tmp_path)["kerberos"] is False
     assert counted(state, "passwords") == [1, len(users)]
 
     state.write_bytes(before)   # the killed run, repeated: same change, same result
