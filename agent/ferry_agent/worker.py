@@ -94,6 +94,12 @@ def _run(session: DirectorySession, item: WorkItem) -> Iterator[Chunk]:
         outcomes = session.set_passwords([decode_password_set(i) for i in raw])
         yield from ((page, None) for page in pages(
             outcomes, lambda error: {"error": error} if error else {}, WRITE_PAGE))
+    elif op == "check_migration":
+        found = session.check_migration(bool(args.get("replication")),
+                                        as_strings(args.get("resetPasswordOUs", []),
+                                                   "resetPasswordOUs"),
+                                        bool(args.get("sidHistory")))
+        yield [{"ok": ok, "message": message} for ok, message in found], None
     elif op == "add_sid_history":
         raw = args["items"]
         if not isinstance(raw, list):

@@ -119,6 +119,37 @@ class DirectorySession:
         return DcEndpoint(host=ep.host, user=ep.bind_user, password=ep.password,
                           base_dn=ep.base_dn or ad_read.naming_context(self.conn))
 
+    def check_migration(self, replication: bool, reset_password_ous: Sequence[str],
+                        sid_history: bool) -> list[tuple[bool, str]]:
+        """What password sync and SID history need of this domain, as (ok, message) each:
+        the replication rights on the domain root, Reset Password on the target OUs, the RPC
+        and SMB ports, and a DC to write sIDHistory on."""
+        from . import ports, rights
+
+        found: list[tuple[bool, str]] = []
+        account = rights.bound_account(self.conn) if replication or reset_password_ous \
+            else None
+        if replication:
+            finding = rights.replication_rights(self.conn, self.endpoint.base_dn
+                                                or ad_read.naming_context(self.conn),
+                                                account=account)
+            found.append((finding.ok, finding.message))
+        for ou in reset_password_ous:
+            finding = rights.reset_password_right(self.conn, ou, account=account)
+            found.append((finding.ok, finding.message))
+        if replication or reset_password_ous:
+            probed = ports.rpc_ports(self.endpoint.host)
+            found.append((probed.ok, probed.message))
+        if sid_history:
+            if self.dc is None:
+                found.append((False, "sIDHistory: this agent runs on no domain controller; run"
+                               " it on a DC of the domain with [dc] smb_conf in its INI"))
+            elif not self.dc.smb_conf.is_file():
+                found.append((False, f"sIDHistory: [dc] smb_conf {self.dc.smb_conf} is missing"))
+            else:
+                found.append((True, f"sIDHistory: written on this DC ({self.dc.smb_conf})"))
+        return found
+
     def add_sid_history(self, requests: Sequence[SidHistoryRequest]
                         ) -> list[SidHistoryResult | FerryAgentError]:
         """Each target's outcome, through the local DC's database (no network way exists)."""

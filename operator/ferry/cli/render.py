@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 # Tables stay readable when output goes to a file or CI log (rich assumes 80 columns there).
 # Nothing printed is ever parsed as rich markup or highlighted: errors, DNs, values and file
 # names come from outside and may hold `[...]`. Styles are applied only through `labelled`.
-out = Console(width=None if sys.stdout.isatty() else 160)
+out = Console(width=None if sys.stdout.isatty() else 160, markup=False, highlight=False)
 err = Console(stderr=True, width=None if sys.stderr.isatty() else 120, markup=False,
               highlight=False)
 

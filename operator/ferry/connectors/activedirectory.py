@@ -7,6 +7,7 @@ the same methods, such as one whose calls an agent carries out (agent mode).
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from ferry.connectors.base import (
@@ -34,6 +35,18 @@ BASE_ATTRIBUTES = ("cn", "objectClass", "userAccountControl", "member", "manager
 _NOT_STAGED = frozenset(a.lower() for a in (
     "objectClass", "objectGUID", "userAccountControl", "uSNChanged", "distinguishedName",
     "member", "manager"))
+
+
+@dataclass(frozen=True)
+class MigrationNeeds:
+    """What the workflows ask of one AD environment beyond reading and writing objects."""
+
+    replication: bool = False                  # a password sync source: replication rights
+    reset_password_ous: tuple[str, ...] = ()   # a password sync target: Reset Password there
+    sid_history: bool = False                  # a SID history target: agents on its DCs
+
+    def __bool__(self) -> bool:
+        return self.replication or bool(self.reset_password_ous) or self.sid_history
 
 
 PASSWORD_WATERMARK = "drs"   # where password replication resumes: a DRSUAPI high-water mark
@@ -64,6 +77,8 @@ class DirectoryOperations(Protocol):
     def add_sid_history(self, requests: Sequence[SidHistoryRequest]
                         ) -> Sequence[SidHistoryResult | FerryAgentError]: ...
     def recipients(self) -> list[Recipient]: ...
+    def check_migration(self, replication: bool, reset_password_ous: Sequence[str],
+                        sid_history: bool) -> list[tuple[bool, str]]: ...
     def read_passwords(self, watermark: str | None, guids: Sequence[str] | None,
                        recipients: Sequence[Recipient]) -> SealedPasswords: ...
     def set_passwords(self, items: Sequence[PasswordSet]) -> list[str | None]: ...
@@ -91,6 +106,15 @@ class ActiveDirectoryConnector:
             raise ConnectorCheckError(f"bound to {self.where}, but scope container {missing[0]}"
                                       " does not exist; fix spec.scope.ous")
         return f"bound to {self.where}; {len(self.scope_ous)} scope container(s) readable"
+
+    def check_migration(self, needs: MigrationNeeds) -> str:
+        """What password sync and SID history need here; raises naming each that is missing."""
+        found = self.directory.check_migration(needs.replication, needs.reset_password_ous,
+                                               needs.sid_history)
+        missing = [message for ok, message in found if not ok]
+        if missing:
+            raise ConnectorCheckError("; ".join(missing))
+        return "; ".join(message for _, message in found)
 
     def close(self) -> None:
         self.directory.close()

@@ -95,6 +95,14 @@ class RemoteDirectory:
             "items": [encode_sid_history_request(r) for r in requests]})
         return [decode_sid_history_outcome(o) for page in pages for o in page or ()]
 
+    def check_migration(self, replication: bool, reset_password_ous: Sequence[str],
+                        sid_history: bool) -> list[tuple[bool, str]]:
+        found = self._value("check_migration", {
+            "replication": replication, "resetPasswordOUs": list(reset_password_ous),
+            "sidHistory": sid_history})
+        return [(bool(f.get("ok")), str(f.get("message", ""))) for f in found or []
+                if isinstance(f, dict)]
+
     def recipients(self) -> list[Recipient]:
         """The keys of the environment's agents: a password for them is sealed to each, so
         whichever agent takes the work can open it, and nothing in between can."""

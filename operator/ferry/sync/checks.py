@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from ferry.api.environment import DirectoryType, Environment
 from ferry.api.loader import Manifests
+from ferry.connectors.activedirectory import ActiveDirectoryConnector, MigrationNeeds
 from ferry.connectors.base import SCOPE_TYPES
 from ferry.connectors.entra.connector import EntraConnector
 from ferry.connectors.entra.permissions import Need, needs
@@ -42,6 +43,23 @@ def graph_permissions_needed(manifests: Manifests, env: Environment) -> list[Nee
                  administrative_units=bool(env.spec.scope.administrative_units))
 
 
+def migration_needs(manifests: Manifests, env: Environment) -> MigrationNeeds:
+    """What the workflows' password sync and SID history ask of an AD environment."""
+    name = env.metadata.name
+    replication, sid_history = False, False
+    ous: list[str] = []
+    for workflow in manifests.workflows.values():
+        for pair in workflow_pairs(manifests, workflow):
+            if pair.password.synced and pair.source == name:
+                replication = True
+            if pair.password.synced and pair.target == name:
+                target_ou = manifests.templates[pair.template].spec.target_ou
+                ous += [target_ou.default, *(m.target_ou for m in target_ou.mappings)] \
+                    if target_ou else list(env.spec.scope.ous)
+            sid_history = sid_history or (bool(pair.sid_history) and pair.target == name)
+    return MigrationNeeds(replication, tuple(dict.fromkeys(ous)), sid_history)
+
+
 def check_environment(manifests: Manifests, env: Environment, secrets: SecretSource,
                       settings: RunSettings) -> EnvironmentCheck:
     """Connect, sign in and read; what failed is the message an admin acts on."""
@@ -55,6 +73,9 @@ def check_environment(manifests: Manifests, env: Environment, secrets: SecretSou
             message = connector.check(graph_permissions_needed(manifests, env))
         else:
             message = connector.check()
+            migration = migration_needs(manifests, env)
+            if migration and isinstance(connector, ActiveDirectoryConnector):
+                message += "; " + connector.check_migration(migration)
         return EnvironmentCheck(name, True, message)
     except Exception as exc:  # any failure to reach, sign in or read
         return EnvironmentCheck(name, False, f"{type(exc).__name__}: {exc}")
