@@ -121,8 +121,9 @@ class PasswordChanges:
             since = self.since
             usn = (since.high_obj_update, since.high_prop_update) if since else (0, 0)
             invocation = since.invocation_id if since else ""
+            cursors = since.cursors if since else ()
             while True:
-                answer = session.get_nc_changes(usn, invocation)
+                answer = session.get_nc_changes(usn, invocation, cursors)
                 for record in answer.records:
                     found = session.complete(record)
                     if found is not None:
@@ -130,7 +131,9 @@ class PasswordChanges:
                 usn, invocation = answer.usn_to, answer.invocation_id
                 if not answer.more:
                     break
-        self._watermark = ReplicationWatermark(self.endpoint.base_dn, invocation, *usn).encode()
+        mark = ReplicationWatermark(self.endpoint.base_dn, invocation, *usn,
+                                    answer.cursors or cursors)
+        self._watermark = mark.encode()
 
 
 def changes(endpoint: DcEndpoint, watermark: str | None = None) -> PasswordChanges:
@@ -237,6 +240,7 @@ class _Answer:
     usn_to: tuple[int, int]
     invocation_id: str
     more: bool
+    cursors: tuple[tuple[str, int], ...]
 
 
 class _NoSuchObject(RpcFault):
@@ -341,12 +345,14 @@ class _DrsSession:
                                     f" controller of {self.endpoint.realm}; check base_dn")
         return items[0]["NtdsDsaObjectGuid"]
 
-    def get_nc_changes(self, usn: tuple[int, int], invocation: str) -> _Answer:
-        """One chunk of the domain NC's changes after `usn` (all of it from (0, 0))."""
+    def get_nc_changes(self, usn: tuple[int, int], invocation: str,
+                       cursors: tuple[tuple[str, int], ...]) -> _Answer:
+        """One chunk of the domain NC's changes after `usn` and the up-to-dateness `cursors`
+        (all of it from (0, 0) and none)."""
         flags = _DRS_WRIT_REP | (0 if usn != (0, 0) else _DRS_INIT_SYNC)
         request = self._request(self._dsname(dn=self.endpoint.base_dn), 0, usn, invocation,
                                 CHUNK_OBJECTS, flags, (SAM_ACCOUNT_NAME, SAM_ACCOUNT_TYPE,
-                                                       UNICODE_PWD), self.nc_handle)
+                                                       UNICODE_PWD), self.nc_handle, cursors)
         reply = self._answer(request, 0, "read the domain's password changes")
         return _Answer(
             records=self._records(reply),
@@ -354,7 +360,33 @@ class _DrsSession:
                     int(reply["usnvecTo"]["usnHighPropUpdate"])),
             invocation_id=str(uuid.UUID(bytes_le=bytes(reply["uuidInvocIdSrc"]))),
             more=bool(reply["fMoreData"]),
+            cursors=self._cursors(reply),
         )
+
+    @staticmethod
+    def _vector(cursors: tuple[tuple[str, int], ...]) -> Any:
+        from impacket.dcerpc.v5 import drsuapi
+
+        vector = drsuapi.UPTODATE_VECTOR_V1_EXT()
+        vector["dwVersion"] = 1
+        vector["dwReserved1"] = 0
+        vector["cNumCursors"] = len(cursors)
+        vector["dwReserved2"] = 0
+        for dsa, seen in cursors:
+            cursor = drsuapi.UPTODATE_CURSOR_V1()
+            cursor["uuidDsa"] = uuid.UUID(dsa).bytes_le
+            cursor["usnHighPropUpdate"] = seen
+            vector["rgCursors"].append(cursor)
+        return vector
+
+    @staticmethod
+    def _cursors(reply: Any) -> tuple[tuple[str, int], ...]:
+        """The DC's up-to-dateness vector (sent with the last chunk only)."""
+        vector = reply["pUpToDateVecSrc"]
+        if not hasattr(vector, "fields"):
+            return ()
+        return tuple((str(uuid.UUID(bytes_le=bytes(c["uuidDsa"]))), int(c["usnHighPropUpdate"]))
+                     for c in vector["rgCursors"])
 
     def replicate_object(self, guid: str,
                          attributes: tuple[str, ...] = (SAM_ACCOUNT_NAME, SAM_ACCOUNT_TYPE,
@@ -425,7 +457,8 @@ class _DrsSession:
         return reply
 
     def _request(self, nc: Any, exop: int, usn: tuple[int, int], invocation: str,
-                 objects: int, flags: int, attributes: tuple[str, ...], handle: Any) -> Any:
+                 objects: int, flags: int, attributes: tuple[str, ...], handle: Any,
+                 cursors: tuple[tuple[str, int], ...] = ()) -> Any:
         from impacket.dcerpc.v5 import drsuapi
         from impacket.dcerpc.v5.dtypes import NULL
 
@@ -441,7 +474,8 @@ class _DrsSession:
         body["usnvecFrom"]["usnHighObjUpdate"] = usn[0]
         body["usnvecFrom"]["usnReserved"] = 0
         body["usnvecFrom"]["usnHighPropUpdate"] = usn[1]
-        body["pUpToDateVecDest"] = NULL
+        # Set once: impacket drops a struct assigned to a pointer field already set to NULL.
+        body["pUpToDateVecDest"] = self._vector(cursors) if cursors else NULL
         body["ulFlags"] = flags
         body["cMaxObjects"] = objects
         body["cMaxBytes"] = 0

@@ -1,9 +1,12 @@
 """Where a replication read of password changes left off: an opaque JSON string to store.
 
-It holds the USN vector the DC answered last and the DC's invocationId. USNs only mean
-something on the DC that issued them; the DC compares the invocationId sent back with its
-own and starts over from zero when they differ (another DC, or one restored from backup),
-so a stale watermark costs a full read, never a missed change.
+It holds what a replica DC keeps: the USN vector the DC answered last, the DC's
+invocationId, and its up-to-dateness vector (the highest USN seen of each DC that ever
+originated a change). USNs only mean something on the DC that issued them; the DC compares
+the invocationId sent back with its own and starts over from zero when they differ (another
+DC, or one restored from backup), so a stale watermark costs a longer read, never a missed
+change. The up-to-dateness vector is what keeps a delta to the attributes changed since: with
+the USN vector alone, Samba also sends attributes last changed at exactly that USN.
 """
 
 from __future__ import annotations
@@ -20,17 +23,20 @@ VERSION = 1
 
 @dataclass(frozen=True)
 class ReplicationWatermark:
-    """The naming context read, the DC's invocationId, and its usnvecTo."""
+    """The naming context read, the DC's invocationId, its usnvecTo, and its up-to-dateness
+    cursors ((invocationId, USN) each, in the DC's order: it binary-searches them)."""
 
     naming_context: str
     invocation_id: str
     high_obj_update: int
     high_prop_update: int
+    cursors: tuple[tuple[str, int], ...] = ()
 
     def encode(self) -> str:
         return json.dumps({
             "v": VERSION, "nc": self.naming_context, "invocationId": self.invocation_id,
             "usn": [self.high_obj_update, self.high_prop_update],
+            "utd": [list(cursor) for cursor in self.cursors],
         }, separators=(",", ":"))
 
 
@@ -43,11 +49,13 @@ def decode(text: str, naming_context: str) -> ReplicationWatermark:
         if not isinstance(data, dict) or data.get("v") != VERSION:
             raise ValueError(f"version {data.get('v') if isinstance(data, dict) else '?'}")
         usn = data["usn"]
-        if not (isinstance(usn, list) and len(usn) == 2
-                and all(isinstance(n, int) and n >= 0 for n in usn)):
+        if not (isinstance(usn, list) and len(usn) == 2):
             raise ValueError("usn is not two numbers")
+        usn = [_usn(n) for n in usn]
+        cursors = tuple((str(uuid.UUID(str(dsa))), _usn(seen))
+                        for dsa, seen in data.get("utd") or [])
         mark = ReplicationWatermark(str(data["nc"]), str(uuid.UUID(str(data["invocationId"]))),
-                                    usn[0], usn[1])
+                                    usn[0], usn[1], cursors)
     except (ValueError, TypeError, KeyError) as exc:
         raise PasswordSyncError(f"password watermark is not one this agent wrote ({exc}); {fix}"
                                 ) from None
@@ -59,3 +67,9 @@ def decode(text: str, naming_context: str) -> ReplicationWatermark:
         raise PasswordSyncError(f"password watermark is for {mark.naming_context!r}, not"
                                 f" {naming_context!r}; {fix}")
     return mark
+
+
+def _usn(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{value!r} is not a USN")
+    return value
