@@ -409,7 +409,7 @@ class _DrsSession:
         carries only the changed attributes, so for a changed password the account's name
         and type are read once more (by object, on the other handle)."""
         if not record.nt_hash or (record.sid and record.rid < FIRST_ASSIGNED_RID):
-            return None
+            return None  # is_user refuses built-in accounts too; this spares the read below
         if record.account_type is None or record.sam is None:
             found = self.replicate_object(record.guid, (SAM_ACCOUNT_NAME, SAM_ACCOUNT_TYPE))
             if found is None:

@@ -258,7 +258,7 @@ def test_an_account_without_the_rights_is_told_which_to_grant(
     endpoint = source_endpoint(lab.src, account)
 
     probe = replication.probe_replication(endpoint)
-    assert probe.state == "missing-rights"
+    assert (probe.ok, probe.state) == (False, "missing-rights")
     assert '"Replicating Directory Changes"' in probe.message
     assert account.sam in probe.message and lab.src.base_dn in probe.message
     for attempt in (lambda: list(replication.changes(endpoint)),
