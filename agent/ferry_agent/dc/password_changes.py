@@ -19,13 +19,17 @@ What syncpasswords' cache (an ldb in the state folder) guarantees, from its sour
   given again when syncpasswords runs next, from the stored cookie, changes made while
   nothing ran included.
 - It may give a change twice: the accounts of a batch in flight when syncpasswords stopped
-  come again if the directory changed meanwhile (their batch cookie differs). The watcher
-  drops a repeat of the stored password it already handed over (same ciphertext, same
-  account) while it runs; after a restart of the agent the caller may see it once more.
+  (the batch cookie is stored only once the whole batch is through) come again if the
+  directory changed meanwhile. The watcher drops a repeat of a stored password it already
+  handed over and saw acknowledged: it keeps, per account, the SHA-256 of that ciphertext in
+  the state folder (a digest of a GPG message, nothing about the password), written before
+  syncpasswords is told, so a repeat after any restart or crash is dropped too.
 - It gives the current state, not every change: an account changed twice before
   syncpasswords reads it arrives once, with the newest password (what the target needs).
 - It also runs the script for changes that are no password change (an account disabled or
-  renamed); those carry the stored ciphertext unchanged and are dropped as repeats.
+  renamed); those carry the stored ciphertext unchanged and are dropped as repeats (the
+  first such change of an account whose password was stored before the watcher's first
+  start hands that password over once: it is the account's current one).
 On the first start the cache is made (`--cache-ldb-initialize`) and the passwords already
 stored are passed over (one `--no-wait` run whose hook answers without handing anything on),
 so only changes from then on arrive.
@@ -42,6 +46,7 @@ import os
 import shlex
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -71,9 +76,7 @@ WRAPPER = "password-hook"
 STATE = "password-sync.json"
 HEALTHY_RUN = 60.0  # a syncpasswords that ran this long before it ended was no crash loop
 MAX_RESTART_DELAY = 30.0
-# Lines syncpasswords (Samba 4.17 netcmd/user.py) logs as it starts an account or a DirSync read.
-PROGRESS_MARKS = ("# Dirsync[", "dirsync_loop(): results")
-REMEMBERED = 100_000  # accounts whose last handed-over ciphertext digest is kept, for repeats
+HANDED = "handed-over.sqlite"
 SAMBA_TOOL_TIMEOUT = 3600.0  # cache initialization and the pass over stored passwords
 
 
@@ -110,9 +113,8 @@ class PasswordWatcher:
         self._failures = 0
         self._failed: PasswordChangesError | None = None
         self._pending: tuple[HookConnection, HookedChange] | None = None
-        self._handed: collections.OrderedDict[str, bytes] = collections.OrderedDict()
+        self._handed: _Handed | None = None
         self._stopping = False
-        self._acknowledged = ""  # until syncpasswords has recorded it (see _settle)
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -129,6 +131,7 @@ class PasswordWatcher:
             self._failed = None
             _end_leftover(self.state_dir / CACHE)
             self._listener = HookListener(self.state_dir / SOCKET)
+            self._handed = _Handed(self.state_dir / HANDED)
             try:
                 if not self._initialized():
                     self._initialize()
@@ -147,13 +150,15 @@ class PasswordWatcher:
             if self._pending is not None:
                 self._pending[0].close()
                 self._pending = None
-            self._settle()
             if self._process is not None:
                 _end_group(self._process, self.stop_timeout)
                 self._process = None
             if self._listener is not None:
                 self._listener.close()
                 self._listener = None
+            if self._handed is not None:
+                self._handed.close()
+                self._handed = None
             stop_gpg_agent(self.gnupg_home)
 
     def __enter__(self) -> PasswordWatcher:
@@ -211,7 +216,7 @@ class PasswordWatcher:
             # Deleted, or no password stored since `password hash gpg key ids` was set.
             connection.answer(True, f"{hooked.guid} nothing to hand over")
             return None
-        if self._handed.get(hooked.guid) == digest:
+        if self._handed is not None and self._handed.get(hooked.guid) == digest:
             connection.answer(True, f"{hooked.guid} unchanged")
             return None
         try:
@@ -230,28 +235,12 @@ class PasswordWatcher:
                 return
             connection, hooked = self._pending
             self._pending = None
+            if self._handed is not None:  # first: a crash after it drops the repeat
+                self._handed.put(hooked.guid, hashlib.sha256(hooked.ciphertext).digest())
             connection.answer(True, hooked.guid)
-            self._acknowledged = hooked.guid
-            self._handed[hooked.guid] = hashlib.sha256(hooked.ciphertext).digest()
-            self._handed.move_to_end(hooked.guid)
-            while len(self._handed) > REMEMBERED:
-                self._handed.popitem(last=False)
             self._failures = 0
 
     # ------------------------------------------------------------------ syncpasswords
-    def _settle(self) -> None:
-        """Before a stop, give syncpasswords the moment it needs to record the change
-        acknowledged last (at most `stop_timeout`); a SIGTERM before that would make the
-        change come again on the next start."""
-        guid, self._acknowledged = self._acknowledged, ""
-        process, output = self._process, self._output
-        if not guid or process is None or output is None:
-            return
-        deadline = time.monotonic() + self.stop_timeout
-        while (time.monotonic() < deadline and process.poll() is None
-               and not output.recorded(guid)):
-            time.sleep(0.02)
-
     def _supervise(self) -> None:
         """Restart syncpasswords after it ended on its own, backing off; an error once it
         ended `max_restarts` times in a row without running a while."""
@@ -296,7 +285,7 @@ class PasswordWatcher:
             raise PasswordChangesError("config", "samba-tool not found; install Samba's AD DC"
                                        " tools (Debian: samba)")
         # -I: Samba's Python, isolated from this process's PYTHON* variables; -u: its output
-        # as it is written (_Output follows it).
+        # as it is written, so the lines that say why it ended are not lost in a buffer.
         return [self.dc.python or samba_python(), "-I", "-u", tool, "user", "syncpasswords",
                 "-s", str(self.dc.smb_conf), f"--cache-ldb={self.state_dir / CACHE}",
                 *options]
@@ -365,36 +354,49 @@ class PasswordWatcher:
         os.chmod(self.state_dir, 0o700)
 
 
+class _Handed:
+    """Per account, the SHA-256 of the stored ciphertext last handed over and acknowledged
+    (a digest of a GPG message: nothing about the password), kept in the state folder so a
+    repeat syncpasswords gives after any restart is dropped."""
+
+    def __init__(self, path: Path):
+        try:
+            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            os.chmod(path, 0o600)
+            self._db.execute("CREATE TABLE IF NOT EXISTS handed"
+                             " (guid TEXT PRIMARY KEY, digest BLOB NOT NULL)")
+        except sqlite3.Error as exc:
+            raise PasswordChangesError("config", f"{path}: {exc}; remove the file (changes"
+                                       " handed over before may then come once more)") from None
+
+    def get(self, guid: str) -> bytes | None:
+        row = self._db.execute("SELECT digest FROM handed WHERE guid = ?", (guid,)).fetchone()
+        return bytes(row[0]) if row else None
+
+    def put(self, guid: str, digest: bytes) -> None:
+        self._db.execute("INSERT OR REPLACE INTO handed (guid, digest) VALUES (?, ?)",
+                         (guid, digest))
+
+    def close(self) -> None:
+        self._db.close()
+
+
 class _Output:
-    """What syncpasswords prints (unbuffered), read as it comes so it never blocks on a full
-    pipe: the last lines, to say why it ended, and where it is. It prints no secret: it
-    redacts the password attributes of what it logs; the ciphertext goes only to the hook."""
+    """The last lines syncpasswords printed (unbuffered: -u), kept to say why it ended, read
+    as they come so it never blocks on a full pipe. It prints no secret: it redacts the
+    password attributes of what it logs, and the ciphertext goes only to the hook."""
 
     def __init__(self, stream: IO[str] | None):
         self._lines: collections.deque[str] = collections.deque(maxlen=40)
-        self._count = 0
-        self._done: tuple[str, int] = ("", 0)  # the last hook answer it logged, and when
-        self._progress = 0  # when it last began an account or a directory read
         if stream is not None:
             threading.Thread(target=self._read, args=(stream,), daemon=True).start()
 
     def _read(self, stream: IO[str]) -> None:
         with contextlib.suppress(OSError, ValueError):
             for line in stream:
-                self._count += 1
-                if "DONE-EXIT: " in line:
-                    self._done = (line, self._count)
-                elif any(mark in line for mark in PROGRESS_MARKS):
-                    self._progress = self._count
                 self._lines.append(line.rstrip())
         with contextlib.suppress(OSError):
             stream.close()
-
-    def recorded(self, guid: str) -> bool:
-        """Whether syncpasswords has moved on from the hook's answer for `guid`: it records
-        an account's cookie before it starts the next account or reads the directory again."""
-        line, when = self._done
-        return guid in line and self._progress > when
 
     def tail(self, lines: int = 12) -> str:
         kept = [line for line in list(self._lines)[-lines:] if line.strip()]
