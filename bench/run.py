@@ -2,7 +2,8 @@
 
     python bench/run.py    # start-up of the commands, AD read/create throughput, the
                            # engine at 100k and 1M, the operator, reads through agents,
-                           # the gateway's memory, Entra ID writes and reads
+                           # the gateway's memory, Entra ID writes and reads, DC agent
+                           # password changes
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ BENCHES = [
      ["agent_bench.py"]),
     ("Entra ID: sustained writes under the write quota, full read of 50,000 users (emulator)",
      ["entra_bench.py"]),
+    ("DC agent password sync: change on a Samba DC to cleartext in the agent (Samba lab)",
+     ["dc_agent_bench.py"]),
 ]
 
 

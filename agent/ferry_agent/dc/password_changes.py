@@ -335,7 +335,7 @@ class PasswordWatcher:
             body = 'cat > /dev/null\necho "DONE-EXIT: stored before the first start"\n'
         else:
             python = self.dc.python or samba_python()
-            body = (f"exec {shlex.quote(python)} -I {shlex.quote(str(HOOK))}"
+            body = (f"exec {shlex.quote(python)} -I -S {shlex.quote(str(HOOK))}"
                     f" {shlex.quote(str(self.state_dir / SOCKET))}\n")
         path = self.state_dir / WRAPPER
         temporary = path.with_suffix(".new")

@@ -1,6 +1,6 @@
 """Ferry's hook for `samba-tool user syncpasswords --script`: hands one change to the agent.
 
-Run by Samba's Python, isolated (`python3 -I password_hook.py SOCKET`, from the wrapper the
+Run by Samba's Python, isolated (`python3 -I -S password_hook.py SOCKET`, from the wrapper the
 agent writes in its state folder: syncpasswords runs its script without arguments); it
 imports nothing of the agent. syncpasswords gives it one account's LDIF on stdin: objectGUID,
 objectSid, sAMAccountName and virtualSambaGPG, the new password as Samba stored it, still
