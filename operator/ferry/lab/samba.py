@@ -321,12 +321,16 @@ class Lab:
             shutil.copytree(template, folder, symlinks=True)
         for sub in ("etc", "log", "pid", "cache", "private/tls"):
             (folder / sub).mkdir(parents=True, exist_ok=True)
-        conf = _smb_conf(spec, folder, gpg.ensure_key(folder))
-        (folder / "etc" / "smb.conf").write_text(conf, encoding="utf-8")
+        conf = folder / "etc" / "smb.conf"
+        key = gpg.ensure_key(folder)
         if fresh or not (folder / PASSWORD_FILE).exists():
+            # Set while smb.conf names no key yet: storing it GPG-encrypted would cost a gpg
+            # run (0.2 s a DC), and Administrator's is no password the lab syncs.
+            conf.write_text(_smb_conf(spec, folder, ""), encoding="utf-8")
             password = generate_password(24)
             _set_admin_password(folder, password)
             _write_private(folder / PASSWORD_FILE, password)
+        conf.write_text(_smb_conf(spec, folder, key), encoding="utf-8")
         if fresh or not (folder / "private" / "tls" / "cert.pem").exists():
             dns = spec.realm.lower()
             write_tls(
@@ -443,6 +447,7 @@ def _samba_version() -> str:
 
 def _smb_conf(spec: DomainSpec, folder: Path, gpg_key: str) -> str:
     tls = folder / "private" / "tls"
+    gpg_line = f"\t{gpg.SMB_CONF_OPTION} = {gpg_key}\n" if gpg_key else ""
     return f"""# Written by `ferry lab up`; rewritten on every start.
 [global]
 \tnetbios name = {HOST_NAME.upper()}
@@ -467,8 +472,7 @@ def _smb_conf(spec: DomainSpec, folder: Path, gpg_key: str) -> str:
 \ttls keyfile = {tls}/key.pem
 \ttls certfile = {tls}/cert.pem
 \ttls cafile = {tls}/ca.pem
-\t{gpg.SMB_CONF_OPTION} = {gpg_key}
-"""
+{gpg_line}"""
 
 
 def _offline(command: str, folder: Path, stdin: str = "") -> None:
