@@ -22,6 +22,8 @@ BENCHES = [
      ["operator_bench.py", "50", "200"]),
     ("Agents: full read direct vs through one and two agents, gateway memory (Samba lab)",
      ["agent_bench.py"]),
+    ("Password sync: NT hashes read by DRSUAPI (full, per object), set by SAMR (Samba lab)",
+     ["password_bench.py"]),
     ("Entra ID: sustained writes under the write quota, full read of 50,000 users (emulator)",
      ["entra_bench.py"]),
     ("DC agent password sync: change on a Samba DC to cleartext in the agent (Samba lab)",
