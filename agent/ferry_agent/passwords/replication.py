@@ -25,7 +25,16 @@ from ..directory.guid import guid_from_bytes, normalize_guid
 from ..directory.values import sid_from_bytes
 from .endpoint import DcEndpoint
 from .errors import PasswordSyncError
-from .rpc import ACCESS_DENIED_CODES, LogonRefused, RpcFault, call, logon_refused, tcp_binding
+from .rpc import (
+    ACCESS_DENIED_CODES,
+    CallEnded,
+    LogonRefused,
+    RpcFault,
+    Unreachable,
+    call,
+    logon_refused,
+    tcp_binding,
+)
 from .watermark import ReplicationWatermark, decode
 
 GET_CHANGES = "Replicating Directory Changes"          # DS-Replication-Get-Changes
@@ -160,7 +169,8 @@ def hashes_of(endpoint: DcEndpoint, guids: Iterable[str]) -> Iterator[NtHash]:
 
 @dataclass(frozen=True)
 class ReplicationProbe:
-    """What `ferry check` shows: `state` is ok, missing-rights, logon-refused or unreachable."""
+    """What `ferry check` shows: `state` is ok, missing-rights, logon-refused, unreachable or
+    error (anything else the DC answered); `message` says what to fix."""
 
     state: str
     message: str
@@ -173,16 +183,15 @@ class ReplicationProbe:
 def probe_replication(endpoint: DcEndpoint) -> ReplicationProbe:
     """Whether `endpoint.user` may read password hashes from this DC: one EXOP_REPL_OBJ of
     the domain root (it has no secrets) asking for the password attributes."""
-    from .rpc import Unreachable
-
     try:
         with _DrsSession.open(endpoint) as session:
             missing = session.missing_rights()
     except Unreachable as exc:
         return ReplicationProbe("unreachable", str(exc))
+    except LogonRefused as exc:
+        return ReplicationProbe("logon-refused", str(exc))
     except PasswordSyncError as exc:
-        state = "logon-refused" if "refused the NTLM logon" in str(exc) else "error"
-        return ReplicationProbe(state, str(exc))
+        return ReplicationProbe("error", str(exc))
     if missing:
         return ReplicationProbe("missing-rights", _rights_message(endpoint, missing))
     return ReplicationProbe("ok", f"{endpoint.describe()}: {endpoint.user} may replicate"
@@ -282,8 +291,10 @@ class _DrsSession:
             try:
                 dce.bind(drsuapi.MSRPC_UUID_DRSUAPI)
                 session = cls(endpoint, dce)
-            except LogonRefused:
-                raise logon_refused(endpoint) from None
+            except CallEnded as exc:
+                if exc.logon_failed:  # the first call after bind (DRSBind) carries the logon
+                    raise logon_refused(endpoint) from None
+                raise
             except DCERPCException as exc:
                 raise PasswordSyncError(f"{endpoint.describe()}: DRSUAPI bind failed: {exc}"
                                         ) from None

@@ -59,7 +59,7 @@ def call(dce: Any, request: Any, what: str) -> Any:
     try:
         answer = dce.recv()
     except DCERPCException as exc:
-        raise _fault(str(exc), what) from None
+        raise CallEnded(f"{what}: the DC ended the call ({exc})", str(exc)) from None
     code = int.from_bytes(answer[-4:], "little")
     if code:
         raise RpcFault(f"{what}: the DC answered {status_name(code)}", code)
@@ -67,14 +67,21 @@ def call(dce: Any, request: Any, what: str) -> Any:
     return getattr(module, type(request).__name__ + "Response")(answer)
 
 
-def _fault(text: str, what: str) -> PasswordSyncError:
-    if text in _LOGON_FAULTS:
-        return LogonRefused(what)
-    return PasswordSyncError(f"{what}: {text}")
+class CallEnded(PasswordSyncError):
+    """The DC answered a call with an RPC fault instead of a result (`fault`, impacket's name)."""
+
+    def __init__(self, message: str, fault: str):
+        self.fault = fault
+        super().__init__(message)
+
+    @property
+    def logon_failed(self) -> bool:
+        """How Samba and Windows end the first call after a failed NTLM logon."""
+        return self.fault in _LOGON_FAULTS
 
 
 class LogonRefused(PasswordSyncError):
-    """The DC refused the NTLM logon (the caller rewrites the message with the account)."""
+    """The DC refused the NTLM logon of the endpoint's account."""
 
 
 class Unreachable(PasswordSyncError):
@@ -113,8 +120,8 @@ def unreachable(endpoint: DcEndpoint, port: int, service: str, exc: BaseExceptio
     )
 
 
-def logon_refused(endpoint: DcEndpoint) -> PasswordSyncError:
-    return PasswordSyncError(
+def logon_refused(endpoint: DcEndpoint) -> LogonRefused:
+    return LogonRefused(
         f"{endpoint.describe()}: the DC refused the NTLM logon of {endpoint.user!r}: check the"
         " user name and password (and that the account is enabled, not locked or expired)"
     )
