@@ -29,7 +29,9 @@ from ferry_agent.errors import FerryAgentError
 if TYPE_CHECKING:
     from ferry_agent.dc import LocalSambaDc
     from ferry_agent.directory.connection import DirectoryEndpoint
+    from ferry_agent.directory.session import DirectorySession
     from ferry_agent.directory.subtrees import WriteSubtrees
+    from ferry_agent.identity import Identity
 
 DEFAULT_STATE_DIR = Path(os.environ.get("FERRY_AGENT_STATE_DIR", "/var/lib/ferry-agent"))
 TOKEN_ENV = "FERRY_AGENT_TOKEN"
@@ -55,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
                           " separated by ';'; unset: the agent only reads); on a domain"
                           " controller, [dc] smb_conf (and python: the interpreter with"
                           " Samba's bindings, default samba-tool's) for the work only a DC"
-                          " can do (sIDHistory)")
+                          " can do (sIDHistory; password_changes = true and gnupg_home:"
+                          " send its password changes)")
     run.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
@@ -115,6 +118,7 @@ def _run(args: argparse.Namespace) -> int:
     client = GatewayClient.for_identity(args.gateway, identity)
     stop = threading.Event()
     loop = AgentLoop(client, session, stop=stop)
+    sender = password_sender(args, identity, session, stop)
 
     def shut_down(*_: object) -> None:
         stop.set()
@@ -126,8 +130,47 @@ def _run(args: argparse.Namespace) -> int:
     try:
         return loop.run()
     finally:
+        stop.set()
+        if sender is not None:
+            sender.join(timeout=30)
         session.close()
         client.close()
+
+
+def password_sender(args: argparse.Namespace, identity: Identity, session: DirectorySession,
+                    stop: threading.Event) -> threading.Thread | None:
+    """With [dc] password_changes = true: the DC's password changes, as they happen, sent
+    sealed to the targets' agents (DCAgent password sync), on a thread of their own."""
+    from ferry_agent.dc import PasswordWatcher
+    from ferry_agent.password_relay import PasswordSender
+    from ferry_agent.transport import GatewayClient
+
+    config = _config(args.directory)
+    if session.dc is None or not config.getboolean("dc", "password_changes", fallback=False):
+        return None
+    gnupg_home = config.get("dc", "gnupg_home", fallback="")
+    if not gnupg_home:
+        raise ValueError(f"{args.directory}: [dc] password_changes needs gnupg_home (the"
+                         " GNUPGHOME holding the key smb.conf's 'password hash gpg key ids'"
+                         " names)")
+    watcher = PasswordWatcher(session.dc, args.state_dir / "password-changes",
+                              Path(gnupg_home))
+    watcher.start()
+    sender = PasswordSender(GatewayClient.for_identity(args.gateway, identity), watcher, stop)
+
+    def run() -> None:
+        try:
+            sender.run()
+        except Exception:  # the sync work goes on; the log says why changes stopped
+            logging.getLogger("ferry_agent").exception("password changes stopped")
+        finally:
+            watcher.stop()   # an undelivered change comes again on the next start
+            sender.client.close()
+
+    thread = threading.Thread(target=run, name="password-changes", daemon=True)
+    thread.start()
+    logging.getLogger("ferry_agent").info("password changes of this DC are sent to Ferry")
+    return thread
 
 
 def directory_endpoint(path: Path) -> DirectoryEndpoint:

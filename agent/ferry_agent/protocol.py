@@ -8,6 +8,9 @@ plain HTTPS POSTs cross the network (they pass web proxies). Routes:
   agent   POST /v1/agent/poll        PollRequest {"wait"} -> {"work": WorkItem | null}
   agent   GET  /v1/agent/stream      WebSocket: each PollRequest message -> one {"work"} message
   agent   POST /v1/agent/result      WorkResult -> {"accepted": bool}   (409: lease lost)
+  agent   POST /v1/agent/password-routes  {} -> {"routes": [{"pair", "target", "keys"}]}
+  agent   POST /v1/agent/password    PasswordChange -> {"results": [{"pair", "outcome",
+                                     "message"}]}  (a DC agent's change, relayed; see below)
   job     POST /v1/work              WorkRequest -> {"workId"}          (bearer token)
   job     POST /v1/work/<id>/results ResultsRequest -> WorkProgress
 
@@ -33,6 +36,14 @@ chunk is delivered the work is forgotten (after a short grace for a repeated req
 then, and for work a restarted gateway lost, which the job must treat as failed. Work no agent
 finishes within the gateway's attempt limit ends done with one final chunk, ok false,
 error AgentError.
+
+Password changes (DCAgent mode): a DC agent asks which pairs want its environment's password
+changes and the keys of each pair's target agents (password-routes), seals the new password
+to those keys, bound to the user's objectGUID, and posts it. The gateway relays it to the
+target's agents as a set_passwords work item when the user is joined in that pair, waits for
+the outcome and answers it per pair: "set", "notJoined" (nothing to do), "refused" (the
+target will not take it: a protected account, its password policy) or "failed" (not
+delivered: the DC agent sends it again later). The gateway never holds a key that opens it.
 
 Errors answer {"v": 1, "error": "<short text>"}: 400 (the ProtocolError text), 401 (no or bad
 credential), 403 (refused), 404, 408 (the body came too slowly), 409, 413 (over MAX_BODY_BYTES
@@ -144,6 +155,12 @@ class Heartbeat:
 @dataclass(frozen=True)
 class PollRequest:
     wait: float = POLL_WAIT_SECONDS   # seconds to hold the request open when no work is queued
+
+
+@dataclass(frozen=True)
+class PasswordChange:
+    source: str                  # the user's objectGUID in the DC agent's domain
+    sealed: dict[str, Any]       # pair -> {key id: ciphertext}, to that pair's target agents
 
 
 @dataclass(frozen=True)

@@ -116,8 +116,25 @@ class DirectorySession:
         from ..passwords.endpoint import DcEndpoint
 
         ep = self.endpoint
-        return DcEndpoint(host=ep.host, user=ep.bind_user, password=ep.password,
+        return DcEndpoint(host=ep.host, user=self._logon_name(), password=ep.password,
                           base_dn=ep.base_dn or ad_read.naming_context(self.conn))
+
+    def _logon_name(self) -> str:
+        """The bind account as NTLM names it: a UPN or DOMAIN\\user as given; for a DN, the
+        account's userPrincipalName (RPC has no DN logon)."""
+        user = self.endpoint.bind_user
+        if "=" not in user:
+            return user
+        self.conn.search(user, "(objectClass=user)", ldap3.BASE,
+                         attributes=["userPrincipalName"])
+        found = [e for e in self.conn.response or [] if e.get("type") == "searchResEntry"]
+        upn = found[0]["attributes"].get("userPrincipalName") if found else None
+        if not upn:
+            from ..passwords.errors import PasswordSyncError
+
+            raise PasswordSyncError(f"{user}: the bind account has no userPrincipalName, and"
+                                    " RPC logons take no DN; bind as a UPN or DOMAIN\\user")
+        return str(upn[0] if isinstance(upn, list) else upn)
 
     def check_migration(self, replication: bool, reset_password_ous: Sequence[str],
                         sid_history: bool) -> list[tuple[bool, str]]:

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from ..sealed import Recipient, open_sealed, seal
+from ..sealed import Recipient, SealError, open_sealed, seal
 from .endpoint import DcEndpoint
 
 if TYPE_CHECKING:
@@ -20,7 +20,9 @@ if TYPE_CHECKING:
     from ..directory.subtrees import WriteSubtrees
     from . import replication
 
-NT_HASH = "ntHash"
+NT_HASH = "ntHash"        # 16 bytes, set over SAMR (replication mode)
+CLEARTEXT = "cleartext"   # UTF-8, set as unicodePwd over LDAPS (DC agent mode): the target
+KINDS = (NT_HASH, CLEARTEXT)  # computes every key (NT, AES) itself
 
 
 @dataclass(frozen=True)
@@ -89,13 +91,16 @@ def set_sealed(conn: ldap3.Connection, endpoint: DcEndpoint, items: Sequence[Pas
         if target.refusal:
             outcomes[index] = target.refusal
             continue
-        if item.password.kind != NT_HASH:
+        if item.password.kind not in KINDS:
             outcomes[index] = f"{target.dn}: unknown password kind {item.password.kind!r}"
             continue
         try:
             secret = open_sealed(item.password.sealed, key, item.password.source)
-        except Exception as exc:   # SealError: this one fails, the others go on
+        except SealError as exc:   # this one fails, the others go on
             outcomes[index] = f"{target.dn}: {exc}"
+            continue
+        if item.password.kind == CLEARTEXT:
+            outcomes[index] = _set_cleartext(conn, target.dn, secret)
             continue
         settable.append((index, target.sid, secret))
     if settable:
@@ -104,3 +109,22 @@ def set_sealed(conn: ldap3.Connection, endpoint: DcEndpoint, items: Sequence[Pas
             outcomes[index] = result
         settable.clear()   # the hashes live no longer than the write takes
     return outcomes
+
+
+def _set_cleartext(conn: ldap3.Connection, dn: str, secret: bytes) -> str | None:
+    """An administrator's reset of unicodePwd (LDAPS only), so the target computes all its
+    keys; None when set, else the server's refusal (never the password)."""
+    from ldap3 import MODIFY_REPLACE
+
+    try:
+        password = secret.decode("utf-8")
+    except UnicodeDecodeError:
+        return f"{dn}: the password sent is not UTF-8"
+    if not conn.server.ssl:
+        return f"{dn}: a password can only be set over LDAPS"
+    value = f'"{password}"'.encode("utf-16-le")
+    if conn.modify(dn, {"unicodePwd": [(MODIFY_REPLACE, [value])]}):
+        return None
+    result = conn.result or {}
+    return (f"{dn}: the DC refused the password ({result.get('description', '')}:"
+            f" {str(result.get('message', '')).strip()})")

@@ -108,7 +108,10 @@ class PasswordSync(ApiModel):
         " needs Reset Password on the target OU); users Ferry creates get their source"
         " password. A hash-only set gives the target the NT hash and the RC4 Kerberos key:"
         " AES-only Kerberos clients work again after the user's next password change."
-        " DCAgent: Ferry's agent on each source DC sends every change within seconds.",
+        " DCAgent: all of Replication on each run, and besides Ferry's agent on each source"
+        " DC ([dc] password_changes in its configuration) sends every change within"
+        " seconds, which the target's agents set as the user's password (so the target"
+        " computes every key, AES included).",
     )
 
 
@@ -311,6 +314,11 @@ def migration_problems(template: str, spec: TemplateSpec, source: str,
                       f" available for direct connections), so {target!r} needs connection:"
                       " agent with its agents on its domain controllers ([dc] smb_conf)"))
     if spec.password.sync.mode is PasswordSyncMode.DC_AGENT:
-        found.append(("", f"Template {template!r} spec.password.sync.mode DCAgent: not"
-                      " available yet; use Replication"))
+        # The changes come from the source's agents on its DCs and go to the target's.
+        for name, env in ((source, source_env), (target, target_env)):
+            if env.connection is not ConnectionMode.AGENT:
+                found.append(("", f"Template {template!r} spec.password.sync.mode DCAgent:"
+                              f" {name!r} needs connection: agent (the source's agents run on"
+                              " its DCs with [dc] password_changes; the target's set the"
+                              " passwords), or use mode Replication"))
     return found

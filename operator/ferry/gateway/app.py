@@ -26,10 +26,12 @@ from ferry.gateway.job_auth import (
     verify,
 )
 from ferry.gateway.queue import QueueError, ResultsBacklog, WorkQueue
+from ferry.gateway.relay import relay, routes_with_keys
 from ferry.gateway.tls import peer_agent_id
 from ferry.state.agents import AgentLimitReached
 from ferry.state.rows import AgentInfo
 from ferry.state.store import StateStore
+from ferry_agent.directory.guid import normalize_guid
 from ferry_agent.protocol import (
     MAX_BODY_BYTES,
     OPERATIONS,
@@ -37,6 +39,7 @@ from ferry_agent.protocol import (
     PROTOCOL_VERSION,
     EnrollRequest,
     Heartbeat,
+    PasswordChange,
     PollRequest,
     ProtocolError,
     ResultsRequest,
@@ -94,6 +97,8 @@ def build_app(services: Services) -> web.Application:
     app.router.add_post("/v1/agent/poll", _poll)
     app.router.add_get("/v1/agent/stream", _stream)
     app.router.add_post("/v1/agent/result", _result)
+    app.router.add_post("/v1/agent/password-routes", _password_routes)
+    app.router.add_post("/v1/agent/password", _password)
     app.router.add_post("/v1/work", _submit)
     app.router.add_post("/v1/work/{work_id}/results", _results)
     app.router.add_get("/v1/environments/{environment}/agents", _environment_agents)
@@ -396,6 +401,33 @@ async def _result(request: web.Request) -> web.Response:
                       "ok": result.ok}
     accepted = services.queue.accept(agent.id, result, size)
     return _ok({"accepted": accepted})
+
+
+async def _password_routes(request: web.Request) -> web.Response:
+    """The pairs that want this DC agent's password changes, with their targets' keys."""
+    services = request.app[SERVICES]
+    agent = await _agent(request)
+    routes = await asyncio.to_thread(routes_with_keys, services.store, agent.environment)
+    request["log"] = {"routes": len(routes)}
+    return _ok({"routes": routes})
+
+
+async def _password(request: web.Request) -> web.Response:
+    """A DC agent's password change, sealed to the targets' agents: relayed to joined users."""
+    services = request.app[SERVICES]
+    agent = await _agent(request)
+    change, _ = await _read(request, PasswordChange, services.connections.small_body_bytes)
+    try:
+        change = PasswordChange(normalize_guid(change.source), change.sealed)
+    except (ValueError, AttributeError) as exc:
+        raise Refusal(400, f"PasswordChange.source: {exc}") from None
+    with _holding(services, agent, "password relays", services.connections.polls_per_agent):
+        results = await relay(services.store, services.queue, agent.environment, change,
+                              lambda environment: _has_agents(services, environment))
+    # Which pairs and how, never the password or its ciphertext.
+    request["log"] = {"source": change.source,
+                      "relayed": {r.pair: r.outcome for r in results}}
+    return _ok({"results": [r.encode() for r in results]})
 
 
 # -- job routes --------------------------------------------------------------------------------

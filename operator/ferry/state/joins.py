@@ -1,4 +1,5 @@
-"""Joins per pair: confirmed, pending (a create written ahead) and deleted (a tombstone)."""
+"""Joins per pair: confirmed, pending (a create written ahead) and deleted (a tombstone); and
+the password routes (DCAgent mode) along which the gateway relays changes to joined users."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ from datetime import UTC, datetime
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from ferry.state.rows import Join, PendingCreate
-from ferry.state.schema import JoinRow
+from ferry.state.rows import Join, PasswordRoute, PendingCreate
+from ferry.state.schema import JoinRow, PasswordRouteRow
 
 
 @dataclass(frozen=True)
@@ -20,6 +21,27 @@ class Joins:
     def confirmed(self, pair: str, object_type: str | None = None) -> dict[str, str]:
         """source anchor -> target anchor of confirmed joins (of one object type, if given)."""
         return self._anchors(pair, "joined", object_type)
+
+    def target_of(self, pair: str, source_anchor: str) -> str | None:
+        """The target anchor a source object is joined to, or None."""
+        with self._session() as s:
+            return s.scalars(select(JoinRow.target_anchor).where(
+                JoinRow.pair == pair, JoinRow.source_anchor == source_anchor,
+                JoinRow.status == "joined")).first()
+
+    def routes(self, source: str) -> list[PasswordRoute]:
+        """The password routes from one environment (DCAgent mode)."""
+        with self._session() as s:
+            rows = s.scalars(select(PasswordRouteRow).where(PasswordRouteRow.source == source))
+            return [PasswordRoute(r.pair, r.source, r.target) for r in rows]
+
+    def publish_routes(self, workflow: str, routes: Iterable[PasswordRoute]) -> None:
+        """Replace the workflow's password routes with these (none: it has no such pair)."""
+        with self._session.begin() as s:
+            s.execute(delete(PasswordRouteRow).where(PasswordRouteRow.workflow == workflow))
+            now = datetime.now(UTC)
+            s.add_all(PasswordRouteRow(pair=r.pair, workflow=workflow, source=r.source,
+                                       target=r.target, updated_at=now) for r in routes)
 
     def pending(self, pair: str) -> dict[str, str]:
         """source anchor -> target DN of creates begun but never confirmed."""

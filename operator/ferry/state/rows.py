@@ -17,6 +17,15 @@ class Watermark:
 
 
 @dataclass(frozen=True)
+class PasswordRoute:
+    """A pair whose source passwords DC agents send as they change (DCAgent mode)."""
+
+    pair: str
+    source: str    # the environment whose DC agents send
+    target: str    # the environment whose agents set them
+
+
+@dataclass(frozen=True)
 class PendingCreate:
     """A create about to be made: the source object, and the type and DN its target gets."""
 

@@ -119,6 +119,19 @@ class EnrollmentTokenRow(Base):
     agent_id: Mapped[str | None] = mapped_column(String(40))   # the agent it enrolled
 
 
+class PasswordRouteRow(Base):
+    """A pair whose source DC agents send password changes (DCAgent mode), as its workflow's
+    last run published it: the gateway relays a change only along these."""
+
+    __tablename__ = "password_routes"
+
+    pair: Mapped[str] = mapped_column(String(700), primary_key=True)
+    workflow: Mapped[str] = mapped_column(String(300), index=True)
+    source: Mapped[str] = mapped_column(String(300), index=True)
+    target: Mapped[str] = mapped_column(String(300))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 class AgentKeyRow(Base):
     """An agent's public key (from its CSR): what secrets for it are sealed to. A table of its
     own, so state stores made before it gain it without a migration."""

@@ -48,7 +48,9 @@ class PasswordStep:
 
     @property
     def wanted(self) -> bool:
-        return self.pair.password.sync.mode is PasswordSyncMode.REPLICATION
+        # DCAgent pairs replicate too: users get their password before its next change.
+        return self.pair.password.sync.mode in (PasswordSyncMode.REPLICATION,
+                                                PasswordSyncMode.DC_AGENT)
 
     def preview(self, source: Connector) -> None:
         """Test mode: which users would get their password, asked without any secret."""

@@ -13,6 +13,7 @@ import structlog
 
 from ferry.api.loader import Manifests
 from ferry.api.status import RunResult
+from ferry.api.template import PasswordSyncMode
 from ferry.connectors.base import Connector, ReadResult
 from ferry.connectors.factory import connection_secrets, open_connector
 from ferry.engine.expressions import ExpressionError
@@ -21,7 +22,7 @@ from ferry.engine.plan import Count, PairPlan
 from ferry.engine.records import Record
 from ferry.secrets import ResolvedSecrets, SecretSource, resolve_all
 from ferry.settings import RunSettings
-from ferry.state.rows import ObjectResult
+from ferry.state.rows import ObjectResult, PasswordRoute
 from ferry.state.store import StateStore
 from ferry.sync.apply import PairApplier, password_source
 from ferry.sync.migration import SidHistoryStep
@@ -83,6 +84,11 @@ def run_workflow(
     # Test mode writes nothing anywhere, run history included.
     run_id = "plan" if test_mode else store.runs.start(request.workflow, mode,
                                                        RunResult.RUNNING, request.run_id)
+    if not test_mode:
+        # The gateway relays DC agents' password changes along these, to joined users only.
+        store.joins.publish_routes(request.workflow, [
+            PasswordRoute(p.rules.name, p.source, p.target) for p in pairs
+            if p.password.sync.mode is PasswordSyncMode.DC_AGENT])
     outcome = RunOutcome(run_id, request.workflow, mode)
     result = CompletedRun(outcome)
     log.info("run.started", workflow=request.workflow, run=run_id, mode=mode)

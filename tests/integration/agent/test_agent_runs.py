@@ -42,12 +42,13 @@ class AgentFleet:
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     def start(self, environment: str, name: str, proxy: str | None = None,
-              write_subtrees: str | None = None, on_dc: bool = False
-              ) -> subprocess.Popen[bytes]:
+              write_subtrees: str | None = None, on_dc: bool = False,
+              password_changes: bool = False) -> subprocess.Popen[bytes]:
         """Enroll an agent for environment (via the CLI, token by env var) and run it;
         with proxy, both go through that HTTPS_PROXY. TGT's agents may write anywhere in
         the domain unless write_subtrees says otherwise; SRC's only read. `on_dc`: the agent
-        runs on the domain's DC ([dc] smb_conf), as sIDHistory needs."""
+        runs on the domain's DC ([dc] smb_conf), as sIDHistory needs; `password_changes`: it
+        also sends the DC's password changes (DCAgent password sync)."""
         domain = self.lab.src if environment == "src" else self.lab.tgt
         directory = lab_directory(domain, self.lab.root)
         if write_subtrees is None and environment == "tgt":
@@ -57,7 +58,9 @@ class AgentFleet:
         env = {k: v for k, v in os.environ.items() if k not in ("NO_PROXY", "no_proxy")}
         if proxy:
             env["HTTPS_PROXY"] = proxy
-        dc = {"smb_conf": str(domain.folder / "etc" / "smb.conf")} if on_dc else None
+        dc = {"smb_conf": str(domain.smb_conf)} if on_dc or password_changes else None
+        if dc is not None and password_changes:
+            dc.update({"password_changes": "true", "gnupg_home": str(domain.gnupg_home)})
         process = self.gateway.start_agent(environment, name, self.folder / name, directory,
                                            env, dc)
         self.processes[name] = process

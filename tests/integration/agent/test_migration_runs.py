@@ -272,3 +272,38 @@ def test_ferry_check_names_what_password_sync_and_sid_history_need(
     assert "DS-Replication-Get-Changes" in output or "Replicating Directory Changes" in output
     assert "[dc] smb_conf" in output
     assert "135" in output and "445" in output
+
+
+def test_dc_agent_relays(  # short: the watcher's socket path is bounded (107 bytes)
+        fleet: AgentFleet, lab: Any, src_ou: str, tgt_ou: str, tmp_path: Path) -> None:
+    """DCAgent mode: a source password change reaches the target within seconds, no run."""
+    from tests.support.polling import eventually
+
+    users = seed_with_passwords(lab, src_ou, 2)
+    folder = manifests(tmp_path / "m", lab, src_ou, tgt_ou, "agent")
+    template = folder / "template.yaml"
+    template.write_text(template.read_text().replace(
+        "    mustChangeAtNextLogon: true\n", "    sync:\n      mode: DCAgent\n"))
+    fleet.start("src", "dca", password_changes=True)
+    fleet.start("tgt", "tgt-agent", write_subtrees=tgt_ou)
+    # The gateway relays along the routes and joins runs keep: one state store for both,
+    # as in the chart.
+    state = Path(fleet.gateway.state)
+    first = ferry_run(folder, fleet, state, lab)   # joins the users, publishes the route
+    assert first.returncode == 0, first.stdout + first.stderr
+    for sam, password in users.items():   # replicated on the run, as in Replication mode
+        assert signs_in(lab, sam, password, tmp_path)["kerberos"], sam
+
+    changed = next(iter(users))
+    new = f"Agent!{uuid.uuid4().hex[:10]}"
+    set_source_password(lab, changed, new)
+    # No run in between: the DC agent's change, relayed by the gateway to TGT's agent.
+    eventually(lambda: signs_in(lab, changed, new, tmp_path)["kerberos"], timeout=120,
+               what="the new password to work on TGT")
+    assert signs_in(lab, changed, new, tmp_path) == WORKS
+    log = fleet.log("dca")
+    assert "notJoined" not in log and f"password change of {changed}" in log
+    secrets = [s for p in [*users.values(), new] for s in
+               (p.encode(), p.encode("utf-16-le"), nt_hash(p), nt_hash(p).hex().encode())]
+    assert files_holding(tmp_path, secrets) == []
+    assert files_holding(fleet.gateway.folder, secrets) == []
