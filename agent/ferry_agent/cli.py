@@ -161,12 +161,15 @@ def password_sender(args: argparse.Namespace, identity: Identity, session: Direc
     def run() -> None:
         try:
             sender.run()
-        except Exception:  # the sync work goes on; the log says why changes stopped
+            session.password_changes = "stopped"
+        except Exception as exc:  # the sync work goes on; the log and `ferry check` say why
+            session.password_changes = f"stopped: {exc}"
             logging.getLogger("ferry_agent").exception("password changes stopped")
         finally:
             watcher.stop()   # an undelivered change comes again on the next start
             sender.client.close()
 
+    session.password_changes = f"running (syncpasswords pid {watcher.pid})"
     thread = threading.Thread(target=run, name="password-changes", daemon=True)
     thread.start()
     logging.getLogger("ferry_agent").info("password changes of this DC are sent to Ferry")

@@ -98,7 +98,8 @@ def _run(session: DirectorySession, item: WorkItem) -> Iterator[Chunk]:
         found = session.check_migration(bool(args.get("replication")),
                                         as_strings(args.get("resetPasswordOUs", []),
                                                    "resetPasswordOUs"),
-                                        bool(args.get("sidHistory")))
+                                        bool(args.get("sidHistory")),
+                                        bool(args.get("dcAgent")))
         yield [{"ok": ok, "message": message} for ok, message in found], None
     elif op == "add_sid_history":
         raw = args["items"]

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import ldap3
 
+from ..dn import parent_dn
 from . import batch as ad_batch
 from . import read as ad_read
 from .connection import DirectoryEndpoint, connect
@@ -39,6 +40,8 @@ class DirectorySession:
         self.write_subtrees = write_subtrees
         self.dc = dc
         self.key = key   # opens the secrets sealed to this side (the agent's own key)
+        # What the DC's password change sender is doing ("": none runs here), for checks.
+        self.password_changes = ""
         self._conn: ldap3.Connection | None = None
 
     @property
@@ -137,10 +140,10 @@ class DirectorySession:
         return str(upn[0] if isinstance(upn, list) else upn)
 
     def check_migration(self, replication: bool, reset_password_ous: Sequence[str],
-                        sid_history: bool) -> list[tuple[bool, str]]:
+                        sid_history: bool, dc_agent: bool = False) -> list[tuple[bool, str]]:
         """What password sync and SID history need of this domain, as (ok, message) each:
         the replication rights on the domain root, Reset Password on the target OUs, the RPC
-        and SMB ports, and a DC to write sIDHistory on."""
+        and SMB ports, a DC to write sIDHistory on, and the DC's password change sender."""
         from . import ports, rights
 
         found: list[tuple[bool, str]] = []
@@ -152,7 +155,11 @@ class DirectorySession:
                                                 account=account)
             found.append((finding.ok, finding.message))
         for ou in reset_password_ous:
-            finding = rights.reset_password_right(self.conn, ou, account=account)
+            # An OU Ferry has yet to create gets what its parent passes down: check there.
+            existing = ou
+            while existing and not ad_read.exists(self.conn, existing):
+                existing = parent_dn(existing)
+            finding = rights.reset_password_right(self.conn, existing or ou, account=account)
             found.append((finding.ok, finding.message))
         if replication or reset_password_ous:
             probed = ports.rpc_ports(self.endpoint.host)
@@ -165,6 +172,12 @@ class DirectorySession:
                 found.append((False, f"sIDHistory: [dc] smb_conf {self.dc.smb_conf} is missing"))
             else:
                 found.append((True, f"sIDHistory: written on this DC ({self.dc.smb_conf})"))
+        if dc_agent:
+            state = self.password_changes
+            found.append((state.startswith("running"), f"password changes: {state}" if state
+                          else "password changes: this agent does not send its DC's password"
+                          " changes; set [dc] smb_conf, password_changes = true and gnupg_home"
+                          " in its INI"))
         return found
 
     def add_sid_history(self, requests: Sequence[SidHistoryRequest]

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from ferry.api.environment import DirectoryType, Environment
 from ferry.api.loader import Manifests
+from ferry.api.template import PasswordSyncMode
 from ferry.connectors.activedirectory import ActiveDirectoryConnector, MigrationNeeds
 from ferry.connectors.base import SCOPE_TYPES
 from ferry.connectors.entra.connector import EntraConnector
@@ -46,18 +47,19 @@ def graph_permissions_needed(manifests: Manifests, env: Environment) -> list[Nee
 def migration_needs(manifests: Manifests, env: Environment) -> MigrationNeeds:
     """What the workflows' password sync and SID history ask of an AD environment."""
     name = env.metadata.name
-    replication, sid_history = False, False
+    replication, sid_history, dc_agent = False, False, False
     ous: list[str] = []
     for workflow in manifests.workflows.values():
         for pair in workflow_pairs(manifests, workflow):
             if pair.password.synced and pair.source == name:
                 replication = True
+                dc_agent = dc_agent or pair.password.sync.mode is PasswordSyncMode.DC_AGENT
             if pair.password.synced and pair.target == name:
                 target_ou = manifests.templates[pair.template].spec.target_ou
                 ous += [target_ou.default, *(m.target_ou for m in target_ou.mappings)] \
                     if target_ou else list(env.spec.scope.ous)
             sid_history = sid_history or (bool(pair.sid_history) and pair.target == name)
-    return MigrationNeeds(replication, tuple(dict.fromkeys(ous)), sid_history)
+    return MigrationNeeds(replication, tuple(dict.fromkeys(ous)), sid_history, dc_agent)
 
 
 def check_environment(manifests: Manifests, env: Environment, secrets: SecretSource,

@@ -253,21 +253,26 @@ def test_passwords_follow_users_to_the_target(fleet: AgentFleet, lab: Any, src_o
     assert files_holding(fleet.gateway.folder, secrets) == []
 
 
-def test_ferry_check_names_what_password_sync_and_sid_history_need(
-        fleet: AgentFleet, lab: Any, src_ou: str, tgt_ou: str, tmp_path: Path) -> None:
-    folder = with_sid_history(with_password_sync(
-        manifests(tmp_path / "m", lab, src_ou, tgt_ou, "agent")))
-    fleet.start("src", "src-agent")
-    fleet.start("tgt", "tgt-agent", write_subtrees=tgt_ou)   # not on the DC
-    token_file = tmp_path / "job-credential"
+def ferry_check(folder: Path, fleet: AgentFleet, lab: Any, tmp_path: Path) -> tuple[int, str]:
+    """`ferry check -f folder` through the fleet's gateway: exit code and output, one line."""
+    token_file = tmp_path / "check-credential"
     token_file.write_text(fleet.gateway.credential("src", "tgt", subject="check"))
     env = {**os.environ, "FERRY_SECRETS_DIR": str(lab.root / "secrets"), "COLUMNS": "300",
            "FERRY_GATEWAY_URL": fleet.gateway.url, "FERRY_GATEWAY_CA": str(fleet.gateway.ca_file),
            "FERRY_GATEWAY_TOKEN_FILE": str(token_file)}
     checked = subprocess.run([sys.executable, "-m", "ferry", "check", "-f", str(folder)],
                              env=env, capture_output=True, text=True, timeout=600, check=False)
-    output = " ".join((checked.stdout + checked.stderr).split())
-    assert checked.returncode == 1, output
+    return checked.returncode, " ".join((checked.stdout + checked.stderr).split())
+
+
+def test_ferry_check_names_what_password_sync_and_sid_history_need(
+        fleet: AgentFleet, lab: Any, src_ou: str, tgt_ou: str, tmp_path: Path) -> None:
+    folder = with_sid_history(with_password_sync(
+        manifests(tmp_path / "m", lab, src_ou, tgt_ou, "agent")))
+    fleet.start("src", "src-agent")
+    fleet.start("tgt", "tgt-agent", write_subtrees=tgt_ou)   # not on the DC
+    code, output = ferry_check(folder, fleet, lab, tmp_path)
+    assert code == 1, output
     # The lab's agents bind as Administrator: the rights are there, the DC is not.
     assert "DS-Replication-Get-Changes" in output or "Replicating Directory Changes" in output
     assert "[dc] smb_conf" in output
@@ -289,6 +294,9 @@ def test_dc_agent_relays(  # short: the watcher's socket path is bounded (107 by
     # The gateway relays along the routes and joins runs keep: one state store for both,
     # as in the chart.
     state = Path(fleet.gateway.state)
+    code, output = ferry_check(folder, fleet, lab, tmp_path)
+    assert code == 0, output
+    assert "password changes: running (syncpasswords pid" in output
     first = ferry_run(folder, fleet, state, lab)   # joins the users, publishes the route
     assert first.returncode == 0, first.stdout + first.stderr
     for sam, password in users.items():   # replicated on the run, as in Replication mode
