@@ -3,7 +3,7 @@
     python bench/run.py    # start-up of the commands, AD read/create throughput, the
                            # engine at 100k and 1M, the operator, reads through agents,
                            # the gateway's memory, Entra ID writes and reads, DC agent
-                           # password changes
+                           # password changes, and their relay to the target
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ BENCHES = [
      ["entra_bench.py"]),
     ("DC agent password sync: change on a Samba DC to cleartext in the agent (Samba lab)",
      ["dc_agent_bench.py"]),
+    ("DC agent password sync end to end: change on the source DC to set on the target"
+     " (Samba lab, gateway, agents; within seconds)", ["relay_bench.py"]),
 ]
 
 
