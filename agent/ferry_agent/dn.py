@@ -224,6 +224,16 @@ def _shown(text: str) -> str:
     return repr(text) if len(text) <= 200 else repr(text[:200]) + f" (+{len(text) - 200} chars)"
 
 
+def dns_domain(base_dn: str) -> str:
+    """A domain's naming context as its DNS name: DC=src,DC=example -> src.example; DNError
+    for anything but DC= components."""
+    rdns = parse_dn(base_dn).rdns
+    if not rdns or any(r.attribute.upper() != "DC" or len(r.avas) != 1 for r in rdns):
+        raise DNError(f"{base_dn!r} is not a domain's naming context; give DC=... only,"
+                      " e.g. DC=src,DC=example")
+    return ".".join(r.value.lower() for r in rdns)
+
+
 def escape_value(value: str) -> str:
     """Escape one attribute value for a DN (`Smith, John` -> `Smith\\, John`)."""
     # A set test first: most names need nothing, and this runs once per staged object.

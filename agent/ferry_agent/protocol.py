@@ -84,7 +84,8 @@ WRITE_PAGE = 100                     # write results per result chunk
 # passwords ({"source", "kind", "sealed": {key id: ciphertext}}), then {"watermark"};
 # set_passwords {"items": [{"target", "source", "kind", "sealed"}]} streams pages of
 # outcomes ({} or {"error": message}), one per item in order. check_migration
-# {"replication", "resetPasswordOUs", "sidHistory", "dcAgent"} answers [{"ok", "message"}].
+# {"replication", "resetPasswordOUs", "sidHistory", "dcAgent", "sourceDomains"} answers
+# [{"ok", "message"}].
 OPERATIONS = frozenset({
     "exists", "initial_watermark", "read_full", "read_changes", "read_by_guids",
     "resolve_dns", "write", "add_sid_history", "read_passwords", "set_passwords",

@@ -99,7 +99,9 @@ def _run(session: DirectorySession, item: WorkItem) -> Iterator[Chunk]:
                                         as_strings(args.get("resetPasswordOUs", []),
                                                    "resetPasswordOUs"),
                                         bool(args.get("sidHistory")),
-                                        bool(args.get("dcAgent")))
+                                        bool(args.get("dcAgent")),
+                                        as_strings(args.get("sourceDomains", []),
+                                                   "sourceDomains"))
         yield [{"ok": ok, "message": message} for ok, message in found], None
     elif op == "add_sid_history":
         raw = args["items"]

@@ -10,13 +10,18 @@ objectSid, and its own sIDHistory, from the source PDC and audits the change in 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Any
 
+from ..directory.rights import ExtendedRight
 from .sid_history import SidHistoryRefused, target_query
 
 DRSUAPI_ADD_SID_HISTORY_OPNUM = 20
 MIGRATE_SID_HISTORY_RIGHT = "ba33815a-4f93-4c76-87f3-57574bff8109"  # controlAccessRight GUID
+MIGRATE_SID_HISTORY = ExtendedRight("Migrate-SID-History", "Migrate SID History",
+                                    MIGRATE_SID_HISTORY_RIGHT)
 _HOST = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,62})(?:\.[A-Za-z0-9-]{1,63})*", re.ASCII)
 
 
@@ -110,8 +115,49 @@ class PrerequisiteCheck:
     prerequisite: Prerequisite
     met: bool
     detail: str = ""
+    checked: bool = True   # False: not visible from where Ferry checks; the admin verifies
+
+    @property
+    def failed(self) -> bool:
+        return self.checked and not self.met
 
     def describe(self) -> str:
-        state = "ok" if self.met else f"missing: {self.prerequisite.fix}"
+        state = ("ok" if self.met else f"missing: {self.prerequisite.fix}") if self.checked \
+            else f"verify: {self.prerequisite.fix}"
         return f"SID history {self.prerequisite.key}: {state}" + (
             f" ({self.detail})" if self.detail else "")
+
+
+def prerequisite_checks(conn: Any, target_base_dn: str, source_domains: Sequence[str],
+                        pdc: str) -> list[PrerequisiteCheck]:
+    """What `ferry check` verifies for DsAddSidHistory from the target domain over LDAP and
+    TCP (the Migrate SID History right, the trusts, port 135 on the PDC), and the rest named
+    as unverified: auditing, the $$$ group and TcpipClientSupport live on the source side."""
+    from ..directory import ports, rights
+
+    checks: list[PrerequisiteCheck] = []
+    verdict = rights.has_extended_right(conn, target_base_dn, MIGRATE_SID_HISTORY)
+    checks.append(PrerequisiteCheck(Prerequisite.MIGRATE_RIGHT, verdict.granted,
+                                    f"on {target_base_dn}"))
+    conn.search(f"CN=System,{target_base_dn}", "(objectClass=trustedDomain)",
+                attributes=["trustPartner", "flatName"])
+    partners = {str(v).lower() for e in conn.response or [] if e.get("type") == "searchResEntry"
+                for key in ("trustPartner", "flatName")
+                for v in _values(e.get("attributes", {}).get(key))}
+    for domain in source_domains:
+        checks.append(PrerequisiteCheck(
+            Prerequisite.TRUST, domain.lower() in partners,
+            f"{domain}: {'a trust' if domain.lower() in partners else 'no trust'} in"
+            f" CN=System,{target_base_dn}"))
+    probe = ports.probe_port(pdc, 135)
+    checks.append(PrerequisiteCheck(Prerequisite.RPC_PORTS, probe.ok, probe.message))
+    checks += [PrerequisiteCheck(p, False, "not visible from the target over LDAP; verify it",
+                                 checked=False)
+               for p in (Prerequisite.SOURCE_AUDITING, Prerequisite.TARGET_AUDITING,
+                         Prerequisite.SOURCE_GROUP, Prerequisite.TCPIP_CLIENT_SUPPORT,
+                         Prerequisite.SOURCE_ADMIN)]
+    return checks
+
+
+def _values(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [] if value is None else [value]

@@ -140,7 +140,8 @@ class DirectorySession:
         return str(upn[0] if isinstance(upn, list) else upn)
 
     def check_migration(self, replication: bool, reset_password_ous: Sequence[str],
-                        sid_history: bool, dc_agent: bool = False) -> list[tuple[bool, str]]:
+                        sid_history: bool, dc_agent: bool = False,
+                        source_domains: Sequence[str] = ()) -> list[tuple[bool, str]]:
         """What password sync and SID history need of this domain, as (ok, message) each:
         the replication rights on the domain root, Reset Password on the target OUs, the RPC
         and SMB ports, a DC to write sIDHistory on, and the DC's password change sender."""
@@ -164,7 +165,15 @@ class DirectorySession:
         if replication or reset_password_ous:
             probed = ports.rpc_ports(self.endpoint.host)
             found.append((probed.ok, probed.message))
-        if sid_history:
+        if sid_history and self.dc is None and not self._samba():
+            # A Windows DC: DsAddSidHistory over the network, if its prerequisites hold.
+            from ..dc.windows import prerequisite_checks
+
+            base = self.endpoint.base_dn or ad_read.naming_context(self.conn)
+            found += [(not c.failed, c.describe())
+                      for c in prerequisite_checks(self.conn, base, source_domains,
+                                                   self.endpoint.host)]
+        elif sid_history:
             if self.dc is None:
                 found.append((False, "sIDHistory: this agent runs on no domain controller; run"
                                " it on a DC of the domain with [dc] smb_conf in its INI"))
@@ -179,6 +188,13 @@ class DirectorySession:
                           " changes; set [dc] smb_conf, password_changes = true and gnupg_home"
                           " in its INI"))
         return found
+
+    def _samba(self) -> bool:
+        """Whether the DC is Samba (its rootDSE names its vendor; Windows' names none)."""
+        self.conn.search("", "(objectClass=*)", ldap3.BASE, attributes=["vendorName"])
+        found = [e for e in self.conn.response or [] if e.get("type") == "searchResEntry"]
+        vendor = found[0]["attributes"].get("vendorName") if found else None
+        return "samba" in str(vendor or "").lower()
 
     def add_sid_history(self, requests: Sequence[SidHistoryRequest]
                         ) -> list[SidHistoryResult | FerryAgentError]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from ..dn import DNError, parse_dn
+from ..dn import DNError, dns_domain
 from .errors import PasswordSyncError
 
 # A NetBIOS domain name: at most 15 characters, none of those Windows forbids in it.
@@ -84,10 +84,6 @@ def _split_user(host: str, user: str) -> tuple[str, str]:
 def _realm_of(host: str, base_dn: str) -> str:
     """DC=src,DC=example -> src.example; anything but DC= components is not a domain NC."""
     try:
-        rdns = parse_dn(base_dn).rdns
+        return dns_domain(base_dn)
     except DNError as exc:
         raise PasswordSyncError(f"DC endpoint {host}: base_dn: {exc}") from None
-    if not rdns or any(r.attribute.upper() != "DC" or len(r.avas) != 1 for r in rdns):
-        raise PasswordSyncError(f"DC endpoint {host}: base_dn {base_dn!r} is not a domain's"
-                                " naming context; give DC=... only, e.g. DC=src,DC=example")
-    return ".".join(r.value.lower() for r in rdns)

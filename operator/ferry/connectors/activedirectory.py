@@ -45,6 +45,7 @@ class MigrationNeeds:
     reset_password_ous: tuple[str, ...] = ()   # a password sync target: Reset Password there
     sid_history: bool = False                  # a SID history target: agents on its DCs
     dc_agent: bool = False                     # a DCAgent source: its agents send changes
+    source_domains: tuple[str, ...] = ()       # SID history from these (DNS names)
 
     def __bool__(self) -> bool:
         return (self.replication or bool(self.reset_password_ous) or self.sid_history
@@ -80,8 +81,8 @@ class DirectoryOperations(Protocol):
                         ) -> Sequence[SidHistoryResult | FerryAgentError]: ...
     def recipients(self) -> list[Recipient]: ...
     def check_migration(self, replication: bool, reset_password_ous: Sequence[str],
-                        sid_history: bool, dc_agent: bool = False
-                        ) -> list[tuple[bool, str]]: ...
+                        sid_history: bool, dc_agent: bool = False,
+                        source_domains: Sequence[str] = ()) -> list[tuple[bool, str]]: ...
     def read_passwords(self, watermark: str | None, guids: Sequence[str] | None,
                        recipients: Sequence[Recipient]) -> SealedPasswords: ...
     def set_passwords(self, items: Sequence[PasswordSet]) -> list[str | None]: ...
@@ -113,7 +114,8 @@ class ActiveDirectoryConnector:
     def check_migration(self, needs: MigrationNeeds) -> str:
         """What password sync and SID history need here; raises naming each that is missing."""
         found = self.directory.check_migration(needs.replication, needs.reset_password_ous,
-                                               needs.sid_history, needs.dc_agent)
+                                               needs.sid_history, needs.dc_agent,
+                                               needs.source_domains)
         missing = [message for ok, message in found if not ok]
         if missing:
             raise ConnectorCheckError("; ".join(missing))

@@ -96,10 +96,12 @@ class RemoteDirectory:
         return [decode_sid_history_outcome(o) for page in pages for o in page or ()]
 
     def check_migration(self, replication: bool, reset_password_ous: Sequence[str],
-                        sid_history: bool, dc_agent: bool = False) -> list[tuple[bool, str]]:
+                        sid_history: bool, dc_agent: bool = False,
+                        source_domains: Sequence[str] = ()) -> list[tuple[bool, str]]:
         found = self._value("check_migration", {
             "replication": replication, "resetPasswordOUs": list(reset_password_ous),
-            "sidHistory": sid_history, "dcAgent": dc_agent})
+            "sidHistory": sid_history, "dcAgent": dc_agent,
+            "sourceDomains": list(source_domains)})
         return [(bool(f.get("ok")), str(f.get("message", ""))) for f in found or []
                 if isinstance(f, dict)]
 

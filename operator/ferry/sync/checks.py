@@ -17,6 +17,7 @@ from ferry.engine.records import ObjectType
 from ferry.secrets import SecretSource
 from ferry.settings import RunSettings
 from ferry.sync.pairs import workflow_pairs
+from ferry_agent.dn import dns_domain
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,7 @@ def migration_needs(manifests: Manifests, env: Environment) -> MigrationNeeds:
     name = env.metadata.name
     replication, sid_history, dc_agent = False, False, False
     ous: list[str] = []
+    sources: list[str] = []
     for workflow in manifests.workflows.values():
         for pair in workflow_pairs(manifests, workflow):
             if pair.password.synced and pair.source == name:
@@ -58,8 +60,13 @@ def migration_needs(manifests: Manifests, env: Environment) -> MigrationNeeds:
                 target_ou = manifests.templates[pair.template].spec.target_ou
                 ous += [target_ou.default, *(m.target_ou for m in target_ou.mappings)] \
                     if target_ou else list(env.spec.scope.ous)
-            sid_history = sid_history or (bool(pair.sid_history) and pair.target == name)
-    return MigrationNeeds(replication, tuple(dict.fromkeys(ous)), sid_history, dc_agent)
+            if pair.sid_history and pair.target == name:
+                sid_history = True
+                source = manifests.environments[pair.source].spec.active_directory
+                if source is not None:
+                    sources.append(dns_domain(source.base_dn))
+    return MigrationNeeds(replication, tuple(dict.fromkeys(ous)), sid_history, dc_agent,
+                          tuple(dict.fromkeys(sources)))
 
 
 def check_environment(manifests: Manifests, env: Environment, secrets: SecretSource,

@@ -207,3 +207,28 @@ def test_a_batch_reports_each_target_and_one_refusal_stops_no_other(
     assert ldapsearch(lab.tgt, f"(sAMAccountName={sam})", "sIDHistory") == [source_sid]
     assert ldapsearch(lab.tgt, f"(sAMAccountName={second})", "sIDHistory") == [second_sid]
     assert ldapsearch(lab.tgt, "(sAMAccountName=Administrator)", "sIDHistory") == []
+
+
+def test_the_windows_prerequisites_ferry_check_sees_over_ldap(lab) -> None:
+    """DsAddSidHistory's prerequisites as `ferry check` reads them from a target (run here
+    against Samba, whose LDAP answers as Windows' does): the right, the trust, port 135."""
+    from ferry_agent.dc.windows import Prerequisite, prerequisite_checks
+
+    conn = lab.tgt.connect()
+    try:
+        checks = {c.prerequisite: c for c in prerequisite_checks(
+            conn, lab.tgt.base_dn, [lab.src.dns_domain], lab.tgt.ip)}
+    finally:
+        conn.unbind()
+    assert checks[Prerequisite.MIGRATE_RIGHT].met   # Administrator, through Domain Admins
+    trust = checks[Prerequisite.TRUST]
+    assert trust.failed and "src.test: no trust" in trust.describe()
+    assert trust.prerequisite.fix in trust.describe()
+    assert checks[Prerequisite.RPC_PORTS].met
+    unverified = [c for c in checks.values() if not c.checked]
+    assert {c.prerequisite for c in unverified} == {
+        Prerequisite.SOURCE_AUDITING, Prerequisite.TARGET_AUDITING, Prerequisite.SOURCE_GROUP,
+        Prerequisite.TCPIP_CLIENT_SUPPORT, Prerequisite.SOURCE_ADMIN}
+    assert not any(c.failed for c in unverified)
+    assert all(c.describe().startswith(f"SID history {c.prerequisite.key}: verify:")
+               for c in unverified)
