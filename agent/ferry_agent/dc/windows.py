@@ -161,3 +161,64 @@ def prerequisite_checks(conn: Any, target_base_dn: str, source_domains: Sequence
 
 def _values(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [] if value is None else [value]
+
+
+# Win32 errors DsAddSidHistoryW answers that Ferry tells apart (winerror.h).
+ERROR_DS_SRC_SID_EXISTS_IN_FOREST = 8536   # the SID is already someone's: already added
+ERROR_ACCESS_DENIED = 5
+
+
+class DsAddSidHistoryFailed(SidHistoryRefused):
+    """DsBindWithCredW or DsAddSidHistoryW answered an error; `code` is the Win32 error."""
+
+    def __init__(self, call: str, code: int, message: str):
+        self.call, self.code = call, code
+        super().__init__(f"{call}: Win32 error {code}: {message}")
+
+
+def call_ds_add_sid_history(request: DsAddSidHistoryRequest, source_password: str | None,
+                            ntdsapi: Any = None) -> bool:
+    """Make the call on Windows: bind to the target DC, add the source principal's SID to
+    the target principal's sIDHistory, unbind. True when added, False when the SID was in
+    the forest already (a repeat). `ntdsapi` is ntdsapi.dll (a stand-in in contract tests)."""
+    import ctypes
+
+    library = ntdsapi if ntdsapi is not None else ctypes.WinDLL("ntdsapi")  # type: ignore[attr-defined]
+    handle = ctypes.c_void_p()
+    code = library.DsBindWithCredW(request.dst_domain_controller, request.dst_domain, None,
+                                   ctypes.byref(handle))
+    if code:
+        raise DsAddSidHistoryFailed("DsBindWithCredW", code, _win32_hint(code))
+    credentials = ctypes.c_void_p()
+    try:
+        cred = request.src_credential
+        if cred is not None:
+            if source_password is None:
+                raise SidHistoryRefused("DsAddSidHistory: the source credential's password"
+                                        f" ({cred.secret or 'its secret'}) was not given")
+            code = library.DsMakePasswordCredentialsW(cred.user, cred.domain, source_password,
+                                                      ctypes.byref(credentials))
+            if code:
+                raise DsAddSidHistoryFailed("DsMakePasswordCredentialsW", code,
+                                            _win32_hint(code))
+        arguments = dict(request.win32_arguments())
+        code = library.DsAddSidHistoryW(
+            handle, arguments["Flags"], arguments["SrcDomain"], arguments["SrcPrincipal"],
+            arguments["SrcDomainController"], credentials if cred is not None else None,
+            arguments["DstDomain"], arguments["DstPrincipal"])
+        if code == ERROR_DS_SRC_SID_EXISTS_IN_FOREST:
+            return False
+        if code:
+            raise DsAddSidHistoryFailed("DsAddSidHistoryW", code, _win32_hint(code))
+        return True
+    finally:
+        if credentials.value:
+            library.DsFreePasswordCredentials(credentials)
+        library.DsUnBindW(ctypes.byref(handle))
+
+
+def _win32_hint(code: int) -> str:
+    if code == ERROR_ACCESS_DENIED:
+        return (f"access denied; {Prerequisite.MIGRATE_RIGHT.fix}, and"
+                f" {Prerequisite.SOURCE_ADMIN.fix}")
+    return "see `ferry check` for the DsAddSidHistory prerequisites"

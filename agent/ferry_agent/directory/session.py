@@ -7,6 +7,7 @@ gateway as work items (ferry_agent.protocol) and an agent runs them on its own s
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -202,6 +203,13 @@ class DirectorySession:
         from ..dc import LocalDcError, add_sid_histories
         from .subtrees import SETTING, WriteSubtrees
 
+        if self.dc is None and os.name == "nt":
+            # dc/windows.py makes the call, but its work item (source principal and PDC per
+            # target) is not wired yet: say so rather than point to Samba's setting.
+            raise LocalDcError("config", "sIDHistory on a Windows domain controller goes"
+                               " through DsAddSidHistory, which this agent does not carry"
+                               " out yet; run the migration's SID history with ADMT or"
+                               " Power365 meanwhile")
         if self.dc is None:
             raise LocalDcError("config", "sIDHistory is written on the target domain controller"
                                " itself: run this agent on a DC of the domain and set"
