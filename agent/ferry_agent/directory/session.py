@@ -208,8 +208,8 @@ class DirectorySession:
             # target) is not wired yet: say so rather than point to Samba's setting.
             raise LocalDcError("config", "sIDHistory on a Windows domain controller goes"
                                " through DsAddSidHistory, which this agent does not carry"
-                               " out yet; run the migration's SID history with ADMT or"
-                               " Power365 meanwhile")
+                               " out yet (dc/windows.py defines the call; its work item is"
+                               " not wired); turn sidHistory off for this target")
         if self.dc is None:
             raise LocalDcError("config", "sIDHistory is written on the target domain controller"
                                " itself: run this agent on a DC of the domain and set"
