@@ -236,9 +236,11 @@ class FilterSession:
         self._anchor_of = anchor_of
         self._pending: int | None = None
 
-    def next_change(self) -> PasswordChange | None:
+    def next_change(self, timeout: float | None = None) -> PasswordChange | None:
         """Acknowledge the previous change, then the next one; None once the DLL closed the
-        pipe. A malformed message is REFUSED and skipped; a change of an account that is not
+        pipe. `timeout` is accepted as the Samba watcher takes it (password_relay's change
+        source) and not used: a pipe read has no deadline, and stopping the service closes
+        the pipe. A malformed message is REFUSED and skipped; a change of an account that is not
         a normal user's is TAKEN and skipped; an announced length over MAX_BODY ends the
         session with PasswordFilterError (the stream can no longer be framed)."""
         self._acknowledge(AckStatus.TAKEN)
@@ -259,6 +261,10 @@ class FilterSession:
                 continue
             self._pending = message.sequence
             return PasswordChange(guid, sid, message.sam, message.password)
+
+    def acknowledge(self) -> None:
+        """The change returned last is handled: the DLL may forget it."""
+        self._acknowledge(AckStatus.TAKEN)
 
     def retry_later(self) -> None:
         """The change just returned cannot be handled now: the DLL sends it again."""

@@ -249,3 +249,49 @@ def test_a_slow_dll_is_read_whole(dll: FakeDll) -> None:
 def test_the_domain_sid_is_checked_first(dll: FakeDll, domain: str) -> None:
     with pytest.raises(PasswordFilterError, match="domain"):
         FilterSession(dll.stream, domain, users().get)
+
+
+class Gateway:
+    """The gateway's two password routes as PasswordSender meets them: one pair wanting the
+    changes, its target agent's key, and `outcomes` answered in turn."""
+
+    def __init__(self, outcomes: list[str]) -> None:
+        from ferry_agent.sealed import Recipient, ephemeral_key, key_id
+
+        self.key = ephemeral_key()
+        self.recipient = Recipient(key_id(self.key.public_key()), self.key.public_key())
+        self.outcomes = outcomes
+        self.posted: list[dict[str, object]] = []
+
+    def post(self, path: str, body: dict[str, object], **_: object) -> tuple[int, object]:
+        if path == "/v1/agent/password-routes":
+            return 200, {"routes": [{"pair": "wf/src->tgt", "target": "tgt",
+                                     "keys": [self.recipient.pem()]}]}
+        self.posted.append(body)
+        outcome = self.outcomes.pop(0)
+        return 200, {"results": [{"pair": "wf/src->tgt", "outcome": outcome}]}
+
+
+def test_a_windows_dc_agent_sends_each_change_sealed_and_acks_it_once_set(dll: FakeDll) -> None:
+    from ferry_agent.password_relay import PasswordSender
+    from ferry_agent.sealed import open_sealed
+
+    session = FilterSession(dll.stream, DOMAIN, users(1105).get)
+    gateway = Gateway(["failed", "set"])   # the target was away once: sent again
+    stop = threading.Event()
+    sender = PasswordSender(gateway, session, stop)  # type: ignore[arg-type]
+    dll.send(encode_message(FilterMessage(7, 1105, "alice", PASSWORD)))
+    worker = threading.Thread(target=sender.run)
+    worker.start()
+    try:
+        assert dll.ack() == Ack(7, AckStatus.TAKEN)   # only after the gateway said "set"
+    finally:
+        stop.set()
+        dll.close()   # the service stopping closes the pipe: the session ends
+        worker.join(timeout=30)
+    assert len(gateway.posted) == 2
+    guid = users(1105)[f"{DOMAIN}-1105"]
+    for body in gateway.posted:
+        assert body["source"] == guid and PASSWORD not in repr(body)
+        sealed = body["sealed"]["wf/src->tgt"]  # type: ignore[index]
+        assert open_sealed(sealed, gateway.key, guid) == PASSWORD.encode()
