@@ -58,7 +58,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, TypeVar
 
-from .dc.sid_history import SidHistoryRequest, SidHistoryResult
+from .dc.sid_history import SidHistoryRequest, SidHistoryResult, SourcePrincipal
 from .directory.batch import Write, WriteResult
 from .directory.errors import DirectoryError, WatermarkError
 from .directory.read import AdWatermark, Changes, ChangeStream, Entry, ReadScope
@@ -341,13 +341,28 @@ def decode_write_result(data: dict[str, Any]) -> WriteResult:
 
 
 def encode_sid_history_request(request: SidHistoryRequest) -> dict[str, Any]:
-    return {"target": request.target, "sids": list(request.sids)}
+    body: dict[str, Any] = {"target": request.target, "sids": list(request.sids)}
+    if request.source is not None:
+        body["source"] = {"domain": request.source.domain,
+                          "principal": request.source.principal,
+                          "domainController": request.source.domain_controller}
+    return body
 
 
 def decode_sid_history_request(data: Any) -> SidHistoryRequest:
     if not isinstance(data, dict) or not isinstance(data.get("target"), str):
         raise ProtocolError("add_sid_history: each item needs a string target and sids")
-    return SidHistoryRequest(data["target"], tuple(as_strings(data.get("sids", []), "sids")))
+    source = data.get("source")
+    principal = None
+    if source is not None:
+        fields = ("domain", "principal", "domainController")
+        if not isinstance(source, dict) or not all(isinstance(source.get(f), str)
+                                                   for f in fields):
+            raise ProtocolError("add_sid_history: source needs string domain, principal and"
+                                " domainController")
+        principal = SourcePrincipal(*(source[f] for f in fields))
+    return SidHistoryRequest(data["target"], tuple(as_strings(data.get("sids", []), "sids")),
+                             principal)
 
 
 def encode_sid_history_outcome(outcome: SidHistoryResult | Exception) -> dict[str, Any]:

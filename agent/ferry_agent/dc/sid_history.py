@@ -161,11 +161,23 @@ def check(facts: TargetFacts, sids: Sequence[str], subtrees: WriteSubtrees) -> N
 
 
 @dataclass(frozen=True)
+class SourcePrincipal:
+    """Whose SID it is, as DsAddSidHistory names it (Windows DCs read the SID themselves):
+    the source domain's DNS name, the principal's sAMAccountName, the source PDC."""
+
+    domain: str
+    principal: str
+    domain_controller: str
+
+
+@dataclass(frozen=True)
 class SidHistoryRequest:
-    """One target (DN or sAMAccountName) and the source SIDs its sIDHistory should hold."""
+    """One target (DN, <GUID=...> or sAMAccountName) and the source SIDs its sIDHistory
+    should hold; `source` names their owner for a Windows DC."""
 
     target: str
     sids: tuple[str, ...]
+    source: SourcePrincipal | None = None
 
 
 def add_sid_history(dc: LocalSambaDc, target: str, sids: Sequence[str], *,

@@ -16,7 +16,9 @@ from enum import Enum
 from typing import Any
 
 from ..directory.rights import ExtendedRight
-from .sid_history import SidHistoryRefused, target_query
+from ..directory.subtrees import WriteSubtrees
+from ..errors import FerryAgentError
+from .sid_history import SidHistoryRefused, SidHistoryRequest, SidHistoryResult, target_query
 
 DRSUAPI_ADD_SID_HISTORY_OPNUM = 20
 MIGRATE_SID_HISTORY_RIGHT = "ba33815a-4f93-4c76-87f3-57574bff8109"  # controlAccessRight GUID
@@ -222,3 +224,39 @@ def _win32_hint(code: int) -> str:
         return (f"access denied; {Prerequisite.MIGRATE_RIGHT.fix}, and"
                 f" {Prerequisite.SOURCE_ADMIN.fix}")
     return "see `ferry check` for the DsAddSidHistory prerequisites"
+
+
+def add_sid_histories_windows(conn: Any, requests: Sequence[SidHistoryRequest],
+                              target_domain: str, target_dc: str,
+                              subtrees: WriteSubtrees | None, ntdsapi: Any = None
+                              ) -> list[SidHistoryResult | FerryAgentError]:
+    """The add_sid_history work on a Windows DC's agent: each target found by objectGUID over
+    LDAP and checked as on Samba (built-in, protected, outside the subtrees: refused before
+    any call), then one DsAddSidHistoryW with the agent's own identity (the trust)."""
+    from ..passwords import targets
+
+    outcomes: list[SidHistoryResult | FerryAgentError] = []
+    for request in requests:
+        guid = request.target[6:-1] if request.target.startswith("<GUID=") else ""
+        if not guid or request.source is None or len(request.sids) != 1:
+            outcomes.append(SidHistoryRefused(
+                f"DsAddSidHistory: {request.target}: needs a <GUID=...> target, one SID and"
+                " its source principal"))
+            continue
+        (found,) = targets.resolve(conn, [guid], subtrees, operation="DsAddSidHistory",
+                                   account_types=targets.USERS | targets.GROUPS)
+        if found.refusal:
+            outcomes.append(SidHistoryRefused(found.refusal))
+            continue
+        call = DsAddSidHistoryRequest(
+            request.source.domain, request.source.principal,
+            request.source.domain_controller, target_domain, found.sam, target_dc)
+        try:
+            added = call_ds_add_sid_history(call, None, ntdsapi)
+        except SidHistoryRefused as exc:
+            outcomes.append(exc)
+            continue
+        sid = request.sids[0]
+        outcomes.append(SidHistoryResult(found.dn, (sid,) if added else (),
+                                         () if added else (sid,)))
+    return outcomes

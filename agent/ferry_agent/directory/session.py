@@ -204,12 +204,13 @@ class DirectorySession:
         from .subtrees import SETTING, WriteSubtrees
 
         if self.dc is None and os.name == "nt":
-            # dc/windows.py makes the call, but its work item (source principal and PDC per
-            # target) is not wired yet: say so rather than point to Samba's setting.
-            raise LocalDcError("config", "sIDHistory on a Windows domain controller goes"
-                               " through DsAddSidHistory, which this agent does not carry"
-                               " out yet (dc/windows.py defines the call; its work item is"
-                               " not wired); turn sidHistory off for this target")
+            # A Windows DC: over the network, by DsAddSidHistoryW.
+            from ..dc.windows import add_sid_histories_windows
+            from ..dn import dns_domain
+
+            base = self.endpoint.base_dn or ad_read.naming_context(self.conn)
+            return add_sid_histories_windows(self.conn, requests, dns_domain(base),
+                                             self.endpoint.host, self.write_subtrees)
         if self.dc is None:
             raise LocalDcError("config", "sIDHistory is written on the target domain controller"
                                " itself: run this agent on a DC of the domain and set"

@@ -21,7 +21,7 @@ from ferry.engine.migration import SidHistoryAdd
 from ferry.engine.plan import OpKind
 from ferry.engine.records import REFERENCE_ATTRIBUTES, AttributeValue, ObjectType, Record
 from ferry.state.rows import Watermark
-from ferry_agent.dc.sid_history import SidHistoryRequest, SidHistoryResult
+from ferry_agent.dc.sid_history import SidHistoryRequest, SidHistoryResult, SourcePrincipal
 from ferry_agent.directory import batch as ad_batch
 from ferry_agent.directory import read as ad_read
 from ferry_agent.dn import dn_key, parent_dn
@@ -244,13 +244,16 @@ class ActiveDirectoryConnector:
     def set_passwords(self, items: Sequence[PasswordSet]) -> list[str | None]:
         return self.directory.set_passwords(items) if items else []
 
-    def add_sid_history(self, adds: Sequence[SidHistoryAdd]) -> list[WriteOutcome]:
+    def add_sid_history(self, adds: Sequence[SidHistoryAdd], source_domain: str = "",
+                        source_dc: str = "") -> list[WriteOutcome]:
         """Each add's outcome; targets are named by objectGUID, so a rename in between
         cannot send a SID to another object."""
         if not adds:
             return []
-        results = self.directory.add_sid_history(
-            [SidHistoryRequest(f"<GUID={a.target_anchor}>", (a.sid,)) for a in adds])
+        results = self.directory.add_sid_history([SidHistoryRequest(
+            f"<GUID={a.target_anchor}>", (a.sid,),
+            SourcePrincipal(source_domain, a.source_principal, source_dc)
+            if source_domain and source_dc and a.source_principal else None) for a in adds])
         if len(results) != len(adds):
             raise ConnectorCheckError(f"{self.where} answered {len(results)} sIDHistory"
                                       f" outcomes for {len(adds)} requests")

@@ -76,8 +76,10 @@ class SidHistoryTarget(Protocol):
 
     batch_size: int
 
-    def add_sid_history(self, adds: Sequence[SidHistoryAdd]) -> list[WriteOutcome]:
-        """One outcome per add, in order; a refused object fails alone."""
+    def add_sid_history(self, adds: Sequence[SidHistoryAdd], source_domain: str = "",
+                        source_dc: str = "") -> list[WriteOutcome]:
+        """One outcome per add, in order; a refused object fails alone. The source domain
+        and DC name the SIDs' owner for a target that reads them itself (Windows)."""
         ...
 
 

@@ -14,6 +14,7 @@ from ferry.engine.records import ObjectType, Record
 
 OBJECT_SID = "objectSid"
 SID_HISTORY = "sIDHistory"
+SAM_ACCOUNT_NAME = "sAMAccountName"
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +27,7 @@ class SidHistoryAdd:
     source_dn: str
     target_anchor: str
     sid: str
+    source_principal: str = ""   # its sAMAccountName: how DsAddSidHistory names it
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +58,8 @@ def sid_history_adds(pair: str, object_types: Collection[ObjectType],
         held = {s.upper() for s in _many(target.attributes.get(SID_HISTORY))} if target else set()
         if sid.upper() not in held:
             adds.append(SidHistoryAdd(pair, source.object_type, source.anchor, source.dn,
-                                      target_anchor, sid))
+                                      target_anchor, sid,
+                                      _one(source.attributes.get(SAM_ACCOUNT_NAME))))
     return adds
 
 

@@ -56,7 +56,9 @@ class SidHistoryStep:
             raise TypeError(f"{connector.name} cannot hold sIDHistory")
         for start in range(0, len(adds), connector.batch_size):
             batch = adds[start:start + connector.batch_size]
-            for add, done in zip(batch, connector.add_sid_history(batch), strict=True):
+            done_batch = connector.add_sid_history(batch, self.pair.source_domain,
+                                                   self.pair.source_dc)
+            for add, done in zip(batch, done_batch, strict=True):
                 target = targets.get(add.target_anchor)
                 dn = done.dn or (target.dn if target else f"<GUID={add.target_anchor}>")
                 kind = add.object_type.value

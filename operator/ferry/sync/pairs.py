@@ -12,6 +12,7 @@ from ferry.connectors.base import SCOPE_TYPES
 from ferry.engine import rules as er
 from ferry.engine.records import ObjectType
 from ferry.sync.mappings import default_mappings
+from ferry_agent.dn import DNError, dns_domain
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,10 @@ class PairSettings:
     password: PasswordOptions
     template: str
     sid_history: frozenset[ObjectType] = frozenset()   # empty: no sIDHistory for this pair
+    # The source domain's DNS name and DC: whose SIDs they are, for a Windows target's
+    # DsAddSidHistory (which reads the SID from the source DC itself).
+    source_domain: str = ""
+    source_dc: str = ""
 
 
 def pair_key(workflow: str, source: str, target: str) -> str:
@@ -65,10 +70,13 @@ def workflow_pairs(manifests: Manifests, workflow: Workflow) -> list[PairSetting
                 delete_enabled=key in thresholds,
             )
             history = template.spec.sid_history
+            source_ad = manifests.environments[pair.source].spec.active_directory
             pairs.append(PairSettings(
                 pair.source, pair.target, rules, template.spec.password, stage.template,
                 frozenset(SCOPE_TYPES[ScopeObjectType(t.value)] for t in history.object_types)
-                & rules.object_types if history.enabled else frozenset()))
+                & rules.object_types if history.enabled else frozenset(),
+                source_domain=_dns_domain(source_ad.base_dn) if source_ad else "",
+                source_dc=source_ad.host if source_ad else ""))
     return pairs
 
 
@@ -141,3 +149,10 @@ def _guest_mappings(guests: GuestOptions, mappings: list[er.AttributeMapping]
 def _apply_always(mapping: er.AttributeMapping) -> er.AttributeMapping:
     return er.AttributeMapping(mapping.target_attribute, mapping.expression,
                                er.ApplyWhen.ALWAYS, mapping.object_types)
+
+
+def _dns_domain(base_dn: str) -> str:
+    try:
+        return dns_domain(base_dn)
+    except DNError:
+        return ""   # a baseDN below the domain root: no DsAddSidHistory source then

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from ferry.connectors.base import Connector, ReadResult
-from ferry.engine.migration import OBJECT_SID, SID_HISTORY
+from ferry.engine.migration import OBJECT_SID, SAM_ACCOUNT_NAME, SID_HISTORY
 from ferry.engine.records import ObjectType, Record
 from ferry.state.store import StateStore
 from ferry.sync.pairs import PairSettings
@@ -47,7 +47,7 @@ def environment_needs(pairs: Iterable[PairSettings]) -> dict[str, EnvironmentNee
             source.attributes.add(attr)
             target.attributes.add(attr)
         if pair.sid_history:
-            source.attributes.add(OBJECT_SID)
+            source.attributes.update((OBJECT_SID, SAM_ACCOUNT_NAME))
             target.attributes.add(SID_HISTORY)
     return needs
 

@@ -232,3 +232,45 @@ def test_the_windows_prerequisites_ferry_check_sees_over_ldap(lab) -> None:
     assert not any(c.failed for c in unverified)
     assert all(c.describe().startswith(f"SID history {c.prerequisite.key}: verify:")
                for c in unverified)
+
+
+def test_a_windows_agent_makes_one_ds_add_sid_history_per_target(lab, pair, subtrees) -> None:
+    """The add_sid_history work as a Windows DC's agent does it, by contract: targets found by
+    objectGUID over LDAP (Samba answers as Windows does), checked, then DsAddSidHistoryW
+    (a recording stand-in for ntdsapi.dll) with the source principal and both domains."""
+    from tests.unit.agent.test_ds_add_sid_history import Ntdsapi
+
+    from ferry_agent.dc.sid_history import SourcePrincipal
+    from ferry_agent.dc.windows import (
+        ERROR_DS_SRC_SID_EXISTS_IN_FOREST,
+        add_sid_histories_windows,
+    )
+    from ferry_agent.directory.guid import guid_from_bytes
+
+    sam, sid = pair
+    conn = lab.tgt.connect()
+    try:
+        def guid_of(filter_: str) -> str:
+            conn.search(lab.tgt.base_dn, filter_, attributes=["objectGUID"])
+            return guid_from_bytes(conn.response[0]["raw_attributes"]["objectGUID"][0])
+
+        source = SourcePrincipal(lab.src.dns_domain, sam, lab.src.ip)
+        target = SidHistoryRequest(f"<GUID={guid_of(f'(sAMAccountName={sam})')}>", (sid,),
+                                   source)
+        admin = SidHistoryRequest(f"<GUID={guid_of('(sAMAccountName=Administrator)')}>",
+                                  (sid,), source)
+        dll = Ntdsapi()
+        first, refused = add_sid_histories_windows(conn, [target, admin], lab.tgt.dns_domain,
+                                                   lab.tgt.ip, subtrees, dll)
+        again = add_sid_histories_windows(
+            conn, [target], lab.tgt.dns_domain, lab.tgt.ip, subtrees,
+            Ntdsapi(DsAddSidHistoryW=ERROR_DS_SRC_SID_EXISTS_IN_FOREST))[0]
+    finally:
+        conn.unbind()
+    assert isinstance(first, SidHistoryResult) and first.added == (sid,)
+    assert sam in first.dn
+    adds = [args for name, args in dll.calls if name == "DsAddSidHistoryW"]
+    assert [a[1:] for a in adds] == [(0, lab.src.dns_domain, sam, lab.src.ip, None,
+                                      lab.tgt.dns_domain, sam)]   # none for Administrator
+    assert isinstance(refused, SidHistoryRefused) and "built-in" in str(refused)
+    assert isinstance(again, SidHistoryResult) and again.already_present == (sid,)
