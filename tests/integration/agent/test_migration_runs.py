@@ -315,3 +315,31 @@ def test_dc_agent_relays(  # short: the watcher's socket path is bounded (107 by
                (p.encode(), p.encode("utf-16-le"), nt_hash(p), nt_hash(p).hex().encode())]
     assert files_holding(tmp_path, secrets) == []
     assert files_holding(fleet.gateway.folder, secrets) == []
+
+
+def test_a_run_killed_while_it_sets_passwords_is_repeated_without_harm(
+        fleet: AgentFleet, lab: Any, src_ou: str, tgt_ou: str, tmp_path: Path) -> None:
+    from tests.support.polling import eventually
+
+    users = seed_with_passwords(lab, src_ou, 3)
+    folder = with_password_sync(manifests(tmp_path / "m", lab, src_ou, tgt_ou, "agent"))
+    fleet.start("src", "src-agent")
+    fleet.start("tgt", "tgt-agent", write_subtrees=tgt_ou)
+    state = tmp_path / "state" / "state.sqlite"
+    state.parent.mkdir()
+    run = ferry_run(folder, fleet, state, lab, wait=False)
+    eventually(lambda: '"operation": "set_passwords"' in fleet.gateway.log_text()
+               or run.poll() is not None, timeout=600, what="the run to send passwords")
+    run.kill()   # SIGKILL, as the passwords are on their way to the target's agent
+    assert run.wait(timeout=30) == -9, "the run ended before it was killed"
+
+    again = ferry_run(folder, fleet, state, lab)
+    assert again.returncode == 0, again.stdout + again.stderr
+    for sam, password in users.items():
+        assert signs_in(lab, sam, password, tmp_path) == WORKS, sam
+    conn = lab.tgt.connect()
+    conn.search(tgt_ou, "(objectClass=user)", attributes=["sAMAccountName"])
+    found = sorted(e["raw_attributes"]["sAMAccountName"][0].decode() for e in conn.response
+                   if e.get("type") == "searchResEntry")
+    conn.unbind()
+    assert found == sorted(users)   # each user once
