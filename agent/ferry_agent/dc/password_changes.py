@@ -48,7 +48,6 @@ import shutil
 import signal
 import sqlite3
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -56,6 +55,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from ..processes import group_alive
 from .hook_channel import HookConnection, HookedChange, HookListener, parse_ldif
 from .local_samba import LocalSambaDc, samba_python
 from .samba_gpg import (
@@ -427,24 +427,7 @@ def _group_alive(group: int) -> bool:
         return False
     except PermissionError:
         return True
-    return _group_members(group) > 0
-
-
-def _group_members(group: int) -> int:
-    """Live (not zombie) processes of a process group; /proc only, else assume some."""
-    if not sys.platform.startswith("linux"):
-        return 1
-    count = 0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if len(fields) > 2 and int(fields[2]) == group and fields[0] not in ("Z", "X"):
-            count += 1
-    return count
+    return group_alive(group)   # killpg reaches zombies too: count the live ones
 
 
 def _end_leftover(cache: Path) -> None:

@@ -47,6 +47,7 @@ from ferry_agent.dc.local_samba import samba_python
 from ferry_agent.directory.connection import DirectoryEndpoint, connect
 from ferry_agent.directory.errors import DirectoryConnectionError
 from ferry_agent.directory.password import generate_password
+from ferry_agent.processes import group_alive
 
 LDAPS_PORT = 636
 HOST_NAME = "dc1"
@@ -570,7 +571,7 @@ def _stop(folder: Path, timeout: float = 15.0) -> None:
         os.killpg(pid, signal.SIGTERM)
 
     def left() -> bool:
-        return _alive(pid) or _group_alive(pid) or bool(services.members(namespace))
+        return _alive(pid) or group_alive(pid) or bool(services.members(namespace))
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -601,19 +602,6 @@ def _is_samba(pid: int, folder: Path) -> bool:
         return False
     prefix = str(folder.resolve()) + os.sep
     return any(target.startswith(prefix) for target in targets)
-
-
-def _group_alive(pgid: int) -> bool:
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if len(fields) > 2 and int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
-            return True
-    return False
 
 
 def _ensure_address(ip: str) -> None:
