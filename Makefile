@@ -12,7 +12,12 @@ STAMP := .cache/stamps
 
 .PHONY: demo test unit integration lint bench deps python-deps system-deps envtest crds e2e lab-down clean
 
+# The demo starts from a new lab each time (seeding again would give SRC new objects, which
+# the last demo's joins would see as deleted, held back by the threshold), and keeps its
+# state store in the lab folder, so `ferry lab down` takes it along.
+demo: export FERRY_STATE := $(CURDIR)/.lab/state.sqlite
 demo: deps
+	ferry lab down
 	ferry lab up
 	ferry lab seed --users 200 --groups 20 --contacts 20
 	@echo; echo "== First run: Ferry copies SRC.TEST into TGT.TEST =="
