@@ -183,7 +183,8 @@ class DirSyncUnavailable(DirectoryError):
 
 def root_dse(conn: ldap3.Connection) -> dict[str, list[str]]:
     """The rootDSE attributes Ferry uses, decoded."""
-    attrs = ["defaultNamingContext", "highestCommittedUSN", "dsServiceName", "dnsHostName"]
+    attrs = ["defaultNamingContext", "highestCommittedUSN", "dsServiceName", "dnsHostName",
+             "vendorName"]
     conn.search("", "(objectClass=*)", ldap3.BASE, attributes=attrs)
     if conn.result["result"] != 0 or not conn.response:
         raise result_error(conn.result, "rootDSE", "search")
@@ -194,6 +195,14 @@ def root_dse(conn: ldap3.Connection) -> dict[str, list[str]]:
 def naming_context(conn: ldap3.Connection) -> str:
     """The domain's naming context, e.g. `DC=src,DC=test`."""
     return root_dse(conn)["defaultNamingContext"][0]
+
+
+def read_attribute(conn: ldap3.Connection, dn: str, name: str) -> list[str]:
+    """One attribute of the object at `dn`, decoded; [] when it or the object is missing."""
+    conn.search(dn, "(objectClass=*)", ldap3.BASE, attributes=[name])
+    if conn.result["result"] != 0 or not conn.response:
+        return []
+    return decode_values(name, _first_entry(conn.response)["raw_attributes"].get(name))
 
 
 def exists(conn: ldap3.Connection, dn: str) -> bool:

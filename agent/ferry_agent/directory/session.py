@@ -129,16 +129,13 @@ class DirectorySession:
         user = self.endpoint.bind_user
         if "=" not in user:
             return user
-        self.conn.search(user, "(objectClass=user)", ldap3.BASE,
-                         attributes=["userPrincipalName"])
-        found = [e for e in self.conn.response or [] if e.get("type") == "searchResEntry"]
-        upn = found[0]["attributes"].get("userPrincipalName") if found else None
+        upn = ad_read.read_attribute(self.conn, user, "userPrincipalName")
         if not upn:
             from ..passwords.errors import PasswordSyncError
 
             raise PasswordSyncError(f"{user}: the bind account has no userPrincipalName, and"
                                     " RPC logons take no DN; bind as a UPN or DOMAIN\\user")
-        return str(upn[0] if isinstance(upn, list) else upn)
+        return upn[0]
 
     def check_migration(self, replication: bool, reset_password_ous: Sequence[str],
                         sid_history: bool, dc_agent: bool = False,
@@ -192,10 +189,7 @@ class DirectorySession:
 
     def _samba(self) -> bool:
         """Whether the DC is Samba (its rootDSE names its vendor; Windows' names none)."""
-        self.conn.search("", "(objectClass=*)", ldap3.BASE, attributes=["vendorName"])
-        found = [e for e in self.conn.response or [] if e.get("type") == "searchResEntry"]
-        vendor = found[0]["attributes"].get("vendorName") if found else None
-        return "samba" in str(vendor or "").lower()
+        return any("samba" in v.lower() for v in ad_read.root_dse(self.conn)["vendorName"])
 
     def add_sid_history(self, requests: Sequence[SidHistoryRequest]
                         ) -> list[SidHistoryResult | FerryAgentError]:

@@ -42,7 +42,7 @@ class PasswordStep:
     plan: PairPlan
     outcome: RunOutcome
     store: StateStore
-    source_dns: Mapping[str, Record]
+    sources: Mapping[str, Record]   # the source read, by anchor
     results: list[ObjectResult] = field(default_factory=list)
     retries: dict[str, str] = field(default_factory=dict)
 
@@ -109,7 +109,7 @@ class PasswordStep:
     def _write(self, writer: ActiveDirectoryConnector, batch: list[PasswordSet]) -> None:
         for item, error in zip(batch, writer.set_passwords(batch), strict=True):
             source = item.password.source
-            record = self.source_dns.get(source)
+            record = self.sources.get(source)
             dn = record.dn if record else f"<GUID={item.target}>"
             if error is None:
                 self.outcome.count(USER, Count.PASSWORDS)
@@ -127,7 +127,7 @@ class PasswordStep:
         batch.clear()
 
     def _planned(self, anchor: str, target: str) -> None:
-        record = self.source_dns.get(anchor)
+        record = self.sources.get(anchor)
         self.plan.passwords.append(PasswordSync(self.plan.pair, anchor,
                                                 record.dn if record else "", target))
 

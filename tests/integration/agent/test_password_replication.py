@@ -9,8 +9,6 @@ Rights are granted as an administrator of the DC would: `samba-tool dsacl set` o
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,6 +19,7 @@ import pytest
 from impacket.ntlm import compute_nthash  # the test extra has impacket
 from ldap3.protocol.microsoft import security_descriptor_control
 from tests.integration.lab.clients import Clients, require_tools
+from tests.support.dsacl import dsacl_set
 
 from ferry.lab import LabDomain
 from ferry_agent.directory import (
@@ -49,16 +48,6 @@ NO_DC = "127.0.0.254"  # loopback, nothing listens there
 
 # -- the DC administrator's side -----------------------------------------------------------------
 
-
-def dsacl_set(domain: LabDomain, object_dn: str, sddl: str) -> None:
-    samba_tool = shutil.which("samba-tool")
-    assert samba_tool, "samba-tool is not installed"
-    subprocess.run(
-        [samba_tool, "dsacl", "set", "-s", str(domain.folder / "etc" / "smb.conf"),
-         "-H", str(domain.folder / "private" / "sam.ldb"), f"--objectdn={object_dn}",
-         f"--sddl={sddl}"],
-        check=True, capture_output=True, timeout=120,
-    )  # fmt: skip
 
 
 def object_sid(conn: ldap3.Connection, dn: str) -> str:

@@ -12,9 +12,7 @@ against the lab DC's own sam.ldb).
 from __future__ import annotations
 
 import re
-import shutil
 import socket
-import subprocess
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -22,6 +20,7 @@ from dataclasses import dataclass, replace
 import ldap3
 import pytest
 from ldap3.protocol.microsoft import security_descriptor_control
+from tests.support.dsacl import dsacl_set
 
 from ferry.lab import LabDomain
 from ferry_agent.directory import (
@@ -122,17 +121,6 @@ def object_sid(domain: LabDomain, dn: str) -> str:
     conn.unbind()
     return sid_from_bytes(raw)
 
-
-def dsacl_set(domain: LabDomain, object_dn: str, sddl: str) -> None:
-    """`samba-tool dsacl set` on the DC itself, as an administrator there would run it."""
-    samba_tool = shutil.which("samba-tool")
-    assert samba_tool, "samba-tool is not installed"
-    subprocess.run(
-        [samba_tool, "dsacl", "set", "-s", str(domain.folder / "etc" / "smb.conf"),
-         "-H", str(domain.folder / "private" / "sam.ldb"), f"--objectdn={object_dn}",
-         f"--sddl={sddl}"],
-        check=True, capture_output=True, timeout=120,
-    )  # fmt: skip
 
 
 def apply_advice(domain: LabDomain, message: str) -> None:
