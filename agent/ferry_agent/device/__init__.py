@@ -1,0 +1,1 @@
+"""The device agent: one per workstation, moving it between domains (see docs/design.md)."""
