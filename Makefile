@@ -7,7 +7,7 @@ PIP ?= $(PYTHON) -m pip
 # it for SMB logons); krb5-user (kinit, klist, kvno) and smbclient (rpcclient): the lab tests reach
 # the DCs' Kerberos and SMB/SAMR with them, as a user would.
 # gnupg: each lab DC's key for `password hash gpg key ids` (DC agent password sync).
-DEBIAN_PACKAGES := samba samba-ad-dc samba-ad-provision samba-dsdb-modules winbind krb5-user smbclient ldap-utils iproute2 postgresql gnupg
+DEBIAN_PACKAGES := samba samba-ad-dc samba-ad-provision samba-dsdb-modules winbind adcli krb5-user smbclient ldap-utils iproute2 postgresql gnupg
 STAMP := .cache/stamps
 
 .PHONY: demo test unit integration lint bench deps python-deps system-deps envtest crds e2e lab-down clean
