@@ -101,3 +101,89 @@ class Revocation:
     def revoked(self) -> bool:
         """Whether this call revoked the agent."""
         return self.agent is not None and not self.already_revoked
+
+
+# -- device migration: what the controller plans and the gateway serves ----------------------
+
+@dataclass(frozen=True)
+class StageRequest:
+    """A machine secret the gateway has an environment's agents stage before a join: a
+    one-time password ("password") or an offline join blob ("offline")."""
+
+    environment: str
+    mode: str                 # "password" | "offline"
+    name: str                 # the computer name
+    ou: str                   # where the computer account is staged
+    dns_domain: str
+    domain_controller: str
+
+
+@dataclass(frozen=True)
+class PlannedAction:
+    """One action of a device's runbook; `not_before` holds cutover actions back."""
+
+    id: str                   # e.g. "1-ReACL", stable within a generation
+    action: str               # an api DeviceAction, or RestoreSource / UndoReACL (rollback)
+    arguments: dict[str, object]
+    not_before: datetime | None = None
+    stage: StageRequest | None = None
+
+
+@dataclass(frozen=True)
+class DevicePlan:
+    """What one device of a migration is to do: written by the controller only. A retry or
+    a rollback starts a new generation (results are kept per generation)."""
+
+    migration: str            # "namespace/name"
+    device: str               # computer name, upper case
+    wave: str
+    generation: int
+    state: str                # "run" | "paused"
+    source: str               # environment names
+    target: str
+    actions: tuple[PlannedAction, ...]
+    sid_table_version: str = ""
+
+
+@dataclass(frozen=True)
+class DeviceResult:
+    """A device's report of one action of one generation."""
+
+    migration: str
+    device: str
+    generation: int
+    action_id: str
+    ok: bool
+    message: str
+    attempt: int
+    finished_at: datetime
+    details: dict[str, object] | None = None
+
+
+@dataclass(frozen=True)
+class DeviceAgentInfo:
+    """An enrolled device agent: the workstation it runs on and what it reports."""
+
+    id: str
+    migration: str
+    name: str                 # computer name, upper case
+    os: str
+    labels: dict[str, str]
+    enrolled_at: datetime
+    last_seen: datetime | None
+    revoked_at: datetime | None = None
+    facts: dict[str, str] | None = None
+
+    @property
+    def revoked(self) -> bool:
+        return self.revoked_at is not None
+
+
+@dataclass(frozen=True)
+class DiscoveredDevice:
+    """A computer account discovery found in an environment."""
+
+    anchor: str
+    name: str                 # sAMAccountName without "$", upper case
+    dn: str
+    os: str = ""
