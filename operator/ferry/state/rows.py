@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 
 @dataclass(frozen=True)
@@ -158,6 +159,7 @@ class DeviceResult:
     attempt: int
     finished_at: datetime
     details: dict[str, object] | None = None
+    started_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -173,6 +175,8 @@ class DeviceAgentInfo:
     last_seen: datetime | None
     revoked_at: datetime | None = None
     facts: dict[str, str] | None = None
+    host: str = ""
+    version: str = ""
 
     @property
     def revoked(self) -> bool:
@@ -187,3 +191,40 @@ class DiscoveredDevice:
     name: str                 # sAMAccountName without "$", upper case
     dn: str
     os: str = ""
+
+
+# -- device migration: what the gateway keeps and computes runbooks from ----------------------
+
+@dataclass(frozen=True)
+class DeviceSecret:
+    """A staged machine secret: ciphertext sealed to the device's key, never the secret."""
+
+    sealed: dict[str, str]   # key id -> ciphertext
+    dn: str                  # the staged computer account
+
+
+@dataclass(frozen=True)
+class DeviceProgress:
+    """What a device's runbook is computed from: its plan and, for the plan's generation,
+    the results and staged secrets by action id, and the migration's SID table version."""
+
+    plan: DevicePlan | None
+    results: dict[str, DeviceResult]
+    secrets: dict[str, DeviceSecret]
+    sid_table_version: str | None     # None: no table written yet
+
+
+@dataclass(frozen=True)
+class MigrationSidTable:
+    """A migration's SID translation table as devices get it."""
+
+    version: str
+    entries: dict[str, str]  # source SID -> target SID
+
+
+class SidTranslationTable(NamedTuple):
+    """The SID table of some pairs: unambiguous translations, and the source SIDs that joins
+    map to more than one target SID (left out of `entries`: never guessed)."""
+
+    entries: dict[str, str]
+    conflicts: dict[str, tuple[str, ...]]

@@ -1,5 +1,6 @@
 """Tables of the state store: joins, watermarks, inventory, runs and per-object results,
-agents and their enrollment tokens. A class per table, named for one of its rows."""
+agents and their enrollment tokens, device migration. A class per table, named for one of
+its rows."""
 
 from __future__ import annotations
 
@@ -155,3 +156,137 @@ class AgentRow(Base):
     enrolled_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     last_seen: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+# -- device migration (ferry.state.devices) ---------------------------------------------------
+
+class DeviceTokenRow(Base):
+    """A device enrollment token of one DeviceMigration; only its SHA-256 is kept. max_uses
+    None: a wave token, good until revoked or expired; 1: single-use."""
+
+    __tablename__ = "device_tokens"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    migration: Mapped[str] = mapped_column(String(300), index=True)    # "ns/name"
+    max_uses: Mapped[int | None] = mapped_column(Integer)
+    uses: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class DeviceAgentRow(Base):
+    """An enrolled device agent (one workstation); its public key is in agent_keys."""
+
+    __tablename__ = "device_agents"
+    __table_args__ = (Index("ix_device_agents_migration_name", "migration", "name"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)   # "device-<hex>"
+    migration: Mapped[str] = mapped_column(String(300))
+    name: Mapped[str] = mapped_column(String(64))                   # computer name, upper
+    host: Mapped[str] = mapped_column(String(255), default="")
+    version: Mapped[str] = mapped_column(String(40), default="")
+    os: Mapped[str] = mapped_column(String(20), default="")
+    labels: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    facts: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    enrolled_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_seen: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class DevicePlanRow(Base):
+    """What the controller wants one device to do (its actions, in order), per generation."""
+
+    __tablename__ = "device_plans"
+
+    migration: Mapped[str] = mapped_column(String(300), primary_key=True)
+    device: Mapped[str] = mapped_column(String(64), primary_key=True)
+    wave: Mapped[str] = mapped_column(String(100))
+    generation: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(10))          # run | paused
+    source: Mapped[str] = mapped_column(String(300))
+    target: Mapped[str] = mapped_column(String(300))
+    actions: Mapped[list[dict[str, object]]] = mapped_column(JSON)
+    sid_table_version: Mapped[str] = mapped_column(String(100), default="")
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class DeviceResultRow(Base):
+    """One action's result as a device reported it, once per generation."""
+
+    __tablename__ = "device_results"
+
+    migration: Mapped[str] = mapped_column(String(300), primary_key=True)
+    device: Mapped[str] = mapped_column(String(64), primary_key=True)
+    generation: Mapped[int] = mapped_column(Integer, primary_key=True)
+    action_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    ok: Mapped[bool] = mapped_column()
+    message: Mapped[str] = mapped_column(Text, default="")
+    details: Mapped[dict[str, object]] = mapped_column(JSON, default=dict)
+    attempt: Mapped[int] = mapped_column(Integer, default=1)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class DeviceSecretRow(Base):
+    """A staged machine secret, sealed to the device's key (ciphertext only), until the
+    action that uses it is recorded ok."""
+
+    __tablename__ = "device_secrets"
+
+    migration: Mapped[str] = mapped_column(String(300), primary_key=True)
+    device: Mapped[str] = mapped_column(String(64), primary_key=True)
+    generation: Mapped[int] = mapped_column(Integer, primary_key=True)
+    action_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    sealed: Mapped[dict[str, str]] = mapped_column(JSON)
+    dn: Mapped[str] = mapped_column(Text, default="")
+    staged_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class DeviceLogRow(Base):
+    """The last log a device uploaded (its last MAX_LOG_BYTES)."""
+
+    __tablename__ = "device_logs"
+
+    migration: Mapped[str] = mapped_column(String(300), primary_key=True)
+    device: Mapped[str] = mapped_column(String(64), primary_key=True)
+    text: Mapped[str] = mapped_column(Text)
+    size: Mapped[int] = mapped_column(Integer)          # bytes of text, UTF-8
+    uploaded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class SidTableRow(Base):
+    """A migration's SID translation table (source SID -> target SID), as its devices get it."""
+
+    __tablename__ = "sid_tables"
+
+    migration: Mapped[str] = mapped_column(String(300), primary_key=True)
+    version: Mapped[str] = mapped_column(String(100))
+    entries: Mapped[dict[str, str]] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class SidTranslationRow(Base):
+    """A joined user or group's SIDs in the source and the target, per pair (sync runs)."""
+
+    __tablename__ = "sid_translations"
+
+    pair: Mapped[str] = mapped_column(String(300), primary_key=True)
+    source_anchor: Mapped[str] = mapped_column(String(100), primary_key=True)
+    object_type: Mapped[str] = mapped_column(String(20))
+    source_sid: Mapped[str] = mapped_column(String(200))
+    target_sid: Mapped[str] = mapped_column(String(200))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class DiscoveredDeviceRow(Base):
+    """A computer account discovery found in an environment."""
+
+    __tablename__ = "discovered_devices"
+
+    environment: Mapped[str] = mapped_column(String(300), primary_key=True)
+    anchor: Mapped[str] = mapped_column(String(100), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))       # sAMAccountName without $, upper
+    dn: Mapped[str] = mapped_column(Text)
+    os: Mapped[str] = mapped_column(String(200), default="")

@@ -11,6 +11,7 @@ from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.orm import sessionmaker
 
 from ferry.state.agents import Agents
+from ferry.state.devices import Devices, DiscoveredDevices, SidTranslations
 from ferry.state.joins import Joins
 from ferry.state.runs import Runs
 from ferry.state.schema import Base, JoinRow
@@ -18,8 +19,8 @@ from ferry.state.watermarks import Inventory, Retries, Watermarks
 
 
 class StateStore:
-    """Joins, watermarks, retries, inventory, run history and agents, over one engine;
-    `with StateStore(location) as store:` closes it.
+    """Joins, watermarks, retries, inventory, run history, agents and device migration, over
+    one engine; `with StateStore(location) as store:` closes it.
 
     A read-only store (test mode) reads the state as it is, and as empty where there is none
     yet; it creates nothing anywhere.
@@ -42,6 +43,9 @@ class StateStore:
         self.inventory = Inventory(session)
         self.runs = Runs(session)
         self.agents = Agents(session)
+        self.devices = Devices(session)
+        self.sid_translations = SidTranslations(session)
+        self.discovered_devices = DiscoveredDevices(session)
 
     def close(self) -> None:
         self.engine.dispose()

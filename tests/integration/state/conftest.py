@@ -1,4 +1,5 @@
-"""A throwaway PostgreSQL server on loopback, started from Debian's binaries for the session."""
+"""A throwaway PostgreSQL server on loopback, started from Debian's binaries for the session,
+and a state store location on each of SQLite and it."""
 
 from __future__ import annotations
 
@@ -50,3 +51,17 @@ def postgres_url() -> Iterator[str]:
         subprocess.run([*as_user, pg_ctl, "-D", str(data), "-m", "fast", "-w", "stop"],
                        check=False, capture_output=True)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def location(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh state store location: a SQLite file, or the PostgreSQL server emptied."""
+    if request.param == "sqlite":
+        return str(tmp_path / "state" / "ferry.sqlite")
+    url: str = request.getfixturevalue("postgres_url")
+    from ferry.state.schema import Base
+    from ferry.state.store import StateStore
+
+    with StateStore(url) as store:
+        Base.metadata.drop_all(store.engine)
+    return url

@@ -3,27 +3,11 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-
-import pytest
 
 from ferry.state.rows import Join, ObjectResult, PendingCreate, Revocation, Watermark
 from ferry.state.store import StateStore
 
 PAIR = "wf/src->tgt"
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def location(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return str(tmp_path / "state" / "ferry.sqlite")
-    url: str = request.getfixturevalue("postgres_url")
-    # A fresh schema per test: drop what an earlier test left.
-    from ferry.state.schema import Base
-
-    with StateStore(url) as store:
-        Base.metadata.drop_all(store.engine)
-    return url
 
 
 def test_a_create_begun_is_visible_to_the_next_process_until_confirmed(location: str) -> None:
