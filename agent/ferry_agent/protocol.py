@@ -13,6 +13,11 @@ plain HTTPS POSTs cross the network (they pass web proxies). Routes:
                                      "message"}]}  (a DC agent's change, relayed; see below)
   job     POST /v1/work              WorkRequest -> {"workId"}          (bearer token)
   job     POST /v1/work/<id>/results ResultsRequest -> WorkProgress
+  device  POST /v1/device/enroll     DeviceEnrollRequest -> DeviceEnrollResponse  (device token)
+  device  POST /v1/device/runbook    RunbookRequest -> Runbook (below)  (device certificate)
+  device  POST /v1/device/result     ActionReport -> {"accepted": bool}
+  device  POST /v1/device/logs       LogUpload (text <= MAX_LOG_BYTES, else 413) -> {"stored"}
+  device  GET  /v1/device/sid-table  -> {"version", "entries": {source SID: target SID}}
 
 A work item is one call of a DirectorySession method (ferry_agent.directory.session) with
 JSON-encoded arguments; results come back in numbered chunks (reads stream entries in pages,
@@ -45,6 +50,18 @@ the outcome and answers it per pair: "set", "notJoined" (nothing to do), "refuse
 target will not take it: a protected account, its password policy) or "failed" (not
 delivered: the DC agent sends it again later). The gateway never holds a key that opens it.
 
+Device agents (one per workstation of a DeviceMigration) enroll with a device token (a wave
+token enrolls many until revoked or expired, a single-use one once) and are then known by
+their certificate; a device certificate opens only the device routes and an agent's only the
+agent routes (403 otherwise). A Runbook is {"migration", "device", "generation", "state": run |
+wait | paused | done, "reason", "pollSeconds", "sidTableVersion", "actions": [{"id", "action",
+"arguments", "state": pending | done | failed, "notBefore": RFC 3339 | null, "sealed": {key
+id: ciphertext} | null}], "next": action id | null}. Action ids are stable within a
+generation; a retry or rollback starts a new one. An ActionReport already recorded for its
+(generation, actionId) is answered accepted false and changes nothing. A join's machine secret
+(a one-time password or an offline join blob) reaches the device only in "sealed", sealed by
+the target's agent to the device's own key.
+
 Errors answer {"v": 1, "error": "<short text>"}: 400 (the ProtocolError text), 401 (no or bad
 credential), 403 (refused), 404, 408 (the body came too slowly), 409, 413 (over MAX_BODY_BYTES
 for results and work, over 64 KiB for everything else), 429 (queue full, or the agent holds
@@ -71,6 +88,7 @@ PROTOCOL_VERSION = 1
 MAX_BODY_BYTES = 16 * 1024 * 1024   # the gateway refuses larger bodies; agents page below it
 READ_PAGE = 500                      # entries per result chunk of a streamed read
 POLL_WAIT_SECONDS = 25               # long-poll: below common proxy idle timeouts
+MAX_LOG_BYTES = 1 << 20              # a device's uploaded log (UTF-8): the gateway keeps no more
 
 WRITE_PAGE = 100                     # write results per result chunk
 
@@ -86,10 +104,15 @@ WRITE_PAGE = 100                     # write results per result chunk
 # outcomes ({} or {"error": message}), one per item in order. check_migration
 # {"replication", "resetPasswordOUs", "sidHistory", "dcAgent", "sourceDomains"} answers
 # [{"ok", "message"}].
+# stage_computer {"name", "ou", "dnsDomain", "mode": "password" | "offline", "recipient": PEM,
+# "domainController"} creates (or resets) a device's computer account in `ou` and answers one
+# chunk {"dn", "sid", "sealed": {key id: ciphertext}}: the one-time password or the offline
+# join blob sealed to `recipient` (the device agent's key), bound to the computer name.
+# disable_computer {"name"} disables a moved device's source account: {"dn", "disabled"}.
 OPERATIONS = frozenset({
     "exists", "initial_watermark", "read_full", "read_changes", "read_by_guids",
     "resolve_dns", "write", "add_sid_history", "read_passwords", "set_passwords",
-    "check_migration",
+    "check_migration", "stage_computer", "disable_computer",
 })
 
 
@@ -147,6 +170,47 @@ class EnrollResponse:
 
 
 @dataclass(frozen=True)
+class DeviceEnrollRequest:
+    token: str          # a device token of one DeviceMigration
+    name: str           # the computer name
+    host: str
+    version: str
+    csr: str            # PEM certificate signing request; the private key stays on the device
+    os: str             # linux | windows
+    labels: dict[str, str] = field(default_factory=dict)   # what waves select devices by
+
+
+@dataclass(frozen=True)
+class DeviceEnrollResponse:
+    agent_id: str       # "device-<hex>"
+    migration: str      # "namespace/name"
+    certificate: str    # PEM, signed by Ferry's agent CA
+    ca: str             # PEM that verifies the gateway
+
+
+@dataclass(frozen=True)
+class RunbookRequest:
+    facts: dict[str, str] = field(default_factory=dict)   # domain, computerName, ...
+
+
+@dataclass(frozen=True)
+class ActionReport:
+    generation: int
+    action_id: str
+    attempt: int
+    ok: bool
+    message: str
+    details: dict[str, Any]
+    started_at: str     # RFC 3339
+    finished_at: str
+
+
+@dataclass(frozen=True)
+class LogUpload:
+    text: str           # the device agent's log, its last MAX_LOG_BYTES
+
+
+@dataclass(frozen=True)
 class Heartbeat:
     version: str
     host: str
@@ -188,7 +252,8 @@ class WorkProgress:
 # -- message encoding --------------------------------------------------------------------------
 
 _CAMEL = {"work_id": "workId", "lease_id": "leaseId", "lease_seconds": "leaseSeconds",
-          "agent_id": "agentId"}
+          "agent_id": "agentId", "action_id": "actionId", "started_at": "startedAt",
+          "finished_at": "finishedAt"}
 _SNAKE = {v: k for k, v in _CAMEL.items()}
 
 
@@ -234,11 +299,14 @@ def decode(kind: type[Any], body: Any) -> Any:
 def _check_type(kind: str, name: str, value: Any, annotation: Any) -> None:
     simple: dict[str, type | tuple[type, ...]] = {
         "str": str, "int": int, "bool": bool, "float": (int, float), "dict[str, Any]": dict,
-        "list[str]": list, "list[dict[str, Any]]": list}
+        "dict[str, str]": dict, "list[str]": list, "list[dict[str, Any]]": list}
     wanted = simple.get(str(annotation))
     if wanted is not None and (not isinstance(value, wanted) or
                                (wanted is not bool and isinstance(value, bool))):
         raise ProtocolError(f"{kind}.{name}: expected {annotation}, got {type(value).__name__}")
+    if str(annotation) == "dict[str, str]" and not all(isinstance(v, str)
+                                                      for v in value.values()):
+        raise ProtocolError(f"{kind}.{name}: expected an object of strings")
 
 
 def _error_info(data: dict[str, Any]) -> ErrorInfo:
