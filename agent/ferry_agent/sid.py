@@ -7,6 +7,7 @@ is parsed here first, so a typo is an error naming the value, never a wrong SID.
 from __future__ import annotations
 
 import re
+import struct
 from dataclasses import dataclass
 
 from .errors import FerryAgentError
@@ -50,6 +51,29 @@ class Sid:
     @property
     def rid(self) -> int:
         return self.sub_authorities[-1]
+
+    def to_bytes(self) -> bytes:
+        """The binary form (MS-DTYP 2.4.2.2): revision 1, count, authority, sub-authorities."""
+        subs = self.sub_authorities
+        return (bytes((1, len(subs))) + self.authority.to_bytes(6, "big")
+                + struct.pack(f"<{len(subs)}I", *subs))
+
+
+def sid_from_bytes(data: bytes, offset: int = 0) -> tuple[Sid, int]:
+    """The binary SID at `offset` of `data` and its length in bytes; a truncated or
+    malformed one is a SidError naming the offset."""
+    if offset < 0 or offset + 8 > len(data):
+        raise SidError(f"no SID at byte {offset}: {len(data)} bytes hold no 8-byte SID header")
+    revision, count = data[offset], data[offset + 1]
+    if revision != 1 or count > MAX_SUB_AUTHORITIES:
+        raise SidError(f"no SID at byte {offset}: revision {revision} with {count}"
+                       " sub-authorities (expected revision 1, at most 15)")
+    end = offset + 8 + 4 * count
+    if end > len(data):
+        raise SidError(f"SID at byte {offset} is cut short: needs {end - offset} bytes,"
+                       f" {len(data) - offset} left")
+    authority = int.from_bytes(data[offset + 2:offset + 8], "big")
+    return Sid(authority, struct.unpack_from(f"<{count}I", data, offset + 8)), end - offset
 
 
 def parse_sid(text: str) -> Sid:
