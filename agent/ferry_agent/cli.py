@@ -4,6 +4,12 @@
         --token-file /run/ferry/token [--ca gateway-ca.pem] [--state-dir /var/lib/ferry-agent]
     ferry-agent run --gateway https://ferry.example:443 --directory /etc/ferry-agent/ad.ini
 
+On a workstation being moved between domains, the device agent (its INI: [device], [linux]):
+
+    ferry-agent device enroll --gateway https://ferry.example:443 --config device.ini \\
+        --token-file /run/ferry/device-token [--ca gateway-ca.pem]
+    ferry-agent device run --gateway https://ferry.example:443 --config device.ini
+
 Secrets never go on the command line: the enrollment token comes from --token-file or
 $FERRY_AGENT_TOKEN, the directory password from the file the INI names.
 """
@@ -34,6 +40,7 @@ if TYPE_CHECKING:
     from ferry_agent.identity import Identity
 
 DEFAULT_STATE_DIR = Path(os.environ.get("FERRY_AGENT_STATE_DIR", "/var/lib/ferry-agent"))
+DEFAULT_DEVICE_STATE_DIR = DEFAULT_STATE_DIR / "device"   # beside a directory agent's, never on it
 TOKEN_ENV = "FERRY_AGENT_TOKEN"
 
 
@@ -60,19 +67,107 @@ def main(argv: list[str] | None = None) -> int:
                           " can do (sIDHistory; password_changes = true and gnupg_home:"
                           " send its password changes)")
     run.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
+    _device_parser(sub)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
                         stream=sys.stderr)
     if args.command == "version":
         print(f"ferry-agent {__version__}")
         return 0
+    command = args.command if args.command != "device" else f"device {args.device_command}"
     try:
         if args.command == "enroll":
             return _enroll(args)
+        if args.command == "device":
+            return _device_enroll(args) if args.device_command == "enroll" else _device_run(args)
         return _run(args)
     except (FerryAgentError, ValueError, OSError) as exc:
-        print(f"ferry-agent {args.command}: {exc}", file=sys.stderr)
+        print(f"ferry-agent {command}: {exc}", file=sys.stderr)
         return 2
+
+
+def _device_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    device = sub.add_parser("device", help="the device agent of a workstation being moved"
+                                           " between domains")
+    commands = device.add_subparsers(dest="device_command", required=True)
+    config_help = ("INI file: [device] name, labels (key=value;...), backend = linux |"
+                   " windows; [linux] smb_conf, krb5_conf, keytab, join_tool = adcli | net,"
+                   " file_roots (';'), software_hive, profiles_root, reboot_command,"
+                   " notice_command, winbind_pid_file")
+    enroll = commands.add_parser("enroll", help="exchange a device enrollment token for this"
+                                                " device's identity")
+    run = commands.add_parser("run", help="poll the runbook and carry out its actions")
+    for each in (enroll, run):
+        each.add_argument("--gateway", required=True, help="https://host[:port] of the gateway")
+        each.add_argument("--config", type=Path, required=True, help=config_help)
+        each.add_argument("--state-dir", type=Path, default=DEFAULT_DEVICE_STATE_DIR,
+                          help=f"the device agent's identity, journal and log (default"
+                               f" {DEFAULT_DEVICE_STATE_DIR})")
+    enroll.add_argument("--token-file", type=Path,
+                        help=f"file holding the enrollment token (or set ${TOKEN_ENV})")
+    enroll.add_argument("--ca", type=Path, help="CA bundle that signed the gateway's certificate")
+
+
+def _device_enroll(args: argparse.Namespace) -> int:
+    from ferry_agent.device.config import load_config
+    from ferry_agent.identity import create_key, store_certificate
+    from ferry_agent.protocol import DeviceEnrollRequest, DeviceEnrollResponse, decode, encode
+    from ferry_agent.transport import GatewayClient
+
+    config = load_config(args.config)   # a wrong INI is refused before a key is made
+    token = _token(args)
+    csr = create_key(args.state_dir, config.name)
+    with GatewayClient(args.gateway, ca_file=args.ca) as client:
+        status, body = client.post("/v1/device/enroll", encode(DeviceEnrollRequest(
+            token=token, name=config.name, host=socket.gethostname(), version=__version__,
+            csr=csr.decode("ascii"), os=config.os, labels=config.labels)))
+    if status != 200:
+        message = str((body or {}).get("error") or "") if body else ""
+        raise ValueError(f"enrollment refused ({status}) {message}".strip())
+    answer: DeviceEnrollResponse = decode(DeviceEnrollResponse, body)
+    identity = store_certificate(args.state_dir, answer.certificate.encode(),
+                                 args.ca.read_bytes() if args.ca else None)
+    print(f"enrolled device {identity.name} for migration {answer.migration};"
+          f" identity in {args.state_dir}")
+    return 0
+
+
+def _device_run(args: argparse.Namespace) -> int:
+    from ferry_agent.device.agent import DeviceAgent, log_to
+    from ferry_agent.device.config import load_config, make_backend
+    from ferry_agent.device.journal import Journal
+    from ferry_agent.identity import load_identity, private_key
+    from ferry_agent.transport import GatewayClient
+
+    config = load_config(args.config)
+    identity = load_identity(args.state_dir)
+    log_file = log_to(args.state_dir)
+    backend = make_backend(config)
+    stop = threading.Event()
+    with GatewayClient.for_identity(args.gateway, identity) as client:
+        agent = DeviceAgent(client, backend, Journal.open(args.state_dir),
+                            private_key(identity), config.name, log_file, stop=stop)
+
+        def shut_down(*_: object) -> None:
+            if agent.busy and not stop.is_set():
+                stop.set()   # an action half done runs again on the next start: let it end
+                logging.getLogger("ferry_agent").warning(
+                    "stopping after %s ends; signal again to stop now", agent.busy)
+                return
+            stop.set()
+            raise SystemExit(0)
+
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, shut_down)
+        return agent.run()
+
+
+def _token(args: argparse.Namespace) -> str:
+    token = (args.token_file.read_text(encoding="utf-8").strip() if args.token_file
+             else os.environ.get(TOKEN_ENV, "").strip())
+    if not token:
+        raise ValueError(f"no enrollment token: give --token-file or set ${TOKEN_ENV}")
+    return token
 
 
 def _enroll(args: argparse.Namespace) -> int:
@@ -80,10 +175,7 @@ def _enroll(args: argparse.Namespace) -> int:
     from ferry_agent.protocol import EnrollRequest, EnrollResponse, decode, encode
     from ferry_agent.transport import GatewayClient
 
-    token = (args.token_file.read_text(encoding="utf-8").strip() if args.token_file
-             else os.environ.get(TOKEN_ENV, "").strip())
-    if not token:
-        raise ValueError(f"no enrollment token: give --token-file or set ${TOKEN_ENV}")
+    token = _token(args)
     csr = create_key(args.state_dir, args.name)
     client = GatewayClient(args.gateway, ca_file=args.ca)
     status, body = client.post("/v1/enroll", encode(EnrollRequest(
