@@ -557,14 +557,15 @@ def _alive(pid: int) -> bool:
     return state not in ("Z", "X")
 
 
-def _stop(folder: Path, timeout: float = 15.0) -> None:
-    """SIGTERM the DC, then SIGKILL what is left after `timeout`.
+def _stop(folder: Path, timeout: float = 15.0, program: str = "samba") -> None:
+    """SIGTERM the DC (or the lab's other Samba server, `program`, e.g. smbd), then SIGKILL
+    what is left after `timeout`.
 
     The DC is its process group and everything in its mount namespace: smbd and winbindd
     start sessions of their own, and end by themselves only once samba is gone.
     """
     pid = _read_pid(folder)
-    if pid is None or not _alive(pid) or not _is_samba(pid, folder):
+    if pid is None or not _alive(pid) or not _is_samba(pid, folder, program):
         return
     namespace = services.private_namespace(pid)
     with contextlib.suppress(ProcessLookupError):
@@ -588,14 +589,15 @@ def _stop(folder: Path, timeout: float = 15.0) -> None:
         time.sleep(0.05)
 
 
-def _is_samba(pid: int, folder: Path) -> bool:
-    """Guard against a recycled pid: the process must be samba with files open in `folder`.
+def _is_samba(pid: int, folder: Path, program: str = "samba") -> bool:
+    """Guard against a recycled pid: the process must be `program` with files open in
+    `folder`.
 
     (Samba rewrites its command line to "samba: root process", so that cannot tell.)
     """
     proc = Path(f"/proc/{pid}")
     try:
-        if not os.readlink(proc / "exe").endswith("/samba"):
+        if not os.readlink(proc / "exe").endswith(f"/{program}"):
             return False
         targets = [os.readlink(fd) for fd in (proc / "fd").iterdir()]
     except OSError:
