@@ -98,6 +98,10 @@ class OperatorSettings(BaseModel):
         " bound to its run's environments, signed with it.",
     )
     tick_seconds: float = Field(default=15.0, gt=0, description="How often schedules are checked.")
+    state: str | None = Field(
+        default=None, description="The state store the gateway serves device agents from (a"
+        " SQLite path on the shared volume or a PostgreSQL URL): DeviceMigrations write their"
+        " device plans there and read results back; unset: DeviceMigrations are not Ready.")
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> OperatorSettings:

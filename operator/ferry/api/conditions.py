@@ -16,6 +16,7 @@ class ConditionType(StrEnum):
     RUNNING = "Running"      # Workflow: a run is in progress
     SUCCEEDED = "Succeeded"  # Workflow: the last run succeeded (reason: its RunResult)
     CONNECTED = "Connected"  # Environment: the directory, or one of its agents, answers
+    PROGRESSING = "Progressing"  # DeviceMigration: devices are moving
 
 
 class Reason(StrEnum):
@@ -30,6 +31,12 @@ class Reason(StrEnum):
     SECRET_UNAVAILABLE = "SecretUnavailable"
     COMPILED = "Compiled"
     INVALID_EXPRESSION = "InvalidExpression"
+    # Progressing (DeviceMigration)
+    DEVICES_MOVING = "DevicesMoving"
+    WAITING_FOR_DEVICES = "WaitingForDevices"
+    PAUSED = "Paused"
+    COMPLETED = "Completed"
+    DEVICES_FAILED = "DevicesFailed"
     # Running
     RUN_ACTIVE = "RunActive"
     IDLE = "Idle"

@@ -209,14 +209,90 @@ class TemplateStatus(StatusModel):
     )
 
 
+class DevicePhase(StrEnum):
+    """Where one device is in its migration."""
+
+    PENDING = "Pending"              # no device agent yet, or its wave has not started
+    READY = "Ready"                  # prepared; waiting for its wave's cutover
+    REACL = "ReACL"
+    CACHING_CREDENTIALS = "CachingCredentials"
+    JOINING = "Joining"
+    REBOOTING = "Rebooting"
+    DONE = "Done"
+    FAILED = "Failed"
+    ROLLING_BACK = "RollingBack"
+    ROLLED_BACK = "RolledBack"
+
+
+class MigrationPhase(StrEnum):
+    """The whole DeviceMigration, for its printer column."""
+
+    PENDING = "Pending"        # nothing started
+    RUNNING = "Running"
+    PAUSED = "Paused"
+    COMPLETED = "Completed"    # every device done (or rolled back)
+    FAILED = "Failed"          # nothing left to run and some device failed
+
+
+class ActionState(StrEnum):
+    PENDING = "Pending"
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+
+
+class DeviceActionStatus(StatusModel):
+    """One action on one device: its result, when, and what the device said."""
+
+    id: str = Field(description="Action id, e.g. 1-ReACL.")
+    action: str = Field(description="The action.")
+    state: ActionState = Field(description="Pending, Running, Succeeded or Failed.")
+    time: Timestamp | None = Field(default=None, description="When it finished.")
+    attempts: int = Field(default=0, description="Times the device ran it.")
+    message: str | None = Field(default=None, description="The device's report.")
+
+
+class DeviceStatus(StatusModel):
+    name: str = Field(description="Computer name.")
+    wave: str = Field(description="Wave the device belongs to.")
+    phase: DevicePhase = Field(description="Where the device is.")
+    message: str | None = Field(default=None, description="Why, for people.")
+    actions: list[DeviceActionStatus] = Field(default_factory=list, description="Per action.")
+    retries: int = Field(default=0, description="Retries requested for this device.")
+    agent: str | None = Field(default=None, description="Its device agent's id.")
+    last_contact: Timestamp | None = Field(default=None, description="Its agent's last poll.")
+
+
+class WaveStatus(StatusModel):
+    name: str = Field(description="Wave name.")
+    cutover: Timestamp | None = Field(default=None, description="When cutover actions start.")
+    paused: bool = Field(default=False, description="Held by spec.")
+    total: int = Field(default=0, description="Devices in the wave.")
+    done: int = Field(default=0, description="Devices done.")
+    failed: int = Field(default=0, description="Devices failed.")
+    rolled_back: int = Field(default=0, description="Devices rolled back.")
+
+
 class DeviceMigrationStatus(StatusModel):
     observed_generation: int | None = Field(
         default=None, description="metadata.generation the operator last acted on."
     )
-    conditions: list[Condition] = Field(default_factory=list, description="Ready and Progressing.")
-    phase: str | None = Field(
-        default=None, description="Pending, Running, Completed or Failed."
-    )
+    conditions: list[Condition] = Field(
+        default_factory=list, description="Ready (spec and references usable) and Progressing.")
+    phase: MigrationPhase | None = Field(
+        default=None, description="Pending, Running, Paused, Completed or Failed.")
     devices_done: int = Field(default=0, description="Devices that finished every action.")
+    devices_failed: int = Field(default=0, description="Devices whose last action failed.")
+    devices_rolled_back: int = Field(default=0, description="Devices rolled back.")
     devices_total: int = Field(default=0, description="Devices in all waves.")
     progress: str | None = Field(default=None, description="Devices done/total, e.g. 12/40.")
+    current_wave: str | None = Field(default=None, description="First wave not finished.")
+    sid_translations: int = Field(default=0, description="Entries in the SID table.")
+    unmatched_devices: list[str] = Field(
+        default_factory=list, description="Enrolled device agents no wave selects (first 20).")
+    waves: list[WaveStatus] = Field(default_factory=list, description="Per wave.")
+    devices: list[DeviceStatus] = Field(
+        default_factory=list, description="Per device (at most 500: failed and active first;"
+        " `ferry devices list` shows all).")
+    handled_retry: str | None = Field(
+        default=None, description="The ferry.dev/retry-devices value last acted on.")

@@ -17,6 +17,7 @@ from ferry.errors import FerryError
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
 
+    from ferry.api.status import DeviceMigrationStatus
     from ferry.lab.samba import DomainStatus, LabDomain
     from ferry.state.rows import AgentInfo, ObjectResult, StoredRun
     from ferry.sync.runner import CompletedRun
@@ -212,4 +213,16 @@ def lab_status(statuses: Iterable[DomainStatus]) -> None:
     for s in statuses:
         table.add_row(s.domain.realm, s.domain.ip, str(s.pid or "-"), str(s.running),
                       str(s.reachable))
+    out.print(table)
+
+
+def device_migration(name: str, status: DeviceMigrationStatus) -> None:
+    """Each device of a DeviceMigration: wave, phase, every action's state and message."""
+    out.print(labelled(f"DeviceMigration/{name}:", "bold",
+                       f"{status.phase} {status.progress or '0/0'}"))
+    table = Table("device", "wave", "phase", "actions", "message")
+    for device in sorted(status.devices, key=lambda d: (d.wave, d.name)):
+        actions = ", ".join(f"{a.id} {a.state}" for a in device.actions)
+        table.add_row(device.name, device.wave, str(device.phase), actions,
+                      device.message or "")
     out.print(table)

@@ -21,6 +21,7 @@ import structlog
 from ferry.api.base import API_GROUP, API_VERSION
 from ferry.api.status import WorkflowStatus
 from ferry.controller.cache import ObjectCache
+from ferry.controller.devicemigrations import DeviceMigrationReconciler
 from ferry.controller.environments import EnvironmentReconciler
 from ferry.controller.events import EventRecorder
 from ferry.controller.runs import (
@@ -44,6 +45,7 @@ class Controller:
     workflows: WorkflowReconciler
     environments: EnvironmentReconciler
     templates: TemplateReconciler
+    devices: DeviceMigrationReconciler
 
 
 def run(settings: OperatorSettings, liveness: str | None = None,
@@ -66,6 +68,7 @@ def build_controller(settings: OperatorSettings) -> Controller:
         workflows=WorkflowReconciler(api, settings, cache, events),
         environments=EnvironmentReconciler(api, objects, events, settings),
         templates=TemplateReconciler(objects, events),
+        devices=DeviceMigrationReconciler(objects, cache, events, settings.state),
     )
 
 
@@ -120,6 +123,8 @@ _WATCHED: dict[str, tuple[str, Callable[[Controller, kopf.Body], None]]] = {
     "Workflow": ("workflows", lambda ctl, body: ctl.workflows.reconcile(*_key(body))),
     "Environment": ("environments", lambda ctl, body: ctl.environments.reconcile(*_key(body))),
     "Template": ("templates", lambda ctl, body: ctl.templates.reconcile(dict(body))),
+    "DeviceMigration": ("devicemigrations",
+                        lambda ctl, body: ctl.devices.reconcile(*_key(body))),
 }
 
 
@@ -130,7 +135,7 @@ def _object_event(type: str, body: kopf.Body, memo: kopf.Memo, param: str = "",
     ctl: Controller = memo.controller
     if _cached(ctl, param, type, body):
         _WATCHED[param][1](ctl, body)
-    if param != "Workflow":
+    if param not in ("Workflow", "DeviceMigration"):
         _reconcile_dependents(ctl, *_key(body), param)
 
 
@@ -168,6 +173,10 @@ async def _tick(ctl: Controller) -> None:
                if _due(w, now)]
         due += [(ctl.environments.reconcile, e["metadata"])
                 for e in ctl.cache.all("Environment") if ctl.environments.due(e, now)]
+        # Devices report to the gateway, not to the API server: every tick reads their
+        # progress back (and holds cutovers to their time).
+        due += [(ctl.devices.reconcile, d["metadata"])
+                for d in ctl.cache.all("DeviceMigration")]
         for reconcile, meta in due:
             try:
                 await loop.run_in_executor(None, reconcile, meta["namespace"], meta["name"])

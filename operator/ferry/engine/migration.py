@@ -1,5 +1,5 @@
-"""What a pair moves besides attributes: source SIDs into sIDHistory. Pure: joins and records
-in, work out.
+"""What a pair moves besides attributes: source SIDs into sIDHistory, and the SID translation
+table device ReACL uses. Pure: joins and records in, work out.
 
 Only joined pairs are ever touched: a source object without a join (unmatched, conflicting,
 out of scope) gets nothing, whatever its target looks like.
@@ -61,6 +61,36 @@ def sid_history_adds(pair: str, object_types: Collection[ObjectType],
                                       target_anchor, sid,
                                       _one(source.attributes.get(SAM_ACCOUNT_NAME))))
     return adds
+
+
+# Device ReACL translates users' and groups' SIDs only (computers move themselves).
+TRANSLATED_TYPES = frozenset({ObjectType.USER, ObjectType.GROUP})
+
+
+@dataclass(frozen=True, slots=True)
+class SidTranslation:
+    """A joined object's source SID and the SID of its target: one row of the table device
+    ReACL translates with."""
+
+    object_type: ObjectType
+    source_sid: str
+    target_sid: str
+
+
+def sid_translations(sources: Iterable[Record], joins: Mapping[str, str],
+                     targets: Mapping[str, Record]) -> dict[str, SidTranslation]:
+    """Source anchor -> translation, for joined users and groups whose target was read (a
+    target created in this run has its SID read by the next run)."""
+    table: dict[str, SidTranslation] = {}
+    for source in sources:
+        if source.object_type not in TRANSLATED_TYPES:
+            continue
+        target = targets.get(joins.get(source.anchor, ""))
+        source_sid = _one(source.attributes.get(OBJECT_SID))
+        target_sid = _one(target.attributes.get(OBJECT_SID)) if target else ""
+        if source_sid and target_sid:
+            table[source.anchor] = SidTranslation(source.object_type, source_sid, target_sid)
+    return table
 
 
 def _one(value: object) -> str:

@@ -29,6 +29,9 @@ class PairSettings:
     # DsAddSidHistory (which reads the SID from the source DC itself).
     source_domain: str = ""
     source_dc: str = ""
+    # AD to AD: both sides' objectSid are read, so the run keeps the pair's SID translation
+    # table (state store) that a DeviceMigration's ReACL uses.
+    sid_translation: bool = False
 
 
 def pair_key(workflow: str, source: str, target: str) -> str:
@@ -76,7 +79,9 @@ def workflow_pairs(manifests: Manifests, workflow: Workflow) -> list[PairSetting
                 frozenset(SCOPE_TYPES[ScopeObjectType(t.value)] for t in history.object_types)
                 & rules.object_types if history.enabled else frozenset(),
                 source_domain=_dns_domain(source_ad.base_dn) if source_ad else "",
-                source_dc=source_ad.host if source_ad else ""))
+                source_dc=source_ad.host if source_ad else "",
+                sid_translation=source_ad is not None
+                and manifests.environments[pair.target].spec.active_directory is not None))
     return pairs
 
 

@@ -46,6 +46,9 @@ def environment_needs(pairs: Iterable[PairSettings]) -> dict[str, EnvironmentNee
         for attr in rules.staging.domain_mapped_attributes:
             source.attributes.add(attr)
             target.attributes.add(attr)
+        if pair.sid_translation:
+            source.attributes.add(OBJECT_SID)
+            target.attributes.add(OBJECT_SID)
         if pair.sid_history:
             source.attributes.update((OBJECT_SID, SAM_ACCOUNT_NAME))
             target.attributes.add(SID_HISTORY)

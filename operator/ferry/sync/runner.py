@@ -17,6 +17,7 @@ from ferry.api.template import PasswordSyncMode
 from ferry.connectors.base import Connector, ReadResult
 from ferry.connectors.factory import connection_secrets, open_connector
 from ferry.engine.expressions import ExpressionError
+from ferry.engine.migration import sid_translations
 from ferry.engine.pipeline import plan_pair
 from ferry.engine.plan import Count, PairPlan
 from ferry.engine.records import Record
@@ -262,6 +263,11 @@ def _apply(run_id: str, pair: PairSettings, plan: PairPlan, joins: dict[str, str
     history, passwords = then
     adds = history.plan_adds(sources, applier.joins, target.by_anchor, test_mode=False)
     history.apply(adds, connector, target.by_anchor)
+    if pair.sid_translation:
+        table = sid_translations(sources, applier.joins, target.by_anchor)
+        store.sid_translations.update(plan.pair, {
+            anchor: (t.object_type.value, t.source_sid, t.target_sid)
+            for anchor, t in table.items()})
     passwords.run(connectors[pair.source], connector, joins, retried)
     store.runs.record(run_id, [*history.results, *passwords.results])
     retry = dict(applier.retries)

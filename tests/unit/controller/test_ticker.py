@@ -59,13 +59,16 @@ def test_a_failing_scheduled_reconcile_does_not_stop_the_ticker(logged: io.Strin
     cache.put("Environment", {"metadata": {"namespace": "ns", "name": "env"}})
     workflows = Reconciler(broken={"broken"})
     environments = Reconciler(environments_due=True)
+    cache.put("DeviceMigration", {"metadata": {"namespace": "ns", "name": "move"}})
+    devices = Reconciler()
     ctl = cast(Controller, Controller(cast(Any, Settings()), cache, cast(Any, workflows),
-                                      cast(Any, environments), cast(Any, None)))
+                                      cast(Any, environments), cast(Any, None),
+                                      cast(Any, devices)))
 
     async def scenario() -> None:
         ticker = asyncio.create_task(_tick(ctl))
         for _ in range(10_000):  # event-loop turns, not seconds: the ticker must tick on
-            if workflows.done.count("fine") >= 2 and environments.done:
+            if workflows.done.count("fine") >= 2 and environments.done and devices.done:
                 break
             assert not ticker.done(), ticker.exception()
             await asyncio.sleep(0.01)
@@ -74,6 +77,7 @@ def test_a_failing_scheduled_reconcile_does_not_stop_the_ticker(logged: io.Strin
     asyncio.run(scenario())
     assert workflows.done.count("fine") >= 2  # ticked again after the failure
     assert environments.done  # and the Environments after the broken Workflow were reached
+    assert "move" in devices.done  # DeviceMigrations read their devices' progress each tick
     failed = [line for line in logged.getvalue().splitlines()
               if "scheduled reconcile failed" in line]
     assert failed and '"name": "broken"' in failed[0] and "FileNotFoundError" in failed[0]
