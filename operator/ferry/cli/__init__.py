@@ -7,7 +7,7 @@ so `ferry --help` and every command load only their own part of Ferry.
 
 from __future__ import annotations
 
-from ferry.cli import agents, gateway, guests, job_credentials, jobs, lab, workflows
+from ferry.cli import agents, devices, gateway, guests, job_credentials, jobs, lab, workflows
 from ferry.cli.group import command_group
 
 app = command_group(add_completion=False,
@@ -23,6 +23,7 @@ app.command("discover-job")(jobs.discover_job)
 app.command()(gateway.gateway)
 app.add_typer(lab.app, name="lab")
 app.add_typer(agents.app, name="agent")
+app.add_typer(devices.app, name="devices")
 app.add_typer(guests.app, name="guests")
 app.add_typer(job_credentials.app, name="job-credential")
 

@@ -103,6 +103,9 @@ def build_app(services: Services) -> web.Application:
     app.router.add_post("/v1/work/{work_id}/results", _results)
     app.router.add_get("/v1/environments/{environment}/agents", _environment_agents)
     app.router.add_get("/healthz", _health)
+    from ferry.gateway.devices import add_device_routes  # it builds on this module's parts
+
+    add_device_routes(app)
     return app
 
 

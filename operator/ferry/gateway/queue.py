@@ -363,3 +363,43 @@ class WorkQueue:
 
     def _signal(self, environment: str) -> _Signal:
         return self._ready.setdefault(environment, _Signal())
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How one work item ended, as a job collects it: each chunk's value in order, or why
+    there are none."""
+
+    values: list[Any]
+    error: str = ""          # the agent's error, or "the work was lost"; "" when it went well
+    finished: bool = True    # False: no final chunk came within the time given
+
+
+async def outcome(queue: WorkQueue, work_id: str, seconds: float) -> Outcome:
+    """Collect one work item to its final chunk, within `seconds` (for the gateway's own
+    work: relayed passwords, staged computer accounts)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    after, generation = -1, 0
+    pages: dict[int, Any] = {}
+    while loop.time() < deadline:
+        try:
+            progress = await queue.progress(work_id, after, generation,
+                                            min(POLL_WAIT_SECONDS, deadline - loop.time()))
+        except UnknownWork:
+            return Outcome([], "the work was lost")
+        if generation and progress.generation != generation:
+            pages, after = {}, -1   # an agent was lost: the work started over
+        generation = progress.generation
+        for chunk in progress.chunks:
+            seq = int(chunk["seq"])
+            if seq <= after:
+                continue
+            after = seq
+            if chunk.get("error"):
+                return Outcome([], str(chunk["error"].get("message", "")))
+            pages[seq] = chunk.get("value")
+            if chunk.get("final"):
+                return Outcome([pages[i] for i in sorted(pages)])
+    return Outcome([], f"no answer within {seconds:.0f} s", finished=False)
+

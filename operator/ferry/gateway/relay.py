@@ -14,11 +14,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ferry.gateway.queue import UnknownWork, WorkQueue
+from ferry.gateway.queue import WorkQueue, outcome
 from ferry.state.rows import PasswordRoute
 from ferry.state.store import StateStore
 from ferry_agent.passwords.transfer import CLEARTEXT
-from ferry_agent.protocol import POLL_WAIT_SECONDS, PasswordChange
+from ferry_agent.protocol import PasswordChange
 
 # set; notJoined: nothing to do; refused: the target would not take it (a protected account,
 # its password policy), sending it again would not help; failed: send it again later.
@@ -76,31 +76,13 @@ async def relay(store: StateStore, queue: WorkQueue, environment: str, change: P
 
 async def _outcome(queue: WorkQueue, pair: str, work_id: str) -> Relayed:
     """Wait for the one item's outcome, as a sync Job would collect it."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + RELAY_SECONDS
-    after, generation = -1, 0
-    pages: dict[int, Any] = {}
-    while loop.time() < deadline:
-        try:
-            progress = await queue.progress(work_id, after, generation,
-                                            min(POLL_WAIT_SECONDS, deadline - loop.time()))
-        except UnknownWork:
-            return Relayed(pair, FAILED, "the work was lost")
-        if generation and progress.generation != generation:
-            pages, after = {}, -1   # an agent was lost: the work started over
-        generation = progress.generation
-        for chunk in progress.chunks:
-            seq = int(chunk["seq"])
-            if seq <= after:
-                continue
-            after = seq
-            if chunk.get("error"):
-                return Relayed(pair, FAILED, str(chunk["error"].get("message", "")))
-            pages[seq] = chunk.get("value")
-            if chunk.get("final"):
-                outcomes = [o for i in sorted(pages) for o in pages[i] or ()]
-                error = outcomes[0].get("error") if outcomes and isinstance(outcomes[0], dict) \
-                    else "no outcome"
-                return Relayed(pair, REFUSED, str(error)) if error else Relayed(pair, SET)
-    return Relayed(pair, FAILED, f"the target's agents did not answer within"
-                                 f" {RELAY_SECONDS:.0f} s")
+    done = await outcome(queue, work_id, RELAY_SECONDS)
+    if not done.finished:
+        return Relayed(pair, FAILED, f"the target's agents did not answer within"
+                                     f" {RELAY_SECONDS:.0f} s")
+    if done.error:
+        return Relayed(pair, FAILED, done.error)
+    outcomes = [o for page in done.values for o in page or ()]
+    error = outcomes[0].get("error") if outcomes and isinstance(outcomes[0], dict) \
+        else "no outcome"
+    return Relayed(pair, REFUSED, str(error)) if error else Relayed(pair, SET)

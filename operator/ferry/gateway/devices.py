@@ -1,0 +1,200 @@
+"""The device agents' routes (see ferry_agent.protocol): enrollment with a device token, then,
+by device certificate only, the runbook, results, logs and the SID table. A log line names
+the device and the action, never a token, a secret or its ciphertext."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from aiohttp import web
+
+from ferry.gateway.app import SERVICES, Refusal, Services, _has_agents, _ok, _printable, _read
+from ferry.gateway.enrollment import EnrollmentRefused, enroll_device
+from ferry.gateway.runbook import build, needs_staging
+from ferry.gateway.staging import DeviceWork
+from ferry.gateway.tls import peer_agent_id
+from ferry.state.rows import DeviceAgentInfo, DeviceProgress, DeviceResult
+from ferry_agent.protocol import (
+    MAX_LOG_BYTES,
+    ActionReport,
+    DeviceEnrollRequest,
+    LogUpload,
+    ProtocolError,
+    RunbookRequest,
+    encode,
+)
+
+DEVICE_ID_PREFIX = "device-"
+JOINS = frozenset({"DomainJoin", "OfflineDomainJoin"})
+CONTACT_SECONDS = 15.0   # a device's last contact is written at most this often (same facts)
+MAX_FACTS = 32
+# A log's JSON body: its text escaped (at worst \uXXXX per byte of UTF-8) and the envelope.
+_LOG_BODY_BYTES = 6 * MAX_LOG_BYTES + 4096
+
+
+@dataclass
+class DeviceService:
+    """What the device routes keep between requests."""
+
+    work: DeviceWork
+    contacts: dict[str, tuple[float, dict[str, str]]] = field(default_factory=dict)
+
+
+DEVICES = web.AppKey("devices", DeviceService)
+
+
+def add_device_routes(app: web.Application) -> None:
+    """The device routes, on an app whose SERVICES are set."""
+    services = app[SERVICES]
+    app[DEVICES] = DeviceService(DeviceWork(
+        services.store, services.queue, lambda environment: _has_agents(services, environment)))
+    app.router.add_post("/v1/device/enroll", _enroll)
+    app.router.add_post("/v1/device/runbook", _runbook)
+    app.router.add_post("/v1/device/result", _result)
+    app.router.add_post("/v1/device/logs", _logs)
+    app.router.add_get("/v1/device/sid-table", _sid_table)
+    app.on_cleanup.append(_stop)
+
+
+async def _stop(app: web.Application) -> None:
+    await app[DEVICES].work.close()
+
+
+async def _device(request: web.Request) -> DeviceAgentInfo:
+    """The enrolled, unrevoked device agent whose certificate this connection presented; a
+    directory agent's certificate is refused here, as a device's is on the agent routes."""
+    services: Services = request.app[SERVICES]
+    transport = request.transport
+    agent_id = peer_agent_id(transport.get_extra_info("ssl_object") if transport else None,
+                             services.ca)
+    if agent_id is None:
+        raise Refusal(401, "client certificate required")
+    request["who"] = f"agent:{agent_id}"
+    if not agent_id.startswith(DEVICE_ID_PREFIX):
+        raise Refusal(403, "forbidden")
+    device = await asyncio.to_thread(services.store.devices.get, agent_id)
+    if device is None or device.revoked:
+        raise Refusal(403, "forbidden")
+    request["who"] = f"device:{agent_id}"
+    request["log"] = {"device": device.name, "migration": device.migration}
+    return device
+
+
+async def _enroll(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    # Before any credential: no stranger gets to make the gateway hold more than this.
+    message, _ = await _read(request, DeviceEnrollRequest, services.connections.small_body_bytes)
+    try:
+        response, device = await asyncio.to_thread(enroll_device, services.store, services.ca,
+                                                   message, services.trust_bundle)
+    except ProtocolError as exc:
+        raise Refusal(400, str(exc)) from None
+    except EnrollmentRefused as exc:
+        request["log"] = {"refused": f"device token {exc.reason}"}
+        raise Refusal(403, "enrollment refused") from None
+    request["who"] = f"device:{device.id}"
+    request["log"] = {"enrolled": device.name, "migration": device.migration,
+                      "host": device.host, "os": device.os}
+    return _ok(encode(response))
+
+
+async def _runbook(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    state = request.app[DEVICES]
+    device = await _device(request)
+    ask, _ = await _read(request, RunbookRequest, services.connections.small_body_bytes)
+    facts = {_printable(k, 64): _printable(v, 256)
+             for k, v in list(ask.facts.items())[:MAX_FACTS]}
+    now = time.monotonic()
+    written, known = state.contacts.get(device.id, (-CONTACT_SECONDS, {}))
+    record = known != facts or now - written >= CONTACT_SECONDS
+    progress = await asyncio.to_thread(_contact, services, device, facts, record)
+    if record:
+        state.contacts[device.id] = (now, facts)
+    action = needs_staging(progress)
+    staging = None
+    if action is not None and progress.plan is not None:
+        staging = await state.work.stage(device, progress.plan.generation, action)
+    runbook = build(device, progress, datetime.now(UTC), staging)
+    request["log"] = {**request["log"], "generation": runbook["generation"],
+                      "state": runbook["state"], "action": runbook["next"]}
+    return _ok(runbook)
+
+
+def _contact(services: Services, device: DeviceAgentInfo, facts: dict[str, str],
+             record: bool) -> DeviceProgress:
+    if record:
+        services.store.devices.seen(device.id, facts)
+    return services.store.devices.progress(device.migration, device.name)
+
+
+async def _result(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    device = await _device(request)
+    report, _ = await _read(request, ActionReport, services.connections.small_body_bytes)
+    request["log"] = {**request["log"], "generation": report.generation,
+                      "action": report.action_id[:100], "ok": report.ok}
+    if report.generation < 1 or report.attempt < 1 or not 0 < len(report.action_id) <= 100:
+        raise Refusal(400, "ActionReport: generation and attempt from 1, actionId 1-100"
+                      " characters")
+    started, finished = _time(report.started_at, "startedAt"), \
+        _time(report.finished_at, "finishedAt")
+    progress = await asyncio.to_thread(services.store.devices.progress, device.migration,
+                                       device.name)
+    plan = progress.plan
+    if plan is None or report.generation > plan.generation:
+        raise Refusal(409, f"generation {report.generation} is not planned for device"
+                      f" {device.name}; ask for the runbook again")
+    # An earlier generation's result is kept too: the controller counts what was done.
+    action = next((a for a in plan.actions if a.id == report.action_id), None)
+    if report.generation == plan.generation and action is None:
+        raise Refusal(409, f"no action {report.action_id!r} in generation {plan.generation} of"
+                      f" device {device.name}; ask for the runbook again")
+    accepted = await asyncio.to_thread(services.store.devices.record_result, DeviceResult(
+        migration=device.migration, device=device.name, generation=report.generation,
+        action_id=report.action_id, ok=report.ok, message=_printable(report.message, 2000),
+        attempt=report.attempt, finished_at=finished, details=report.details,
+        started_at=started))
+    request["log"]["accepted"] = accepted
+    disable = action.arguments.get("disableSource") if action is not None else None
+    if accepted and report.ok and action is not None and action.action in JOINS \
+            and report.generation == plan.generation and isinstance(disable, dict):
+        await request.app[DEVICES].work.disable_source(device, action, disable)
+    return _ok({"accepted": accepted})
+
+
+async def _logs(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    device = await _device(request)
+    upload, _ = await _read(request, LogUpload, _LOG_BODY_BYTES)
+    size = len(upload.text.encode("utf-8", "surrogatepass"))
+    if size > MAX_LOG_BYTES:
+        raise Refusal(413, f"the log is {size} bytes, more than the {MAX_LOG_BYTES} kept: send"
+                      " its last part")
+    stored = await asyncio.to_thread(services.store.devices.store_log, device.migration,
+                                     device.name, upload.text)
+    request["log"] = {**request["log"], "stored": stored}
+    return _ok({"stored": stored})
+
+
+async def _sid_table(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    device = await _device(request)
+    table = await asyncio.to_thread(services.store.devices.sid_table, device.migration)
+    if table is None:
+        raise Refusal(404, f"migration {device.migration} has no SID table yet")
+    request["log"] = {**request["log"], "version": table.version,
+                      "entries": len(table.entries)}
+    return _ok({"version": table.version, "entries": table.entries})
+
+
+def _time(text: str, name: str) -> datetime:
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise Refusal(400, f"ActionReport.{name}: not an RFC 3339 time: {text[:40]!r}") \
+            from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
