@@ -103,6 +103,14 @@ def _run(session: DirectorySession, item: WorkItem) -> Iterator[Chunk]:
                                         as_strings(args.get("sourceDomains", []),
                                                    "sourceDomains"))
         yield [{"ok": ok, "message": message} for ok, message in found], None
+    elif op == "stage_computer":
+        # Repeat-safe by itself: a second stage resets the same account.
+        yield session.stage_computer(str(args["name"]), str(args["ou"]),
+                                     str(args.get("dnsDomain") or ""), str(args["mode"]),
+                                     str(args["recipient"]),
+                                     str(args.get("domainController") or "")), None
+    elif op == "disable_computer":
+        yield session.disable_computer(str(args["name"])), None
     elif op == "add_sid_history":
         raw = args["items"]
         if not isinstance(raw, list):

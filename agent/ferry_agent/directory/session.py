@@ -89,6 +89,26 @@ class DirectorySession:
         return ad_batch.apply(self.conn, writes, check_first=check_first,
                               subtrees=self.write_subtrees)
 
+    # computers (device moves) -----------------------------------------------------------
+    def stage_computer(self, name: str, ou: str, dns_domain: str, mode: str, recipient: str,
+                       domain_controller: str = "") -> dict[str, object]:
+        """Create or reset NAME$ inside write_subtrees; its machine secret (a one-time
+        password or an offline join blob) sealed to `recipient` (PEM), bound to the name."""
+        from ..sealed import Recipient
+        from .computers import stage_computer
+
+        return stage_computer(self.conn, name=name, ou=ou, dns_name=dns_domain, mode=mode,
+                              recipients=[Recipient.from_pem(recipient)],
+                              subtrees=self.write_subtrees,
+                              logon=(self._logon_name(), self.endpoint.password),
+                              host=self.endpoint.host, domain_controller=domain_controller)
+
+    def disable_computer(self, name: str) -> dict[str, object]:
+        """Disable NAME$ (a moved workstation's old account), inside write_subtrees."""
+        from .computers import disable_computer
+
+        return disable_computer(self.conn, name, self.write_subtrees)
+
     # passwords ---------------------------------------------------------------------------
     def recipients(self) -> list[Recipient]:
         """The keys secrets for this side are sealed to: its own, if it has one."""

@@ -20,8 +20,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 # smb.conf `server services`; `dnsupdate` is left out (no DNS backend), so SPNs come from
-# the template (offline.py add-spns) instead.
-SERVER_SERVICES = ("ldap", "kdc", "rpc", "drepl", "s3fs", "winbindd")
+# the template (offline.py add-spns) instead. `cldap` answers the NetLogon ping (UDP 389) by
+# which `net ads` and `net offlinejoin` find a DC: the lab workstations join with them.
+SERVER_SERVICES = ("ldap", "cldap", "kdc", "rpc", "drepl", "s3fs", "winbindd")
 RUN_SAMBA = Path("/run/samba")
 # What must answer before a DC counts as started, besides an LDAPS bind.
 PORTS = {"Kerberos": 88, "RPC endpoint mapper": 135, "SMB": 445}
