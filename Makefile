@@ -7,7 +7,8 @@ PIP ?= $(PYTHON) -m pip
 # it for SMB logons); krb5-user (kinit, klist, kvno) and smbclient (rpcclient): the lab tests reach
 # the DCs' Kerberos and SMB/SAMR with them, as a user would.
 # gnupg: each lab DC's key for `password hash gpg key ids` (DC agent password sync).
-DEBIAN_PACKAGES := samba samba-ad-dc samba-ad-provision samba-dsdb-modules winbind adcli krb5-user smbclient ldap-utils iproute2 postgresql gnupg
+# python3-hivex: the device agent edits registry hives with it; python3-libregf: tests read them back.
+DEBIAN_PACKAGES := samba samba-ad-dc samba-ad-provision samba-dsdb-modules winbind adcli krb5-user smbclient ldap-utils iproute2 postgresql gnupg python3-hivex python3-libregf
 STAMP := .cache/stamps
 
 .PHONY: demo test unit integration lint bench deps python-deps system-deps envtest crds e2e lab-down clean
