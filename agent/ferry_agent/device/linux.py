@@ -1,0 +1,139 @@
+"""The Linux device backend: a Samba/winbind (or adcli/Kerberos) workstation's actions, for
+real. Each action is one module's job (domain, credentials, reboot, reacl); this wires them
+to the device's configuration."""
+
+from __future__ import annotations
+
+import platform
+import socket
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ferry_agent.device.domain import (
+    DomainJoinError,
+    Membership,
+    join_offline,
+    join_with_password,
+    restore,
+    test_join,
+)
+from ferry_agent.device.odj import OdjError
+from ferry_agent.device.outcome import ActionOutcome, ReaclMode, ReaclScope, SidTable
+from ferry_agent.device.reboot import notify
+from ferry_agent.device.reboot import reboot as run_reboot
+
+DEFAULT_STATE_DIR = Path("/var/lib/ferry-agent/device")
+
+
+@dataclass(frozen=True)
+class LinuxDeviceConfig:
+    """What the [linux] section of the device INI says, plus the agent's state folder."""
+
+    smb_conf: Path
+    krb5_conf: Path = Path("/etc/krb5.conf")
+    keytab: Path = Path("/etc/krb5.keytab")
+    join_tool: str = "adcli"
+    file_roots: tuple[Path, ...] = ()
+    software_hive: Path | None = None
+    profiles_root: Path | None = None
+    reboot_command: tuple[str, ...] = ("systemctl", "reboot")
+    notice_command: tuple[str, ...] = ()
+    winbind_pid_file: Path | None = None
+    # 0700: the source's membership kept for a rollback, temporary secret files.
+    state_dir: Path = DEFAULT_STATE_DIR
+
+    @property
+    def membership(self) -> Membership:
+        return Membership(self.smb_conf, self.krb5_conf, self.keytab, self.state_dir)
+
+
+class LinuxBackend:
+    """DeviceBackend for a Linux workstation."""
+
+    def __init__(self, config: LinuxDeviceConfig, stop: threading.Event | None = None):
+        self.config = config
+        self.stop = stop or threading.Event()   # set: a waiting reboot is called off
+
+    # ReACL (ferry_agent.device.reacl, imported when used) ---------------------------------
+    def reacl(self, table: SidTable, source_domain: str, mode: ReaclMode,
+              scopes: Sequence[ReaclScope]) -> ActionOutcome:
+        from ferry_agent.device.reacl import reacl
+
+        return reacl(self._reacl_targets(), table, source_domain, mode, scopes)
+
+    def undo_reacl(self, table: SidTable, source_domain: str, mode: ReaclMode,
+                   scopes: Sequence[ReaclScope]) -> ActionOutcome:
+        from ferry_agent.device.reacl import undo_reacl
+
+        return undo_reacl(self._reacl_targets(), table, source_domain, mode, scopes)
+
+    def _reacl_targets(self):  # type: ignore[no-untyped-def]  # reacl.py's own type
+        from ferry_agent.device.reacl import ReaclTargets
+
+        c = self.config
+        return ReaclTargets(file_roots=c.file_roots, software_hive=c.software_hive,
+                            profiles_root=c.profiles_root, smb_conf=c.smb_conf)
+
+    # logons and membership -------------------------------------------------------------
+    def cache_credentials(self, users: Sequence[str], timeout_seconds: float) -> ActionOutcome:
+        from ferry_agent.device.credentials import Winbind, cache_credentials
+
+        winbind = Winbind(self.config.smb_conf, self.config.winbind_pid_file)
+        return cache_credentials(winbind, users, timeout_seconds, self._notify)
+
+    def join(self, domain: str, domain_controller: str, computer_name: str,
+             one_time_password: str) -> ActionOutcome:
+        if self.config.join_tool != "adcli":
+            return ActionOutcome(False, "a join with a staged one-time password goes through"
+                                        " adcli: Samba's net ads join takes only an"
+                                        " administrator's credentials; set join_tool = adcli")
+        try:
+            joined = join_with_password(self.config.membership, domain, domain_controller,
+                                        computer_name, one_time_password)
+        except DomainJoinError as exc:
+            return ActionOutcome(False, f"DomainJoin: {exc}")
+        return ActionOutcome(True, f"joined {joined.domain} ({joined.workgroup}) as"
+                                   f" {computer_name.upper()}; testjoin passes",
+                             {"domain": joined.domain, "dn": joined.dn,
+                              "seconds": round(joined.seconds, 2)})
+
+    def offline_join(self, blob: bytes) -> ActionOutcome:
+        try:
+            joined = join_offline(self.config.membership, blob)
+        except (DomainJoinError, OdjError) as exc:
+            return ActionOutcome(False, f"OfflineDomainJoin: {exc}")
+        return ActionOutcome(True, f"offline join to {joined.domain} ({joined.workgroup})"
+                                   " applied; it takes effect at the next boot",
+                             {"domain": joined.domain, "seconds": round(joined.seconds, 2)})
+
+    def entra_join(self, package: bytes) -> ActionOutcome:
+        return ActionOutcome(False, "EntraJoin needs a Windows device (a provisioning package"
+                                    " with a bulk token); this is a Linux device")
+
+    def rejoin_source(self) -> ActionOutcome:
+        machine = self.config.membership
+        try:
+            source = restore(machine)
+            line = test_join(machine, source.get("realm", "").lower(), source.get("dc", ""))
+        except DomainJoinError as exc:
+            return ActionOutcome(False, f"rollback: {exc}")
+        return ActionOutcome(True, f"source membership restored ({source.get('realm')}); {line}",
+                             {"domain": source.get("realm", "").lower()})
+
+    def reboot(self, delay_seconds: int, notice: str) -> ActionOutcome:
+        return run_reboot(delay_seconds, notice, self.config.notice_command,
+                          self.config.reboot_command, self.stop)
+
+    def facts(self) -> dict[str, str]:
+        facts = {"os": "linux", "osVersion": platform.release(), "host": socket.gethostname()}
+        try:
+            current = self.config.membership.current()
+        except DomainJoinError:
+            return facts
+        return {**facts, "domain": current["realm"].lower(), "workgroup": current["workgroup"],
+                "computerName": current["name"]}
+
+    def _notify(self, text: str) -> None:
+        notify(self.config.notice_command, text)
