@@ -3,7 +3,8 @@
     python bench/run.py    # start-up of the commands, AD read/create throughput, the
                            # engine at 100k and 1M, the operator, reads through agents,
                            # the gateway's memory, Entra ID writes and reads, DC agent
-                           # password changes, and their relay to the target
+                           # password changes, their relay to the target, and the
+                           # gateway serving 10,000 device agents
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ BENCHES = [
      ["dc_agent_bench.py"]),
     ("DC agent password sync end to end: change on the source DC to set on the target"
      " (Samba lab, gateway, agents; within seconds)", ["relay_bench.py"]),
+    ("Device gateway: 10,000 simulated device agents enrolling and polling runbooks over"
+     " mTLS (memory, time to hand out a wave, polls/s)",
+     ["device_gateway_bench.py", "--devices", "10000"]),
 ]
 
 

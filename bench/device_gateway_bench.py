@@ -1,0 +1,259 @@
+"""Device gateway benchmark: one real `ferry gateway` process (real TLS, its SQLite state
+store) serving DEVICES simulated device agents, each with its own key and certificate.
+
+    python bench/device_gateway_bench.py [--devices 10000] [--concurrency 64]
+
+What is real: the gateway process and its routes, TLS with a client certificate per device
+(every runbook poll opens a new connection and handshakes with that device's certificate, as a
+device polling every minute or so would), enrollment of every device through
+/v1/device/enroll with one wave token (`ferry devices token create`), the plans written into
+the state store with store.devices.set_plans as the controller writes them.
+What is simulated: the device agents are one asyncio client process (aiohttp, at most
+CONCURRENCY requests at once), not DEVICES `ferry-agent device` processes; their keys and
+CSRs are made here; a device only polls its runbook (it runs no action). The plans hold one
+ReACL action, so no computer account is staged (that needs the target's directory agents).
+The client shares the machine's cores with the gateway, so the rates are a floor.
+
+Phases: enroll every device; write a "paused" plan for each; every device polls once (each
+sees "paused"); set the plans to "run" (the wave's cutover) and every device polls again:
+the time from the plans written to the last device holding a runbook in state "run" is the
+time to hand out the wave. A last sweep measures polls/s once the facts are known. Gateway
+RSS (VmRSS, /proc) is read before, after enrollment, and sampled every 0.5 s for the peak.
+Gateway CPU per poll (from /proc) is given too: the client's share of the cores does not
+change it. Prints one JSON document.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import signal
+import ssl
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import aiohttp  # noqa: E402
+from cryptography import x509  # noqa: E402
+from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
+from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
+from cryptography.x509.oid import NameOID  # noqa: E402
+from tests.integration.gateway.harness import RunningGateway, start_gateway  # noqa: E402
+
+from ferry.state.rows import DevicePlan, PlannedAction  # noqa: E402
+from ferry.state.store import StateStore  # noqa: E402
+
+GATEWAY_HOST = "127.0.0.104"
+MIGRATION = "bench/wave-one"
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU the process used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class PeakRss:
+    """The gateway's highest VmRSS, sampled every half second in a thread."""
+
+    def __init__(self, pid: int):
+        self.pid = pid
+        self.peak = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.5):
+            self.peak = max(self.peak, rss_mb(self.pid))
+
+    def stop(self) -> float:
+        self._stop.set()
+        self._thread.join()
+        return round(self.peak, 1)
+
+
+class Device:
+    """One simulated device agent: its name, key file and, once enrolled, its TLS context."""
+
+    def __init__(self, index: int, folder: Path):
+        self.name = f"WS{index:05d}"
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        self.identity = folder / f"{self.name}.pem"
+        self.context: ssl.SSLContext | None = None
+        self.state = ""
+
+    def csr(self) -> str:
+        built = (x509.CertificateSigningRequestBuilder()
+                 .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, self.name)]))
+                 .sign(self.key, hashes.SHA256()))
+        return built.public_bytes(serialization.Encoding.PEM).decode()
+
+    def enrolled(self, certificate: str, ca: str) -> None:
+        key = self.key.private_bytes(serialization.Encoding.PEM,
+                                     serialization.PrivateFormat.PKCS8,
+                                     serialization.NoEncryption())
+        self.identity.write_bytes(certificate.encode() + key)
+        self.identity.chmod(0o600)
+        context = ssl.create_default_context(cadata=ca)
+        context.load_cert_chain(self.identity)
+        self.context = context  # kept: ~23 KB each, so no poll pays for making one
+
+
+async def enroll_all(gateway: RunningGateway, devices: list[Device], token: str,
+                     concurrency: int) -> float:
+    anonymous = ssl.create_default_context(cafile=str(gateway.ca_file))
+    limit = asyncio.Semaphore(concurrency)
+    connector = aiohttp.TCPConnector(limit=concurrency, ssl=anonymous)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        async def one(device: Device) -> None:
+            async with limit:
+                body = {"v": 1, "token": token, "name": device.name, "host": device.name.lower(),
+                        "version": "bench", "csr": device.csr(), "os": "linux",
+                        "labels": {"ring": "bench"}}
+                async with session.post(f"{gateway.url}/v1/device/enroll", json=body) as answer:
+                    found = await answer.json()
+                    if answer.status != 200:
+                        raise SystemExit(f"enrolling {device.name}: {answer.status} {found}")
+            device.enrolled(found["certificate"], found["ca"])
+
+        started = time.perf_counter()
+        await asyncio.gather(*(one(d) for d in devices))
+        return time.perf_counter() - started
+
+
+async def sweep(gateway: RunningGateway, devices: list[Device], concurrency: int,
+                want: str) -> dict[str, Any]:
+    """Every device polls its runbook once, on a new TLS connection with its certificate;
+    when the last one got a runbook in state `want`, and the polls per second."""
+    limit = asyncio.Semaphore(concurrency)
+    # force_close: no connection is reused, every poll is a full handshake of its own device.
+    connector = aiohttp.TCPConnector(limit=concurrency, force_close=True)
+    latencies: list[float] = []
+    cpu = cpu_seconds(gateway.process.pid)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        async def one(device: Device) -> None:
+            async with limit:
+                began = time.perf_counter()
+                body = {"v": 1, "facts": {"domain": "SRC", "computerName": device.name}}
+                async with session.post(f"{gateway.url}/v1/device/runbook", json=body,
+                                        ssl=device.context) as answer:
+                    found = await answer.json()
+                    if answer.status != 200:
+                        raise SystemExit(f"runbook of {device.name}: {answer.status} {found}")
+                latencies.append(time.perf_counter() - began)
+                device.state = found["state"]
+
+        started = time.perf_counter()
+        await asyncio.gather(*(one(d) for d in devices))
+        seconds = time.perf_counter() - started
+    cpu = cpu_seconds(gateway.process.pid) - cpu
+    wrong = [d.name for d in devices if d.state != want]
+    if wrong:
+        raise SystemExit(f"{len(wrong)} device(s) did not get state {want}: {wrong[:5]}")
+    latencies.sort()
+    return {"seconds": round(seconds, 2), "polls_per_s": round(len(devices) / seconds),
+            "gateway_cpu_ms_per_poll": round(cpu / len(devices) * 1000, 2),
+            "latency_ms_p50": round(latencies[len(latencies) // 2] * 1000, 1),
+            "latency_ms_p99": round(latencies[int(len(latencies) * 0.99)] * 1000, 1)}
+
+
+def write_plans(state: str, devices: list[Device], run: bool) -> float:
+    plans = [DevicePlan(MIGRATION, d.name, "wave-one", 1, "run" if run else "paused", "src",
+                        "tgt", (PlannedAction("1-ReACL", "ReACL", {"mode": "add",
+                                                                   "scopes": ["Files"]}),))
+             for d in devices]
+    started = time.perf_counter()
+    with StateStore(state) as store:
+        store.devices.set_plans(MIGRATION, plans)
+    return time.perf_counter() - started
+
+
+async def bench(gateway: RunningGateway, root: Path, count: int,
+                concurrency: int) -> dict[str, Any]:
+    pid = gateway.process.pid
+    await asyncio.sleep(2)   # settle: start-up work done
+    idle = rss_mb(pid)
+    log(f"gateway idle: {idle:.1f} MB")
+    peak = PeakRss(pid)
+    folder = root / "devices"
+    folder.mkdir(mode=0o700)
+    devices = [Device(i, folder) for i in range(1, count + 1)]
+    done = gateway.cli("devices", "token", "create", MIGRATION, "--ttl", "6h")
+    if done.returncode != 0:
+        raise SystemExit(f"token: {done.stderr}")
+    enrolling = await enroll_all(gateway, devices, done.stdout.strip(), min(concurrency, 32))
+    log(f"enrolled {count} devices in {enrolling:.1f} s ({count / enrolling:.0f}/s)")
+    enrolled = rss_mb(pid)
+
+    paused_plans = await asyncio.to_thread(write_plans, gateway.state, devices, False)
+    log(f"{count} paused plans written in {paused_plans:.1f} s")
+    first = await sweep(gateway, devices, concurrency, "paused")
+    log(f"sweep, wave paused: {first}")
+
+    cutover = time.perf_counter()
+    run_plans = await asyncio.to_thread(write_plans, gateway.state, devices, True)
+    handed = await sweep(gateway, devices, concurrency, "run")
+    hand_out = time.perf_counter() - cutover
+    log(f"wave handed out in {hand_out:.1f} s (plans {run_plans:.1f} s, polls {handed})")
+    steady = await sweep(gateway, devices, concurrency, "run")
+    log(f"steady sweep: {steady}")
+    after = rss_mb(pid)
+    highest = peak.stop()
+    if not gateway.alive():
+        raise SystemExit(f"the gateway died:\n{gateway.log_text()[-2000:]}")
+    return {
+        "devices": count, "client_concurrency": concurrency,
+        "enroll": {"seconds": round(enrolling, 1), "per_s": round(count / enrolling)},
+        "plans_written_seconds": {"paused": round(paused_plans, 2), "run": round(run_plans, 2)},
+        "sweep_paused": first, "wave_hand_out_seconds": round(hand_out, 1),
+        "sweep_run": handed, "sweep_steady": steady,
+        "gateway_rss_mb": {"idle": round(idle, 1), "after_enrolling": round(enrolled, 1),
+                           "peak": highest, "after": round(after, 1)},
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--devices", type=int, default=10_000)
+    parser.add_argument("--concurrency", type=int, default=64)
+    args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    started = time.perf_counter()
+    load_before = os.getloadavg()
+    root = Path(tempfile.mkdtemp(prefix="ferry-device-bench-"))
+    gateway = None
+    try:
+        gateway = start_gateway(root / "gateway", GATEWAY_HOST)
+        found = asyncio.run(bench(gateway, root, args.devices, args.concurrency))
+    finally:
+        if gateway is not None:
+            gateway.stop()
+        shutil.rmtree(root, ignore_errors=True)
+    print(json.dumps({**found, "cpus": os.cpu_count(),
+                      "load_average_at_start": [round(x, 2) for x in load_before],
+                      "bench_seconds": round(time.perf_counter() - started, 1)}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
