@@ -125,10 +125,10 @@ def _device_enroll(args: argparse.Namespace) -> int:
         message = str((body or {}).get("error") or "") if body else ""
         raise ValueError(f"enrollment refused ({status}) {message}".strip())
     answer: DeviceEnrollResponse = decode(DeviceEnrollResponse, body)
-    identity = store_certificate(args.state_dir, answer.certificate.encode(),
-                                 args.ca.read_bytes() if args.ca else None)
-    print(f"enrolled device {identity.name} for migration {answer.migration};"
-          f" identity in {args.state_dir}")
+    store_certificate(args.state_dir, answer.certificate.encode(),
+                      args.ca.read_bytes() if args.ca else None)
+    print(f"enrolled device {config.name} ({answer.agent_id}) for migration"
+          f" {answer.migration}; identity in {args.state_dir}")
     return 0
 
 
