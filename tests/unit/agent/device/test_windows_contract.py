@@ -861,6 +861,24 @@ def test_a_profile_is_remapped_its_folder_and_hive_translated_then_rolled_back(
     assert sids_of(hive.sd)[0] == ALICE_SRC
 
 
+def test_undoing_an_add_restores_profile_list_and_leaves_the_acls(windows: Windows,
+                                                                  tmp_path: Path) -> None:
+    folder, listing, _ = profile_computer(windows, tmp_path)
+    device, _ = backend(windows, tmp_path, file_roots=(folder,))
+    scopes = [ReaclScope.FILES, ReaclScope.PROFILES]
+    assert device.reacl(TABLE, SRC, ReaclMode.ADD, scopes).ok
+    added = windows.files[str(folder / "Documents")]
+    assert sids_of(added)[1][:2] == [ALICE_SRC, ALICE_TGT]
+
+    back = device.undo_reacl(TABLE, SRC, ReaclMode.ADD, scopes)
+
+    assert back.ok, back.message
+    assert back.details["files"] == {"skipped": "nothing to undo after add"}
+    assert back.details["profiles"]["restored"] == 1
+    assert set(listing.subkeys) == {ALICE_SRC}
+    assert windows.files[str(folder / "Documents")] == added   # the source ACEs were kept
+
+
 def test_a_copy_left_by_a_killed_run_is_finished_another_profile_is_not_overwritten(
         windows: Windows, tmp_path: Path) -> None:
     _, listing, _ = profile_computer(windows, tmp_path)
