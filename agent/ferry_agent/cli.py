@@ -142,8 +142,8 @@ def _device_run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     identity = load_identity(args.state_dir)
     log_file = log_to(args.state_dir)
-    backend = make_backend(config)
     stop = threading.Event()
+    backend = make_backend(config, args.state_dir, stop)
     with GatewayClient.for_identity(args.gateway, identity) as client:
         agent = DeviceAgent(client, backend, Journal.open(args.state_dir),
                             private_key(identity), config.name, log_file, stop=stop)

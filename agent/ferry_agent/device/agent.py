@@ -56,6 +56,7 @@ DONE_SLOWDOWN = 4                 # "done": poll this many times less often
 LOG_FILE = "device-agent.log"
 LOG_BYTES = MAX_LOG_BYTES         # the log kept (and uploaded): its last MiB
 JOIN_SECRET_CONTEXT = "ferry-device-join:"
+BOOT_ID = "recordedInBoot"       # a Reboot's result recorded before its command: in which boot
 # Actions whose machine secret the gateway stages first (a stage_computer work item).
 _NEEDS_SECRET = frozenset({"DomainJoin", "OfflineDomainJoin"})
 _REACL_ACTIONS = frozenset({"ReACL", "UndoReACL"})
@@ -111,8 +112,9 @@ class DeviceAgent:
                                      f" {_message(body)}".rstrip(), status)
         runbook = decode_runbook(body)
         for entry in self.journal.unsent(runbook.migration):
-            log.info("%s: sending the result recorded before the agent stopped", entry.key)
-            self.deliver(entry)
+            if not _reboot_missed(entry):
+                log.info("%s: sending the result recorded before the agent stopped", entry.key)
+                self.deliver(entry)
         if runbook.state in ("wait", "paused"):
             log.debug("runbook %s: %s", runbook.state, runbook.reason)
             return runbook.poll_seconds
@@ -152,7 +154,7 @@ class DeviceAgent:
     def _step(self, runbook: Runbook, action: RunbookAction) -> float:
         key = ActionKey(runbook.migration, runbook.generation, action.id)
         entry = self.journal.get(key)
-        if entry is not None and entry.finished:
+        if entry is not None and entry.finished and not _reboot_missed(entry):
             log.info("%s: finished before (attempt %d); sending its result again", key,
                      entry.attempt)
             return 0.0 if self.deliver(entry) else runbook.poll_seconds
@@ -210,7 +212,10 @@ class DeviceAgent:
         if name == "Reboot":
             delay = int(args.number("delaySeconds", 0))
             # Recorded first: once the reboot command ran, this process may never run again.
-            self.journal.finish(key, ActionOutcome(True, f"reboot command run after {delay} s"))
+            # The boot it was recorded in tells, on the next start, whether the reboot came.
+            self.journal.finish(key, ActionOutcome(True, f"reboot command run after {delay} s",
+                                                   {"delaySeconds": delay,
+                                                    BOOT_ID: boot_id()}))
             return self.backend.reboot(delay, args.string("notice", "This computer restarts"
                                                                     " to finish its move."))
         if name == "UploadLogs":
@@ -300,6 +305,22 @@ class _Arguments:
         if not domains:
             raise ArgumentError("sourceDomains: expected the source domain's SID")
         return domains[0]
+
+
+def boot_id(source: Path = Path("/proc/sys/kernel/random/boot_id")) -> str:
+    """This boot's id (Linux); "" where there is none to read."""
+    try:
+        return source.read_text(encoding="ascii").strip()
+    except OSError:
+        return ""
+
+
+def _reboot_missed(entry: JournalEntry) -> bool:
+    """A Reboot recorded ahead of its command, read back in the same boot: the agent was
+    stopped before the reboot happened (during the delay, say), so it is to run again."""
+    details = entry.outcome.details if entry.outcome is not None else {}
+    recorded = details.get(BOOT_ID)
+    return bool(recorded) and recorded == boot_id()
 
 
 def _choice(kind: Callable[[str], Any], value: Any, key: str) -> Any:

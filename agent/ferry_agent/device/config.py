@@ -23,10 +23,12 @@ section, the key and what to write instead.
 from __future__ import annotations
 
 import configparser
+import os
 import re
 import shlex
 import shutil
 import socket
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -48,7 +50,8 @@ _RESERVED_PREFIX = "ferry.dev/"
 _DEVICE_KEYS = ("name", "labels", "backend")
 _LINUX_KEYS = ("smb_conf", "krb5_conf", "keytab", "join_tool", "file_roots", "software_hive",
                "profiles_root", "reboot_command", "notice_command", "winbind_pid_file")
-_SECTIONS = {"device": _DEVICE_KEYS, "linux": _LINUX_KEYS, "windows": ()}
+_WINDOWS_KEYS = ("file_roots", "registry_keys")
+_SECTIONS = {"device": _DEVICE_KEYS, "linux": _LINUX_KEYS, "windows": _WINDOWS_KEYS}
 
 
 class DeviceConfigError(FerryAgentError, ValueError):
@@ -77,6 +80,14 @@ class LinuxSettings:
 
 
 @dataclass(frozen=True)
+class WindowsIni:
+    """[windows]: what ReACL covers besides profiles and local groups."""
+
+    file_roots: tuple[Path, ...] = ()
+    registry_keys: tuple[str, ...] = ()        # e.g. HKLM\SOFTWARE\Contoso
+
+
+@dataclass(frozen=True)
 class DeviceConfig:
     """The whole INI: who the device is and how its actions are carried out."""
 
@@ -85,6 +96,7 @@ class DeviceConfig:
     backend: str
     labels: dict[str, str] = field(default_factory=dict)
     linux: LinuxSettings | None = None
+    windows: WindowsIni | None = None
 
     @property
     def os(self) -> str:
@@ -115,13 +127,16 @@ def load_config(path: Path) -> DeviceConfig:
                                 f"{device.get('backend', '')!r} is not a backend" if
                                 "backend" in device else "not set",
                                 "write backend = linux or backend = windows")
-    linux = _linux(path, parser) if backend == "linux" else None
     return DeviceConfig(path=path, name=_name(path, device), backend=backend,
-                        labels=_labels(path, device.get("labels", "")), linux=linux)
+                        labels=_labels(path, device.get("labels", "")),
+                        linux=_linux(path, parser) if backend == "linux" else None,
+                        windows=_windows(path, parser) if backend == "windows" else None)
 
 
-def make_backend(config: DeviceConfig) -> DeviceBackend:
-    """The backend the INI names, imported only now (each has its own dependencies)."""
+def make_backend(config: DeviceConfig, state_dir: Path,
+                 stop: threading.Event | None = None) -> DeviceBackend:
+    """The backend the INI names, imported only now (each has its own dependencies); it
+    keeps what a rollback needs in `state_dir`, and `stop` calls off a waiting reboot."""
     if config.backend == "linux":
         from ferry_agent.device.linux import LinuxBackend, LinuxDeviceConfig
 
@@ -132,10 +147,12 @@ def make_backend(config: DeviceConfig) -> DeviceBackend:
             join_tool=settings.join_tool, file_roots=settings.file_roots,
             software_hive=settings.software_hive, profiles_root=settings.profiles_root,
             reboot_command=settings.reboot_command, notice_command=settings.notice_command,
-            winbind_pid_file=settings.winbind_pid_file))
-    from ferry_agent.device.windows import WindowsBackend
+            winbind_pid_file=settings.winbind_pid_file, state_dir=state_dir), stop)
+    from ferry_agent.device.windows import WindowsBackend, WindowsSettings
 
-    return WindowsBackend()
+    windows = config.windows or WindowsIni()
+    return WindowsBackend(WindowsSettings(state_dir=state_dir, file_roots=windows.file_roots,
+                                          registry_keys=windows.registry_keys))
 
 
 def _parse_problem(exc: configparser.Error) -> str:
@@ -200,6 +217,26 @@ def _labels(path: Path, text: str) -> dict[str, str]:
                                     "give each key once")
         labels[key] = value
     return labels
+
+
+def _windows(path: Path, parser: configparser.ConfigParser) -> WindowsIni:
+    if not parser.has_section("windows"):
+        return WindowsIni()
+    section = parser["windows"]
+    roots = tuple(Path(p.strip()) for p in section.get("file_roots", "").split(";")
+                  if p.strip())
+    for root in roots:
+        # Checked where the paths mean something: on the Windows device itself.
+        if os.name == "nt" and not root.is_dir():
+            raise DeviceConfigError(path, "windows", "file_roots", f"{root} is not a folder",
+                                    "give existing folders, separated by ';'")
+    keys = tuple(k.strip() for k in section.get("registry_keys", "").split(";") if k.strip())
+    for key in keys:
+        if not key.upper().startswith(("HKLM\\", "HKEY_LOCAL_MACHINE\\")):
+            raise DeviceConfigError(path, "windows", "registry_keys", f"{key!r} is not under"
+                                    " HKLM", "give keys as HKLM\\SOFTWARE\\Vendor, separated"
+                                    " by ';'")
+    return WindowsIni(roots, keys)
 
 
 def _linux(path: Path, parser: configparser.ConfigParser) -> LinuxSettings:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ferry_agent.device.config import DeviceConfigError, LinuxSettings, load_config
+from ferry_agent.device.config import DeviceConfigError, LinuxSettings, WindowsIni, load_config
 
 
 @pytest.fixture
@@ -70,7 +70,15 @@ def test_defaults_need_only_the_smb_conf(workstation: Path) -> None:
 
 def test_a_windows_device_needs_no_linux_section(workstation: Path) -> None:
     config = load_config(_ini(workstation, "[device]\nname = WS3\nbackend = Windows\n"))
-    assert (config.backend, config.linux) == ("windows", None)
+    assert (config.backend, config.linux, config.windows) == ("windows", None, WindowsIni())
+
+
+def test_a_windows_device_names_its_roots_and_keys(workstation: Path) -> None:
+    config = load_config(_ini(workstation, "[device]\nname = WS3\nbackend = windows\n"
+                                           "[windows]\nfile_roots = D:\\Shares; E:\\Data\n"
+                                           "registry_keys = HKLM\\SOFTWARE\\Contoso\n"))
+    assert config.windows == WindowsIni((Path("D:\\Shares"), Path("E:\\Data")),
+                                        ("HKLM\\SOFTWARE\\Contoso",))
 
 
 BAD = {
@@ -121,6 +129,9 @@ BAD = {
         "[device]\nname = WS1\nbackend = linux\n[linux]\nsmb_conf = {root}/smb.conf\n"
         "reboot_command = /bin/true 'now\n", "[linux] reboot_command",
         "quote arguments that hold spaces"),
+    "a registry key outside HKLM": (
+        "[device]\nname = WS1\nbackend = windows\n[windows]\nregistry_keys = HKCU\\Software\n",
+        "[windows] registry_keys", "give keys as HKLM\\SOFTWARE\\Vendor"),
     "not an INI file": (
         "name = WS1\n", "[device]", "write it as [device] name = ..."),
 }
