@@ -95,7 +95,37 @@ def translate_hive(data: bytes, table: SidMap, mode: ReaclMode, source_domain: s
     if grown:
         _relocate(buf, sks, users, grown)
     _seal_base_block(buf)
+    _verify(buf, name)
     return bytes(buf)
+
+
+def _verify(buf: bytearray, name: str) -> None:
+    """What hivex does not check: every key points to an sk cell whose descriptor parses,
+    the sk cells form one ring, and each counts the keys that use it."""
+    sks: dict[int, tuple[int, int, int]] = {}
+    uses: dict[int, int] = {}
+    for offset, _, signature in _cells(buf, name):
+        cell = BASE_BLOCK + offset
+        if signature == b"sk":
+            flink, blink, refcount, sd_size = struct.unpack_from("<IIII", buf, cell + 8)
+            try:
+                parse_descriptor(bytes(buf[cell + _SK_HEADER:cell + _SK_HEADER + sd_size]))
+            except DescriptorError as exc:
+                raise HiveError(f"{name}: rewritten sk cell 0x{offset:x} does not parse: {exc}"
+                                ) from None
+            sks[offset] = (flink, blink, refcount)
+        elif signature == b"nk":
+            (security,) = struct.unpack_from("<I", buf, cell + _NK_SECURITY)
+            uses[security] = uses.get(security, 0) + 1
+    for security, count in uses.items():
+        if security not in sks:
+            raise HiveError(f"{name}: {count} key(s) would point to 0x{security:x}, no sk cell")
+    for offset, (flink, blink, refcount) in sks.items():
+        if flink not in sks or blink not in sks or sks[flink][1] != offset:
+            raise HiveError(f"{name}: sk cell 0x{offset:x} would break the sk list")
+        if refcount < uses.get(offset, 0):
+            raise HiveError(f"{name}: sk cell 0x{offset:x} would count {refcount} keys,"
+                            f" {uses.get(offset, 0)} use it")
 
 
 def _relocate(buf: bytearray, sks: dict[int, _Sk], users: dict[int, list[int]],
