@@ -57,7 +57,8 @@ class Winbind:
         return list(words)
 
     def cache_file(self) -> Path:
-        return Path(smb_parameter(self.smb_conf, "cache directory")) / "winbindd_cache.tdb"
+        # Samba 4.x keeps it in the state directory (it must survive a cache wipe).
+        return Path(smb_parameter(self.smb_conf, "state directory")) / "winbindd_cache.tdb"
 
 
 def cache_credentials(winbind: Winbind, users: Sequence[str], timeout_seconds: float,

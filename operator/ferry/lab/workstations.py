@@ -278,3 +278,20 @@ def _alive(pid: int) -> bool:
     except (OSError, IndexError):
         return False
     return state not in ("Z", "X")
+
+
+def hosts_file(root: Path, domains: Sequence[LabDomain]) -> Path:
+    """An /etc/hosts naming each lab DC, for `with_lab_names` (the real one is untouched)."""
+    path = root / "hosts.lab"
+    lines = ["127.0.0.1 localhost"]
+    lines += [f"{d.ip} {d.host_name} {d.dns_domain}" for d in domains]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def with_lab_names(command: Sequence[str], hosts: Path) -> list[str]:
+    """`command` in a mount namespace whose /etc/hosts is `hosts`: what a directory agent
+    on a host whose DNS knows the DCs sees (`net offlinejoin` looks the DC up by name)."""
+    script = 'mount --bind "$0" /etc/hosts && exec "$@"'
+    return ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", script,
+            str(hosts), *command]
