@@ -31,6 +31,8 @@ BENCHES = [
      ["dc_agent_bench.py"]),
     ("DC agent password sync end to end: change on the source DC to set on the target"
      " (Samba lab, gateway, agents; within seconds)", ["relay_bench.py"]),
+    ("Device ReACL: files per second, replace and add (10,000 files, smbd-written ACLs)",
+     ["device_reacl_bench.py"]),
     ("Device gateway: 10,000 simulated device agents enrolling and polling runbooks over"
      " mTLS (memory, time to hand out a wave, polls/s)",
      ["device_gateway_bench.py", "--devices", "10000"]),
