@@ -253,7 +253,7 @@ def _point_at(machine: Membership, domain: str, workgroup: str, dc: str) -> None
 
 def set_global(conf: Path, settings: Mapping[str, str]) -> None:
     lines = conf.read_text(encoding="utf-8").splitlines()
-    section, seen, out = "", set(), []
+    section, seen, out = "", set(), list[str]()
     insert_at = None
     for line in lines:
         stripped = line.strip()

@@ -10,6 +10,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ferry_agent.device.domain import (
     DomainJoinError,
@@ -23,6 +24,9 @@ from ferry_agent.device.odj import OdjError
 from ferry_agent.device.outcome import ActionOutcome, ReaclMode, ReaclScope, SidTable
 from ferry_agent.device.reboot import notify
 from ferry_agent.device.reboot import reboot as run_reboot
+
+if TYPE_CHECKING:
+    from ferry_agent.device.reacl import ReaclTargets
 
 DEFAULT_STATE_DIR = Path("/var/lib/ferry-agent/device")
 
@@ -69,7 +73,7 @@ class LinuxBackend:
 
         return undo_reacl(self._reacl_targets(), table, source_domain, mode, scopes)
 
-    def _reacl_targets(self):  # type: ignore[no-untyped-def]  # reacl.py's own type
+    def _reacl_targets(self) -> ReaclTargets:
         from ferry_agent.device.reacl import ReaclTargets
 
         c = self.config
