@@ -207,8 +207,9 @@ class DeviceAgent:
             return self.backend.offline_join(self._open(action))
         if name == "EntraJoin":   # the backend says why when there is no package (or no Entra)
             return self.backend.entra_join(self._open(action) if action.sealed else b"")
-        if name == "RestoreSource":
-            return self.backend.rejoin_source()
+        if name == "RestoreSource":   # sealed: a password staged on the source account
+            password = self._open(action).decode("utf-8") if action.sealed else ""
+            return self.backend.rejoin_source(password, args.string("domainController", ""))
         if name == "Reboot":
             delay = int(args.number("delaySeconds", 0))
             # Recorded first: once the reboot command ran, this process may never run again.

@@ -33,8 +33,10 @@ class DeviceBackend(Protocol):
     def entra_join(self, package: bytes) -> ActionOutcome:
         """Join Entra ID with a provisioning package (Windows only)."""
 
-    def rejoin_source(self) -> ActionOutcome:
-        """Rollback: restore the source domain membership backed up by join."""
+    def rejoin_source(self, one_time_password: str = "",
+                      domain_controller: str = "") -> ActionOutcome:
+        """Rollback: join the source again: from the membership join backed up (Linux), or
+        with a one-time password staged on the kept source account (Windows)."""
 
     def reboot(self, delay_seconds: int, notice: str) -> ActionOutcome:
         """Tell logged-on users, wait `delay_seconds`, reboot."""

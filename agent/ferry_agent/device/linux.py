@@ -116,7 +116,10 @@ class LinuxBackend:
         return ActionOutcome(False, "EntraJoin needs a Windows device (a provisioning package"
                                     " with a bulk token); this is a Linux device")
 
-    def rejoin_source(self) -> ActionOutcome:
+    def rejoin_source(self, one_time_password: str = "",
+                      domain_controller: str = "") -> ActionOutcome:
+        # The backed-up membership holds the source's machine password: no new one needed.
+        del one_time_password, domain_controller
         machine = self.config.membership
         try:
             source = restore(machine)

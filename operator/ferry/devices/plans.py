@@ -36,6 +36,10 @@ class Directories:
     target_domain_controller: str
     target_computers_ou: str    # the default staging OU (CN=Computers,<base>)
     source_domains: tuple[str, ...]   # domain SIDs of the source (for unmatched SIDs)
+    source_dns_domain: str = ""
+    source_domain_controller: str = ""
+    source_computers_ou: str = ""
+    source_agents: bool = False   # the source's agents can stage a rollback's password
 
 
 @dataclass(frozen=True)
@@ -95,14 +99,18 @@ def _arguments(spec: DeviceMigrationSpec, dirs: Directories, device: str,
     return {}, None
 
 
-def _rollback_actions(spec: DeviceMigrationSpec, forward: Sequence[PlannedAction],
-                      done: set[str]) -> list[PlannedAction]:
+def _rollback_actions(spec: DeviceMigrationSpec, dirs: Directories, device: SelectedDevice,
+                      forward: Sequence[PlannedAction], done: set[str]
+                      ) -> list[PlannedAction]:
     """Undo what was done, newest first: the domain move, then the ReACL; reboot, then the
     log goes up (so a rollback always has an action, and support gets the device's story)."""
     by_action = {a.action: a for a in forward}
     steps: list[PlannedAction] = []
     if any(by_action.get(j.value) and by_action[j.value].id in done for j in _JOINS):
-        steps.append(PlannedAction(id="", action=RESTORE_SOURCE, arguments={}))
+        steps.append(PlannedAction(id="", action=RESTORE_SOURCE,
+                                   arguments={"domainController":
+                                              dirs.source_domain_controller},
+                                   stage=_source_stage(dirs, device)))
     reacl = by_action.get(DeviceAction.REACL.value)
     if reacl is not None and reacl.id in done:
         steps.append(PlannedAction(id="", action=UNDO_REACL, arguments=dict(reacl.arguments)))
@@ -113,6 +121,17 @@ def _rollback_actions(spec: DeviceMigrationSpec, forward: Sequence[PlannedAction
     steps.append(PlannedAction(id="", action=DeviceAction.UPLOAD_LOGS.value, arguments={}))
     return [replace(s, id=f"{_ROLLBACK_PREFIX}{i}-{s.action}")
             for i, s in enumerate(steps, start=1)]
+
+
+def _source_stage(dirs: Directories, device: SelectedDevice) -> StageRequest | None:
+    """A Windows device forgets the source's machine password when it leaves, so its
+    rollback re-joins with one staged on the kept account; Linux keeps a backup instead
+    (and staging would change the password that backup holds)."""
+    if device.agent is None or device.agent.os != "windows" or not dirs.source_agents:
+        return None
+    return StageRequest(environment=dirs.source, mode="password", name=device.name,
+                        ou=dirs.source_computers_ou, dns_domain=dirs.source_dns_domain,
+                        domain_controller=dirs.source_domain_controller)
 
 
 def succeeded(results: Sequence[DeviceResult]) -> set[str]:
@@ -158,7 +177,7 @@ def decide_plan(migration: str, spec: DeviceMigrationSpec, dirs: Directories,
     if rollback:
         forward_done = done if previous is None or not is_rollback(previous) else \
             succeeded([r for r in results if not r.action_id.startswith(_ROLLBACK_PREFIX)])
-        actions = [a for a in _rollback_actions(spec, forward, forward_done)
+        actions = [a for a in _rollback_actions(spec, dirs, device, forward, forward_done)
                    if a.id not in earlier]
     else:
         actions = [a for a in forward if a.id not in earlier]

@@ -96,16 +96,24 @@ def _pairs(spec: DeviceMigrationSpec, workflow: Workflow) -> list[str]:
 def _directories(spec: DeviceMigrationSpec, environments: Mapping[str, Environment],
                  entries: Mapping[str, str]) -> Directories:
     target = environments[spec.target].spec.active_directory
-    assert target is not None
-    try:
-        domain = dns_domain(target.base_dn)
-    except DNError:
-        domain = ""
+    source_env = environments[spec.source]
+    source = source_env.spec.active_directory
+    assert target is not None and source is not None
     return Directories(
-        source=spec.source, target=spec.target, target_dns_domain=domain,
+        source=spec.source, target=spec.target, target_dns_domain=_domain(target.base_dn),
         target_domain_controller=target.host,
         target_computers_ou=f"CN=Computers,{target.base_dn}",
-        source_domains=tuple(sorted({sid.rsplit("-", 1)[0] for sid in entries})))
+        source_domains=tuple(sorted({sid.rsplit("-", 1)[0] for sid in entries})),
+        source_dns_domain=_domain(source.base_dn), source_domain_controller=source.host,
+        source_computers_ou=f"CN=Computers,{source.base_dn}",
+        source_agents=source_env.spec.connection is ConnectionMode.AGENT)
+
+
+def _domain(base_dn: str) -> str:
+    try:
+        return dns_domain(base_dn)
+    except DNError:   # the Environment's own check names it
+        return ""
 
 
 def _names(value: str | None) -> set[str]:
