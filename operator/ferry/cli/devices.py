@@ -1,5 +1,5 @@
-"""`ferry devices`: device migration from the command line: device enrollment tokens, and the
-device agents of a migration with their last contact."""
+"""`ferry devices`: device migration from the command line: drive DeviceMigrations from
+manifests (`run`), device enrollment tokens, and a migration's device agents."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from ferry.cli.group import command_group
-from ferry.cli.options import DEFAULT_STATE, StateOpt
+from ferry.cli.options import DEFAULT_STATE, PathsOpt, StateOpt
 from ferry.cli.render import err, out
 from ferry.errors import InvalidInput
 
@@ -18,6 +18,28 @@ app.add_typer(token_app, name="token")
 
 MigrationArg = Annotated[str, typer.Argument(
     help="The DeviceMigration, as NAMESPACE/NAME.")]
+
+
+@app.command("run")
+def device_run(
+    paths: PathsOpt,
+    migration: Annotated[str | None, typer.Option(
+        "--migration", help="Only this DeviceMigration of the manifests.")] = None,
+    once: Annotated[bool, typer.Option(
+        "--once", help="One pass: write the plans, print the status, exit.")] = False,
+    interval: Annotated[float, typer.Option(
+        help="Seconds between passes.", min=0.1)] = 10.0,
+    timeout: Annotated[float | None, typer.Option(
+        help="Give up (exit 1) when not every device finished within this many seconds.",
+        min=1)] = None,
+    state: StateOpt = DEFAULT_STATE,
+) -> None:
+    """Drive the DeviceMigrations of the manifests as the operator does: plans into the state
+    store the gateway serves devices from, progress printed until every device is done (exit
+    0) or some failed (exit 1). Needs the gateway's state store (--state)."""
+    from ferry.cli.device_runs import execute
+
+    execute(paths, state, migration, once, interval, timeout)
 
 
 @token_app.command("create")
@@ -50,7 +72,7 @@ def device_token_create(
     err.print(f"device token for migration {migration}: enrolls {scope} until"
               f" {expires:%Y-%m-%d %H:%M:%S} UTC or `ferry devices token revoke {migration}`;"
               " it is not shown again. On each device: ferry-agent device enroll --gateway URL"
-              " --token-file FILE (or $FERRY_AGENT_TOKEN)")
+              " --config INI --token-file FILE (or $FERRY_AGENT_TOKEN)")
 
 
 @token_app.command("revoke")
