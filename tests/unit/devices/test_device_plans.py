@@ -210,3 +210,15 @@ def test_bad_specs_are_refused_naming_the_field_and_the_fix(change: dict[str, An
                                                             message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         spec(**change)
+
+
+def test_the_example_device_migration_loads_with_the_ad_to_ad_manifests() -> None:
+    from pathlib import Path
+
+    from ferry.api.loader import load_manifests
+
+    examples = Path(__file__).resolve().parents[3] / "examples"
+    manifests = load_manifests([examples / "ad-to-ad", examples / "device-migration"])
+    (migration,) = manifests.device_migrations.values()
+    assert [w.name for w in migration.spec.waves] == ["pilot", "finance"]
+    assert migration.spec.waves[1].paused and migration.spec.options.reacl.mode == "add"
