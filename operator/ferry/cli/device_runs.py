@@ -14,7 +14,7 @@ from ferry import logs
 from ferry.api.status import DeviceMigrationStatus, MigrationPhase
 from ferry.cli import manifests as local
 from ferry.cli import render
-from ferry.devices.reconcile import reconcile
+from ferry.devices.reconcile import problems, reconcile
 from ferry.errors import FerryError, InvalidInput
 from ferry.state.store import StateStore
 
@@ -36,6 +36,11 @@ def execute(paths: list[Path], state: str, migration: str | None, once: bool,
         named = f"named {migration!r} " if migration else ""
         raise InvalidInput(f"no DeviceMigration {named}in the manifests (found:"
                            f" {', '.join(sorted(manifests.device_migrations)) or 'none'})")
+    found = [f"DeviceMigration/{name}: {problem}" for name, dm in chosen.items()
+             for problem in problems(dm.spec, manifests.environments,
+                                     manifests.workflows.get(dm.spec.workflow))]
+    if found:   # before the state store is opened: nothing is written
+        raise InvalidInput("; ".join(found))
     stop = stop or threading.Event()
     statuses: dict[str, DeviceMigrationStatus] = {}
     started = datetime.now(UTC)
