@@ -49,6 +49,12 @@ class Recipient:
             serialization.PublicFormat.SubjectPublicKeyInfo).decode("ascii")
 
 
+def device_binding(device_name: str) -> str:
+    """What a device's secrets (a staged machine password, an offline join blob, a
+    provisioning package) are bound to: its computer name, so they open for no other."""
+    return "ferry-device-join:" + device_name.upper()
+
+
 def key_id(key: ec.EllipticCurvePublicKey) -> str:
     """The first 16 bytes of the SHA-256 of the key's DER form, hex."""
     der = key.public_bytes(serialization.Encoding.DER,

@@ -39,7 +39,7 @@ from ferry_agent.device.runbook import (
 )
 from ferry_agent.errors import FerryAgentError
 from ferry_agent.protocol import MAX_LOG_BYTES
-from ferry_agent.sealed import open_sealed
+from ferry_agent.sealed import device_binding, open_sealed
 from ferry_agent.transport import (
     Backoff,
     GatewayClient,
@@ -55,16 +55,10 @@ EXIT_REFUSED = 3
 DONE_SLOWDOWN = 4                 # "done": poll this many times less often
 LOG_FILE = "device-agent.log"
 LOG_BYTES = MAX_LOG_BYTES         # the log kept (and uploaded): its last MiB
-JOIN_SECRET_CONTEXT = "ferry-device-join:"
 BOOT_ID = "recordedInBoot"       # a Reboot's result recorded before its command: in which boot
 # Actions whose machine secret the gateway stages first (a stage_computer work item).
 _NEEDS_SECRET = frozenset({"DomainJoin", "OfflineDomainJoin"})
 _REACL_ACTIONS = frozenset({"ReACL", "UndoReACL"})
-
-
-def join_secret_binding(device_name: str) -> str:
-    """What a device's machine secret is sealed bound to: its computer name, upper-case."""
-    return JOIN_SECRET_CONTEXT + device_name.upper()
 
 
 class ArgumentError(FerryAgentError):
@@ -234,7 +228,7 @@ class DeviceAgent:
         """The action's machine secret, only in memory (never logged or journaled)."""
         if not action.sealed:
             raise ArgumentError("the machine secret is missing")
-        return open_sealed(action.sealed, self._key, join_secret_binding(self.name))
+        return open_sealed(action.sealed, self._key, device_binding(self.name))
 
     def _table(self, version: str) -> SidTable:
         """The migration's SID table, fetched again when the runbook names another version."""

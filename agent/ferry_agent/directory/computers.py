@@ -26,7 +26,7 @@ import ldap3
 from ldap3.utils.conv import escape_filter_chars
 
 from ..dn import DNError, parse_dn
-from ..sealed import Recipient, seal
+from ..sealed import Recipient, device_binding, seal
 from ..sid import FIRST_ASSIGNED_RID, SidError, parse_sid, protected_group
 from .errors import DirectoryError, result_error
 from .password import generate_password
@@ -35,7 +35,6 @@ from .values import sid_from_bytes
 from .write import UAC_ACCOUNTDISABLE, UAC_WORKSTATION_TRUST_ACCOUNT, create, ensure_ou
 
 # What the device agent opens a machine secret bound to (the contract of issue 13).
-JOIN_SECRET_CONTEXT = "ferry-device-join:"
 MODES = ("password", "offline")
 SAM_MACHINE_ACCOUNT = 0x30000001
 UAC_SERVER_TRUST_ACCOUNT = 0x2000          # a domain controller
@@ -58,11 +57,6 @@ class Computer:
     dn: str
     sid: str
     uac: int
-
-
-def join_binding(name: str) -> str:
-    """What a device's machine secret is sealed bound to: its computer name, upper case."""
-    return JOIN_SECRET_CONTEXT + name.upper()
 
 
 def stage_computer(conn: ldap3.Connection, *, name: str, ou: str, dns_name: str, mode: str,
@@ -99,7 +93,7 @@ def stage_computer(conn: ldap3.Connection, *, name: str, ou: str, dns_name: str,
     if staged is None:
         raise StageError(dn, "stage computer", 32, "the account is not there after staging")
     return {"dn": staged.dn, "sid": staged.sid,
-            "sealed": seal(secret, recipients, join_binding(name))}
+            "sealed": seal(secret, recipients, device_binding(name))}
 
 
 def disable_computer(conn: ldap3.Connection, name: str,

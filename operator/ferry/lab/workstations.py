@@ -99,7 +99,7 @@ def create(root: Path, name: str, ip: str, domains: Sequence[LabDomain],
     # the device side's own code: `net ads join` would need DNS to find the DC's name.
     from ferry_agent.device.domain import join_with_password
     from ferry_agent.directory.session import DirectorySession
-    from ferry_agent.sealed import Recipient, ephemeral_key, key_id, open_sealed
+    from ferry_agent.sealed import Recipient, device_binding, ephemeral_key, key_id, open_sealed
 
     key = ephemeral_key()
     pem = Recipient(key_id(key.public_key()), key.public_key()).pem()
@@ -111,7 +111,7 @@ def create(root: Path, name: str, ip: str, domains: Sequence[LabDomain],
         session.close()
     sealed = staged["sealed"]
     assert isinstance(sealed, dict)
-    password = open_sealed(sealed, key, f"ferry-device-join:{ws.name}").decode("utf-8")
+    password = open_sealed(sealed, key, device_binding(ws.name)).decode("utf-8")
     join_with_password(ws.device_config().membership, member_of.dns_domain, member_of.ip,
                        ws.name, password)
     # The lab's starting point is a plain member: no backup of a "source" before it.

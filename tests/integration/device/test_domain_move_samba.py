@@ -20,11 +20,11 @@ from ferry.lab.samba import LabDomain, _stop
 from ferry.lab.workstations import Workstation
 from ferry_agent.device.linux import LinuxBackend
 from ferry_agent.directory import ensure_ou
-from ferry_agent.directory.computers import StageError, find_computer, join_binding
+from ferry_agent.directory.computers import StageError, find_computer
 from ferry_agent.directory.session import DirectorySession
 from ferry_agent.directory.subtrees import WriteSubtrees
 from ferry_agent.directory.write import create, delete
-from ferry_agent.sealed import Recipient, ephemeral_key, key_id, open_sealed
+from ferry_agent.sealed import Recipient, device_binding, ephemeral_key, key_id, open_sealed
 
 pytestmark = pytest.mark.lab
 
@@ -39,7 +39,7 @@ class Device:
     def open(self, staged: dict[str, object], name: str) -> bytes:
         sealed = staged["sealed"]
         assert isinstance(sealed, dict)
-        return open_sealed(sealed, self.key, join_binding(name))
+        return open_sealed(sealed, self.key, device_binding(name))
 
 
 def _ou(domain: LabDomain, name: str) -> str:

@@ -27,7 +27,7 @@ from ferry_agent.protocol import (
     decode,
     encode,
 )
-from ferry_agent.sealed import Recipient, open_sealed, seal
+from ferry_agent.sealed import Recipient, device_binding, open_sealed, seal
 from ferry_agent.transport import GatewayClient, GatewayRefused
 
 NOW = "2026-01-01T10:00:00Z"
@@ -261,7 +261,7 @@ def test_a_join_gets_its_computer_account_staged_by_the_targets_agent_and_sealed
     retry = eventually(lambda: (runbook(device), target_agent.poll())[1],
                        "staging tried again after its backoff", timeout=120)
     assert retry.operation == "stage_computer"
-    sealed = seal(b"one-time password", [recipient], "ferry-device-join:WS1")
+    sealed = seal(b"one-time password", [recipient], device_binding("WS1"))
     target_agent.post(retry, 0, final=True, value={
         "dn": "CN=WS1,OU=Workstations,DC=tgt,DC=example", "sid": "S-1-5-21-9-1105",
         "sealed": sealed})
@@ -269,7 +269,7 @@ def test_a_join_gets_its_computer_account_staged_by_the_targets_agent_and_sealed
     ready = eventually(lambda: (r := runbook(device))["state"] == "run" and r,
                        "the runbook with the sealed secret")
     (action,) = ready["actions"]
-    assert open_sealed(action["sealed"], device_key, "ferry-device-join:WS1") == \
+    assert open_sealed(action["sealed"], device_key, device_binding("WS1")) == \
         b"one-time password"
     assert report(device, 1, "1-DomainJoin") == {"v": 1, "accepted": True}
     disable = _leased(source_agent, "disable_computer")
