@@ -57,7 +57,9 @@ LOG_FILE = "device-agent.log"
 LOG_BYTES = MAX_LOG_BYTES         # the log kept (and uploaded): its last MiB
 BOOT_ID = "recordedInBoot"       # a Reboot's result recorded before its command: in which boot
 # Actions whose machine secret the gateway stages first (a stage_computer work item).
-_NEEDS_SECRET = frozenset({"DomainJoin", "OfflineDomainJoin"})
+# Their secret (staged by the gateway; an EntraJoin's package sealed by the controller) comes
+# with a later runbook: until then the device waits rather than fail.
+_NEEDS_SECRET = frozenset({"DomainJoin", "OfflineDomainJoin", "EntraJoin"})
 _REACL_ACTIONS = frozenset({"ReACL", "UndoReACL"})
 
 
@@ -199,8 +201,8 @@ class DeviceAgent:
                                      args.string("computerName", self.name), password)
         if name == "OfflineDomainJoin":
             return self.backend.offline_join(self._open(action))
-        if name == "EntraJoin":   # the backend says why when there is no package (or no Entra)
-            return self.backend.entra_join(self._open(action) if action.sealed else b"")
+        if name == "EntraJoin":
+            return self.backend.entra_join(self._open(action))
         if name == "RestoreSource":   # sealed: a password staged on the source account
             password = self._open(action).decode("utf-8") if action.sealed else ""
             return self.backend.rejoin_source(password, args.string("domainController", ""))

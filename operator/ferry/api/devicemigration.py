@@ -14,7 +14,7 @@ from ferry.api.base import (
     CrdNames,
     PrinterColumn,
     Resource,
-    SecretKeySelector,
+    ValueSource,
     cel,
     validations,
 )
@@ -149,9 +149,9 @@ class CacheCredentialsOptions(ApiModel):
 
 
 class EntraJoinOptions(ApiModel):
-    package_secret_ref: SecretKeySelector = Field(
-        description="Secret key holding the provisioning package (.ppkg, with its bulk"
-        " enrollment token); sealed to each device's key, never stored in clear.")
+    package: ValueSource = Field(
+        description="The provisioning package (.ppkg with its bulk enrollment token),"
+        " base64-encoded; sealed to each device's own key, never stored in clear.")
 
 
 class DeviceMigrationOptions(ApiModel):
@@ -201,8 +201,8 @@ class DeviceMigrationSpec(ApiModel):
             raise ValueError(f"actions: {' and '.join(joins)} both join the device; keep one"
                              " (DomainJoin online, OfflineDomainJoin from a staged blob)")
         if DeviceAction.ENTRA_JOIN in self.actions and self.options.entra_join is None:
-            raise ValueError("actions: EntraJoin needs options.entraJoin.packageSecretRef"
-                             " (the provisioning package)")
+            raise ValueError("actions: EntraJoin needs options.entraJoin.package (the"
+                             " provisioning package)")
         names = [w.name for w in self.waves]
         if len(set(names)) != len(names):
             raise ValueError("waves: wave names must be unique")

@@ -41,6 +41,7 @@ def execute(paths: list[Path], state: str, migration: str | None, once: bool,
                                      manifests.workflows.get(dm.spec.workflow))]
     if found:   # before the state store is opened: nothing is written
         raise InvalidInput("; ".join(found))
+    secrets = local.secrets(None, paths)   # an EntraJoin's package; FERRY_SECRETS_DIR too
     stop = stop or threading.Event()
     statuses: dict[str, DeviceMigrationStatus] = {}
     started = datetime.now(UTC)
@@ -50,7 +51,7 @@ def execute(paths: list[Path], state: str, migration: str | None, once: bool,
                 current = dm.model_copy(update={"status": statuses.get(name)})
                 outcome = reconcile(current, manifests.environments,
                                     manifests.workflows.get(dm.spec.workflow), store,
-                                    datetime.now(UTC))
+                                    datetime.now(UTC), secrets)
                 for notice in outcome.notices:
                     render.out.print(f"DeviceMigration/{name}: {notice.reason}:"
                                      f" {notice.message}", soft_wrap=True)

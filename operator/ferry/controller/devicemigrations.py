@@ -22,6 +22,7 @@ from ferry.controller.cache import ObjectCache
 from ferry.controller.events import EventRecorder
 from ferry.devices.reconcile import reconcile
 from ferry.kube import FerryObjects, retry_conflicts, status_changes
+from ferry.secrets import SecretSource
 from ferry.state.store import StateStore
 
 log = structlog.get_logger("ferry.operator")
@@ -30,8 +31,10 @@ Clock = Callable[[], datetime]
 
 class DeviceMigrationReconciler:
     def __init__(self, objects: FerryObjects, cache: ObjectCache, events: EventRecorder,
-                 state: str | None, clock: Clock = lambda: datetime.now(UTC)):
+                 state: str | None, secrets: Callable[[str], SecretSource],
+                 clock: Clock = lambda: datetime.now(UTC)):
         self._objects = objects
+        self._secrets = secrets   # namespace -> its Secrets (an EntraJoin's package)
         self._cache = cache
         self._events = events
         self._state = state
@@ -65,7 +68,7 @@ class DeviceMigrationReconciler:
         migration = migration.model_copy(update={"status": old})
         outcome = reconcile(migration, self._environments(namespace),
                             self._workflow(namespace, migration.spec.workflow),
-                            self._open(), now)
+                            self._open(), now, self._secrets(namespace))
         changes = status_changes(old, outcome.status)
         if changes:
             self._objects.patch_status("devicemigrations", body, changes)

@@ -32,7 +32,7 @@ from ferry.controller.runs import (
 )
 from ferry.controller.templates import TemplateReconciler
 from ferry.controller.workflows import WorkflowReconciler, referenced_objects
-from ferry.kube import FerryObjects, api_client
+from ferry.kube import ApiSecretResolver, FerryObjects, api_client
 from ferry.settings import OperatorSettings
 
 log = structlog.get_logger("ferry.operator")
@@ -68,7 +68,8 @@ def build_controller(settings: OperatorSettings) -> Controller:
         workflows=WorkflowReconciler(api, settings, cache, events),
         environments=EnvironmentReconciler(api, objects, events, settings),
         templates=TemplateReconciler(objects, events),
-        devices=DeviceMigrationReconciler(objects, cache, events, settings.state),
+        devices=DeviceMigrationReconciler(objects, cache, events, settings.state,
+                                          lambda namespace: ApiSecretResolver(api, namespace)),
     )
 
 

@@ -4,6 +4,7 @@ SID table into the state store, and work out its status and Events. Shared by th
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 from collections.abc import Mapping
@@ -25,9 +26,12 @@ from ferry.devices.plans import (
 )
 from ferry.devices.progress import progress
 from ferry.devices.selection import select
+from ferry.secrets import SecretError, SecretSource
+from ferry.state.rows import DeviceAgentInfo, DevicePlan, DeviceSecret
 from ferry.state.store import StateStore
 from ferry.sync.pairs import pair_key
 from ferry_agent.dn import DNError, dns_domain
+from ferry_agent.sealed import Recipient, device_binding, seal
 
 RETRY_ANNOTATION = "ferry.dev/retry-devices"        # "WS1,WS2" (or "*": every failed one)
 ROLLBACK_ANNOTATION = "ferry.dev/rollback-devices"  # "WS2": roll these devices back
@@ -80,9 +84,6 @@ def problems(spec: DeviceMigrationSpec, environments: Mapping[str, Environment],
         found.append("spec.options.keepSourceAccount: false needs the source Environment's"
                      f" agents to disable the accounts; {spec.source} has connection"
                      f" {source.spec.connection.value}")
-    if DeviceAction.ENTRA_JOIN in spec.actions:
-        found.append("spec.actions: EntraJoin is not supported yet (the provisioning package"
-                     " is not sealed to devices yet); remove it")
     return found
 
 
@@ -123,8 +124,10 @@ def _names(value: str | None) -> set[str]:
 
 
 def reconcile(migration: DeviceMigration, environments: Mapping[str, Environment],
-              workflow: Workflow | None, store: StateStore, now: datetime) -> Outcome:
-    """Plans and SID table into the store; the status and notices out."""
+              workflow: Workflow | None, store: StateStore, now: datetime,
+              secrets: SecretSource | None = None) -> Outcome:
+    """Plans and SID table into the store; the status and notices out. `secrets` reads an
+    EntraJoin's provisioning package (only then)."""
     meta, spec = migration.metadata, migration.spec
     previous = migration.status or DeviceMigrationStatus()
     status = previous.model_copy(deep=True)
@@ -183,6 +186,8 @@ def reconcile(migration: DeviceMigration, environments: Mapping[str, Environment
             new_plans.append(decision.plan)
             plans[device.name] = decision.plan
     store.devices.set_plans(key, new_plans)
+    unsealed = _seal_packages(migration, key, new_plans, agents, store, secrets) \
+        if DeviceAction.ENTRA_JOIN in spec.actions else None
     status.handled_retry = retry_value
     shown = progress(spec, dirs, devices, plans, results, retries, now)
     _announce(previous, shown.devices, outcome)
@@ -199,8 +204,52 @@ def reconcile(migration: DeviceMigration, environments: Mapping[str, Environment
                   f" {len(table.entries)} users and groups"
                   + (f" ({len(table.conflicts)} source SIDs left out: joined to more than one"
                      " target)" if table.conflicts else ""), meta.generation, now)
+    if unsealed:   # the devices wait at EntraJoin; everything else goes on
+        set_condition(status, ConditionType.READY, False, Reason.SECRET_UNAVAILABLE,
+                      unsealed, meta.generation, now)
+        if not _was(previous, ConditionType.READY, Reason.SECRET_UNAVAILABLE):
+            outcome.notices.append(Notice(EventType.WARNING, Reason.SECRET_UNAVAILABLE,
+                                          unsealed))
     _progressing(status, shown.phase, meta.generation, now, outcome, previous)
     return outcome
+
+
+def _seal_packages(migration: DeviceMigration, key: str, plans: list[DevicePlan],
+                   agents: list[DeviceAgentInfo], store: StateStore,
+                   secrets: SecretSource | None) -> str | None:
+    """Seal the provisioning package to each device whose EntraJoin lacks it (the gateway
+    cannot read Secrets; only ciphertext is kept); why it could not be read, if so."""
+    options = migration.spec.options.entra_join
+    assert options is not None   # the spec's own check
+    by_name = {a.name: a for a in agents if not a.revoked}
+    waiting = []
+    for plan in plans:
+        action = next((a for a in plan.actions if a.action == DeviceAction.ENTRA_JOIN), None)
+        progress_ = store.devices.progress(key, plan.device) if action else None
+        if action is None or progress_ is None or action.id in progress_.secrets \
+                or action.id in progress_.results:
+            continue
+        waiting.append((plan, action.id))
+    if not waiting:
+        return None
+    where = f"DeviceMigration/{migration.metadata.name}: spec.options.entraJoin.package"
+    if secrets is None:
+        return f"{where}: no Secrets can be read here"
+    try:
+        package = base64.b64decode(secrets.resolve(options.package, where), validate=True)
+    except SecretError as exc:
+        return str(exc)
+    except ValueError:
+        return f"{where}: not base64; encode the .ppkg with `base64 -w0`"
+    for plan, action_id in waiting:
+        agent = by_name.get(plan.device)
+        pem = store.devices.public_key(agent.id) if agent else None
+        if pem is None:
+            continue
+        sealed = seal(package, [Recipient.from_pem(pem)], device_binding(plan.device))
+        store.devices.keep_secret(key, plan.device, plan.generation, action_id,
+                                  DeviceSecret(sealed, ""))
+    return None
 
 
 def _progressing(status: DeviceMigrationStatus, phase: MigrationPhase, generation: int | None,
