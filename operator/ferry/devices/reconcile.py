@@ -163,6 +163,7 @@ def reconcile(migration: DeviceMigration, environments: Mapping[str, Environment
     retries = {d.name: d.retries for d in previous.devices}
     waves = {w.name: w for w in spec.waves}
     new_plans = []
+    refusals: dict[str, str] = {}
     for device in devices:
         wave = waves[device.wave]
         old = plans.get(device.name)
@@ -178,10 +179,13 @@ def reconcile(migration: DeviceMigration, environments: Mapping[str, Environment
             retries[device.name] = retries.get(device.name, 0) + 1
             outcome.notices.append(Notice(EventType.NORMAL, EventReason.DEVICE_RETRIED,
                                           f"device {device.name}: retrying"))
-        if decision.refusal and not any(d.name == device.name and d.message ==
-                                        decision.refusal for d in previous.devices):
-            outcome.notices.append(Notice(EventType.WARNING, EventReason.ROLLBACK_REFUSED,
-                                          decision.refusal))
+        if decision.refusal:
+            refusals[device.name] = decision.refusal
+            # Posted once: the device's message keeps the refusal while the request stands.
+            if not any(d.name == device.name and decision.refusal in (d.message or "")
+                       for d in previous.devices):
+                outcome.notices.append(Notice(EventType.WARNING, EventReason.ROLLBACK_REFUSED,
+                                              decision.refusal))
         if device.agent is not None:
             new_plans.append(decision.plan)
             plans[device.name] = decision.plan
@@ -190,6 +194,10 @@ def reconcile(migration: DeviceMigration, environments: Mapping[str, Environment
         if DeviceAction.ENTRA_JOIN in spec.actions else None
     status.handled_retry = retry_value
     shown = progress(spec, dirs, devices, plans, results, retries, now)
+    for shown_device in shown.devices:
+        refusal = refusals.get(shown_device.name)
+        if refusal:
+            shown_device.message = "; ".join(filter(None, (shown_device.message, refusal)))
     _announce(previous, shown.devices, outcome)
     status.devices = shown.devices
     status.waves = shown.waves
