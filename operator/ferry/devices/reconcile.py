@@ -267,8 +267,7 @@ def _progressing(status: DeviceMigrationStatus, phase: MigrationPhase, generatio
                                  "waiting for device agents to enroll"),
         MigrationPhase.RUNNING: (True, Reason.DEVICES_MOVING, f"{status.progress} done"),
         MigrationPhase.PAUSED: (False, Reason.PAUSED, "paused by spec"),
-        MigrationPhase.COMPLETED: (False, Reason.COMPLETED,
-                                   f"every device done ({status.progress})"),
+        MigrationPhase.COMPLETED: (False, Reason.COMPLETED, _completed(status)),
         MigrationPhase.FAILED: (False, Reason.DEVICES_FAILED,
                                 f"{status.devices_failed} devices failed; retry them with"
                                 f" the {RETRY_ANNOTATION} annotation"),
@@ -277,6 +276,13 @@ def _progressing(status: DeviceMigrationStatus, phase: MigrationPhase, generatio
     if phase is MigrationPhase.COMPLETED and previous.phase is not MigrationPhase.COMPLETED:
         outcome.notices.append(Notice(EventType.NORMAL, EventReason.MIGRATION_COMPLETED,
                                       message))
+
+
+def _completed(status: DeviceMigrationStatus) -> str:
+    if not status.devices_rolled_back:
+        return f"every device done ({status.progress})"
+    return (f"every device done or rolled back: {status.devices_done} of"
+            f" {status.devices_total} moved, {status.devices_rolled_back} rolled back")
 
 
 _ANNOUNCED = {

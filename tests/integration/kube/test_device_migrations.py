@@ -546,6 +546,8 @@ def test_a_rollback_restores_the_source_and_is_refused_once_the_source_was_disab
         assert status["devicesRolledBack"] == 1 and status["waves"][0]["rolledBack"] == 1
         assert status["devicesDone"] == 0 and status["progress"] == "0/1"
         assert status["phase"] == "Completed"
+        assert condition(status, "Progressing")["message"] == (
+            "every device done or rolled back: 0 of 1 moved, 1 rolled back")
         rolled = eventually(lambda: [e for e in fleet.events()
                                      if e["reason"] == "DeviceRolledBack"], "DeviceRolledBack")
         assert rolled[0]["message"] == "device WS1 rolled back to the source"
