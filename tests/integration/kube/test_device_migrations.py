@@ -341,6 +341,20 @@ def test_waves_hold_cutover_actions_and_show_missing_and_unmatched_agents(fleet:
         assert agent is not None and agent.last_seen is not None
         assert first["lastContact"] == agent.last_seen.strftime("%Y-%m-%dT%H:%M:%SZ")
 
+        # Its polls move lastContact on (the gateway writes last_seen as devices poll).
+        shown = first["lastContact"]
+
+        def polled() -> dict[str, Any] | None:
+            fleet.store.devices.seen(ws1, {"osVersion": "10.0.19045"})
+            later = fleet.device("WS1")
+            return later if later.get("lastContact", shown) != shown else None
+        assert eventually(polled, "a later lastContact")["lastContact"] > shown
+
+        # A re-imaged WS1 enrolls again: the new agent replaces the old one.
+        again = fleet.enroll("ws1")
+        eventually(lambda: fleet.device("WS1").get("agent") == again, "the new agent shown")
+        assert fleet.status()["unmatchedDevices"] == ["WS9"]
+
         # WS2 prepared: it waits for its wave's cutover, saying when.
         fleet.report("WS2", 1, "1-ReACL")
         ws2 = eventually(lambda: fleet.device("WS2").get("phase") == "Ready"
@@ -555,9 +569,10 @@ def test_a_rollback_restores_the_source_and_is_refused_once_the_source_was_disab
 
         # keepSourceAccount: false disabled WS2's source account: nothing to go back to.
         fleet.annotate("ferry.dev/rollback-devices", "WS2", name="no-way-back")
-        ws2 = eventually(lambda: "cannot roll back" in (fleet.device(
-            "WS2", "no-way-back").get("message") or "") and fleet.device("WS2", "no-way-back"),
-            "the refusal in WS2's message")
+        def refused() -> dict[str, Any] | None:
+            shown = fleet.device("WS2", "no-way-back")
+            return shown if "cannot roll back" in (shown.get("message") or "") else None
+        ws2 = eventually(refused, "the refusal in WS2's message")
         assert "keepSourceAccount is false" in ws2["message"]
         assert "enable it in the source domain" in ws2["message"]
         assert ws2["phase"] == "Done"
