@@ -61,12 +61,14 @@ def problems(spec: DeviceMigrationSpec, environments: Mapping[str, Environment],
         name = getattr(spec, role)
         env = environments.get(name)
         if env is None:
-            found.append(f"spec.{role}: Environment {name} does not exist")
+            found.append(f"spec.{role}: Environment {name} does not exist; create it or"
+                         " name an existing Environment")
         elif env.spec.active_directory is None:
             found.append(f"spec.{role}: Environment {name} is not Active Directory; devices"
                          " move between AD domains")
     if workflow is None:
-        found.append(f"spec.workflow: Workflow {spec.workflow} does not exist")
+        found.append(f"spec.workflow: Workflow {spec.workflow} does not exist; name the"
+                     f" Workflow whose stageData pair syncs {spec.source} -> {spec.target}")
     elif not _pairs(spec, workflow):
         found.append(f"spec.workflow: Workflow {spec.workflow} has no stageData pair"
                      f" {spec.source} -> {spec.target}, so it matches no users or groups to"

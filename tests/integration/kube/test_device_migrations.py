@@ -266,7 +266,8 @@ def test_an_invalid_reference_keeps_it_not_ready_naming_the_field_and_writes_no_
         ready = condition(status, "Ready")
         assert ready["reason"] == "InvalidReference"
         assert ready["observedGeneration"] == 1
-        assert "spec.workflow: Workflow missing does not exist" in ready["message"]
+        assert ("spec.workflow: Workflow missing does not exist; name the Workflow whose"
+                " stageData pair syncs src -> direct-tgt") in ready["message"]
         assert ("spec.target: Environment direct-tgt has connection direct; staging computer"
                 " accounts for a join needs its agents (connection: agent)") in ready["message"]
         event = eventually(lambda: [e for e in fleet.events()
