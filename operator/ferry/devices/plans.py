@@ -158,8 +158,12 @@ def decide_plan(migration: str, spec: DeviceMigrationSpec, dirs: Directories,
     one for a retry (what is left, again) or a rollback."""
     forward = forward_actions(spec, dirs, device.name, cutover)
     done = succeeded(results)
-    generation = previous.generation if previous else 1
-    rollback = previous is not None and is_rollback(previous)
+    # A device without a plan may have had one (taken out of the waves and put back): it
+    # resumes its latest generation, so earlier results are not read as this one's.
+    last = previous.generation if previous else max((r.generation for r in results), default=0)
+    generation = max(last, 1)
+    rollback = is_rollback(previous) if previous is not None else any(
+        r.generation == last and r.action_id.startswith(_ROLLBACK_PREFIX) for r in results)
     refusal = ""
     if requests.rollback and not rollback:
         joined = any(a.action in {j.value for j in _JOINS} and a.id in done for a in forward)
@@ -168,7 +172,7 @@ def decide_plan(migration: str, spec: DeviceMigrationSpec, dirs: Directories,
                        " its source computer account was disabled; enable it in the source"
                        " domain and re-join the device by hand")
         else:
-            rollback, generation = True, generation + (previous is not None)
+            rollback, generation = True, last + 1
     elif requests.retry and previous is not None and failed_now(previous, results):
         generation += 1
     # Within a generation the plan keeps every action (its results say which are done); a

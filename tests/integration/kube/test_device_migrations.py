@@ -525,6 +525,39 @@ def test_a_failed_device_is_retried_once_per_annotation_value(fleet: Fleet) -> N
         assert fleet.reasons().count("DeviceRetried") == 2
 
 
+def test_a_device_taken_out_of_its_wave_and_put_back_resumes_its_generation(
+        fleet: Fleet) -> None:
+    fleet.apply(migration())
+    fleet.enroll("ws1")
+    with fleet.operator():
+        waits(fleet, lambda s: phases(s).get("WS1") == "ReACL", "WS1 in ReACL")
+        fleet.report("WS1", 1, "1-ReACL")
+        fleet.report("WS1", 1, "2-DomainJoin", ok=False, message="first try: DC unreachable")
+        waits(fleet, lambda s: phases(s).get("WS1") == "Failed", "WS1 Failed")
+        fleet.annotate("ferry.dev/retry-devices", "WS1")
+        eventually(lambda: fleet.plans()["WS1"].generation == 2, "generation 2")
+        fleet.report("WS1", 2, "2-DomainJoin", ok=False, message="second try: account locked")
+        waits(fleet, lambda s: fleet.device("WS1").get("message")
+              == "2-DomainJoin: second try: account locked", "WS1 Failed again")
+
+        fleet.patch_spec({"waves": [{"name": "pilot", "devices": ["ws2"]}]})
+        eventually(lambda: "WS1" not in fleet.plans(), "WS1's plan dropped")
+        waits(fleet, lambda s: s.get("unmatchedDevices") == ["WS1"], "WS1 unmatched")
+        fleet.patch_spec({"waves": [{"name": "pilot", "devices": ["ws1", "ws2"]}]})
+        plan = eventually(lambda: fleet.plans().get("WS1"), "WS1 planned again")
+        assert plan.generation == 2
+        assert [a.id for a in plan.actions] == ["2-DomainJoin", "3-Reboot"]
+        ws1 = waits(fleet, lambda s: phases(s).get("WS1") == "Failed", "WS1 shown again")
+        assert fleet.device("WS1")["message"] == "2-DomainJoin: second try: account locked"
+        assert not ws1.get("unmatchedDevices")
+
+        fleet.annotate("ferry.dev/retry-devices", "WS1 again")
+        eventually(lambda: fleet.plans()["WS1"].generation == 3, "generation 3")
+        fleet.report("WS1", 3, "2-DomainJoin")
+        fleet.report("WS1", 3, "3-Reboot")
+        waits(fleet, lambda s: phases(s).get("WS1") == "Done", "WS1 Done")
+
+
 def test_a_rollback_restores_the_source_and_is_refused_once_the_source_was_disabled(
         fleet: Fleet) -> None:
     fleet.apply(migration(waves=[{"name": "pilot", "devices": ["ws1"]}]),
