@@ -2,11 +2,13 @@
 report the result; the journal makes sure a finished action is never run twice.
 
 Each turn: POST the device's facts for its runbook; send any result the journal holds that
-the gateway has not acknowledged (after a crash or a reboot); then, for state "run", the next
-action: finished in the journal -> its recorded result again; else journal "started", run it,
-journal its outcome, POST it until the gateway answers. "wait" and "paused" poll again after
-pollSeconds, "done" slower (a rollback may still come). An action killed part-way runs again
-on the next start with its attempt counted up: every backend action is repeat-safe.
+the gateway has not acknowledged (after a crash or a reboot); finish what an action left for
+the first start with network (backend.resume: an offline join's keytab); then, for state
+"run", the next action: finished in the journal -> its recorded result again; else journal
+"started", run it, journal its outcome, POST it until the gateway answers. "wait" and
+"paused" poll again after pollSeconds, "done" slower (a rollback may still come). An action
+killed part-way runs again on the next start with its attempt counted up: every backend
+action is repeat-safe.
 """
 
 from __future__ import annotations
@@ -111,6 +113,7 @@ class DeviceAgent:
             if not _reboot_missed(entry):
                 log.info("%s: sending the result recorded before the agent stopped", entry.key)
                 self.deliver(entry)
+        self._resume()
         if runbook.state in ("wait", "paused"):
             log.debug("runbook %s: %s", runbook.state, runbook.reason)
             return runbook.poll_seconds
@@ -246,6 +249,17 @@ class DeviceAgent:
         self._sid_table = (found, table)
         log.info("SID table version %s: %d translations", found, len(table))
         return table
+
+    def _resume(self) -> None:
+        """What an action left for the first start with network (the gateway answered, so
+        there is one), before any next action; one that fails is tried again next turn."""
+        try:
+            outcome = self.backend.resume()
+        except Exception:
+            log.exception("finishing an earlier action failed unexpectedly")
+            return
+        if outcome is not None:
+            log.log(logging.INFO if outcome.ok else logging.WARNING, "%s", outcome.message)
 
     def _facts(self) -> dict[str, str]:
         try:

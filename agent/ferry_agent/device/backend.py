@@ -41,5 +41,9 @@ class DeviceBackend(Protocol):
     def reboot(self, delay_seconds: int, notice: str) -> ActionOutcome:
         """Tell logged-on users, wait `delay_seconds`, reboot."""
 
+    def resume(self) -> ActionOutcome | None:
+        """Finish what an action left for the first start with network (Linux: an offline
+        join's keytab); None when nothing is left. Called each turn the gateway answers."""
+
     def facts(self) -> dict[str, str]:
         """What the device reports with each runbook poll (domain, computer name, os)."""

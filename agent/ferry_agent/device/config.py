@@ -12,6 +12,8 @@ and the backend made from them.
     join_tool = adcli
     # folders whose NT ACLs (xattr security.NTACL) ReACL translates
     file_roots = /srv/share;/home
+    # run once the device joined another domain (or rolled back), so winbindd uses it
+    restart_command = systemctl restart winbind
     ...
 
 Comments go on lines of their own: ';' separates the items of a list.
@@ -49,7 +51,8 @@ _RESERVED_PREFIX = "ferry.dev/"
 
 _DEVICE_KEYS = ("name", "labels", "backend")
 _LINUX_KEYS = ("smb_conf", "krb5_conf", "keytab", "join_tool", "file_roots", "software_hive",
-               "profiles_root", "reboot_command", "notice_command", "winbind_pid_file")
+               "profiles_root", "reboot_command", "notice_command", "winbind_pid_file",
+               "restart_command")
 _WINDOWS_KEYS = ("file_roots", "registry_keys")
 _SECTIONS = {"device": _DEVICE_KEYS, "linux": _LINUX_KEYS, "windows": _WINDOWS_KEYS}
 
@@ -77,6 +80,8 @@ class LinuxSettings:
     reboot_command: tuple[str, ...] = ("systemctl", "reboot")
     notice_command: tuple[str, ...] = ()        # run with the notice text as last argument
     winbind_pid_file: Path | None = None
+    # run after the domain membership changed (join, rollback), so winbindd uses the new one
+    restart_command: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -147,7 +152,8 @@ def make_backend(config: DeviceConfig, state_dir: Path,
             join_tool=settings.join_tool, file_roots=settings.file_roots,
             software_hive=settings.software_hive, profiles_root=settings.profiles_root,
             reboot_command=settings.reboot_command, notice_command=settings.notice_command,
-            winbind_pid_file=settings.winbind_pid_file, state_dir=state_dir), stop)
+            winbind_pid_file=settings.winbind_pid_file,
+            restart_command=settings.restart_command, state_dir=state_dir), stop)
     from ferry_agent.device.windows import WindowsBackend, WindowsSettings
 
     windows = config.windows or WindowsIni()
@@ -298,4 +304,5 @@ def _linux(path: Path, parser: configparser.ConfigParser) -> LinuxSettings:
         reboot_command=command("reboot_command", defaults.reboot_command),
         notice_command=command("notice_command", defaults.notice_command),
         winbind_pid_file=file("winbind_pid_file", must_exist=False),
+        restart_command=command("restart_command", defaults.restart_command),
     )

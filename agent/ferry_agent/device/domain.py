@@ -14,6 +14,10 @@ ACCESS_DENIED setting the account flags; it needs an administrator). adcli's own
 --add-samba-data fails on a secrets.tdb that holds no domain yet, so the new password reaches
 secrets.tdb here: the domain SID (`net setdomainsid`), then the legacy machine password keys
 Samba upgrades itself, then `net changesecretpw`, the password always on stdin.
+
+An offline join makes no keytab (Samba would build one over LDAP; offline, it crashes), so
+it leaves <state dir>/keytab-pending.json naming the blob's DC; the first start with network
+makes the keytab as the machine account (`net ads keytab create`, no admin credentials).
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from ferry_agent.errors import FerryAgentError
 
 BACKUP = "source-backup"
 META = "membership.json"
+KEYTAB_PENDING = "keytab-pending.json"
 TIMEOUT = 120.0
 SEC_CHAN_WKSTA = 2
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,14}")
@@ -137,6 +142,7 @@ def restore(machine: Membership) -> dict[str, str]:
         machine.keytab.unlink(missing_ok=True)   # the source had none: drop the target's
     if (source / "secrets.tdb").is_file():
         _replace_file(source / "secrets.tdb", Path(meta["secrets"]))
+    (machine.state_dir / KEYTAB_PENDING).unlink(missing_ok=True)   # the source's keytab is back
     return {k: str(v) for k, v in meta.items() if isinstance(v, str)}
 
 
@@ -164,6 +170,7 @@ def join_with_password(machine: Membership, domain: str, domain_controller: str,
     started = time.monotonic()
     back_up(machine)
     machine.keytab.unlink(missing_ok=True)   # the source's keys are in the backup
+    (machine.state_dir / KEYTAB_PENDING).unlink(missing_ok=True)   # adcli writes one now
     command = ["adcli", "join", f"--domain={domain}", f"--domain-realm={domain.upper()}",
                f"--host-fqdn={computer_name.lower()}.{domain}",
                f"--computer-name={computer_name}", f"--host-keytab={machine.keytab}",
@@ -197,7 +204,9 @@ def join_offline(machine: Membership, blob: bytes) -> JoinResult:
                               f" {machine.smb_conf} names this computer {current['name']}")
     back_up(machine)
     machine.keytab.unlink(missing_ok=True)
-    _point_at(machine, names.dns_domain, names.netbios_domain, "")
+    dc = names.dc_address or names.dc_name
+    # A device that names its DC (password server) names the target's, the blob's; else "*".
+    _point_at(machine, names.dns_domain, names.netbios_domain, dc if current["dc"] else "")
     folder = Path(tempfile.mkdtemp(prefix=".odj-", dir=machine.state_dir))   # 0700
     try:
         loadfile = folder / "blob.odj"
@@ -211,7 +220,41 @@ def join_offline(machine: Membership, blob: bytes) -> JoinResult:
              "net offlinejoin requestodj")
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+    pending = {"realm": names.dns_domain.upper(), "dc": dc}
+    _write_atomic(machine.state_dir / KEYTAB_PENDING, json.dumps(pending) + "\n", mode=0o600)
     return JoinResult(names.dns_domain, names.netbios_domain, "", time.monotonic() - started)
+
+
+def pending_keytab(machine: Membership) -> dict[str, str] | None:
+    """What an offline join left for the first start with network: its realm and DC."""
+    try:
+        found = json.loads((machine.state_dir / KEYTAB_PENDING).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        found = {}
+    return {"realm": str(found.get("realm") or machine.current()["realm"]),
+            "dc": str(found.get("dc") or "")}
+
+
+def create_keytab(machine: Membership) -> str:
+    """Make the keytab an offline join left pending, as the machine account (secrets.tdb),
+    test it and clear the mark; a line for the admin, DomainJoinError naming the step."""
+    pending = pending_keytab(machine)
+    if pending is None:
+        return ""
+    server = ["-S", pending["dc"]] if pending["dc"] else []
+    # The INI's keytab whatever smb.conf's kerberos method says (with "secrets and keytab"
+    # Samba writes the system keytab instead).
+    _run(["net", "ads", "keytab", "create", "-s", str(machine.smb_conf), *server,
+          "--option=kerberos method=dedicated keytab",
+          f"--option=dedicated keytab file=FILE:{machine.keytab}"],
+         "net ads keytab create", env=_krb5(machine))
+    if not machine.keytab.is_file():
+        raise DomainJoinError(f"net ads keytab create wrote no {machine.keytab}")
+    line = test_join(machine, pending["realm"].lower(), pending["dc"])
+    (machine.state_dir / KEYTAB_PENDING).unlink(missing_ok=True)
+    return f"keytab {machine.keytab} made as the machine account; {line}"
 
 
 def test_join(machine: Membership, domain: str, domain_controller: str) -> str:
@@ -274,10 +317,14 @@ def set_global(conf: Path, settings: Mapping[str, str]) -> None:
     _write_atomic(conf, "\n".join(out) + "\n")
 
 
-def _write_atomic(path: Path, text: str) -> None:
+def _write_atomic(path: Path, text: str, mode: int | None = None) -> None:
+    """Replace `path` by one rename; its mode kept, or `mode` for a new file."""
     temporary = path.with_name(f".{path.name}.ferry")
     temporary.write_text(text, encoding="utf-8")
-    shutil.copymode(path, temporary)
+    if mode is None:
+        shutil.copymode(path, temporary)
+    else:
+        os.chmod(temporary, mode)
     os.replace(temporary, path)
 
 
@@ -342,4 +389,5 @@ def _tail(text: str, lines: int = 4) -> str:
 
 
 __all__ = ["DomainJoinError", "JoinResult", "Membership", "OdjNames", "back_up",
-           "join_offline", "join_with_password", "restore", "test_join"]
+           "create_keytab", "join_offline", "join_with_password", "pending_keytab", "restore",
+           "test_join"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import platform
 import socket
+import subprocess
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,8 +16,10 @@ from typing import TYPE_CHECKING
 from ferry_agent.device.domain import (
     DomainJoinError,
     Membership,
+    create_keytab,
     join_offline,
     join_with_password,
+    pending_keytab,
     restore,
     test_join,
 )
@@ -29,6 +32,7 @@ if TYPE_CHECKING:
     from ferry_agent.device.reacl import ReaclTargets
 
 DEFAULT_STATE_DIR = Path("/var/lib/ferry-agent/device")
+RESTART_TIMEOUT = 120.0
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,8 @@ class LinuxDeviceConfig:
     reboot_command: tuple[str, ...] = ("systemctl", "reboot")
     notice_command: tuple[str, ...] = ()
     winbind_pid_file: Path | None = None
+    # Run once the membership changed (a join, a rollback): winbindd reads its domain at start.
+    restart_command: tuple[str, ...] = ()
     # 0700: the source's membership kept for a rollback, temporary secret files.
     state_dir: Path = DEFAULT_STATE_DIR
 
@@ -98,6 +104,10 @@ class LinuxBackend:
                                         computer_name, one_time_password)
         except DomainJoinError as exc:
             return ActionOutcome(False, f"DomainJoin: {exc}")
+        restart = self._restart()
+        if restart:
+            return ActionOutcome(False, f"DomainJoin: joined {joined.domain}, but {restart}",
+                                 {"domain": joined.domain, "dn": joined.dn})
         return ActionOutcome(True, f"joined {joined.domain} ({joined.workgroup}) as"
                                    f" {computer_name.upper()}; testjoin passes",
                              {"domain": joined.domain, "dn": joined.dn,
@@ -108,9 +118,29 @@ class LinuxBackend:
             joined = join_offline(self.config.membership, blob)
         except (DomainJoinError, OdjError) as exc:
             return ActionOutcome(False, f"OfflineDomainJoin: {exc}")
+        restart = self._restart()
+        if restart:
+            return ActionOutcome(False, f"OfflineDomainJoin: applied for {joined.domain},"
+                                        f" but {restart}", {"domain": joined.domain})
         return ActionOutcome(True, f"offline join to {joined.domain} ({joined.workgroup})"
-                                   " applied; it takes effect at the next boot",
-                             {"domain": joined.domain, "seconds": round(joined.seconds, 2)})
+                                   " applied; its keytab is made at the first start with"
+                                   " network", {"domain": joined.domain,
+                                                "seconds": round(joined.seconds, 2)})
+
+    def resume(self) -> ActionOutcome | None:
+        """An offline join's next-boot step, once the network is there: the keytab, made as
+        the machine account, then winbindd restarted; None when nothing is pending."""
+        machine = self.config.membership
+        if pending_keytab(machine) is None:
+            return None
+        try:
+            line = create_keytab(machine)
+        except DomainJoinError as exc:
+            return ActionOutcome(False, f"OfflineDomainJoin (next start): {exc}")
+        restart = self._restart()
+        if restart:
+            return ActionOutcome(False, f"OfflineDomainJoin (next start): {line}, but {restart}")
+        return ActionOutcome(True, f"OfflineDomainJoin (next start): {line}")
 
     def entra_join(self, package: bytes) -> ActionOutcome:
         return ActionOutcome(False, "EntraJoin needs a Windows device (a provisioning package"
@@ -118,16 +148,36 @@ class LinuxBackend:
 
     def rejoin_source(self, one_time_password: str = "",
                       domain_controller: str = "") -> ActionOutcome:
-        # The backed-up membership holds the source's machine password: no new one needed.
-        del one_time_password, domain_controller
+        """Restore the backed-up membership (it holds the source's machine password); if the
+        source account's password changed since, join again with `one_time_password`."""
         machine = self.config.membership
         try:
             source = restore(machine)
-            line = test_join(machine, source.get("realm", "").lower(), source.get("dc", ""))
         except DomainJoinError as exc:
             return ActionOutcome(False, f"rollback: {exc}")
+        domain = source.get("realm", "").lower()
+        dc = domain_controller or source.get("dc", "")
+        try:
+            line = test_join(machine, domain, dc)
+        except DomainJoinError as exc:
+            if not one_time_password:
+                return ActionOutcome(False, _stale_source(source, domain, exc), {"domain": domain})
+            try:
+                join_with_password(machine, domain, dc, source.get("name", ""),
+                                   one_time_password)
+            except DomainJoinError as failed:
+                return ActionOutcome(False, f"rollback: the restored {domain} membership"
+                                            f" failed its test and joining again with the"
+                                            f" one-time password failed too: {failed}",
+                                     {"domain": domain})
+            line = ("its password had changed, so joined again with the one-time password"
+                    " staged on the source account; testjoin passes")
+        restart = self._restart()
+        if restart:
+            return ActionOutcome(False, f"rollback: source membership restored, but {restart}",
+                                 {"domain": domain})
         return ActionOutcome(True, f"source membership restored ({source.get('realm')}); {line}",
-                             {"domain": source.get("realm", "").lower()})
+                             {"domain": domain})
 
     def reboot(self, delay_seconds: int, notice: str) -> ActionOutcome:
         return run_reboot(delay_seconds, notice, self.config.notice_command,
@@ -142,5 +192,30 @@ class LinuxBackend:
         return {**facts, "domain": current["realm"].lower(), "workgroup": current["workgroup"],
                 "computerName": current["name"]}
 
+    def _restart(self) -> str:
+        """Run restart_command (if any) after the membership changed; "" or what failed."""
+        command = self.config.restart_command
+        if not command:
+            return ""
+        try:
+            done = subprocess.run(list(command), capture_output=True, text=True, check=False,
+                                  timeout=RESTART_TIMEOUT, stdin=subprocess.DEVNULL)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return f"restart_command {command[0]} failed ({type(exc).__name__})"
+        if done.returncode != 0:
+            return (f"restart_command exited {done.returncode}:"
+                    f" {(done.stderr or done.stdout).strip()[-200:]}")
+        return ""
+
     def _notify(self, text: str) -> None:
         notify(self.config.notice_command, text)
+
+
+def _stale_source(source: dict[str, str], domain: str, error: DomainJoinError) -> str:
+    """Why a restored membership fails its test, and the two ways out."""
+    name = source.get("name", "") or "this computer"
+    return (f"rollback: the source membership was restored but fails its test ({error}):"
+            f" the machine password of {name}$ in {domain} changed since the move (staged"
+            " again, or reset). Roll back with a one-time password staged on that account"
+            " (RestoreSource carries it), or join again by hand: adcli join"
+            f" --domain={domain} --login-user=<an admin of {domain}>")

@@ -3,9 +3,10 @@
 A djoin/`net offlinejoin` savefile is UTF-16LE text (with a BOM) holding base64 of an NDR
 type-serialized ODJ_PROVISION_DATA; its first ODJ_WIN7BLOB starts with three conformant
 varying strings, lpDomain (DNS), lpMachineName and lpMachinePassword, and its
-DnsDomainInfo's first buffers are the NetBIOS and DNS domain names. smb.conf must name that
-domain before `net offlinejoin requestodj` takes the blob, so the device reads them here.
-The password is skipped over, never decoded.
+DnsDomainInfo's first buffers are the NetBIOS and DNS domain names; then DcInfo names the DC
+the account was made on ("\\\\name", "\\\\address"). smb.conf must name that domain before
+`net offlinejoin requestodj` takes the blob, so the device reads them here; the DC is where
+the keytab is made later. The password is skipped over, never decoded.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ class OdjNames:
     dns_domain: str
     machine: str
     netbios_domain: str
+    dc_name: str = ""        # DcInfo's DomainControllerName, less its two backslashes
+    dc_address: str = ""     # and its DomainControllerAddress
 
 
 def odj_names(blob: bytes) -> OdjNames:
@@ -53,7 +56,23 @@ def odj_names(blob: bytes) -> OdjNames:
     netbios = netbios.rstrip("\0")
     if not dns or not machine or not netbios or "." not in dns:
         raise OdjError("the offline join blob does not name a domain and a machine")
-    return OdjNames(dns.lower(), machine.upper(), netbios.upper())
+    dc_name, dc_address = _dc_info(data, position)
+    return OdjNames(dns.lower(), machine.upper(), netbios.upper(), dc_name, dc_address)
+
+
+def _dc_info(data: bytes, position: int) -> tuple[str, str]:
+    """DcInfo's DC name and address: the first two "\\\\..." strings after `position`."""
+    found: list[str] = []
+    while position + 12 <= len(data) and len(found) < 2:
+        string = _string_at(data, position)
+        if string is None:
+            position += 4
+            continue
+        text, position = string
+        if text.startswith("\\\\"):
+            found.append(text.rstrip("\0")[2:])
+    found += ["", ""]
+    return found[0], found[1]
 
 
 def _ndr(blob: bytes) -> bytes:

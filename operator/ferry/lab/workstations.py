@@ -3,7 +3,8 @@
     <root>/<name>/   smb.conf, krb5.conf (every lab realm, KDC by address: no DNS),
                      krb5.keytab, private/ (secrets.tdb), state/, cache/, lock/, pid/, log/,
                      run/ (winbindd's own /run/samba), device/ (the device agent's 0700
-                     state dir), device.ini (what `ferry-agent device run` would read)
+                     state dir), device.ini (what `ferry-agent device run` would read),
+                     restart-winbindd (its restart_command: winbindd follows a join)
 
 Each has its own loopback address (the lab's allocator) and names its DC by address
 (`password server`), so neither DNS nor /etc/hosts is needed. winbindd, when a test needs
@@ -16,11 +17,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import shutil
 import signal
 import subprocess
+import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,6 +72,7 @@ class Workstation:
                                  reboot_command=tuple(reboot_command),
                                  notice_command=tuple(notice_command),
                                  winbind_pid_file=self.winbind_pid_file,
+                                 restart_command=(str(restart_script(self)),),
                                  state_dir=self.state_dir)
 
     def env(self) -> dict[str, str]:
@@ -120,12 +124,15 @@ def create(root: Path, name: str, ip: str, domains: Sequence[LabDomain],
     return ws
 
 
-def write_ini(ws: Workstation, reboot_command: str = "true") -> None:
-    """The device agent's INI for this workstation ([device] and [linux] of the contract)."""
+def write_ini(ws: Workstation, reboot_command: str = "true", labels: str = "lab=yes",
+              linux: Mapping[str, str] | None = None) -> None:
+    """The device agent's INI for this workstation ([device] and [linux] of the contract);
+    `linux`: more [linux] settings (file_roots, software_hive, notice_command, ...)."""
+    more = "".join(f"{key} = {value}\n" for key, value in (linux or {}).items())
     ws.ini.write_text(
         "[device]\n"
         f"name = {ws.name}\n"
-        "labels = lab=yes\n"
+        f"labels = {labels}\n"
         "backend = linux\n"
         "[linux]\n"
         f"smb_conf = {ws.smb_conf}\n"
@@ -133,8 +140,23 @@ def write_ini(ws: Workstation, reboot_command: str = "true") -> None:
         f"keytab = {ws.keytab}\n"
         "join_tool = adcli\n"
         f"reboot_command = {reboot_command}\n"
-        f"winbind_pid_file = {ws.winbind_pid_file}\n",
+        f"winbind_pid_file = {ws.winbind_pid_file}\n"
+        f"restart_command = {restart_script(ws)}\n" + more,
         encoding="utf-8")
+
+
+def restart_script(ws: Workstation) -> Path:
+    """<ws>/restart-winbindd: `restart_winbindd` as a command, what the device INI's
+    restart_command runs (on a real workstation: systemctl try-restart winbind)."""
+    script = ws.folder / "restart-winbindd"
+    code = ("import sys; from pathlib import Path;"
+            " from ferry.lab.workstations import Workstation, restart_winbindd;"
+            " restart_winbindd(Workstation(sys.argv[1], sys.argv[2], Path(sys.argv[3])))")
+    script.write_text(f"#!/bin/sh\nexec {shlex.quote(sys.executable)} -c"
+                      f" {shlex.quote(code)} {ws.name} {ws.ip} {shlex.quote(str(ws.folder))}\n",
+                      encoding="utf-8")
+    script.chmod(0o755)
+    return script
 
 
 def run(ws: Workstation, command: Sequence[str], step: str,
@@ -148,8 +170,10 @@ def run(ws: Workstation, command: Sequence[str], step: str,
     return done
 
 
-def start_winbindd(ws: Workstation, timeout: float = WINBIND_START_TIMEOUT) -> int:
-    """winbindd for this workstation in its own mount namespace; its pid once it answers."""
+def start_winbindd(ws: Workstation, timeout: float = WINBIND_START_TIMEOUT, *,
+                   online: bool = True) -> int:
+    """winbindd for this workstation in its own mount namespace; its pid once it answers
+    (`online`: once it reached a DC, `wbinfo -P`; else once it answers at all, `wbinfo -p`)."""
     pid = _read_pid(ws.winbind_pid_file)
     if pid is not None:
         return pid
@@ -172,12 +196,23 @@ def start_winbindd(ws: Workstation, timeout: float = WINBIND_START_TIMEOUT) -> i
             ws.winbind_pid_file.unlink(missing_ok=True)
             raise LabError(f"{ws.name}: winbindd exited with {process.returncode}; see"
                            f" {ws.folder / 'log'}")
-        ping = subprocess.run(ws.wb("wbinfo", "-P"), capture_output=True, check=False,
-                              timeout=30)
+        ping = subprocess.run(ws.wb("wbinfo", "-P" if online else "-p"), capture_output=True,
+                              check=False, timeout=30)
         if ping.returncode == 0:
             return process.pid
         time.sleep(0.2)
     raise LabError(f"{ws.name}: winbindd did not answer within {timeout:.0f} s")
+
+
+def restart_winbindd(ws: Workstation) -> None:
+    """winbindd, if it runs, stopped and started again: it reads its domain only at start,
+    so a workstation that joined another domain restarts it."""
+    if _read_pid(ws.winbind_pid_file) is None:
+        return
+    stop_winbindd(ws)
+    # A device may restart it with no network (an offline join): answering is enough, it
+    # reaches a DC when it needs one.
+    start_winbindd(ws, online=False)
 
 
 def stop_winbindd(ws: Workstation, timeout: float = 15.0) -> None:
@@ -189,8 +224,10 @@ def stop_winbindd(ws: Workstation, timeout: float = 15.0) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and (members(namespace) or _alive(pid)):
+    while time.monotonic() < deadline and _alive(pid):
         time.sleep(0.05)
+    # What is left serves no one now: samba-dcerpcd and its rpcd_* (a process group of their
+    # own, started by winbindd on demand) would linger until their idle timeout.
     for member in members(namespace):
         with contextlib.suppress(ProcessLookupError):
             os.kill(member, signal.SIGKILL)

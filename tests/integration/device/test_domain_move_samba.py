@@ -243,9 +243,10 @@ def test_cached_logons_survive_the_dc_going_away(own_move_lab: MoveLab,
         notices = tmp_path / "notices"
         backend = LinuxBackend(ws.device_config(
             notice_command=("sh", "-c", f'echo "$0" >> {notices}')))
+        workstations.start_winbindd(ws)   # the member's winbindd, serving SRC
         assert backend.join(tgt.dns_domain, tgt.ip, ws.name,
                             device.open(staged, ws.name).decode()).ok
-        workstations.start_winbindd(ws)
+        # The join restarted it (restart_command): the cached logon action works right away.
         result: list[object] = []
         waiter = threading.Thread(target=lambda: result.append(
             backend.cache_credentials(["alice"], 120)))

@@ -246,6 +246,10 @@ class WindowsBackend:
         return ActionOutcome(True, f"Reboot: restart in {delay_seconds} s, users notified",
                              {"delaySeconds": delay_seconds})
 
+    def resume(self) -> ActionOutcome | None:
+        """Nothing: Windows completes an offline join itself at the next restart."""
+        return None
+
     def facts(self) -> dict[str, str]:
         try:
             return facts.device_facts(self.win32)

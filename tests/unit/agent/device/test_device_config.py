@@ -43,6 +43,7 @@ profiles_root = {root}/home
 reboot_command = {true} --reboot "now please"
 notice_command = {true}
 winbind_pid_file = {root}/winbindd.pid
+restart_command = {true} winbind
 """
 
 
@@ -58,7 +59,7 @@ def test_a_good_ini_becomes_typed_settings(workstation: Path) -> None:
         file_roots=(workstation / "share", workstation / "home"),
         software_hive=workstation / "SOFTWARE", profiles_root=workstation / "home",
         reboot_command=(true, "--reboot", "now please"), notice_command=(true,),
-        winbind_pid_file=workstation / "winbindd.pid")
+        winbind_pid_file=workstation / "winbindd.pid", restart_command=(true, "winbind"))
 
 
 def test_defaults_need_only_the_smb_conf(workstation: Path) -> None:
@@ -124,6 +125,10 @@ BAD = {
     "a reboot command that does not exist": (
         "[device]\nname = WS1\nbackend = linux\n[linux]\nsmb_conf = {root}/smb.conf\n"
         "reboot_command = no-such-reboot-tool now\n", "[linux] reboot_command",
+        "give the full path of the program"),
+    "a restart command that does not exist": (
+        "[device]\nname = WS1\nbackend = linux\n[linux]\nsmb_conf = {root}/smb.conf\n"
+        "restart_command = no-such-systemctl restart winbind\n", "[linux] restart_command",
         "give the full path of the program"),
     "a reboot command with an open quote": (
         "[device]\nname = WS1\nbackend = linux\n[linux]\nsmb_conf = {root}/smb.conf\n"

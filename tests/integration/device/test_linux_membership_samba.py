@@ -1,0 +1,137 @@
+"""What a Linux workstation's membership needs after a move, against two real Samba AD
+domains: the keytab an offline join leaves for the first start with network, winbindd
+following every change of domain, and a rollback when the kept source account's password
+was changed since the move."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from tests.integration.device.conftest import MoveLab
+from tests.integration.device.test_domain_move_samba import (
+    Device,
+    _ou,
+    _stage_offline,
+    _testjoin,
+)
+from tests.support.polling import eventually
+
+from ferry.lab import LabDomain, workstations
+from ferry.lab.workstations import Workstation
+from ferry_agent.device.linux import LinuxBackend
+from ferry_agent.directory.session import DirectorySession
+
+pytestmark = pytest.mark.lab
+
+
+def _wbinfo(ws: Workstation, *words: str) -> subprocess.CompletedProcess[str]:
+    """wbinfo against the workstation's own winbindd."""
+    return subprocess.run(ws.wb("wbinfo", *words), capture_output=True, text=True,
+                          check=False, timeout=60)
+
+
+def _own_domain(ws: Workstation) -> str:
+    return _wbinfo(ws, "--own-domain").stdout.strip()
+
+
+def _staged_password(domain: LabDomain, ou: str, ws: Workstation, device: Device) -> str:
+    """A one-time password staged on WS$ in `domain` (creating or resetting the account)."""
+    session = DirectorySession(domain.endpoint())
+    try:
+        staged = session.stage_computer(ws.name, ou, domain.dns_domain, "password", device.pem)
+    finally:
+        session.close()
+    return device.open(staged, ws.name).decode()
+
+
+def test_an_offline_join_makes_its_keytab_at_the_first_start_with_network(
+        move_lab: MoveLab, lab_workstation: Workstation, tmp_path: Path) -> None:
+    ws, tgt = lab_workstation, move_lab.tgt
+    workstations.start_winbindd(ws)      # a member's winbindd, running for SRC
+    device = Device()
+    blob = device.open(_stage_offline(move_lab, ws.name, _ou(tgt, "Workstations"), device),
+                       ws.name)
+    # The offline join with no network at all, as the device agent's backend runs it.
+    script = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from ferry.lab.workstations import Workstation\n"
+        "from ferry_agent.device.linux import LinuxBackend\n"
+        f"ws = Workstation({ws.name!r}, {ws.ip!r}, Path({str(ws.folder)!r}))\n"
+        "o = LinuxBackend(ws.device_config()).offline_join(sys.stdin.buffer.read())\n"
+        "print(o.message)\n"
+        "sys.exit(0 if o.ok else 1)\n")
+    done = subprocess.run(["unshare", "--net", sys.executable, "-c", script], input=blob,
+                          capture_output=True, check=False, timeout=180)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-2000:]
+    assert "keytab is made at the first start with network" in done.stdout.decode()
+    assert not ws.keytab.exists(), "offline, Samba makes no keytab"
+
+    # The first start with network (the agent calls this each turn the gateway answers).
+    backend = LinuxBackend(ws.device_config())
+    outcome = backend.resume()
+    assert outcome is not None and outcome.ok, outcome
+    assert str(ws.keytab) in outcome.message
+    cache = tmp_path / "ccache"
+    kinit = subprocess.run(["kinit", "-k", "-t", str(ws.keytab), f"{ws.name}$@{tgt.realm}"],
+                           capture_output=True, text=True, check=False, timeout=60,
+                           env={**ws.env(), "KRB5CCNAME": f"FILE:{cache}"})
+    assert kinit.returncode == 0, kinit.stderr
+    klist = subprocess.run(["klist"], capture_output=True, text=True, check=True,
+                           env={**ws.env(), "KRB5CCNAME": f"FILE:{cache}"})
+    assert f"Default principal: {ws.name}$@{tgt.realm}" in klist.stdout
+    assert _testjoin(ws, tgt).returncode == 0
+    # winbindd, restarted by the join (with no network) and again now, speaks for TGT; it
+    # started offline (it remembers being so) and goes online by itself (every 30 s).
+    assert _own_domain(ws) == tgt.netbios
+    eventually(lambda: _wbinfo(ws, "-t").returncode == 0, "winbindd online for TGT",
+               timeout=150)
+    assert backend.resume() is None, "done once: nothing is left for the next start"
+
+
+def test_winbindd_follows_a_join_and_a_rollback(move_lab: MoveLab,
+                                               lab_workstation: Workstation) -> None:
+    ws, src, tgt = lab_workstation, move_lab.src, move_lab.tgt
+    workstations.start_winbindd(ws)
+    assert _own_domain(ws) == src.netbios
+    backend = LinuxBackend(ws.device_config())
+    password = _staged_password(tgt, _ou(tgt, "Workstations"), ws, Device())
+    outcome = backend.join(tgt.dns_domain, tgt.ip, ws.name, password)
+    assert outcome.ok, outcome.message
+    assert _own_domain(ws) == tgt.netbios
+    trust = _wbinfo(ws, "-t")
+    assert trust.returncode == 0 and tgt.netbios in trust.stdout, trust.stdout + trust.stderr
+
+    back = backend.rejoin_source()
+    assert back.ok, back.message
+    assert _own_domain(ws) == src.netbios
+    trust = _wbinfo(ws, "-t")
+    assert trust.returncode == 0 and src.netbios in trust.stdout, trust.stdout + trust.stderr
+
+
+def test_a_rollback_after_the_source_password_changed(move_lab: MoveLab,
+                                                      lab_workstation: Workstation) -> None:
+    ws, src, tgt = lab_workstation, move_lab.src, move_lab.tgt
+    device = Device()
+    backend = LinuxBackend(ws.device_config())
+    joined = backend.join(tgt.dns_domain, tgt.ip, ws.name,
+                          _staged_password(tgt, _ou(tgt, "Workstations"), ws, device))
+    assert joined.ok, joined.message
+    # An admin stages the kept source account again: its password is not the backed-up one.
+    again = _staged_password(src, f"CN=Computers,{src.base_dn}", ws, device)
+
+    refused = backend.rejoin_source()
+    assert not refused.ok
+    assert f"the machine password of {ws.name}$ in {src.dns_domain} changed" in refused.message
+    assert "one-time password staged on that account" in refused.message
+    assert f"adcli join --domain={src.dns_domain}" in refused.message
+    assert _testjoin(ws, src).returncode != 0
+
+    back = backend.rejoin_source(again, src.ip)
+    assert back.ok, back.message
+    assert "joined again with the one-time password" in back.message
+    assert _testjoin(ws, src).returncode == 0
+    assert backend.facts()["domain"] == src.dns_domain
