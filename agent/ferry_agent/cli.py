@@ -93,7 +93,7 @@ def _device_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     config_help = ("INI file: [device] name, labels (key=value;...), backend = linux |"
                    " windows; [linux] smb_conf, krb5_conf, keytab, join_tool = adcli | net,"
                    " file_roots (';'), software_hive, profiles_root, reboot_command,"
-                   " notice_command, winbind_pid_file")
+                   " notice_command, winbind_pid_file, restart_command")
     enroll = commands.add_parser("enroll", help="exchange a device enrollment token for this"
                                                 " device's identity")
     run = commands.add_parser("run", help="poll the runbook and carry out its actions")
