@@ -212,6 +212,7 @@ class GatewayClient:
             self.host, self.port, os.environ if environ is None else environ
         )
         self._context = _tls_context(self.ca_file, cert_file, key_file)
+        self._session: ssl.SSLSession | None = None  # offered on the next new connection
         self._idle: list[tuple[http.client.HTTPSConnection, float]] = []
         self._lock = threading.Lock()
         self._headers = {"Accept": "application/json", "User-Agent": f"ferry-agent/{__version__}"}
@@ -292,6 +293,7 @@ class GatewayClient:
             )
         except BaseException as exc:
             conn.close()
+            self._session = None  # whatever went wrong, the next connection starts afresh
             if isinstance(exc, GatewayError) or not isinstance(exc, Exception):
                 raise
             if isinstance(exc, ValueError) and not isinstance(exc, ssl.SSLError):
@@ -310,12 +312,17 @@ class GatewayClient:
         return self._headers["User-Agent"]
 
     def new_connection(self) -> http.client.HTTPSConnection:
-        """An unconnected HTTPS connection to the gateway, through the proxy if there is one."""
+        """An unconnected HTTPS connection to the gateway, through the proxy if there is one;
+        it resumes the TLS session of the last one when the gateway still knows it."""
         if self.proxy is None:
-            return http.client.HTTPSConnection(self.host, self.port, context=self._context)
-        conn = http.client.HTTPSConnection(self.proxy.host, self.proxy.port, context=self._context)
+            return _Resuming(self.host, self.port, self.host, self._context, self._last_session)
+        conn = _Resuming(self.proxy.host, self.proxy.port, self.host, self._context,
+                         self._last_session)
         conn.set_tunnel(self.host, self.port, headers=self.proxy.tunnel_headers())
         return conn
+
+    def _last_session(self) -> ssl.SSLSession | None:
+        return self._session
 
     def _checkout(self) -> http.client.HTTPSConnection:
         # A request is never sent twice (the gateway may have acted on it), so an idle
@@ -353,6 +360,9 @@ class GatewayClient:
         conn.request(method, target, body=payload, headers=headers)
         conn.sock.settimeout(_left(deadline))
         response = conn.getresponse()
+        # Taken now: an answer that ends the connection takes its socket with it. With TLS 1.3
+        # the gateway's ticket has arrived by the time its answer does.
+        self._session = conn.sock.session if isinstance(conn.sock, ssl.SSLSocket) else None
         declared = (response.getheader("Content-Length") or "").strip()
         if declared.isdigit() and int(declared) > self.max_response_bytes:
             raise MalformedAnswer(
@@ -412,6 +422,26 @@ class GatewayClient:
         if isinstance(exc, http.client.HTTPException):
             return MalformedAnswer(f"malformed HTTP answer from {where}: {type(exc).__name__}")
         return GatewayUnavailable(f"talking to {where} failed: {type(exc).__name__}: {exc}")
+
+
+class _Resuming(http.client.HTTPSConnection):
+    """An HTTPS connection that offers a TLS session from an earlier one. Agents poll less
+    often than a connection is kept alive (IDLE_TIMEOUT): each poll would otherwise be a full
+    handshake, both certificates checked again, most of what a poll costs the gateway."""
+
+    def __init__(self, host: str, port: int, server_name: str, context: ssl.SSLContext,
+                 session: Callable[[], ssl.SSLSession | None]) -> None:
+        super().__init__(host, port, context=context)
+        self._server_name = server_name   # the gateway, also when `host` is the proxy
+        self._tls = context
+        self._session_of = session
+
+    def connect(self) -> None:
+        http.client.HTTPConnection.connect(self)  # TCP, and the CONNECT tunnel if any
+        # A session the gateway no longer knows (it restarted, the ticket expired) just
+        # means a full handshake.
+        self.sock = self._tls.wrap_socket(self.sock, server_hostname=self._server_name,
+                                          session=self._session_of())
 
 
 def _tls_context(

@@ -198,9 +198,7 @@ async def _read(request: web.Request, kind: type[Any],
 async def _agent(request: web.Request) -> AgentInfo:
     """The enrolled, unrevoked agent whose certificate this connection presented."""
     services = request.app[SERVICES]
-    transport = request.transport
-    agent_id = peer_agent_id(transport.get_extra_info("ssl_object") if transport else None,
-                             services.ca)
+    agent_id = peer_id(request)
     if agent_id is None:
         raise Refusal(401, "client certificate required")
     agent = await asyncio.to_thread(services.store.agents.get, agent_id)
@@ -210,6 +208,16 @@ async def _agent(request: web.Request) -> AgentInfo:
         raise Refusal(403, "forbidden")
     request["who"] = f"agent:{agent.id}"
     return agent
+
+
+def peer_id(request: web.Request) -> str | None:
+    """The agent id this request's connection proved with its certificate, or None."""
+    services = request.app[SERVICES]
+    transport = request.transport
+    if services.guard is not None:  # it identified the connection when it opened
+        return services.guard.identity(transport)
+    return peer_agent_id(transport.get_extra_info("ssl_object") if transport else None,
+                         services.ca)
 
 
 def _job(request: web.Request, roles: tuple[str, ...] = (ROLE_JOB,)) -> JobCredential:

@@ -79,6 +79,13 @@ class ConnectionGuard:
             if not connection.busy:
                 connection.idle()
 
+    def identity(self, transport: Any) -> str | None:
+        """The agent id the connection's certificate proved, worked out once when it opened."""
+        connection = self._open.get(transport)
+        if connection is not None:
+            return connection.agent_id
+        return self._identify(transport.get_extra_info("ssl_object") if transport else None)
+
     def counts(self) -> dict[str, int]:
         return {"anonymous": self._anonymous, "agents": sum(self._per_agent.values())}
 

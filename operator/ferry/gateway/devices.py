@@ -5,18 +5,26 @@ the device and the action, never a token, a secret or its ciphertext."""
 from __future__ import annotations
 
 import asyncio
-import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+import structlog
 from aiohttp import web
 
-from ferry.gateway.app import SERVICES, Refusal, Services, _has_agents, _ok, _printable, _read
+from ferry.gateway.app import (
+    SERVICES,
+    Refusal,
+    Services,
+    _has_agents,
+    _ok,
+    _printable,
+    _read,
+    peer_id,
+)
 from ferry.gateway.enrollment import EnrollmentRefused, enroll_device
 from ferry.gateway.runbook import build, needs_staging
 from ferry.gateway.staging import DeviceWork
-from ferry.gateway.tls import peer_agent_id
-from ferry.state.rows import DeviceAgentInfo, DeviceProgress, DeviceResult
+from ferry.state.rows import DeviceAgentInfo, DeviceResult
 from ferry_agent.protocol import (
     MAX_LOG_BYTES,
     ActionReport,
@@ -27,9 +35,10 @@ from ferry_agent.protocol import (
     encode,
 )
 
+log = structlog.get_logger("ferry.gateway")
 DEVICE_ID_PREFIX = "device-"
 JOINS = frozenset({"DomainJoin", "OfflineDomainJoin"})
-CONTACT_SECONDS = 15.0   # a device's last contact is written at most this often (same facts)
+CONTACT_SECONDS = 15.0   # devices' last contacts are written this often (new facts: at once)
 MAX_FACTS = 32
 # A log's JSON body: its text escaped (at worst \uXXXX per byte of UTF-8) and the envelope.
 _LOG_BODY_BYTES = 6 * MAX_LOG_BYTES + 4096
@@ -40,7 +49,9 @@ class DeviceService:
     """What the device routes keep between requests."""
 
     work: DeviceWork
-    contacts: dict[str, tuple[float, dict[str, str]]] = field(default_factory=dict)
+    facts: dict[str, dict[str, str]] = field(default_factory=dict)   # as last written
+    contacts: dict[str, datetime] = field(default_factory=dict)      # polls not written yet
+    writer: asyncio.Task[None] | None = None
 
 
 DEVICES = web.AppKey("devices", DeviceService)
@@ -56,30 +67,63 @@ def add_device_routes(app: web.Application) -> None:
     app.router.add_post("/v1/device/result", _result)
     app.router.add_post("/v1/device/logs", _logs)
     app.router.add_get("/v1/device/sid-table", _sid_table)
+    app.on_startup.append(_start)
     app.on_cleanup.append(_stop)
 
 
+async def _start(app: web.Application) -> None:
+    app[DEVICES].writer = asyncio.create_task(_write_contacts(app))
+
+
 async def _stop(app: web.Application) -> None:
-    await app[DEVICES].work.close()
+    state = app[DEVICES]
+    if state.writer is not None:
+        state.writer.cancel()
+        await asyncio.gather(state.writer, return_exceptions=True)
+    await _flush_contacts(app)
+    await state.work.close()
 
 
-async def _device(request: web.Request) -> DeviceAgentInfo:
-    """The enrolled, unrevoked device agent whose certificate this connection presented; a
-    directory agent's certificate is refused here, as a device's is on the agent routes."""
-    services: Services = request.app[SERVICES]
-    transport = request.transport
-    agent_id = peer_agent_id(transport.get_extra_info("ssl_object") if transport else None,
-                             services.ca)
+async def _write_contacts(app: web.Application) -> None:
+    # Every device polls every minute or so: their last contacts go in one write.
+    while True:
+        await asyncio.sleep(CONTACT_SECONDS)
+        await _flush_contacts(app)
+
+
+async def _flush_contacts(app: web.Application) -> None:
+    state = app[DEVICES]
+    batch, state.contacts = state.contacts, {}
+    try:
+        await asyncio.to_thread(app[SERVICES].store.devices.seen_at, batch)
+    except Exception:  # housekeeping must never stop; the next polls count again
+        log.exception("writing devices' last contacts failed", devices=len(batch))
+
+
+def _device_id(request: web.Request) -> str:
+    """The device agent id this connection's certificate proved; a directory agent's
+    certificate is refused here, as a device's is on the agent routes."""
+    agent_id = peer_id(request)
     if agent_id is None:
         raise Refusal(401, "client certificate required")
     request["who"] = f"agent:{agent_id}"
     if not agent_id.startswith(DEVICE_ID_PREFIX):
         raise Refusal(403, "forbidden")
-    device = await asyncio.to_thread(services.store.devices.get, agent_id)
+    return agent_id
+
+
+def _named(request: web.Request, device: DeviceAgentInfo) -> None:
+    request["who"] = f"device:{device.id}"
+    request["log"] = {"device": device.name, "migration": device.migration}
+
+
+async def _device(request: web.Request) -> DeviceAgentInfo:
+    """The enrolled, unrevoked device agent whose certificate this connection presented."""
+    services: Services = request.app[SERVICES]
+    device = await asyncio.to_thread(services.store.devices.get, _device_id(request))
     if device is None or device.revoked:
         raise Refusal(403, "forbidden")
-    request["who"] = f"device:{agent_id}"
-    request["log"] = {"device": device.name, "migration": device.migration}
+    _named(request, device)
     return device
 
 
@@ -104,16 +148,22 @@ async def _enroll(request: web.Request) -> web.Response:
 async def _runbook(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     state = request.app[DEVICES]
-    device = await _device(request)
+    agent_id = _device_id(request)
     ask, _ = await _read(request, RunbookRequest, services.connections.small_body_bytes)
     facts = {_printable(k, 64): _printable(v, 256)
              for k, v in list(ask.facts.items())[:MAX_FACTS]}
-    now = time.monotonic()
-    written, known = state.contacts.get(device.id, (-CONTACT_SECONDS, {}))
-    record = known != facts or now - written >= CONTACT_SECONDS
-    progress = await asyncio.to_thread(_contact, services, device, facts, record)
-    if record:
-        state.contacts[device.id] = (now, facts)
+    # New facts are written at once; a poll that only says "still here" is written with the
+    # others' (_write_contacts). One hand-off to a thread for all the poll reads.
+    changed = facts if state.facts.get(agent_id) != facts else None
+    found = await asyncio.to_thread(services.store.devices.poll, agent_id, changed)
+    if found is None:  # unknown or revoked
+        raise Refusal(403, "forbidden")
+    device, progress = found
+    _named(request, device)
+    if changed is not None:
+        state.facts[agent_id] = facts
+    else:
+        state.contacts[agent_id] = datetime.now(UTC)
     action = needs_staging(progress)
     staging = None
     if action is not None and progress.plan is not None:
@@ -122,13 +172,6 @@ async def _runbook(request: web.Request) -> web.Response:
     request["log"] = {**request["log"], "generation": runbook["generation"],
                       "state": runbook["state"], "action": runbook["next"]}
     return _ok(runbook)
-
-
-def _contact(services: Services, device: DeviceAgentInfo, facts: dict[str, str],
-             record: bool) -> DeviceProgress:
-    if record:
-        services.store.devices.seen(device.id, facts)
-    return services.store.devices.progress(device.migration, device.name)
 
 
 async def _result(request: web.Request) -> web.Response:

@@ -23,7 +23,7 @@ from ferry.gateway.connections import (
 )
 from ferry.gateway.job_auth import JobAuthError, load_verify_key
 from ferry.gateway.queue import QueueLimits, WorkQueue
-from ferry.gateway.tls import agent_trust_bundle, peer_agent_id, server_context
+from ferry.gateway.tls import PeerIdentities, agent_trust_bundle, server_context
 from ferry.state.store import StateStore
 
 log = structlog.get_logger("ferry.gateway")
@@ -94,7 +94,7 @@ async def serve(config: GatewayConfig, stop: asyncio.Event | None = None) -> Non
                     " certificate is not issued by the CA bundle they are given",
                     tls_cert=str(config.tls_cert), server_ca=str(config.server_ca or "agent CA"))
     queue = WorkQueue(config.limits)
-    guard = ConnectionGuard(config.connections, lambda ssl_object: peer_agent_id(ssl_object, ca))
+    guard = ConnectionGuard(config.connections, PeerIdentities(ca))
     _hide_versions()
     _quiet_aiohttp()
     with StateStore(config.state) as store:

@@ -3,7 +3,9 @@ agent CA, the agent id a connection proved, and the CA bundle agents get to veri
 
 from __future__ import annotations
 
+import hashlib
 import ssl
+from datetime import UTC, datetime
 from pathlib import Path
 
 from cryptography import x509
@@ -35,24 +37,59 @@ def server_context(cert_file: Path, key_file: Path, agent_ca: AgentCA) -> ssl.SS
                              f" used: {reason}") from None
     context.load_verify_locations(cadata=agent_ca.pem.decode("ascii"))
     context.verify_mode = ssl.CERT_OPTIONAL
+    # Agents resume their TLS session on their next connection (a device polls every minute
+    # or so, past any keep-alive): one ticket each is enough, and the default is two.
+    context.num_tickets = 1
     return context
 
 
 def peer_agent_id(ssl_object: ssl.SSLObject | ssl.SSLSocket | None,
                   agent_ca: AgentCA) -> str | None:
     """The agent id of the verified client certificate on a connection, or None."""
-    if ssl_object is None:
-        return None
-    der = ssl_object.getpeercert(binary_form=True)
-    if not der:
-        return None
+    der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+    found = _agent_id(der, agent_ca) if der else None
+    return found[0] if found is not None and _unexpired(found[1]) else None
+
+
+class PeerIdentities:
+    """peer_agent_id, its answers kept by certificate: an agent presents the same one on every
+    connection, and parsing and checking it costs more than the rest of a runbook poll."""
+
+    def __init__(self, agent_ca: AgentCA, most: int = 100_000):
+        self._ca = agent_ca
+        self._most = most
+        self._known: dict[bytes, tuple[str, datetime] | None] = {}   # SHA-256 of the DER
+
+    def __call__(self, ssl_object: ssl.SSLObject | ssl.SSLSocket | None) -> str | None:
+        der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+        if not der:
+            return None
+        digest = hashlib.sha256(der).digest()
+        if digest in self._known:
+            found = self._known[digest]
+        else:
+            if len(self._known) >= self._most:  # a new set of certificates: start again
+                self._known.clear()
+            found = self._known[digest] = _agent_id(der, self._ca)
+        return found[0] if found is not None and _unexpired(found[1]) else None
+
+
+def _agent_id(der: bytes, agent_ca: AgentCA) -> tuple[str, datetime] | None:
+    """The agent id a certificate proves and until when it is valid."""
     try:
         cert = x509.load_der_x509_certificate(der)
     except ValueError:
         return None
     # The handshake verified the chain already; checked again so that a context that trusts
     # more than the agent CA can never turn another CA's certificate into an agent.
-    return agent_id_of(cert) if issued_by(cert, agent_ca.cert) else None
+    agent_id = agent_id_of(cert) if issued_by(cert, agent_ca.cert) else None
+    return (agent_id, cert.not_valid_after_utc) if agent_id else None
+
+
+def _unexpired(not_after: datetime) -> bool:
+    # A resumed TLS session is not verified again: without this, a certificate that expired
+    # since its session began would go on being accepted.
+    return datetime.now(UTC) < not_after
 
 
 def agent_trust_bundle(server_cert_file: Path, server_ca_file: Path | None,

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import bindparam, delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -135,6 +135,29 @@ class Devices:
             s.execute(update(DeviceAgentRow).where(DeviceAgentRow.id == agent_id).values(
                 last_seen=datetime.now(UTC), facts=dict(facts)))
 
+    def seen_at(self, contacts: Mapping[str, datetime]) -> None:
+        """Record many devices' last contacts (agent id -> when) in one transaction."""
+        if not contacts:
+            return
+        with self._session.begin() as s:  # on the connection: one executemany, no ORM
+            s.connection().execute(
+                update(DeviceAgentRow).where(DeviceAgentRow.id == bindparam("agent"))
+                .values(last_seen=bindparam("when")),
+                [{"agent": a, "when": w} for a, w in contacts.items()])
+
+    def poll(self, agent_id: str, facts: Mapping[str, str] | None = None
+             ) -> tuple[DeviceAgentInfo, DeviceProgress] | None:
+        """A runbook poll's reads in one session: the device agent and its progress; None when
+        it is unknown or revoked. `facts` given: they are recorded with its contact."""
+        with self._session.begin() as s:
+            row = s.get(DeviceAgentRow, agent_id)
+            if row is None or row.revoked_at is not None:
+                return None
+            if facts is not None:
+                row.facts, row.last_seen = dict(facts), datetime.now(UTC)
+                s.flush()
+            return _agent(row), _progress(s, row.migration, row.name)
+
     # -- plans (written by the controller) and what the gateway computes a runbook from ---
 
     def set_plans(self, migration: str, plans: Sequence[DevicePlan]) -> None:
@@ -178,20 +201,7 @@ class Devices:
         """The device's plan with its generation's results and staged secrets, and the
         version of the migration's SID table: all a runbook is computed from."""
         with self._session() as s:
-            version = s.scalar(select(SidTableRow.version).where(
-                SidTableRow.migration == migration))
-            row = s.get(DevicePlanRow, (migration, device))
-            if row is None:
-                return DeviceProgress(None, {}, {}, version)
-            results = s.scalars(select(DeviceResultRow).where(
-                DeviceResultRow.migration == migration, DeviceResultRow.device == device,
-                DeviceResultRow.generation == row.generation))
-            secrets = s.scalars(select(DeviceSecretRow).where(
-                DeviceSecretRow.migration == migration, DeviceSecretRow.device == device,
-                DeviceSecretRow.generation == row.generation))
-            return DeviceProgress(_plan(row), {r.action_id: _result(r) for r in results},
-                                  {r.action_id: DeviceSecret(dict(r.sealed), r.dn)
-                                   for r in secrets}, version)
+            return _progress(s, migration, device)
 
     # -- results, secrets, logs (written by the gateway) -----------------------------------
 
@@ -361,6 +371,22 @@ class DiscoveredDevices:
                     for r in s.scalars(select(DiscoveredDeviceRow).where(
                         DiscoveredDeviceRow.environment == environment)
                         .order_by(DiscoveredDeviceRow.name))]
+
+
+def _progress(s: Session, migration: str, device: str) -> DeviceProgress:
+    version = s.scalar(select(SidTableRow.version).where(SidTableRow.migration == migration))
+    row = s.get(DevicePlanRow, (migration, device))
+    if row is None:
+        return DeviceProgress(None, {}, {}, version)
+    results = s.scalars(select(DeviceResultRow).where(
+        DeviceResultRow.migration == migration, DeviceResultRow.device == device,
+        DeviceResultRow.generation == row.generation))
+    secrets = s.scalars(select(DeviceSecretRow).where(
+        DeviceSecretRow.migration == migration, DeviceSecretRow.device == device,
+        DeviceSecretRow.generation == row.generation))
+    return DeviceProgress(_plan(row), {r.action_id: _result(r) for r in results},
+                          {r.action_id: DeviceSecret(dict(r.sealed), r.dn) for r in secrets},
+                          version)
 
 
 # -- rows to values ----------------------------------------------------------------------------

@@ -47,6 +47,7 @@ class _Gateway(ThreadingHTTPServer):
         self.lock = threading.Lock()
         self.handshake_errors: list[str] = []
         self.connections = 0
+        self.resumed: list[bool] = []  # per connection: whether its TLS session was resumed
         self.closed = 0
         self.release = threading.Event()  # lets /slow answer (at teardown)
         self.slow_answers = 0
@@ -63,6 +64,7 @@ class _Gateway(ThreadingHTTPServer):
             return
         with self.lock:
             self.connections += 1
+            self.resumed.append(tls.session_reused)
         try:
             self.RequestHandlerClass(tls, client_address, self)
         except OSError:
@@ -327,6 +329,28 @@ def test_a_connection_the_gateway_closed_while_idle_is_not_reused(site: Site) ->
         status, _ = client.post("/v1/hello", {})
     assert status == 200
     assert site.server.connections == 2
+
+
+def test_a_new_connection_resumes_the_tls_session_and_still_proves_the_agent(
+        site: Site) -> None:
+    with _client(site) as client:
+        assert client.get("/then-close") == (200, {"ok": True})
+        assert _wait_for(lambda: site.server.closed == 1)
+        status, body = client.post("/v1/hello", {"n": 2})
+    assert status == 200 and body is not None
+    assert body["agent"] == "agent-1"  # the server still sees the agent's certificate
+    assert site.server.resumed == [False, True]
+
+
+def test_a_resumed_session_goes_through_the_proxy_too(site: Site) -> None:
+    with ConnectProxy("ferry", "s3cret") as proxy, \
+            _client(site, environ={"HTTPS_PROXY": proxy.url}) as client:
+        client.get("/then-close")
+        assert _wait_for(lambda: site.server.closed == 1)
+        status, _ = client.post("/v1/hello", {})
+        assert proxy.tunnels == 2
+    assert status == 200
+    assert site.server.resumed == [False, True]
 
 
 def test_identity_files_are_owner_only(site: Site) -> None:
