@@ -233,6 +233,8 @@ def pending_keytab(machine: Membership) -> dict[str, str] | None:
         return None
     except (OSError, ValueError):
         found = {}
+    if not isinstance(found, dict):
+        found = {}
     return {"realm": str(found.get("realm") or machine.current()["realm"]),
             "dc": str(found.get("dc") or "")}
 
