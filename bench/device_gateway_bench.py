@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import http.client
 import json
 import os
 import shutil
@@ -36,6 +37,7 @@ import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -47,10 +49,15 @@ from cryptography import x509  # noqa: E402
 from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
 from cryptography.x509.oid import NameOID  # noqa: E402
-from tests.integration.gateway.harness import RunningGateway, start_gateway  # noqa: E402
+from tests.integration.gateway.harness import (  # noqa: E402
+    REQUEST_SECONDS,
+    RunningGateway,
+    start_gateway,
+)
 
 from ferry.state.rows import DevicePlan, PlannedAction  # noqa: E402
 from ferry.state.store import StateStore  # noqa: E402
+from ferry_agent.transport import GatewayClient  # noqa: E402
 
 GATEWAY_HOST = "127.0.0.104"
 MIGRATION = "bench/wave-one"
@@ -93,14 +100,24 @@ class PeakRss:
         return round(self.peak, 1)
 
 
+class CountingClient(GatewayClient):
+    """The device agent's own transport, counting the connections it opens."""
+
+    opened = 0
+
+    def new_connection(self) -> http.client.HTTPSConnection:
+        self.opened += 1
+        return super().new_connection()
+
+
 class Device:
-    """One simulated device agent: its name, key file and, once enrolled, its TLS context."""
+    """One simulated device agent: its name, key file and, once enrolled, its transport."""
 
     def __init__(self, index: int, folder: Path):
         self.name = f"WS{index:05d}"
         self.key = ec.generate_private_key(ec.SECP256R1())
         self.identity = folder / f"{self.name}.pem"
-        self.context: ssl.SSLContext | None = None
+        self.client: CountingClient | None = None
         self.state = ""
 
     def csr(self) -> str:
@@ -109,15 +126,15 @@ class Device:
                  .sign(self.key, hashes.SHA256()))
         return built.public_bytes(serialization.Encoding.PEM).decode()
 
-    def enrolled(self, certificate: str, ca: str) -> None:
+    def enrolled(self, url: str, certificate: str, ca_file: Path) -> None:
         key = self.key.private_bytes(serialization.Encoding.PEM,
                                      serialization.PrivateFormat.PKCS8,
                                      serialization.NoEncryption())
         self.identity.write_bytes(certificate.encode() + key)
         self.identity.chmod(0o600)
-        context = ssl.create_default_context(cadata=ca)
-        context.load_cert_chain(self.identity)
-        self.context = context  # kept: ~23 KB each, so no poll pays for making one
+        # Kept: its TLS context (~23 KB), its kept-alive connection and TLS session.
+        self.client = CountingClient(url, ca_file=ca_file, cert_file=self.identity,
+                                     timeout=REQUEST_SECONDS, environ={})
 
 
 async def enroll_all(gateway: RunningGateway, devices: list[Device], token: str,
@@ -135,38 +152,36 @@ async def enroll_all(gateway: RunningGateway, devices: list[Device], token: str,
                     found = await answer.json()
                     if answer.status != 200:
                         raise SystemExit(f"enrolling {device.name}: {answer.status} {found}")
-            device.enrolled(found["certificate"], found["ca"])
+            device.enrolled(gateway.url, found["certificate"], gateway.ca_file)
 
         started = time.perf_counter()
         await asyncio.gather(*(one(d) for d in devices))
         return time.perf_counter() - started
 
 
-async def sweep(gateway: RunningGateway, devices: list[Device], concurrency: int,
-                want: str) -> dict[str, Any]:
-    """Every device polls its runbook once, on a new TLS connection with its certificate;
-    when the last one got a runbook in state `want`, and the polls per second."""
-    limit = asyncio.Semaphore(concurrency)
-    # force_close: no connection is reused, every poll is a full handshake of its own device.
-    connector = aiohttp.TCPConnector(limit=concurrency, force_close=True)
+def sweep(gateway: RunningGateway, devices: list[Device], concurrency: int,
+          want: str) -> dict[str, Any]:
+    """Every device polls its runbook once through its own transport, as the agent does
+    (a kept-alive connection if it has one, else a new one resuming its TLS session); when the
+    last one got a runbook in state `want`, the polls per second and the connections opened."""
     latencies: list[float] = []
+    opened = sum(d.client.opened for d in devices if d.client)
     cpu = cpu_seconds(gateway.process.pid)
-    async with aiohttp.ClientSession(connector=connector) as session:
-        async def one(device: Device) -> None:
-            async with limit:
-                began = time.perf_counter()
-                body = {"v": 1, "facts": {"domain": "SRC", "computerName": device.name}}
-                async with session.post(f"{gateway.url}/v1/device/runbook", json=body,
-                                        ssl=device.context) as answer:
-                    found = await answer.json()
-                    if answer.status != 200:
-                        raise SystemExit(f"runbook of {device.name}: {answer.status} {found}")
-                latencies.append(time.perf_counter() - began)
-                device.state = found["state"]
 
-        started = time.perf_counter()
-        await asyncio.gather(*(one(d) for d in devices))
-        seconds = time.perf_counter() - started
+    def one(device: Device) -> None:
+        assert device.client is not None
+        began = time.perf_counter()
+        status, found = device.client.post("/v1/device/runbook", {
+            "v": 1, "facts": {"domain": "SRC", "computerName": device.name}})
+        if status != 200 or found is None:
+            raise SystemExit(f"runbook of {device.name}: {status} {found}")
+        latencies.append(time.perf_counter() - began)
+        device.state = found["state"]
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        list(pool.map(one, devices))
+    seconds = time.perf_counter() - started
     cpu = cpu_seconds(gateway.process.pid) - cpu
     wrong = [d.name for d in devices if d.state != want]
     if wrong:
@@ -175,7 +190,8 @@ async def sweep(gateway: RunningGateway, devices: list[Device], concurrency: int
     return {"seconds": round(seconds, 2), "polls_per_s": round(len(devices) / seconds),
             "gateway_cpu_ms_per_poll": round(cpu / len(devices) * 1000, 2),
             "latency_ms_p50": round(latencies[len(latencies) // 2] * 1000, 1),
-            "latency_ms_p99": round(latencies[int(len(latencies) * 0.99)] * 1000, 1)}
+            "latency_ms_p99": round(latencies[int(len(latencies) * 0.99)] * 1000, 1),
+            "new_connections": sum(d.client.opened for d in devices if d.client) - opened}
 
 
 def write_plans(state: str, devices: list[Device], run: bool) -> float:
@@ -193,8 +209,8 @@ async def bench(gateway: RunningGateway, root: Path, count: int,
                 concurrency: int) -> dict[str, Any]:
     pid = gateway.process.pid
     await asyncio.sleep(2)   # settle: start-up work done
-    idle = rss_mb(pid)
-    log(f"gateway idle: {idle:.1f} MB")
+    idle_rss = rss_mb(pid)
+    log(f"gateway idle: {idle_rss:.1f} MB")
     peak = PeakRss(pid)
     folder = root / "devices"
     folder.mkdir(mode=0o700)
@@ -208,27 +224,33 @@ async def bench(gateway: RunningGateway, root: Path, count: int,
 
     paused_plans = await asyncio.to_thread(write_plans, gateway.state, devices, False)
     log(f"{count} paused plans written in {paused_plans:.1f} s")
-    first = await sweep(gateway, devices, concurrency, "paused")
-    log(f"sweep, wave paused: {first}")
+    first = await asyncio.to_thread(sweep, gateway, devices, concurrency, "paused")
+    log(f"first contact (full handshakes), wave paused: {first}")
+    idle = await asyncio.to_thread(sweep, gateway, devices, concurrency, "paused")
+    log(f"idle sweep (TLS sessions resumed), wave paused: {idle}")
 
     cutover = time.perf_counter()
     run_plans = await asyncio.to_thread(write_plans, gateway.state, devices, True)
-    handed = await sweep(gateway, devices, concurrency, "run")
+    handed = await asyncio.to_thread(sweep, gateway, devices, concurrency, "run")
     hand_out = time.perf_counter() - cutover
     log(f"wave handed out in {hand_out:.1f} s (plans {run_plans:.1f} s, polls {handed})")
-    steady = await sweep(gateway, devices, concurrency, "run")
-    log(f"steady sweep: {steady}")
+    running = await asyncio.to_thread(sweep, gateway, devices, concurrency, "run")
+    log(f"running sweep (kept-alive connections where still open): {running}")
     after = rss_mb(pid)
     highest = peak.stop()
     if not gateway.alive():
         raise SystemExit(f"the gateway died:\n{gateway.log_text()[-2000:]}")
+    for device in devices:
+        if device.client is not None:
+            device.client.close()
     return {
-        "devices": count, "client_concurrency": concurrency,
+        "devices": count, "client_threads": concurrency,
         "enroll": {"seconds": round(enrolling, 1), "per_s": round(count / enrolling)},
         "plans_written_seconds": {"paused": round(paused_plans, 2), "run": round(run_plans, 2)},
-        "sweep_paused": first, "wave_hand_out_seconds": round(hand_out, 1),
-        "sweep_run": handed, "sweep_steady": steady,
-        "gateway_rss_mb": {"idle": round(idle, 1), "after_enrolling": round(enrolled, 1),
+        "sweep_first_contact": first, "sweep_idle": idle,
+        "wave_hand_out_seconds": round(hand_out, 1), "sweep_hand_out": handed,
+        "sweep_running": running,
+        "gateway_rss_mb": {"idle": round(idle_rss, 1), "after_enrolling": round(enrolled, 1),
                            "peak": highest, "after": round(after, 1)},
     }
 
@@ -236,7 +258,8 @@ async def bench(gateway: RunningGateway, root: Path, count: int,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--devices", type=int, default=10_000)
-    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--concurrency", type=int, default=64,
+                        help="client threads polling at once")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     started = time.perf_counter()

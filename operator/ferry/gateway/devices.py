@@ -34,6 +34,7 @@ from ferry_agent.protocol import (
     RunbookRequest,
     encode,
 )
+from ferry_agent.transport import IDLE_TIMEOUT
 
 log = structlog.get_logger("ferry.gateway")
 DEVICE_ID_PREFIX = "device-"
@@ -171,7 +172,13 @@ async def _runbook(request: web.Request) -> web.Response:
     runbook = build(device, progress, datetime.now(UTC), staging)
     request["log"] = {**request["log"], "generation": runbook["generation"],
                       "state": runbook["state"], "action": runbook["next"]}
-    return _ok(runbook)
+    answer = _ok(runbook)
+    if runbook["pollSeconds"] >= IDLE_TIMEOUT:
+        # The device will not be back before its transport drops the connection: closed now,
+        # not held idle by both ends (10,000 devices, 10,000 TLS buffers). It resumes the
+        # TLS session on its next poll.
+        answer.force_close()
+    return answer
 
 
 async def _result(request: web.Request) -> web.Response:

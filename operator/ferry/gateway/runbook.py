@@ -3,6 +3,7 @@ poll, so nothing but the state store decides what a device does next."""
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,6 +14,8 @@ POLL_RUN = 5          # seconds: it reports as soon as the action ends, then ask
 POLL_STAGING = 10     # a secret being staged comes within seconds
 POLL_IDLE = 60        # paused, waiting for a plan, a retry or a cutover far away
 POLL_DONE = 300
+SPREAD = 4            # idle and done polls are up to 1/SPREAD longer, at random (_spread)
+_random = random.Random()
 # Actions a ReACL-style SID table is needed for; they wait until the plan's version is written.
 NEEDS_SID_TABLE = frozenset({"ReACL", "UndoReACL"})
 
@@ -45,23 +48,24 @@ def build(device: DeviceAgentInfo, progress: DeviceProgress, now: datetime,
     if plan is None:
         return _runbook(device, 0, WAIT, f"no plan for device {device.name} yet: the"
                         f" migration {device.migration} selects it in none of its waves, or"
-                        " has not planned it yet", POLL_IDLE, progress, None)
+                        " has not planned it yet", _spread(POLL_IDLE), progress, None)
     action = next_action(progress)
     if action is None:
-        return _runbook(device, plan.generation, DONE, "every action is done", POLL_DONE,
-                        progress, None)
+        return _runbook(device, plan.generation, DONE, "every action is done",
+                        _spread(POLL_DONE), progress, None)
     if plan.state == PAUSED:
         return _runbook(device, plan.generation, PAUSED, f"wave {plan.wave} is paused",
-                        POLL_IDLE, progress, action)
+                        _spread(POLL_IDLE), progress, action)
     failed = progress.results.get(action.id)
     if failed is not None:
         return _runbook(device, plan.generation, WAIT, f"{action.id} failed: {failed.message};"
-                        " waiting for a retry", POLL_IDLE, progress, action)
+                        " waiting for a retry", _spread(POLL_IDLE), progress, action)
     if action.not_before is not None and action.not_before > now:
         seconds = (action.not_before - now).total_seconds()
         return _runbook(device, plan.generation, WAIT, f"{action.id} waits for the cutover at"
                         f" {_rfc3339(action.not_before)}",
-                        int(max(POLL_RUN, min(POLL_IDLE, seconds))), progress, action)
+                        int(max(POLL_RUN, min(_spread(POLL_IDLE), seconds))), progress,
+                        action)
     if action.action in NEEDS_SID_TABLE and plan.sid_table_version and \
             progress.sid_table_version != plan.sid_table_version:
         return _runbook(device, plan.generation, WAIT, f"{action.id} waits for SID table"
@@ -71,6 +75,12 @@ def build(device: DeviceAgentInfo, progress: DeviceProgress, now: datetime,
         return _runbook(device, plan.generation, WAIT, staging, POLL_STAGING, progress, action)
     return _runbook(device, plan.generation, RUN, f"{action.id} is next", POLL_RUN, progress,
                     action)
+
+
+def _spread(seconds: int) -> int:
+    # Devices started together (a wave token at boot, a gateway restart) would otherwise poll
+    # in step for as long as they wait.
+    return seconds + _random.randrange(seconds // SPREAD + 1)
 
 
 def _runbook(device: DeviceAgentInfo, generation: int, state: str, reason: str, poll: int,

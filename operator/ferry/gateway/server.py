@@ -6,6 +6,7 @@ import asyncio
 import ipaddress
 import logging
 import signal
+from asyncio import sslproto
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from ferry.state.store import StateStore
 
 log = structlog.get_logger("ferry.gateway")
 _SHUTDOWN_SECONDS = 3.0   # long polls are cut short on stop; clients retry elsewhere
+TLS_READ_BYTES = 32 * 1024
 
 
 class GatewayConfigError(InvalidInput):
@@ -96,6 +98,7 @@ async def serve(config: GatewayConfig, stop: asyncio.Event | None = None) -> Non
     queue = WorkQueue(config.limits)
     guard = ConnectionGuard(config.connections, PeerIdentities(ca))
     _hide_versions()
+    _small_tls_buffers()
     _quiet_aiohttp()
     with StateStore(config.state) as store:
         services = Services(store, ca, queue, job_key, bundle, agent_stream=config.agent_stream,
@@ -159,6 +162,13 @@ def _hide_versions() -> None:
     # prepares, its own error answers (a malformed request line, a 500) included, which no
     # application hook sees. That default is this module's global, read at each answer.
     web_response.SERVER_SOFTWARE = SERVER_NAME
+
+
+def _small_tls_buffers() -> None:
+    # asyncio gives each TLS connection a read buffer of SSLProtocol.max_size (256 KiB),
+    # zeroed when the connection opens, so resident: 10,000 device connections held 2.7 GB.
+    # TLS records are at most 16 KiB; two fit. Nothing else in this process uses asyncio TLS.
+    sslproto.SSLProtocol.max_size = TLS_READ_BYTES
 
 
 class _AiohttpLines(logging.Handler):

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from sqlalchemy import bindparam, delete, or_, select, update
+from sqlalchemy import Connection, Row, and_, bindparam, delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -147,16 +147,22 @@ class Devices:
 
     def poll(self, agent_id: str, facts: Mapping[str, str] | None = None
              ) -> tuple[DeviceAgentInfo, DeviceProgress] | None:
-        """A runbook poll's reads in one session: the device agent and its progress; None when
-        it is unknown or revoked. `facts` given: they are recorded with its contact."""
+        """A runbook poll's reads in one transaction: the device agent and its progress; None
+        when it is unknown or revoked. `facts` given: they are recorded with its contact."""
         with self._session.begin() as s:
-            row = s.get(DeviceAgentRow, agent_id)
+            connection = s.connection()
+            row = connection.execute(_POLL, {"agent": agent_id}).first()
             if row is None or row.revoked_at is not None:
                 return None
+            device = _agent(row)
             if facts is not None:
-                row.facts, row.last_seen = dict(facts), datetime.now(UTC)
-                s.flush()
-            return _agent(row), _progress(s, row.migration, row.name)
+                connection.execute(_FACTS, {"agent": agent_id, "facts": dict(facts),
+                                            "when": datetime.now(UTC)})
+            plan = None if row.generation is None else DevicePlan(
+                device.migration, device.name, row.wave, row.generation, row.state,
+                row.source, row.target, tuple(_action(a) for a in row.actions),
+                row.sid_table_version)
+            return device, _with_results(connection, plan, row.table_version)
 
     # -- plans (written by the controller) and what the gateway computes a runbook from ---
 
@@ -201,7 +207,7 @@ class Devices:
         """The device's plan with its generation's results and staged secrets, and the
         version of the migration's SID table: all a runbook is computed from."""
         with self._session() as s:
-            return _progress(s, migration, device)
+            return _progress(s.connection(), migration, device)
 
     # -- results, secrets, logs (written by the gateway) -----------------------------------
 
@@ -373,38 +379,77 @@ class DiscoveredDevices:
                         .order_by(DiscoveredDeviceRow.name))]
 
 
-def _progress(s: Session, migration: str, device: str) -> DeviceProgress:
-    version = s.scalar(select(SidTableRow.version).where(SidTableRow.migration == migration))
-    row = s.get(DevicePlanRow, (migration, device))
-    if row is None:
+# Built once: a runbook poll runs them, and building and keying a statement costs more than
+# SQLite takes to answer it.
+_POLL = (select(DeviceAgentRow.id, DeviceAgentRow.migration, DeviceAgentRow.name,
+                DeviceAgentRow.os, DeviceAgentRow.labels, DeviceAgentRow.enrolled_at,
+                DeviceAgentRow.last_seen, DeviceAgentRow.revoked_at, DeviceAgentRow.facts,
+                DeviceAgentRow.host, DeviceAgentRow.version, DevicePlanRow.wave,
+                DevicePlanRow.generation, DevicePlanRow.state, DevicePlanRow.source,
+                DevicePlanRow.target, DevicePlanRow.actions, DevicePlanRow.sid_table_version,
+                SidTableRow.version.label("table_version"))
+         .select_from(DeviceAgentRow)
+         .outerjoin(DevicePlanRow, and_(DevicePlanRow.migration == DeviceAgentRow.migration,
+                                        DevicePlanRow.device == DeviceAgentRow.name))
+         .outerjoin(SidTableRow, SidTableRow.migration == DeviceAgentRow.migration)
+         .where(DeviceAgentRow.id == bindparam("agent")))
+_FACTS = update(DeviceAgentRow).where(DeviceAgentRow.id == bindparam("agent")).values(
+    facts=bindparam("facts"), last_seen=bindparam("when"))
+_SID_VERSION = select(SidTableRow.version).where(SidTableRow.migration == bindparam("migration"))
+_PLAN = select(DevicePlanRow.migration, DevicePlanRow.device, DevicePlanRow.wave,
+               DevicePlanRow.generation, DevicePlanRow.state, DevicePlanRow.source,
+               DevicePlanRow.target, DevicePlanRow.actions, DevicePlanRow.sid_table_version
+               ).where(DevicePlanRow.migration == bindparam("migration"),
+                       DevicePlanRow.device == bindparam("device"))
+_RESULTS = select(DeviceResultRow.migration, DeviceResultRow.device, DeviceResultRow.generation,
+                  DeviceResultRow.action_id, DeviceResultRow.ok, DeviceResultRow.message,
+                  DeviceResultRow.attempt, DeviceResultRow.finished_at,
+                  DeviceResultRow.recorded_at, DeviceResultRow.details,
+                  DeviceResultRow.started_at
+                  ).where(DeviceResultRow.migration == bindparam("migration"),
+                          DeviceResultRow.device == bindparam("device"),
+                          DeviceResultRow.generation == bindparam("generation"))
+_SECRETS = select(DeviceSecretRow.action_id, DeviceSecretRow.sealed, DeviceSecretRow.dn).where(
+    DeviceSecretRow.migration == bindparam("migration"),
+    DeviceSecretRow.device == bindparam("device"),
+    DeviceSecretRow.generation == bindparam("generation"))
+
+
+def _progress(connection: Connection, migration: str, device: str) -> DeviceProgress:
+    key = {"migration": migration, "device": device}
+    version = connection.execute(_SID_VERSION, key).scalar()
+    row = connection.execute(_PLAN, key).first()
+    return _with_results(connection, _plan(row) if row is not None else None, version)
+
+
+def _with_results(connection: Connection, plan: DevicePlan | None,
+                  version: str | None) -> DeviceProgress:
+    """The progress of `plan`: its generation's results and staged secrets."""
+    if plan is None:
         return DeviceProgress(None, {}, {}, version)
-    results = s.scalars(select(DeviceResultRow).where(
-        DeviceResultRow.migration == migration, DeviceResultRow.device == device,
-        DeviceResultRow.generation == row.generation))
-    secrets = s.scalars(select(DeviceSecretRow).where(
-        DeviceSecretRow.migration == migration, DeviceSecretRow.device == device,
-        DeviceSecretRow.generation == row.generation))
-    return DeviceProgress(_plan(row), {r.action_id: _result(r) for r in results},
-                          {r.action_id: DeviceSecret(dict(r.sealed), r.dn) for r in secrets},
-                          version)
+    key = {"migration": plan.migration, "device": plan.device, "generation": plan.generation}
+    results = {r.action_id: _result(r) for r in connection.execute(_RESULTS, key)}
+    secrets = {r.action_id: DeviceSecret(dict(r.sealed), r.dn)
+               for r in connection.execute(_SECRETS, key)}
+    return DeviceProgress(plan, results, secrets, version)
 
 
 # -- rows to values ----------------------------------------------------------------------------
 
-def _agent(row: DeviceAgentRow) -> DeviceAgentInfo:
+def _agent(row: DeviceAgentRow | Row[Any]) -> DeviceAgentInfo:
     return DeviceAgentInfo(row.id, row.migration, row.name, row.os, dict(row.labels or {}),
                            _utc(row.enrolled_at), row.last_seen and _utc(row.last_seen),
                            row.revoked_at and _utc(row.revoked_at), dict(row.facts or {}),
                            row.host, row.version)
 
 
-def _plan(row: DevicePlanRow) -> DevicePlan:
+def _plan(row: DevicePlanRow | Row[Any]) -> DevicePlan:
     return DevicePlan(row.migration, row.device, row.wave, row.generation, row.state,
                       row.source, row.target, tuple(_action(a) for a in row.actions),
                       row.sid_table_version)
 
 
-def _result(row: DeviceResultRow) -> DeviceResult:
+def _result(row: DeviceResultRow | Row[Any]) -> DeviceResult:
     return DeviceResult(row.migration, row.device, row.generation, row.action_id, row.ok,
                         row.message, row.attempt, _utc(row.finished_at or row.recorded_at),
                         dict(row.details or {}), row.started_at and _utc(row.started_at))
