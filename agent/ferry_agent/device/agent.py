@@ -5,10 +5,10 @@ Each turn: POST the device's facts for its runbook; send any result the journal 
 the gateway has not acknowledged (after a crash or a reboot); finish what an action left for
 the first start with network (backend.resume: an offline join's keytab); then, for state
 "run", the next action: finished in the journal -> its recorded result again; else journal
-"started", run it, journal its outcome, POST it until the gateway answers. "wait" and
-"paused" poll again after pollSeconds, "done" slower (a rollback may still come). An action
-killed part-way runs again on the next start with its attempt counted up: every backend
-action is repeat-safe.
+"started", run it, journal its outcome, POST it until the gateway answers. "wait", "paused"
+and "done" poll again after pollSeconds (the gateway's: longer when done, where a rollback
+may still come). An action killed part-way runs again on the next start with its attempt
+counted up: every backend action is repeat-safe.
 """
 
 from __future__ import annotations
@@ -54,7 +54,6 @@ from ferry_agent.transport import (
 log = logging.getLogger("ferry_agent.device")
 
 EXIT_REFUSED = 3
-DONE_SLOWDOWN = 4                 # "done": poll this many times less often
 LOG_FILE = "device-agent.log"
 LOG_BYTES = MAX_LOG_BYTES         # the log kept (and uploaded): its last MiB
 BOOT_ID = "recordedInBoot"       # a Reboot's result recorded before its command: in which boot
@@ -118,7 +117,9 @@ class DeviceAgent:
             log.debug("runbook %s: %s", runbook.state, runbook.reason)
             return runbook.poll_seconds
         if runbook.state == "done":
-            return runbook.poll_seconds * DONE_SLOWDOWN
+            # The gateway already asks done devices less often; slowing down again here put
+            # a rollback 20 minutes away.
+            return runbook.poll_seconds
         action = runbook.next_action()
         if action is None:
             return runbook.poll_seconds
