@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..errors import FerryAgentError
 from ..sid import SidError, parse_sid
 from .descriptor import DescriptorError, SidMap
 from .figures import MAX_REPORTED_ERRORS, ReaclFigures
@@ -45,7 +46,7 @@ class ReaclTargets:
     hive_python: str = DEFAULT_PYTHON
 
 
-class _Refused(Exception):
+class _Refused(FerryAgentError):
     """Bad input: nothing was touched."""
 
 

@@ -132,14 +132,15 @@ INVALID = {
         {"apiVersion": "ferry.dev/v1alpha1", "kind": "DeviceMigration",
          "metadata": {"name": "dm"},
          "spec": {"source": "src", "target": "src", "workflow": "wf",
-                  "actions": ["ReACL", "OfflineDomainJoin", "Reboot"]}},
+                  "actions": ["ReACL", "OfflineDomainJoin", "Reboot"],
+                  "waves": [{"name": "pilot", "devices": ["WS1"]}]}},
         "source and target must be different environments",
     ),
     "unknown device action": (
         {"apiVersion": "ferry.dev/v1alpha1", "kind": "DeviceMigration",
          "metadata": {"name": "dm"},
          "spec": {"source": "src", "target": "tgt", "workflow": "wf",
-                  "actions": ["Reformat"]}},
+                  "actions": ["Reformat"], "waves": [{"name": "pilot", "devices": ["WS1"]}]}},
         'Unsupported value: "Reformat"',
     ),
     "direct connection without credentials": (
