@@ -43,7 +43,8 @@ from tests.support.polling import eventually
 from ferry.lab import Lab, workstations
 from ferry.lab.fileserver import FileServer, seed_tree, smbcacls
 from ferry.lab.hives import PROFILE_LIST, key_security, ntuser_hive, software_hive
-from ferry.lab.samba import DomainSpec, LabDomain, _stop, free_addresses
+from ferry.lab.samba import LDAPS_PORT, DomainSpec, LabDomain, _stop, free_addresses
+from ferry.lab.services import port_open
 from ferry.lab.workstations import Workstation
 from ferry.state.store import StateStore
 from ferry.sync.pairs import pair_key
@@ -497,13 +498,26 @@ def rolled_back(moved: Moved) -> bool:
     return any("WS2 RolledBack" in out for out in moved.outputs.values())
 
 
+def rollback_planned(moved: Moved) -> bool:
+    with StateStore(moved.gateway.state) as store:
+        return any(p.device == "WS2" and p.generation == 2 and p.actions[0].id.startswith("r")
+                   for p in store.devices.plans(MIGRATION))
+
+
 def test_a_device_rolled_back_is_a_member_of_the_source_again(moved: Moved) -> None:
     ws2 = moved.devices["WS2"]
     write_migration(moved.folder, moved.lab.tgt, datetime.now(UTC) - timedelta(minutes=1),
                     {"ferry.dev/rollback-devices": "WS2"})
-    done = finished(devices_run(moved, "--timeout", "600"), moved, "ferry devices run")
+    run = devices_run(moved, "--timeout", "600")
+    eventually(lambda: rollback_planned(moved), "WS2's rollback plan in the store", timeout=300)
+    # A done device asks for its runbook every 5 minutes; the user restarting WS2 (its agent
+    # starts with the machine) has it ask at once.
+    ws2.agent.stop()
+    ws2.agent.start()
+    done = finished(run, moved, "ferry devices run")
     assert done.returncode == 0, done.stdout
-    assert "Completed 2/2 (WS1 Done, WS2 RolledBack)" in done.stdout, done.stdout
+    assert "Completed 1/2 (WS1 Done, WS2 RolledBack)" in done.stdout, done.stdout
+    assert "every device done or rolled back: 1 of 2 moved, 1 rolled back" in done.stdout
     joined = adcli_testjoin(ws2, moved.lab.src)
     assert joined.returncode == 0, joined.stdout + joined.stderr
     net = subprocess.run(["net", "ads", "testjoin", "-s", str(ws2.ws.smb_conf), "-S",
@@ -522,6 +536,7 @@ def test_a_cached_logon_works_with_the_target_dc_down(moved: Moved) -> None:
     ws1, tgt = moved.devices["WS1"], moved.lab.tgt
     _stop(tgt.folder)
     try:
+        assert not port_open(tgt.ip, LDAPS_PORT) and not port_open(tgt.ip, 88)
         subprocess.run(ws1.ws.wb("smbcontrol", "-s", str(ws1.ws.smb_conf), "winbindd",
                                  "offline"), capture_output=True, check=False)
         done = logon(ws1, "alice", ALICE_TGT_PASSWORD)
@@ -531,6 +546,7 @@ def test_a_cached_logon_works_with_the_target_dc_down(moved: Moved) -> None:
     finally:
         Lab().up(tgt.folder.parent, [DomainSpec(d.realm, d.netbios, d.ip)
                                      for d in (moved.lab.src, tgt)])
+    tgt.connect().unbind()   # back for whoever comes next
 
 
 def test_nothing_secret_in_any_log_status_or_the_state_store(moved: Moved) -> None:
