@@ -13,6 +13,7 @@ import re
 import subprocess
 from pathlib import Path
 
+from ..errors import FerryAgentError
 from ..sid import SidError, parse_sid
 from .descriptor import SidMap
 from .figures import ReaclFigures
@@ -23,8 +24,8 @@ _MAPPING = re.compile(r"^.* \((S-1-[0-9-]+)\) -> ", re.MULTILINE)
 TIMEOUT = 60.0
 
 
-class _NetFailed(Exception):
-    pass
+class _NetFailed(FerryAgentError):
+    """`net groupmap` failed; its message says how."""
 
 
 def builtin_aliases(smb_conf: Path) -> list[str]:

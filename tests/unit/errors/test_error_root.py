@@ -28,7 +28,8 @@ from ferry_agent.errors import FerryAgentError
 
 # Programs Samba's own Python runs on a DC (`python3 -I FILE`): they import nothing of Ferry,
 # so their errors cannot derive from its roots; they reach Ferry only as answers on stdout.
-SAMBA_PROGRAMS = {"ferry.lab.offline", "ferry_agent.dc.samba_backend"}
+SAMBA_PROGRAMS = {"ferry.lab.offline", "ferry_agent.dc.samba_backend",
+                  "ferry_agent.device.hive_backend"}
 
 
 def _exceptions(package: ModuleType) -> list[type[BaseException]]:
