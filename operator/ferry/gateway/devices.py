@@ -22,7 +22,7 @@ from ferry.gateway.app import (
     peer_id,
 )
 from ferry.gateway.enrollment import EnrollmentRefused, enroll_device
-from ferry.gateway.runbook import build, needs_staging
+from ferry.gateway.runbook import RUN, build, needs_staging
 from ferry.gateway.staging import DeviceWork
 from ferry.state.rows import DeviceAgentInfo, DeviceResult
 from ferry_agent.protocol import (
@@ -173,10 +173,11 @@ async def _runbook(request: web.Request) -> web.Response:
     request["log"] = {**request["log"], "generation": runbook["generation"],
                       "state": runbook["state"], "action": runbook["next"]}
     answer = _ok(runbook)
-    if runbook["pollSeconds"] >= IDLE_TIMEOUT:
-        # The device will not be back before its transport drops the connection: closed now,
-        # not held idle by both ends (10,000 devices, 10,000 TLS buffers). It resumes the
-        # TLS session on its next poll.
+    if runbook["state"] == RUN or runbook["pollSeconds"] >= IDLE_TIMEOUT:
+        # Told to run an action, the device comes back when it is done (minutes, as a rule);
+        # told to poll in 30 s or more, after its transport would have dropped the connection.
+        # Either way it is closed now, not held idle by both ends: 10,000 devices held
+        # 890 MB of TLS connections. The next one resumes the TLS session.
         answer.force_close()
     return answer
 

@@ -6,13 +6,17 @@ after the join, and device and agent certificates each kept to their own routes.
 
 from __future__ import annotations
 
+import http.client
+import json
+import socket
+import ssl
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.integration.gateway.harness import FakeAgent, RunningGateway
+from tests.integration.gateway.harness import REQUEST_SECONDS, FakeAgent, RunningGateway
 from tests.support.polling import eventually
 
 from ferry.state.rows import DevicePlan, PlannedAction, StageRequest
@@ -28,7 +32,7 @@ from ferry_agent.protocol import (
     encode,
 )
 from ferry_agent.sealed import Recipient, device_binding, open_sealed, seal
-from ferry_agent.transport import GatewayClient, GatewayRefused
+from ferry_agent.transport import IDLE_TIMEOUT, GatewayClient, GatewayRefused
 
 NOW = "2026-01-01T10:00:00Z"
 
@@ -180,6 +184,83 @@ def test_a_planned_device_gets_its_runbook_and_each_result_is_kept_once(
     assert runbook(device)["state"] == "done"  # its only action is done: paused or not
     plan(gateway, migration, "WS1", PlannedAction("3-Reboot", "Reboot", {}), state="paused")
     assert runbook(device)["state"] == "paused"
+
+
+def test_a_runbook_that_sends_the_device_away_ends_the_connection_and_tls_resumes(
+        gateway: RunningGateway, migration: str, tmp_path: Path) -> None:
+    """A device told to come back in a minute or more, or to run an action, does not keep a
+    connection (10,000 of them would hold the gateway's memory); one told to ask again in a
+    few seconds keeps it."""
+    who, enrolled, _ = enroll(gateway, device_token(gateway, migration), "WS1",
+                              tmp_path / "ws1")
+    context = ssl.create_default_context(cafile=str(gateway.ca_file))
+    context.load_cert_chain(who.cert_file, who.key_file)
+
+    session: ssl.SSLSession | None = None
+
+    def ask() -> tuple[dict[str, str], dict[str, Any], bool]:
+        """One runbook poll on a new connection offering the last TLS session: the answer's
+        headers and body, and whether the session was resumed."""
+        nonlocal session
+        sock = context.wrap_socket(socket.create_connection((gateway.host, gateway.port),
+                                                            timeout=REQUEST_SECONDS),
+                                   server_hostname=gateway.host, session=session)
+        conn = http.client.HTTPSConnection(gateway.host, gateway.port)
+        conn.sock = sock
+        conn.request("POST", "/v1/device/runbook", body=b'{"v": 1, "facts": {}}',
+                     headers={"Content-Type": "application/json"})
+        answer = conn.getresponse()
+        session, resumed = sock.session, bool(sock.session_reused)
+        body = json.loads(answer.read())
+        conn.close()
+        return {k.lower(): v for k, v in answer.getheaders()}, body, resumed
+
+    headers, idle, _ = ask()
+    assert (idle["state"], headers.get("connection")) == ("wait", "close")
+    assert idle["pollSeconds"] >= IDLE_TIMEOUT
+    headers, again, resumed = ask()
+    assert resumed  # no full handshake, and still this device:
+    assert (again["device"], headers.get("connection")) == ("WS1", "close")
+
+    plan(gateway, migration, "WS1", PlannedAction("1-ReACL", "ReACL", {"mode": "add"}))
+    headers, running, _ = ask()
+    assert (running["state"], headers.get("connection")) == ("run", "close")
+    with StateStore(gateway.state) as store:  # the ReACL waits for this SID table version
+        store.devices.set_plans(migration, [DevicePlan(
+            migration, "WS1", "pilot", 1, "run", "src", "tgt",
+            (PlannedAction("1-ReACL", "ReACL", {"mode": "add"}),), "v9")])
+    headers, soon, _ = ask()
+    assert soon["state"] == "wait" and soon["pollSeconds"] < IDLE_TIMEOUT
+    assert headers.get("connection") != "close"
+    with StateStore(gateway.state) as store:
+        assert store.devices.get(enrolled.agent_id) is not None
+
+
+def test_idle_polls_are_spread_so_devices_started_together_do_not_stay_in_step(
+        gateway: RunningGateway, migration: str, tmp_path: Path) -> None:
+    _, _, device = enroll(gateway, device_token(gateway, migration), "WS1", tmp_path / "ws1")
+    waits = {runbook(device)["pollSeconds"] for _ in range(20)}
+    assert len(waits) > 1 and min(waits) >= 60 and max(waits) <= 75, waits
+
+
+def test_a_poll_with_unchanged_facts_still_counts_as_the_last_contact(
+        gateway: RunningGateway, migration: str, tmp_path: Path) -> None:
+    _, enrolled, device = enroll(gateway, device_token(gateway, migration), "WS1",
+                                 tmp_path / "ws1")
+    runbook(device, {"domain": "SRC"})
+    with StateStore(gateway.state) as store:
+        first = store.devices.get(enrolled.agent_id)
+    assert first is not None and first.last_seen is not None
+    runbook(device, {"domain": "SRC"})  # written with the others' contacts, within 15 s
+
+    def later() -> datetime | None:
+        with StateStore(gateway.state) as store:
+            seen = store.devices.get(enrolled.agent_id)
+        assert seen is not None and first.last_seen is not None
+        return seen.last_seen if seen.last_seen and seen.last_seen > first.last_seen \
+            else None
+
+    eventually(later, "the second poll recorded as WS1's last contact", timeout=90)
 
 
 def test_a_log_over_a_mebibyte_is_refused_and_one_below_kept(
