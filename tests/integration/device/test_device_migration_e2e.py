@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -101,6 +102,7 @@ class Moved:
     outputs: dict[str, str] = field(default_factory=dict)   # command -> what it printed
     ready_before_cutover: str = ""
     final: subprocess.CompletedProcess[str] | None = None
+    machine_passwords: dict[str, str] = field(default_factory=dict)   # device: TGT's, joined
 
 
 # -- the directories ---------------------------------------------------------------------------
@@ -210,6 +212,17 @@ def make_device(lab: MoveLab, server: FileServer, gateway: RunningGateway, name:
     workstations.start_winbindd(ws)
     return Device(ws, wave, DeviceAgentProcess(ws, gateway), files, software, ntuser,
                   notices, marker)
+
+
+def machine_password(ws: Workstation, workgroup: str) -> str:
+    """The machine password the workstation holds for `workgroup` (secrets.tdb, by tdbdump:
+    not Ferry's code), set by the join from the staged one-time password."""
+    done = subprocess.run(["tdbdump", "-k", f"SECRETS/MACHINE_PASSWORD/{workgroup}",
+                           str(ws.folder / "private" / "secrets.tdb")],
+                          capture_output=True, check=True)
+    raw = re.sub(rb"\\([0-9A-F]{2})", lambda m: bytes([int(m.group(1), 16)]),
+                 done.stdout.strip())
+    return raw.rstrip(b"\0").decode("utf-8")
 
 
 def logon(device: Device, user: str, password: str) -> subprocess.CompletedProcess[str]:
@@ -380,6 +393,8 @@ def migrate(moved: Moved) -> None:
     run = devices_run(moved, "--timeout", "900")
     log_on_when_asked(ws2)
     moved.final = finished(run, moved, "ferry devices run")
+    moved.machine_passwords.update({name: machine_password(device.ws, "TGT")
+                                    for name, device in moved.devices.items()})
 
 
 # -- what the engineer checks ----------------------------------------------------------------
@@ -555,7 +570,10 @@ def test_nothing_secret_in_any_log_status_or_the_state_store(moved: Moved) -> No
                "alice's TGT password": ALICE_TGT_PASSWORD,
                "the file server's password": moved.fileserver.password,
                **{f"{u}'s SRC password": p for u, p in SRC_PASSWORDS.items()},
-               **{f"device token {n}": t for n, t in enumerate(moved.tokens)}}
+               **{f"device token {n}": t for n, t in enumerate(moved.tokens)},
+               **{f"{d}'s machine password": p for d, p in moved.machine_passwords.items()}}
+    assert len(moved.machine_passwords) == 2 and all(
+        len(p) >= 20 for p in moved.machine_passwords.values())
     texts = {name: text for name, text in moved.outputs.items()}
     texts["gateway log"] = moved.gateway.log_text()
     for name in moved.fleet.processes:
@@ -566,7 +584,9 @@ def test_nothing_secret_in_any_log_status_or_the_state_store(moved: Moved) -> No
             if path.is_file() and not path.name.endswith((".key", ".pem", ".crt")):
                 texts[str(path)] = path.read_text(errors="replace")
     state = Path(moved.gateway.state)
-    for path in (state, Path(f"{state}-wal")):
+    plans = sorted((state.parent / ".ferry" / "plans").glob("*.json"))   # ferry run's
+    assert plans
+    for path in (state, Path(f"{state}-wal"), *plans):
         if path.exists():
             texts[str(path)] = path.read_bytes().decode("latin-1")
     for what, secret in secrets.items():
