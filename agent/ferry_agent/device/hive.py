@@ -4,7 +4,7 @@ and ProfileList\\<source SID> remapped to the target SID.
 
 Key security is translated here (hive_security.py, standard library); ProfileList is edited
 with hivex, which exists for the distribution's Python only, so hive_backend.py runs under
-it, isolated (-I), with JSON lines over stdin/stdout as dc/local_samba.py does for Samba.
+it (backend_process.py, as dc/local_samba.py's backend does for Samba).
 Every change is made on a copy of the hive, which hivex must read through before it takes
 the hive's place (one rename): a hive is never left half-written or unreadable.
 """
@@ -12,16 +12,14 @@ the hive's place (one rename): a hive is never left half-written or unreadable.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
-import subprocess
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PureWindowsPath
-from typing import IO, Any
+from typing import Any
 
+from ..backend_process import BackendProcess
 from ..errors import FerryAgentError
 from ..sid import SidError, parse_sid
 from .descriptor import SidMap
@@ -44,63 +42,21 @@ class HiveToolError(FerryAgentError):
         super().__init__(message)
 
 
-class HiveBackend:
+class HiveBackend(BackendProcess):
     """One run of hive_backend.py; use it as a context manager so it always ends."""
 
     def __init__(self, python: str = DEFAULT_PYTHON, timeout: float = DEFAULT_TIMEOUT):
-        self._timeout = timeout
         try:
-            self._process = subprocess.Popen(
-                [python, "-I", str(BACKEND)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE, text=True, encoding="utf-8")
+            super().__init__(python, BACKEND, timeout)
         except OSError as exc:
             raise HiveToolError("backend", f"cannot run {python!r} for hivex: {exc}; install"
                                 " python3-hivex (Debian) or name the Python that has it"
                                 ) from None
 
-    def __enter__(self) -> HiveBackend:
-        return self
+    def refused(self, kind: str, message: str) -> HiveToolError:
+        return HiveToolError(kind, message)
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        for stream in (self._process.stdin, self._process.stdout, self._process.stderr):
-            if stream is not None:
-                stream.close()
-        try:
-            self._process.wait(timeout=self._timeout)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait()
-
-    def call(self, request: dict[str, Any]) -> dict[str, Any]:
-        """One request, its answer; an error answer is a HiveToolError."""
-        try:
-            stdin = _stream(self._process.stdin)
-            stdin.write(json.dumps(request) + "\n")
-            stdin.flush()
-        except OSError:
-            raise self._failure() from None
-        timer = threading.Timer(self._timeout, self._process.kill)  # a stuck hivex ends
-        timer.daemon = True
-        timer.start()
-        try:
-            line = _stream(self._process.stdout).readline()
-        finally:
-            timer.cancel()
-        if not line:
-            raise self._failure()
-        answer = json.loads(line)
-        if not answer.get("ok"):
-            error = answer.get("error") or {}
-            raise HiveToolError(str(error.get("kind", "backend")),
-                                str(error.get("message", "failed")))
-        return dict(answer)
-
-    def _failure(self) -> HiveToolError:
-        stderr = _stream(self._process.stderr).read()[-2000:].strip()
-        code = self._process.wait()
+    def ended(self, code: int | None, stderr: str) -> HiveToolError:
         if "No module named 'hivex'" in stderr:
             return HiveToolError("backend", "the hive backend's Python has no hivex: install"
                                  " python3-hivex (Debian) or set hive_python")
@@ -254,7 +210,3 @@ def _check_and_replace(backend: HiveBackend, copy: Path, hive: Path,
         os.close(directory)
     return True
 
-
-def _stream(stream: IO[str] | None) -> IO[str]:
-    assert stream is not None  # Popen with PIPE always sets it
-    return stream
