@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ferry_agent.device.linux_settings import LinuxSettings
 from ferry_agent.errors import FerryAgentError
 
 if TYPE_CHECKING:
@@ -64,24 +65,6 @@ class DeviceConfigError(FerryAgentError, ValueError):
         self.path, self.section, self.key = path, section, key
         where = f"[{section}] {key}" if key else f"[{section}]"
         super().__init__(f"{path}: {where}: {problem}; {fix}")
-
-
-@dataclass(frozen=True)
-class LinuxSettings:
-    """[linux]: where a Linux workstation keeps its domain membership, files and hives."""
-
-    smb_conf: Path
-    krb5_conf: Path = Path("/etc/krb5.conf")
-    keytab: Path = Path("/etc/krb5.keytab")
-    join_tool: str = "adcli"
-    file_roots: tuple[Path, ...] = ()
-    software_hive: Path | None = None
-    profiles_root: Path | None = None
-    reboot_command: tuple[str, ...] = ("systemctl", "reboot")
-    notice_command: tuple[str, ...] = ()        # run with the notice text as last argument
-    winbind_pid_file: Path | None = None
-    # run after the domain membership changed (join, rollback), so winbindd uses the new one
-    restart_command: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -143,17 +126,10 @@ def make_backend(config: DeviceConfig, state_dir: Path,
     """The backend the INI names, imported only now (each has its own dependencies); it
     keeps what a rollback needs in `state_dir`, and `stop` calls off a waiting reboot."""
     if config.backend == "linux":
-        from ferry_agent.device.linux import LinuxBackend, LinuxDeviceConfig
+        from ferry_agent.device.linux import LinuxBackend
 
         assert config.linux is not None   # load_config requires [linux] for this backend
-        settings = config.linux
-        return LinuxBackend(LinuxDeviceConfig(
-            smb_conf=settings.smb_conf, krb5_conf=settings.krb5_conf, keytab=settings.keytab,
-            join_tool=settings.join_tool, file_roots=settings.file_roots,
-            software_hive=settings.software_hive, profiles_root=settings.profiles_root,
-            reboot_command=settings.reboot_command, notice_command=settings.notice_command,
-            winbind_pid_file=settings.winbind_pid_file,
-            restart_command=settings.restart_command, state_dir=state_dir), stop)
+        return LinuxBackend(config.linux, state_dir, stop)
     from ferry_agent.device.windows import WindowsBackend, WindowsSettings
 
     windows = config.windows or WindowsIni()

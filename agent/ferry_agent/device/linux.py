@@ -1,6 +1,6 @@
 """The Linux device backend: a Samba/winbind (or adcli/Kerberos) workstation's actions, for
 real. Each action is one module's job (domain, credentials, reboot, reacl); this wires them
-to the device's configuration."""
+to the device's [linux] settings (linux_settings.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import socket
 import subprocess
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,6 +22,7 @@ from ferry_agent.device.domain import (
     restore,
     test_join,
 )
+from ferry_agent.device.linux_settings import LinuxSettings
 from ferry_agent.device.odj import OdjError
 from ferry_agent.device.outcome import ActionOutcome, ReaclMode, ReaclScope, SidTable
 from ferry_agent.device.reboot import notify
@@ -31,39 +31,19 @@ from ferry_agent.device.reboot import reboot as run_reboot
 if TYPE_CHECKING:
     from ferry_agent.device.reacl import ReaclTargets
 
-DEFAULT_STATE_DIR = Path("/var/lib/ferry-agent/device")
 RESTART_TIMEOUT = 120.0
-
-
-@dataclass(frozen=True)
-class LinuxDeviceConfig:
-    """What the [linux] section of the device INI says, plus the agent's state folder."""
-
-    smb_conf: Path
-    krb5_conf: Path = Path("/etc/krb5.conf")
-    keytab: Path = Path("/etc/krb5.keytab")
-    join_tool: str = "adcli"
-    file_roots: tuple[Path, ...] = ()
-    software_hive: Path | None = None
-    profiles_root: Path | None = None
-    reboot_command: tuple[str, ...] = ("systemctl", "reboot")
-    notice_command: tuple[str, ...] = ()
-    winbind_pid_file: Path | None = None
-    # Run once the membership changed (a join, a rollback): winbindd reads its domain at start.
-    restart_command: tuple[str, ...] = ()
-    # 0700: the source's membership kept for a rollback, temporary secret files.
-    state_dir: Path = DEFAULT_STATE_DIR
-
-    @property
-    def membership(self) -> Membership:
-        return Membership(self.smb_conf, self.krb5_conf, self.keytab, self.state_dir)
 
 
 class LinuxBackend:
     """DeviceBackend for a Linux workstation."""
 
-    def __init__(self, config: LinuxDeviceConfig, stop: threading.Event | None = None):
-        self.config = config
+    def __init__(self, settings: LinuxSettings, state_dir: Path,
+                 stop: threading.Event | None = None):
+        """`state_dir` (0700) keeps the source's membership for a rollback and temporary
+        secret files."""
+        self.settings = settings
+        self.membership = Membership(settings.smb_conf, settings.krb5_conf, settings.keytab,
+                                     state_dir)
         self.stop = stop or threading.Event()   # set: a waiting reboot is called off
 
     # ReACL (ferry_agent.device.reacl, imported when used) ---------------------------------
@@ -82,7 +62,7 @@ class LinuxBackend:
     def _reacl_targets(self) -> ReaclTargets:
         from ferry_agent.device.reacl import ReaclTargets
 
-        c = self.config
+        c = self.settings
         return ReaclTargets(file_roots=c.file_roots, software_hive=c.software_hive,
                             profiles_root=c.profiles_root, smb_conf=c.smb_conf)
 
@@ -90,17 +70,17 @@ class LinuxBackend:
     def cache_credentials(self, users: Sequence[str], timeout_seconds: float) -> ActionOutcome:
         from ferry_agent.device.credentials import Winbind, cache_credentials
 
-        winbind = Winbind(self.config.smb_conf, self.config.winbind_pid_file)
+        winbind = Winbind(self.settings.smb_conf, self.settings.winbind_pid_file)
         return cache_credentials(winbind, users, timeout_seconds, self._notify)
 
     def join(self, domain: str, domain_controller: str, computer_name: str,
              one_time_password: str) -> ActionOutcome:
-        if self.config.join_tool != "adcli":
+        if self.settings.join_tool != "adcli":
             return ActionOutcome(False, "a join with a staged one-time password goes through"
                                         " adcli: Samba's net ads join takes only an"
                                         " administrator's credentials; set join_tool = adcli")
         try:
-            joined = join_with_password(self.config.membership, domain, domain_controller,
+            joined = join_with_password(self.membership, domain, domain_controller,
                                         computer_name, one_time_password)
         except DomainJoinError as exc:
             return ActionOutcome(False, f"DomainJoin: {exc}")
@@ -115,7 +95,7 @@ class LinuxBackend:
 
     def offline_join(self, blob: bytes) -> ActionOutcome:
         try:
-            joined = join_offline(self.config.membership, blob)
+            joined = join_offline(self.membership, blob)
         except (DomainJoinError, OdjError) as exc:
             return ActionOutcome(False, f"OfflineDomainJoin: {exc}")
         restart = self._restart()
@@ -130,7 +110,7 @@ class LinuxBackend:
     def resume(self) -> ActionOutcome | None:
         """An offline join's next-boot step, once the network is there: the keytab, made as
         the machine account, then winbindd restarted; None when nothing is pending."""
-        machine = self.config.membership
+        machine = self.membership
         if pending_keytab(machine) is None:
             return None
         try:
@@ -150,7 +130,7 @@ class LinuxBackend:
                       domain_controller: str = "") -> ActionOutcome:
         """Restore the backed-up membership (it holds the source's machine password); if the
         source account's password changed since, join again with `one_time_password`."""
-        machine = self.config.membership
+        machine = self.membership
         try:
             source = restore(machine)
         except DomainJoinError as exc:
@@ -180,13 +160,13 @@ class LinuxBackend:
                              {"domain": domain})
 
     def reboot(self, delay_seconds: int, notice: str) -> ActionOutcome:
-        return run_reboot(delay_seconds, notice, self.config.notice_command,
-                          self.config.reboot_command, self.stop)
+        return run_reboot(delay_seconds, notice, self.settings.notice_command,
+                          self.settings.reboot_command, self.stop)
 
     def facts(self) -> dict[str, str]:
         facts = {"os": "linux", "osVersion": platform.release(), "host": socket.gethostname()}
         try:
-            current = self.config.membership.current()
+            current = self.membership.current()
         except DomainJoinError:
             return facts
         return {**facts, "domain": current["realm"].lower(), "workgroup": current["workgroup"],
@@ -194,7 +174,7 @@ class LinuxBackend:
 
     def _restart(self) -> str:
         """Run restart_command (if any) after the membership changed; "" or what failed."""
-        command = self.config.restart_command
+        command = self.settings.restart_command
         if not command:
             return ""
         try:
@@ -208,7 +188,7 @@ class LinuxBackend:
         return ""
 
     def _notify(self, text: str) -> None:
-        notify(self.config.notice_command, text)
+        notify(self.settings.notice_command, text)
 
 
 def _stale_source(source: dict[str, str], domain: str, error: DomainJoinError) -> str:

@@ -29,7 +29,8 @@ from pathlib import Path
 
 from ferry.lab.samba import LabDomain, LabError, _ensure_address
 from ferry.lab.services import RUN_SAMBA, members, private_namespace
-from ferry_agent.device.linux import LinuxDeviceConfig
+from ferry_agent.device.linux import LinuxBackend
+from ferry_agent.device.linux_settings import LinuxSettings
 
 _DIRS = ("private", "state", "cache", "lock", "pid", "log", "ncalrpc", "run")
 WINBIND_START_TIMEOUT = 60.0
@@ -65,15 +66,17 @@ class Workstation:
     def ini(self) -> Path:
         return self.folder / "device.ini"
 
-    def device_config(self, reboot_command: Sequence[str] = ("true",),
-                      notice_command: Sequence[str] = ()) -> LinuxDeviceConfig:
-        return LinuxDeviceConfig(smb_conf=self.smb_conf, krb5_conf=self.krb5_conf,
+    def backend(self, reboot_command: Sequence[str] = ("true",),
+                notice_command: Sequence[str] = ()) -> LinuxBackend:
+        """The device agent's Linux backend for this workstation: the [linux] settings
+        write_ini writes (a lab reboot command), its state in state_dir."""
+        settings = LinuxSettings(smb_conf=self.smb_conf, krb5_conf=self.krb5_conf,
                                  keytab=self.keytab, join_tool="adcli",
                                  reboot_command=tuple(reboot_command),
                                  notice_command=tuple(notice_command),
                                  winbind_pid_file=self.winbind_pid_file,
-                                 restart_command=(str(restart_script(self)),),
-                                 state_dir=self.state_dir)
+                                 restart_command=(str(restart_script(self)),))
+        return LinuxBackend(settings, self.state_dir)
 
     def env(self) -> dict[str, str]:
         return {**os.environ, "KRB5_CONFIG": str(self.krb5_conf)}
@@ -116,7 +119,7 @@ def create(root: Path, name: str, ip: str, domains: Sequence[LabDomain],
     sealed = staged["sealed"]
     assert isinstance(sealed, dict)
     password = open_sealed(sealed, key, device_binding(ws.name)).decode("utf-8")
-    join_with_password(ws.device_config().membership, member_of.dns_domain, member_of.ip,
+    join_with_password(ws.backend().membership, member_of.dns_domain, member_of.ip,
                        ws.name, password)
     # The lab's starting point is a plain member: no backup of a "source" before it.
     shutil.rmtree(ws.state_dir / "source-backup", ignore_errors=True)

@@ -18,7 +18,6 @@ from tests.support.polling import eventually
 from ferry.lab import workstations
 from ferry.lab.samba import LabDomain, _stop
 from ferry.lab.workstations import Workstation
-from ferry_agent.device.linux import LinuxBackend
 from ferry_agent.directory import ensure_ou
 from ferry_agent.directory.computers import StageError, find_computer
 from ferry_agent.directory.session import DirectorySession
@@ -79,7 +78,7 @@ def test_a_workstation_moves_to_the_target_and_back(move_lab: MoveLab,
     session = _session(tgt, ou)
     staged = session.stage_computer(ws.name, ou, tgt.dns_domain, "password", device.pem)
     assert staged["dn"] == f"CN={ws.name},{ou}"
-    backend = LinuxBackend(ws.device_config())
+    backend = ws.backend()
     assert backend.facts()["domain"] == "src.test"
 
     started = time.monotonic()
@@ -181,12 +180,12 @@ def test_offline_join_needs_no_network(move_lab: MoveLab,
     script = (
         "import sys, time\n"
         "from pathlib import Path\n"
-        "from ferry_agent.device.linux import LinuxBackend, LinuxDeviceConfig\n"
-        f"c = LinuxDeviceConfig(smb_conf=Path({str(ws.smb_conf)!r}),"
-        f" krb5_conf=Path({str(ws.krb5_conf)!r}), keytab=Path({str(ws.keytab)!r}),"
-        f" state_dir=Path({str(ws.state_dir)!r}))\n"
+        "from ferry_agent.device.linux import LinuxBackend\n"
+        "from ferry_agent.device.linux_settings import LinuxSettings\n"
+        f"c = LinuxSettings(smb_conf=Path({str(ws.smb_conf)!r}),"
+        f" krb5_conf=Path({str(ws.krb5_conf)!r}), keytab=Path({str(ws.keytab)!r}))\n"
         "t = time.monotonic()\n"
-        "o = LinuxBackend(c).offline_join(sys.stdin.buffer.read())\n"
+        f"o = LinuxBackend(c, Path({str(ws.state_dir)!r})).offline_join(sys.stdin.buffer.read())\n"
         "print(o.ok, round(time.monotonic() - t, 2), o.message)\n"
         "sys.exit(0 if o.ok else 1)\n")
     done = subprocess.run(["unshare", "--net", sys.executable, "-c", script], input=blob,
@@ -197,7 +196,7 @@ def test_offline_join_needs_no_network(move_lab: MoveLab,
     test = subprocess.run(["net", "ads", "testjoin", "-s", str(ws.smb_conf), "-S", tgt.ip],
                           capture_output=True, text=True, check=False, env=ws.env())
     assert test.returncode == 0, test.stdout + test.stderr
-    assert LinuxBackend(ws.device_config()).facts()["domain"] == "tgt.test"
+    assert ws.backend().facts()["domain"] == "tgt.test"
 
 
 def test_secrets_travel_by_stdin_and_files_only(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -241,8 +240,7 @@ def test_cached_logons_survive_the_dc_going_away(own_move_lab: MoveLab,
         staged = _session(tgt, wsou).stage_computer(ws.name, wsou, tgt.dns_domain,
                                                     "password", device.pem)
         notices = tmp_path / "notices"
-        backend = LinuxBackend(ws.device_config(
-            notice_command=("sh", "-c", f'echo "$0" >> {notices}')))
+        backend = ws.backend(notice_command=("sh", "-c", f'echo "$0" >> {notices}'))
         workstations.start_winbindd(ws)   # the member's winbindd, serving SRC
         assert backend.join(tgt.dns_domain, tgt.ip, ws.name,
                             device.open(staged, ws.name).decode()).ok

@@ -25,7 +25,6 @@ from ferry.lab import LabDomain, workstations
 from ferry.lab.workstations import Workstation
 from ferry.state.rows import DevicePlan, PlannedAction
 from ferry.state.store import StateStore
-from ferry_agent.device.linux import LinuxBackend
 from ferry_agent.directory.session import DirectorySession
 
 pytestmark = pytest.mark.lab
@@ -63,9 +62,8 @@ def _offline_join(move_lab: MoveLab, ws: Workstation) -> None:
         "import sys\n"
         "from pathlib import Path\n"
         "from ferry.lab.workstations import Workstation\n"
-        "from ferry_agent.device.linux import LinuxBackend\n"
         f"ws = Workstation({ws.name!r}, {ws.ip!r}, Path({str(ws.folder)!r}))\n"
-        "o = LinuxBackend(ws.device_config()).offline_join(sys.stdin.buffer.read())\n"
+        "o = ws.backend().offline_join(sys.stdin.buffer.read())\n"
         "print(o.message)\n"
         "sys.exit(0 if o.ok else 1)\n")
     done = subprocess.run(["unshare", "--net", sys.executable, "-c", script], input=blob,
@@ -92,7 +90,7 @@ def test_an_offline_join_makes_its_keytab_at_the_first_start_with_network(
     assert not ws.keytab.exists(), "offline, Samba makes no keytab"
 
     # The first start with network (the agent calls this each turn the gateway answers).
-    backend = LinuxBackend(ws.device_config())
+    backend = ws.backend()
     outcome = backend.resume()
     assert outcome is not None and outcome.ok, outcome
     assert str(ws.keytab) in outcome.message
@@ -145,7 +143,7 @@ def test_winbindd_follows_a_join_and_a_rollback(move_lab: MoveLab,
     ws, src, tgt = lab_workstation, move_lab.src, move_lab.tgt
     workstations.start_winbindd(ws)
     assert _own_domain(ws) == src.netbios
-    backend = LinuxBackend(ws.device_config())
+    backend = ws.backend()
     password = _staged_password(tgt, _ou(tgt, "Workstations"), ws, Device())
     outcome = backend.join(tgt.dns_domain, tgt.ip, ws.name, password)
     assert outcome.ok, outcome.message
@@ -164,7 +162,7 @@ def test_a_rollback_after_the_source_password_changed(move_lab: MoveLab,
                                                       lab_workstation: Workstation) -> None:
     ws, src, tgt = lab_workstation, move_lab.src, move_lab.tgt
     device = Device()
-    backend = LinuxBackend(ws.device_config())
+    backend = ws.backend()
     joined = backend.join(tgt.dns_domain, tgt.ip, ws.name,
                           _staged_password(tgt, _ou(tgt, "Workstations"), ws, device))
     assert joined.ok, joined.message

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from ferry_agent.device.config import DeviceConfigError, LinuxSettings, WindowsIni, load_config
+from ferry_agent.device.config import DeviceConfigError, WindowsIni, load_config
+from ferry_agent.device.linux_settings import LinuxSettings
 
 
 @pytest.fixture

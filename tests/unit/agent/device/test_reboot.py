@@ -8,15 +8,15 @@ from pathlib import Path
 
 from tests.support.polling import eventually
 
-from ferry_agent.device.linux import LinuxBackend, LinuxDeviceConfig
+from ferry_agent.device.linux import LinuxBackend
+from ferry_agent.device.linux_settings import LinuxSettings
 
 
 def test_the_reboot_command_runs_after_the_delay_with_a_notice_first(tmp_path: Path) -> None:
     ran, noticed = tmp_path / "rebooted", tmp_path / "notice"
-    backend = LinuxBackend(LinuxDeviceConfig(
-        smb_conf=tmp_path / "smb.conf", state_dir=tmp_path / "state",
-        reboot_command=("sh", "-c", f"date +%s.%N > {ran}"),
-        notice_command=("sh", "-c", f'printf "%s" "$0" > {noticed}')))
+    backend = LinuxBackend(LinuxSettings(
+        smb_conf=tmp_path / "smb.conf", reboot_command=("sh", "-c", f"date +%s.%N > {ran}"),
+        notice_command=("sh", "-c", f'printf "%s" "$0" > {noticed}')), tmp_path / "state")
     outcomes: list[object] = []
     started = time.time()
     thread = threading.Thread(target=lambda: outcomes.append(
@@ -32,8 +32,8 @@ def test_the_reboot_command_runs_after_the_delay_with_a_notice_first(tmp_path: P
 def test_a_stopped_agent_calls_the_waiting_reboot_off(tmp_path: Path) -> None:
     ran = tmp_path / "rebooted"
     stop = threading.Event()
-    backend = LinuxBackend(LinuxDeviceConfig(
-        smb_conf=tmp_path / "smb.conf", reboot_command=("touch", str(ran))), stop)
+    backend = LinuxBackend(LinuxSettings(
+        smb_conf=tmp_path / "smb.conf", reboot_command=("touch", str(ran))), tmp_path, stop)
     stop.set()
     outcome = backend.reboot(3600, "later")
     assert not outcome.ok and "called off" in outcome.message
@@ -41,5 +41,6 @@ def test_a_stopped_agent_calls_the_waiting_reboot_off(tmp_path: Path) -> None:
 
 
 def test_entra_join_says_it_needs_windows(tmp_path: Path) -> None:
-    outcome = LinuxBackend(LinuxDeviceConfig(smb_conf=tmp_path / "smb.conf")).entra_join(b"")
+    outcome = LinuxBackend(LinuxSettings(smb_conf=tmp_path / "smb.conf"),
+                           tmp_path).entra_join(b"")
     assert not outcome.ok and "EntraJoin needs a Windows device" in outcome.message
