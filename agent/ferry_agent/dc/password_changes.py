@@ -55,7 +55,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from ..processes import group_alive
+from ..processes import group_alive, process_alive
 from .hook_channel import HookConnection, HookedChange, HookListener, parse_ldif
 from .local_samba import LocalSambaDc, samba_python
 from .samba_gpg import (
@@ -443,17 +443,5 @@ def _end_leftover(cache: Path) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(os.getpgid(pid), signal.SIGKILL)
     deadline = time.monotonic() + 10.0
-    while time.monotonic() < deadline and _alive(pid):
+    while time.monotonic() < deadline and process_alive(pid):
         time.sleep(0.05)
-
-
-def _alive(pid: int) -> bool:
-    """Whether the process runs (a zombie does not; a child of ours is reaped here)."""
-    with contextlib.suppress(ChildProcessError):
-        if os.waitpid(pid, os.WNOHANG)[0] == pid:
-            return False
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state not in ("Z", "X")

@@ -47,7 +47,7 @@ from ferry_agent.dc.local_samba import samba_python
 from ferry_agent.directory.connection import DirectoryEndpoint, connect
 from ferry_agent.directory.errors import DirectoryConnectionError
 from ferry_agent.directory.password import generate_password
-from ferry_agent.processes import group_alive
+from ferry_agent.processes import group_alive, process_alive
 
 LDAPS_PORT = 636
 HOST_NAME = "dc1"
@@ -245,7 +245,7 @@ class Lab:
             except LabError:
                 continue
             pid = _read_pid(folder)
-            running = pid is not None and _alive(pid)
+            running = pid is not None and process_alive(pid)
             result.append(DomainStatus(domain, pid, running, running and _can_bind(domain)))
         return result
 
@@ -543,20 +543,6 @@ def _read_pid(folder: Path) -> int | None:
     return None
 
 
-def _alive(pid: int) -> bool:
-    """Whether the process runs (a zombie does not; our own children get reaped here)."""
-    with contextlib.suppress(ChildProcessError):
-        reaped, _ = os.waitpid(pid, os.WNOHANG)
-        if reaped == pid:
-            return False
-    try:
-        with open(f"/proc/{pid}/stat", encoding="utf-8") as handle:
-            state = handle.read().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state not in ("Z", "X")
-
-
 def _stop(folder: Path, timeout: float = 15.0, program: str = "samba") -> None:
     """SIGTERM the DC (or the lab's other Samba server, `program`, e.g. smbd), then SIGKILL
     what is left after `timeout`.
@@ -565,14 +551,14 @@ def _stop(folder: Path, timeout: float = 15.0, program: str = "samba") -> None:
     start sessions of their own, and end by themselves only once samba is gone.
     """
     pid = _read_pid(folder)
-    if pid is None or not _alive(pid) or not _is_samba(pid, folder, program):
+    if pid is None or not process_alive(pid) or not _is_samba(pid, folder, program):
         return
     namespace = services.private_namespace(pid)
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGTERM)
 
     def left() -> bool:
-        return _alive(pid) or group_alive(pid) or bool(services.members(namespace))
+        return process_alive(pid) or group_alive(pid) or bool(services.members(namespace))
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

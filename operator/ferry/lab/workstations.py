@@ -31,6 +31,7 @@ from ferry.lab.samba import LabDomain, LabError, _ensure_address
 from ferry.lab.services import RUN_SAMBA, members, private_namespace
 from ferry_agent.device.linux import LinuxBackend
 from ferry_agent.device.linux_settings import LinuxSettings
+from ferry_agent.processes import process_alive
 
 _DIRS = ("private", "state", "cache", "lock", "pid", "log", "ncalrpc", "run")
 WINBIND_START_TIMEOUT = 60.0
@@ -227,7 +228,7 @@ def stop_winbindd(ws: Workstation, timeout: float = 15.0) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and _alive(pid):
+    while time.monotonic() < deadline and process_alive(pid):
         time.sleep(0.05)
     # What is left serves no one now: samba-dcerpcd and its rpcd_* (a process group of their
     # own, started by winbindd on demand) would linger until their idle timeout.
@@ -305,19 +306,7 @@ def _read_pid(path: Path) -> int | None:
         pid = int(path.read_text(encoding="ascii").strip())
     except (OSError, ValueError):
         return None
-    return pid if _alive(pid) else None
-
-
-def _alive(pid: int) -> bool:
-    with contextlib.suppress(ChildProcessError):
-        reaped, _ = os.waitpid(pid, os.WNOHANG)
-        if reaped == pid:
-            return False
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state not in ("Z", "X")
+    return pid if process_alive(pid) else None
 
 
 def hosts_file(root: Path, domains: Sequence[LabDomain]) -> Path:
