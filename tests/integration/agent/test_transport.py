@@ -64,7 +64,7 @@ class _Gateway(ThreadingHTTPServer):
             return
         with self.lock:
             self.connections += 1
-            self.resumed.append(tls.session_reused)
+            self.resumed.append(bool(tls.session_reused))
         try:
             self.RequestHandlerClass(tls, client_address, self)
         except OSError:
