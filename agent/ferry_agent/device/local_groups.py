@@ -1,22 +1,23 @@
 """ReACL of a Samba member workstation's local groups: the members of its BUILTIN aliases
 (S-1-5-32-544 Administrators, -545 Users, ...) translated in its own SAM with
 `net -s SMB_CONF groupmap listmem/addmem/delmem`, as NetLocalGroupAddMembers/DelMembers do
-on Windows. Members are kept by SID, so no DC, trust or winbindd is needed.
-
-replace adds the target before it drops the source, so a run killed in between leaves both
-(as add would) and a run again finishes it.
+on Windows (group_members.py decides, for both). Members are kept by SID, so no DC, trust or
+winbindd is needed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
 import subprocess
+from functools import partial
 from pathlib import Path
 
 from ..errors import FerryAgentError
-from ..sid import SidError, parse_sid
+from ..sid import Sid, SidError, parse_sid
 from .descriptor import SidMap
 from .figures import ReaclFigures
+from .group_members import translate_members
 from .outcome import ReaclMode
 
 BUILTIN_PREFIX = "S-1-5-32-"
@@ -47,43 +48,27 @@ def reacl_local_groups(smb_conf: Path, table: SidMap, mode: ReaclMode, source_do
     except _NetFailed as exc:
         figures.error(f"{smb_conf}: local groups left as they are: {exc}")
         return
-    pairs = {str(source): str(target) for source, target in table.pairs.items()}
     for alias in aliases:
         try:
-            current = members(smb_conf, alias)
+            current = _sids(members(smb_conf, alias))
         except _NetFailed as exc:
             figures.error(f"{smb_conf}: alias {alias} left as it is: {exc}")
             continue
-        present = set(current)
-        for member in current:
-            figures.scanned += 1
-            target = pairs.get(member)
-            if target is None:
-                _note_unmatched(member, source_domain, figures)
-                continue
-            figures.matched.add(member)
-            try:
-                changed = False
-                if mode is not ReaclMode.REMOVE and target not in present:
-                    _net(smb_conf, "groupmap", "addmem", alias, target)
-                    present.add(target)
-                    changed = True
-                if mode is not ReaclMode.ADD:
-                    _net(smb_conf, "groupmap", "delmem", alias, member)
-                    changed = True
-            except _NetFailed as exc:
-                figures.error(f"{smb_conf}: alias {alias}, member {member}: {exc}")
-                continue
-            figures.changed += changed
+        translate_members(f"{smb_conf}: alias {alias}", current, table, mode, source_domain,
+                          figures, add=partial(_member, smb_conf, "addmem", alias),
+                          remove=partial(_member, smb_conf, "delmem", alias))
 
 
-def _note_unmatched(member: str, source_domain: str, figures: ReaclFigures) -> None:
-    try:
-        sid = parse_sid(member)
-    except SidError:
-        return
-    if source_domain and sid.is_domain_account and sid.domain == source_domain:
-        figures.unmatched.add(member)
+def _sids(members: list[str]) -> list[Sid]:
+    found = []
+    for member in members:
+        with contextlib.suppress(SidError):      # not an account's SID: nothing to translate
+            found.append(parse_sid(member))
+    return found
+
+
+def _member(smb_conf: Path, change: str, alias: str, member: Sid) -> None:
+    _net(smb_conf, "groupmap", change, alias, str(member))
 
 
 def _net(smb_conf: Path, *args: str) -> str:

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import ctypes
 from collections.abc import Sequence
+from functools import partial
 
 from ferry_agent.sid import Sid, parse_sid, sid_from_bytes
 
 from ..descriptor import SidMap
 from ..figures import ReaclFigures
+from ..group_members import translate_members
 from ..outcome import ReaclMode
 from .win32 import DWORD, HANDLE, PBYTE, Win32, Win32Error
 
@@ -43,25 +45,10 @@ def translate_groups(win32: Win32, groups: Sequence[str], table: SidMap, mode: R
         except Win32Error as exc:
             figures.error(f"local group {group_sid}: left as it is: {exc}")
             continue
-        present = set(current)
-        for member in current:
-            figures.scanned += 1
-            target = table.pairs.get(member)
-            if target is None:
-                if domain and member.is_domain_account and member.domain == domain:
-                    figures.unmatched.add(str(member))
-                continue
-            figures.matched.add(str(member))
-            try:
-                if mode is not ReaclMode.REMOVE and target not in present:
-                    change_member(win32, "NetLocalGroupAddMembers", name, target)
-                    present.add(target)
-                    figures.changed += 1
-                if mode is not ReaclMode.ADD:
-                    change_member(win32, "NetLocalGroupDelMembers", name, member)
-                    figures.changed += 1
-            except Win32Error as exc:
-                figures.error(f"local group {name}: member {member}: {exc}")
+        translate_members(
+            f"local group {name}", current, table, mode, domain, figures,
+            add=partial(change_member, win32, "NetLocalGroupAddMembers", name),
+            remove=partial(change_member, win32, "NetLocalGroupDelMembers", name))
 
 
 def group_name(win32: Win32, sid: str) -> str:
