@@ -9,7 +9,7 @@ import typer
 
 from ferry.cli.group import command_group
 from ferry.cli.options import DEFAULT_STATE, PathsOpt, StateOpt
-from ferry.cli.render import err, out
+from ferry.cli.render import device_agents, err, out
 from ferry.errors import InvalidInput
 
 app = command_group(help="Device migration: device tokens and device agents.")
@@ -88,16 +88,8 @@ def device_token_revoke(migration: MigrationArg, state: StateOpt = DEFAULT_STATE
 @app.command("list")
 def device_list(migration: MigrationArg, state: StateOpt = DEFAULT_STATE) -> None:
     """List MIGRATION's device agents: computer name, os, host, last contact, revoked."""
-    from rich.table import Table
-
     from ferry.state.store import StateStore
 
     with StateStore(state) as store:
         agents = store.devices.agents(migration)
-    table = Table("name", "id", "os", "host", "version", "enrolled", "last contact", "state")
-    for a in agents:
-        table.add_row(a.name, a.id, a.os, a.host, a.version,
-                      f"{a.enrolled_at:%Y-%m-%d %H:%M:%S}",
-                      f"{a.last_seen:%Y-%m-%d %H:%M:%S}" if a.last_seen else "-",
-                      f"revoked {a.revoked_at:%Y-%m-%d %H:%M}" if a.revoked_at else "active")
-    out.print(table)
+    device_agents(agents)

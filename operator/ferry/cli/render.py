@@ -15,11 +15,13 @@ from rich.text import Text
 from ferry.errors import FerryError
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from rich.progress import Progress, TaskID
 
     from ferry.api.status import DeviceMigrationStatus
     from ferry.lab.samba import DomainStatus, LabDomain
-    from ferry.state.rows import AgentInfo, ObjectResult, StoredRun
+    from ferry.state.rows import AgentInfo, DeviceAgentInfo, ObjectResult, StoredRun
     from ferry.sync.runner import CompletedRun
 
 # Tables stay readable when output goes to a file or CI log (rich assumes 80 columns there).
@@ -191,10 +193,25 @@ def agents(found: Iterable[AgentInfo]) -> None:
                   "state")
     for a in found:
         table.add_row(a.id, a.name, a.environment, a.host, a.version,
-                      f"{a.enrolled_at:%Y-%m-%d %H:%M:%S}",
-                      f"{a.last_seen:%Y-%m-%d %H:%M:%S}" if a.last_seen else "-",
-                      f"revoked {a.revoked_at:%Y-%m-%d %H:%M}" if a.revoked_at else "active")
+                      *_enrollment(a.enrolled_at, a.last_seen, a.revoked_at))
     out.print(table)
+
+
+def device_agents(found: Iterable[DeviceAgentInfo]) -> None:
+    """A migration's device agents: computer name, os, host, last contact, revoked."""
+    table = Table("name", "id", "os", "host", "version", "enrolled", "last contact", "state")
+    for a in found:
+        table.add_row(a.name, a.id, a.os, a.host, a.version,
+                      *_enrollment(a.enrolled_at, a.last_seen, a.revoked_at))
+    out.print(table)
+
+
+def _enrollment(enrolled: datetime, last_seen: datetime | None,
+                revoked: datetime | None) -> tuple[str, str, str]:
+    """An agent's enrolled, last seen and state cells."""
+    return (f"{enrolled:%Y-%m-%d %H:%M:%S}",
+            f"{last_seen:%Y-%m-%d %H:%M:%S}" if last_seen else "-",
+            f"revoked {revoked:%Y-%m-%d %H:%M}" if revoked else "active")
 
 
 def lab_domains(domains: Iterable[LabDomain], lab_dir: Path) -> None:
