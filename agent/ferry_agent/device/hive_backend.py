@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from typing import Any
 
 PROFILE_LIST = ("Microsoft", "Windows NT", "CurrentVersion", "ProfileList")
@@ -102,58 +103,61 @@ def profiles(request: dict[str, Any]) -> dict[str, Any]:
 
 
 def remap(request: dict[str, Any]) -> dict[str, Any]:
-    hive = _open(request["hive"], write=True)
-    plist = _profile_list(hive, request["hive"])
-    results, changed = [], False
-    for move in request["moves"]:
-        source, target, mode = move["source"], move["target"], move["mode"]
-        old = hive.node_get_child(plist, source)
-        new = hive.node_get_child(plist, target)
-        result = {"source": source, "changed": False, "error": ""}
-        if mode == "remove":
-            if old and not new:
-                result["error"] = (f"no profile entry for {target}: the only entry of"
-                                   f" {source} is not removed (run add or replace first)")
-            elif old:
-                hive.node_delete_child(old)
-                result["changed"] = True
-        elif old:
-            if not new:
-                _copy(hive, old, plist, target, bytes.fromhex(move["sid"]))
-                result["changed"] = True
-            if mode == "replace":
-                if not hive.node_get_child(plist, source + BACKUP):
-                    _copy(hive, old, plist, source + BACKUP, None)
-                hive.node_delete_child(hive.node_get_child(plist, source))
-                result["changed"] = True
-        changed = changed or bool(result["changed"])
-        results.append(result)
-    if changed:
-        hive.commit(None)
-    return {"ok": True, "results": results}
+    return _edit(request, request["moves"], _remap_one)
 
 
 def restore(request: dict[str, Any]) -> dict[str, Any]:
+    return _edit(request, request["pairs"], _restore_one)
+
+
+def _edit(request: dict[str, Any], items: list[dict[str, Any]],
+          one: Callable[[Any, Any, dict[str, Any]], dict[str, Any]]) -> dict[str, Any]:
+    """`one` on each item's ProfileList entries; the hive committed if one changed."""
     hive = _open(request["hive"], write=True)
     plist = _profile_list(hive, request["hive"])
-    results, changed = [], False
-    for pair in request["pairs"]:
-        source, target = pair["source"], pair["target"]
-        result = {"source": source, "changed": False, "error": ""}
-        backup = hive.node_get_child(plist, source + BACKUP)
-        if backup:
-            if not hive.node_get_child(plist, source):
-                _copy(hive, backup, plist, source, None)
-            hive.node_delete_child(hive.node_get_child(plist, source + BACKUP))
-            new = hive.node_get_child(plist, target)
-            if new:
-                hive.node_delete_child(new)
-            result["changed"] = True
-        changed = changed or bool(result["changed"])
-        results.append(result)
-    if changed:
+    results = [one(hive, plist, item) for item in items]
+    if any(result["changed"] for result in results):
         hive.commit(None)
     return {"ok": True, "results": results}
+
+
+def _remap_one(hive: Any, plist: Any, move: dict[str, Any]) -> dict[str, Any]:
+    source, target, mode = move["source"], move["target"], move["mode"]
+    old = hive.node_get_child(plist, source)
+    new = hive.node_get_child(plist, target)
+    result = {"source": source, "changed": False, "error": ""}
+    if mode == "remove":
+        if old and not new:
+            result["error"] = (f"no profile entry for {target}: the only entry of"
+                               f" {source} is not removed (run add or replace first)")
+        elif old:
+            hive.node_delete_child(old)
+            result["changed"] = True
+    elif old:
+        if not new:
+            _copy(hive, old, plist, target, bytes.fromhex(move["sid"]))
+            result["changed"] = True
+        if mode == "replace":
+            if not hive.node_get_child(plist, source + BACKUP):
+                _copy(hive, old, plist, source + BACKUP, None)
+            hive.node_delete_child(hive.node_get_child(plist, source))
+            result["changed"] = True
+    return result
+
+
+def _restore_one(hive: Any, plist: Any, pair: dict[str, Any]) -> dict[str, Any]:
+    source, target = pair["source"], pair["target"]
+    result = {"source": source, "changed": False, "error": ""}
+    backup = hive.node_get_child(plist, source + BACKUP)
+    if backup:
+        if not hive.node_get_child(plist, source):
+            _copy(hive, backup, plist, source, None)
+        hive.node_delete_child(hive.node_get_child(plist, source + BACKUP))
+        new = hive.node_get_child(plist, target)
+        if new:
+            hive.node_delete_child(new)
+        result["changed"] = True
+    return result
 
 
 def check(request: dict[str, Any]) -> dict[str, Any]:
