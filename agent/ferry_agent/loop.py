@@ -31,6 +31,7 @@ from .protocol import (
 )
 from .stream import StreamUnavailable, WorkStream
 from .transport import (
+    EXIT_REFUSED,
     Backoff,
     GatewayClient,
     GatewayError,
@@ -42,7 +43,6 @@ from .worker import Chunk, execute
 
 log = logging.getLogger("ferry_agent")
 
-EXIT_REFUSED = 3
 STREAM_RETRY_SECONDS = 300.0  # after the work stream failed to open, long-poll this long
 
 

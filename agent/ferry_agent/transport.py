@@ -62,6 +62,11 @@ class ProxyError(GatewayUnavailable):
     """The web proxy refused to open a tunnel to the gateway (407: check its credentials)."""
 
 
+# What an agent (directory or device) exits with once the gateway refuses it: a service
+# manager restarting it would not help; enroll again.
+EXIT_REFUSED = 3
+
+
 class GatewayRefused(GatewayError):
     """The gateway answered 401 or 403: this agent is not (or no longer) allowed."""
 

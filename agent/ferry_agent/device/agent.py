@@ -43,6 +43,7 @@ from ferry_agent.errors import FerryAgentError
 from ferry_agent.protocol import MAX_LOG_BYTES
 from ferry_agent.sealed import device_binding, open_sealed
 from ferry_agent.transport import (
+    EXIT_REFUSED,
     Backoff,
     GatewayClient,
     GatewayError,
@@ -53,7 +54,6 @@ from ferry_agent.transport import (
 
 log = logging.getLogger("ferry_agent.device")
 
-EXIT_REFUSED = 3
 LOG_FILE = "device-agent.log"
 LOG_BYTES = MAX_LOG_BYTES         # the log kept (and uploaded): its last MiB
 BOOT_ID = "recordedInBoot"       # a Reboot's result recorded before its command: in which boot
