@@ -44,6 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.ad_bench import ATTRIBUTES  # noqa: E402
+from bench.measure import log, rss_mb  # noqa: E402
 from tests.integration.gateway.harness import RunningGateway, start_gateway  # noqa: E402
 
 from ferry.connectors.activedirectory import ActiveDirectoryConnector  # noqa: E402
@@ -65,16 +66,6 @@ STOP_SECONDS = 15.0
 CREATE_USERS = 1000
 BATCH = ActiveDirectoryConnector.batch_size
 
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def wait_for(check: Callable[[], Any], what: str, timeout: float = 120.0) -> Any:

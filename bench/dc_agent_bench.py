@@ -39,6 +39,8 @@ import ldap3
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.measure import log  # noqa: E402
+
 from ferry.lab import Lab, LabDomain  # noqa: E402
 from ferry.lab import gpg as lab_gpg  # noqa: E402
 from ferry.lab.samba import DomainSpec, free_addresses  # noqa: E402
@@ -47,9 +49,6 @@ from ferry_agent.directory import create, ensure_ou  # noqa: E402
 
 DEADLINE = 120.0
 
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def summary(samples: list[float]) -> dict[str, float]:

@@ -28,6 +28,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.measure import log  # noqa: E402
 from tests.integration.entra.tenants import Tenant, new_tenant  # noqa: E402
 from tests.support.graph_emulator.fixture import GraphEmulator  # noqa: E402
 
@@ -42,9 +43,6 @@ from ferry.secrets import SecretResolver  # noqa: E402
 
 ADDRESS = "127.0.0.123"
 
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def connector(emulator: GraphEmulator, folder: Path, roles: list[str],

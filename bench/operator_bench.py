@@ -28,16 +28,11 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.measure import rss_mb  # noqa: E402
 from tests.support.kube_api import KubeAPI, ensure_binaries  # noqa: E402
 
 EXAMPLES = ROOT / "examples" / "ad-to-ad"
 
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def wait_for(check: Any, what: str, timeout: float = 120) -> Any:

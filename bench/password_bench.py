@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import ldap3  # noqa: E402
+from bench.measure import log  # noqa: E402
 
 from ferry.lab import Lab, LabDomain  # noqa: E402
 from ferry.lab.samba import DomainSpec, free_addresses  # noqa: E402
@@ -40,9 +41,6 @@ from ferry_agent.passwords import DcEndpoint, replication, samr  # noqa: E402
 FULL_FLOOR = 27.0     # hashes/s, research: full NC read, load average ~9 on 2 cores
 OBJECT_FLOOR = 12.0   # hashes/s, research: one EXOP_REPL_OBJ per account
 
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def best_of(runs: int, action: Callable[[], int]) -> tuple[int, float]:

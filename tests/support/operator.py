@@ -1,9 +1,12 @@
-"""The operator in the test's process, started the way `ferry operator` starts it: its settings
-passed in (kopf's memo), signed in with a kubeconfig."""
+"""The operator for the tests: in the test's process, started the way `ferry operator` starts
+it (its settings passed in, kopf's memo, signed in with a kubeconfig), or as a real `ferry
+operator` process for the tests that kill or restart it."""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,6 +16,27 @@ from unittest import mock
 from ferry.settings import OperatorSettings
 
 STOP_SECONDS = 60.0  # a graceful stop waits for kopf's watches and the cleanup handler
+
+
+@contextmanager
+def operator_process(namespace: str, env: dict[str, str],
+                     log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """`ferry operator --namespace NAMESPACE` as a process with `env`, its output appended to
+    `log`; stopped with SIGTERM (then SIGKILL) when the block ends, unless it ended first."""
+    with open(log, "ab") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "ferry", "operator", "--namespace", namespace],
+            env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
 
 
 @contextmanager

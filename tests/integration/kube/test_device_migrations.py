@@ -11,7 +11,6 @@ import json
 import os
 import ssl
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from tests.support.kube_api import Identity, KubeAPI
+from tests.support.operator import operator_process
 from tests.support.polling import eventually, never
 
 from ferry.gateway.enrollment import token_hash
@@ -193,21 +193,8 @@ class Fleet:
         """`ferry operator` as a process, as the chart runs it (its ServiceAccount, its
         FERRY_* variables); stopped with SIGTERM at the end, its log checked."""
         log = self.folder / "operator.log"
-        with open(log, "ab") as out:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "ferry", "operator", "--namespace", self.namespace],
-                env=self.operator_env(state), stdout=out, stderr=subprocess.STDOUT,
-                start_new_session=True)
-        try:
+        with operator_process(self.namespace, self.operator_env(state), log) as process:
             yield process
-        finally:
-            if process.poll() is None:
-                process.terminate()
-                try:
-                    process.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait(timeout=10)
         text = log.read_text(errors="replace")
         assert "Traceback" not in text, text[-4000:]
         assert "forbidden" not in text.lower(), text[-4000:]

@@ -24,6 +24,7 @@ import ldap3
 import pytest
 import yaml
 from tests.support.kube_api import Identity, KubeAPI
+from tests.support.operator import operator_process as support_operator_process
 from tests.support.operator import running_operator
 from tests.support.polling import eventually, never
 
@@ -201,21 +202,9 @@ def operator_in_process(cluster: Cluster) -> Iterator[None]:
 @contextmanager
 def operator_process(cluster: Cluster, log: Path) -> Iterator[subprocess.Popen[bytes]]:
     """`ferry operator` as a real process, for tests that kill it."""
-    with open(log, "ab") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "ferry", "operator", "--namespace", cluster.namespace],
-            env={**os.environ, **cluster.operator_env()}, stdout=out, stderr=subprocess.STDOUT,
-            start_new_session=True)
-    try:
+    with support_operator_process(cluster.namespace, {**os.environ, **cluster.operator_env()},
+                                  log) as process:
         yield process
-    finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
 
 
 def test_a_manual_run_becomes_one_job_and_its_outcome_lands_in_status(cluster: Cluster) -> None:
