@@ -182,10 +182,16 @@ class Devices:
                 if row is None:
                     row = DevicePlanRow(migration=migration, device=device)
                     s.add(row)
-                row.wave, row.generation, row.state = plan.wave, plan.generation, plan.state
-                row.source, row.target = plan.source, plan.target
-                row.actions = [_action_json(a) for a in plan.actions]
-                row.sid_table_version, row.updated_at = plan.sid_table_version, now
+                values = (plan.wave, plan.generation, plan.state, plan.source, plan.target,
+                          [_action_json(a) for a in plan.actions], plan.sid_table_version)
+                # The controller writes every plan on every pass: unchanged ones stay as
+                # they are, so a pass over 10,000 quiet devices writes nothing.
+                if values == (row.wave, row.generation, row.state, row.source, row.target,
+                              row.actions, row.sid_table_version):
+                    continue
+                (row.wave, row.generation, row.state, row.source, row.target, row.actions,
+                 row.sid_table_version) = values
+                row.updated_at = now
             for device, row in rows.items():
                 if device not in wanted:
                     s.delete(row)
