@@ -97,6 +97,30 @@ class RunCounts(StatusModel):
         default=0, description="Objects whose sIDHistory got their source objectSid.")
     passwords: int = Field(
         default=0, description="Users whose source password was set on their target.")
+    new_conflicts: int = Field(
+        default=0, description="Conflicts the workflow's previous run did not have.")
+
+
+class ScriptResult(StrEnum):
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"          # a non-zero exit, or it could not start
+    TIMED_OUT = "TimedOut"
+    PLANNED = "Planned"        # test mode: listed, not run
+    SKIPPED = "Skipped"        # an earlier step failed the run
+
+
+class ScriptRun(StatusModel):
+    """How one runScript step of a run went."""
+
+    step: int = Field(description="Index of the step in spec.steps.")
+    name: str | None = Field(default=None, description="The step's name.")
+    where: str = Field(
+        description="Where it ran: Local, Pod, Job <name> or Agent <environment>/<agent>.")
+    result: ScriptResult = Field(description="Succeeded, Failed, TimedOut, Planned, Skipped.")
+    exit_code: int | None = Field(default=None, description="Its exit code, if it exited.")
+    duration_seconds: float | None = Field(default=None, description="How long it ran.")
+    output_tail: str = Field(
+        default="", max_length=4096, description="The end of its output (stdout and stderr).")
 
 
 class RunSummary(StatusModel):
@@ -115,6 +139,26 @@ class RunSummary(StatusModel):
         default=None, description="The step the run is in, e.g. write tgt: 300/1000."
     )
     message: str = Field(default="", description="Why it ended as it did.")
+    scripts: list[ScriptRun] = Field(
+        default_factory=list, max_length=20, description="Its runScript steps.")
+
+
+class AlertState(StrEnum):
+    PENDING = "Pending"
+    SENT = "Sent"
+    FAILED = "Failed"          # gave up after its attempts
+
+
+class AlertDelivery(StatusModel):
+    """One alert for one run and outcome; kept so that it is sent once."""
+
+    alert: str = Field(description="spec.alerts[].name.")
+    run: str = Field(description="The run's id.")
+    outcome: str = Field(description="The outcome it is about, e.g. Failed.")
+    state: AlertState = Field(description="Pending, Sent or Failed.")
+    attempts: int = Field(default=0, description="Times sending was tried.")
+    time: Timestamp | None = Field(default=None, description="Last attempt.")
+    message: str = Field(default="", max_length=1024, description="The last error, if any.")
 
 
 class WorkflowStatus(StatusModel):
@@ -144,6 +188,9 @@ class WorkflowStatus(StatusModel):
     history: list[RunSummary] = Field(
         default_factory=list, max_length=20, description="Recent finished runs, newest first."
     )
+    alerts: list[AlertDelivery] = Field(
+        default_factory=list, max_length=50,
+        description="Alerts of the latest runs, newest first, with their delivery.")
 
 
 class AgentStatus(StatusModel):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from enum import StrEnum
 from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field, model_validator
@@ -13,6 +14,7 @@ from ferry.api.base import (
     CrdNames,
     PrinterColumn,
     Resource,
+    ValueSource,
     cel,
     validations,
 )
@@ -160,11 +162,197 @@ class DeleteObjectsStep(ApiModel):
     )
 
 
-class RunScriptStep(ApiModel):
-    """Run a command at this point of the workflow."""
+class ScriptFailure(StrEnum):
+    """What a failed or timed-out script does to its run."""
 
-    image: str | None = Field(default=None, description="Container image (in-cluster runs).")
-    command: list[str] = Field(min_length=1, description="Command and arguments.")
+    FAIL = "fail"          # the run fails (later steps do not run)
+    CONTINUE = "continue"  # recorded; the run goes on and keeps its result
+
+
+class ConfigMapKeySelector(ApiModel):
+    """A key of a ConfigMap in the object's namespace (outside a cluster: a ConfigMap
+    manifest in the same folder)."""
+
+    name: str = Field(max_length=253, description="Name of the ConfigMap.")
+    key: str = Field(max_length=253, description="Key within the ConfigMap's data.")
+
+
+# A script's text travels in the manifest, a ConfigMap or a work item: keep it small.
+MAX_SCRIPT_BYTES = 256 * 1024
+
+
+class ScriptSource(ApiModel):
+    """The script's text: inline in the manifest, or a ConfigMap key; never a path on the
+    host that runs it."""
+
+    model_config = validations(cel(
+        "[has(self.inline), has(self.configMapKeyRef)].exists_one(x, x)",
+        "set exactly one of inline or configMapKeyRef",
+    ))
+
+    inline: str | None = Field(
+        default=None, max_length=MAX_SCRIPT_BYTES, description="The script's text."
+    )
+    config_map_key_ref: ConfigMapKeySelector | None = Field(
+        default=None, description="A ConfigMap key holding the script's text."
+    )
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> ScriptSource:
+        if (self.inline is None) == (self.config_map_key_ref is None):
+            raise ValueError("set exactly one of inline or configMapKeyRef")
+        return self
+
+
+class ScriptEnvVar(ApiModel):
+    """An environment variable for the script: a value, or a secret from valueFrom."""
+
+    model_config = validations(cel(
+        "[has(self.value), has(self.valueFrom)].exists_one(x, x)",
+        "set exactly one of value or valueFrom",
+    ))
+
+    name: str = Field(max_length=128, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+                      description="Variable name.")
+    value: str | None = Field(default=None, max_length=4096, description="Its value.")
+    value_from: ValueSource | None = Field(
+        default=None, description="A secret value (Secret key, environment or file)."
+    )
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> ScriptEnvVar:
+        if (self.value is None) == (self.value_from is None):
+            raise ValueError(f"env {self.name}: set exactly one of value or valueFrom")
+        return self
+
+
+class RunScriptStep(ApiModel):
+    """Run a command at this point of the workflow, every run that writes (test mode lists
+    it in the plan and does not run it)."""
+
+    model_config = validations(
+        cel("!(has(self.image) && has(self.environment))",
+            "set image or environment, not both"),
+        cel("!has(self.environment) || has(self.script)",
+            "a script run on an agent (environment) needs script: the agent runs no host path"),
+    )
+
+    command: list[Annotated[str, Field(max_length=4096)]] = Field(
+        min_length=1, max_length=32,
+        description="Program and arguments; with script, the script file's path is added"
+        " last (e.g. [/bin/sh] or [pwsh, -NoProfile, -File]). Never put secrets here: use env.",
+    )
+    script: ScriptSource | None = Field(
+        default=None, description="The script's text, written to a file for the command."
+    )
+    image: str | None = Field(
+        default=None, max_length=512,
+        description="In a cluster: run in a Job of its own from this image, which the run"
+        " waits for. Unset: in the sync Job's pod (outside a cluster: a local process).",
+    )
+    environment: ObjectName | None = Field(
+        default=None,
+        description="Run on an agent of this Environment (on premises, next to the"
+        " directory); the agent's INI must allow the command.",
+    )
+    timeout_seconds: int = Field(
+        default=600, ge=1, le=86400, description="Killed and failed after this long."
+    )
+    on_failure: ScriptFailure = Field(
+        default=ScriptFailure.FAIL,
+        description="fail: a failed script fails the run; continue: it is recorded and the"
+        " run goes on.",
+    )
+    env: list[ScriptEnvVar] = Field(
+        default_factory=list, max_length=32, description="Extra environment variables."
+    )
+
+    @model_validator(mode="after")
+    def _where(self) -> RunScriptStep:
+        if self.image is not None and self.environment is not None:
+            raise ValueError("set image or environment, not both")
+        if self.environment is not None and self.script is None:
+            raise ValueError("a script run on an agent (environment) needs script:"
+                             " the agent runs no host path")
+        names = [e.name for e in self.env]
+        if len(names) != len(set(names)):
+            raise ValueError("env names must be unique")
+        return self
+
+
+class AlertOutcome(StrEnum):
+    """The run outcomes an alert can be sent for."""
+
+    FAILED = "Failed"
+    COMPLETED_WITH_ERRORS = "CompletedWithErrors"
+    THRESHOLD_HIT = "ThresholdHit"
+    NEW_CONFLICTS = "NewConflicts"     # conflicts the previous run did not have
+    RECOVERED = "Recovered"            # the first successful run after one that was not
+    SUCCEEDED = "Succeeded"            # off by default
+
+
+DEFAULT_ALERT_OUTCOMES = (
+    AlertOutcome.FAILED, AlertOutcome.COMPLETED_WITH_ERRORS, AlertOutcome.THRESHOLD_HIT,
+    AlertOutcome.NEW_CONFLICTS, AlertOutcome.RECOVERED,
+)
+
+
+class WebhookChannel(ApiModel):
+    """A JSON POST per alert, signed with HMAC-SHA256 in the X-Ferry-Signature header."""
+
+    url: str = Field(max_length=2048, pattern=r"^https?://", description="Where to POST.")
+    signing_key: ValueSource = Field(description="The HMAC key (a Secret key, env or file).")
+    ca_file: str | None = Field(
+        default=None, max_length=1024, description="CA bundle for an https URL (PEM file)."
+    )
+
+
+class SmtpServer(ApiModel):
+    """An SMTP submission server."""
+
+    host: str = Field(max_length=253, description="Host name or address.")
+    port: int = Field(default=587, ge=1, le=65535, description="Port (587: submission).")
+    start_tls: bool = Field(
+        default=True, alias="startTLS", description="Upgrade with STARTTLS before logging in."
+    )
+    username: str | None = Field(default=None, max_length=256, description="Login name.")
+    password: ValueSource | None = Field(default=None, description="Login password.")
+    ca_file: str | None = Field(
+        default=None, max_length=1024, description="CA bundle for STARTTLS (PEM file)."
+    )
+
+
+class EmailChannel(ApiModel):
+    """An e-mail per alert."""
+
+    to: list[Annotated[str, Field(max_length=320)]] = Field(
+        min_length=1, max_length=MAX_LIST, description="Recipients."
+    )
+    from_address: str = Field(alias="from", max_length=320, description="Sender address.")
+    smtp: SmtpServer = Field(description="The server that sends it.")
+
+
+class Alert(ApiModel):
+    """Who hears about which run outcomes (Kubernetes Events are always posted)."""
+
+    model_config = validations(cel(
+        "[has(self.webhook), has(self.email)].exists_one(x, x)",
+        "set exactly one of webhook or email",
+    ))
+
+    name: ObjectName = Field(description="Name of this alert, unique in the Workflow.")
+    on: list[AlertOutcome] = Field(
+        default_factory=lambda: list(DEFAULT_ALERT_OUTCOMES), min_length=1, max_length=6,
+        description="Outcomes that send it; default all but Succeeded.",
+    )
+    webhook: WebhookChannel | None = Field(default=None, description="A webhook.")
+    email: EmailChannel | None = Field(default=None, description="E-mail over SMTP.")
+
+    @model_validator(mode="after")
+    def _one_channel(self) -> Alert:
+        if (self.webhook is None) == (self.email is None):
+            raise ValueError(f"alert {self.name}: set exactly one of webhook or email")
+        return self
 
 
 STEP_KINDS = ("readFrom", "match", "stageData", "writeTo", "deleteObjects", "runScript")
@@ -253,6 +441,17 @@ class WorkflowSpec(ApiModel):
         description="Process only objects changed since the last run (and earlier failures).",
     )
     suspend: bool = Field(default=False, description="Stop scheduling new runs.")
+    alerts: list[Alert] = Field(
+        default_factory=list, max_length=MAX_LIST,
+        description="Webhooks and e-mails sent for run outcomes, once per run and outcome.",
+    )
+
+    @model_validator(mode="after")
+    def _unique_alerts(self) -> WorkflowSpec:
+        names = [a.name for a in self.alerts]
+        if len(names) != len(set(names)):
+            raise ValueError("spec.alerts: names must be unique")
+        return self
 
     def steps_of(self, kind: str) -> list[tuple[int, Step]]:
         return [(i, s) for i, s in enumerate(self.steps) if s.kind == kind]
