@@ -1,6 +1,8 @@
 """User profiles moved to the target SID: HKLM\\...\\ProfileList\\<source SID> copied to a
 key for the target SID (its Sid value rewritten), the source kept as <source SID>.bak for a
-rollback; then the profile folder and its hives (NTUSER.DAT, UsrClass.dat) translated.
+rollback, and ProfileGuid\\<the profile's Guid>\\SidString pointed at the target SID (Windows
+finds a domain profile by its GUID through it); then the profile folder and its hives
+(NTUSER.DAT, UsrClass.dat) translated. A rollback points SidString back at the source.
 
 A run killed between the copy and the rename leaves both keys with the same
 ProfileImagePath: the next run recognises its own copy and finishes the rename. A target key
@@ -26,6 +28,9 @@ from .security import HKEY_LOCAL_MACHINE, HKEY_USERS, loaded_hive, reacl_keys, r
 from .win32 import DWORD, HANDLE, Win32, Win32Error
 
 PROFILE_LIST = "SOFTWARE\\Microsoft\\Windows NT\\CurrentVersion\\ProfileList"
+PROFILE_GUID = "SOFTWARE\\Microsoft\\Windows NT\\CurrentVersion\\ProfileGuid"
+REG_SZ = 1
+ERROR_FILE_NOT_FOUND = 2
 KEY_READ = 0x20019
 KEY_ALL_ACCESS = 0xF003F
 REG_BINARY = 3
@@ -68,6 +73,8 @@ def reacl_profiles(win32: Win32, table: SidMap, mode: ReaclMode, source_domain: 
             try:
                 if mode is not ReaclMode.REMOVE:
                     _remap(win32, listing, names, source, target, figures)
+                    if target.upper() in names:
+                        point_guid(win32, listing, names[target.upper()], target)
                 folder = image_path(win32, listing, names.get(target.upper()) or key)
             except (Win32Error, ProfileConflict) as exc:
                 content.error(f"profile of {source}: left as it is: {exc}")
@@ -134,6 +141,7 @@ def restore_profiles(win32: Win32, table: SidMap, figures: ProfileFigures,
                 if current is not None:
                     win32.status("RegDeleteTreeW", listing, current, subject=current)
                 win32.status("RegRenameKey", listing, backup, source, subject=backup)
+                point_guid(win32, listing, source, source)
             except Win32Error as exc:
                 content.error(f"profile of {source}: not restored: {exc}")
                 continue
@@ -160,15 +168,45 @@ def translate_profile(win32: Win32, folder: Path, sid: str, table: SidMap, mode:
 
 def image_path(win32: Win32, listing: HANDLE, key: str) -> Path:
     """The profile's folder (ProfileImagePath, environment strings expanded by Windows)."""
+    text = _string(win32, listing, key, "ProfileImagePath")
+    if text is None:
+        raise Win32Error("RegGetValueW", ERROR_FILE_NOT_FOUND, f"ProfileList\\{key}")
+    return Path(text)
+
+
+def point_guid(win32: Win32, listing: HANDLE, key: str, sid: str) -> None:
+    """ProfileGuid\\<Guid of ProfileList\\key>\\SidString set to `sid`; a profile without a
+    Guid (a local account's) or without its ProfileGuid key has nothing to point."""
+    guid = _string(win32, listing, key, "Guid")
+    if not guid:
+        return
+    handle = HANDLE()
+    where = f"{PROFILE_GUID}\\{guid}"
+    code = win32.status("RegOpenKeyExW", HKEY_LOCAL_MACHINE, where, 0, KEY_ALL_ACCESS,
+                        ctypes.byref(handle), subject=where, ok=(0, ERROR_FILE_NOT_FOUND))
+    if code == ERROR_FILE_NOT_FOUND:
+        return
+    try:
+        text = (sid + "\0").encode("utf-16-le")
+        data = (ctypes.c_ubyte * len(text)).from_buffer_copy(text)
+        win32.status("RegSetValueExW", handle, "SidString", 0, REG_SZ, data, len(text),
+                     subject=f"{where}\\SidString")
+    finally:
+        win32.fn("RegCloseKey")(handle)
+
+
+def _string(win32: Win32, listing: HANDLE, key: str, name: str) -> str | None:
+    """A string value of ProfileList\\key (REG_EXPAND_SZ expanded); None when it is missing."""
     size = DWORD(520)
     while True:
         buffer = ctypes.create_string_buffer(size.value)
-        code = win32.status("RegGetValueW", listing, key, "ProfileImagePath", RRF_RT_REG_SZ,
+        code = win32.status("RegGetValueW", listing, key, name, RRF_RT_REG_SZ,
                             None, buffer, ctypes.byref(size), subject=f"ProfileList\\{key}",
-                            ok=(0, ERROR_MORE_DATA))
+                            ok=(0, ERROR_MORE_DATA, ERROR_FILE_NOT_FOUND))
+        if code == ERROR_FILE_NOT_FOUND:
+            return None
         if code == 0:
-            text = buffer.raw[:size.value].decode("utf-16-le").rstrip("\0")
-            return Path(text)
+            return buffer.raw[:size.value].decode("utf-16-le").rstrip("\0")
 
 
 @contextmanager

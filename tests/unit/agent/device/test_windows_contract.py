@@ -861,6 +861,34 @@ def test_a_profile_is_remapped_its_folder_and_hive_translated_then_rolled_back(
     assert sids_of(hive.sd)[0] == ALICE_SRC
 
 
+def test_a_domain_profile_s_guid_names_the_target_sid_and_the_source_again_after_rollback(
+        windows: Windows, tmp_path: Path) -> None:
+    _, listing, _ = profile_computer(windows, tmp_path)
+    guid = "{0B2C1D4E-5F60-4A7B-8C9D-0E1F2A3B4C5D}"
+    listing.subkeys[ALICE_SRC].set_string("Guid", guid)
+    by_guid = (windows.hklm.add("SOFTWARE").add("Microsoft").add("Windows NT")
+               .add("CurrentVersion").add("ProfileGuid").add(guid))
+    by_guid.set_string("SidString", ALICE_SRC)
+    device, _ = backend(windows, tmp_path)
+
+    assert device.reacl(TABLE, SRC, ReaclMode.REPLACE, [ReaclScope.PROFILES]).ok
+    assert by_guid.values["SIDSTRING"] == ("SidString", 1,
+                                           (ALICE_TGT + "\0").encode("utf-16-le"))
+    assert device.undo_reacl(TABLE, SRC, ReaclMode.REPLACE, [ReaclScope.PROFILES]).ok
+    assert by_guid.values["SIDSTRING"] == ("SidString", 1,
+                                           (ALICE_SRC + "\0").encode("utf-16-le"))
+    assert windows.handles == {}
+
+
+def test_a_local_profile_without_a_guid_is_remapped_without_one(windows: Windows,
+                                                                tmp_path: Path) -> None:
+    _, listing, _ = profile_computer(windows, tmp_path)
+    device, _ = backend(windows, tmp_path)
+    assert device.reacl(TABLE, SRC, ReaclMode.REPLACE, [ReaclScope.PROFILES]).ok
+    assert "GUID" not in listing.subkeys[ALICE_TGT].values
+    assert not [c for c in windows.called("RegOpenKeyExW") if "ProfileGuid" in str(c.args[1])]
+
+
 def test_undoing_an_add_restores_profile_list_and_leaves_the_acls(windows: Windows,
                                                                   tmp_path: Path) -> None:
     folder, listing, _ = profile_computer(windows, tmp_path)
