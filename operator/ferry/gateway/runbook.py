@@ -90,14 +90,17 @@ def _runbook(device: DeviceAgentInfo, generation: int, state: str, reason: str, 
         "migration": device.migration, "device": device.name, "generation": generation,
         "state": state, "reason": reason, "pollSeconds": poll,
         "sidTableVersion": plan.sid_table_version if plan else "",
-        "actions": [_action(a, progress) for a in (plan.actions if plan else ())],
+        "actions": [_action(a, progress, due=state == RUN and a is action)
+                    for a in (plan.actions if plan else ())],
         "next": action.id if action is not None and state != DONE else None,
     }
 
 
-def _action(action: PlannedAction, progress: DeviceProgress) -> dict[str, Any]:
+def _action(action: PlannedAction, progress: DeviceProgress, due: bool) -> dict[str, Any]:
     result = progress.results.get(action.id)
-    secret = progress.secrets.get(action.id)
+    # A secret (a one-time password, an offline join blob, an EntraJoin package of some
+    # hundred KB) travels only in the answer that runs its action, not in every poll before.
+    secret = progress.secrets.get(action.id) if due else None
     return {"id": action.id, "action": action.action, "arguments": dict(action.arguments),
             "state": "pending" if result is None else "done" if result.ok else "failed",
             "notBefore": _rfc3339(action.not_before) if action.not_before else None,

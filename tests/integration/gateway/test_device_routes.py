@@ -19,7 +19,7 @@ import pytest
 from tests.integration.gateway.harness import REQUEST_SECONDS, FakeAgent, RunningGateway
 from tests.support.polling import eventually
 
-from ferry.state.rows import DevicePlan, PlannedAction, StageRequest
+from ferry.state.rows import DevicePlan, DeviceSecret, PlannedAction, StageRequest
 from ferry.state.store import StateStore
 from ferry_agent import identity
 from ferry_agent.identity import Identity
@@ -184,6 +184,26 @@ def test_a_planned_device_gets_its_runbook_and_each_result_is_kept_once(
     assert runbook(device)["state"] == "done"  # its only action is done: paused or not
     plan(gateway, migration, "WS1", PlannedAction("3-Reboot", "Reboot", {}), state="paused")
     assert runbook(device)["state"] == "paused"
+
+
+def test_a_kept_secret_travels_only_in_the_answer_that_runs_its_action(
+        gateway: RunningGateway, migration: str, tmp_path: Path) -> None:
+    token = device_token(gateway, migration)
+    _, _, device = enroll(gateway, token, "WS1", tmp_path / "ws1")
+    package = {"k1": "c2VhbGVkIHBhY2thZ2U="}
+    plan(gateway, migration, "WS1", PlannedAction("1-ReACL", "ReACL", {"mode": "add"}),
+         PlannedAction("2-EntraJoin", "EntraJoin", {}))
+    with StateStore(gateway.state) as store:
+        store.devices.keep_secret(migration, "WS1", 1, "2-EntraJoin",
+                                  DeviceSecret(package, ""))
+
+    first = runbook(device)
+    assert first["next"] == "1-ReACL"
+    assert [a["sealed"] for a in first["actions"]] == [None, None]   # not due yet
+    assert report(device, 1, "1-ReACL") == {"v": 1, "accepted": True}
+    due = runbook(device)
+    assert (due["state"], due["next"]) == ("run", "2-EntraJoin")
+    assert [a["sealed"] for a in due["actions"]] == [None, package]
 
 
 def test_a_runbook_that_sends_the_device_away_ends_the_connection_and_tls_resumes(
