@@ -150,6 +150,38 @@ def failed_now(plan: DevicePlan, results: Sequence[DeviceResult]) -> DeviceResul
                  if a.id in latest and not latest[a.id].ok), None)
 
 
+def epoch_start(generation: int, rollback: bool, results: Sequence[DeviceResult]) -> int:
+    """The first generation of the stretch, up to `generation`, that went one way (forward,
+    or rollback) with nothing of the other way between: only its results count for it."""
+    kinds: dict[int, bool] = {}
+    for r in results:
+        kinds[r.generation] = kinds.get(r.generation, False) or \
+            r.action_id.startswith(_ROLLBACK_PREFIX)
+    start = generation
+    for g in sorted((g for g in kinds if g < generation), reverse=True):
+        if kinds[g] != rollback:
+            break
+        start = g
+    return start
+
+
+def shown_results(plan: DevicePlan, results: Sequence[DeviceResult]) -> list[DeviceResult]:
+    """The results a plan's status shows: its own stretch's; for a rollback, also those of the
+    forward stretch it undoes (a device rolled forward again starts with none)."""
+    rollback = is_rollback(plan)
+    start = epoch_start(plan.generation, rollback, results)
+    if rollback:
+        before = [r.generation for r in results if r.generation < start]
+        if before:
+            start = epoch_start(max(before), False, results)
+    return [r for r in results if r.generation >= start]
+
+
+def _rolled_back(plan: DevicePlan, results: Sequence[DeviceResult]) -> bool:
+    ok = {r.action_id for r in results if r.ok and r.generation == plan.generation}
+    return is_rollback(plan) and all(a.id in ok for a in plan.actions)
+
+
 def decide_plan(migration: str, spec: DeviceMigrationSpec, dirs: Directories,
                 device: SelectedDevice, cutover: datetime | None, paused: bool,
                 previous: DevicePlan | None, results: Sequence[DeviceResult],
@@ -175,12 +207,19 @@ def decide_plan(migration: str, spec: DeviceMigrationSpec, dirs: Directories,
             rollback, generation = True, last + 1
     elif requests.retry and previous is not None and failed_now(previous, results):
         generation += 1
+    elif requests.retry and not requests.rollback and previous is not None \
+            and _rolled_back(previous, results):
+        # Rolled forward: the rollback undid the forward actions, so all of them run again.
+        rollback, generation = False, last + 1
     # Within a generation the plan keeps every action (its results say which are done); a
-    # new generation leaves out what earlier ones finished.
-    earlier = succeeded([r for r in results if r.generation < generation])
+    # new generation leaves out what earlier ones of its stretch finished.
+    start = epoch_start(generation, rollback, results)
+    earlier = succeeded([r for r in results if start <= r.generation < generation])
     if rollback:
-        forward_done = done if previous is None or not is_rollback(previous) else \
-            succeeded([r for r in results if not r.action_id.startswith(_ROLLBACK_PREFIX)])
+        went = [r for r in results if not r.action_id.startswith(_ROLLBACK_PREFIX)]
+        latest = max((r.generation for r in went), default=0)
+        since = epoch_start(latest, False, results)
+        forward_done = succeeded([r for r in went if r.generation >= since])
         actions = [a for a in _rollback_actions(spec, dirs, device, forward, forward_done)
                    if a.id not in earlier]
     else:

@@ -23,6 +23,7 @@ from ferry.devices.plans import (
     failed_now,
     forward_actions,
     is_rollback,
+    shown_results,
 )
 from ferry.devices.selection import SelectedDevice
 from ferry.state.rows import DevicePlan, DeviceResult
@@ -67,6 +68,8 @@ def device_status(device: SelectedDevice, plan: DevicePlan | None,
     base = DeviceStatus(name=device.name, wave=device.wave, phase=DevicePhase.PENDING,
                         retries=retries, agent=agent.id if agent else None,
                         last_contact=agent.last_seen if agent else None)
+    if plan is not None:
+        results = shown_results(plan, results)
     latest: dict[str, DeviceResult] = {}
     for r in sorted(results, key=lambda r: (r.generation, r.finished_at, r.attempt)):
         latest[r.action_id] = r

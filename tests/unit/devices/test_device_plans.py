@@ -194,6 +194,36 @@ def test_failed_done_and_rolled_back_devices_and_the_migration_phase() -> None:
     assert after.rolled_back == 1 and after.phase is MigrationPhase.COMPLETED
 
 
+def test_a_rolled_back_device_rolls_forward_on_a_retry_once_the_rollback_request_is_gone(
+        ) -> None:
+    s = spec()
+    first = plan_for(s)
+    done = [result("1-ReACL"), result("2-DomainJoin", minute=2), result("3-Reboot", minute=3)]
+    back = plan_for(s, previous=first, results=done, rollback=True)
+    rolled = done + [result(a.id, generation=2, minute=10 + i)
+                     for i, a in enumerate(back.actions)]
+    # While the rollback is asked for, a retry changes nothing.
+    assert plan_for(s, previous=back, results=rolled, rollback=True, retry=True) == back
+    again = plan_for(s, previous=back, results=rolled, retry=True)
+    assert again.generation == 3
+    assert [a.id for a in again.actions] == ["1-ReACL", "2-DomainJoin", "3-Reboot"]
+    fresh = shown(s, again, rolled).devices[0]
+    assert fresh.phase is DevicePhase.REACL            # not Done from the first stretch
+    assert [a.state for a in fresh.actions] == [
+        ActionState.RUNNING, ActionState.PENDING, ActionState.PENDING]
+    # It fails on the join, is retried with what is left of this stretch, then rolled back
+    # again: the second rollback undoes what the second stretch did.
+    redone = [*rolled, result("1-ReACL", generation=3, minute=20),
+              result("2-DomainJoin", ok=False, generation=3, minute=21)]
+    retried = plan_for(s, previous=again, results=redone, retry=True)
+    assert (retried.generation, [a.id for a in retried.actions]) == (
+        4, ["2-DomainJoin", "3-Reboot"])
+    second = plan_for(s, previous=retried, results=redone, rollback=True)
+    assert second.generation == 5
+    assert [a.id for a in second.actions] == ["r1-UndoReACL", "r2-Reboot", "r3-UploadLogs"]
+    assert shown(s, second, redone).devices[0].phase is DevicePhase.ROLLING_BACK
+
+
 @pytest.mark.parametrize(("change", "message"), [
     ({"actions": ["DomainJoin", "OfflineDomainJoin"]}, "both join the device"),
     ({"actions": ["ReACL", "ReACL"]}, "each action at most once"),
