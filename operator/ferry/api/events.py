@@ -19,6 +19,8 @@ class EventReason(StrEnum):
     RUN_FAILED = "RunFailed"
     DELETE_THRESHOLD_HIT = "DeleteThresholdHit"
     MATCH_CONFLICTS = "MatchConflicts"
+    ALERT_SENT = "AlertSent"
+    ALERT_FAILED = "AlertFailed"
     INVALID_INPUT = "InvalidInput"
     DISCOVERY_STARTED = "DiscoveryStarted"
     DISCOVERED = "Discovered"

@@ -310,6 +310,13 @@ class WebhookChannel(ApiModel):
 class SmtpServer(ApiModel):
     """An SMTP submission server."""
 
+    model_config = validations(
+        cel("has(self.username) == has(self.password)",
+            "smtp: set both username and password, or neither"),
+        cel("!has(self.password) || self.startTLS",
+            "smtp: a password is only sent after STARTTLS: set startTLS: true"),
+    )
+
     host: str = Field(max_length=253, description="Host name or address.")
     port: int = Field(default=587, ge=1, le=65535, description="Port (587: submission).")
     start_tls: bool = Field(
@@ -320,6 +327,14 @@ class SmtpServer(ApiModel):
     ca_file: str | None = Field(
         default=None, max_length=1024, description="CA bundle for STARTTLS (PEM file)."
     )
+
+    @model_validator(mode="after")
+    def _login(self) -> SmtpServer:
+        if (self.username is None) != (self.password is None):
+            raise ValueError("smtp: set both username and password, or neither")
+        if self.password is not None and not self.start_tls:
+            raise ValueError("smtp: a password is only sent after STARTTLS: set startTLS: true")
+        return self
 
 
 class EmailChannel(ApiModel):

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import typer
 
 from ferry import logs
+from ferry.alerts.delivery import alert_secrets
+from ferry.alerts.local import send_run_alerts
+from ferry.api.status import RunResult
 from ferry.cli import manifests as local
 from ferry.cli import render
 from ferry.errors import ExitCode, InvalidInput
-from ferry.secrets import SecretsMissing
+from ferry.secrets import ResolvedSecrets, SecretsMissing, resolve_all
 from ferry.settings import RunSettings
 from ferry.state.store import StateStore
 from ferry.sync.runner import RunRequest, read_run_secrets, run_workflow
@@ -35,9 +38,17 @@ def execute(paths: list[Path], workflow: str | None, state: str, secrets_dir: st
     # A missing Secret is a configuration error: found for every workflow of the call before
     # anything is opened, the state store included.
     missing: dict[str, None] = {}
+    alert_values: dict[str, ResolvedSecrets] = {}
     for name in names:
         try:
             read_run_secrets(manifests, name, secrets, tests[name])
+        except SecretsMissing as exc:
+            missing.update(dict.fromkeys(exc.problems))
+        if tests[name]:
+            continue  # test mode sends no alerts, so it needs none of their secrets
+        try:
+            alert_values[name] = resolve_all(secrets, alert_secrets(
+                manifests.workflows[name].spec.alerts, f"Workflow/{name}: spec"))
         except SecretsMissing as exc:
             missing.update(dict.fromkeys(exc.problems))
     if missing:
@@ -48,9 +59,16 @@ def execute(paths: list[Path], workflow: str | None, state: str, secrets_dir: st
             plan_path = plan_out or (None if tests[name] else Path(".ferry/plans") / f"{name}-"
                                      f"{datetime.now().strftime('%Y%m%d-%H%M%S')}.json")
             # SecretsMissing still, should a Secret go away since the check above.
+            started = datetime.now(UTC)
             with render.progress_bars() as bars:
                 result = run_workflow(manifests, RunRequest(name, test_mode, full, plan_path),
                                       store, secrets, settings, bars)
             render.run_result(result)
+            if name in alert_values and manifests.workflows[name].spec.alerts:
+                previous = store.runs.previous_finished(name, result.outcome.run_id)
+                render.alert_results(*send_run_alerts(
+                    manifests.workflows[name].spec.alerts, result.outcome,
+                    RunResult(previous.result) if previous else None, alert_values[name],
+                    started, datetime.now(UTC)))
             codes.append(result.outcome.exit_code)
     raise typer.Exit(int(ExitCode.worst(codes)))

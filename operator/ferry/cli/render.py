@@ -135,6 +135,14 @@ def run_result(result: CompletedRun) -> None:
         out.print(f"plan saved to {result.plan_path}")
 
 
+def alert_results(sent: list[str], failed: list[str]) -> None:
+    """The alerts a run sent (stdout) and those it could not (stderr)."""
+    for line in sent:
+        out.print(line)
+    for line in failed:
+        err.print(labelled("warning", "yellow", line))
+
+
 def _operations(result: CompletedRun, limit: int = 40) -> None:
     """What a plan would do, one line per operation (the JSON file has them all)."""
     from ferry.engine.plan import OpKind

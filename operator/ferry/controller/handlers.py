@@ -20,6 +20,7 @@ import structlog
 
 from ferry.api.base import API_GROUP, API_VERSION
 from ferry.api.status import WorkflowStatus
+from ferry.controller.alerts import deliveries_due
 from ferry.controller.cache import ObjectCache
 from ferry.controller.devicemigrations import DeviceMigrationReconciler
 from ferry.controller.environments import EnvironmentReconciler
@@ -190,6 +191,8 @@ def _due(workflow: dict[str, Any], now: datetime) -> bool:
     status = WorkflowStatus.of(workflow)
     requested = (workflow["metadata"].get("annotations") or {}).get(RUN_REQUEST_ANNOTATION)
     if requested and requested != status.last_run_request:
+        return True
+    if deliveries_due(status, now):  # an alert's retry has come
         return True
     if status.next_run_time:
         return status.next_run_time <= now

@@ -12,11 +12,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from ferry.alerts.attempts import queue
 from ferry.api.base import ObjectMeta
 from ferry.api.conditions import ConditionType, Reason, set_condition
 from ferry.api.events import EventReason, EventType
 from ferry.api.status import RunResult, RunSummary, Trigger, WorkflowStatus, k8s_time
-from ferry.api.workflow import WorkflowSpec
+from ferry.api.workflow import Alert, WorkflowSpec
 from ferry.controller.run_tracking import Decision, Event, StartJob, track
 from ferry.controller.runs import RUN_REQUEST_ANNOTATION, job_name, run_id_for
 from ferry.controller.schedule import ScheduleError, describe, due_slot, is_manual, next_run
@@ -35,7 +36,7 @@ def decide(meta: ObjectMeta, spec: WorkflowSpec | None, status: WorkflowStatus,
     """
     decision = Decision(status.model_copy(deep=True))
     status = decision.status
-    _follow_active_run(decision, jobs, now, history_limit)
+    _follow_active_run(decision, jobs, now, history_limit, spec.alerts if spec else [])
 
     schedule_problem = ""
     if spec is not None:
@@ -66,18 +67,22 @@ def decide(meta: ObjectMeta, spec: WorkflowSpec | None, status: WorkflowStatus,
 
 
 def _follow_active_run(decision: Decision[WorkflowStatus], jobs: list[V1Job], now: datetime,
-                       history_limit: int) -> None:
+                       history_limit: int, alerts: list[Alert]) -> None:
     status = decision.status
     tracking = track(status.active_run, jobs, now, RunSummary)
     status.active_run = tracking.active
     if tracking.create_job and tracking.active is not None:
         decision.start = StartJob.of(tracking.active, Trigger.MANUAL)
     if tracking.finished is not None:
-        _finish(decision, tracking.finished, history_limit)
+        _finish(decision, tracking.finished, history_limit, alerts)
 
 
-def _finish(decision: Decision[WorkflowStatus], summary: RunSummary, history_limit: int) -> None:
+def _finish(decision: Decision[WorkflowStatus], summary: RunSummary, history_limit: int,
+            alerts: list[Alert]) -> None:
     status = decision.status
+    # Queued (Pending) with the run's record; sent only once this status is written.
+    status.alerts = queue(status.alerts, alerts, summary,
+                          status.last_run.result if status.last_run else None)
     status.last_run = summary
     status.history = [summary, *status.history][:history_limit]
     run, message, counts = f"run {summary.id}", summary.message, summary.counts

@@ -19,6 +19,7 @@ from ferry.api.references import check_references
 from ferry.api.status import WorkflowStatus
 from ferry.api.template import Template
 from ferry.api.workflow import Workflow, WorkflowSpec
+from ferry.controller.alerts import AlertSender, deliveries_due
 from ferry.controller.cache import ObjectCache
 from ferry.controller.events import EventRecorder
 from ferry.controller.job_credentials import create_job
@@ -59,12 +60,16 @@ class WorkflowReconciler:
         self._clock = clock
         self._locks: dict[tuple[str, str], threading.Lock] = {}
         self._locks_guard = threading.Lock()
+        self._alerts = AlertSender(api, self._objects, events, clock)
+        self._alerts_due: dict[tuple[str, str], bool] = {}
 
     def reconcile(self, namespace: str, name: str) -> None:
         """Bring one Workflow's status and Jobs in line with its spec, schedule and requests."""
         with self._lock(namespace, name):
             if not retry_conflicts(lambda: self._reconcile_once(namespace, name)):
                 log.warning("workflow.conflicts", workflow=f"{namespace}/{name}")
+            if self._alerts_due.pop((namespace, name), False):
+                self._alerts.deliver(namespace, name)
 
     def _reconcile_once(self, namespace: str, name: str) -> None:
         body = self._objects.get("workflows", namespace, name)
@@ -89,6 +94,8 @@ class WorkflowReconciler:
             self._start(body, decision, environments, templates)
         for event in decision.events:
             self._events.post(body, event.type, event.reason, event.message)
+        # Sent after the status above holds them as Pending (controller/alerts.py).
+        self._alerts_due[(namespace, name)] = deliveries_due(decision.status, self._clock())
 
     def _start(self, body: dict[str, Any], decision: Decision[WorkflowStatus],
                environments: list[Environment], templates: list[Template]) -> None:

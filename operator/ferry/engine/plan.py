@@ -26,6 +26,7 @@ class Count(StrEnum):
     OUT_OF_SCOPE = "outOfScope"  # references to objects outside the pairs' scope
     SID_HISTORY = "sidHistory"   # source SIDs added to targets' sIDHistory
     PASSWORDS = "passwords"      # source passwords set on joined target users
+    NEW_CONFLICTS = "newConflicts"  # conflicts the workflow's previous run did not have
 
 
 # The counts a run's one-line summary shows (`ferry runs`, `ferry run --in-cluster --wait`).

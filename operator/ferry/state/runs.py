@@ -48,6 +48,25 @@ class Runs:
                               r.exit_code, r.message, r.counts or {})
                     for r in s.scalars(query)]
 
+    def previous_finished(self, workflow: str, before: str) -> StoredRun | None:
+        """The workflow's latest finished run other than `before` (the run in progress)."""
+        with self._session() as s:
+            row = s.scalars(select(RunRow).where(
+                RunRow.workflow == workflow, RunRow.id != before,
+                RunRow.finished_at.is_not(None)).order_by(RunRow.finished_at.desc()).limit(1)
+            ).first()
+            if row is None:
+                return None
+            return StoredRun(row.id, row.workflow, row.mode, row.started_at, row.finished_at,
+                             row.result, row.exit_code, row.message, row.counts or {})
+
+    def anchors_with(self, run_id: str, outcome: str) -> set[tuple[str, str]]:
+        """(pair, source anchor) of the run's objects that ended with `outcome`."""
+        with self._session() as s:
+            rows = s.execute(select(ObjectResultRow.pair, ObjectResultRow.source_anchor).where(
+                ObjectResultRow.run_id == run_id, ObjectResultRow.outcome == outcome))
+            return {(pair, anchor) for pair, anchor in rows}
+
     def results(self, run_id: str) -> list[ObjectResult]:
         with self._session() as s:
             rows = s.scalars(select(ObjectResultRow).where(ObjectResultRow.run_id == run_id)

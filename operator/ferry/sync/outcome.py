@@ -77,7 +77,10 @@ class RunOutcome:
         if self.failures:
             parts.append(f"{len(self.failures)} object(s) failed and will be retried")
         if self.conflicts:
-            parts.append(f"{len(self.conflicts)} conflict(s): nothing written for them")
+            new = self.totals()[Count.NEW_CONFLICTS]
+            parts.append(f"{len(self.conflicts)} conflict(s) ({new} new): nothing written for"
+                         " them" if new else f"{len(self.conflicts)} conflict(s): nothing"
+                         " written for them")
         return "; ".join(parts)
 
     def count(self, object_type: str, key: Count, amount: int = 1) -> None:

@@ -27,6 +27,7 @@ from ferry.state.rows import ObjectResult, PasswordRoute
 from ferry.state.store import StateStore
 from ferry.sync.apply import PairApplier, password_source
 from ferry.sync.migration import SidHistoryStep
+from ferry.sync.new_conflicts import count_new_conflicts
 from ferry.sync.outcome import COUNT_OF, RunOutcome, plan_to_json, write_plan
 from ferry.sync.pairs import PairSettings, workflow_pairs
 from ferry.sync.passwords import PasswordStep
@@ -146,6 +147,7 @@ def run_workflow(
         write_plan(request.plan_path, plan_to_json(outcome, result.plans))
         result.plan_path = request.plan_path
     if not test_mode:
+        count_new_conflicts(store.runs, outcome)
         store.runs.finish(run_id, outcome.result, int(outcome.exit_code), outcome.message,
                          outcome.counts_as_dict())
     log.info("run.finished", workflow=request.workflow, run=run_id, result=outcome.result,

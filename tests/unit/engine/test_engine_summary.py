@@ -35,7 +35,8 @@ def test_summary_counts_each_object_once_per_outcome() -> None:
     assert (groups["updated"], groups["deferred"], groups["outOfScope"], groups["created"]) \
         == (0, 1, 1, 0)
     assert set(users) == {"created", "updated", "moved", "deleted", "unchanged", "conflicts",
-                          "errors", "deferred", "outOfScope", "sidHistory", "passwords"}
+                          "errors", "deferred", "outOfScope", "sidHistory", "passwords",
+                          "newConflicts"}
 
 
 def test_every_count_form_counts_the_same_things() -> None:
