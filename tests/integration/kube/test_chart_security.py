@@ -176,8 +176,10 @@ def test_network_policies_let_through_only_what_each_pod_needs(
                      pods["ferry-gateway"]) for peer in r.get("to") or [])]
         assert [_ports(r) for r in to_gateway] == [{("TCP", 8443)}]
         reachable = set().union(*(_ports(r) for r in egress))
+        # The operator also sends Workflow alerts: SMTP submission (webhooks are on 443).
+        alerts = {("TCP", 587)} if name == "ferry-operator" else set()
         assert reachable == {("UDP", 53), ("TCP", 53), ("TCP", 443), ("TCP", 6443),
-                             ("TCP", 636), ("TCP", 8443)}
+                             ("TCP", 636), ("TCP", 8443), *alerts}
     assert set().union(*(_ports(r) for r in gateway["egress"])) == {
         ("UDP", 53), ("TCP", 53), ("TCP", 443), ("TCP", 6443)}
 
