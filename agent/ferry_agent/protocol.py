@@ -92,7 +92,8 @@ MAX_LOG_BYTES = 1 << 20              # a device's uploaded log (UTF-8): the gate
 
 WRITE_PAGE = 100                     # write results per result chunk
 
-# Operations an agent carries out. read_full and read_by_guids stream pages of entries;
+# Operations an agent carries out. read_full, read_by_guids and read_by_values {"attribute",
+# "values", "attributes", "scope"} (equality, for `ferry trace`) stream pages of entries;
 # read_changes streams pages of entries, then a last chunk with deletions and the watermark;
 # write carries a batch of Writes and streams pages of their results, one per Write in order.
 # add_sid_history carries {"items": [{"target", "sids"}]} to an agent on a target DC and
@@ -111,7 +112,7 @@ WRITE_PAGE = 100                     # write results per result chunk
 # disable_computer {"name"} disables a moved device's source account: {"dn", "disabled"}.
 OPERATIONS = frozenset({
     "exists", "initial_watermark", "read_full", "read_changes", "read_by_guids",
-    "resolve_dns", "write", "add_sid_history", "read_passwords", "set_passwords",
+    "read_by_values", "resolve_dns", "write", "add_sid_history", "read_passwords", "set_passwords",
     "check_migration", "stage_computer", "disable_computer",
 })
 

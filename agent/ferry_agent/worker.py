@@ -61,6 +61,13 @@ def _run(session: DirectorySession, item: WorkItem) -> Iterator[Chunk]:
                                         as_strings(args["attributes"], "attributes"))
         for page in pages(entries, encode_entry):
             yield page, None
+    elif op == "read_by_values":
+        entries = session.read_by_values(str(args["attribute"]),
+                                         as_strings(args["values"], "values"),
+                                         as_strings(args["attributes"], "attributes"),
+                                         decode_scope(args["scope"]))
+        for page in pages(entries, encode_entry):
+            yield page, None
     elif op == "read_changes":
         stream = session.stream_changes(decode_scope(args["scope"]),
                                         as_strings(args["attributes"], "attributes"),

@@ -492,6 +492,33 @@ def read_by_guids(
                 yield entry
 
 
+def read_by_values(
+    conn: ldap3.Connection,
+    attribute: str,
+    values: Sequence[str],
+    attributes: Sequence[str],
+    scope: ReadScope,
+    *,
+    chunk: int = 200,
+) -> Iterator[Entry]:
+    """Objects in scope whose `attribute` equals one of values (the directory compares, as
+    its schema says: names case-insensitively); objectGUID values are GUID strings."""
+    if not values or not scope.object_types:
+        return
+    request = _request_attributes(attributes, scope.object_types)
+    type_filter = _type_filter(scope.object_types, LIVE_FILTERS)
+    is_guid = attribute.lower() == "objectguid"
+    for base in _bases(conn, scope):
+        for index in range(0, len(values), chunk):
+            ors = "".join(
+                f"({attribute}={guid_filter_value(v) if is_guid else _filter_escape(v)})"
+                for v in values[index : index + chunk])
+            for item in paged_search(conn, base, f"(&{type_filter}(|{ors}))", request):
+                entry = _to_entry(conn, item, attributes)
+                if entry is not None:
+                    yield entry
+
+
 def resolve_dns(conn: ldap3.Connection, dns: Sequence[str], *, chunk: int = 200) -> dict[str, str]:
     """Map DNs (e.g. members, manager) to GUIDs; DNs that do not exist are left out."""
     found: dict[str, str] = {}

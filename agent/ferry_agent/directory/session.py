@@ -79,6 +79,10 @@ class DirectorySession:
                       ) -> Iterator[ad_read.Entry]:
         return ad_read.read_by_guids(self.conn, guids, attributes)
 
+    def read_by_values(self, attribute: str, values: Sequence[str], attributes: Sequence[str],
+                       scope: ad_read.ReadScope) -> Iterator[ad_read.Entry]:
+        return ad_read.read_by_values(self.conn, attribute, values, attributes, scope)
+
     def resolve_dns(self, dns: Sequence[str]) -> dict[str, str]:
         return ad_read.resolve_dns(self.conn, dns)
 

@@ -7,7 +7,17 @@ so `ferry --help` and every command load only their own part of Ferry.
 
 from __future__ import annotations
 
-from ferry.cli import agents, devices, gateway, guests, job_credentials, jobs, lab, workflows
+from ferry.cli import (
+    agents,
+    devices,
+    gateway,
+    guests,
+    job_credentials,
+    jobs,
+    lab,
+    trace,
+    workflows,
+)
 from ferry.cli.group import command_group
 
 app = command_group(add_completion=False,
@@ -15,6 +25,7 @@ app = command_group(add_completion=False,
 # In the order `ferry --help` lists them.
 app.command()(workflows.plan)
 app.command()(workflows.run)
+app.command()(trace.trace)
 app.command()(jobs.operator)
 app.command("sync-job")(jobs.sync_job)
 app.command()(workflows.runs)

@@ -76,6 +76,8 @@ class DirectoryOperations(Protocol):
     def read_by_guids(self, guids: Sequence[str], attributes: Sequence[str]
                       ) -> Iterable[ad_read.Entry]: ...
     def resolve_dns(self, dns: Sequence[str]) -> dict[str, str]: ...
+    def read_by_values(self, attribute: str, values: Sequence[str], attributes: Sequence[str],
+                       scope: ad_read.ReadScope) -> Iterable[ad_read.Entry]: ...
     def write(self, writes: Sequence[ad_batch.Write]) -> Iterable[ad_batch.WriteResult]: ...
     def add_sid_history(self, requests: Sequence[SidHistoryRequest]
                         ) -> Sequence[SidHistoryResult | FerryAgentError]: ...
@@ -153,6 +155,16 @@ class ActiveDirectoryConnector:
     def read_anchors(self, anchors: Collection[str], attributes: Collection[str]) -> list[Record]:
         wanted = sorted({*BASE_ATTRIBUTES, *attributes})
         return self._records(list(self.directory.read_by_guids(list(anchors), wanted)))
+
+    def find(self, attribute: str, values: Collection[str], object_types: Collection[ObjectType],
+             attributes: Collection[str]) -> list[Record]:
+        bases = [dn for dn in self.scope_ous if self.directory.exists(dn)]
+        if not bases or not values:
+            return []
+        scope = ad_read.ReadScope(base_dns=bases, object_types=[t.value for t in object_types])
+        wanted = sorted({*BASE_ATTRIBUTES, *attributes})
+        return self._records(list(self.directory.read_by_values(attribute, list(values),
+                                                                wanted, scope)))
 
     def _records(self, entries: list[ad_read.Entry]) -> list[Record]:
         for entry in entries:

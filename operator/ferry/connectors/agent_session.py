@@ -81,6 +81,12 @@ class RemoteDirectory:
     def resolve_dns(self, dns: Sequence[str]) -> dict[str, str]:
         return dict(self._value("resolve_dns", {"dns": list(dns)}))
 
+    def read_by_values(self, attribute: str, values: Sequence[str], attributes: Sequence[str],
+                       scope: ReadScope) -> Iterator[Entry]:
+        return self._entries("read_by_values", {
+            "attribute": attribute, "values": list(values), "attributes": list(attributes),
+            "scope": encode_scope(scope)})
+
     def write(self, writes: Sequence[Write]) -> list[WriteResult]:
         pages = self._call("write", {"writes": [encode_write(w) for w in writes]})
         results = [decode_write_result(r) for page in pages for r in page or ()]

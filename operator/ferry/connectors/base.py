@@ -102,6 +102,12 @@ class Connector(Protocol):
         """Current records of these anchors (those that still exist)."""
         ...
 
+    def find(self, attribute: str, values: Collection[str], object_types: Collection[ObjectType],
+             attributes: Collection[str]) -> list[Record]:
+        """Objects of the scope whose attribute equals one of values, compared as the
+        directory compares (`ferry trace`: an object by its key, a match rule's candidates)."""
+        ...
+
     batch_size: int
     """How many ObjectWrites one write() call should carry."""
 

@@ -42,6 +42,8 @@ class AttributeMapping:
     expression: str
     apply: ApplyWhen = ApplyWhen.ALWAYS
     object_types: frozenset[ObjectType] = frozenset()
+    # What made this mapping, for `ferry trace`: a built-in rule or a Template's field.
+    origin: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -74,6 +74,8 @@ _MAIL_NICKNAME = {
 
 
 _DISPLAY_NAME = "has(source.displayName) ? source.displayName : source.cn"
+# The origin (rules.AttributeMapping.origin) of every mapping made here.
+BUILT_IN = "built-in mapping"
 
 
 def default_mappings(source: DirectoryType, target: DirectoryType
@@ -84,14 +86,15 @@ def default_mappings(source: DirectoryType, target: DirectoryType
         from_name, to_name = known.name(source), known.name(target)
         if from_name and to_name:
             found.append(er.AttributeMapping(to_name, f"source.{from_name}", known.apply,
-                                             known.types))
+                                             known.types, BUILT_IN))
     if target is ENTRA:
         found.append(er.AttributeMapping("mailNickname", _MAIL_NICKNAME[source], _ON_CREATE,
-                                         frozenset({_U, _G})))
+                                         frozenset({_U, _G}), BUILT_IN))
         if source is AD:  # Graph requires a display name; AD objects often have only a CN
-            found = [er.AttributeMapping("displayName", _DISPLAY_NAME, m.apply, m.object_types)
+            found = [er.AttributeMapping("displayName", _DISPLAY_NAME, m.apply, m.object_types,
+                                         BUILT_IN)
                      if m.target_attribute == "displayName" else m for m in found]
     elif source is ENTRA:  # AD objects are named by their CN
         found.append(er.AttributeMapping("cn", "source.displayName", _ALWAYS,
-                                         frozenset({_U, _G, _C})))
+                                         frozenset({_U, _G, _C}), BUILT_IN))
     return found

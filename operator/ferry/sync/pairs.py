@@ -96,8 +96,9 @@ def staging_rules(name: str, spec: TemplateSpec,
     explicit = [
         er.AttributeMapping(
             m.target, m.expression, er.ApplyWhen(m.apply.value),
-            frozenset(SCOPE_TYPES[t] for t in m.object_types))
-        for m in spec.attribute_mappings
+            frozenset(SCOPE_TYPES[t] for t in m.object_types),
+            f"Template/{name}: spec.attributeMappings[{index}]")
+        for index, m in enumerate(spec.attribute_mappings)
     ]
     overridden = {m.target_attribute.lower() for m in explicit}
     kept = [m for m in defaults if m.target_attribute.lower() not in overridden]
@@ -125,6 +126,7 @@ def staging_rules(name: str, spec: TemplateSpec,
 
 
 _USERS = frozenset({ObjectType.USER})
+_GUESTS_ORIGIN = "built-in guest mapping (Template spec.guests)"
 _ADDRESSES = ("userprincipalname", "mail")
 
 
@@ -135,25 +137,27 @@ def _guest_mappings(guests: GuestOptions, mappings: list[er.AttributeMapping]
         # userType Member and the member addresses: a matched guest becomes a member.
         return [*(_apply_always(m) if m.target_attribute.lower() in _ADDRESSES else m
                   for m in mappings),
-                er.AttributeMapping("userType", "'Member'", er.ApplyWhen.ALWAYS, _USERS)]
+                er.AttributeMapping("userType", "'Member'", er.ApplyWhen.ALWAYS, _USERS,
+                                    _GUESTS_ORIGIN)]
     if not guests.create_unmatched_as_guests:
         return mappings
     # A guest keeps the addresses its invitation gave it, so they are set on create only.
     kept = [er.AttributeMapping(m.target_attribute, m.expression, er.ApplyWhen.ON_CREATE,
-                                m.object_types)
+                                m.object_types, m.origin)
             if m.target_attribute.lower() in _ADDRESSES else m for m in mappings]
     on_create = er.ApplyWhen.ON_CREATE
     return [*kept,
-            er.AttributeMapping("userType", "'Guest'", on_create, _USERS),
-            er.AttributeMapping("invitedUserEmailAddress", "source.mail", on_create, _USERS),
+            er.AttributeMapping("userType", "'Guest'", on_create, _USERS, _GUESTS_ORIGIN),
+            er.AttributeMapping("invitedUserEmailAddress", "source.mail", on_create, _USERS,
+                                _GUESTS_ORIGIN),
             er.AttributeMapping("showInAddressList",
                                 "'true'" if guests.show_in_address_list else "'false'",
-                                on_create, _USERS)]
+                                on_create, _USERS, _GUESTS_ORIGIN)]
 
 
 def _apply_always(mapping: er.AttributeMapping) -> er.AttributeMapping:
     return er.AttributeMapping(mapping.target_attribute, mapping.expression,
-                               er.ApplyWhen.ALWAYS, mapping.object_types)
+                               er.ApplyWhen.ALWAYS, mapping.object_types, mapping.origin)
 
 
 def _dns_domain(base_dn: str) -> str:

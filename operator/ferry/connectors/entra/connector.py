@@ -27,6 +27,7 @@ from ferry.connectors.base import (
 )
 from ferry.connectors.entra.permissions import Need, missing, needs
 from ferry.connectors.entra.properties import (
+    BASE_PROPERTIES,
     NOT_STAGED,
     PROPERTIES,
     PSEUDO,
@@ -241,6 +242,31 @@ class EntraConnector:
                 raise
             members = self._members(anchor) if object_type is ObjectType.GROUP else None
             records.append(self._record(object_type, data, members))
+        return records
+
+    def find(self, attribute: str, values: Collection[str], object_types: Collection[ObjectType],
+             attributes: Collection[str]) -> list[Record]:
+        """By `$filter=<attribute> eq '<value>'` per type that has the property (or `id`)."""
+        records: list[Record] = []
+        allowed = self._scope_ids()
+        for object_type in object_types:
+            if attribute != "id" and attribute not in PROPERTIES[object_type] \
+                    and attribute not in BASE_PROPERTIES[object_type]:
+                continue
+            select = selected(object_type, set(attributes))
+            for value in values:
+                clause = f"{attribute} eq '{value.replace(chr(39), chr(39) * 2)}'"
+                if object_type is ObjectType.USER and self.scope.user_filter:
+                    clause = f"({self.scope.user_filter}) and {clause}"
+                url = f"/{_COLLECTION[object_type]}?" + urlencode(
+                    {"$filter": clause, "$select": ",".join(select)})
+                for page in self.session.pages(url):
+                    for data in page.get("value", []):
+                        if allowed is not None and data["id"] not in allowed:
+                            continue
+                        members = (self._members(data["id"]) if object_type is ObjectType.GROUP
+                                   else None)
+                        records.append(self._record(object_type, data, members))
         return records
 
     def _record(self, object_type: ObjectType, data: dict[str, Any],
