@@ -148,6 +148,19 @@ INVALID = {
             "host": "dc1.corp.example", "baseDN": "DC=corp,DC=example"}}},
         "connection direct needs activeDirectory.credentials",
     ),
+    "smtp password without STARTTLS": (
+        {**WORKFLOW, "spec": {**WORKFLOW["spec"], "alerts": [{"name": "ops", "email": {
+            "to": ["ops@example.test"], "from": "ferry@example.test",
+            "smtp": {"host": "mail", "startTLS": False, "username": "u",
+                     "password": {"secretKeyRef": {"name": "smtp", "key": "password"}}}}}]}},
+        "smtp: a password is only sent after STARTTLS: set startTLS: true",
+    ),
+    "alert with two channels": (
+        {**WORKFLOW, "spec": {**WORKFLOW["spec"], "alerts": [{"name": "ops",
+            "webhook": {"url": "https://x.test", "signingKey": {"env": "K"}},
+            "email": {"to": ["a@x.test"], "from": "f@x.test", "smtp": {"host": "m"}}}]}},
+        "set exactly one of webhook or email",
+    ),
     "secret from two sources": (
         {**ENVIRONMENT, "spec": {**ENVIRONMENT["spec"], "activeDirectory": {
             **ENVIRONMENT["spec"]["activeDirectory"],
