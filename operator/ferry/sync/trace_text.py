@@ -52,11 +52,16 @@ def pair_lines(trace: PairTrace) -> list[str]:
                      else "  3. match rules: none")
     if trace.staged:
         lines.append("  4. staged target attributes:")
+        empty = [s.name for s in trace.staged if s.value is None]
         for staged in trace.staged:
+            if staged.value is None:
+                continue
             mapped = (f" (domain mapping from {_value(staged.name, staged.domain_mapped_from)})"
                       if staged.domain_mapped_from is not None else "")
             lines.append(f"     {staged.name} = {_value(staged.name, staged.value)}"
                          f"{mapped}  <- {staged.produced_by}")
+        if empty:
+            lines.append(f"     no value (mapped, nothing in the source): {', '.join(empty)}")
     if trace.diff:
         lines.append("  5. diff against the target:")
         lines.extend(f"     {d.name}: {_value(d.name, d.current)} -> {_value(d.name, d.staged)}"
