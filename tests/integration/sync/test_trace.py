@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.integration.conftest import LabDomains
 
 from ferry.lab.samba import LabDomain
-from tests.integration.conftest import LabDomains
 
 pytestmark = pytest.mark.lab
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from engine_world import SRC_OU, pair, staging, target_user, user
+
 from ferry.engine.expressions import compile_template
 from ferry.engine.plan import OpKind
 from ferry.engine.rules import AttributeMapping, DomainMapping, MatchRule
 from ferry.engine.trace import KeyKind, key_kinds, trace_pair
-
-from engine_world import SRC_OU, pair, staging, target_user, user
 
 RULES = pair(staging(AttributeMapping("cn", "source.cn", origin="built-in mapping"),
                      AttributeMapping("mail", "source.mail", origin="Template/t: m[0]"),
