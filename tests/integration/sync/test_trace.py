@@ -149,7 +149,9 @@ def test_trace_create_apply_update_and_nothing_to_do(
     done, applied = ferry.trace("tr-ann", "--apply")
     assert applied["result"] == "Succeeded", done.stdout
     runs = ferry("runs")
-    assert applied["run"] in runs.stdout and "trace" in runs.stdout
+    row = next(line for line in runs.stdout.splitlines() if applied["run"] in line)
+    cells = [cell.strip() for cell in row.strip("│ ").split("│")]
+    assert cells[1:3] == ["trace-wf", "trace"] and cells[5] == "1", row   # mode, created
     guid = applied["object"]["anchor"]
     _, again = ferry.trace(guid)
     assert again["pairs"][0]["join"].startswith("joined to")
