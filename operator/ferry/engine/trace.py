@@ -142,10 +142,12 @@ class PairTrace:
 
 def trace_pair(rules: PairRules, template: CompiledTemplate, source: Record,
                targets: Iterable[Record], joins: Mapping[str, str], *,
-               pending_creates: Mapping[str, str] | None = None) -> PairTrace:
+               pending_creates: Mapping[str, str] | None = None,
+               peers: Iterable[Record] = ()) -> PairTrace:
     """Trace source through the pair; targets: what the trace read of the target (the joined
     object, each rule's candidates, what a create would collide with); joins: the stored
-    joins of source and of those targets."""
+    joins of source and of those targets; peers: other source objects with the source's
+    rule values (a value two sources share is a conflict), planned too but not shown."""
     targets = list(targets)
     trace = PairTrace(rules.name, source)
     pending = {k: v for k, v in (pending_creates or {}).items() if k == source.anchor}
@@ -164,7 +166,8 @@ def trace_pair(rules: PairRules, template: CompiledTemplate, source: Record,
     elif source.anchor in pending:
         trace.join = (f"a create at {pending[source.anchor]} was begun and not confirmed:"
                       " the object there is taken as its own")
-    plan = plan_pair(rules, [source], targets, joins, pending_creates=pending, full=False,
+    sources = [source, *(p for p in peers if p.anchor != source.anchor)]
+    plan = plan_pair(rules, sources, targets, joins, pending_creates=pending, full=False,
                      compiled=template)
     trace.plan = _only(plan, source.anchor)
     if trace.scope_reason is None and (joined is None or joined not in by_anchor):

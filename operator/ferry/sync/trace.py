@@ -106,7 +106,8 @@ def trace_object(manifests: Manifests, workflow: str, key: str, store: StateStor
         env, source = report.found[0]
         for pair in pairs:
             if pair.source == env:
-                trace, read = _trace(manifests, pair, source, store, connector(pair.target),
+                trace, read = _trace(manifests, pair, source, store, connector(env),
+                                     connector(pair.target), needs[env].attributes,
                                      needs[pair.target].attributes)
                 report.pairs.append(trace)
                 report.targets[pair.rules.name] = read
@@ -119,8 +120,8 @@ def trace_object(manifests: Manifests, workflow: str, key: str, store: StateStor
 
 
 def _trace(manifests: Manifests, pair: PairSettings, source: Record, store: StateStore,
-           target: Connector, attributes: Collection[str]
-           ) -> tuple[PairTrace, dict[str, Record]]:
+           source_side: Connector, target: Connector, source_attributes: Collection[str],
+           attributes: Collection[str]) -> tuple[PairTrace, dict[str, Record]]:
     rules = pair.rules
     target_type = manifests.environments[pair.target].spec.type
     joins = store.joins.confirmed(rules.name)
@@ -156,10 +157,23 @@ def _trace(manifests: Manifests, pair: PairSettings, source: Record, store: Stat
                      [value] if isinstance(value, str) else list(value or ()))
         except FerryError:
             pass  # the trace reports the staging error
-    relevant = {a: t for a, t in joins.items() if a == source.anchor or t in found}
+    # Other source objects with one of its rule values: a shared value is a conflict. Their
+    # joined targets are read too, or they would seem unjoined and claim a candidate.
+    peers: dict[str, Record] = {}
+    for rule in rules.match_rules:
+        value = source.attributes.get(rule.source_attribute)
+        values = [value] if isinstance(value, str) else list(value or ())
+        if values and not rule.guest:
+            for peer in source_side.find(rule.source_attribute, values, rules.object_types,
+                                         source_attributes):
+                if peer.anchor != source.anchor:
+                    peers.setdefault(peer.anchor, peer)
+    read(_ANCHOR[target_type], [joins[p] for p in peers if p in joins])
+    relevant = {a: t for a, t in joins.items()
+                if a == source.anchor or a in peers or t in found}
     relevant.update({owners[t]: t for t in found if t in owners})
     return trace_pair(rules, template, source, found.values(), relevant,
-                      pending_creates=pending), found
+                      pending_creates=pending, peers=peers.values()), found
 
 
 def _apply(report: TraceReport, pairs: list[PairSettings], store: StateStore,

@@ -183,6 +183,14 @@ def test_trace_out_of_scope_ambiguous_and_not_found(
     assert {c["dn"].lower() for c in pair["rules"][1]["candidates"]} == twins
     assert pair["decision"] == "conflict: nothing is written" and pair["operations"] == []
 
+    # A mail two source users share: neither is written, the trace says who shares it.
+    _add_user(lab.src, src_ou, "tr-dee", mail="tr-shared@src.test")
+    other = _add_user(lab.src, src_ou, "tr-dee2", mail="tr-shared@src.test")
+    _, shared = ferry.trace("tr-dee")
+    conflict = shared["pairs"][0]["conflicts"][0]
+    assert conflict["rule"] == "mail -> mail" and conflict["candidates"] == [other]
+    assert "shared by 2 source objects" in conflict["message"]
+
     missing = ferry("trace", "nobody-here")
     assert missing.returncode == 1
     assert "no object 'nobody-here' found; looked up src: sAMAccountName=nobody-here" \

@@ -73,3 +73,11 @@ def test_match_by_the_first_rule_with_one_candidate_joins_and_updates() -> None:
     assert trace.rules[1].note == "one candidate: this rule decides"
     assert trace.plan is not None and trace.plan.new_joins == {"s1": "t1"}
     assert trace.decision == "update"
+
+
+def test_a_rule_value_another_source_shares_is_a_conflict() -> None:
+    source = user("s1", "Ann", mail="same@src.test")
+    peer = user("s2", "Anne", mail="SAME@src.test")
+    trace = trace_pair(RULES, TEMPLATE, source, [], {}, peers=[peer])
+    assert [c.candidates for c in trace.conflicts] == [(peer.dn,)]
+    assert trace.operations == [] and trace.plan is not None and not trace.plan.new_joins
