@@ -13,6 +13,7 @@ from ferry.api.status import RunResult
 from ferry.connectors.base import Connector
 from ferry.connectors.factory import open_connector
 from ferry.engine.expressions import compile_template
+from ferry.engine.plan import Count
 from ferry.engine.records import Record
 from ferry.engine.stage import stage
 from ferry.engine.trace import KeyKind, PairTrace, guid_value, key_kinds, trace_pair
@@ -202,6 +203,10 @@ def _apply(report: TraceReport, pairs: list[PairSettings], store: StateStore,
                              "match", "conflict", c.message) for c in plan.conflicts])
             for conflict in plan.conflicts:
                 outcome.conflicts.append(conflict)
+                outcome.count(conflict.object_type.value, Count.CONFLICTS)
+            for error in plan.errors:
+                outcome.staging_errors.append(error)
+                outcome.count(error.object_type.value, Count.ERRORS)
     except Exception as exc:  # the run must end recorded, whatever broke
         log.exception("trace.apply_failed", workflow=report.workflow)
         outcome.fatal = f"{type(exc).__name__}: {exc}"

@@ -182,6 +182,11 @@ def test_trace_out_of_scope_ambiguous_and_not_found(
     assert pair["rules"][1]["note"] == "2 candidates: ambiguous, nothing is written"
     assert {c["dn"].lower() for c in pair["rules"][1]["candidates"]} == twins
     assert pair["decision"] == "conflict: nothing is written" and pair["operations"] == []
+    # --apply of a conflict writes nothing and records the conflict in the run.
+    _, applied = ferry.trace("tr-bob", "--apply")
+    row = next(line for line in ferry("runs").stdout.splitlines() if applied["run"] in line)
+    cells = [cell.strip() for cell in row.strip("│ ").split("│")]
+    assert cells[5] == "0" and cells[9] == "1", row   # created, conflicts
 
     # A mail two source users share: neither is written, the trace says who shares it.
     _add_user(lab.src, src_ou, "tr-dee", mail="tr-shared@src.test")
