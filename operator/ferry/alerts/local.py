@@ -7,7 +7,7 @@ from datetime import datetime
 
 from ferry.alerts.delivery import AlertNotSent, send
 from ferry.alerts.message import AlertMessage
-from ferry.alerts.outcomes import delivery_id, due, run_outcomes
+from ferry.alerts.outcomes import due, run_outcomes
 from ferry.api.status import RunResult
 from ferry.api.workflow import Alert
 from ferry.engine.plan import Count
@@ -25,7 +25,7 @@ def send_run_alerts(alerts: list[Alert], outcome: RunOutcome, previous: RunResul
     for alert, result in due(alerts, run_outcomes(outcome.result, totals[Count.NEW_CONFLICTS],
                                                   previous)):
         message = AlertMessage(
-            id=delivery_id(outcome.run_id, result, alert.name), alert=alert.name,
+            alert=alert.name,
             workflow=outcome.workflow, namespace=None, run=outcome.run_id, outcome=result,
             result=outcome.result, message=outcome.message,
             counts={key.value: totals[key] for key in Count}, start_time=started,

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from ferry.alerts.outcomes import delivery_id
 from ferry.api.status import k8s_time
 
 
@@ -14,7 +15,6 @@ from ferry.api.status import k8s_time
 class AlertMessage:
     """One alert about one run's outcome (no secret is ever part of it)."""
 
-    id: str                       # delivery_id(run, outcome, alert)
     alert: str
     workflow: str
     namespace: str | None         # None outside a cluster
@@ -25,6 +25,11 @@ class AlertMessage:
     counts: Mapping[str, int] = field(default_factory=dict)
     start_time: datetime | None = None
     completion_time: datetime | None = None
+
+    @property
+    def id(self) -> str:
+        """The delivery's idempotency id (X-Ferry-Delivery, the e-mail's Message-ID)."""
+        return delivery_id(self.run, self.outcome, self.alert)
 
     @property
     def workflow_label(self) -> str:

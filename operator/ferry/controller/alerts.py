@@ -18,7 +18,6 @@ from pydantic import ValidationError
 from ferry.alerts.attempts import attempt_due, attempted
 from ferry.alerts.delivery import AlertNotSent, send
 from ferry.alerts.message import AlertMessage
-from ferry.alerts.outcomes import delivery_id
 from ferry.api.events import EventReason, EventType
 from ferry.api.status import AlertDelivery, AlertState, RunSummary, WorkflowStatus
 from ferry.api.workflow import WorkflowSpec
@@ -73,7 +72,7 @@ class AlertSender:
         if run is None:
             return f"run {delivery.run} is no longer in status.history"
         message = AlertMessage(
-            id=delivery_id(run.id, delivery.outcome, delivery.alert), alert=delivery.alert,
+            alert=delivery.alert,
             workflow=workflow, namespace=namespace, run=run.id, outcome=delivery.outcome,
             result=run.result, message=run.message,
             counts=run.counts.model_dump(by_alias=True), start_time=run.start_time,

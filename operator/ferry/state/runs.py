@@ -44,9 +44,7 @@ class Runs:
             query = select(RunRow).order_by(RunRow.started_at.desc()).limit(limit)
             if workflow:
                 query = query.where(RunRow.workflow == workflow)
-            return [StoredRun(r.id, r.workflow, r.mode, r.started_at, r.finished_at, r.result,
-                              r.exit_code, r.message, r.counts or {})
-                    for r in s.scalars(query)]
+            return [_stored(r) for r in s.scalars(query)]
 
     def previous_finished(self, workflow: str, before: str) -> StoredRun | None:
         """The workflow's latest finished run other than `before` (the run in progress)."""
@@ -55,10 +53,7 @@ class Runs:
                 RunRow.workflow == workflow, RunRow.id != before,
                 RunRow.finished_at.is_not(None)).order_by(RunRow.finished_at.desc()).limit(1)
             ).first()
-            if row is None:
-                return None
-            return StoredRun(row.id, row.workflow, row.mode, row.started_at, row.finished_at,
-                             row.result, row.exit_code, row.message, row.counts or {})
+            return _stored(row) if row is not None else None
 
     def anchors_with(self, run_id: str, outcome: str) -> set[tuple[str, str]]:
         """(pair, source anchor) of the run's objects that ended with `outcome`."""
@@ -73,3 +68,8 @@ class Runs:
                              .order_by(ObjectResultRow.id))
             return [ObjectResult(r.pair, r.object_type, r.source_anchor, r.target_dn,
                                  r.operation, r.outcome, r.message) for r in rows]
+
+
+def _stored(row: RunRow) -> StoredRun:
+    return StoredRun(row.id, row.workflow, row.mode, row.started_at, row.finished_at,
+                     row.result, row.exit_code, row.message, row.counts or {})

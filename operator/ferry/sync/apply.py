@@ -15,6 +15,7 @@ from ferry.secrets import SecretSource
 from ferry.state.rows import Join, ObjectResult, PendingCreate
 from ferry.state.store import StateStore
 from ferry.sync.outcome import COUNT_OF, ObjectFailure, RunOutcome
+from ferry.sync.pairs import PairSettings
 from ferry.sync.progress import ProgressTask
 from ferry_agent.directory.password import complexity_tokens, generate_password
 
@@ -38,6 +39,18 @@ class PairApplier:
     retries: dict[str, str] = field(default_factory=dict)
     _results: list[ObjectResult] = field(default_factory=list)
     _touched: set[tuple[str, str]] = field(default_factory=set)
+
+    @classmethod
+    def for_pair(cls, pair: PairSettings, plan: PairPlan, run_id: str, connector: Connector,
+                 store: StateStore, outcome: RunOutcome, targets: Mapping[str, Record],
+                 joins: Mapping[str, str], secrets: SecretSource) -> PairApplier:
+        """The applier of one pair's plan in a run; it adds the run's joins to its own copy."""
+        return cls(run_id=run_id, plan=plan, connector=connector, store=store,
+                   outcome=outcome, targets=targets, password_options=pair.password,
+                   password_source=password_source(
+                       pair.password, secrets,
+                       f"Template/{pair.template}: spec.password.value"),
+                   joins=dict(joins), deleted=store.joins.deleted(pair.rules.name))
 
     def apply(self, task: ProgressTask) -> None:
         self._persist_new_joins()

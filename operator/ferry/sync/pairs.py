@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ferry.api.environment import DirectoryType, ScopeObjectType
 from ferry.api.loader import Manifests
@@ -142,8 +142,7 @@ def _guest_mappings(guests: GuestOptions, mappings: list[er.AttributeMapping]
     if not guests.create_unmatched_as_guests:
         return mappings
     # A guest keeps the addresses its invitation gave it, so they are set on create only.
-    kept = [er.AttributeMapping(m.target_attribute, m.expression, er.ApplyWhen.ON_CREATE,
-                                m.object_types, m.origin)
+    kept = [replace(m, apply=er.ApplyWhen.ON_CREATE)
             if m.target_attribute.lower() in _ADDRESSES else m for m in mappings]
     on_create = er.ApplyWhen.ON_CREATE
     return [*kept,
@@ -156,8 +155,7 @@ def _guest_mappings(guests: GuestOptions, mappings: list[er.AttributeMapping]
 
 
 def _apply_always(mapping: er.AttributeMapping) -> er.AttributeMapping:
-    return er.AttributeMapping(mapping.target_attribute, mapping.expression,
-                               er.ApplyWhen.ALWAYS, mapping.object_types, mapping.origin)
+    return replace(mapping, apply=er.ApplyWhen.ALWAYS)
 
 
 def _dns_domain(base_dn: str) -> str:

@@ -25,7 +25,7 @@ from ferry.secrets import ResolvedSecrets, SecretSource, resolve_all
 from ferry.settings import RunSettings
 from ferry.state.rows import ObjectResult, PasswordRoute
 from ferry.state.store import StateStore
-from ferry.sync.apply import PairApplier, password_source
+from ferry.sync.apply import PairApplier
 from ferry.sync.migration import SidHistoryStep
 from ferry.sync.new_conflicts import count_new_conflicts
 from ferry.sync.outcome import COUNT_OF, RunOutcome, plan_to_json, write_plan
@@ -250,14 +250,8 @@ def _apply(run_id: str, pair: PairSettings, plan: PairPlan, joins: dict[str, str
            sources: list[Record], then: tuple[SidHistoryStep, PasswordStep],
            retried: set[str]) -> None:
     connector = connectors[pair.target]
-    applier = PairApplier(
-        run_id=run_id, plan=plan, connector=connector, store=store, outcome=outcome,
-        targets=target.by_anchor, password_options=pair.password,
-        password_source=password_source(
-            pair.password, secrets, f"Template/{pair.template}: spec.password.value"),
-        joins=dict(joins),   # the applier adds this run's joins to its own copy
-        deleted=store.joins.deleted(pair.rules.name),
-    )
+    applier = PairApplier.for_pair(pair, plan, run_id, connector, store, outcome,
+                                   target.by_anchor, joins, secrets)
     task = progress.task(f"write {pair.target}", total=len(plan.operations))
     applier.apply(task)
     task.finish()

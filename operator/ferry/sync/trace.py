@@ -14,7 +14,7 @@ from ferry.connectors.base import Connector
 from ferry.connectors.factory import open_connector
 from ferry.engine.expressions import compile_template
 from ferry.engine.plan import Count
-from ferry.engine.records import Record
+from ferry.engine.records import AttributeValue, Record
 from ferry.engine.stage import stage
 from ferry.engine.trace import KeyKind, PairTrace, guid_value, key_kinds, trace_pair
 from ferry.errors import FerryError
@@ -22,7 +22,7 @@ from ferry.secrets import SecretSource
 from ferry.settings import RunSettings
 from ferry.state.rows import ObjectResult
 from ferry.state.store import StateStore
-from ferry.sync.apply import PairApplier, password_source
+from ferry.sync.apply import PairApplier
 from ferry.sync.outcome import RunOutcome
 from ferry.sync.pairs import PairSettings, workflow_pairs
 from ferry.sync.progress import NoProgress
@@ -147,23 +147,19 @@ def _trace(manifests: Manifests, pair: PairSettings, source: Record, store: Stat
         for rule in rules.match_rules:
             if rule.guest:
                 continue  # a guest form is not an equality: see the report's rules
-            value = source.attributes.get(rule.source_attribute)
-            read(rule.target_attribute, [value] if isinstance(value, str) else list(value or ()))
+            read(rule.target_attribute, _values(source.attributes.get(rule.source_attribute)))
         # A create with a rule value a target already has is a conflict: read those too.
         try:
             desired = stage(source, template)
             for rule in rules.match_rules:
-                value = desired.get(rule.target_attribute)
-                read(rule.target_attribute,
-                     [value] if isinstance(value, str) else list(value or ()))
+                read(rule.target_attribute, _values(desired.get(rule.target_attribute)))
         except FerryError:
             pass  # the trace reports the staging error
     # Other source objects with one of its rule values: a shared value is a conflict. Their
     # joined targets are read too, or they would seem unjoined and claim a candidate.
     peers: dict[str, Record] = {}
     for rule in rules.match_rules:
-        value = source.attributes.get(rule.source_attribute)
-        values = [value] if isinstance(value, str) else list(value or ())
+        values = _values(source.attributes.get(rule.source_attribute))
         if values and not rule.guest:
             for peer in source_side.find(rule.source_attribute, values, rules.object_types,
                                          source_attributes):
@@ -189,14 +185,9 @@ def _apply(report: TraceReport, pairs: list[PairSettings], store: StateStore,
             plan, pair = trace.plan, settings[trace.pair]
             if plan is None:
                 continue
-            joins = store.joins.confirmed(pair.rules.name)
-            applier = PairApplier(
-                run_id=run_id, plan=plan, connector=connectors[pair.target], store=store,
-                outcome=outcome, targets=report.targets[pair.rules.name],
-                password_options=pair.password,
-                password_source=password_source(
-                    pair.password, secrets, f"Template/{pair.template}: spec.password.value"),
-                joins=dict(joins), deleted=store.joins.deleted(pair.rules.name))
+            applier = PairApplier.for_pair(
+                pair, plan, run_id, connectors[pair.target], store, outcome,
+                report.targets[pair.rules.name], store.joins.confirmed(pair.rules.name), secrets)
             applier.apply(NoProgress().task("trace"))
             store.runs.record(run_id, [
                 ObjectResult(plan.pair, c.object_type.value, c.source_anchor, c.source_dn,
@@ -213,3 +204,7 @@ def _apply(report: TraceReport, pairs: list[PairSettings], store: StateStore,
     store.runs.finish(run_id, outcome.result, int(outcome.exit_code), outcome.message,
                       outcome.counts_as_dict())
 
+
+def _values(value: AttributeValue | None) -> list[str]:
+    """An attribute's values as a list (one string, several, or none)."""
+    return [value] if isinstance(value, str) else list(value or ())

@@ -14,11 +14,10 @@ from tests.support.alert_receivers import SmtpServer, WebhookServer, smtp_server
 
 from ferry.alerts.delivery import AlertNotSent, send
 from ferry.alerts.message import AlertMessage
-from ferry.alerts.outcomes import delivery_id
 from ferry.api.workflow import Alert
 from ferry.secrets import SecretResolver
 
-MESSAGE = AlertMessage(id=delivery_id("run-7", "Failed", "ops"), alert="ops",
+MESSAGE = AlertMessage(alert="ops",
                        workflow="ad-to-ad", namespace=None, run="run-7", outcome="Failed",
                        result="Failed", message="LDAP server down", counts={"errors": 2})
 WHERE = "Workflow/ad-to-ad: spec.alerts[0]"

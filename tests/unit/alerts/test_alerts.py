@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from ferry.alerts.attempts import KEPT, attempt_due, attempted, queue
 from ferry.alerts.delivery import signature
 from ferry.alerts.message import AlertMessage, payload, subject, text
-from ferry.alerts.outcomes import delivery_id, run_outcomes
+from ferry.alerts.outcomes import run_outcomes
 from ferry.api.status import AlertDelivery, AlertState, RunCounts, RunResult, RunSummary
 from ferry.api.workflow import Alert, AlertOutcome, SmtpServer
 
@@ -78,7 +78,7 @@ def test_attempts_back_off_then_fail() -> None:
 
 
 MESSAGE = AlertMessage(
-    id=delivery_id("r1", "Failed", "ops"), alert="ops", workflow="ad-to-ad", namespace="t1",
+    alert="ops", workflow="ad-to-ad", namespace="t1",
     run="r1", outcome="Failed", result="Failed", message="LDAP server down",
     counts={"created": 0, "errors": 3}, start_time=NOW, completion_time=NOW + timedelta(1))
 

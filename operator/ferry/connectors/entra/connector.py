@@ -255,7 +255,7 @@ class EntraConnector:
                 continue
             select = selected(object_type, set(attributes))
             for value in values:
-                clause = f"{attribute} eq '{value.replace(chr(39), chr(39) * 2)}'"
+                clause = f"{attribute} eq {_odata_string(value)}"
                 if object_type is ObjectType.USER and self.scope.user_filter:
                     clause = f"({self.scope.user_filter}) and {clause}"
                 url = f"/{_COLLECTION[object_type]}?" + urlencode(
@@ -465,10 +465,10 @@ class EntraConnector:
                 if exc.status == 404:
                     return None
                 raise
-        nickname = str(body.get("mailNickname", "")).replace("'", "''")
-        name = str(body.get("displayName", "")).replace("'", "''")
+        nickname = _odata_string(str(body.get("mailNickname", "")))
+        name = _odata_string(str(body.get("displayName", "")))
         page = self.session.get("/groups?" + urlencode({
-            "$filter": f"mailNickname eq '{nickname}' and displayName eq '{name}'",
+            "$filter": f"mailNickname eq {nickname} and displayName eq {name}",
             "$select": "id"}))
         found = page.get("value") or []
         return found[0] if len(found) == 1 else None
@@ -557,3 +557,8 @@ class EntraConnector:
 
     def _path(self, object_type: ObjectType, anchor: str | None) -> str:
         return f"/{_COLLECTION[object_type]}/{anchor}"
+
+
+def _odata_string(value: str) -> str:
+    """value as an OData string literal: quoted, its quotes doubled."""
+    return "'" + value.replace("'", "''") + "'"
