@@ -49,6 +49,10 @@ def check_references(m: Manifests) -> list[ManifestProblem]:
                     if e not in read:
                         problem(f"{base}.match.{side}",
                                 f"{e!r} is matched before any readFrom step reads it")
+            if step.run_script:
+                # Declared but not run yet: refused, never silently skipped.
+                problem(f"{base}.runScript", "runScript steps are not run by this version of"
+                        " Ferry; remove the step (run the script outside Ferry meanwhile)")
             if step.stage_data:
                 if (step.stage_data.template not in m.templates
                         and f"Template/{step.stage_data.template}" not in m.invalid):

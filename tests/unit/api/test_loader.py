@@ -112,3 +112,15 @@ def test_match_before_read_and_write_without_stage_are_refused(tmp_path: Path) -
     text = str(caught.value)
     assert "spec.steps[1].match.target: 'tgt' is matched before any readFrom step reads it" \
         in text
+
+
+def test_a_run_script_step_is_refused_rather_than_skipped(tmp_path: Path) -> None:
+    folder = tmp_path / "m"
+    shutil.copytree(EXAMPLES, folder)
+    wf = folder / "workflow.yaml"
+    wf.write_text(wf.read_text().replace(
+        "  steps:\n", "  steps:\n    - runScript: {command: [/bin/true]}\n", 1))
+    with pytest.raises(ManifestError) as caught:
+        load_manifests([folder])
+    assert "spec.steps[0].runScript: runScript steps are not run by this version of Ferry;" \
+        " remove the step" in str(caught.value)
