@@ -228,3 +228,21 @@ class SidTranslationTable(NamedTuple):
 
     entries: dict[str, str]
     conflicts: dict[str, tuple[str, ...]]
+
+
+@dataclass(frozen=True)
+class DirectoryObject:
+    """An object as discovery last read it: the fields the discovery report shows."""
+
+    anchor: str
+    object_type: str          # user | group | contact | device
+    dn: str
+    name: str = ""            # sAMAccountName (AD), else the display name
+    display_name: str = ""
+    upn: str = ""
+    mail: str = ""
+    enabled: bool | None = None          # users (and Entra devices); None: not known
+    last_logon: datetime | None = None   # AD lastLogonTimestamp (replicated, ~14 days late)
+    created: datetime | None = None
+    members: int | None = None           # groups: resolved members
+    os: str = ""                         # devices

@@ -12,6 +12,7 @@ from sqlalchemy.orm import sessionmaker
 
 from ferry.state.agents import Agents
 from ferry.state.devices import Devices, DiscoveredDevices, SidTranslations
+from ferry.state.directory_objects import DirectoryObjects
 from ferry.state.joins import Joins
 from ferry.state.runs import Runs
 from ferry.state.schema import Base, JoinRow
@@ -46,6 +47,7 @@ class StateStore:
         self.devices = Devices(session)
         self.sid_translations = SidTranslations(session)
         self.discovered_devices = DiscoveredDevices(session)
+        self.directory_objects = DirectoryObjects(session)
 
     def close(self) -> None:
         self.engine.dispose()

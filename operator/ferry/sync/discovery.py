@@ -1,4 +1,5 @@
-"""Discovery: take inventory of an environment (full first, then deltas) for its status."""
+"""Discovery: take inventory of an environment (full first, then deltas) for its status and
+its report."""
 
 from __future__ import annotations
 
@@ -8,10 +9,10 @@ from ferry.api.environment import Environment
 from ferry.connectors.base import SCOPE_TYPES, Connector
 from ferry.engine.records import ObjectType, Record
 from ferry.state.store import StateStore
+from ferry.sync.discovered_objects import REPORT_ATTRIBUTES, directory_object
 
 # Watermarks of discovery live beside the workflows' under this name.
 DISCOVERY = "discovery"
-_DEVICE_ATTRIBUTES = ("sAMAccountName", "operatingSystem")
 
 
 @dataclass(frozen=True)
@@ -38,11 +39,12 @@ def discover(env: Environment, connector: Connector, store: StateStore, *,
     if reset:
         store.watermarks.reset(name)
     types = [SCOPE_TYPES[t] for t in env.spec.scope.object_types]
-    # Computers are kept by name and DN too: a DeviceMigration selects them by source OU.
-    attributes = _DEVICE_ATTRIBUTES if ObjectType.DEVICE in types else ()
-    result = connector.read(types, attributes, store.watermarks.get(DISCOVERY, name))
+    result = connector.read(types, REPORT_ATTRIBUTES, store.watermarks.get(DISCOVERY, name))
     found = {r.anchor: r.object_type.value for r in result.records}
     store.inventory.update(name, found, result.deleted, replace=result.full)
+    store.directory_objects.update(name, map(directory_object, result.records), result.deleted,
+                                   replace=result.full, namespace=env.metadata.namespace or "")
+    # Computers are kept by name and DN too: a DeviceMigration selects them by source OU.
     if ObjectType.DEVICE in types:
         devices = dict(filter(None, map(_device, result.records)))
         store.discovered_devices.update(name, devices, result.deleted, replace=result.full)
