@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from ferry_agent.directory.session import DirectorySession
     from ferry_agent.directory.subtrees import WriteSubtrees
     from ferry_agent.identity import Identity
+    from ferry_agent.scripts.allowed import AllowedPrograms
 
 DEFAULT_STATE_DIR = Path(os.environ.get("FERRY_AGENT_STATE_DIR", "/var/lib/ferry-agent"))
 DEFAULT_DEVICE_STATE_DIR = DEFAULT_STATE_DIR / "device"   # beside a directory agent's, never on it
@@ -203,7 +204,8 @@ def _run(args: argparse.Namespace) -> int:
     identity = load_identity(args.state_dir)
     subtrees = write_subtrees(args.directory)
     session = DirectorySession(directory_endpoint(args.directory), subtrees,
-                               local_dc(args.directory), private_key(identity))
+                               local_dc(args.directory), private_key(identity),
+                               script_programs(args.directory))
     logging.getLogger("ferry_agent").info(
         "writes allowed under: %s", "; ".join(subtrees.bases) if subtrees.bases
         else f"nowhere (read-only: no {WRITE_SUBTREES} in {args.directory})")
@@ -290,6 +292,15 @@ def write_subtrees(path: Path) -> WriteSubtrees:
 
     return WriteSubtrees.parse(_directory_section(path).get(SETTING),
                                f"[directory] of {path}")
+
+
+def script_programs(path: Path) -> AllowedPrograms:
+    """The programs workflow script steps may run with here ([scripts] allow); none unset."""
+    from ferry_agent.scripts.allowed import SECTION, SETTING, AllowedPrograms
+
+    config = _config(path)
+    value = config[SECTION].get(SETTING) if SECTION in config else None
+    return AllowedPrograms.parse(value, f"[{SECTION}] of {path}")
 
 
 def local_dc(path: Path) -> LocalSambaDc | None:

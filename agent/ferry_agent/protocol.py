@@ -110,10 +110,14 @@ WRITE_PAGE = 100                     # write results per result chunk
 # chunk {"dn", "sid", "sealed": {key id: ciphertext}}: the one-time password or the offline
 # join blob sealed to `recipient` (the device agent's key), bound to the computer name.
 # disable_computer {"name"} disables a moved device's source account: {"dn", "disabled"}.
+# run_script {"command", "script", "env", "sealedEnv": {name: {key id: ciphertext}},
+# "binding", "files": {variable: [file name, base64]}, "timeout"} runs a workflow's script
+# step, if [scripts] allow of the agent's INI names command[0], and answers one chunk
+# {"exitCode", "timedOut", "duration", "tail", "error"}.
 OPERATIONS = frozenset({
     "exists", "initial_watermark", "read_full", "read_changes", "read_by_guids",
     "read_by_values", "resolve_dns", "write", "add_sid_history", "read_passwords", "set_passwords",
-    "check_migration", "stage_computer", "disable_computer",
+    "check_migration", "stage_computer", "disable_computer", "run_script",
 })
 
 

@@ -118,6 +118,8 @@ def _run(session: DirectorySession, item: WorkItem) -> Iterator[Chunk]:
                                      str(args.get("domainController") or "")), None
     elif op == "disable_computer":
         yield session.disable_computer(str(args["name"])), None
+    elif op == "run_script":
+        yield session.run_script(args), None
     elif op == "add_sid_history":
         raw = args["items"]
         if not isinstance(raw, list):

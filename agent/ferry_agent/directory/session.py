@@ -26,20 +26,24 @@ if TYPE_CHECKING:
     from ..errors import FerryAgentError
     from ..passwords.endpoint import DcEndpoint
     from ..passwords.transfer import PasswordSet, SealedReads
+    from ..scripts.allowed import AllowedPrograms
     from ..sealed import Recipient
 
 
 class DirectorySession:
     """A lazily opened, bound LDAP connection to one domain and the operations on it;
     `write_subtrees` (an agent's) refuses every write outside them, None leaves writes as
-    the server allows them; `dc` is the domain controller the agent runs on, if any."""
+    the server allows them; `dc` is the domain controller the agent runs on, if any;
+    `scripts` the programs script steps may run with (None: none)."""
 
     def __init__(self, endpoint: DirectoryEndpoint, write_subtrees: WriteSubtrees | None = None,
                  dc: LocalSambaDc | None = None,
-                 key: ec.EllipticCurvePrivateKey | None = None):
+                 key: ec.EllipticCurvePrivateKey | None = None,
+                 scripts: AllowedPrograms | None = None):
         self.endpoint = endpoint
         self.write_subtrees = write_subtrees
         self.dc = dc
+        self.scripts = scripts
         self.key = key   # opens the secrets sealed to this side (the agent's own key)
         # What the DC's password change sender is doing ("": none runs here), for checks.
         self.password_changes = ""
@@ -112,6 +116,13 @@ class DirectorySession:
         from .computers import disable_computer
 
         return disable_computer(self.conn, name, self.write_subtrees)
+
+    # script steps ------------------------------------------------------------------------
+    def run_script(self, arguments: dict[str, Any]) -> dict[str, Any]:
+        """A workflow's script step, run here if the INI allows its program."""
+        from ..scripts.remote import run_remote_script
+
+        return run_remote_script(arguments, self.scripts, self.key)
 
     # passwords ---------------------------------------------------------------------------
     def recipients(self) -> list[Recipient]:

@@ -41,6 +41,9 @@ class Manifests:
     sources: dict[str, str] = field(default_factory=dict)  # "Kind/name" -> file
     # Objects present but invalid: their own errors are reported; references to them are not.
     invalid: set[str] = field(default_factory=set)
+    # ConfigMap name -> data, for script steps; None where ConfigMaps are not known (the
+    # operator's view of a namespace: the sync Job's pod mounts them).
+    config_maps: dict[str, dict[str, str]] | None = None
 
     def add(self, obj: Resource) -> None:
         tables: dict[str, dict[str, Any]] = {
@@ -56,9 +59,11 @@ class Manifests:
 def load_manifests(paths: Sequence[str | Path]) -> Manifests:
     """Load and validate every manifest under paths; raise ManifestError listing all problems."""
     problems: list[ManifestProblem] = []
-    manifests = Manifests()
+    manifests = Manifests(config_maps={})
     for file in _manifest_files(paths, problems):
         for index, document in enumerate(_documents(file, problems)):
+            if _config_map(str(file), index, document, manifests, problems):
+                continue
             obj = _parse(str(file), index, document, problems)
             if obj is None:
                 manifests.invalid.add(_label(document))
@@ -76,6 +81,31 @@ def load_manifests(paths: Sequence[str | Path]) -> Manifests:
     if problems:
         raise ManifestError(problems)
     return manifests
+
+
+def _config_map(file: str, index: int, document: Any, manifests: Manifests,
+                problems: list[ManifestProblem]) -> bool:
+    """Keep a v1 ConfigMap's data (script steps read their scripts from it); False when the
+    document is something else."""
+    if not isinstance(document, dict) or document.get("apiVersion") != "v1" \
+            or document.get("kind") != "ConfigMap":
+        return False
+    name = (document.get("metadata") or {}).get("name")
+    data = document.get("data") or {}
+    label = f"ConfigMap/{_text(name)}" if name else f"document {index + 1}"
+    if not isinstance(name, str) or not name:
+        problems.append(ManifestProblem(file, label, "metadata.name", "a ConfigMap needs a name"))
+    elif not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
+        problems.append(ManifestProblem(file, label, "data", "expected keys with text values"))
+    elif f"ConfigMap/{name}" in manifests.sources:
+        problems.append(ManifestProblem(
+            file, label, "metadata.name", f"duplicate: {label} is also defined in"
+            f" {manifests.sources[f'ConfigMap/{name}']}; rename one"))
+    else:
+        assert manifests.config_maps is not None
+        manifests.config_maps[name] = {str(k): v for k, v in data.items()}
+        manifests.sources[f"ConfigMap/{name}"] = file
+    return True
 
 
 def _label(document: Any) -> str:

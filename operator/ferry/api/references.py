@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ferry.api.environment import DirectoryType
+from ferry.api.environment import ConnectionMode, DirectoryType
 from ferry.api.errors import ManifestProblem
 from ferry.api.template import migration_problems, placement_problems
+from ferry.api.workflow import RunScriptStep
+from ferry.scripts.placement import placement_problems as script_placement_problems
 
 if TYPE_CHECKING:
     from ferry.api.loader import Manifests
@@ -50,9 +52,8 @@ def check_references(m: Manifests) -> list[ManifestProblem]:
                         problem(f"{base}.match.{side}",
                                 f"{e!r} is matched before any readFrom step reads it")
             if step.run_script:
-                # Declared but not run yet: refused, never silently skipped.
-                problem(f"{base}.runScript", "runScript steps are not run by this version of"
-                        " Ferry; remove the step (run the script outside Ferry meanwhile)")
+                for path, message in _script_fit(m, step.run_script):
+                    problem(f"{base}.runScript{path}", message)
             if step.stage_data:
                 if (step.stage_data.template not in m.templates
                         and f"Template/{step.stage_data.template}" not in m.invalid):
@@ -86,6 +87,8 @@ def check_references(m: Manifests) -> list[ManifestProblem]:
                         problem(f"{base}.deleteObjects.pairs[{j}]",
                                 f"{deleting.source!r} -> {deleting.target!r} is not a stageData"
                                 " pair of an earlier step")
+        for index, message in script_placement_problems(wf.spec):
+            problem(f"spec.steps[{index}]", message)
         for source, target in sorted(staged):
             if target not in written and not wf.spec.test_mode:
                 problem("spec.steps", f"pair {source!r} -> {target!r} is staged but no writeTo"
@@ -101,6 +104,33 @@ def check_references(m: Manifests) -> list[ManifestProblem]:
             problems.append(ManifestProblem(
                 file, label, "spec.workflow", f"Workflow {dm.spec.workflow!r} not found"))
     return problems
+
+
+def _script_fit(m: Manifests, step: RunScriptStep) -> list[tuple[str, str]]:
+    """What a script step names that is not there: (path, message)."""
+    found: list[tuple[str, str]] = []
+    if step.environment is not None:
+        env = m.environments.get(step.environment)
+        if env is None and f"Environment/{step.environment}" not in m.invalid:
+            known = ", ".join(sorted(m.environments)) or "none loaded"
+            found.append((".environment",
+                          f"Environment {step.environment!r} not found (known: {known})"))
+        elif env is not None and (env.spec.type is not DirectoryType.ACTIVE_DIRECTORY
+                                  or env.spec.connection is not ConnectionMode.AGENT):
+            found.append((".environment", f"scripts run on the agents of an Active Directory"
+                          f" Environment with connection: agent; {step.environment!r} has"
+                          " none (leave environment unset to run the script in the run itself)"))
+    ref = step.script.config_map_key_ref if step.script else None
+    if ref is not None and m.config_maps is not None:
+        data = m.config_maps.get(ref.name)
+        if data is None:
+            found.append((".script.configMapKeyRef.name", f"ConfigMap {ref.name!r} not found"
+                          " (outside a cluster: put its manifest beside the Workflow's)"))
+        elif ref.key not in data:
+            keys = ", ".join(sorted(data)) or "none"
+            found.append((".script.configMapKeyRef.key",
+                          f"ConfigMap {ref.name!r} has no key {ref.key!r} (keys: {keys})"))
+    return found
 
 
 def _pair_fit(m: Manifests, template_name: str, source: str, target: str,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
     from rich.progress import Progress, TaskID
 
-    from ferry.api.status import DeviceMigrationStatus
+    from ferry.api.status import DeviceMigrationStatus, ScriptRun
     from ferry.lab.samba import DomainStatus, LabDomain
     from ferry.state.rows import AgentInfo, DeviceAgentInfo, ObjectResult, StoredRun
     from ferry.sync.runner import CompletedRun
@@ -129,6 +129,7 @@ def run_result(result: CompletedRun) -> None:
         out.print(f"  ... and {len(lines) - 20} more (see `ferry runs --run {o.run_id}`)")
     for message in o.threshold_messages:
         out.print(labelled("delete threshold:", "bold yellow", message))
+    script_runs(o.scripts)
     if o.fatal:
         out.print(labelled("failed:", "bold red", o.fatal))
     if result.plan_path:
@@ -193,6 +194,17 @@ def run_objects(rows: Iterable[ObjectResult]) -> None:
         table.add_row(row.pair, row.object_type, row.operation, row.outcome, row.target_dn,
                       row.message)
     out.print(table)
+
+
+def script_runs(scripts: Sequence[ScriptRun], tail_lines: int = 5) -> None:
+    """A run's script steps: where each ran, how it ended, and the end of its output."""
+    for run in scripts:
+        name = f" ({run.name})" if run.name else ""
+        code = f", exit code {run.exit_code}" if run.exit_code is not None else ""
+        took = f", {run.duration_seconds:.1f} s" if run.duration_seconds is not None else ""
+        out.print(f"script step {run.step}{name}: {run.result} on {run.where}{code}{took}")
+        for line in run.output_tail.splitlines()[-tail_lines:]:
+            out.print(f"  | {line}", markup=False, highlight=False)
 
 
 def agents(found: Iterable[AgentInfo]) -> None:

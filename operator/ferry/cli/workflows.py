@@ -89,6 +89,7 @@ def runs(state: StateOpt = DEFAULT_STATE, workflow: WorkflowOpt = None,
     with StateStore(state) as store:
         if run_id:
             render.run_objects(store.runs.results(run_id))
+            render.script_runs(store.script_runs.of(run_id))
         else:
             render.runs(store.runs.recent(workflow, limit))
 

@@ -111,6 +111,14 @@ class RemoteDirectory:
         return [(bool(f.get("ok")), str(f.get("message", ""))) for f in found or []
                 if isinstance(f, dict)]
 
+    def run_script(self, arguments: dict[str, Any], timeout: float) -> dict[str, Any]:
+        """A script step carried out by one of the environment's agents (its answer chunk);
+        waits at most `timeout` seconds beyond the script's own."""
+        answer = self._value("run_script", arguments, timeout)
+        if not isinstance(answer, dict):
+            raise GatewayWorkError(f"run_script for environment {self.environment}: no answer")
+        return answer
+
     def recipients(self) -> list[Recipient]:
         """The keys of the environment's agents: a password for them is sealed to each, so
         whichever agent takes the work can open it, and nothing in between can."""
@@ -144,8 +152,9 @@ class RemoteDirectory:
         return outcomes
 
     # submitting and collecting ---------------------------------------------------------
-    def _value(self, operation: str, arguments: dict[str, Any]) -> Any:
-        chunks = self._call(operation, arguments)
+    def _value(self, operation: str, arguments: dict[str, Any],
+               timeout: float | None = None) -> Any:
+        chunks = self._call(operation, arguments, timeout)
         return chunks[-1] if chunks else None
 
     def _entries(self, operation: str, arguments: dict[str, Any]) -> Iterator[Entry]:
@@ -153,8 +162,10 @@ class RemoteDirectory:
             for data in page or []:
                 yield decode_entry(data)
 
-    def _call(self, operation: str, arguments: dict[str, Any]) -> list[Any]:
-        deadline = time.monotonic() + self._timeout
+    def _call(self, operation: str, arguments: dict[str, Any],
+              timeout: float | None = None) -> list[Any]:
+        limit = self._timeout if timeout is None else timeout
+        deadline = time.monotonic() + limit
         status, body = self._post("/v1/work", {
             "v": PROTOCOL_VERSION, "environment": self.environment, "operation": operation,
             "arguments": arguments}, deadline)
@@ -190,7 +201,7 @@ class RemoteDirectory:
                 if chunk.get("final"):
                     return [values[i] for i in sorted(values)]
         raise GatewayWorkError(f"{operation} for environment {self.environment} did not finish"
-                               f" within {self._timeout:.0f} s; are its agents connected?")
+                               f" within {limit:.0f} s; are its agents connected?")
 
     def _post(self, path: str, body: dict[str, Any], deadline: float
               ) -> tuple[int, dict[str, Any] | None]:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import timedelta
 from typing import Any
 
 from ferry.api.base import GROUP_VERSION, SecretKeySelector, ValueSource
 from ferry.api.environment import Environment
 from ferry.api.template import Template
+from ferry.api.workflow import WorkflowSpec
 from ferry.controller.runs import (
     ENVIRONMENT_LABEL,
     FINAL_EXIT_CODES,
@@ -19,6 +20,7 @@ from ferry.controller.runs import (
     WORKFLOW_LABEL,
     job_name,
 )
+from ferry.scripts.texts import DEFAULT_CONFIG_MAPS_DIR
 from ferry.secrets import DEFAULT_SECRETS_DIR, SECRETS_DIR_ENV
 from ferry.settings import (
     GATEWAY_CA_ENV,
@@ -35,14 +37,18 @@ WORKLOAD_IDENTITY_AUDIENCE = "api://AzureADTokenExchange"
 CREDENTIAL_MARGIN = timedelta(minutes=30)
 
 
-def secret_refs(environments: Iterable[Environment],
-                templates: Iterable[Template]) -> dict[str, set[str]]:
-    """Secret name -> keys the run needs, from every secretKeyRef its objects hold."""
+def secret_refs(environments: Iterable[Environment], templates: Iterable[Template],
+                workflow: WorkflowSpec | None = None) -> dict[str, set[str]]:
+    """Secret name -> keys the run needs, from every secretKeyRef its objects hold (its
+    script steps' secret variables too)."""
     sources: list[ValueSource | None] = []
     for env in environments:
         sources += [source for source, _ in env.spec.secret_sources()]
     for template in templates:
         sources.append(template.spec.password.value)
+    if workflow is not None:
+        sources += [var.value_from for step in workflow.steps if step.run_script
+                    for var in step.run_script.env]
     refs: dict[str, set[str]] = {}
     for source in sources:
         ref: SecretKeySelector | None = source.secret_key_ref if source else None
@@ -61,14 +67,17 @@ def token_files(environments: Iterable[Environment]) -> set[str]:
 
 def build_job(*, namespace: str, workflow: str, workflow_uid: str, run_id: str, trigger: str,
               secrets: dict[str, set[str]], settings: OperatorSettings,
-              tokens: Iterable[str] = ()) -> dict[str, Any]:
-    """The Job of one Workflow run: `ferry sync-job`, owned by the Workflow."""
+              tokens: Iterable[str] = (),
+              config_maps: Mapping[str, set[str]] | None = None) -> dict[str, Any]:
+    """The Job of one Workflow run: `ferry sync-job`, owned by the Workflow; the ConfigMap
+    keys its script steps read are mounted (optional: a missing one fails the run, named)."""
     return _job(
         namespace=namespace, name=job_name(workflow, run_id), owner=("Workflow", workflow,
                                                                      workflow_uid),
         component="sync", labels={WORKFLOW_LABEL: workflow, RUN_LABEL: run_id},
         args=["sync-job", "--workflow", f"{namespace}/{workflow}", "--run", run_id],
-        trigger=trigger, secrets=secrets, settings=settings, tokens=tokens)
+        trigger=trigger, secrets=secrets, settings=settings, tokens=tokens,
+        config_maps=config_maps or {})
 
 
 def build_discovery_job(*, namespace: str, environment: str, environment_uid: str,
@@ -87,7 +96,8 @@ def build_discovery_job(*, namespace: str, environment: str, environment_uid: st
 
 def _job(*, namespace: str, name: str, owner: tuple[str, str, str], component: str,
          labels: dict[str, str], args: list[str], trigger: str, secrets: dict[str, set[str]],
-         settings: OperatorSettings, tokens: Iterable[str] = ()) -> dict[str, Any]:
+         settings: OperatorSettings, tokens: Iterable[str] = (),
+         config_maps: Mapping[str, set[str]] | None = None) -> dict[str, Any]:
     """A Job running `ferry ARGS`: owned, bounded, non-root and read-only, secrets as files,
     and a projected service account token for Entra ID workload identity federation."""
     labels = {
@@ -125,6 +135,14 @@ def _job(*, namespace: str, name: str, owner: tuple[str, str, str], component: s
             "secretName": secret,
             "items": [{"key": k, "path": k} for k in sorted(keys)],
             "defaultMode": 0o440,
+        }})
+    for config_map, keys in sorted((config_maps or {}).items()):
+        volume = _volume_name(config_map, "configmap")
+        mounts.append({"name": volume, "mountPath": f"{DEFAULT_CONFIG_MAPS_DIR}/{config_map}",
+                       "readOnly": True})
+        volumes.append({"name": volume, "configMap": {
+            "name": config_map, "optional": True,
+            "items": [{"key": k, "path": k} for k in sorted(keys)], "defaultMode": 0o444,
         }})
     container = {
         "name": CONTAINER,
@@ -243,6 +261,6 @@ def _state_volume(settings: OperatorSettings) -> dict[str, Any]:
     return {"emptyDir": {}}
 
 
-def _volume_name(secret: str) -> str:
-    digest = hashlib.sha256(secret.encode()).hexdigest()[:8]
-    return f"secret-{secret[:45].rstrip('-.')}-{digest}".replace(".", "-")
+def _volume_name(name: str, kind: str = "secret") -> str:
+    digest = hashlib.sha256(f"{kind}/{name}".encode()).hexdigest()[:8]
+    return f"{kind}-{name[:42].rstrip('-.')}-{digest}".replace(".", "-")

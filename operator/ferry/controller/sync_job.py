@@ -19,7 +19,7 @@ from ferry.api.environment import Environment
 from ferry.api.events import EventReason, EventType
 from ferry.api.loader import Manifests
 from ferry.api.references import check_references
-from ferry.api.status import RunCounts, RunResult, RunSummary, WorkflowStatus
+from ferry.api.status import RunCounts, RunResult, RunSummary, ScriptRun, WorkflowStatus
 from ferry.api.template import Template
 from ferry.api.workflow import Workflow
 from ferry.controller.events import EventRecorder
@@ -29,6 +29,7 @@ from ferry.controller.workflows import referenced_objects
 from ferry.engine.plan import Count
 from ferry.errors import InvalidInput
 from ferry.kube import FerryObjects
+from ferry.scripts.texts import config_map_keys, mounted_config_maps
 from ferry.secrets import SecretsMissing, SecretSource
 from ferry.settings import RunSettings
 from ferry.state.store import StateStore
@@ -72,18 +73,18 @@ def run_sync_job(api: client.ApiClient, namespace: str, workflow: str, run_id: s
         return ExitCode.INVALID_INPUT
     progress = StatusProgress(lambda text: update(_progress(text)))
     try:
-        result = runner(manifests, RunRequest(workflow, run_id=run_id), store, secrets,
-                        settings, progress)
-    except SecretsMissing as exc:  # nothing was connected or recorded: say what to fix
-        message = "; ".join(exc.problems)
-        log.error("sync_job.secrets_missing", run=run_id, problems=exc.problems)
+        result = runner(manifests, RunRequest(workflow, run_id=run_id, script_host="Pod"),
+                        store, secrets, settings, progress)
+    except InvalidInput as exc:  # nothing was connected or recorded: say what to fix
+        message = "; ".join(exc.problems) if isinstance(exc, SecretsMissing) else str(exc)
+        log.error("sync_job.refused", run=run_id, problem=message)
         update(_final(RunResult.FAILED, message))
         events.post(body, EventType.WARNING, EventReason.INVALID_INPUT, message)
         return ExitCode.INVALID_INPUT
     outcome: RunOutcome = result.outcome
     totals = outcome.totals()
     counts = RunCounts.model_validate({key: totals[key] for key in Count})
-    update(_final(outcome.result, outcome.message, counts))
+    update(_final(outcome.result, outcome.message, counts, outcome.scripts))
     if outcome.conflicts:
         first = "; ".join(c.message for c in outcome.conflicts[:3])
         events.post(body, EventType.WARNING, EventReason.MATCH_CONFLICTS,
@@ -135,6 +136,8 @@ def _manifests(objects: FerryObjects, namespace: str, body: dict[str, Any]) -> M
     except ValidationError as exc:
         raise SyncJobError(f"{label}: {exc.errors()[0]['msg']}") from None
     manifests.add(workflow)
+    # The ConfigMap keys its script steps read, as the Job mounts them.
+    manifests.config_maps = mounted_config_maps(config_map_keys(workflow.spec))
     manifests.sources[label] = f"namespace {namespace}"
     for kind, name in referenced_objects(workflow.spec):
         found = objects.get(_PLURALS[kind], namespace, name)
@@ -164,10 +167,13 @@ def _progress(text: str) -> Change:
     return change
 
 
-def _final(result: RunResult, message: str, counts: RunCounts | None = None) -> Change:
+def _final(result: RunResult, message: str, counts: RunCounts | None = None,
+           scripts: list[ScriptRun] | None = None) -> Change:
     def change(_: WorkflowStatus, run: RunSummary) -> None:
         end(run, result, message, datetime.now(UTC))
         if counts is not None:
             run.counts = counts
+        if scripts:
+            run.scripts = scripts
     return change
 

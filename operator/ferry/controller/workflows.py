@@ -27,6 +27,7 @@ from ferry.controller.jobs import build_job, secret_refs, token_files
 from ferry.controller.runs import WORKFLOW_LABEL
 from ferry.controller.workflow_decision import Decision, decide
 from ferry.kube import FerryObjects, retry_conflicts, status_changes
+from ferry.scripts.texts import config_map_keys
 from ferry.settings import OperatorSettings
 
 log = structlog.get_logger("ferry.operator")
@@ -36,7 +37,8 @@ Referenced = TypeVar("Referenced", Environment, Template)
 
 
 def referenced_objects(spec: WorkflowSpec | dict[str, Any]) -> list[tuple[str, str]]:
-    """(kind, name) of every Environment and Template a Workflow spec names, in order."""
+    """(kind, name) of every Environment and Template a Workflow spec names, in order (a
+    script step's environment too: the run's credential must reach its agents)."""
     steps = (spec.model_dump(by_alias=True) if isinstance(spec, WorkflowSpec) else spec)
     found: dict[tuple[str, str], None] = {}
     for step in steps.get("steps") or []:
@@ -45,6 +47,8 @@ def referenced_objects(spec: WorkflowSpec | dict[str, Any]) -> list[tuple[str, s
                 found[("Environment", name)] = None
         if step.get("stageData"):
             found[("Template", step["stageData"].get("template"))] = None
+        if (step.get("runScript") or {}).get("environment"):
+            found[("Environment", step["runScript"]["environment"])] = None
     return list(found)
 
 
@@ -90,22 +94,24 @@ class WorkflowReconciler:
         if changes:
             # Written before the Job is created: a crash in between is finished on restart.
             self._objects.patch_status("workflows", body, changes)
-        if decision.start is not None:
-            self._start(body, decision, environments, templates)
+        if decision.start is not None and spec is not None:
+            self._start(body, spec, decision, environments, templates)
         for event in decision.events:
             self._events.post(body, event.type, event.reason, event.message)
         # Sent after the status above holds them as Pending (controller/alerts.py).
         self._alerts_due[(namespace, name)] = deliveries_due(decision.status, self._clock())
 
-    def _start(self, body: dict[str, Any], decision: Decision[WorkflowStatus],
-               environments: list[Environment], templates: list[Template]) -> None:
+    def _start(self, body: dict[str, Any], spec: WorkflowSpec,
+               decision: Decision[WorkflowStatus], environments: list[Environment],
+               templates: list[Template]) -> None:
         start = decision.start
         assert start is not None
         meta = body["metadata"]
         job = build_job(namespace=meta["namespace"], workflow=meta["name"],
                         workflow_uid=meta["uid"], run_id=start.run_id, trigger=start.trigger,
-                        secrets=secret_refs(environments, templates), settings=self._settings,
-                        tokens=token_files(environments))
+                        secrets=secret_refs(environments, templates, spec),
+                        settings=self._settings, tokens=token_files(environments),
+                        config_maps=config_map_keys(spec))
         # False: this run's Job was created before a restart
         if not create_job(self._api, job, [e.metadata.name for e in environments],
                           self._settings):

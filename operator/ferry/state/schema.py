@@ -1,6 +1,6 @@
-"""Tables of the state store: joins, watermarks, inventory, runs and per-object results,
-agents and their enrollment tokens, device migration. A class per table, named for one of
-its rows."""
+"""Tables of the state store: joins, watermarks, inventory, runs, per-object results and
+script steps, agents and their enrollment tokens, device migration. A class per table, named
+for one of its rows."""
 
 from __future__ import annotations
 
@@ -104,6 +104,23 @@ class ObjectResultRow(Base):
     # ok | error | conflict | deferred | outOfScope
     outcome: Mapped[str] = mapped_column(String(20))
     message: Mapped[str] = mapped_column(Text, default="")
+
+
+class ScriptRunRow(Base):
+    """How one runScript step of a run went: where, result, exit code, time, output tail."""
+
+    __tablename__ = "script_runs"
+    __table_args__ = (UniqueConstraint("run_id", "step"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    step: Mapped[int] = mapped_column(Integer)
+    name: Mapped[str] = mapped_column(String(63), default="")
+    where: Mapped[str] = mapped_column(String(300))
+    result: Mapped[str] = mapped_column(String(20))
+    exit_code: Mapped[int | None] = mapped_column(Integer)
+    duration_seconds: Mapped[float | None] = mapped_column()
+    output_tail: Mapped[str] = mapped_column(Text, default="")
 
 
 class EnrollmentTokenRow(Base):

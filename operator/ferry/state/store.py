@@ -16,12 +16,13 @@ from ferry.state.directory_objects import DirectoryObjects
 from ferry.state.joins import Joins
 from ferry.state.runs import Runs
 from ferry.state.schema import Base, JoinRow
+from ferry.state.scripts import ScriptRuns
 from ferry.state.watermarks import Inventory, Retries, Watermarks
 
 
 class StateStore:
-    """Joins, watermarks, retries, inventory, run history, agents and device migration, over
-    one engine; `with StateStore(location) as store:` closes it.
+    """Joins, watermarks, retries, inventory, run history and script steps, agents and device
+    migration, over one engine; `with StateStore(location) as store:` closes it.
 
     A read-only store (test mode) reads the state as it is, and as empty where there is none
     yet; it creates nothing anywhere.
@@ -43,6 +44,7 @@ class StateStore:
         self.retries = Retries(session)
         self.inventory = Inventory(session)
         self.runs = Runs(session)
+        self.script_runs = ScriptRuns(session)
         self.agents = Agents(session)
         self.devices = Devices(session)
         self.sid_translations = SidTranslations(session)

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ferry.api.status import RunResult
+from ferry.api.status import RunResult, ScriptRun
 from ferry.engine.plan import (
     Conflict,
     Count,
@@ -48,6 +48,7 @@ class RunOutcome:
     threshold_messages: list[str] = field(default_factory=list)
     # References to objects the pairs never sync: reported, counted, not an error.
     out_of_scope: list[OutOfScope] = field(default_factory=list)
+    scripts: list[ScriptRun] = field(default_factory=list)   # runScript steps, in order run
     fatal: str = ""
 
     @property
@@ -120,6 +121,7 @@ def plan_to_json(outcome: RunOutcome, plans: list[PairPlan]) -> dict[str, Any]:
         "mode": outcome.mode,
         "counts": outcome.counts_as_dict(),
         "thresholds": outcome.threshold_messages,
+        "scripts": [s.dump() for s in outcome.scripts],
         "pairs": [
             {
                 "pair": p.pair,

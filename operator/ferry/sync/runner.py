@@ -14,6 +14,7 @@ import structlog
 from ferry.api.loader import Manifests
 from ferry.api.status import RunResult
 from ferry.api.template import PasswordSyncMode
+from ferry.api.workflow import WorkflowSpec
 from ferry.connectors.base import Connector, ReadResult
 from ferry.connectors.factory import connection_secrets, open_connector
 from ferry.engine.expressions import ExpressionError
@@ -21,6 +22,10 @@ from ferry.engine.migration import sid_translations
 from ferry.engine.pipeline import plan_pair
 from ferry.engine.plan import Count, PairPlan
 from ferry.engine.records import Record
+from ferry.scripts.hosts import script_hosts, script_secrets
+from ferry.scripts.placement import ScriptPoint, placed_scripts
+from ferry.scripts.steps import ScriptSteps
+from ferry.scripts.texts import ScriptTexts
 from ferry.secrets import ResolvedSecrets, SecretSource, resolve_all
 from ferry.settings import RunSettings
 from ferry.state.rows import ObjectResult, PasswordRoute
@@ -50,6 +55,7 @@ class RunRequest:
     full: bool = False               # ignore changedObjectsOnly for this run
     plan_path: Path | None = None    # where to save the plan as JSON
     run_id: str | None = None        # given by the operator for in-cluster runs
+    script_host: str = "Local"       # where scripts without image or environment run: Pod
 
 
 @dataclass
@@ -72,7 +78,8 @@ def run_workflow(
     """Run a workflow end to end; never raises for per-object problems.
 
     Raises SecretsMissing, before anything is connected or recorded, when a secret the run
-    needs cannot be read: that is a configuration error, not a failed run.
+    needs cannot be read, and ScriptStepsRefused when a script step cannot run here: those
+    are configuration errors, not failed runs.
     """
     progress = progress or NoProgress()
     workflow = manifests.workflows[request.workflow]
@@ -82,7 +89,8 @@ def run_workflow(
     mode = "test" if test_mode else ("changed" if changed_only else "full")
     pairs = workflow_pairs(manifests, workflow)
     needs = environment_needs(pairs)
-    resolved = _read_secrets(manifests, pairs, needs, secrets, test_mode)
+    resolved = _read_secrets(manifests, workflow.spec, pairs, needs, secrets, test_mode)
+    hosts = script_hosts(workflow, settings, request.script_host)  # or refused
     # Test mode writes nothing anywhere, run history included.
     run_id = "plan" if test_mode else store.runs.start(request.workflow, mode,
                                                        RunResult.RUNNING, request.run_id)
@@ -95,46 +103,14 @@ def run_workflow(
     result = CompletedRun(outcome)
     log.info("run.started", workflow=request.workflow, run=run_id, mode=mode)
     connectors: dict[str, Connector] = {}
+    scripts = ScriptSteps(placed_scripts(spec), outcome, None if test_mode else store,
+                          resolved, ScriptTexts(manifests.config_maps or {}), hosts)
     try:
-        retries = {p.rules.name: store.retries.of(p.rules.name) for p in pairs}
-        reads: dict[str, EnvironmentRead] = {}
-        for env_name, need in needs.items():
-            connector = connectors[env_name] = open_connector(
-                manifests.environments[env_name], resolved, settings)
-            task = progress.task(f"read {env_name}")
-            retry_anchors = set().union(*(retries[p.rules.name] for p in pairs
-                                          if p.source == env_name))
-            reads[env_name] = read_environment(
-                connector, need, store, request.workflow, changed_only=changed_only,
-                retry_anchors=retry_anchors)
-            task.advance(len(reads[env_name].result.records))
-            task.finish()
-            log.info("read.done", environment=env_name,
-                     objects=len(reads[env_name].result.records),
-                     full=reads[env_name].result.full)
-        for pair in pairs:
-            joins = store.joins.confirmed(pair.rules.name)
-            sources = [r for r in reads[pair.source].result.records
-                       if r.object_type in pair.rules.object_types]
-            plan = _plan(pair, sources, reads[pair.target], store, joins,
-                         reads[pair.source].result)
-            _name_references(plan, connectors[pair.source])
-            result.plans.append(plan)
-            _report_plan(outcome, plan)
-            history = SidHistoryStep(pair, plan, outcome)
-            passwords = PasswordStep(pair, plan, outcome, store, reads[pair.source].by_anchor)
-            if test_mode:
-                history.plan_adds(sources, joins, reads[pair.target].by_anchor, test_mode=True)
-                passwords.preview(connectors[pair.source])
-            else:
-                _apply(run_id, pair, plan, joins, connectors, store, outcome,
-                       reads[pair.target], resolved, progress, sources,
-                       (history, passwords), retries[pair.rules.name])
-        if not test_mode:
-            for env_name, read in reads.items():
-                wm = read.result.watermark
-                if needs[env_name].as_source and wm is not None:
-                    store.watermarks.set(request.workflow, env_name, wm)
+        if test_mode:
+            scripts.plan()
+        if test_mode or scripts.run_at(ScriptPoint.BEFORE_READ):
+            _read_plan_write(manifests, request, store, settings, progress, pairs, needs,
+                             resolved, connectors, scripts, result, test_mode, changed_only)
     except ExpressionError as exc:
         outcome.fatal = str(exc)
     except Exception as exc:  # a run must end with a recorded outcome, whatever broke
@@ -143,6 +119,8 @@ def run_workflow(
     finally:
         for connector in connectors.values():
             connector.close()
+    if not test_mode:
+        scripts.skip_rest()
     if request.plan_path is not None:
         write_plan(request.plan_path, plan_to_json(outcome, result.plans))
         result.plan_path = request.plan_path
@@ -155,26 +133,79 @@ def run_workflow(
     return result
 
 
+def _read_plan_write(manifests: Manifests, request: RunRequest, store: StateStore,
+                     settings: RunSettings, progress: Progress, pairs: list[PairSettings],
+                     needs: dict[str, EnvironmentNeeds], resolved: ResolvedSecrets,
+                     connectors: dict[str, Connector], scripts: ScriptSteps,
+                     result: CompletedRun, test_mode: bool, changed_only: bool) -> None:
+    """Read every environment, plan every pair, then (unless test mode, and once the
+    beforeWrite scripts passed) write every pair and run the afterWrite scripts."""
+    outcome, run_id = result.outcome, result.outcome.run_id
+    retries = {p.rules.name: store.retries.of(p.rules.name) for p in pairs}
+    reads: dict[str, EnvironmentRead] = {}
+    for env_name, need in needs.items():
+        connector = connectors[env_name] = open_connector(
+            manifests.environments[env_name], resolved, settings)
+        task = progress.task(f"read {env_name}")
+        retry_anchors = set().union(*(retries[p.rules.name] for p in pairs
+                                      if p.source == env_name))
+        reads[env_name] = read_environment(
+            connector, need, store, request.workflow, changed_only=changed_only,
+            retry_anchors=retry_anchors)
+        task.advance(len(reads[env_name].result.records))
+        task.finish()
+        log.info("read.done", environment=env_name,
+                 objects=len(reads[env_name].result.records),
+                 full=reads[env_name].result.full)
+    planned = []
+    for pair in pairs:
+        joins = store.joins.confirmed(pair.rules.name)
+        sources = [r for r in reads[pair.source].result.records
+                   if r.object_type in pair.rules.object_types]
+        plan = _plan(pair, sources, reads[pair.target], store, joins,
+                     reads[pair.source].result)
+        _name_references(plan, connectors[pair.source])
+        result.plans.append(plan)
+        _report_plan(outcome, plan)
+        history = SidHistoryStep(pair, plan, outcome)
+        passwords = PasswordStep(pair, plan, outcome, store, reads[pair.source].by_anchor)
+        if test_mode:
+            history.plan_adds(sources, joins, reads[pair.target].by_anchor, test_mode=True)
+            passwords.preview(connectors[pair.source])
+        planned.append((pair, plan, joins, sources, history, passwords))
+    if test_mode or not scripts.run_at(ScriptPoint.BEFORE_WRITE):
+        return
+    for pair, plan, joins, sources, history, passwords in planned:
+        _apply(run_id, pair, plan, joins, connectors, store, outcome, reads[pair.target],
+               resolved, progress, sources, (history, passwords), retries[pair.rules.name])
+    for env_name, read in reads.items():
+        wm = read.result.watermark
+        if needs[env_name].as_source and wm is not None:
+            store.watermarks.set(request.workflow, env_name, wm)
+    scripts.run_at(ScriptPoint.AFTER_WRITE)
+
+
 def read_run_secrets(manifests: Manifests, workflow: str, secrets: SecretSource,
                      test_mode: bool = False) -> ResolvedSecrets:
     """Every secret a run of the workflow needs, read now; SecretsMissing names each that
     cannot be (callers check this before they open the state store or anything else)."""
     resource = manifests.workflows[workflow]
     pairs = workflow_pairs(manifests, resource)
-    return _read_secrets(manifests, pairs, environment_needs(pairs), secrets,
+    return _read_secrets(manifests, resource.spec, pairs, environment_needs(pairs), secrets,
                          test_mode or resource.spec.test_mode)
 
 
-def _read_secrets(manifests: Manifests, pairs: list[PairSettings],
+def _read_secrets(manifests: Manifests, spec: WorkflowSpec, pairs: list[PairSettings],
                   needs: dict[str, EnvironmentNeeds], secrets: SecretSource,
                   test_mode: bool) -> ResolvedSecrets:
     """Every secret the run will use, read now: the connections', and (for a run that writes)
-    the templates' initial passwords."""
+    the templates' initial passwords and the script steps' secret variables."""
     needed = [found for name in needs
               for found in connection_secrets(manifests.environments[name])]
     if not test_mode:
         needed += [(pair.password.value, f"Template/{pair.template}: spec.password.value")
                    for pair in pairs if pair.password.value is not None]
+        needed += script_secrets(placed_scripts(spec))
     return resolve_all(secrets, needed)
 
 

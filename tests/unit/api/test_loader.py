@@ -114,13 +114,56 @@ def test_match_before_read_and_write_without_stage_are_refused(tmp_path: Path) -
         in text
 
 
-def test_a_run_script_step_is_refused_rather_than_skipped(tmp_path: Path) -> None:
+def _with_steps(tmp_path: Path, before: str, after: str = "",
+                extra: str = "") -> Path:
+    """The example with script steps added first (before) and last (after)."""
     folder = tmp_path / "m"
     shutil.copytree(EXAMPLES, folder)
     wf = folder / "workflow.yaml"
-    wf.write_text(wf.read_text().replace(
-        "  steps:\n", "  steps:\n    - runScript: {command: [/bin/true]}\n", 1))
+    text = wf.read_text().replace("  steps:\n", f"  steps:\n{before}", 1) + after
+    wf.write_text(text)
+    if extra:
+        (folder / "extra.yaml").write_text(extra)
+    return folder
+
+
+def test_script_steps_load_with_their_configmap_and_are_placed_around_the_phases(
+        tmp_path: Path) -> None:
+    from ferry.scripts.placement import ScriptPoint, placed_scripts
+
+    folder = _with_steps(
+        tmp_path, "    - name: gate\n      runScript: {command: [/bin/true]}\n",
+        "    - name: notify\n      runScript:\n        command: [/bin/sh]\n"
+        "        script: {configMapKeyRef: {name: scripts, key: notify.sh}}\n",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: scripts}\n"
+        "data:\n  notify.sh: echo done\n")
+    manifests = load_manifests([folder])
+    assert manifests.config_maps == {"scripts": {"notify.sh": "echo done"}}
+    placed = placed_scripts(manifests.workflows["ad-to-ad"].spec)
+    assert [(s.index, s.name, s.point) for s in placed] == [
+        (0, "gate", ScriptPoint.BEFORE_READ), (6, "notify", ScriptPoint.AFTER_WRITE)]
+
+
+def test_script_steps_naming_what_is_not_there_or_inside_a_phase_are_refused(
+        tmp_path: Path) -> None:
+    folder = _with_steps(
+        tmp_path, "",
+        "    - runScript:\n        command: [/bin/sh]\n"
+        "        script: {configMapKeyRef: {name: scripts, key: missing.sh}}\n"
+        "    - runScript:\n        command: [/bin/sh]\n        environment: nowhere\n"
+        "        script: {inline: 'true'}\n"
+        "    - runScript:\n        command: [/bin/sh]\n        environment: src\n"
+        "        script: {inline: 'true'}\n"
+        "    - runScript: {command: [/bin/true]}\n"
+        "    - deleteObjects:\n        pairs: [{source: src, target: tgt}]\n",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: scripts}\n"
+        "data:\n  notify.sh: echo done\n")
     with pytest.raises(ManifestError) as caught:
         load_manifests([folder])
-    assert "spec.steps[0].runScript: runScript steps are not run by this version of Ferry;" \
-        " remove the step" in str(caught.value)
+    text = str(caught.value)
+    assert "spec.steps[5].runScript.script.configMapKeyRef.key: ConfigMap 'scripts' has no" \
+        " key 'missing.sh' (keys: notify.sh)" in text
+    assert "spec.steps[6].runScript.environment: Environment 'nowhere' not found" in text
+    assert "spec.steps[7].runScript.environment: scripts run on the agents of an Active" \
+        " Directory Environment with connection: agent; 'src' has none" in text
+    assert "spec.steps[8]: a run writes every pair in one phase" in text
