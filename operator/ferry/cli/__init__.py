@@ -10,11 +10,13 @@ from __future__ import annotations
 from ferry.cli import (
     agents,
     devices,
+    discover,
     gateway,
     guests,
     job_credentials,
     jobs,
     lab,
+    report,
     trace,
     workflows,
 )
@@ -30,6 +32,8 @@ app.command()(jobs.operator)
 app.command("sync-job")(jobs.sync_job)
 app.command()(workflows.runs)
 app.command()(workflows.check)
+app.command()(discover.discover)
+app.add_typer(report.app, name="report")
 app.command("discover-job")(jobs.discover_job)
 app.command()(gateway.gateway)
 app.add_typer(lab.app, name="lab")

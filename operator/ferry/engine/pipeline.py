@@ -214,6 +214,7 @@ class _Run:
             ops = self.candidate_ops[first:end]
             if candidate.target is not None:
                 plan.new_joins[candidate.source_anchor] = candidate.target
+                plan.matched_by[candidate.source_anchor] = candidate.rule
             elif ops:
                 created.add(candidate.source_anchor)
             else:

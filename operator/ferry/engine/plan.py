@@ -179,6 +179,9 @@ class PairPlan:
     errors: list[StagingError] = field(default_factory=list)
     # source anchor -> target anchor for joins discovered by match rules this run (to persist).
     new_joins: dict[str, str] = field(default_factory=dict)
+    # source anchor -> what found each of new_joins: the match rule ("mail -> mail") or
+    # "pending create" (reports say how an object was matched).
+    matched_by: dict[str, str] = field(default_factory=dict)
     # source anchors whose joins should be forgotten (their target was deleted or vanished).
     dropped_joins: list[str] = field(default_factory=list)
     # source anchors of objects with references to objects not synced yet: retried next run.
