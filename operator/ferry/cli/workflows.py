@@ -82,12 +82,24 @@ def _request_in_cluster(target: str, wait: float) -> None:
 def runs(state: StateOpt = DEFAULT_STATE, workflow: WorkflowOpt = None,
          run_id: Annotated[str | None, typer.Option("--run", help="Show one run's objects.")]
          = None,
-         limit: Annotated[int, typer.Option(help="How many runs to list.")] = 20) -> None:
+         limit: Annotated[int, typer.Option(help="How many runs to list.")] = 20,
+         as_csv: Annotated[bool, typer.Option(
+             "--csv", help="With --run: the run's per-object results as CSV.")] = False,
+         ) -> None:
     """List recent runs with their counts, or one run's per-object results."""
     from ferry.state.store import StateStore
 
+    if as_csv and not run_id:
+        raise InvalidInput("--csv prints one run's objects: give --run ID as well")
     with StateStore(state) as store:
-        if run_id:
+        if run_id and store.runs.get(run_id) is None:
+            raise InvalidInput(f"--run {run_id}: no such run in the state store {state};"
+                               " `ferry runs` lists them")
+        if run_id and as_csv:
+            from ferry.reports.run_results import run_csv
+
+            typer.echo(run_csv(store.runs.results(run_id)), nl=False)
+        elif run_id:
             render.run_objects(store.runs.results(run_id))
             render.script_runs(store.script_runs.of(run_id))
         else:

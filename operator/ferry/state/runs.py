@@ -46,6 +46,11 @@ class Runs:
                 query = query.where(RunRow.workflow == workflow)
             return [_stored(r) for r in s.scalars(query)]
 
+    def get(self, run_id: str) -> StoredRun | None:
+        with self._session() as s:
+            row = s.get(RunRow, run_id)
+            return _stored(row) if row is not None else None
+
     def previous_finished(self, workflow: str, before: str) -> StoredRun | None:
         """The workflow's latest finished run other than `before` (the run in progress)."""
         with self._session() as s:
