@@ -11,30 +11,10 @@ from typing import Any
 
 import pytest
 from tests.integration.conftest import LabDomains
-
-from ferry.lab.samba import LabDomain
+from tests.integration.sync.lab_manifests import add_user, environment_manifest
 
 pytestmark = pytest.mark.lab
 
-ENVIRONMENTS = """\
-apiVersion: ferry.dev/v1alpha1
-kind: Environment
-metadata: {{name: {name}}}
-spec:
-  type: ActiveDirectory
-  connection: direct
-  activeDirectory:
-    host: {ip}
-    port: 636
-    baseDN: {base}
-    tls: {{ca: {{secretKeyRef: {{name: {name}-ad, key: ca.pem}}}}}}
-    credentials:
-      username: Administrator@{realm}
-      password: {{secretKeyRef: {{name: {name}-ad, key: password}}}}
-  scope:
-    ous: ["{ou}"]
-    objectTypes: [users]
-"""
 REST = """\
 apiVersion: ferry.dev/v1alpha1
 kind: Template
@@ -75,23 +55,6 @@ spec:
 """
 
 
-def _add_user(domain: LabDomain, ou: str, sam: str, **attributes: str) -> str:
-    dn = f"CN={sam},{ou}"
-    conn = domain.connect()
-    try:
-        assert conn.add(dn, ["top", "person", "organizationalPerson", "user"],
-                        {"sAMAccountName": sam, **attributes}), conn.result
-    finally:
-        conn.unbind()
-    return dn
-
-
-def _environment(name: str, domain: LabDomain, ou: str) -> str:
-    return ENVIRONMENTS.format(name=name, ip=domain.ip, base=domain.base_dn,
-                               realm=domain.base_dn.replace("DC=", "").replace(",", ".").lower(),
-                               ou=ou)
-
-
 class Ferry:
     def __init__(self, folder: Path, secrets: Path) -> None:
         self.folder, self.secrets = folder, secrets
@@ -117,14 +80,15 @@ def ferry(lab: LabDomains, src_ou: str, tgt_ou: str, tmp_path: Path) -> Ferry:
     manifests = tmp_path / "manifests"
     manifests.mkdir()
     (manifests / "environments.yaml").write_text(
-        _environment("src", lab.src, src_ou) + "---\n" + _environment("tgt", lab.tgt, tgt_ou))
+        environment_manifest("src", lab.src, src_ou) + "---\n"
+        + environment_manifest("tgt", lab.tgt, tgt_ou))
     (manifests / "rest.yaml").write_text(REST.format(tgt_ou=tgt_ou))
     return Ferry(tmp_path, lab.root / "secrets")
 
 
 def test_trace_create_apply_update_and_nothing_to_do(
         ferry: Ferry, lab: LabDomains, src_ou: str, tgt_ou: str) -> None:
-    ann = _add_user(lab.src, src_ou, "tr-ann", mail="tr-ann@src.test",
+    ann = add_user(lab.src, src_ou, "tr-ann", mail="tr-ann@src.test",
                     userPrincipalName="tr-ann@src.test", title="Clerk")
     # By UPN: in scope, no candidates, staged with provenance, a create.
     _, found = ferry.trace("tr-ann@src.test")
@@ -169,13 +133,13 @@ def test_trace_create_apply_update_and_nothing_to_do(
 
 def test_trace_out_of_scope_ambiguous_and_not_found(
         ferry: Ferry, lab: LabDomains, src_ou: str, tgt_ou: str) -> None:
-    _add_user(lab.src, src_ou, "tr-carl", department="Excluded")
+    add_user(lab.src, src_ou, "tr-carl", department="Excluded")
     _, outside = ferry.trace("tr-carl")
     assert outside["pairs"][0]["outOfScopeReason"] == "no longer matches the source filter"
     assert outside["pairs"][0]["operations"] == []
 
-    _add_user(lab.src, src_ou, "tr-bob", employeeID="9202")
-    twins = {_add_user(lab.tgt, tgt_ou, name, employeeID="9202").lower()
+    add_user(lab.src, src_ou, "tr-bob", employeeID="9202")
+    twins = {add_user(lab.tgt, tgt_ou, name, employeeID="9202").lower()
              for name in ("tr-bob1", "tr-bob2")}
     _, ambiguous = ferry.trace("tr-bob")
     pair = ambiguous["pairs"][0]
@@ -189,8 +153,8 @@ def test_trace_out_of_scope_ambiguous_and_not_found(
     assert cells[5] == "0" and cells[9] == "1", row   # created, conflicts
 
     # A mail two source users share: neither is written, the trace says who shares it.
-    _add_user(lab.src, src_ou, "tr-dee", mail="tr-shared@src.test")
-    other = _add_user(lab.src, src_ou, "tr-dee2", mail="tr-shared@src.test")
+    add_user(lab.src, src_ou, "tr-dee", mail="tr-shared@src.test")
+    other = add_user(lab.src, src_ou, "tr-dee2", mail="tr-shared@src.test")
     _, shared = ferry.trace("tr-dee")
     conflict = shared["pairs"][0]["conflicts"][0]
     assert conflict["rule"] == "mail -> mail" and conflict["candidates"] == [other]
