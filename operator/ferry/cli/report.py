@@ -48,7 +48,8 @@ def discovery(environment: Annotated[str, typer.Argument(
         raise InvalidInput(
             f"ENV {environment}: the state store {state} holds no discovery of Environment"
             f" {name!r} (it has: {', '.join(known) or 'none'}); run `ferry discover -f DIR -e"
-            f" {name}`, or in a cluster wait for its discovery Job (or annotate it to reset)")
+            f" {name}`, or in a cluster wait for its discovery Job (annotate the Environment"
+            " ferry.dev/reset-watermark=<new value> for one now)")
     if namespace and found.namespace and found.namespace != namespace:
         raise InvalidInput(f"ENV {environment}: the discovery of {name!r} in the state store is"
                            f" of namespace {found.namespace}; give {found.namespace}/{name}")
