@@ -136,14 +136,16 @@ class RunningGateway:
 
     def start_agent(self, environment: str, name: str, folder: Path,
                     directory: Mapping[str, str], env: Mapping[str, str] | None = None,
-                    dc: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
+                    dc: Mapping[str, str] | None = None,
+                    scripts: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
         """A real `ferry-agent` of `environment`, enrolled through its CLI (the token in
         $FERRY_AGENT_TOKEN, never argv) and then run with `directory` as its INI's [directory]
-        section (and `dc` as its [dc]). Its files and agent.log go in `folder`; `env`
+        section (and `dc` as its [dc], `scripts` as its [scripts]). Its files and agent.log go in `folder`; `env`
         replaces os.environ."""
         folder.mkdir(parents=True, exist_ok=True)
         ini = folder / "ad.ini"
-        sections = {"directory": directory, **({"dc": dc} if dc else {})}
+        sections = {"directory": directory, **({"dc": dc} if dc else {}),
+                    **({"scripts": scripts} if scripts else {})}
         ini.write_text("".join(f"[{section}]\n" + "".join(f"{k} = {v}\n" for k, v in
                                                           values.items())
                                for section, values in sections.items()))
