@@ -140,8 +140,8 @@ class RunningGateway:
                     scripts: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
         """A real `ferry-agent` of `environment`, enrolled through its CLI (the token in
         $FERRY_AGENT_TOKEN, never argv) and then run with `directory` as its INI's [directory]
-        section (and `dc` as its [dc], `scripts` as its [scripts]). Its files and agent.log go in `folder`; `env`
-        replaces os.environ."""
+        section (and `dc` as its [dc], `scripts` as its [scripts]). Its files and agent.log
+        go in `folder`; `env` replaces os.environ."""
         folder.mkdir(parents=True, exist_ok=True)
         ini = folder / "ad.ini"
         sections = {"directory": directory, **({"dc": dc} if dc else {}),
