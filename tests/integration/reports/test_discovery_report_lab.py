@@ -119,3 +119,21 @@ def test_bad_input_is_refused_naming_the_fix(ferry: Ferry, tmp_path: Path) -> No
     assert refused.returncode == 2 and "is a file, not a folder" in refused.stderr
     unknown = ferry("discover", "-f", str(ferry.manifests), "-e", "nope")
     assert unknown.returncode == 2 and "no Environment 'nope' in the manifests" in unknown.stderr
+
+
+def test_an_environment_of_a_namespace_is_reported_as_namespace_and_name(
+        ferry: Ferry, lab: LabDomains, src_ou: str) -> None:
+    # As a discovery Job records an in-cluster Environment: under its name, with its namespace.
+    manifest = ferry.manifests / "src.yaml"
+    manifest.write_text(manifest.read_text().replace("metadata: {name: src}",
+                                                     "metadata: {name: src, namespace: team-a}"))
+    add_user(lab.src, src_ou, "rp-ns")
+    ferry.ok("discover", "-f", str(ferry.manifests))
+    for given in ("team-a/src", "src"):
+        done = ferry("report", "discovery", given, "--out", "-", binary=True)
+        assert done.returncode == 0, done.stderr
+        with tarfile.open(fileobj=io.BytesIO(done.stdout)) as tar:
+            assert "discovery-src/users.csv" in tar.getnames()
+    other = ferry("report", "discovery", "team-b/src", "--out", "-")
+    assert other.returncode == 2 and other.stdout == ""
+    assert "is of namespace team-a; give team-a/src" in " ".join(other.stderr.split())
