@@ -6,12 +6,14 @@ would."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import tarfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -361,6 +363,16 @@ def test_discovery_counts_objects_and_a_reset_reads_everything_again(
         assert "full discovery: 4 objects" in status["discovery"]["message"]
         listed = cluster.api.kubectl("get", "environments", namespace=cluster.namespace).stdout
         assert column(listed, "src", "OBJECTS") == "4", listed
+        # The discovery report from the store the Job wrote, as `kubectl exec` in the
+        # operator's pod gets it: NAMESPACE/NAME, a tar on stdout.
+        report = subprocess.run(
+            [sys.executable, "-m", "ferry", "report", "discovery", f"{cluster.namespace}/src",
+             "--out", "-", "--state", str(cluster.folder / "state.sqlite")],
+            capture_output=True, timeout=120, check=False)
+        assert report.returncode == 0, report.stderr
+        with tarfile.open(fileobj=io.BytesIO(report.stdout)) as tar:
+            users = tar.extractfile("discovery-src/users.csv")
+            assert users is not None and len(users.read().decode().splitlines()) == 1 + 3
 
         cluster.api.kubectl("annotate", "environment", "src", "--overwrite",
                             "ferry.dev/reset-watermark=now", namespace=cluster.namespace)
