@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Boolean, DateTime, Integer, String, Text, delete, select
+from sqlalchemy import Boolean, DateTime, Integer, String, Text, delete, insert, select
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
 from ferry.state.joins import chunks
@@ -38,6 +38,7 @@ class DirectoryObjectRow(Base):
     read_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
+_BATCH = 5000
 _FIELDS = ("object_type", "dn", "name", "display_name", "upn", "mail", "enabled",
            "last_logon", "created", "members", "os")
 
@@ -61,29 +62,21 @@ class DirectoryObjects:
                namespace: str = "") -> None:
         """Record what discovery read (a full read with replace drops everything else)."""
         now = datetime.now(UTC)
-        objects, deleted = list(objects), list(deleted)
+        objects = list(objects)
+        # Core statements, not ORM objects: a full read of a million objects stays rows.
+        rows = [{"environment": environment, "anchor": o.anchor, "namespace": namespace,
+                 "read_at": now, **{name: getattr(o, name) for name in _FIELDS}}
+                for o in objects]
+        where = DirectoryObjectRow.environment == environment
         with self._session.begin() as s:
-            known: dict[str, DirectoryObjectRow] = {}
             if replace:
-                s.execute(delete(DirectoryObjectRow).where(
-                    DirectoryObjectRow.environment == environment))
-            else:
+                s.execute(delete(DirectoryObjectRow).where(where))
+            else:   # a changed object's row is written anew
                 for chunk in chunks([*deleted, *(o.anchor for o in objects)]):
-                    for row in s.scalars(select(DirectoryObjectRow).where(
-                            DirectoryObjectRow.environment == environment,
-                            DirectoryObjectRow.anchor.in_(chunk))):
-                        known[row.anchor] = row
-                for anchor in deleted:
-                    if anchor in known:
-                        s.delete(known.pop(anchor))
-            for item in objects:
-                row = known.get(item.anchor) or DirectoryObjectRow(environment=environment,
-                                                                   anchor=item.anchor)
-                if item.anchor not in known:
-                    s.add(row)
-                for name in _FIELDS:
-                    setattr(row, name, getattr(item, name))
-                row.namespace, row.read_at = namespace, now
+                    s.execute(delete(DirectoryObjectRow).where(
+                        where, DirectoryObjectRow.anchor.in_(chunk)))
+            for start in range(0, len(rows), _BATCH):
+                s.execute(insert(DirectoryObjectRow), rows[start:start + _BATCH])
 
     def environments(self) -> list[str]:
         """The environments discovery has recorded objects of."""
