@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ferry.engine.plan import Operation, OpKind
+from ferry.engine.plan import OpKind
 from ferry.engine.records import AttributeValue
 from ferry.engine.trace import SECRET_SHOWN, PairTrace, is_secret
 from ferry.sync.trace import TraceReport
@@ -12,80 +12,92 @@ from ferry.sync.trace import TraceReport
 _PASSWORD_SHOWN = "<set from Template password>"
 
 
-def _value(name: str, value: AttributeValue | None) -> str:
+def report_lines(report: TraceReport) -> list[str]:
+    """The trace, step by step, one line each."""
+    return json_lines(report_json(report))
+
+
+def json_lines(data: dict[str, Any]) -> list[str]:
+    """The lines of a trace from its JSON (report_json; in a cluster, status.lastTrace), so
+    both print the same."""
+    source = data.get("object") or {}
+    lines = [f"object {data.get('key')!r}: {source.get('type')} {source.get('dn')}"
+             f" ({source.get('anchor')}) in {data.get('environment')}",
+             f"  looked up by {'; '.join(data.get('looked') or [])}"]
+    for trace in data.get("pairs") or []:
+        lines.extend(pair_lines(trace))
+    if data.get("run"):
+        message = data.get("message")
+        lines.append(f"applied as run {data['run']}: {data.get('result')}"
+                     + (f" ({message})" if message else ""))
+    if data.get("truncated"):
+        lines.append(f"(report {data['truncated']})")
+    return lines
+
+
+def pair_lines(trace: dict[str, Any]) -> list[str]:
+    """One pair's steps, from its JSON (already masked)."""
+    lines = [f"pair {trace.get('pair')}"]
+    reason = trace.get("outOfScopeReason")
+    lines.append("  1. scope: " + ("in scope" if trace.get("inScope")
+                                   else f"out of scope: {reason}"))
+    lines.append("  2. join: " + (trace.get("join") or "none stored"))
+    rules, staged = trace.get("rules") or [], trace.get("staged") or []
+    if rules:
+        lines.append("  3. match rules, in order:")
+        for step in rules:
+            lines.append(f"     {step['rule']}: values {list(step['values'])}: {step['note']}")
+            lines.extend(f"       candidate {c['dn']} ({c['anchor']})"
+                         + (f", joined to {c['joinedTo']}" if c.get("joinedTo") else "")
+                         for c in step.get("candidates") or [])
+    else:
+        lines.append("  3. match rules: not needed" if trace.get("join") or reason
+                     else "  3. match rules: none")
+    if staged:
+        lines.append("  4. staged target attributes:")
+        empty = [s["attribute"] for s in staged if s.get("value") is None]
+        for entry in staged:
+            if entry.get("value") is None:
+                continue
+            mapped = (f" (domain mapping from {_shown(entry['domainMappedFrom'])})"
+                      if entry.get("domainMappedFrom") is not None else "")
+            lines.append(f"     {entry['attribute']} = {_shown(entry['value'])}"
+                         f"{mapped}  <- {entry.get('producedBy')}")
+        if empty:
+            lines.append(f"     no value (mapped, nothing in the source): {', '.join(empty)}")
+    diff = trace.get("diff") or []
+    if diff:
+        lines.append("  5. diff against the target:")
+        lines.extend(f"     {d['attribute']}: {_shown(d.get('current'))} ->"
+                     f" {_shown(d.get('staged'))}" for d in diff)
+    elif staged:
+        lines.append("  5. diff against the target: none")
+    for conflict in trace.get("conflicts") or []:
+        lines.append(f"  conflict: {conflict['message']}")
+        lines.extend(f"    candidate {dn}" for dn in conflict.get("candidates") or [])
+    for error in trace.get("errors") or []:
+        lines.append(f"  error: {error}")
+    lines.append(f"  6. operation: {trace.get('decision')}")
+    lines.extend(f"     {_operation_line(op)}" for op in trace.get("operations") or [])
+    return lines
+
+
+def _shown(value: Any) -> str:
+    """A JSON value (masked by report_json) as the text shows it."""
     if value is None:
         return "(none)"
-    if is_secret(name):
-        return SECRET_SHOWN
     return value if isinstance(value, str) else "[" + ", ".join(value) + "]"
 
 
-def report_lines(report: TraceReport) -> list[str]:
-    """The trace, step by step, one line each."""
-    env, source = report.found[0]
-    lines = [f"object {report.key!r}: {source.object_type.value} {source.dn}"
-             f" ({source.anchor}) in {env}",
-             f"  looked up by {'; '.join(report.looked)}"]
-    for trace in report.pairs:
-        lines.extend(pair_lines(trace))
-    if report.run_id:
-        assert report.outcome is not None
-        lines.append(f"applied as run {report.run_id}: {report.outcome.result.value}"
-                     + (f" ({report.outcome.message})" if report.outcome.message else ""))
-    return lines
-
-
-def pair_lines(trace: PairTrace) -> list[str]:
-    lines = [f"pair {trace.pair}"]
-    lines.append("  1. scope: " + ("in scope" if trace.scope_reason is None
-                                   else f"out of scope: {trace.scope_reason}"))
-    lines.append("  2. join: " + (trace.join or "none stored"))
-    if trace.rules:
-        lines.append("  3. match rules, in order:")
-        for step in trace.rules:
-            lines.append(f"     {step.rule}: values {list(step.values)}: {step.note}")
-            lines.extend(f"       candidate {c.dn} ({c.anchor})"
-                         + (f", joined to {c.joined_to}" if c.joined_to else "")
-                         for c in step.candidates)
-    else:
-        lines.append("  3. match rules: not needed" if trace.join or trace.scope_reason
-                     else "  3. match rules: none")
-    if trace.staged:
-        lines.append("  4. staged target attributes:")
-        empty = [s.name for s in trace.staged if s.value is None]
-        for staged in trace.staged:
-            if staged.value is None:
-                continue
-            mapped = (f" (domain mapping from {_value(staged.name, staged.domain_mapped_from)})"
-                      if staged.domain_mapped_from is not None else "")
-            lines.append(f"     {staged.name} = {_value(staged.name, staged.value)}"
-                         f"{mapped}  <- {staged.produced_by}")
-        if empty:
-            lines.append(f"     no value (mapped, nothing in the source): {', '.join(empty)}")
-    if trace.diff:
-        lines.append("  5. diff against the target:")
-        lines.extend(f"     {d.name}: {_value(d.name, d.current)} -> {_value(d.name, d.staged)}"
-                     for d in trace.diff)
-    elif trace.staged:
-        lines.append("  5. diff against the target: none")
-    for conflict in trace.conflicts:
-        lines.append(f"  conflict: {conflict.message}")
-        lines.extend(f"    candidate {dn}" for dn in conflict.candidates)
-    for error in trace.errors:
-        lines.append(f"  error: {error.message}")
-    lines.append(f"  6. operation: {trace.decision}")
-    lines.extend(f"     {operation_text(op)}" for op in trace.operations)
-    return lines
-
-
-def operation_text(op: Operation) -> str:
-    if op.kind is OpKind.MOVE:
-        return f"move {op.dn} -> {op.new_dn}"
-    if op.kind is OpKind.REFERENCES:
-        return f"references {op.attribute} of {op.dn}: add {len(op.add)}, remove {len(op.remove)}"
-    text = f"{op.kind.value} {op.object_type.value} {op.dn}"
-    if op.kind is OpKind.CREATE and op.object_type.value == "user":
-        text += f" (password {_PASSWORD_SHOWN})"
+def _operation_line(op: dict[str, Any]) -> str:
+    if op["kind"] == OpKind.MOVE.value:
+        return f"move {op['dn']} -> {op.get('newDn')}"
+    if op["kind"] == OpKind.REFERENCES.value:
+        return (f"references {op.get('attribute')} of {op['dn']}: add {op.get('add', 0)},"
+                f" remove {op.get('remove', 0)}")
+    text = f"{op['kind']} {op.get('objectType')} {op['dn']}"
+    if op.get("password"):
+        text += f" (password {op['password']})"
     return text
 
 
@@ -100,6 +112,7 @@ def report_json(report: TraceReport) -> dict[str, Any]:
         "pairs": [_pair_json(t) for t in report.pairs],
         "run": report.run_id or None,
         "result": report.outcome.result.value if report.outcome else None,
+        "message": (report.outcome.message or None) if report.outcome else None,
     }
 
 
@@ -118,8 +131,11 @@ def _pair_json(trace: PairTrace) -> dict[str, Any]:
         "diff": [{"attribute": d.name, "current": _json_value(d.name, d.current),
                   "staged": _json_value(d.name, d.staged)} for d in trace.diff],
         "decision": trace.decision,
-        "operations": [{"kind": op.kind.value, "dn": op.dn, "newDn": op.new_dn,
+        "operations": [{"kind": op.kind.value, "objectType": op.object_type.value,
+                        "dn": op.dn, "newDn": op.new_dn,
                         "attributes": list(op.change_names),
+                        "attribute": op.attribute, "add": len(op.add),
+                        "remove": len(op.remove),
                         "password": _PASSWORD_SHOWN if op.kind is OpKind.CREATE
                         and op.object_type.value == "user" else None}
                        for op in trace.operations],
