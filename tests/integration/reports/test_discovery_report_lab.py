@@ -27,7 +27,8 @@ pytestmark = pytest.mark.lab
 def ferry(lab: LabDomains, src_ou: str, tmp_path: Path) -> Ferry:
     ferry = Ferry(tmp_path, lab.root / "secrets")
     ferry.manifests.mkdir()
-    (ferry.manifests / "src.yaml").write_text(environment("src", lab.src, src_ou))
+    (ferry.manifests / "src.yaml").write_text(environment("src", lab.src, src_ou,
+                                                          "users, groups, devices"))
     return ferry
 
 
@@ -50,13 +51,18 @@ def test_discovery_report_counts_states_groups_and_a_delta_disabling(
     add(lab.src, f"CN=rp-staff,{src_ou}", ["top", "group"], sAMAccountName="rp-staff",
         mail="rp-staff@src.test", member=[ann, bob, cy])
     add(lab.src, f"CN=rp-empty,{src_ou}", ["top", "group"], sAMAccountName="rp-empty")
+    add(lab.src, f"CN=RP-WS1,{sales}", ["top", "person", "organizationalPerson", "user",
+                                        "computer"], sAMAccountName="RP-WS1$",
+        userAccountControl="4096", operatingSystem="Windows 11 Enterprise",
+        lastLogonTimestamp=filetime(now - timedelta(days=120)))
 
     done = ferry.ok("discover", "-f", str(ferry.manifests))
-    assert "Environment/src: full discovery: 6 objects (2 groups, 4 users)" in done
+    assert "Environment/src: full discovery: 7 objects (1 devices, 2 groups, 4 users)" in done
     out = ferry.folder / "report"
     printed = ferry.ok("report", "discovery", "src", "--out", str(out))
     assert f"wrote {out / 'users.csv'}" in printed and f"wrote {out / 'summary.html'}" in printed
-    assert sorted(p.name for p in out.iterdir()) == ["groups.csv", "summary.html", "users.csv"]
+    assert sorted(p.name for p in out.iterdir()) == ["devices.csv", "groups.csv", "summary.html",
+                                                     "users.csv"]
 
     users = _csv((out / "users.csv").read_text())
     assert set(users) == {"rp-ann", "rp-bob", "rp-cy", "rp-dee"}
@@ -75,16 +81,20 @@ def test_discovery_report_counts_states_groups_and_a_delta_disabling(
     assert (groups["rp-staff"]["members"], groups["rp-staff"]["mail"]) == ("3", "rp-staff@src.test")
     assert groups["rp-empty"]["members"] == "0"
 
+    [device] = csv.DictReader(io.StringIO((out / "devices.csv").read_text()))
+    assert (device["name"], device["operatingSystem"], device["logon"], device["ou"].lower()) \
+        == ("RP-WS1", "Windows 11 Enterprise", "stale", sales.lower())
     page = (out / "summary.html").read_text()
     assert "Discovery report: Environment src" in page
     assert "<text x=\"174\" y=\"37\" text-anchor=\"end\">users</text>" in page
     assert ">disabled</text>" in page and ">never logged on</text>" in page
-    assert f"<tr><td>{sales}</td><td class=n>2</td><td class=n>0</td><td class=n>2</td>" in page
+    assert (f"<tr><td>{sales}</td><td class=n>2</td><td class=n>0</td><td class=n>1</td>"
+            "<td class=n>3</td>") in page
     assert "<tr><td>user</td>" not in page and "<tr><td>users</td><td class=n>1</td>" in page
 
     # Disabling dee reaches the report through the next discovery, a delta.
     modify(lab.src, dee, userAccountControl=str(0x222))
-    assert "delta discovery: 6 objects" in ferry.ok("discover", "-f", str(ferry.manifests))
+    assert "delta discovery: 7 objects" in ferry.ok("discover", "-f", str(ferry.manifests))
     ferry.ok("report", "discovery", "src", "--out", str(out))
     assert _csv((out / "users.csv").read_text())["rp-dee"]["enabled"] == "false"
     # --stale-days 300 makes cy's 200 days recent.
