@@ -30,13 +30,19 @@ def summary_html(report: DiscoveryReport) -> str:
             bar_chart("Objects by type", [(_PLURAL.get(t, t), n)
                                           for t, n in report.by_type.items()]),
             f"<p>{sum(report.by_type.values())} objects in all.</p>"]
+    days = report.stale_days
+    logons = {"recent": f"within {days} days", "stale": f"over {days} days (stale)",
+              "never": "never logged on"}
     for kind, states in report.accounts.items():
-        bars = [(s, states[s]) for s in ("enabled", "disabled", "recent", "stale", "never")
-                if s in states]
-        labels = {"recent": "logged on recently", "stale": "stale", "never": "never logged on"}
-        body += [f"<h2>{_PLURAL[kind].capitalize()} by state</h2>",
-                 bar_chart(f"{_PLURAL[kind].capitalize()} by state",
-                           [(labels.get(s, s), n) for s, n in bars])]
+        body.append(f"<h2>{_PLURAL[kind].capitalize()} by state</h2>")
+        # Two charts: every account is counted once in each.
+        for title, labels in ((f"{_PLURAL[kind].capitalize()}: account", {
+                "enabled": "enabled", "disabled": "disabled"}),
+                (f"{_PLURAL[kind].capitalize()}: last logon", logons)):
+            bars = [(label, states[state]) for state, label in labels.items()
+                    if state in states]
+            if bars:
+                body.append(bar_chart(title, bars))
     if not report.logons_known:
         body.append("<p>This directory does not report logon times here: no account is"
                     " counted stale or never logged on.</p>")

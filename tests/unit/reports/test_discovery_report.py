@@ -94,6 +94,9 @@ def test_summary_page_counts_and_escapes_directory_values() -> None:
     assert '<svg xmlns="http://www.w3.org/2000/svg"' in page
     assert "<td>OU=Staff,DC=src,DC=test</td><td class=n>3</td><td class=n>4</td>" in page
     assert "never logged on" in page and "groups.csv" in page
+    # Each account once per chart: enabled or disabled, and when it last logged on.
+    assert ">Users: account</text>" in page and ">Users: last logon</text>" in page
+    assert ">over 90 days (stale)</text>" in page and ">within 90 days</text>" in page
 
 
 def test_bars_scale_to_the_largest_value() -> None:
