@@ -129,6 +129,14 @@ def test_bad_input_is_refused_naming_the_fix(ferry: Ferry, tmp_path: Path) -> No
     assert refused.returncode == 2 and "is a file, not a folder" in refused.stderr
     unknown = ferry("discover", "-f", str(ferry.manifests), "-e", "nope")
     assert unknown.returncode == 2 and "no Environment 'nope' in the manifests" in unknown.stderr
+    # A Secret that cannot be read is named before the state store or a directory is opened.
+    ferry.secrets = tmp_path / "no-secrets"
+    ferry.secrets.mkdir()
+    done = ferry("discover", "-f", str(ferry.manifests))
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "Environment/src: spec.activeDirectory.credentials.password" in " ".join(
+        done.stderr.split())
+    assert not ferry.state.exists()
 
 
 def test_an_environment_of_a_namespace_is_reported_as_namespace_and_name(

@@ -128,3 +128,12 @@ def test_run_csv_and_match_report_of_every_status(
         assert member is not None and len(_rows(member.read().decode(), "sourceDN")) == 5
     missing = ferry("report", "matches", "-f", str(ferry.manifests), "-w", "nope", "--out", "-")
     assert missing.returncode == 2 and "no Workflow named 'nope'" in missing.stderr
+    # A Secret that cannot be read is named before any directory is read or file written.
+    ferry.secrets = ferry.folder / "no-secrets"
+    ferry.secrets.mkdir()
+    refused = ferry("report", "matches", "-f", str(ferry.manifests), "-w", "report-wf",
+                    "--out", str(ferry.folder / "refused"))
+    assert refused.returncode == 2 and refused.stdout == ""
+    assert "Environment/src: spec.activeDirectory.credentials.password" in " ".join(
+        refused.stderr.split())
+    assert not (ferry.folder / "refused").exists()
