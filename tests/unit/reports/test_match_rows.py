@@ -88,3 +88,13 @@ def test_csv_header_and_a_conflict_line() -> None:
                         "candidates,reason")
     assert lines[1].startswith(f'"CN=Ann,{SRC}",user,s1,,,conflict,mail -> mail,'
                                f'"CN=Ann2,{SRC}",')
+
+
+def test_a_create_an_interrupted_run_began_is_matched_as_such() -> None:
+    source = _user("s1", "Ann", mail="ann@x")
+    made = _user("t-ann", "Ann", TGT)
+    plan = plan_pair(RULES, [source], [made], {}, pending_creates={"s1": made.dn})
+    [row] = match_rows(RULES, [source], {made.anchor: made}, {}, plan)
+    assert (row.status, row.rule, row.target_dn) == (MatchStatus.MATCHED, "pending create",
+                                                     made.dn)
+    assert row.reason == "a create begun by an interrupted run"
