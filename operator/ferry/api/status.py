@@ -161,6 +161,27 @@ class AlertDelivery(StatusModel):
     message: str = Field(default="", max_length=1024, description="The last error, if any.")
 
 
+class TraceSummary(StatusModel):
+    """The latest `ferry trace --in-cluster` of a workflow: one object, explained by a Job."""
+
+    id: str = Field(description="The request's id (ferry.dev/trace-requested).")
+    object: str = Field(max_length=1024, description="The DN, UPN, GUID, mail or account.")
+    apply: bool = Field(default=False, description="Whether the traced operation is performed.")
+    job_name: str | None = Field(default=None, description="Name of the trace's Job.")
+    requested_at: Timestamp | None = Field(default=None, description="When it was taken up.")
+    completed_at: Timestamp | None = Field(default=None, description="When it ended.")
+    result: RunResult = Field(
+        description="Pending or Running while active; then Succeeded or Failed (with --apply,"
+        " the run's result).")
+    exit_code: int | None = Field(
+        default=None, description="The exit code `ferry trace` gives for it.")
+    run: str | None = Field(default=None, description="The run --apply recorded (mode trace).")
+    report: str | None = Field(
+        default=None, max_length=32768,
+        description="The trace as `ferry trace --json` prints it (lists cut to fit, saying so).")
+    message: str = Field(default="", max_length=4096, description="Its outcome, for people.")
+
+
 class WorkflowStatus(StatusModel):
     observed_generation: int | None = Field(
         default=None, description="metadata.generation the operator last acted on."
@@ -191,6 +212,8 @@ class WorkflowStatus(StatusModel):
     alerts: list[AlertDelivery] = Field(
         default_factory=list, max_length=50,
         description="Alerts of the latest runs, newest first, with their delivery.")
+    last_trace: TraceSummary | None = Field(
+        default=None, description="The latest in-cluster trace of one object.")
 
 
 class AgentStatus(StatusModel):

@@ -32,6 +32,7 @@ from ferry.controller.runs import (
     WORKFLOW_LABEL,
 )
 from ferry.controller.templates import TemplateReconciler
+from ferry.controller.trace_requests import TRACE_LABEL
 from ferry.controller.workflows import WorkflowReconciler, referenced_objects
 from ferry.kube import ApiSecretResolver, FerryObjects, api_client
 from ferry.settings import OperatorSettings
@@ -114,8 +115,9 @@ async def _cleanup(memo: kopf.Memo, **_: Any) -> None:
 def _job_event(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     labels = body["metadata"].get("labels") or {}
     namespace = body["metadata"]["namespace"]
-    if labels.get(WORKFLOW_LABEL):
-        memo.controller.workflows.reconcile(namespace, labels[WORKFLOW_LABEL])
+    workflow = labels.get(WORKFLOW_LABEL) or labels.get(TRACE_LABEL)  # a run's or a trace's
+    if workflow:
+        memo.controller.workflows.reconcile(namespace, workflow)
     if labels.get(ENVIRONMENT_LABEL):
         memo.controller.environments.reconcile(namespace, labels[ENVIRONMENT_LABEL])
 

@@ -21,6 +21,7 @@ from ferry.api.workflow import Alert, WorkflowSpec
 from ferry.controller.run_tracking import Decision, Event, StartJob, track
 from ferry.controller.runs import RUN_REQUEST_ANNOTATION, job_name, run_id_for
 from ferry.controller.schedule import ScheduleError, describe, due_slot, is_manual, next_run
+from ferry.controller.trace_decision import applying_trace
 
 if TYPE_CHECKING:
     from kubernetes.client import V1Job
@@ -105,15 +106,17 @@ def _trigger(decision: Decision[WorkflowStatus], meta: ObjectMeta, spec: Workflo
              now: datetime, runnable: bool) -> None:
     status = decision.status
     active = status.active_run
+    trace = applying_trace(status)  # its Job writes: a run now could write the same objects
+    busy = (f"run {active.id} is active" if active is not None
+            else f"trace {trace.id} is applying" if trace is not None else "")
     trigger: tuple[Trigger, str] | None = None
 
     request = meta.annotations.get(RUN_REQUEST_ANNOTATION)
     if request and request != status.last_run_request:
         status.last_run_request = request
-        if active is not None:
-            decision.events.append(Event(
-                EventType.WARNING, EventReason.RUN_SKIPPED,
-                f"run request {request!r} ignored: run {active.id} is active"))
+        if busy:
+            decision.events.append(Event(EventType.WARNING, EventReason.RUN_SKIPPED,
+                                         f"run request {request!r} ignored: {busy}"))
         elif not runnable:
             decision.events.append(Event(EventType.WARNING, EventReason.RUN_SKIPPED,
                                          f"run request {request!r} ignored: not Ready"))
@@ -126,10 +129,10 @@ def _trigger(decision: Decision[WorkflowStatus], meta: ObjectMeta, spec: Workflo
         slot = due_slot(schedule, anchor, now)
         if slot is not None:
             status.last_schedule_time = anchor = slot
-            if active is not None or trigger is not None:
+            if busy or trigger is not None:
                 decision.events.append(Event(EventType.NORMAL, EventReason.RUN_SKIPPED,
                                              f"scheduled run at {k8s_time(slot)} skipped:"
-                                             " a run is active"))
+                                             f" {busy or 'a run is active'}"))
             elif runnable:
                 trigger = (Trigger.SCHEDULE, k8s_time(slot))
         status.next_run_time = next_run(schedule, anchor, now)

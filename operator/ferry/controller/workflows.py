@@ -25,6 +25,7 @@ from ferry.controller.events import EventRecorder
 from ferry.controller.job_credentials import create_job
 from ferry.controller.jobs import build_job, secret_refs, token_files
 from ferry.controller.runs import WORKFLOW_LABEL
+from ferry.controller.traces import TraceReconciler
 from ferry.controller.workflow_decision import Decision, decide
 from ferry.kube import FerryObjects, retry_conflicts, status_changes
 from ferry.scripts.texts import config_map_keys
@@ -66,12 +67,14 @@ class WorkflowReconciler:
         self._locks_guard = threading.Lock()
         self._alerts = AlertSender(api, self._objects, events, clock)
         self._alerts_due: dict[tuple[str, str], bool] = {}
+        self._traces = TraceReconciler(api, settings, cache, events, clock)
 
     def reconcile(self, namespace: str, name: str) -> None:
         """Bring one Workflow's status and Jobs in line with its spec, schedule and requests."""
         with self._lock(namespace, name):
             if not retry_conflicts(lambda: self._reconcile_once(namespace, name)):
                 log.warning("workflow.conflicts", workflow=f"{namespace}/{name}")
+            self._traces.reconcile(namespace, name, self._references)
             if self._alerts_due.pop((namespace, name), False):
                 self._alerts.deliver(namespace, name)
 
