@@ -43,13 +43,13 @@ def discovery(environment: Annotated[str, typer.Argument(
     namespace, _, name = environment.rpartition("/")
     with StateStore(state, read_only=True) as store:
         found = store.directory_objects.of(name)
-        known = store.directory_objects.environments()
-    if found is None:
-        raise InvalidInput(
-            f"ENV {environment}: the state store {state} holds no discovery of Environment"
-            f" {name!r} (it has: {', '.join(known) or 'none'}); run `ferry discover -f DIR -e"
-            f" {name}`, or in a cluster wait for its discovery Job (annotate the Environment"
-            " ferry.dev/reset-watermark=<new value> for one now)")
+        if found is None:
+            known = ", ".join(store.directory_objects.environments()) or "none"
+            raise InvalidInput(
+                f"ENV {environment}: the state store {state} holds no discovery of Environment"
+                f" {name!r} (it has: {known}); run `ferry discover -f DIR -e {name}`, or in a"
+                " cluster wait for its discovery Job (annotate the Environment"
+                " ferry.dev/reset-watermark=<new value> for one now)")
     if namespace and found.namespace and found.namespace != namespace:
         raise InvalidInput(f"ENV {environment}: the discovery of {name!r} in the state store is"
                            f" of namespace {found.namespace}; give {found.namespace}/{name}")
