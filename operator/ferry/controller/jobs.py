@@ -39,15 +39,17 @@ CREDENTIAL_MARGIN = timedelta(minutes=30)
 
 def secret_refs(environments: Iterable[Environment], templates: Iterable[Template],
                 workflow: WorkflowSpec | None = None) -> dict[str, set[str]]:
-    """Secret name -> keys the run needs, from every secretKeyRef its objects hold (its
-    script steps' secret variables too)."""
+    """Secret name -> keys the run needs, from every secretKeyRef its objects hold (the
+    secret variables of script steps it runs itself too)."""
     sources: list[ValueSource | None] = []
     for env in environments:
         sources += [source for source, _ in env.spec.secret_sources()]
     for template in templates:
         sources.append(template.spec.password.value)
     if workflow is not None:
-        sources += [var.value_from for step in workflow.steps if step.run_script
+        # Not an image step's: its own Job's pod mounts those, the sync pod never sees them.
+        sources += [var.value_from for step in workflow.steps
+                    if step.run_script and step.run_script.image is None
                     for var in step.run_script.env]
     refs: dict[str, set[str]] = {}
     for source in sources:

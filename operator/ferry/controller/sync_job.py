@@ -29,6 +29,7 @@ from ferry.controller.workflows import referenced_objects
 from ferry.engine.plan import Count
 from ferry.errors import InvalidInput
 from ferry.kube import FerryObjects
+from ferry.scripts.job import ScriptJobs
 from ferry.scripts.texts import config_map_keys, mounted_config_maps
 from ferry.secrets import SecretsMissing, SecretSource
 from ferry.settings import RunSettings
@@ -73,8 +74,9 @@ def run_sync_job(api: client.ApiClient, namespace: str, workflow: str, run_id: s
         return ExitCode.INVALID_INPUT
     progress = StatusProgress(lambda text: update(_progress(text)))
     try:
-        result = runner(manifests, RunRequest(workflow, run_id=run_id, script_host="Pod"),
-                        store, secrets, settings, progress)
+        jobs = ScriptJobs(api, namespace, workflow, body["metadata"]["uid"], run_id)
+        request = RunRequest(workflow, run_id=run_id, script_host="Pod", script_jobs=jobs)
+        result = runner(manifests, request, store, secrets, settings, progress)
     except InvalidInput as exc:  # nothing was connected or recorded: say what to fix
         message = "; ".join(exc.problems) if isinstance(exc, SecretsMissing) else str(exc)
         log.error("sync_job.refused", run=run_id, problem=message)

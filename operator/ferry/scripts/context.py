@@ -54,9 +54,10 @@ def script_context(script: PlacedScript, workflow: str, run_id: str, mode: str,
     secret_names = set()
     for var in script.step.env:
         if var.value_from is not None:
-            variables[var.name] = secrets.resolve(
-                var.value_from, f"{script.label}.env[{var.name}].valueFrom")
             secret_names.add(var.name)
+            if script.step.image is None:   # a script Job's kubelet reads its own Secrets
+                variables[var.name] = secrets.resolve(
+                    var.value_from, f"{script.label}.env[{var.name}].valueFrom")
         else:
             variables[var.name] = var.value or ""
     return ScriptContext(variables, {

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Callable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from ferry.api.base import ValueSource
 from ferry.api.workflow import Workflow
@@ -17,6 +17,9 @@ from ferry.settings import GATEWAY_CA_ENV, GATEWAY_TOKEN_FILE_ENV, GATEWAY_URL_E
 from ferry_agent.errors import FerryAgentError
 from ferry_agent.scripts.process import ProcessOutcome, ScriptProcess, run_script_process
 from ferry_agent.sealed import seal
+
+if TYPE_CHECKING:
+    from ferry.scripts.job import ScriptJobs
 
 # How long past a script's own timeout the run waits for an agent's answer (queueing,
 # the gateway's long-polls, the agent's own kill grace).
@@ -88,16 +91,26 @@ class ScriptStepsRefused(InvalidInput):
     """A script step cannot run where this run runs; the message names the step and the fix."""
 
 
+def secret_env_problems(script: PlacedScript) -> list[str]:
+    """A Job's variables come from Secrets or values: env or file sources are refused."""
+    return [f"{script.label}.env[{var.name}].valueFrom: a script run in a Job of its own"
+            " (image) takes secrets from secretKeyRef only; move the value into a Secret"
+            for var in script.step.env if var.value_from is not None
+            and var.value_from.secret_key_ref is None]
+
+
 def script_secrets(scripts: list[PlacedScript]) -> list[tuple[ValueSource, str]]:
-    """The steps' secret variables, with the field each comes from."""
+    """The secret variables this run reads for its steps, with the field each comes from
+    (not those of image steps: their Job's kubelet reads them from the Secret)."""
     return [(var.value_from, f"{s.label}.env[{var.name}].valueFrom")
-            for s in scripts for var in s.step.env if var.value_from is not None]
+            for s in scripts if s.step.image is None
+            for var in s.step.env if var.value_from is not None]
 
 
-def script_hosts(workflow: Workflow, settings: RunSettings,
-                 local_where: str) -> Callable[[PlacedScript], ScriptHost]:
-    """Where each of the workflow's script steps runs; ScriptStepsRefused, before the run
-    starts, for a step that cannot run here."""
+def script_hosts(workflow: Workflow, settings: RunSettings, local_where: str,
+                 jobs: ScriptJobs | None = None) -> Callable[[PlacedScript], ScriptHost]:
+    """Where each of the workflow's script steps runs (image steps: Jobs, where `jobs` can
+    start them); ScriptStepsRefused, before the run starts, for one that cannot run here."""
     name = workflow.metadata.name
     scripts = placed_scripts(workflow.spec)
     problems: list[str] = []
@@ -113,6 +126,9 @@ def script_hosts(workflow: Workflow, settings: RunSettings,
                 continue
             hosts[script.index] = AgentHost(RemoteDirectory(settings.gateway, step.environment),
                                             f"ferry-script:{name}/{script.index}")
+        elif step.image is not None and jobs is not None:
+            problems += [f"Workflow/{name}: {p}" for p in secret_env_problems(script)]
+            hosts[script.index] = jobs.host(script)
         elif step.image is not None:
             problems.append(f"Workflow/{name}: {script.label}.image: outside a cluster Ferry"
                             " runs scripts as local processes and cannot start an image;"

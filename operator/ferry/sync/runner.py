@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -44,6 +45,9 @@ from ferry.sync.reading import (
     read_environment,
 )
 
+if TYPE_CHECKING:
+    from ferry.scripts.job import ScriptJobs
+
 log = structlog.get_logger("ferry.run")
 
 
@@ -56,6 +60,7 @@ class RunRequest:
     plan_path: Path | None = None    # where to save the plan as JSON
     run_id: str | None = None        # given by the operator for in-cluster runs
     script_host: str = "Local"       # where scripts without image or environment run: Pod
+    script_jobs: ScriptJobs | None = None   # in a sync Job's pod: image steps' Jobs
 
 
 @dataclass
@@ -90,7 +95,7 @@ def run_workflow(
     pairs = workflow_pairs(manifests, workflow)
     needs = environment_needs(pairs)
     resolved = _read_secrets(manifests, workflow.spec, pairs, needs, secrets, test_mode)
-    hosts = script_hosts(workflow, settings, request.script_host)  # or refused
+    hosts = script_hosts(workflow, settings, request.script_host, request.script_jobs)
     # Test mode writes nothing anywhere, run history included.
     run_id = "plan" if test_mode else store.runs.start(request.workflow, mode,
                                                        RunResult.RUNNING, request.run_id)

@@ -6,6 +6,7 @@ would."""
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import os
@@ -485,3 +486,153 @@ def test_a_job_missing_a_secret_key_fails_naming_it_and_touches_nothing(
     if state.exists():
         with StateStore(str(state), read_only=True) as store:
             assert store.runs.recent() == []
+
+
+SCRIPT_STEPS = [
+    {"name": "after", "runScript": {
+        "command": ["/bin/sh"],
+        "script": {"configMapKeyRef": {"name": "hooks", "key": "after.sh"}}}},
+    {"name": "mailboxes", "runScript": {
+        "image": "registry.example/exchange-tools:1", "command": ["/bin/sh"],
+        "timeoutSeconds": 900, "onFailure": "continue",
+        "script": {"inline": 'echo "enabling mailboxes for $FERRY_RUN_ID"\n'
+                             '[ "$EXO_KEY" = "exo-key-7d1" ] && echo "key from the Secret"\n'
+                             'grep -q \'"counts"\' "$FERRY_CONTEXT_FILE" && exit 3\n'},
+        "env": [{"name": "EXO_KEY",
+                 "valueFrom": {"secretKeyRef": {"name": "exo", "key": "key"}}}]}},
+]
+
+
+def play_script_job(cluster: Cluster, job: dict[str, Any], folder: Path) -> int:
+    """What the kubelet and Job controller would do with a script's Job: lay out its
+    ConfigMap, run its command with its variables (secretKeyRefs read from the Secret),
+    record the container's exit in a Pod and mark the Job finished. Returns the exit code."""
+    name = job["metadata"]["name"]
+    files = folder / name
+    files.mkdir(parents=True)
+    for key, text in cluster.get("configmap", name)["data"].items():
+        (files / key).write_text(text)
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    env = {"PATH": os.environ["PATH"]}
+    for var in container["env"]:
+        if "value" in var:
+            env[var["name"]] = var["value"].replace("/ferry/", f"{files}/")
+        else:
+            ref = var["valueFrom"]["secretKeyRef"]
+            secret = cluster.get("secret", ref["name"])["data"][ref["key"]]
+            env[var["name"]] = base64.b64decode(secret).decode()
+    command = [part.replace("/ferry/", f"{files}/") for part in container["command"]]
+    code = subprocess.run(command, env=env, cwd=files, capture_output=True, timeout=60,
+                          check=False).returncode
+    pod = f"{name}-pod"
+    # The service account controller's "default", which the Pod's admission looks up.
+    cluster.api.kubectl("create", "serviceaccount", "default", namespace=cluster.namespace,
+                        check=False)
+    cluster.api.kubectl("apply", "-f", "-", namespace=cluster.namespace, input=json.dumps({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": pod, "labels": {"job-name": name}},
+        "spec": {"restartPolicy": "Never", "containers": [
+            {"name": "script", "image": container["image"]}]}}))
+    cluster.api.kubectl("patch", "pod", pod, "--subresource=status", "--type=merge", "-p",
+                        json.dumps({"status": {"phase": "Failed" if code else "Succeeded",
+                                               "containerStatuses": [{
+                                                   "name": "script", "image": container["image"],
+                                                   "imageID": "", "ready": False,
+                                                   "restartCount": 0,
+                                                   "state": {"terminated": {
+                                                       "exitCode": code, "reason": "Error"}}}]}}),
+                        namespace=cluster.namespace)
+    cluster.finish_job(job, succeeded=code == 0, reason="BackoffLimitExceeded")
+    return code
+
+
+def test_script_steps_run_in_the_job_pod_and_in_a_job_of_their_own(cluster: Cluster) -> None:
+    ns = cluster.namespace
+    cluster.api.kubectl("create", "configmap", "hooks",
+                        "--from-literal=after.sh=echo \"after the writes: $FERRY_COUNTS\"",
+                        namespace=ns)
+    cluster.api.kubectl("create", "secret", "generic", "exo", "--from-literal=key=exo-key-7d1",
+                        namespace=ns)
+    workflow = cluster.get("workflow", WORKFLOW)
+    cluster.api.kubectl("patch", "workflow", WORKFLOW, "--type=json", "-p", json.dumps(
+        [{"op": "add", "path": "/spec/steps/-", "value": step} for step in SCRIPT_STEPS]),
+        namespace=ns)
+    with operator_in_process(cluster):
+        eventually(lambda: condition(cluster.status(), "Ready").get("status") == "True"
+                   and cluster.status().get("observedGeneration", 0)
+                   > workflow["metadata"]["generation"], "the Workflow Ready again")
+        run_id = cluster.request_run()
+        job = eventually(lambda: cluster.jobs() or None, "the run's Job")[0]
+        pod = job["spec"]["template"]["spec"]
+        volume = next(v for v in pod["volumes"] if "configMap" in v)
+        assert volume["configMap"] == {"name": "hooks", "optional": True, "defaultMode": 0o444,
+                                       "items": [{"key": "after.sh", "path": "after.sh"}]}
+        mount = next(m for m in pod["containers"][0]["volumeMounts"]
+                     if m["name"] == volume["name"])
+        assert mount["mountPath"] == "/etc/ferry/configmaps/hooks"
+        # The image step's Secret is its own Job's: the sync pod never mounts it.
+        assert {v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v} == \
+            {"src-ad", "tgt-ad"}
+
+        # The sync Job's pod, with the ConfigMap mounted as the kubelet would.
+        mounted = cluster.folder / "configmaps" / "hooks"
+        mounted.mkdir(parents=True)
+        (mounted / "after.sh").write_text(cluster.get("configmap", "hooks")["data"]["after.sh"])
+        container = job["spec"]["template"]["spec"]["containers"][0]
+        env = {**os.environ, "KUBECONFIG": str(cluster.sync.kubeconfig),
+               "FERRY_SECRETS_DIR": str(cluster.secrets_dir),
+               "FERRY_STATE": str(cluster.folder / "state.sqlite"),
+               "FERRY_CONFIGMAPS_DIR": str(cluster.folder / "configmaps")}
+        log = cluster.folder / "sync-job.log"
+        with log.open("w") as out:
+            sync = subprocess.Popen(
+                [sys.executable, "-m", "ferry", *container["command"][1:], *container["args"]],
+                env=env, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            script_job = eventually(lambda: cluster.jobs("ferry.dev/script-step=6") or None,
+                                    "the script step's Job", timeout=300)[0]
+            spec = script_job["spec"]
+            assert spec["backoffLimit"] == 0 and spec["activeDeadlineSeconds"] == 900
+            assert script_job["metadata"]["ownerReferences"][0]["name"] == WORKFLOW
+            assert script_job["metadata"]["labels"]["ferry.dev/run"] == run_id
+            template = spec["template"]["spec"]
+            assert template["automountServiceAccountToken"] is False
+            script = template["containers"][0]
+            assert script["image"] == "registry.example/exchange-tools:1"
+            assert script["command"] == ["/bin/sh", "/ferry/script.sh"]
+            assert {"name": "EXO_KEY", "valueFrom": {"secretKeyRef": {
+                "name": "exo", "key": "key"}}} in script["env"]
+            assert "exo-key-7d1" not in json.dumps(script_job)
+            files = eventually(lambda: _config_map(cluster, script_job["metadata"]["name"]),
+                               "the script Job's ConfigMap")
+            assert files["metadata"]["ownerReferences"][0]["kind"] == "Job"
+            assert play_script_job(cluster, script_job, cluster.folder / "script-jobs") == 3
+            assert sync.wait(timeout=300) == 0, log.read_text()[-3000:]
+        finally:
+            if sync.poll() is None:
+                sync.kill()
+        assert cluster.tgt_names() == ["Ada Lovelace", "Alan Turing", "Grace Hopper",
+                                       "Pioneers"]
+        scripts = cluster.status()["activeRun"]["scripts"]
+        after, mailboxes = scripts
+        assert (after["step"], after["name"], after["where"], after["result"],
+                after["exitCode"]) == (5, "after", "Pod", "Succeeded", 0)
+        assert after["outputTail"].startswith("after the writes: {")
+        assert '"created": 4' in after["outputTail"]
+        assert (mailboxes["where"], mailboxes["result"], mailboxes["exitCode"]) == \
+            (f"Job {script_job['metadata']['name']}", "Failed", 3)
+        # No kubelet here keeps the pod's log: the API server answers it empty, and the run
+        # records no output rather than inventing one (the log tail is proven by contract).
+        assert mailboxes["outputTail"] == ""
+        assert cluster.status()["activeRun"]["result"] == "Succeeded"   # onFailure: continue
+        cluster.finish_job(job, succeeded=True)
+        last = eventually(lambda: (cluster.status().get("lastRun") or {}).get("id") == run_id
+                          and cluster.status()["lastRun"], "the run recorded as lastRun")
+        assert [s["result"] for s in last["scripts"]] == ["Succeeded", "Failed"]
+    assert "forbidden" not in log.read_text().lower()
+
+
+def _config_map(cluster: Cluster, name: str) -> dict[str, Any] | None:
+    found = cluster.api.kubectl("get", "configmap", name, "-o", "json", check=False,
+                                namespace=cluster.namespace)
+    return json.loads(found.stdout) if found.returncode == 0 else None
