@@ -67,7 +67,7 @@ def run_sync_job(api: client.ApiClient, namespace: str, workflow: str, run_id: s
     update = partial(report, objects, _ACTIVE_RUN, namespace, workflow, run_id)
     update(_running)
     try:
-        manifests = _manifests(objects, namespace, body)
+        manifests = workflow_manifests(objects, namespace, body)
     except SyncJobError as exc:
         update(_final(RunResult.FAILED, str(exc)))
         events.post(body, EventType.WARNING, EventReason.INVALID_INPUT, str(exc))
@@ -130,7 +130,8 @@ class _StatusTask:
         return f"{self._description}: {self._done}{of}"
 
 
-def _manifests(objects: FerryObjects, namespace: str, body: dict[str, Any]) -> Manifests:
+def workflow_manifests(objects: FerryObjects, namespace: str, body: dict[str, Any]) -> Manifests:
+    """The Workflow and what it references, read from the API, as a run (or trace) loads them."""
     manifests = Manifests()
     label = f"Workflow/{body['metadata']['name']}"
     try:

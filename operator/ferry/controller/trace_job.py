@@ -16,7 +16,7 @@ from kubernetes import client
 from ferry.api.events import EventReason, EventType
 from ferry.api.status import RunResult, TraceSummary, WorkflowStatus
 from ferry.controller.events import EventRecorder
-from ferry.controller.sync_job import _manifests as workflow_manifests  # as the run reads it
+from ferry.controller.sync_job import workflow_manifests  # as the run reads it
 from ferry.controller.trace_report import bounded_report
 from ferry.controller.trace_requests import ACTIVE_RESULTS
 from ferry.controller.trace_status import report_trace

@@ -16,8 +16,12 @@ import yaml
 from cryptography import x509
 from tests.support.kube_api import Identity, KubeAPI
 
+from ferry.api.workflow import RunScriptStep
 from ferry.controller.jobs import build_discovery_job, build_job
 from ferry.gateway.job_auth import load_signing_key, mint, verify
+from ferry.scripts.context import ScriptContext
+from ferry.scripts.job import ScriptJobs, script_job
+from ferry.scripts.placement import PlacedScript, ScriptPoint
 from ferry.settings import OperatorSettings
 
 CHART = Path(__file__).resolve().parents[3] / "charts" / "ferry"
@@ -137,6 +141,12 @@ def _pod_labels(docs: list[dict[str, Any]], namespace: str) -> dict[str, dict[st
                                     settings=settings)
     pods["sync-job"] = sync["spec"]["template"]["metadata"]["labels"]
     pods["discovery-job"] = discovery["spec"]["template"]["metadata"]["labels"]
+    step = RunScriptStep.model_validate({"command": ["/bin/true"], "image": "busybox"})
+    jobs = ScriptJobs(api=None, namespace=namespace, workflow="w",  # type: ignore[arg-type]
+                      workflow_uid="u", run_id="a" * 10)
+    script = script_job(jobs, "w-s0", PlacedScript(0, None, step, ScriptPoint.AFTER_WRITE),
+                        ScriptContext({}), has_text=False)
+    pods["script-job"] = script["spec"]["template"]["metadata"]["labels"]
     return pods
 
 
@@ -153,14 +163,15 @@ def test_network_policies_let_through_only_what_each_pod_needs(
     listed = json.loads(kube_api.kubectl("get", "networkpolicies", "-o", "json",
                                          namespace=ns).stdout)["items"]
     policies = {p["metadata"]["name"]: p["spec"] for p in listed}
-    assert set(policies) == {"ferry-gateway", "ferry-operator", "ferry-jobs"}
+    assert set(policies) == {"ferry-gateway", "ferry-operator", "ferry-jobs", "ferry-scripts"}
     pods = _pod_labels(render(kube_api, ns), ns)
     selected = {name: {pod for pod, labels in pods.items()
                        if _matches(spec["podSelector"], labels)}
                 for name, spec in policies.items()}
     assert selected == {"ferry-gateway": {"ferry-gateway"},
                         "ferry-operator": {"ferry-operator"},
-                        "ferry-jobs": {"sync-job", "discovery-job"}}
+                        "ferry-jobs": {"sync-job", "discovery-job"},
+                        "ferry-scripts": {"script-job"}}
 
     gateway = policies["ferry-gateway"]
     assert sorted(gateway["policyTypes"]) == ["Egress", "Ingress"]
@@ -182,6 +193,16 @@ def test_network_policies_let_through_only_what_each_pod_needs(
                              ("TCP", 636), ("TCP", 8443), *alerts}
     assert set().union(*(_ports(r) for r in gateway["egress"])) == {
         ("UDP", 53), ("TCP", 53), ("TCP", 443), ("TCP", 6443)}
+    # A script's pod: nothing connects to it; it reaches anywhere unless narrowed.
+    scripts = policies["ferry-scripts"]
+    assert sorted(scripts["policyTypes"]) == ["Egress", "Ingress"]
+    assert not scripts.get("ingress")
+    assert scripts["egress"] == [{}]
+    narrowed_scripts = render(kube_api, ns,
+                              "networkPolicy.scripts.egress[0].to[0].ipBlock.cidr=10.20.0.0/16")
+    [spec] = [d["spec"] for d in narrowed_scripts if d["kind"] == "NetworkPolicy"
+              and d["metadata"]["name"] == "ferry-scripts"]
+    assert spec["egress"] == [{"to": [{"ipBlock": {"cidr": "10.20.0.0/16"}}]}]
 
     # Narrowed agent sources: still only the port, and the operator and Jobs are let in.
     narrowed = render(kube_api, ns, "networkPolicy.agentSources[0].ipBlock.cidr=203.0.113.0/24")
