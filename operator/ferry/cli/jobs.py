@@ -45,7 +45,7 @@ def sync_job(
 
     _job_command("--workflow", workflow, state, secrets_dir,
                  lambda api, ns, name, store, secrets, settings: run_sync_job(
-                     api, ns, name, run_id, store, secrets, settings))
+                     api, ns, name, run_id, store, secrets, settings), run=run_id)
 
 
 def discover_job(
@@ -61,12 +61,14 @@ def discover_job(
 
     _job_command("--environment", environment, state, secrets_dir,
                  lambda api, ns, name, store, secrets, settings: run_discovery_job(
-                     api, ns, name, run_id, store, secrets, settings, full))
+                     api, ns, name, run_id, store, secrets, settings, full), run=run_id)
 
 
 def _job_command(option: str, target: str, state: str, secrets_dir: str | None,
-                 body: Callable[..., ExitCode]) -> None:
+                 body: Callable[..., ExitCode], run: str) -> None:
     """What every Job entrypoint does around its body: logs, NAMESPACE/NAME, store, exit."""
+    import structlog
+
     from ferry import logs
     from ferry.kube import api_client
     from ferry.secrets import SecretResolver
@@ -78,6 +80,9 @@ def _job_command(option: str, target: str, state: str, secrets_dir: str | None,
     namespace, _, name = target.partition("/")
     if not namespace or not name:
         raise InvalidInput(f"{option} must be NAMESPACE/NAME, not {target!r}")
+    # Every line of the Job names what it works on: its namespace, object and run.
+    structlog.contextvars.bind_contextvars(namespace=namespace, run=run,
+                                           **{option.lstrip("-"): name})
     with StateStore(state) as store:
         code = body(api_client(), namespace, name, store,
                     SecretResolver.from_environment(secrets_dir), settings)

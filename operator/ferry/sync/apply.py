@@ -153,11 +153,13 @@ class PairApplier:
             return  # one object updated by attributes and references counts once
         self._touched.add(key)
         self.outcome.count(op.object_type.value, counted)
+        log.info("object.written", pair=self.plan.pair, operation=op.kind.value,
+                 type=op.object_type.value, object=op.new_dn or op.dn)
         self._result(op, op.new_dn or op.dn, "ok")
 
     def _fail(self, op: Operation, message: str) -> None:
         log.warning("object.failed", pair=self.plan.pair, operation=op.kind.value,
-                    dn=op.dn, error=message)
+                    type=op.object_type.value, object=op.dn, error=message)
         self.outcome.count(op.object_type.value, Count.ERRORS)
         self.outcome.failures.append(ObjectFailure(
             self.plan.pair, op.object_type.value, op.dn, op.kind.value, message))

@@ -66,7 +66,7 @@ class SidHistoryStep:
                     self.outcome.count(kind, Count.SID_HISTORY)
                     self._result(add, dn, "ok", f"added {add.sid} to sIDHistory")
                     continue
-                log.warning("sid_history.failed", pair=add.pair, dn=dn, error=done.error)
+                log.warning("sid_history.failed", pair=add.pair, object=dn, error=done.error)
                 self.outcome.count(kind, Count.ERRORS)
                 self.outcome.failures.append(ObjectFailure(add.pair, kind, dn, OPERATION,
                                                            done.error))

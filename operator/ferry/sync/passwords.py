@@ -117,7 +117,7 @@ class PasswordStep:
                 self.results.append(ObjectResult(self.plan.pair, USER, source, dn, OPERATION,
                                                  "ok", "password synced"))
                 continue
-            log.warning("password.failed", pair=self.plan.pair, dn=dn, error=error)
+            log.warning("password.failed", pair=self.plan.pair, object=dn, error=error)
             self.outcome.count(USER, Count.ERRORS)
             self.outcome.failures.append(ObjectFailure(self.plan.pair, USER, dn, OPERATION,
                                                        error))

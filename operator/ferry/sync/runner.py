@@ -104,38 +104,40 @@ def run_workflow(
         store.joins.publish_routes(request.workflow, [
             PasswordRoute(p.rules.name, p.source, p.target) for p in pairs
             if p.password.sync.mode is PasswordSyncMode.DC_AGENT])
-    outcome = RunOutcome(run_id, request.workflow, mode)
-    result = CompletedRun(outcome)
-    log.info("run.started", workflow=request.workflow, run=run_id, mode=mode)
-    connectors: dict[str, Connector] = {}
-    scripts = ScriptSteps(placed_scripts(spec), outcome, None if test_mode else store,
-                          resolved, ScriptTexts(manifests.config_maps or {}), hosts)
-    try:
-        if test_mode:
-            scripts.plan()
-        if test_mode or scripts.run_at(ScriptPoint.BEFORE_READ):
-            _read_plan_write(manifests, request, store, settings, progress, pairs, needs,
-                             resolved, connectors, scripts, result, test_mode, changed_only)
-    except ExpressionError as exc:
-        outcome.fatal = str(exc)
-    except Exception as exc:  # a run must end with a recorded outcome, whatever broke
-        log.exception("run.failed", workflow=request.workflow)
-        outcome.fatal = f"{type(exc).__name__}: {exc}"
-    finally:
-        for connector in connectors.values():
-            connector.close()
-    if not test_mode:
-        scripts.skip_rest()
-    if request.plan_path is not None:
-        write_plan(request.plan_path, plan_to_json(outcome, result.plans))
-        result.plan_path = request.plan_path
-    if not test_mode:
-        count_new_conflicts(store.runs, outcome)
-        store.runs.finish(run_id, outcome.result, int(outcome.exit_code), outcome.message,
-                         outcome.counts_as_dict())
-    log.info("run.finished", workflow=request.workflow, run=run_id, result=outcome.result,
-             **dict(outcome.totals()))
-    return result
+    # Every line of the run, the libraries' included, names its workflow and run.
+    with structlog.contextvars.bound_contextvars(workflow=request.workflow, run=run_id):
+        outcome = RunOutcome(run_id, request.workflow, mode)
+        result = CompletedRun(outcome)
+        log.info("run.started", mode=mode)
+        connectors: dict[str, Connector] = {}
+        scripts = ScriptSteps(placed_scripts(spec), outcome, None if test_mode else store,
+                              resolved, ScriptTexts(manifests.config_maps or {}), hosts)
+        try:
+            if test_mode:
+                scripts.plan()
+            if test_mode or scripts.run_at(ScriptPoint.BEFORE_READ):
+                _read_plan_write(manifests, request, store, settings, progress, pairs, needs,
+                                 resolved, connectors, scripts, result, test_mode, changed_only)
+        except ExpressionError as exc:
+            outcome.fatal = str(exc)
+        except Exception as exc:  # a run must end with a recorded outcome, whatever broke
+            log.exception("run.failed")
+            outcome.fatal = f"{type(exc).__name__}: {exc}"
+        finally:
+            for connector in connectors.values():
+                connector.close()
+        if not test_mode:
+            scripts.skip_rest()
+        if request.plan_path is not None:
+            write_plan(request.plan_path, plan_to_json(outcome, result.plans))
+            result.plan_path = request.plan_path
+        if not test_mode:
+            count_new_conflicts(store.runs, outcome)
+            store.runs.finish(run_id, outcome.result, int(outcome.exit_code), outcome.message,
+                             outcome.counts_as_dict())
+        log.info("run.finished", result=outcome.result,
+                 **dict(outcome.totals()))
+        return result
 
 
 def _read_plan_write(manifests: Manifests, request: RunRequest, store: StateStore,
@@ -265,7 +267,7 @@ def _report_plan(outcome: RunOutcome, plan: PairPlan) -> None:
     outcome.out_of_scope.extend(plan.out_of_scope)
     for conflict in plan.conflicts:
         outcome.count(conflict.object_type.value, Count.CONFLICTS)
-        log.warning("object.conflict", pair=plan.pair, dn=conflict.source_dn,
+        log.warning("object.conflict", pair=plan.pair, object=conflict.source_dn,
                     message=conflict.message)
     outcome.conflicts.extend(plan.conflicts)
     for error in plan.errors:

@@ -254,6 +254,13 @@ def test_a_manual_run_becomes_one_job_and_its_outcome_lands_in_status(cluster: C
         assert done.returncode == 0, done.stdout + done.stderr
         assert cluster.tgt_names() == ["Ada Lovelace", "Alan Turing", "Grace Hopper",
                                        "Pioneers"]
+        # The pod's log: one JSON event per line, each naming the run; each write its object.
+        events = [json.loads(line) for line in done.stderr.splitlines()]
+        assert events and all((e["namespace"], e["workflow"], e["run"])
+                              == (cluster.namespace, WORKFLOW, run_id) for e in events)
+        written = [e for e in events if e["event"] == "object.written"]
+        assert len(written) == 4 and all(e["object"].lower().endswith(cluster.tgt_ou.lower())
+                                          and e["operation"] == "create" for e in written)
         reported = cluster.status()["activeRun"]
         assert reported["result"] == "Succeeded"
         assert reported["progress"].startswith("write tgt: ")

@@ -421,7 +421,7 @@ class EntraConnector:
                 break
             except GraphUncertain as exc:
                 # The answer was lost: maybe it was created. Look before sending it again.
-                log.info("entra.create_uncertain", dn=op.dn, reason=str(exc)[:200])
+                log.info("entra.create_uncertain", object=op.dn, reason=str(exc)[:200])
                 look_first = True
                 time.sleep(next(delays))
         if created is None:
