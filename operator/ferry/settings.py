@@ -8,7 +8,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from ferry.errors import InvalidInput
 
@@ -71,6 +71,8 @@ class OperatorSettings(BaseModel):
     cluster_wide: bool = Field(default=False, description="Watch every namespace.")
     image: str = Field(default="ferry:latest", description="Image of sync Jobs.")
     image_pull_policy: str = Field(default="IfNotPresent")
+    image_pull_secrets: tuple[str, ...] = Field(
+        default=(), description="Secrets Jobs pull the image with (comma-separated names).")
     job_service_account: str = Field(default="ferry-sync", description="ServiceAccount of Jobs.")
     state_volume_claim: str | None = Field(
         default="ferry-state", description="PVC holding the SQLite state file; unset: emptyDir."
@@ -115,6 +117,13 @@ class OperatorSettings(BaseModel):
             problems = "; ".join(f"{ENV_PREFIX}{str(e['loc'][0]).upper()}: {e['msg']}"
                                  for e in exc.errors())
             raise SettingsError(f"invalid operator settings: {problems}") from None
+
+    @field_validator("image_pull_secrets", mode="before")
+    @classmethod
+    def _names(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(n.strip() for n in value.split(",") if n.strip())
+        return value
 
     @property
     def watched_namespaces(self) -> list[str]:

@@ -208,6 +208,7 @@ def _job(*, namespace: str, name: str, owner: tuple[str, str, str], component: s
                 "spec": {
                     "restartPolicy": "Never",
                     "serviceAccountName": settings.job_service_account,
+                    "imagePullSecrets": [{"name": n} for n in settings.image_pull_secrets],
                     "securityContext": {
                         "runAsNonRoot": True,
                         "runAsUser": RUN_AS,

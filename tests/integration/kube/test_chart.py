@@ -3,11 +3,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 from tests.support.kube_api import KubeAPI
+
+from ferry.controller.jobs import build_job
+from ferry.settings import OperatorSettings
 
 CHART = Path(__file__).resolve().parents[3] / "charts" / "ferry"
 
@@ -22,12 +26,6 @@ def _render(kube_api: KubeAPI, namespace: str, *values: str) -> list[dict]:
 def test_chart_lints_clean(kube_api: KubeAPI) -> None:
     done = kube_api.helm("lint", "--strict", str(CHART))
     assert "0 chart(s) failed" in done.stdout
-
-
-def test_values_schema_refuses_a_bad_value(kube_api: KubeAPI) -> None:
-    done = kube_api.helm("template", "ferry", str(CHART), "--set", "jobs.backoffLimit=-1",
-                         check=False)
-    assert done.returncode != 0 and "backoffLimit" in done.stderr
 
 
 @pytest.mark.parametrize("cluster_wide", [False, True], ids=["namespaced", "cluster-wide"])
@@ -71,3 +69,179 @@ def test_rendered_chart_is_accepted_by_the_api_server(kube_api: KubeAPI, kube_na
     assert container["resources"]["requests"] and container["resources"]["limits"]
     assert ("--all-namespaces" in container["args"]) is cluster_wide
     assert deployment["spec"]["strategy"]["type"] == "Recreate"
+
+
+VALUES = yaml.safe_load((CHART / "values.yaml").read_text())
+# Values that are Kubernetes objects of their own (selectors, resources): listed whole.
+OPAQUE = {"resources", "namespaceSelector", "podSelector", "nodeSelector", "affinity"}
+
+
+def _leaves(values: dict, prefix: str = "") -> Iterator[tuple[str, object]]:
+    for key, value in values.items():
+        if isinstance(value, dict) and value and key not in OPAQUE:
+            yield from _leaves(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
+
+
+def _docs(kube_api: KubeAPI, namespace: str, flags: list[str]) -> list[dict]:
+    done = kube_api.helm("template", "ferry", str(CHART), "--namespace", namespace, *flags)
+    return [d for d in yaml.safe_load_all(done.stdout) if d]
+
+
+def _one(docs: list[dict], kind: str, suffix: str) -> dict:
+    return next(d for d in docs if d["kind"] == kind and d["metadata"]["name"].endswith(suffix))
+
+
+def _env(deployment: dict) -> dict[str, str | None]:
+    return {e["name"]: e.get("value")
+            for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+
+
+# Each documented switch: the flags, and what a user finds in what the chart renders.
+SWITCHES: dict[str, tuple[list[str], Callable[[list[dict], str], None]]] = {
+    "defaults": ([], lambda docs, ns: None),
+    "cluster-wide": (["--set", "operator.watchAllNamespaces=true",
+                      "--set", "operator.secretNamespaces={NS,chart-other}"],
+                     lambda docs, ns: _check_cluster_wide(docs, ns)),
+    "no-gateway": (["--set", "gateway.enabled=false"], lambda docs, ns: _check_no_gateway(docs)),
+    "no-network-policies": (["--set", "networkPolicy.enabled=false"], lambda docs, ns: (
+        _absent(docs, "NetworkPolicy"))),
+    "no-persistence": (["--set", "state.persistence.enabled=false"], lambda docs, ns: (
+        _absent(docs, "PersistentVolumeClaim"),
+        _check_env(_one(docs, "Deployment", "-operator"), "FERRY_STATE_VOLUME_CLAIM", ""))),
+    "postgres": (["--set", "state.postgresUrlSecret.name=ferry-db"], lambda docs, ns: (
+        _absent(docs, "PersistentVolumeClaim"),
+        _check_env(_one(docs, "Deployment", "-operator"), "FERRY_STATE_URL_SECRET",
+                   "ferry-db/url"))),
+    "own-certificate": (["--set", "gateway.tls.secretName=gateway-tls",
+                         "--set", "gateway.tls.caBundle=BUNDLE"],
+                        lambda docs, ns: _check_own_certificate(docs)),
+    "exposed-gateway": (["--set", "gateway.service.type=LoadBalancer",
+                         "--set", "gateway.externalHosts={ferry.example.com}",
+                         "--set", "networkPolicy.agentSources[0].ipBlock.cidr=203.0.113.0/24"],
+                        lambda docs, ns: _check_exposed(docs)),
+    "private-registry": (["--set", "imagePullSecrets[0].name=registry",
+                          "--set", "image.tag=1.2.3", "--set", "image.pullPolicy=Always"],
+                         lambda docs, ns: _check_registry(docs)),
+    "placement": (["--set", "operator.nodeSelector.role=infra",
+                   "--set", "operator.tolerations[0].key=infra",
+                   "--set", "operator.tolerations[0].operator=Exists"],
+                  lambda docs, ns: _check_placement(docs)),
+    "narrowed-egress": (["--set", "networkPolicy.directories.to[0].ipBlock.cidr=10.1.0.0/16",
+                         "--set-json", "networkPolicy.alerts.ports=[]",
+                         "--set-json", "networkPolicy.scripts.egress=[]",
+                         "--set", "networkPolicy.extraEgress[0].ports[0].port=5432"],
+                        lambda docs, ns: _check_egress(docs)),
+}
+
+
+def _absent(docs: list[dict], kind: str) -> None:
+    assert not [d for d in docs if d["kind"] == kind], kind
+
+
+def _check_env(deployment: dict, name: str, value: str) -> None:
+    assert _env(deployment)[name] == value, _env(deployment)
+
+
+def _check_cluster_wide(docs: list[dict], ns: str) -> None:
+    assert "--all-namespaces" in _one(docs, "Deployment", "-operator")[
+        "spec"]["template"]["spec"]["containers"][0]["args"]
+    bindings = {d["metadata"]["namespace"] for d in docs if d["kind"] == "RoleBinding"
+                and "secret" in d["metadata"]["name"]}
+    assert bindings == {ns, "chart-other"}
+
+
+def _check_no_gateway(docs: list[dict]) -> None:
+    assert not [d for d in docs if d["metadata"]["name"].endswith("-gateway")]
+    assert "FERRY_GATEWAY_URL" not in _env(_one(docs, "Deployment", "-operator"))
+
+
+def _check_own_certificate(docs: list[dict]) -> None:
+    secrets = {d["metadata"]["name"] for d in docs if d["kind"] == "Secret"}
+    assert "ferry-gateway-tls" not in secrets
+    assert _one(docs, "ConfigMap", "-gateway-public")["data"]["ca.crt"] == "BUNDLE"
+    volumes = _one(docs, "Deployment", "-gateway")["spec"]["template"]["spec"]["volumes"]
+    assert "gateway-tls" in str(volumes)
+
+
+def _check_exposed(docs: list[dict]) -> None:
+    assert _one(docs, "Service", "-gateway")["spec"]["type"] == "LoadBalancer"
+    policy = _one(docs, "NetworkPolicy", "-gateway")["spec"]
+    assert policy["ingress"][0]["from"] == [{"ipBlock": {"cidr": "203.0.113.0/24"}}]
+
+
+def _check_registry(docs: list[dict]) -> None:
+    for suffix in ("-operator", "-gateway"):
+        pod = _one(docs, "Deployment", suffix)["spec"]["template"]["spec"]
+        assert pod["imagePullSecrets"] == [{"name": "registry"}], suffix
+        assert pod["containers"][0]["image"] == "ghcr.io/ferry-dev/ferry:1.2.3"
+        assert pod["containers"][0]["imagePullPolicy"] == "Always"
+    # The operator hands them to every Job it builds.
+    env = {k: v for k, v in _env(_one(docs, "Deployment", "-operator")).items() if v}
+    settings = OperatorSettings.from_environment(env)
+    job = build_job(namespace="ns", workflow="w", workflow_uid="u", run_id="a" * 10,
+                    trigger="Manual", secrets={}, settings=settings)
+    assert job["spec"]["template"]["spec"]["imagePullSecrets"] == [{"name": "registry"}]
+    assert job["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"] == "Always"
+
+
+def _check_placement(docs: list[dict]) -> None:
+    pod = _one(docs, "Deployment", "-operator")["spec"]["template"]["spec"]
+    assert pod["nodeSelector"] == {"role": "infra"}
+    assert pod["tolerations"] == [{"key": "infra", "operator": "Exists"}]
+
+
+def _check_egress(docs: list[dict]) -> None:
+    operator = _one(docs, "NetworkPolicy", "-operator")["spec"]["egress"]
+    assert {"ipBlock": {"cidr": "10.1.0.0/16"}} in [p for r in operator for p in r.get("to", [])]
+    assert not [r for r in operator if {"protocol": "TCP", "port": 587} in r.get("ports", [])]
+    assert {"port": 5432} in [p for r in operator for p in r.get("ports", [])]
+    assert not _one(docs, "NetworkPolicy", "-scripts")["spec"]["egress"]
+
+
+def test_every_boolean_value_is_switched_by_some_case() -> None:
+    booleans = {path for path, value in _leaves(VALUES) if isinstance(value, bool)}
+    switched = {flag.partition("=")[0] for flags, _ in SWITCHES.values() for flag in flags
+                if "=" in flag and flag.partition("=")[2] in ("true", "false")}
+    assert booleans <= switched, booleans - switched
+
+
+@pytest.mark.parametrize("case", list(SWITCHES))
+def test_each_switch_lints_renders_and_is_accepted_by_the_api_server(
+        kube_api: KubeAPI, kube_namespace: str, case: str) -> None:
+    flags = [f.replace("NS", kube_namespace) for f in SWITCHES[case][0]]
+    lint = kube_api.helm("lint", "--strict", str(CHART), *flags)
+    assert "0 chart(s) failed" in lint.stdout
+    docs = _docs(kube_api, kube_namespace, flags)
+    SWITCHES[case][1](docs, kube_namespace)
+    kube_api.kubectl("apply", "--server-side", "-f", str(CHART / "crds"))
+    for other in {d["metadata"].get("namespace", kube_namespace) for d in docs} - {kube_namespace}:
+        kube_api.kubectl("create", "namespace", other, check=False)
+    done = kube_api.kubectl("apply", "--dry-run=server", "-f", "-", input=yaml.safe_dump_all(docs))
+    for doc in docs:
+        assert doc["metadata"]["name"] in done.stdout
+
+
+@pytest.mark.parametrize(("flag", "says"), [
+    ("jobs.backoffLimit=-1", "jobs.backoffLimit: Must be greater than or equal to 0"),
+    ("operator.watchAllNamespace=true", "Additional property watchAllNamespace is not allowed"),
+    ("gateway.service.type=NodePorts", "gateway.service.type must be one of"),
+    ("image.pullPolicy=Sometimes", "image.pullPolicy must be one of"),
+    ("networkPolicy.apiServer.ports[0]=70000", "networkPolicy.apiServer.ports.0: Must be less"),
+    ("operator.tickSeconds=fast", "operator.tickSeconds: Invalid type. Expected: number"),
+    ("jobs.historyLimit=50", "jobs.historyLimit: Must be less than or equal to 20"),
+    ("gateway.externalHosts[0]=not a host", "gateway.externalHosts.0: Does not match pattern"),
+    ("operator.secretNamespaces[0]=Team_A", "operator.secretNamespaces.0: Does not match"),
+])
+def test_values_schema_refuses_wrong_values_naming_them(kube_api: KubeAPI, flag: str,
+                                                        says: str) -> None:
+    done = kube_api.helm("template", "ferry", str(CHART), "--set", flag, check=False)
+    assert done.returncode != 0 and says in done.stderr, done.stderr
+    assert not done.stdout.strip()   # nothing rendered, so nothing to install
+
+
+def test_the_chart_readme_lists_every_value() -> None:
+    readme = (CHART / "README.md").read_text()
+    missing = [path for path, _ in _leaves(VALUES) if f"`{path}`" not in readme]
+    assert not missing, f"charts/ferry/README.md lacks {missing}"
