@@ -105,6 +105,10 @@ class OperatorSettings(BaseModel):
         " SQLite path on the shared volume or a PostgreSQL URL): DeviceMigrations write their"
         " device plans there and read results back; unset: DeviceMigrations are not Ready.")
 
+    metrics_listen: str | None = Field(
+        default=None, description="HOST:PORT serving Prometheus metrics over plain HTTP (a"
+        " port of its own: kopf's liveness server takes no routes); unset: none.")
+
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> OperatorSettings:
         """Settings from FERRY_* variables; a bad value names the variable."""
@@ -124,6 +128,23 @@ class OperatorSettings(BaseModel):
         if isinstance(value, str):
             return tuple(n.strip() for n in value.split(",") if n.strip())
         return value
+
+    @field_validator("metrics_listen")
+    @classmethod
+    def _listen(cls, value: str | None) -> str | None:
+        host, sep, port = (value or "").rpartition(":")
+        if value and (not sep or not host.strip("[]") or not port.isdigit()
+                      or not 0 < int(port) < 65536):
+            raise ValueError(f"{value!r}: expected HOST:PORT, e.g. 0.0.0.0:9090")
+        return value or None
+
+    @property
+    def metrics_address(self) -> tuple[str, int] | None:
+        """(host, port) of metrics_listen."""
+        if not self.metrics_listen:
+            return None
+        host, _, port = self.metrics_listen.rpartition(":")
+        return host.strip("[]"), int(port)
 
     @property
     def watched_namespaces(self) -> list[str]:

@@ -135,6 +135,8 @@ class RunSummary(StatusModel):
     completion_time: Timestamp | None = Field(default=None, description="When the run ended.")
     result: RunResult = Field(description="Outcome; Pending or Running while active.")
     counts: RunCounts = Field(default_factory=RunCounts, description="What the run did.")
+    types: dict[str, RunCounts] = Field(
+        default_factory=dict, description="What the run did per object type (user, group, ...).")
     progress: str | None = Field(
         default=None, description="The step the run is in, e.g. write tgt: 300/1000."
     )
@@ -182,6 +184,33 @@ class TraceSummary(StatusModel):
     message: str = Field(default="", max_length=4096, description="Its outcome, for people.")
 
 
+class RunTotals(StatusModel):
+    """Every finished run of the workflow summed, added to as each run ends: the source of its
+    metrics, so the figures outlive the runs' pods, the history's limit and operator restarts."""
+
+    runs: dict[str, int] = Field(default_factory=dict, description="Finished runs by result.")
+    types: dict[str, RunCounts] = Field(
+        default_factory=dict, description="What the runs did per object type, summed.")
+    duration_seconds: float = Field(default=0.0, description="The runs' durations, summed.")
+    last_success_time: Timestamp | None = Field(
+        default=None, description="When the latest run that succeeded ended.")
+
+    def added(self, run: RunSummary) -> RunTotals:
+        """These totals with the finished `run` added."""
+        types = {name: counts.model_copy() for name, counts in self.types.items()}
+        for name, counts in run.types.items():
+            total = types.setdefault(name, RunCounts())
+            for field in counts.model_fields_set:
+                setattr(total, field, getattr(total, field) + getattr(counts, field))
+        took = (run.completion_time - run.start_time).total_seconds() \
+            if run.completion_time and run.start_time else 0.0
+        succeeded = run.result == RunResult.SUCCEEDED and run.completion_time is not None
+        return RunTotals(
+            runs={**self.runs, run.result.value: self.runs.get(run.result.value, 0) + 1},
+            types=types, duration_seconds=self.duration_seconds + max(took, 0.0),
+            last_success_time=run.completion_time if succeeded else self.last_success_time)
+
+
 class WorkflowStatus(StatusModel):
     observed_generation: int | None = Field(
         default=None, description="metadata.generation the operator last acted on."
@@ -214,6 +243,8 @@ class WorkflowStatus(StatusModel):
         description="Alerts of the latest runs, newest first, with their delivery.")
     last_trace: TraceSummary | None = Field(
         default=None, description="The latest in-cluster trace of one object.")
+    totals: RunTotals | None = Field(
+        default=None, description="All finished runs summed: what the metrics count.")
 
 
 class AgentStatus(StatusModel):

@@ -19,6 +19,10 @@ def gateway(
     tls_key: Annotated[Path, typer.Option(
         "--tls-key", envvar="FERRY_GATEWAY_TLS_KEY", help="Its private key (PEM).")],
     listen: Annotated[str, typer.Option(help="HOST:PORT to serve HTTPS on.")] = "0.0.0.0:8443",
+    metrics_listen: Annotated[str | None, typer.Option(
+        "--metrics-listen", envvar="FERRY_GATEWAY_METRICS_LISTEN",
+        help="HOST:PORT to serve Prometheus metrics on, over plain HTTP; a port other than"
+             " --listen's (unset: none).")] = None,
     ca_dir: Annotated[Path | None, typer.Option(
         "--ca-dir", envvar="FERRY_GATEWAY_CA_DIR",
         help="Folder of the agent CA (ca.crt, ca.key); created there on first start.")] = None,
@@ -84,6 +88,11 @@ def gateway(
         err.print(f"{', '.join(wrong)}: must be positive")
         raise typer.Exit(ExitCode.INVALID_INPUT)
     host, port = parse_listen(listen)
+    metrics = parse_listen(metrics_listen, "--metrics-listen", "0.0.0.0:9091") \
+        if metrics_listen else None
+    if metrics is not None and metrics[1] == port:
+        raise GatewayConfigError(f"--metrics-listen {metrics_listen}: the HTTPS port {port}"
+                                 " serves agents; give metrics a port of their own")
     config = GatewayConfig(
         host=host, port=port, tls_cert=tls_cert, tls_key=tls_key,
         job_key=job_key, state=state, ca_dir=ca_dir,
@@ -93,7 +102,8 @@ def gateway(
                                      header_timeout=header_timeout,
                                      body_timeout=body_timeout,
                                      max_anonymous=max_anonymous_connections),
-        token_secrets_namespace=token_secrets_namespace, agent_stream=agent_stream)
+        token_secrets_namespace=token_secrets_namespace, agent_stream=agent_stream,
+        metrics=metrics)
     if (ca_cert is None) != (ca_key is None):
         raise GatewayConfigError("--ca-cert and --ca-key go together")
     try:

@@ -25,6 +25,7 @@ from ferry.controller.cache import ObjectCache
 from ferry.controller.devicemigrations import DeviceMigrationReconciler
 from ferry.controller.environments import EnvironmentReconciler
 from ferry.controller.events import EventRecorder
+from ferry.controller.metrics import serve_metrics
 from ferry.controller.runs import (
     ENVIRONMENT_LABEL,
     MANAGED_BY,
@@ -94,12 +95,19 @@ async def _startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     memo.controller = build_controller(ferry_settings)
+    address = ferry_settings.metrics_address
+    if address is not None:
+        memo.metrics = serve_metrics(memo.controller.cache, *address)
+        log.info("metrics.listening", url=f"http://{ferry_settings.metrics_listen}/metrics")
     memo.ticker = asyncio.create_task(_tick(memo.controller))
     log.info("operator.started", namespaces=memo.controller.settings.watched_namespaces or "all")
 
 
 @kopf.on.cleanup()
 async def _cleanup(memo: kopf.Memo, **_: Any) -> None:
+    metrics = memo.get("metrics")
+    if metrics is not None:
+        await asyncio.to_thread(metrics.stop)
     ticker = memo.get("ticker")
     if ticker is not None:
         ticker.cancel()

@@ -16,7 +16,14 @@ from ferry.alerts.attempts import queue
 from ferry.api.base import ObjectMeta
 from ferry.api.conditions import ConditionType, Reason, set_condition
 from ferry.api.events import EventReason, EventType
-from ferry.api.status import RunResult, RunSummary, Trigger, WorkflowStatus, k8s_time
+from ferry.api.status import (
+    RunResult,
+    RunSummary,
+    RunTotals,
+    Trigger,
+    WorkflowStatus,
+    k8s_time,
+)
 from ferry.api.workflow import Alert, WorkflowSpec
 from ferry.controller.run_tracking import Decision, Event, StartJob, track
 from ferry.controller.runs import RUN_REQUEST_ANNOTATION, job_name, run_id_for
@@ -86,6 +93,7 @@ def _finish(decision: Decision[WorkflowStatus], summary: RunSummary, history_lim
                           status.last_run.result if status.last_run else None)
     status.last_run = summary
     status.history = [summary, *status.history][:history_limit]
+    status.totals = (status.totals or RunTotals()).added(summary)  # in the same status write
     run, message, counts = f"run {summary.id}", summary.message, summary.counts
     done = f"{counts.created} created, {counts.updated} updated, {counts.deleted} deleted"
     if summary.result == RunResult.SUCCEEDED:

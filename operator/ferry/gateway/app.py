@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import json
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -73,6 +74,8 @@ class Services:
     guard: ConnectionGuard | None = None   # told when requests start and end (idle timeout)
     held: dict[tuple[str, str], int] = field(default_factory=dict)  # (agent, kind) -> open
     streams: dict[str, set[web.WebSocketResponse]] = field(default_factory=dict)  # by agent
+    # (agent | device, outcome) since this process started (metrics)
+    enrollments: Counter[tuple[str, str]] = field(default_factory=Counter)
 
 
 SERVICES = web.AppKey("services", Services)
@@ -144,7 +147,20 @@ async def _outcome(request: web.Request, handler: Handler) -> web.StreamResponse
             guard.ended(request.transport)
     log.info("request", method=request.method, path=request.path, status=response.status,
              who=request["who"], ms=_ms(started), peer=request.remote, **request["log"])
+    kind = _ENROLLMENTS.get(request.path)
+    if kind is not None and request.method == "POST":
+        request.app[SERVICES].enrollments[(kind, enrollment_outcome(response.status))] += 1
     return response
+
+
+# Enrollment routes -> the kind of agent (metrics: ferry_gateway_enrollments_total).
+_ENROLLMENTS = {"/v1/enroll": "agent", "/v1/device/enroll": "device"}
+
+
+def enrollment_outcome(status: int) -> str:
+    """An enrollment's outcome, by its answer's status."""
+    return {200: "enrolled", 403: "refused", 409: "limit"}.get(
+        status, "invalid" if status < 500 else "error")
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import secrets
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -148,6 +148,10 @@ class WorkQueue:
         self._leases: dict[str, _Work] = {}
         self._agents: dict[str, float] = {}      # agent id -> last heard of
         self._polling: dict[str, int] = {}       # agent id -> polls waiting now
+        self._environments: dict[str, str] = {}  # agent id -> environment it leases for
+        # (environment, queued | leased | reissued | failed) since this process started: the
+        # queue itself lives in memory, so its counters start again with it (metrics).
+        self.events: Counter[tuple[str, str]] = Counter()
 
     # -- job side ---------------------------------------------------------------------------
 
@@ -161,6 +165,7 @@ class WorkQueue:
                      touched=self._clock(), owner=owner)
         self._works[work.id] = work
         queue.append(work)
+        self.events[(environment, QUEUED)] += 1
         self._signal(environment).pulse()
         return work.id
 
@@ -230,6 +235,7 @@ class WorkQueue:
         loop = asyncio.get_running_loop()
         end = loop.time() + max(0.0, min(wait, POLL_WAIT_SECONDS))
         self._polling[agent_id] = self._polling.get(agent_id, 0) + 1
+        self._environments[agent_id] = environment
         try:
             while True:
                 self.seen(agent_id)
@@ -253,6 +259,7 @@ class WorkQueue:
         work.deadline = self._clock() + self.limits.lease_seconds
         work.next_seq = 0
         self._leases[work.lease_id] = work
+        self.events[(environment, LEASED)] += 1
         return WorkItem(work.id, work.lease_id, work.environment, work.operation,
                         work.arguments, self.limits.lease_seconds, attempt=work.generation)
 
@@ -299,6 +306,7 @@ class WorkQueue:
     def release_agent(self, agent_id: str, reason: str) -> int:
         """Put back every lease of an agent that is gone (silent, revoked); how many."""
         self._agents.pop(agent_id, None)
+        self._environments.pop(agent_id, None)
         held = [w for w in self._leases.values() if w.agent_id == agent_id]
         for work in held:
             self._requeue(work, reason)
@@ -329,6 +337,19 @@ class WorkQueue:
             found[work.state] += 1
         return {**found, "agents": len(self._agents)}
 
+    def by_environment(self) -> dict[str, dict[str, int]]:
+        """Items queued and leased now, and agents heard from, per environment."""
+        found: dict[str, dict[str, int]] = {}
+        for work in self._works.values():
+            if work.state != DONE:
+                counts = found.setdefault(work.environment, {QUEUED: 0, LEASED: 0, "agents": 0})
+                counts[work.state] += 1
+        for agent_id in self._agents:
+            environment = self._environments.get(agent_id)
+            if environment is not None:
+                found.setdefault(environment, {QUEUED: 0, LEASED: 0, "agents": 0})["agents"] += 1
+        return found
+
     def connected(self, agent_id: str) -> bool:
         return agent_id in self._agents
 
@@ -338,9 +359,11 @@ class WorkQueue:
         work.generation += 1
         work.chunks, work.backlog, work.next_seq = [], 0, 0
         if work.generation > self.limits.max_attempts:
+            self.events[(work.environment, "failed")] += 1
             self._fail(work, f"no agent finished {work.operation} in"
                              f" {self.limits.max_attempts} attempts (last: {reason})")
         else:
+            self.events[(work.environment, "reissued")] += 1
             work.state = QUEUED
             self._queues.setdefault(work.environment, deque()).appendleft(work)  # oldest first
             self._signal(work.environment).pulse()

@@ -23,6 +23,7 @@ from ferry.gateway.connections import (
     GuardedSite,
 )
 from ferry.gateway.job_auth import JobAuthError, load_verify_key
+from ferry.gateway.metrics import metrics_app
 from ferry.gateway.queue import QueueLimits, WorkQueue
 from ferry.gateway.tls import PeerIdentities, agent_trust_bundle, server_context
 from ferry.state.store import StateStore
@@ -50,6 +51,7 @@ class GatewayConfig:
     server_ca: Path | None = None       # what agents verify the gateway with (default: the CA)
     token_secrets_namespace: str | None = None  # also accept tokens kept as Secrets there
     agent_stream: bool = True           # offer agents the work stream (WebSocket)
+    metrics: tuple[str, int] | None = None  # plain-HTTP Prometheus metrics, never on `port`
     limits: QueueLimits = field(default_factory=QueueLimits)
     connections: ConnectionLimits = field(default_factory=ConnectionLimits)
 
@@ -57,12 +59,13 @@ class GatewayConfig:
         return f"GatewayConfig({self.host}:{self.port})"
 
 
-def parse_listen(text: str) -> tuple[str, int]:
+def parse_listen(text: str, flag: str = "--listen",
+                 example: str = "0.0.0.0:8443") -> tuple[str, int]:
     """HOST:PORT or [IPv6]:PORT."""
     host, sep, port = text.rpartition(":")
     host = host.strip("[]")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise GatewayConfigError(f"--listen {text!r}: expected HOST:PORT, e.g. 0.0.0.0:8443")
+        raise GatewayConfigError(f"{flag} {text!r}: expected HOST:PORT, e.g. {example}")
     return host, int(port)
 
 
@@ -121,7 +124,15 @@ async def serve(config: GatewayConfig, stop: asyncio.Event | None = None) -> Non
             loop.add_signal_handler(signum, stop.set)
         sweeper = asyncio.create_task(_sweep(queue))
         watcher = asyncio.create_task(_watch_revocations(services))
+        metrics = web.AppRunner(metrics_app(services), access_log=None) \
+            if config.metrics else None
         try:
+            if metrics is not None and config.metrics is not None:
+                await metrics.setup()
+                await web.TCPSite(metrics, *config.metrics).start()
+                log.info("metrics listening", url="http://{}:{}/metrics".format(
+                    f"[{config.metrics[0]}]" if _is_ipv6(config.metrics[0])
+                    else config.metrics[0], config.metrics[1]))
             site = GuardedSite(runner, config.host, config.port, context, guard)
             await site.start()
             host = f"[{config.host}]" if _is_ipv6(config.host) else config.host
@@ -133,6 +144,8 @@ async def serve(config: GatewayConfig, stop: asyncio.Event | None = None) -> Non
         finally:
             sweeper.cancel()
             watcher.cancel()
+            if metrics is not None:
+                await metrics.cleanup()
             await runner.cleanup()
 
 

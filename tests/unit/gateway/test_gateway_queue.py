@@ -379,3 +379,24 @@ def test_a_lease_that_never_reached_its_agent_is_given_back() -> None:
         again = await take(queue, "agent-1", "A")
         assert (again.work_id, again.attempt) == (work_id, 2)
     run(test)
+
+
+def test_metrics_count_queued_leased_reissued_and_failed_per_environment() -> None:
+    async def test(queue: WorkQueue, clock: FakeClock) -> None:
+        queue.submit("src", "read", {})
+        queue.submit("src", "read", {})
+        queue.submit("tgt", "write", {})
+        await take(queue, "a1", "src")
+        assert queue.by_environment() == {"src": {"queued": 1, "leased": 1, "agents": 1},
+                                          "tgt": {"queued": 1, "leased": 0, "agents": 0}}
+        for attempt in range(LIMITS.max_attempts):  # each lease expires: re-issued, then failed
+            clock.advance(LIMITS.lease_seconds + 1)
+            queue.sweep()
+            if attempt < LIMITS.max_attempts - 1:
+                await take(queue, "a1", "src")
+        assert dict(queue.events) == {("src", "queued"): 2, ("tgt", "queued"): 1,
+                                      ("src", "leased"): 3, ("src", "reissued"): 2,
+                                      ("src", "failed"): 1}
+        assert queue.by_environment()["src"] == {"queued": 1, "leased": 0, "agents": 1}
+
+    run(test)
