@@ -163,15 +163,27 @@ class AlertDelivery(StatusModel):
     message: str = Field(default="", max_length=1024, description="The last error, if any.")
 
 
-class TraceSummary(StatusModel):
+class RequestSummary(StatusModel):
+    """A request a Workflow's annotation makes for a Job of its own (a trace, a match report):
+    taken once by its id, then followed to its end."""
+
+    id: str = Field(description="The request's id, as its annotation gave it.")
+    job_name: str | None = Field(default=None, description="Name of the request's Job.")
+    requested_at: Timestamp | None = Field(default=None, description="When it was taken up.")
+    completed_at: Timestamp | None = Field(default=None, description="When it ended.")
+    result: RunResult = Field(
+        description="Pending or Running while active; then Succeeded or Failed.")
+    exit_code: int | None = Field(
+        default=None, description="The exit code the CLI gives for it.")
+    message: str = Field(default="", max_length=4096, description="Its outcome, for people.")
+
+
+class TraceSummary(RequestSummary):
     """The latest `ferry trace --in-cluster` of a workflow: one object, explained by a Job."""
 
     id: str = Field(description="The request's id (ferry.dev/trace-requested).")
     object: str = Field(max_length=1024, description="The DN, UPN, GUID, mail or account.")
     apply: bool = Field(default=False, description="Whether the traced operation is performed.")
-    job_name: str | None = Field(default=None, description="Name of the trace's Job.")
-    requested_at: Timestamp | None = Field(default=None, description="When it was taken up.")
-    completed_at: Timestamp | None = Field(default=None, description="When it ended.")
     result: RunResult = Field(
         description="Pending or Running while active; then Succeeded or Failed (with --apply,"
         " the run's result).")
@@ -181,7 +193,35 @@ class TraceSummary(StatusModel):
     report: str | None = Field(
         default=None, max_length=32768,
         description="The trace as `ferry trace --json` prints it (lists cut to fit, saying so).")
-    message: str = Field(default="", max_length=4096, description="Its outcome, for people.")
+
+
+class MatchCounts(StatusModel):
+    """A pair's source objects by match status, as the match report's CSV has them."""
+
+    joined: int = Field(default=0, description="A stored join, its target still there.")
+    matched: int = Field(default=0, description="A match rule found the target.")
+    would_create: int = Field(default=0, description="No target: the next run creates one.")
+    unmatched: int = Field(default=0, description="No target, and none is created.")
+    conflict: int = Field(default=0, description="Ambiguous: nothing is written.")
+    out_of_scope: int = Field(default=0, description="The pair does not sync it.")
+    error: int = Field(default=0, description="Staging failed (an expression error).")
+
+
+class PairMatchCounts(StatusModel):
+    source: str = Field(description="The pair's source Environment.")
+    target: str = Field(description="The pair's target Environment.")
+    counts: MatchCounts = Field(default_factory=MatchCounts, description="Objects by status.")
+
+
+class MatchReportSummary(RequestSummary):
+    """The latest `ferry report matches --in-cluster` of a workflow: its rows are in the state
+    store (`ferry report matches NAMESPACE/NAME` writes their CSV files)."""
+
+    id: str = Field(description="The request's id (ferry.dev/match-report-requested).")
+    exit_code: int | None = Field(
+        default=None, description="The exit code `ferry report matches` gives for it.")
+    pairs: list[PairMatchCounts] = Field(
+        default_factory=list, max_length=100, description="Each pair's counts, in step order.")
 
 
 class RunTotals(StatusModel):
@@ -243,6 +283,8 @@ class WorkflowStatus(StatusModel):
         description="Alerts of the latest runs, newest first, with their delivery.")
     last_trace: TraceSummary | None = Field(
         default=None, description="The latest in-cluster trace of one object.")
+    last_match_report: MatchReportSummary | None = Field(
+        default=None, description="The latest in-cluster match report of its pairs.")
     totals: RunTotals | None = Field(
         default=None, description="All finished runs summed: what the metrics count.")
 

@@ -67,7 +67,8 @@ def trace(object_key: Annotated[str, typer.Argument(
 
 def _in_cluster(target: str, object_key: str, apply: bool, as_json: bool,
                 wait: float) -> None:
-    from ferry.controller.trace_requests import request_trace, wait_for_trace
+    from ferry.controller.request_status import wait_for_request
+    from ferry.controller.trace_requests import TRACE, request_trace
     from ferry.kube import api_client, current_namespace
 
     namespace, _, name = target.rpartition("/")
@@ -75,7 +76,7 @@ def _in_cluster(target: str, object_key: str, apply: bool, as_json: bool,
     namespace = namespace or current_namespace()
     request = request_trace(api, namespace, name, object_key, apply)
     typer.echo(f"requested trace {request.id} of Workflow {namespace}/{name}", err=True)
-    trace = wait_for_trace(api, namespace, name, request.id, wait)
+    trace = wait_for_request(TRACE, api, namespace, name, request.id, wait)
     if trace.report is None:
         raise TraceFailed(trace.message or f"trace {trace.id} {trace.result}")
     _print(json.loads(trace.report), as_json)

@@ -25,6 +25,7 @@ from ferry.controller.cache import ObjectCache
 from ferry.controller.devicemigrations import DeviceMigrationReconciler
 from ferry.controller.environments import EnvironmentReconciler
 from ferry.controller.events import EventRecorder
+from ferry.controller.match_report_requests import MATCH_REPORT_LABEL
 from ferry.controller.metrics import serve_metrics
 from ferry.controller.runs import (
     ENVIRONMENT_LABEL,
@@ -123,7 +124,9 @@ async def _cleanup(memo: kopf.Memo, **_: Any) -> None:
 def _job_event(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     labels = body["metadata"].get("labels") or {}
     namespace = body["metadata"]["namespace"]
-    workflow = labels.get(WORKFLOW_LABEL) or labels.get(TRACE_LABEL)  # a run's or a trace's
+    # A run's, a trace's or a match report's
+    workflow = labels.get(WORKFLOW_LABEL) or labels.get(TRACE_LABEL) \
+        or labels.get(MATCH_REPORT_LABEL)
     if workflow:
         memo.controller.workflows.reconcile(namespace, workflow)
     if labels.get(ENVIRONMENT_LABEL):

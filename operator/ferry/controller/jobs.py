@@ -82,17 +82,19 @@ def build_job(*, namespace: str, workflow: str, workflow_uid: str, run_id: str, 
         config_maps=config_maps or {})
 
 
-def build_trace_job(*, namespace: str, workflow: str, workflow_uid: str, trace_id: str,
-                    name: str, labels: dict[str, str], secrets: dict[str, set[str]],
-                    settings: OperatorSettings, tokens: Iterable[str] = (),
-                    config_maps: Mapping[str, set[str]] | None = None) -> dict[str, Any]:
-    """The Job of one in-cluster trace: `ferry trace-job`, in the run's pod shape (the same
-    Secrets and ConfigMaps), owned by the Workflow (controller/traces.py)."""
+def build_request_job(*, namespace: str, workflow: str, workflow_uid: str, request_id: str,
+                      name: str, labels: dict[str, str], component: str, command: str,
+                      trigger: str, secrets: dict[str, set[str]], settings: OperatorSettings,
+                      tokens: Iterable[str] = (),
+                      config_maps: Mapping[str, set[str]] | None = None) -> dict[str, Any]:
+    """The Job of one request of a Workflow (a trace, a match report): `ferry COMMAND`, in
+    the run's pod shape (the same Secrets and ConfigMaps), owned by the Workflow
+    (controller/request_jobs.py)."""
     return _job(
         namespace=namespace, name=name, owner=("Workflow", workflow, workflow_uid),
-        component="trace", labels=labels,
-        args=["trace-job", "--workflow", f"{namespace}/{workflow}", "--request", trace_id],
-        trigger="Trace", secrets=secrets, settings=settings, tokens=tokens,
+        component=component, labels=labels,
+        args=[command, "--workflow", f"{namespace}/{workflow}", "--request", request_id],
+        trigger=trigger, secrets=secrets, settings=settings, tokens=tokens,
         config_maps=config_maps or {})
 
 

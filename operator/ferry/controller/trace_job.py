@@ -16,10 +16,11 @@ from kubernetes import client
 from ferry.api.events import EventReason, EventType
 from ferry.api.status import RunResult, TraceSummary, WorkflowStatus
 from ferry.controller.events import EventRecorder
+from ferry.controller.job_requests import ACTIVE_RESULTS
+from ferry.controller.request_status import report_request
 from ferry.controller.sync_job import workflow_manifests  # as the run reads it
 from ferry.controller.trace_report import bounded_report
-from ferry.controller.trace_requests import ACTIVE_RESULTS
-from ferry.controller.trace_status import report_trace
+from ferry.controller.trace_requests import TRACE
 from ferry.errors import ExitCode, FerryError, InvalidInput
 from ferry.kube import FerryObjects
 from ferry.secrets import SecretsMissing, SecretSource
@@ -47,7 +48,7 @@ def run_trace_job(api: client.ApiClient, namespace: str, workflow: str, trace_id
         # Another trace is current, or this one has ended: never trace twice.
         log.error("trace_job.not_active", trace=trace_id, current=trace and trace.id)
         return ExitCode.INVALID_INPUT
-    update = partial(report_trace, objects, namespace, workflow, trace_id)
+    update = partial(report_request, TRACE, objects, namespace, workflow, trace_id)
     if trace.apply and status.active_run is not None:
         # The operator refuses this too; a run may have started since it decided.
         update(_final(RunResult.FAILED, ExitCode.FAILED, f"run {status.active_run.id} is"

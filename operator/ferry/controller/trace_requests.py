@@ -1,27 +1,29 @@
 """The ferry.dev/trace-requested annotation: what it holds, and how `ferry trace --in-cluster`
-sets it and waits for the trace Job's report in status.lastTrace."""
+sets it (the trace Job's report comes back in status.lastTrace)."""
 
 from __future__ import annotations
 
-import hashlib
 import json
-import re
 import secrets
-import time
 from dataclasses import dataclass
 
 from kubernetes import client
 
 from ferry.api.base import API_GROUP, API_VERSION
-from ferry.api.status import RunResult, TraceSummary, WorkflowStatus
+from ferry.api.events import EventReason
+from ferry.api.status import TraceSummary
+from ferry.controller.job_requests import REQUEST_ID, RequestKind
 from ferry.errors import FerryError, InvalidInput
 from ferry.kube import FerryObjects
 
 TRACE_REQUEST_ANNOTATION = "ferry.dev/trace-requested"
 TRACE_LABEL = "ferry.dev/traced-workflow"  # not ferry.dev/workflow: a trace is not a run
+TRACE = RequestKind[TraceSummary](
+    what="trace", annotation=TRACE_REQUEST_ANNOTATION, label=TRACE_LABEL, infix="trace",
+    key="lastTrace", current=lambda status: status.last_trace,
+    finished=EventReason.TRACE_FINISHED,
+    describe=lambda t: f" of {t.object!r}" + (" (apply)" if t.apply else ""))
 MAX_OBJECT_LENGTH = 1024
-ACTIVE_RESULTS = frozenset({RunResult.PENDING, RunResult.RUNNING})
-_ID = re.compile(r"^[a-z0-9]([a-z0-9-]{0,14}[a-z0-9])?$")
 _FORMS = ("give '<id>;<object>' or '<id>;<object>;apply' (id: up to 16 lowercase letters,"
           ' digits and dashes), or JSON {"id": ..., "object": ..., "apply": false}')
 
@@ -31,7 +33,7 @@ class TraceRequestInvalid(InvalidInput):
 
 
 class TraceRequestError(FerryError):
-    """The trace could not be requested or did not end in time; the message says why."""
+    """The trace could not be requested; the message says why."""
 
 
 @dataclass(frozen=True)
@@ -66,18 +68,13 @@ def parse_request(value: str) -> TraceRequest:
         trace_id, _, key = value.partition(";")
         apply = key.endswith(";apply")
         key = key.removesuffix(";apply") if apply else key
-    if not _ID.match(trace_id):
+    if not REQUEST_ID.match(trace_id):
         raise TraceRequestInvalid(f"{where}: id {trace_id[:40]!r} is not a valid id; {_FORMS}")
     if not key.strip() or len(key) > MAX_OBJECT_LENGTH:
         raise TraceRequestInvalid(f"{where}: the object must be 1 to {MAX_OBJECT_LENGTH}"
                                   f" characters (a DN, UPN, mail, sAMAccountName or"
                                   f" objectGUID); {_FORMS}")
     return TraceRequest(trace_id, key, apply)
-
-
-def invalid_request_id(value: str) -> str:
-    """The id an unparseable value is recorded under, so it is refused once."""
-    return "invalid-" + hashlib.sha256(value.encode()).hexdigest()[:8]
 
 
 def request_trace(api: client.ApiClient, namespace: str, name: str, key: str,
@@ -92,22 +89,3 @@ def request_trace(api: client.ApiClient, namespace: str, name: str, key: str,
         API_GROUP, API_VERSION, namespace, "workflows", name,
         {"metadata": {"annotations": {TRACE_REQUEST_ANNOTATION: request.annotation()}}})
     return request
-
-
-def wait_for_trace(api: client.ApiClient, namespace: str, name: str, trace_id: str,
-                   timeout: float, poll: float = 1.0) -> TraceSummary:
-    """status.lastTrace once it is this trace's and has ended."""
-    objects = FerryObjects(api)
-    deadline = time.monotonic() + timeout
-    while True:
-        trace = WorkflowStatus.of(objects.get("workflows", namespace, name)).last_trace
-        if trace is not None and trace.id == trace_id and trace.result not in ACTIVE_RESULTS:
-            return trace
-        if time.monotonic() >= deadline:
-            break
-        time.sleep(poll)
-    where = ("still " + trace.result.value if trace is not None and trace.id == trace_id
-             else "not taken up by the operator yet")
-    raise TraceRequestError(f"trace {trace_id} of Workflow {namespace}/{name} did not end"
-                            f" within {timeout:.0f} s ({where}); see `kubectl describe"
-                            f" workflow {name}` and the trace Job's log")

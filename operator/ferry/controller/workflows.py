@@ -24,8 +24,10 @@ from ferry.controller.cache import ObjectCache
 from ferry.controller.events import EventRecorder
 from ferry.controller.job_credentials import create_job
 from ferry.controller.jobs import build_job, secret_refs, token_files
+from ferry.controller.match_report_decision import MATCH_REPORTS
+from ferry.controller.request_jobs import RequestReconciler
 from ferry.controller.runs import WORKFLOW_LABEL
-from ferry.controller.traces import TraceReconciler
+from ferry.controller.trace_decision import TRACES
 from ferry.controller.workflow_decision import Decision, decide
 from ferry.kube import FerryObjects, retry_conflicts, status_changes
 from ferry.scripts.texts import config_map_keys
@@ -67,14 +69,18 @@ class WorkflowReconciler:
         self._locks_guard = threading.Lock()
         self._alerts = AlertSender(api, self._objects, events, clock)
         self._alerts_due: dict[tuple[str, str], bool] = {}
-        self._traces = TraceReconciler(api, settings, cache, events, clock)
+        # A trace and a match report each run in a Job of their own, beside the runs.
+        self._requests: list[RequestReconciler[Any]] = [
+            RequestReconciler(TRACES, api, settings, cache, events, clock),
+            RequestReconciler(MATCH_REPORTS, api, settings, cache, events, clock)]
 
     def reconcile(self, namespace: str, name: str) -> None:
         """Bring one Workflow's status and Jobs in line with its spec, schedule and requests."""
         with self._lock(namespace, name):
             if not retry_conflicts(lambda: self._reconcile_once(namespace, name)):
                 log.warning("workflow.conflicts", workflow=f"{namespace}/{name}")
-            self._traces.reconcile(namespace, name, self._references)
+            for requests in self._requests:
+                requests.reconcile(namespace, name, self._references)
             if self._alerts_due.pop((namespace, name), False):
                 self._alerts.deliver(namespace, name)
 

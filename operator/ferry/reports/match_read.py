@@ -3,30 +3,17 @@ write anywhere, the state store only read), for the match report."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from ferry.api.loader import Manifests
 from ferry.connectors.base import Connector
 from ferry.connectors.factory import connection_secrets, open_connector
 from ferry.engine.pipeline import plan_pair
-from ferry.reports.matches import MatchRow, match_rows
+from ferry.reports.matches import match_rows
 from ferry.secrets import ResolvedSecrets, SecretSource, resolve_all
 from ferry.settings import RunSettings
+from ferry.state.rows import PairMatches
 from ferry.state.store import StateStore
-from ferry.sync.pairs import PairSettings, workflow_pairs
+from ferry.sync.pairs import workflow_pairs
 from ferry.sync.reading import EnvironmentRead, environment_needs, read_environment
-
-
-@dataclass(frozen=True)
-class PairMatches:
-    """One pair's match report."""
-
-    pair: PairSettings
-    rows: list[MatchRow]
-
-    @property
-    def file_name(self) -> str:
-        return f"{self.pair.source}-to-{self.pair.target}.csv"
 
 
 def match_secrets(manifests: Manifests, workflow: str, secrets: SecretSource) -> ResolvedSecrets:
@@ -61,6 +48,6 @@ def workflow_matches(manifests: Manifests, workflow: str, store: StateStore,
         target = reads[pair.target]
         plan = plan_pair(pair.rules, sources, target.result.records, joins,
                          pending_creates=store.joins.pending(name), full=True)
-        report.append(PairMatches(pair, match_rows(pair.rules, sources, target.by_anchor,
-                                                   joins, plan)))
+        rows = match_rows(pair.rules, sources, target.by_anchor, joins, plan)
+        report.append(PairMatches(pair.source, pair.target, rows))
     return report

@@ -3,9 +3,8 @@ or why not, from the engine's own plan (plan_pair) and scope: pure, nothing re-d
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from enum import StrEnum
 from functools import partial
 
 from ferry.engine.expressions import ExpressionError
@@ -14,30 +13,7 @@ from ferry.engine.records import Record
 from ferry.engine.rules import PairRules
 from ferry.engine.scope import PairScope
 from ferry.reports.tables import csv_text
-
-
-class MatchStatus(StrEnum):
-    JOINED = "joined"              # a stored join, its target still there
-    MATCHED = "matched"            # a match rule found the target (joined by the next run)
-    WOULD_CREATE = "wouldCreate"   # no target found: the next run creates one
-    UNMATCHED = "unmatched"        # no target found, and none is created
-    CONFLICT = "conflict"          # ambiguous: nothing is written
-    OUT_OF_SCOPE = "outOfScope"    # the pair does not sync it
-    ERROR = "error"                # staging failed (an expression error)
-
-
-@dataclass(frozen=True)
-class MatchRow:
-    source_dn: str
-    source_type: str
-    anchor: str
-    target_dn: str
-    target_type: str
-    status: MatchStatus
-    rule: str = ""                        # "join", a match rule, "pending create"
-    candidates: tuple[str, ...] = ()      # a conflict's competing objects (DNs)
-    reason: str = ""
-
+from ferry.state.rows import MatchRow, MatchStatus, PairMatches
 
 HEADER = ("sourceDN", "sourceType", "anchor", "targetDN", "targetType", "status", "rule",
           "candidates", "reason")
@@ -117,3 +93,20 @@ def matches_csv(rows: Iterable[MatchRow]) -> str:
     return csv_text(HEADER, ((r.source_dn, r.source_type, r.anchor, r.target_dn, r.target_type,
                               r.status.value, r.rule, "; ".join(r.candidates), r.reason)
                              for r in rows))
+
+
+def match_files(report: Iterable[PairMatches]) -> dict[str, str]:
+    """File name -> CSV text, a file per pair (the same from a plan as from the store)."""
+    return {pair.file_name: matches_csv(pair.rows) for pair in report}
+
+
+def status_counts(rows: Iterable[MatchRow]) -> dict[str, int]:
+    """How many rows have each status, by status name ({} for none)."""
+    return dict(Counter(row.status.value for row in rows))
+
+
+def summary_line(pair: PairMatches) -> str:
+    """`src -> tgt: 1 conflict, 2 joined`: the statuses a pair has, by name."""
+    counts = status_counts(pair.rows)
+    return (f"{pair.source} -> {pair.target}: "
+            + (", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "none"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import NamedTuple
 
 
@@ -246,3 +247,39 @@ class DirectoryObject:
     created: datetime | None = None
     members: int | None = None           # groups: resolved members
     os: str = ""                         # devices
+
+
+class MatchStatus(StrEnum):
+    JOINED = "joined"              # a stored join, its target still there
+    MATCHED = "matched"            # a match rule found the target (joined by the next run)
+    WOULD_CREATE = "wouldCreate"   # no target found: the next run creates one
+    UNMATCHED = "unmatched"        # no target found, and none is created
+    CONFLICT = "conflict"          # ambiguous: nothing is written
+    OUT_OF_SCOPE = "outOfScope"    # the pair does not sync it
+    ERROR = "error"                # staging failed (an expression error)
+
+
+@dataclass(frozen=True)
+class MatchRow:
+    source_dn: str
+    source_type: str
+    anchor: str
+    target_dn: str
+    target_type: str
+    status: MatchStatus
+    rule: str = ""                        # "join", a match rule, "pending create"
+    candidates: tuple[str, ...] = ()      # a conflict's competing objects (DNs)
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class PairMatches:
+    """One pair's match report: its source objects' rows, as planned or as stored."""
+
+    source: str
+    target: str
+    rows: list[MatchRow]
+
+    @property
+    def file_name(self) -> str:
+        return f"{self.source}-to-{self.target}.csv"

@@ -14,6 +14,7 @@ from ferry.state.agents import Agents
 from ferry.state.devices import Devices, DiscoveredDevices, SidTranslations
 from ferry.state.directory_objects import DirectoryObjects
 from ferry.state.joins import Joins
+from ferry.state.match_reports import MatchReports
 from ferry.state.runs import Runs
 from ferry.state.schema import Base, JoinRow
 from ferry.state.scripts import ScriptRuns
@@ -21,8 +22,9 @@ from ferry.state.watermarks import Inventory, Retries, Watermarks
 
 
 class StateStore:
-    """Joins, watermarks, retries, inventory, run history and script steps, agents and device
-    migration, over one engine; `with StateStore(location) as store:` closes it.
+    """Joins, watermarks, retries, inventory, run history and script steps, agents, device
+    migration, discovered objects and in-cluster match reports, over one engine;
+    `with StateStore(location) as store:` closes it.
 
     A read-only store (test mode) reads the state as it is, and as empty where there is none
     yet; it creates nothing anywhere.
@@ -50,6 +52,7 @@ class StateStore:
         self.sid_translations = SidTranslations(session)
         self.discovered_devices = DiscoveredDevices(session)
         self.directory_objects = DirectoryObjects(session)
+        self.match_reports = MatchReports(session)
 
     def close(self) -> None:
         self.engine.dispose()

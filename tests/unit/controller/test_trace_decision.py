@@ -11,6 +11,7 @@ from kubernetes.client import V1Job, V1JobCondition, V1JobStatus, V1ObjectMeta
 from ferry.api.base import ObjectMeta
 from ferry.api.status import WorkflowStatus
 from ferry.api.workflow import WorkflowSpec
+from ferry.controller.job_requests import summary_patch
 from ferry.controller.runs import RUN_LABEL
 from ferry.controller.trace_decision import TraceDecision, decide_trace, trace_job_name
 from ferry.controller.trace_requests import (
@@ -19,7 +20,6 @@ from ferry.controller.trace_requests import (
     TraceRequestInvalid,
     parse_request,
 )
-from ferry.controller.trace_status import last_trace_patch
 from ferry.controller.workflow_decision import decide
 
 T0 = datetime(2026, 12, 2, 10, 0, tzinfo=UTC)
@@ -34,8 +34,8 @@ def after(decision: TraceDecision, before: WorkflowStatus | None = None) -> Work
     """The status the operator leaves behind (as the API server would hand it back)."""
     wire = (before or status()).dump()
     wire.pop("lastTrace", None)
-    if decision.trace is not None:
-        wire["lastTrace"] = decision.trace.dump()
+    if decision.summary is not None:
+        wire["lastTrace"] = decision.summary.dump()
     return WorkflowStatus.model_validate(wire)
 
 
@@ -60,17 +60,17 @@ def request(trace_id: str = "t1", key: str = "ann@src.test", apply: bool = False
 def test_a_request_becomes_one_pending_trace_and_one_job_even_across_a_restart() -> None:
     first = trace(request(), status())
     assert first.start is not None and first.start.job_name == "wf-trace-t1"
-    assert first.trace is not None and first.trace.dump() == {
+    assert first.summary is not None and first.summary.dump() == {
         "id": "t1", "object": "ann@src.test", "apply": False, "jobName": "wf-trace-t1",
         "requestedAt": "2026-12-02T10:00:00Z", "result": "Pending"}
     recorded = after(first)
     # The operator restarted after writing status, before creating the Job: created once now.
     again = trace(request(), recorded, now=T0 + timedelta(seconds=30))
     assert again.start is not None and again.start.job_name == "wf-trace-t1"
-    assert again.trace == recorded.last_trace and again.events == []
+    assert again.summary == recorded.last_trace and again.events == []
     # The Job exists (running): nothing more, however often it is decided.
     running = trace(request(), recorded, [job("t1")])
-    assert running.start is None and running.events == [] and running.trace == recorded.last_trace
+    assert running.start is None and running.events == [] and running.summary == recorded.last_trace
 
 
 def test_an_ended_trace_is_not_taken_again_and_a_new_id_is() -> None:
@@ -78,64 +78,65 @@ def test_an_ended_trace_is_not_taken_again_and_a_new_id_is() -> None:
                              "report": "{}", "exitCode": 0})
     assert trace(request(), done, [job("t1", "Complete")]).start is None
     fresh = trace(request("t2", "bob"), done)
-    assert fresh.start is not None and fresh.trace is not None
-    assert (fresh.trace.id, fresh.trace.object, fresh.trace.result) == ("t2", "bob", "Pending")
+    assert fresh.start is not None and fresh.summary is not None
+    assert (fresh.summary.id, fresh.summary.object, fresh.summary.result) == (
+        "t2", "bob", "Pending")
     # Written whole: the last trace's report and exit code are cleared, not merged in.
-    patch = last_trace_patch(done.last_trace, fresh.trace)["lastTrace"]
+    patch = summary_patch("lastTrace", done.last_trace, fresh.summary)["lastTrace"]
     assert patch["report"] is None and patch["exitCode"] is None and patch["id"] == "t2"
 
 
 def test_a_request_waits_while_another_trace_is_active() -> None:
     active = after(trace(request("t1"), status()))
     waiting = trace(request("t2"), active, [job("t1")])
-    assert waiting.start is None and waiting.trace is not None and waiting.trace.id == "t1"
+    assert waiting.start is None and waiting.summary is not None and waiting.summary.id == "t1"
     assert active.last_trace is not None
     ended = status(lastTrace={**active.last_trace.dump(), "result": "Succeeded"})
     taken = trace(request("t2"), ended, [job("t1", "Complete")])
-    assert taken.start is not None and taken.start.trace_id == "t2"
+    assert taken.start is not None and taken.start.request_id == "t2"
 
 
 def test_a_job_that_ends_without_a_report_or_vanishes_fails_the_trace() -> None:
     pending = after(trace(request(), status()))
     died = trace(request(), pending, [job("t1", "Failed", "BackoffLimitExceeded")])
-    assert died.trace is not None and died.trace.result == "Failed"
-    assert died.trace.message == "Job wf-trace-t1 ended without a report: BackoffLimitExceeded"
-    assert died.trace.exit_code == 1 and died.start is None
+    assert died.summary is not None and died.summary.result == "Failed"
+    assert died.summary.message == "Job wf-trace-t1 ended without a report: BackoffLimitExceeded"
+    assert died.summary.exit_code == 1 and died.start is None
     assert [(e.type, e.reason) for e in died.events] == [("Warning", "TraceFinished")]
     assert pending.last_trace is not None
     running = status(lastTrace={**pending.last_trace.dump(), "result": "Running"})
     gone = trace(request(), running, [])
-    assert gone.trace is not None and gone.trace.result == "Failed" and gone.start is None
-    assert "disappeared before it reported" in gone.trace.message
+    assert gone.summary is not None and gone.summary.result == "Failed" and gone.start is None
+    assert "disappeared before it reported" in gone.summary.message
 
 
 def test_an_apply_is_refused_while_a_run_is_active_and_a_read_only_trace_is_not() -> None:
     busy = status(activeRun={"id": "r9", "jobName": "wf-r9", "result": "Running"})
     refused = trace(request(apply=True), busy)
-    assert refused.start is None and refused.trace is not None
-    assert (refused.trace.result, refused.trace.exit_code) == ("Failed", 1)
-    assert refused.trace.message == "run r9 is active; try again when it ends"
+    assert refused.start is None and refused.summary is not None
+    assert (refused.summary.result, refused.summary.exit_code) == ("Failed", 1)
+    assert refused.summary.message == "run r9 is active; try again when it ends"
     assert [e.reason for e in refused.events] == ["TraceRefused"]
     # Refused once: decided again, it stays as it is.
     again = trace(request(apply=True), after(refused, busy))
     assert again.events == [] and again.start is None
     looking = trace(request("t3"), busy)
-    assert looking.start is not None and looking.trace is not None
-    assert looking.trace.result == "Pending"
+    assert looking.start is not None and looking.summary is not None
+    assert looking.summary.result == "Pending"
 
 
 def test_a_workflow_that_is_not_ready_refuses_the_trace_naming_why() -> None:
     refused = trace(request(), status(), problems=["Environment 'tgt' not found in namespace x"])
-    assert refused.start is None and refused.trace is not None
-    assert refused.trace.exit_code == 2
-    assert refused.trace.message == ("Workflow is not Ready: Environment 'tgt' not found in"
+    assert refused.start is None and refused.summary is not None
+    assert refused.summary.exit_code == 2
+    assert refused.summary.message == ("Workflow is not Ready: Environment 'tgt' not found in"
                                      " namespace x")
 
 
 def test_an_unreadable_annotation_is_refused_once_saying_what_to_give() -> None:
     bad = trace("Bad Id;ann", status())
-    assert bad.start is None and bad.trace is not None and bad.trace.exit_code == 2
-    assert bad.trace.message.startswith(
+    assert bad.start is None and bad.summary is not None and bad.summary.exit_code == 2
+    assert bad.summary.message.startswith(
         "annotation ferry.dev/trace-requested: id 'Bad Id' is not a valid id; give")
     assert [e.reason for e in bad.events] == ["TraceRefused"]
     assert trace("Bad Id;ann", after(bad)).events == []

@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from sqlalchemy import text
+
 from ferry.engine.pipeline import plan_pair
 from ferry.engine.records import ObjectType, Record
 from ferry.engine.rules import AttributeMapping, MatchRule, PairRules, StagingRules, TypeSwitch
-from ferry.reports.matches import MatchStatus, match_rows, matches_csv
+from ferry.reports.matches import (
+    MatchStatus,
+    match_files,
+    match_rows,
+    matches_csv,
+    summary_line,
+)
+from ferry.state.rows import PairMatches
+from ferry.state.store import StateStore
 
 SRC, TGT = "OU=Staff,DC=src,DC=test", "OU=Migrated,DC=tgt,DC=test"
 STAGING = StagingRules("t", (AttributeMapping("cn", "source.cn"),
@@ -98,3 +110,48 @@ def test_a_create_an_interrupted_run_began_is_matched_as_such() -> None:
     assert (row.status, row.rule, row.target_dn) == (MatchStatus.MATCHED, "pending create",
                                                      made.dn)
     assert row.reason == "a create begun by an interrupted run"
+
+
+def test_a_stored_report_writes_the_same_csv_bytes_and_is_replaced_whole(
+        tmp_path: Path) -> None:
+    sources = [_user("s-mail", "Ann", mail="ann@x"), _user("s-twin", "Cy", employeeID="9"),
+               _user("s-new", "=Dee, \"Jr\"", mail="dee@x"),
+               _user("s-out", "Eve", department="Out")]
+    targets = [_user("t-ann", "Ann T", TGT, mail="ann@x"),
+               _user("t-cy1", "Cy 1", TGT, employeeID="9"),
+               _user("t-cy2", "Cy 2", TGT, employeeID="9")]
+    rows = match_rows(RULES, sources, {t.anchor: t for t in targets}, {},
+                      plan_pair(RULES, sources, targets, {}))
+    assert {r.status for r in rows} == {MatchStatus.MATCHED, MatchStatus.CONFLICT,
+                                        MatchStatus.WOULD_CREATE, MatchStatus.OUT_OF_SCOPE}
+    planned = [PairMatches("src", "tgt", rows), PairMatches("src", "other", [])]
+    state = str(tmp_path / "state.sqlite")
+    with StateStore(state) as store:
+        assert store.match_reports.of("ns", "wf") is None
+        store.match_reports.replace("ns", "wf", "m1", planned)
+        store.match_reports.replace("ns", "wf2", "m7", planned[:1])
+    with StateStore(state, read_only=True) as store:
+        stored = store.match_reports.of("ns", "wf")
+        assert store.match_reports.workflows() == ["ns/wf", "ns/wf2"]
+        assert store.match_reports.of("other-ns", "wf") is None
+    assert stored is not None and stored.report_id == "m1"
+    assert stored.made_at.tzinfo is not None
+    assert match_files(stored.pairs) == match_files(planned)
+    assert [summary_line(p) for p in stored.pairs] == [
+        "src -> tgt: 1 conflict, 1 matched, 1 outOfScope, 1 wouldCreate", "src -> other: none"]
+    with StateStore(state) as store:   # the next report replaces the last one whole
+        store.match_reports.replace("ns", "wf", "m2", [PairMatches("src", "tgt", rows[:1])])
+        again = store.match_reports.of("ns", "wf")
+    assert again is not None and again.report_id == "m2"
+    assert [(p.target, len(p.rows)) for p in again.pairs] == [("tgt", 1)]
+
+
+def test_a_store_without_match_reports_has_none(tmp_path: Path) -> None:
+    older = str(tmp_path / "older.sqlite")   # made before match reports had tables
+    with StateStore(older) as store, store.engine.begin() as connection:
+        connection.execute(text("DROP TABLE match_report_rows"))
+        connection.execute(text("DROP TABLE match_report_pairs"))
+    for location in (str(tmp_path / "missing.sqlite"), older):
+        with StateStore(location, read_only=True) as store:
+            assert store.match_reports.of("ns", "wf") is None
+            assert store.match_reports.workflows() == []
