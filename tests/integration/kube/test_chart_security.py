@@ -17,7 +17,9 @@ from cryptography import x509
 from tests.support.kube_api import Identity, KubeAPI
 
 from ferry.api.workflow import RunScriptStep
-from ferry.controller.jobs import build_discovery_job, build_job
+from ferry.controller.jobs import build_discovery_job, build_job, build_request_job
+from ferry.controller.match_report_decision import MATCH_REPORTS
+from ferry.controller.trace_decision import TRACES
 from ferry.gateway.job_auth import load_signing_key, mint, verify
 from ferry.scripts.context import ScriptContext
 from ferry.scripts.job import ScriptJobs, script_job
@@ -141,6 +143,12 @@ def _pod_labels(docs: list[dict[str, Any]], namespace: str) -> dict[str, dict[st
                                     settings=settings)
     pods["sync-job"] = sync["spec"]["template"]["metadata"]["labels"]
     pods["discovery-job"] = discovery["spec"]["template"]["metadata"]["labels"]
+    for requests in (TRACES, MATCH_REPORTS):   # a Workflow's trace and match report Jobs
+        job = build_request_job(
+            namespace=namespace, workflow="w", workflow_uid="u", request_id="c" * 10,
+            name="w-r", labels={requests.kind.label: "w"}, component=requests.component,
+            command=requests.command, trigger=requests.trigger, secrets={}, settings=settings)
+        pods[f"{requests.component}-job"] = job["spec"]["template"]["metadata"]["labels"]
     step = RunScriptStep.model_validate({"command": ["/bin/true"], "image": "busybox"})
     jobs = ScriptJobs(api=None, namespace=namespace, workflow="w",  # type: ignore[arg-type]
                       workflow_uid="u", run_id="a" * 10)
@@ -170,7 +178,8 @@ def test_network_policies_let_through_only_what_each_pod_needs(
                 for name, spec in policies.items()}
     assert selected == {"ferry-gateway": {"ferry-gateway"},
                         "ferry-operator": {"ferry-operator"},
-                        "ferry-jobs": {"sync-job", "discovery-job"},
+                        "ferry-jobs": {"sync-job", "discovery-job", "trace-job",
+                                       "match-report-job"},
                         "ferry-scripts": {"script-job"}}
 
     gateway = policies["ferry-gateway"]
@@ -212,7 +221,7 @@ def test_network_policies_let_through_only_what_each_pod_needs(
     assert all(_ports(r) == {("TCP", 8443)} for r in spec["ingress"])
     let_in = spec["ingress"][1]["from"][0]["podSelector"]
     assert {p for p, labels in pods.items() if _matches(let_in, labels)} == {
-        "ferry-operator", "sync-job", "discovery-job"}
+        "ferry-operator", "sync-job", "discovery-job", "trace-job", "match-report-job"}
 
     signing = _secret(kube_api, ns, "ferry-gateway-job-signing")["tls.key"]
     kube_api.helm("upgrade", RELEASE, str(CHART), "--namespace", ns, "--reuse-values",
