@@ -25,6 +25,7 @@ from ferry.api.status import (
     EnvironmentStatus,
     RunCounts,
     RunResult,
+    RunTotals,
     WorkflowStatus,
 )
 from ferry.controller.cache import ObjectCache
@@ -33,6 +34,7 @@ from ferry.controller.cache import ObjectCache
 OPERATIONS = {"created": "created", "updated": "updated", "moved": "moved",
               "deleted": "deleted", "failed": "errors", "conflicted": "conflicts"}
 _WORKFLOW = ["namespace", "workflow"]
+_FINISHED = [r for r in RunResult if r not in (RunResult.PENDING, RunResult.RUNNING)]
 _DAY = 24 * 3600
 
 
@@ -77,20 +79,18 @@ def _workflows(bodies: list[dict[str, Any]]) -> Iterator[Metric]:
     for body in bodies:
         key = [body["metadata"]["namespace"], body["metadata"]["name"]]
         status = WorkflowStatus.of(body)
-        totals = status.totals
-        if totals is not None:
-            for result in RunResult:
-                if result in (RunResult.PENDING, RunResult.RUNNING):
-                    continue
-                runs.add_metric([*key, result.value], totals.runs.get(result.value, 0))
-            thresholds.add_metric(key, totals.runs.get(RunResult.THRESHOLD_HIT.value, 0))
-            for object_type, counts in sorted(totals.types.items()):
-                for operation, value in _operations(counts):
-                    objects.add_metric([*key, object_type, operation], value)
-            duration.add_metric(key, count_value=sum(totals.runs.values()),
-                                sum_value=totals.duration_seconds)
-            if totals.last_success_time is not None:
-                last_success.add_metric(key, totals.last_success_time.timestamp())
+        # Every result from 0, before any run: increase() then sees the first failure too.
+        totals = status.totals or RunTotals()
+        for result in _FINISHED:
+            runs.add_metric([*key, result.value], totals.runs.get(result.value, 0))
+        thresholds.add_metric(key, totals.runs.get(RunResult.THRESHOLD_HIT.value, 0))
+        for object_type, counts in sorted(totals.types.items()):
+            for operation, value in _operations(counts):
+                objects.add_metric([*key, object_type, operation], value)
+        duration.add_metric(key, count_value=sum(totals.runs.values()),
+                            sum_value=totals.duration_seconds)
+        if totals.last_success_time is not None:
+            last_success.add_metric(key, totals.last_success_time.timestamp())
         last = status.last_run
         if last is not None and last.start_time and last.completion_time:
             last_duration.add_metric(key, (last.completion_time - last.start_time)

@@ -184,12 +184,15 @@ def test_network_policies_let_through_only_what_each_pod_needs(
 
     gateway = policies["ferry-gateway"]
     assert sorted(gateway["policyTypes"]) == ["Egress", "Ingress"]
-    assert [_ports(rule) for rule in gateway["ingress"]] == [{("TCP", 8443)}]
+    # HTTPS for agents; Prometheus scrapes metrics on a port of their own
+    assert [_ports(rule) for rule in gateway["ingress"]] == [{("TCP", 8443)}, {("TCP", 9091)}]
     assert "from" not in gateway["ingress"][0]   # agents come from anywhere by default
     for name in ("ferry-operator", "ferry-jobs"):
         spec = policies[name]
         assert sorted(spec["policyTypes"]) == ["Egress", "Ingress"]
-        assert not spec.get("ingress")           # nothing may connect to them
+        # nothing may connect to them, but Prometheus to the operator's metrics port
+        metrics = [{("TCP", 9090)}] if name == "ferry-operator" else []
+        assert [_ports(rule) for rule in spec.get("ingress") or []] == metrics
         egress = spec["egress"]
         to_gateway = [r for r in egress if any(
             _matches(peer.get("podSelector") or {"matchLabels": {"-": "-"}},
@@ -218,7 +221,7 @@ def test_network_policies_let_through_only_what_each_pod_needs(
     [spec] = [d["spec"] for d in narrowed if d["kind"] == "NetworkPolicy"
               and d["metadata"]["name"] == "ferry-gateway"]
     assert spec["ingress"][0]["from"] == [{"ipBlock": {"cidr": "203.0.113.0/24"}}]
-    assert all(_ports(r) == {("TCP", 8443)} for r in spec["ingress"])
+    assert [_ports(r) for r in spec["ingress"]] == [{("TCP", 8443)}] * 2 + [{("TCP", 9091)}]
     let_in = spec["ingress"][1]["from"][0]["podSelector"]
     assert {p for p, labels in pods.items() if _matches(let_in, labels)} == {
         "ferry-operator", "sync-job", "discovery-job", "trace-job", "match-report-job"}

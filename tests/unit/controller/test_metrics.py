@@ -3,6 +3,8 @@ a scrape shows from the cached objects' status."""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -12,6 +14,9 @@ from tests.unit.controller.test_workflow_decision import T0, UID, decide, job, w
 from ferry.controller.cache import ObjectCache
 from ferry.controller.metrics import StatusCollector
 from ferry.controller.runs import job_name, run_id_for
+from ferry.gateway.app import Services
+from ferry.gateway.metrics import GatewayCollector
+from ferry.gateway.queue import WorkQueue
 
 RUN = run_id_for(UID, "Manual", "r1")
 
@@ -119,3 +124,37 @@ def test_manual_and_suspended_workflows_have_no_schedule_period() -> None:
     daily = scrape(("Workflow", workflow(schedule={"timeOfDay": "02:00"})))
     assert not [k for k in {**manual, **suspended} if k[0] == "ferry_schedule_interval_seconds"]
     assert [v for k, v in daily.items() if k[0] == "ferry_schedule_interval_seconds"] == [86400]
+
+
+CHART = Path(__file__).resolve().parents[3] / "charts" / "ferry"
+
+
+def test_the_charts_alerts_and_dashboard_use_only_metrics_ferry_serves() -> None:
+    """Every ferry_* name in the PrometheusRule and the Grafana dashboard is a series the
+    operator or the gateway serves (a renamed metric would silence an alert)."""
+    wf = workflow(schedule={"intervalMinutes": 60}, status={
+        "totals": {"runs": {"Succeeded": 1}, "lastSuccessTime": "2026-11-21T10:00:00Z",
+                   "types": {"user": {"created": 1}}},
+        "nextRunTime": "2026-11-21T11:00:00Z",
+        "lastRun": {"id": "x", "result": "Succeeded", "startTime": "2026-11-21T10:00:00Z",
+                    "completionTime": "2026-11-21T10:00:42Z"}})
+    env = {"metadata": {"namespace": "ferry", "name": "src"}, "spec": {"connection": "agent"},
+           "status": {"objectCounts": {"users": 1}, "lastDiscovery": "2026-11-21T10:00:00Z"}}
+    migration = {"metadata": {"namespace": "ferry", "name": "m"},
+                 "status": {"waves": [{"name": "w"}]}}
+    served = {name for name, _ in scrape(("Workflow", wf), ("Environment", env),
+                                          ("DeviceMigration", migration))}
+    queue = WorkQueue()
+    queue.submit("src", "exists", {})
+    services = Services(store=None, ca=None, queue=queue, job_key=None,  # type: ignore[arg-type]
+                        trust_bundle="")
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(GatewayCollector(services))
+    served |= {s.name for f in text_string_to_metric_families(generate_latest(registry).decode())
+               for s in f.samples}
+    used = set(re.findall(r"\bferry_[a-z_]+", (CHART / "templates" / "metrics.yaml").read_text()
+                          + (CHART / "dashboards" / "ferry.json").read_text()))
+    assert used and used - served == set()
+    assert {"ferry_runs_total", "ferry_last_success_timestamp_seconds",
+            "ferry_schedule_interval_seconds", "ferry_delete_threshold_hits_total",
+            "ferry_agents_connected"} <= used  # the four alerts' series
