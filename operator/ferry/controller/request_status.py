@@ -1,22 +1,28 @@
-"""A request's status entry as its Job writes it (whole, each time, while it is still that
-request's) and as the CLI waits for it to end."""
+"""A request's Job: its work between Running and its end, and its status entry written
+whole, each time, while it is still that request's; and how the CLI waits for that end."""
 
 from __future__ import annotations
 
 import math
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any, Generic, TypeVar
 
 import structlog
 from kubernetes import client, watch
 from kubernetes.client.rest import ApiException
 
 from ferry.api.base import API_GROUP, API_VERSION
-from ferry.api.status import RequestSummary, WorkflowStatus
+from ferry.api.events import EventReason, EventType
+from ferry.api.status import RequestSummary, RunResult, WorkflowStatus
+from ferry.controller.events import EventRecorder
 from ferry.controller.job_requests import ACTIVE_RESULTS, RequestKind, summary_patch
-from ferry.errors import FerryError
+from ferry.errors import ExitCode, FerryError, InvalidInput
 from ferry.kube import FerryObjects, retry_conflicts
+from ferry.secrets import SecretsMissing
 
 log = structlog.get_logger("ferry.request_job")
 SummaryT = TypeVar("SummaryT", bound=RequestSummary)
@@ -99,3 +105,63 @@ def _ended(kind: RequestKind[SummaryT], body: dict[str, Any] | None, request_id:
     found = kind.current(WorkflowStatus.of(body))
     return found if found is not None and found.id == request_id \
         and found.result not in ACTIVE_RESULTS else None
+
+
+@dataclass(frozen=True)
+class RequestEnd(Generic[SummaryT]):
+    """How a request's work ended: what its status entry records (its own fields by change)."""
+
+    result: RunResult
+    exit_code: int
+    message: str
+    change: Callable[[SummaryT], None] = lambda _: None
+
+
+def serve_request(kind: RequestKind[SummaryT], api: client.ApiClient, namespace: str,
+                  name: str, request_id: str,
+                  work: Callable[[dict[str, Any], SummaryT], RequestEnd[SummaryT]]
+                  ) -> ExitCode:
+    """A request's Job around its work: only while it is the active request (never twice),
+    Running, then its end in status and an Event, whatever broke. Exit 0 once the end is
+    recorded (the request's own code is its entry's exitCode), 2 when there is none to do."""
+    objects = FerryObjects(api)
+    events = EventRecorder(api, f"ferry-{kind.infix}-job")
+    body = objects.get("workflows", namespace, name)
+    current = kind.active(WorkflowStatus.of(body))
+    if body is None or current is None or current.id != request_id:
+        # Another request is current, or this one has ended.
+        log.error("request_job.not_active", kind=kind.what, request=request_id,
+                  current=current and current.id)
+        return ExitCode.INVALID_INPUT
+    if not report_request(kind, objects, namespace, name, request_id, _running):
+        return ExitCode.INVALID_INPUT
+    label = f"{kind.what} {request_id}{kind.describe(current)}"
+    try:
+        end = work(body, current)
+        said = f"{label}: {end.message}"
+    except FerryError as exc:  # refused input, a directory that cannot be read (named)
+        message = "; ".join(exc.problems) if isinstance(exc, SecretsMissing) else str(exc)
+        log.error("request_job.failed", kind=kind.what, request=request_id, problem=message)
+        if isinstance(exc, InvalidInput):
+            events.post(body, EventType.WARNING, EventReason.INVALID_INPUT, message)
+        end, said = RequestEnd(RunResult.FAILED, exc.exit_code, message), \
+            f"{label} failed: {message}"
+    except Exception as exc:  # the request must end recorded, whatever broke
+        log.exception("request_job.broke", kind=kind.what, request=request_id)
+        message = f"{type(exc).__name__}: {exc}"
+        end, said = RequestEnd(RunResult.FAILED, ExitCode.FAILED, message), \
+            f"{label} failed: {message}"
+    report_request(kind, objects, namespace, name, request_id, partial(_ended_as, end))
+    events.post(body, EventType.NORMAL if end.result == RunResult.SUCCEEDED
+                else EventType.WARNING, kind.finished, said[:1024])
+    return ExitCode.OK
+
+
+def _running(summary: RequestSummary) -> None:
+    summary.result = RunResult.RUNNING
+
+
+def _ended_as(end: RequestEnd[SummaryT], summary: SummaryT) -> None:
+    summary.result, summary.exit_code = end.result, int(end.exit_code)
+    summary.message, summary.completed_at = end.message[:4096], datetime.now(UTC)
+    end.change(summary)

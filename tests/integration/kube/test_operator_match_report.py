@@ -202,19 +202,41 @@ def test_a_match_report_in_the_cluster_writes_the_csv_of_the_local_one(
                    "the waiting request")
         never(lambda: len(cluster.jobs(REPORT_JOBS)) > len(seen), "a report Job more")
         cluster.finish_job(job, succeeded=False, reason="BackoffLimitExceeded")
+        first = job
         code, out, err = ended(failing)
         assert (code, out) == (1, ""), err
         assert f"Job {job['metadata']['name']} ended without a report: BackoffLimitExceeded" \
             in " ".join(err.split())
-        play(cluster, next_report_job(cluster, seen))
+        # The waiting one's Job cannot read a Secret: Failed, exit 2 naming it, and the
+        # stored report is still the last one made.
+        job = next_report_job(cluster, seen)
+        container = job["spec"]["template"]["spec"]["containers"][0]
+        (tmp_path / "no-secrets").mkdir()
+        done = subprocess.run(
+            [sys.executable, "-m", "ferry", *container["command"][1:], *container["args"]],
+            env={**os.environ, "KUBECONFIG": str(cluster.sync.kubeconfig),
+                 "FERRY_SECRETS_DIR": str(tmp_path / "no-secrets"),
+                 "FERRY_STATE": str(cluster.folder / "state.sqlite")},
+            capture_output=True, text=True, timeout=300, check=False)
+        assert done.returncode == 0, done.stderr
+        cluster.finish_job(job, succeeded=True)
         code, out, err = ended(waiting)
-        assert code == 0, out + err
-        assert out.splitlines() == ["src -> tgt: 4 joined, 1 matched, 1 wouldCreate"]
-        assert cluster.status()["lastMatchReport"]["result"] == "Succeeded"
-        assert [e for e in events(cluster, "MatchReportFinished") if "failed" in e] == [
-            f"match report {job['metadata']['labels']['ferry.dev/run']} failed: Job"
-            f" {job['metadata']['name']} ended without a report: BackoffLimitExceeded Job has"
-            " reached the specified backoff limit"]
+        assert (code, out) == (2, ""), err
+        assert "Environment/src: spec.activeDirectory.credentials.password" in " ".join(
+            err.split())
+        assert cluster.status()["lastMatchReport"]["result"] == "Failed"
+        with StateStore(str(cluster.folder / "state.sqlite"), read_only=True) as store:
+            kept = store.match_reports.of(ns, WORKFLOW)
+        assert kept is not None and kept.report_id == pending["id"]
+        # A Job run again after its request ended does nothing (exit 2): never twice.
+        again = cluster.run_job_command(job)
+        assert again.returncode == 2 and cluster.status()["lastMatchReport"]["result"] == \
+            "Failed"
+        failures = [e for e in events(cluster, "MatchReportFinished") if "failed" in e]
+        assert len(failures) == 2 and (
+            f"match report {first['metadata']['labels']['ferry.dev/run']} failed: Job"
+            f" {first['metadata']['name']} ended without a report: BackoffLimitExceeded Job"
+            " has reached the specified backoff limit") in failures
 
 
 
