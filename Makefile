@@ -31,13 +31,19 @@ demo: deps
 # The Kubernetes binaries build in the background while lint and the other tests run; tests
 # that need the API server run last and wait for that build (tools/envtest/build.sh holds a
 # lock), so a fresh machine pays for it once, overlapped.
+# So do kstatus and Argo CD's Lua runtime (tools/kstatus, tools/argocd-health), which the
+# GitOps health tests run; their fixtures wait the same way (tools/build-go-tool.sh's lock).
 test: deps
-	@mkdir -p .cache/envtest
+	@mkdir -p .cache/envtest .cache/tools
 	@tools/envtest/build.sh > .cache/envtest/background-build.log 2>&1 & build=$$!; \
+	  { tools/build-go-tool.sh kstatus && tools/build-go-tool.sh argocd-health; } \
+	    > .cache/tools/background-build.log 2>&1 & tools=$$!; \
 	  $(PYTHON) -m ruff check operator agent tests bench \
 	  && $(PYTHON) -m mypy \
 	  && $(PYTHON) -m pytest tests/unit tests/integration; status=$$?; \
 	  wait $$build || { echo "envtest build failed; see .cache/envtest/background-build.log"; \
+	    [ $$status -ne 0 ] || status=1; }; \
+	  wait $$tools || { echo "Go tools build failed; see .cache/tools/background-build.log"; \
 	    [ $$status -ne 0 ] || status=1; }; \
 	  exit $$status
 

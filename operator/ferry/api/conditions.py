@@ -4,6 +4,7 @@ the status stays the same, observedGeneration set."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Protocol
@@ -17,6 +18,11 @@ class ConditionType(StrEnum):
     SUCCEEDED = "Succeeded"  # Workflow: the last run succeeded (reason: its RunResult)
     CONNECTED = "Connected"  # Environment: the directory, or one of its agents, answers
     PROGRESSING = "Progressing"  # DeviceMigration: devices are moving
+    # kstatus' abnormal-true pair (sigs.k8s.io/cli-utils/pkg/kstatus), which Flux and Argo CD's
+    # checks read; every kind has both (a Template's Reconciling stays False: it compiles at
+    # once), kept False when normal so `kubectl get -o yaml` shows them.
+    RECONCILING = "Reconciling"  # work towards the spec is under way (kstatus InProgress)
+    STALLED = "Stalled"          # stuck until a person acts (kstatus Failed)
 
 
 class Reason(StrEnum):
@@ -37,6 +43,12 @@ class Reason(StrEnum):
     PAUSED = "Paused"
     COMPLETED = "Completed"
     DEVICES_FAILED = "DevicesFailed"
+    # Reconciling, Stalled (True: the reason of what is under way or stuck; Ready's and a
+    # run's reasons are reused)
+    RECONCILED = "Reconciled"
+    NOT_STALLED = "NotStalled"
+    DISCOVERY_RUNNING = "DiscoveryRunning"
+    DISCOVERY_FAILED = "DiscoveryFailed"
     # Running
     RUN_ACTIVE = "RunActive"
     IDLE = "Idle"
@@ -71,6 +83,27 @@ def set_condition(status: HasConditions, type_: ConditionType, value: bool | Non
         status.conditions = [*status.conditions, condition]
     else:
         status.conditions = [condition if c.type == type_ else c for c in status.conditions]
+
+
+@dataclass(frozen=True)
+class Signal:
+    """Why an object is reconciling or stalled: the condition's reason and message."""
+
+    reason: Reason | RunResult
+    message: str
+
+
+def set_kstatus(status: HasConditions, reconciling: Signal | None, stalled: Signal | None,
+                generation: int | None, now: datetime) -> None:
+    """Set Reconciling and Stalled (None: False), never both True: kstatus takes whichever comes
+    first in the list, so a work in progress wins over a stall decided before it."""
+    set_condition(status, ConditionType.RECONCILING, reconciling is not None,
+                  reconciling.reason if reconciling else Reason.RECONCILED,
+                  reconciling.message if reconciling else "nothing in progress", generation, now)
+    stalled = None if reconciling is not None else stalled
+    set_condition(status, ConditionType.STALLED, stalled is not None,
+                  stalled.reason if stalled else Reason.NOT_STALLED,
+                  stalled.message if stalled else "nothing waits for a person", generation, now)
 
 
 def get_condition(status: HasConditions, type_: ConditionType) -> Condition | None:

@@ -12,7 +12,7 @@ from typing import Any
 import structlog
 from pydantic import ValidationError
 
-from ferry.api.conditions import ConditionType, Reason, set_condition
+from ferry.api.conditions import ConditionType, Reason, Signal, set_condition, set_kstatus
 from ferry.api.devicemigration import DeviceMigration
 from ferry.api.environment import Environment
 from ferry.api.events import EventType
@@ -81,6 +81,7 @@ class DeviceMigrationReconciler:
         generation = body["metadata"].get("generation")
         status.observed_generation = generation
         set_condition(status, ConditionType.READY, False, reason, message, generation, now)
+        set_kstatus(status, None, Signal(reason, message), generation, now)
         changes = status_changes(old, status)
         if changes:
             self._objects.patch_status("devicemigrations", body, changes)

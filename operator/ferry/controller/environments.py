@@ -14,10 +14,18 @@ from kubernetes import client
 from pydantic import ValidationError
 
 from ferry.api.base import ObjectMeta
-from ferry.api.conditions import ConditionType, Reason, get_condition, has_condition, set_condition
+from ferry.api.conditions import (
+    ConditionType,
+    Reason,
+    Signal,
+    get_condition,
+    has_condition,
+    set_condition,
+    set_kstatus,
+)
 from ferry.api.environment import ConnectionMode, Environment
 from ferry.api.events import EventReason, EventType
-from ferry.api.status import AgentStatus, ConditionStatus, EnvironmentStatus
+from ferry.api.status import AgentStatus, ConditionStatus, EnvironmentStatus, RunResult
 from ferry.controller.discovery_decision import decide_discovery
 from ferry.controller.events import EventRecorder
 from ferry.controller.job_credentials import create_job, operator_credential
@@ -170,6 +178,8 @@ class EnvironmentReconciler:
         if connected is not None:
             set_condition(status, ConditionType.CONNECTED, connected.status, connected.reason,
                           connected.message, generation, now)
+        reconciling, stalled = environment_health(status)
+        set_kstatus(status, reconciling, stalled, generation, now)
         status.observed_generation = generation
         if env is not None and env.spec.connection is ConnectionMode.DIRECT:
             status.agents_connected = None
@@ -205,6 +215,25 @@ class EnvironmentReconciler:
         self._events.post(body, EventType.NORMAL, EventReason.DISCOVERY_STARTED,
                           f"{'full' if start.full else 'delta'} discovery {start.run_id}"
                           f" ({start.trigger}): Job {start.job_name}")
+
+
+def environment_health(status: EnvironmentStatus) -> tuple[Signal | None, Signal | None]:
+    """Reconciling (a discovery running) and Stalled (what a person must fix: the spec or a
+    Secret, the connection, a failed discovery), from the status just decided. Pure."""
+    active = status.active_discovery
+    reconciling = (Signal(Reason.DISCOVERY_RUNNING, f"discovery {active.id} {active.result}"
+                          f" ({active.job_name})") if active is not None else None)
+    for type_ in (ConditionType.READY, ConditionType.CONNECTED):
+        found = get_condition(status, type_)
+        if found is not None and found.status != ConditionStatus.TRUE \
+                and found.reason in Reason.__members__.values():
+            return reconciling, Signal(Reason(found.reason), found.message)
+    done = status.discovery
+    if done is not None and done.result not in (RunResult.SUCCEEDED, RunResult.PENDING,
+                                                RunResult.RUNNING):
+        return reconciling, Signal(Reason.DISCOVERY_FAILED, f"discovery {done.id}"
+                                   f" {done.result}: {done.message or 'see its Job'}")
+    return reconciling, None
 
 
 def _agent_mode(body: dict[str, Any]) -> bool:

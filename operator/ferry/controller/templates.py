@@ -8,7 +8,14 @@ from typing import Any
 from pydantic import ValidationError
 
 from ferry.api.base import ObjectMeta
-from ferry.api.conditions import ConditionType, Reason, has_condition, set_condition
+from ferry.api.conditions import (
+    ConditionType,
+    Reason,
+    Signal,
+    has_condition,
+    set_condition,
+    set_kstatus,
+)
 from ferry.api.events import EventType
 from ferry.api.status import ConditionStatus, TemplateStatus
 from ferry.api.template import TemplateSpec
@@ -16,13 +23,15 @@ from ferry.controller.events import EventRecorder
 from ferry.kube import FerryObjects, retry_conflicts, status_changes
 from ferry.sync.expression_check import template_problems
 
+SPEC_PROBLEM = "spec: "   # the start of a problem with the spec's shape, not an expression
+
 
 def template_problem(name: str, spec: dict[str, Any]) -> str:
     """Why the Template cannot stage objects, or "" when it can."""
     try:
         parsed = TemplateSpec.model_validate(spec)
     except ValidationError as exc:
-        return f"spec: {exc.errors()[0]['msg']}"
+        return f"{SPEC_PROBLEM}{exc.errors()[0]['msg']}"
     problems = template_problems(name, parsed)  # the same check `ferry run` makes
     return "; ".join(f"Template/{name}: {path}: {message}" for path, message in problems)
 
@@ -39,9 +48,13 @@ class TemplateReconciler:
         problem = template_problem(meta.name, body.get("spec") or {})
         old = TemplateStatus.of(body)
         new = old.model_copy(deep=True)
-        set_condition(new, ConditionType.READY, not problem,
-                      Reason.COMPILED if not problem else Reason.INVALID_EXPRESSION,
-                      problem or "every expression compiles", meta.generation, datetime.now(UTC))
+        now = datetime.now(UTC)
+        reason = (Reason.COMPILED if not problem else Reason.INVALID_SPEC
+                  if problem.startswith(SPEC_PROBLEM) else Reason.INVALID_EXPRESSION)
+        set_condition(new, ConditionType.READY, not problem, reason,
+                      problem or "every expression compiles", meta.generation, now)
+        set_kstatus(new, None, Signal(reason, problem) if problem else None, meta.generation,
+                    now)
         new.observed_generation = meta.generation
         changes = status_changes(old, new)
         if not changes:
@@ -50,4 +63,4 @@ class TemplateReconciler:
                                attempts=1):
             return  # a newer version is on its way through the watch
         if problem and not has_condition(old, ConditionType.READY, ConditionStatus.FALSE):
-            self._events.post(body, EventType.WARNING, Reason.INVALID_EXPRESSION, problem)
+            self._events.post(body, EventType.WARNING, reason, problem)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from ferry.alerts.attempts import queue
 from ferry.api.base import ObjectMeta
-from ferry.api.conditions import ConditionType, Reason, set_condition
+from ferry.api.conditions import ConditionType, Reason, Signal, set_condition, set_kstatus
 from ferry.api.events import EventReason, EventType
 from ferry.api.status import (
     RunResult,
@@ -56,9 +56,10 @@ def decide(meta: ObjectMeta, spec: WorkflowSpec | None, status: WorkflowStatus,
         problems = [*problems, f"spec.schedule: {schedule_problem}"]
 
     generation = meta.generation
-    set_condition(status, ConditionType.READY, not problems,
-                  Reason.VALID if not problems else Reason.INVALID_REFERENCE
-                  if not schedule_problem else Reason.INVALID_SCHEDULE,
+    ready_reason = (Reason.VALID if not problems else Reason.INVALID_SPEC if spec is None
+                    else Reason.INVALID_SCHEDULE if schedule_problem
+                    else Reason.INVALID_REFERENCE)
+    set_condition(status, ConditionType.READY, not problems, ready_reason,
                   "; ".join(problems) or "Environments and Templates found; runs can start",
                   generation, now)
     active = status.active_run
@@ -70,8 +71,34 @@ def decide(meta: ObjectMeta, spec: WorkflowSpec | None, status: WorkflowStatus,
     if last:
         set_condition(status, ConditionType.SUCCEEDED, last.result == RunResult.SUCCEEDED,
                       last.result, last.message or f"run {last.id}", generation, now)
+    set_kstatus(status, _reconciling(status), _stalled(status, ready_reason, problems),
+                generation, now)
     status.observed_generation = generation
     return decision
+
+
+def _reconciling(status: WorkflowStatus) -> Signal | None:
+    """A run in progress: its Job is still working towards what the spec asks."""
+    active = status.active_run
+    if active is None:
+        return None
+    return Signal(Reason.RUN_ACTIVE, f"run {active.id} {active.result}"
+                  + (f": {active.progress}" if active.progress else f" ({active.job_name})"))
+
+
+def _stalled(status: WorkflowStatus, ready_reason: Reason, problems: list[str]
+             ) -> Signal | None:
+    """What waits for a person: a spec or reference to fix, or a last run that did not
+    succeed (failed, held deletions back or left objects failed). The schedule tries again,
+    but the same run would end the same way until someone looks; the next run that
+    succeeds clears it."""
+    if problems:
+        return Signal(ready_reason, "; ".join(problems))
+    last = status.last_run
+    if last is None or last.result == RunResult.SUCCEEDED:
+        return None
+    return Signal(last.result, f"run {last.id} {last.result}: "
+                  + (last.message or "see the run's Job and Events"))
 
 
 def _follow_active_run(decision: Decision[WorkflowStatus], jobs: list[V1Job], now: datetime,

@@ -11,11 +11,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from ferry.api.conditions import ConditionType, Reason, get_condition, set_condition
+from ferry.api.conditions import (
+    ConditionType,
+    Reason,
+    Signal,
+    get_condition,
+    set_condition,
+    set_kstatus,
+)
 from ferry.api.devicemigration import DeviceAction, DeviceMigration, DeviceMigrationSpec
 from ferry.api.environment import ConnectionMode, Environment
 from ferry.api.events import EventReason, EventType
-from ferry.api.status import DeviceMigrationStatus, DevicePhase, MigrationPhase
+from ferry.api.status import ConditionStatus, DeviceMigrationStatus, DevicePhase, MigrationPhase
 from ferry.api.workflow import Workflow
 from ferry.devices.plans import (
     DeviceRequests,
@@ -139,6 +146,8 @@ def reconcile(migration: DeviceMigration, environments: Mapping[str, Environment
     if found:
         set_condition(status, ConditionType.READY, False, Reason.INVALID_REFERENCE,
                       "; ".join(found), meta.generation, now)
+        set_kstatus(status, None, Signal(Reason.INVALID_REFERENCE, "; ".join(found)),
+                    meta.generation, now)
         if not _was(previous, ConditionType.READY, Reason.INVALID_REFERENCE):
             outcome.notices.append(Notice(EventType.WARNING, Reason.INVALID_REFERENCE,
                                           "; ".join(found)))
@@ -275,6 +284,15 @@ def _progressing(status: DeviceMigrationStatus, phase: MigrationPhase, generatio
                                 f" the {RETRY_ANNOTATION} annotation"),
     }[phase]
     set_condition(status, ConditionType.PROGRESSING, value, reason, message, generation, now)
+    # Reconciling while devices move or wait to; Stalled once nothing is left to run but failed
+    # devices, or while a Secret is missing (unless others still move: Reconciling wins).
+    ready = get_condition(status, ConditionType.READY)
+    stalled = None
+    if phase is MigrationPhase.FAILED:
+        stalled = Signal(reason, message)
+    elif ready is not None and ready.status == ConditionStatus.FALSE:
+        stalled = Signal(Reason.SECRET_UNAVAILABLE, ready.message)
+    set_kstatus(status, Signal(reason, message) if value else None, stalled, generation, now)
     if phase is MigrationPhase.COMPLETED and previous.phase is not MigrationPhase.COMPLETED:
         outcome.notices.append(Notice(EventType.NORMAL, EventReason.MIGRATION_COMPLETED,
                                       message))

@@ -22,6 +22,7 @@ import pytest
 import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from tests.support.gitops_health import argocd_health, capture, kstatus
 from tests.support.kube_api import Identity, KubeAPI
 from tests.support.operator import operator_process
 from tests.support.polling import eventually, never
@@ -242,6 +243,19 @@ def actions(device: dict[str, Any]) -> dict[str, str]:
     return {a["id"]: a["state"] for a in device.get("actions") or []}
 
 
+def gitops_health(fleet: Fleet, case: str, name: str = "move") -> tuple[dict[str, Any], ...]:
+    """kstatus' and Argo CD's verdicts on the DeviceMigration as the API server has it now,
+    kept as the health check's testdata/<case>.yaml (tests.support.gitops_health)."""
+    obj = fleet.get(name)
+    volatile = {fleet.namespace: "ferry",
+                obj["metadata"]["uid"]: "00000000-0000-4000-8000-000000000000"}
+    for n, device in enumerate((obj.get("status") or {}).get("devices") or []):
+        if device.get("agent"):
+            volatile[device["agent"]] = f"device-{n:016x}"
+    capture(obj, case, volatile)
+    return kstatus(obj)[0], argocd_health(obj)[0]
+
+
 def test_an_invalid_reference_keeps_it_not_ready_naming_the_field_and_writes_no_plans(
         fleet: Fleet) -> None:
     fleet.apply(environment("direct-tgt", connection="direct"),
@@ -262,6 +276,9 @@ def test_an_invalid_reference_keeps_it_not_ready_naming_the_field_and_writes_no_
         assert event["type"] == "Warning" and "spec.workflow" in event["message"]
         assert fleet.plans() == {}
         assert fleet.store.devices.sid_table(fleet.key()) is None
+        ks, argo = gitops_health(fleet, "invalid-reference")
+        assert ks["status"] == "Failed" and "spec.workflow" in ks["message"]
+        assert argo["status"] == "Degraded" and argo["message"].startswith("InvalidReference")
 
         # Fixed: the same object becomes Ready, and only then are plans written.
         fleet.patch_spec({"target": "tgt", "workflow": WORKFLOW})
@@ -355,6 +372,9 @@ def test_waves_hold_cutover_actions_and_show_missing_and_unmatched_agents(fleet:
         row = fleet.row()
         assert (row["Phase"], row["Devices"], row["Failed"], row["Wave"]) == (
             "Running", "0/3", 0, "pilot")
+        ks, argo = gitops_health(fleet, "moving")
+        assert (ks["status"], ks["message"]) == ("InProgress", "0/3 done")
+        assert argo == {**argo, "status": "Progressing", "message": "0/3 done"}
 
         # The operator wrote status only: the spec's generation is the one applied.
         never(lambda: fleet.get()["metadata"]["generation"] != 1, "the spec changed",
@@ -404,6 +424,9 @@ def test_results_move_devices_to_done_and_the_migration_completes_once(fleet: Fl
         progressing = condition(status, "Progressing")
         assert (progressing["status"], progressing["reason"]) == ("False", "Completed")
         assert fleet.row()["Phase"] == "Completed" and fleet.row()["Devices"] == "2/2"
+        ks, argo = gitops_health(fleet, "completed")
+        assert (ks["status"], ks["message"]) == ("Current", "Resource is Ready")
+        assert argo == {**argo, "status": "Healthy", "message": "every device done (2/2)"}
         eventually(lambda: fleet.reasons().count("MigrationCompleted") == 1,
                    "one MigrationCompleted")
         eventually(lambda: fleet.reasons().count("DeviceMigrated") == 2, "WS2 migrated")
@@ -450,6 +473,9 @@ def test_pausing_waves_in_the_spec_pauses_their_plans(fleet: Fleet) -> None:
         assert (progressing["status"], progressing["reason"],
                 progressing["observedGeneration"]) == ("False", "Paused", 3)
         assert fleet.row()["Phase"] == "Paused"
+        ks, argo = gitops_health(fleet, "paused")
+        assert ks["status"] == "Current"   # kstatus has no "paused"
+        assert argo == {**argo, "status": "Suspended", "message": "Paused by spec (0/2 done)"}
 
         fleet.patch_spec({"waves": [{"name": "pilot", "devices": ["ws1"]},
                                     {"name": "rest", "devices": ["ws2"]}]})
@@ -480,6 +506,10 @@ def test_a_failed_device_is_retried_once_per_annotation_value(fleet: Fleet) -> N
         failed = eventually(lambda: [e for e in fleet.events()
                                      if e["reason"] == "DeviceFailed"], "DeviceFailed")
         assert failed[0]["type"] == "Warning" and refused in failed[0]["message"]
+        ks, argo = gitops_health(fleet, "devices-failed")
+        assert ks["status"] == "Failed" and ks["conditions"][0]["reason"] == "DevicesFailed"
+        assert argo["status"] == "Degraded" and argo["message"].startswith(
+            "1 devices failed (0/1 done); retry them")
 
         fleet.annotate("ferry.dev/retry-devices", "WS1")
         eventually(lambda: fleet.plans()["WS1"].generation == 2, "generation 2")
