@@ -83,6 +83,16 @@ class SidHistoryTarget(Protocol):
         ...
 
 
+@runtime_checkable
+class Throttled(Protocol):
+    """A connector whose service throttles its callers (Microsoft Graph): what the run met,
+    for its record (status, metrics)."""
+
+    def throttling(self) -> tuple[int, int]:
+        """(429 answers waited out, requests sent again for any reason) so far."""
+        ...
+
+
 class Connector(Protocol):
     """Reads records of a directory and applies engine operations to it, by anchor."""
 

@@ -76,6 +76,12 @@ def _workflows(bodies: list[dict[str, Any]]) -> Iterator[Metric]:
         labels=_WORKFLOW)
     active = GaugeMetricFamily("ferry_run_active", "1 while a run is in progress.",
                                labels=_WORKFLOW)
+    throttled = CounterMetricFamily(
+        "ferry_graph_throttled", "Microsoft Graph's 429 answers the finished runs waited out.",
+        labels=_WORKFLOW)
+    retries = CounterMetricFamily(
+        "ferry_graph_retries", "Graph requests the finished runs sent again (429, 5xx, lost"
+        " connections).", labels=_WORKFLOW)
     for body in bodies:
         key = [body["metadata"]["namespace"], body["metadata"]["name"]]
         status = WorkflowStatus.of(body)
@@ -89,6 +95,8 @@ def _workflows(bodies: list[dict[str, Any]]) -> Iterator[Metric]:
                 objects.add_metric([*key, object_type, operation], value)
         duration.add_metric(key, count_value=sum(totals.runs.values()),
                             sum_value=totals.duration_seconds)
+        throttled.add_metric(key, totals.graph_throttled)
+        retries.add_metric(key, totals.graph_retries)
         if totals.last_success_time is not None:
             last_success.add_metric(key, totals.last_success_time.timestamp())
         last = status.last_run
@@ -102,7 +110,7 @@ def _workflows(bodies: list[dict[str, Any]]) -> Iterator[Metric]:
             interval.add_metric(key, period)
         active.add_metric(key, 1 if status.active_run is not None else 0)
     yield from (runs, thresholds, objects, duration, last_duration, last_success, next_run,
-                interval, active)
+                interval, active, throttled, retries)
 
 
 def _operations(counts: RunCounts) -> Iterator[tuple[str, int]]:

@@ -88,7 +88,8 @@ def run_sync_job(api: client.ApiClient, namespace: str, workflow: str, run_id: s
     counts = RunCounts.model_validate({key: totals[key] for key in Count})
     types = {name: RunCounts.model_validate({key: n for key, n in per_type.items() if n})
              for name, per_type in outcome.counts.items() if any(per_type.values())}
-    update(_final(outcome.result, outcome.message, counts, outcome.scripts, types))
+    update(_final(outcome.result, outcome.message, counts, outcome.scripts, types,
+                  (outcome.graph_throttled, outcome.graph_retries)))
     if outcome.conflicts:
         first = "; ".join(c.message for c in outcome.conflicts[:3])
         events.post(body, EventType.WARNING, EventReason.MATCH_CONFLICTS,
@@ -174,13 +175,16 @@ def _progress(text: str) -> Change:
 
 def _final(result: RunResult, message: str, counts: RunCounts | None = None,
            scripts: list[ScriptRun] | None = None,
-           types: dict[str, RunCounts] | None = None) -> Change:
+           types: dict[str, RunCounts] | None = None,
+           graph: tuple[int, int] | None = None) -> Change:
     def change(_: WorkflowStatus, run: RunSummary) -> None:
         end(run, result, message, datetime.now(UTC))
         if counts is not None:
             run.counts = counts
         if types:
             run.types = types
+        if graph and any(graph):
+            run.graph_throttled, run.graph_retries = graph
         if scripts:
             run.scripts = scripts
     return change

@@ -49,6 +49,8 @@ class RunOutcome:
     # References to objects the pairs never sync: reported, counted, not an error.
     out_of_scope: list[OutOfScope] = field(default_factory=list)
     scripts: list[ScriptRun] = field(default_factory=list)   # runScript steps, in order run
+    graph_throttled: int = 0          # Graph's 429s the run waited out
+    graph_retries: int = 0            # Graph requests it sent again (429, 5xx, lost)
     fatal: str = ""
 
     @property

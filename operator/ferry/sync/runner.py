@@ -16,7 +16,7 @@ from ferry.api.loader import Manifests
 from ferry.api.status import RunResult
 from ferry.api.template import PasswordSyncMode
 from ferry.api.workflow import WorkflowSpec
-from ferry.connectors.base import Connector, ReadResult
+from ferry.connectors.base import Connector, ReadResult, Throttled
 from ferry.connectors.factory import connection_secrets, open_connector
 from ferry.engine.expressions import ExpressionError
 from ferry.engine.migration import sid_translations
@@ -125,6 +125,10 @@ def run_workflow(
             outcome.fatal = f"{type(exc).__name__}: {exc}"
         finally:
             for connector in connectors.values():
+                if isinstance(connector, Throttled):
+                    throttled, retries = connector.throttling()
+                    outcome.graph_throttled += throttled
+                    outcome.graph_retries += retries
                 connector.close()
         if not test_mode:
             scripts.skip_rest()

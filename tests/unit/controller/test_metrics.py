@@ -47,13 +47,26 @@ def test_a_finished_run_is_added_to_the_totals_once() -> None:
                   status=finished_run(user={"created": 4, "errors": 1}, group={"updated": 2}))
     done = wire(decide(wf, [job(RUN, finished="Complete")], problems=[], now=T0))
     assert done["totals"] == {
-        "runs": {"Succeeded": 1}, "durationSeconds": 150.0,
-        "lastSuccessTime": "2026-11-21T10:02:30Z",
+        "runs": {"Succeeded": 1}, "durationSeconds": 150.0, "graphThrottled": 0,
+        "graphRetries": 0, "lastSuccessTime": "2026-11-21T10:02:30Z",
         "types": {"user": {"created": 4, "errors": 1}, "group": {"updated": 2}}}
     # reconciled again (a restart, the next event): nothing more is added
     again = wire(decide(workflow(annotations={"ferry.dev/run-requested": "r1"}, status=done),
                         [job(RUN, finished="Complete")], problems=[], now=T0))
     assert again["totals"] == done["totals"]
+
+
+def test_graphs_throttling_of_each_run_is_summed_and_scraped() -> None:
+    status = {**finished_run(user={"created": 1}), "totals": {
+        "runs": {"Succeeded": 1}, "graphThrottled": 5, "graphRetries": 7}}
+    status["activeRun"] |= {"graphThrottled": 2, "graphRetries": 3}
+    wf = workflow(annotations={"ferry.dev/run-requested": "r1"}, status=status)
+    done = wire(decide(wf, [job(RUN, finished="Complete")], problems=[], now=T0))
+    assert (done["totals"]["graphThrottled"], done["totals"]["graphRetries"]) == (7, 10)
+    found = scrape(("Workflow", workflow(status=done)))
+    key = (("namespace", "ferry"), ("workflow", "src-to-tgt"))
+    assert found[("ferry_graph_throttled_total", key)] == 7
+    assert found[("ferry_graph_retries_total", key)] == 10
 
 
 def test_a_run_that_failed_counts_and_keeps_the_last_success() -> None:

@@ -88,6 +88,9 @@ class EntraConnector:
     def close(self) -> None:
         self.session.close()
 
+    def throttling(self) -> tuple[int, int]:
+        return self.session.throttled, self.session.retries
+
     def check(self, required: Iterable[Need] = ()) -> str:
         """Sign in, read one user, and compare the token's permissions with `required`
         (by default what reading this environment's scope needs)."""

@@ -130,7 +130,8 @@ class GraphSession:
                  ca: CaBundle, quota: WriteQuota, timeout: float = 60.0):
         self.endpoints = endpoints
         self.pacer = WritePacer(quota)
-        self.throttled = 0  # 429s met, for the run's log
+        self.throttled = 0  # 429s met, and requests sent again: the run's record
+        self.retries = 0
         self._credential, self._ca = credential, ca
         self._loop = asyncio.new_event_loop()
         verify = ssl.create_default_context(cafile=ca.path) if ca.path else True
@@ -199,6 +200,7 @@ class GraphSession:
                     raise GraphError(0, "ConnectionFailed", f"{method} {url.split('?')[0]}:"
                                      f" {type(exc).__name__}: {exc}") from exc
                 wait, reason = next(delays), f"{type(exc).__name__}: {exc}"
+            self.retries += 1
             log.info("graph.retry", method=method, url=url.split("?")[0], wait=round(wait, 2),
                      reason=reason[:200])
             time.sleep(wait)
@@ -270,6 +272,7 @@ class GraphSession:
                     failures += 1
                 pending = retry
             if pending:
+                self.retries += len(pending)
                 log.info("graph.batch_retry", requests=len(pending), wait=round(wait, 2))
                 time.sleep(wait)
         return [answers[i] for i in range(len(requests))]
