@@ -80,8 +80,9 @@ def matches(workflow_key: Annotated[str | None, typer.Argument(
                 "--in-cluster", metavar="NAMESPACE/NAME", help="Have the operator report this"
                 " Workflow in a Job, as its runs are; prints the counts, stores the rows.")]
             = None,
-            timeout: Annotated[float, typer.Option(
-                min=1, help="With --in-cluster: seconds to wait for the report.")] = 600,
+            timeout: Annotated[float | None, typer.Option(
+                min=1, help="With --in-cluster: seconds to wait for the report [default:"
+                " 600].")] = None,
             out: Annotated[str | None, typer.Option(
                 "--out", help="Folder to write the files into (made if missing), or - for a"
                 " tar of them on stdout.")] = None,
@@ -98,8 +99,11 @@ def matches(workflow_key: Annotated[str | None, typer.Argument(
                 " and NAMESPACE/NAME; the CSV files are then written where its state store"
                 " is: `kubectl exec -n <release namespace> deploy/ferry-operator -- ferry"
                 f" report matches {in_cluster} --out - | tar x`")
-        _matches_in_cluster(in_cluster, timeout)
+        _matches_in_cluster(in_cluster, 600 if timeout is None else timeout)
         return
+    if timeout is not None:
+        raise InvalidInput("--timeout is how long --in-cluster waits: give it with"
+                           " --in-cluster NAMESPACE/NAME, or leave it out")
     if out is None:
         raise InvalidInput("give --out DIR (or - for a tar on stdout)")
     check_out(out)
@@ -175,6 +179,7 @@ def _matches_in_cluster(key: str, timeout: float) -> None:
     from ferry.controller.match_report_requests import MATCH_REPORT, request_match_report
     from ferry.controller.request_status import wait_for_request
     from ferry.kube import api_client
+    from ferry.reports.matches import counts_line
 
     namespace, name = _workflow_key(key, "--in-cluster")
     api = api_client()
@@ -186,10 +191,8 @@ def _matches_in_cluster(key: str, timeout: float) -> None:
             else MatchReportFailed
         raise failed(summary.message or f"match report {report_id} {summary.result}")
     for pair in summary.pairs:
-        counts = pair.counts.dump()
-        stdout.print(f"{pair.source} -> {pair.target}: "
-                     + (", ".join(f"{n} {s}" for s, n in sorted(counts.items()) if n)
-                        or "none"), soft_wrap=True)
+        stdout.print(counts_line(pair.source, pair.target, pair.counts.dump()),
+                     soft_wrap=True)
     err.print(f"stored as report {report_id}; its CSV files: `kubectl exec -n <release"
               f" namespace> deploy/ferry-operator -- ferry report matches {key} --out - |"
               " tar x`", soft_wrap=True)

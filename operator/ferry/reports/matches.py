@@ -107,6 +107,10 @@ def status_counts(rows: Iterable[MatchRow]) -> dict[str, int]:
 
 def summary_line(pair: PairMatches) -> str:
     """`src -> tgt: 1 conflict, 2 joined`: the statuses a pair has, by name."""
-    counts = status_counts(pair.rows)
-    return (f"{pair.source} -> {pair.target}: "
-            + (", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "none"))
+    return counts_line(pair.source, pair.target, status_counts(pair.rows))
+
+
+def counts_line(source: str, target: str, counts: Mapping[str, int]) -> str:
+    """The summary line from counts by status name (as status.lastMatchReport keeps them)."""
+    return (f"{source} -> {target}: "
+            + (", ".join(f"{n} {s}" for s, n in sorted(counts.items()) if n) or "none"))

@@ -98,6 +98,9 @@ def test_a_match_report_in_the_cluster_writes_the_csv_of_the_local_one(
             cluster, "--in-cluster", f"{ns}/{WORKFLOW}", "-f", str(cluster.folder))
         assert "leave out -f, -w, --out" in refused(
             cluster, "--in-cluster", f"{ns}/{WORKFLOW}", "--out", str(tmp_path / "x"))
+        assert "--timeout is how long --in-cluster waits" in refused(
+            cluster, "-f", str(cluster.folder), "-w", WORKFLOW, "--out", str(tmp_path / "x"),
+            "--timeout", "5")
         assert f"--in-cluster '{WORKFLOW}': give NAMESPACE/NAME of a Workflow" in refused(
             cluster, "--in-cluster", WORKFLOW)
         assert f"Workflow {ns}/nope not found" in refused(cluster, "--in-cluster", f"{ns}/nope")
