@@ -4,6 +4,8 @@ connected per environment, all as the test made them happen; none of it on the H
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -94,3 +96,17 @@ def test_the_metrics_port_serves_nothing_else(metered: tuple[RunningGateway, str
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(url.replace("/metrics", "/v1/enroll"), timeout=30)
     assert refused.value.code == 404
+
+
+@pytest.mark.parametrize(("listen", "says"), [
+    ("127.0.0.110:8443", "--metrics-listen 127.0.0.110:8443: the HTTPS port 8443 serves agents"),
+    ("9091", "--metrics-listen '9091': expected HOST:PORT, e.g. 0.0.0.0:9091"),
+])
+def test_a_metrics_address_on_the_https_port_or_without_a_host_is_refused(
+        listen: str, says: str, tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "ferry", "gateway", "--listen", "127.0.0.110:8443",
+         "--metrics-listen", listen, "--tls-cert", str(tmp_path / "none.crt"),
+         "--tls-key", str(tmp_path / "none.key")],
+        capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 2 and says in done.stderr, done.stderr

@@ -66,6 +66,21 @@ def test_a_bad_operator_setting_names_its_variable() -> None:
     assert (settings.watched_namespaces, settings.history_limit) == (["tenant-a"], 5)
 
 
+@pytest.mark.parametrize("listen", ["9090", ":9090", "0.0.0.0:http", "0.0.0.0:70000"])
+def test_a_bad_metrics_address_is_refused_naming_the_variable_and_the_form(listen: str) -> None:
+    with pytest.raises(SettingsError, match=r"FERRY_METRICS_LISTEN: .*expected HOST:PORT, e\.g"
+                                            r"\. 0\.0\.0\.0:9090"):
+        OperatorSettings.from_environment({"FERRY_METRICS_LISTEN": listen})
+
+
+def test_the_metrics_address_is_host_and_port_ipv6_included() -> None:
+    assert OperatorSettings.from_environment({}).metrics_address is None
+    assert OperatorSettings.from_environment(
+        {"FERRY_METRICS_LISTEN": "0.0.0.0:9090"}).metrics_address == ("0.0.0.0", 9090)
+    assert OperatorSettings.from_environment(
+        {"FERRY_METRICS_LISTEN": "[::1]:9090"}).metrics_address == ("::1", 9090)
+
+
 def test_a_connector_uses_the_settings_it_is_given_not_the_environment(
         tmp_path: Path) -> None:
     (tmp_path / "env.yaml").write_text(AGENT_ENVIRONMENT)
