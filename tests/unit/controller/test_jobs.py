@@ -1,7 +1,8 @@
 from pathlib import Path
 
 from ferry.api.loader import load_manifests
-from ferry.controller.jobs import build_job, credential_secret, secret_refs
+from ferry.controller.jobs import build_job, build_request_job, credential_secret, secret_refs
+from ferry.controller.match_report_decision import MATCH_REPORTS
 from ferry.settings import OperatorSettings
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples" / "ad-to-ad"
@@ -107,3 +108,27 @@ def test_entra_secrets_and_workload_identity_tokens_reach_the_job_as_files(
                  if m["name"] == projected["name"])
     assert mount["mountPath"] == "/var/run/secrets/azure/tokens" and mount["readOnly"]
 
+
+
+def test_a_match_report_job_has_the_run_pod_shape_and_its_own_gateway_credential() -> None:
+    settings = OperatorSettings(gateway_url="https://ferry-gateway.ns.svc:443",
+                                job_signing_key_file="/etc/ferry/job-signing/tls.key")
+    run = build_job(namespace="n", workflow="w", workflow_uid="u", run_id="a" * 10,
+                    trigger="Manual", secrets={"src-ad": {"password"}}, settings=settings)
+    report = build_request_job(
+        namespace="n", workflow="w", workflow_uid="u", request_id="m1", name="w-matches-m1",
+        labels={MATCH_REPORTS.kind.label: "w", "ferry.dev/run": "m1"},
+        component=MATCH_REPORTS.component, command=MATCH_REPORTS.command,
+        trigger=MATCH_REPORTS.trigger, secrets={"src-ad": {"password"}}, settings=settings)
+    pod, run_pod = report["spec"]["template"]["spec"], run["spec"]["template"]["spec"]
+    assert pod["containers"][0]["args"] == ["match-report-job", "--workflow", "n/w",
+                                            "--request", "m1"]
+    assert "ferry.dev/workflow" not in report["metadata"]["labels"]
+    # The run's pod but for its own credential Secret: the same account, env and volumes.
+    assert pod["serviceAccountName"] == run_pod["serviceAccountName"]
+    assert pod["containers"][0]["env"] == run_pod["containers"][0]["env"]
+    gateway = next(v for v in pod["volumes"] if v["name"] == "gateway")
+    assert gateway["secret"]["secretName"] == "w-matches-m1-gateway"
+    assert [v for v in pod["volumes"] if v["name"] != "gateway"] == \
+        [v for v in run_pod["volumes"] if v["name"] != "gateway"]
+    assert pod["containers"][0]["volumeMounts"] == run_pod["containers"][0]["volumeMounts"]
