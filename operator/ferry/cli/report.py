@@ -11,7 +11,7 @@ import typer
 
 from ferry.cli.group import command_group
 from ferry.cli.options import DEFAULT_STATE, SecretsOpt, StateOpt, VerboseOpt
-from ferry.errors import ExitCode, FerryError, InvalidInput
+from ferry.errors import InvalidInput
 
 if TYPE_CHECKING:
     from ferry.state.rows import PairMatches
@@ -177,7 +177,7 @@ def _matches_in_cluster(key: str, timeout: float) -> None:
     from ferry.cli.render import err
     from ferry.cli.render import out as stdout
     from ferry.controller.match_report_requests import MATCH_REPORT, request_match_report
-    from ferry.controller.request_status import wait_for_request
+    from ferry.controller.request_status import failure, wait_for_request
     from ferry.kube import api_client
     from ferry.reports.matches import counts_line
 
@@ -187,23 +187,13 @@ def _matches_in_cluster(key: str, timeout: float) -> None:
     err.print(f"requested match report {report_id} of Workflow {key}", soft_wrap=True)
     summary = wait_for_request(MATCH_REPORT, api, namespace, name, report_id, timeout)
     if summary.exit_code:
-        failed = MatchReportRefused if summary.exit_code == ExitCode.INVALID_INPUT \
-            else MatchReportFailed
-        raise failed(summary.message or f"match report {report_id} {summary.result}")
+        raise failure(MATCH_REPORT, summary)
     for pair in summary.pairs:
         stdout.print(counts_line(pair.source, pair.target, pair.counts.dump()),
                      soft_wrap=True)
     err.print(f"stored as report {report_id}; its CSV files: `kubectl exec -n <release"
               f" namespace> deploy/ferry-operator -- ferry report matches {key} --out - |"
               " tar x`", soft_wrap=True)
-
-
-class MatchReportFailed(FerryError):
-    """The in-cluster match report failed (exit 1); the message is its Job's."""
-
-
-class MatchReportRefused(InvalidInput):
-    """The operator or the report's Job refused the Workflow's input (exit 2), naming it."""
 
 
 def match_report_job(

@@ -10,11 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from ferry.cli.options import DEFAULT_STATE, SecretsOpt, StateOpt, VerboseOpt
-from ferry.errors import FerryError, InvalidInput
-
-
-class TraceFailed(FerryError):
-    """The in-cluster trace ended without a report; the message is the trace Job's."""
+from ferry.errors import InvalidInput
 
 
 def trace(object_key: Annotated[str, typer.Argument(
@@ -67,7 +63,7 @@ def trace(object_key: Annotated[str, typer.Argument(
 
 def _in_cluster(target: str, object_key: str, apply: bool, as_json: bool,
                 wait: float) -> None:
-    from ferry.controller.request_status import wait_for_request
+    from ferry.controller.request_status import failure, wait_for_request
     from ferry.controller.trace_requests import TRACE, request_trace
     from ferry.kube import api_client, current_namespace
 
@@ -77,8 +73,8 @@ def _in_cluster(target: str, object_key: str, apply: bool, as_json: bool,
     request = request_trace(api, namespace, name, object_key, apply)
     typer.echo(f"requested trace {request.id} of Workflow {namespace}/{name}", err=True)
     trace = wait_for_request(TRACE, api, namespace, name, request.id, wait)
-    if trace.report is None:
-        raise TraceFailed(trace.message or f"trace {trace.id} {trace.result}")
+    if trace.report is None:  # refused, or it failed before it traced: no report to print
+        raise failure(TRACE, trace)
     _print(json.loads(trace.report), as_json)
     if trace.exit_code:
         raise typer.Exit(trace.exit_code)

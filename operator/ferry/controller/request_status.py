@@ -32,6 +32,22 @@ class RequestTimedOut(FerryError):
     """The request did not end in time; the message says where it was."""
 
 
+class RequestFailed(FerryError):
+    """The request ended Failed (exit 1); the message is its status entry's."""
+
+
+class RequestRefused(InvalidInput):
+    """The request's input was refused (exit 2), by the operator or its Job, naming it."""
+
+
+def failure(kind: RequestKind[SummaryT], summary: SummaryT) -> FerryError:
+    """The error a CLI ends with for a request that ended with a non-zero exit code: its
+    message, and its code as far as exit codes go (2 for refused input, else 1)."""
+    message = summary.message or f"{kind.what} {summary.id} {summary.result.value}"
+    return RequestRefused(message) if summary.exit_code == ExitCode.INVALID_INPUT \
+        else RequestFailed(message)
+
+
 def report_request(kind: RequestKind[SummaryT], objects: FerryObjects, namespace: str,
                    name: str, request_id: str, change: Callable[[SummaryT], None]) -> bool:
     """Apply `change` to the kind's status entry while it is still `request_id`; False when

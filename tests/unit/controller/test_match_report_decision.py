@@ -17,8 +17,9 @@ from ferry.controller.match_report_decision import (
     decide_match_report,
 )
 from ferry.controller.match_report_requests import MATCH_REPORT_LABEL
+from ferry.controller.request_status import failure
 from ferry.controller.runs import RUN_LABEL
-from ferry.controller.trace_decision import decide_trace
+from ferry.controller.trace_decision import TRACES, decide_trace
 from ferry.controller.workflow_decision import decide
 
 T0 = datetime(2026, 12, 3, 10, 0, tzinfo=UTC)
@@ -170,3 +171,17 @@ def test_a_request_that_fails_here_is_written_before_the_waiting_one_is_taken() 
     assert ended.start is None
     taken = report("m2", after(ended))
     assert taken.summary is not None and taken.summary.id == "m2" and taken.start is not None
+
+
+def test_the_cli_ends_a_refused_request_with_exit_2_and_a_failed_one_with_1() -> None:
+    refused = report("m1", status(), problems=["Environment 'tgt' not found"]).summary
+    assert refused is not None
+    error = failure(MATCH_REPORTS.kind, refused)
+    assert (error.exit_code, str(error)) == (2, "Workflow is not Ready: Environment 'tgt' not"
+                                                " found")
+    gone = report("m1", status(lastMatchReport={"id": "m1", "jobName": "wf-matches-m1",
+                                                "result": "Running"})).summary
+    assert gone is not None and failure(MATCH_REPORTS.kind, gone).exit_code == 1
+    trace = decide_trace({"ferry.dev/trace-requested": "Bad Id;x"}, "wf", status(), [],
+                         problems=list, now=T0).summary
+    assert trace is not None and failure(TRACES.kind, trace).exit_code == 2
