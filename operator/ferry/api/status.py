@@ -135,10 +135,11 @@ class RunSummary(StatusModel):
     completion_time: Timestamp | None = Field(default=None, description="When the run ended.")
     result: RunResult = Field(description="Outcome; Pending or Running while active.")
     counts: RunCounts = Field(default_factory=RunCounts, description="What the run did.")
-    graph_throttled: int = Field(
-        default=0, description="Microsoft Graph's 429 answers the run waited out.")
-    graph_retries: int = Field(
-        default=0, description="Graph requests the run sent again (throttled, 5xx, lost).")
+    # Unset, not 0, where a run met no throttling: most never reach Graph.
+    graph_throttled: int | None = Field(
+        default=None, description="Microsoft Graph's 429 answers the run waited out.")
+    graph_retries: int | None = Field(
+        default=None, description="Graph requests the run sent again (throttled, 5xx, lost).")
     types: dict[str, RunCounts] = Field(
         default_factory=dict, description="What the run did per object type (user, group, ...).")
     progress: str | None = Field(
@@ -236,8 +237,10 @@ class RunTotals(StatusModel):
     types: dict[str, RunCounts] = Field(
         default_factory=dict, description="What the runs did per object type, summed.")
     duration_seconds: float = Field(default=0.0, description="The runs' durations, summed.")
-    graph_throttled: int = Field(default=0, description="Graph's 429s the runs waited out.")
-    graph_retries: int = Field(default=0, description="Graph requests the runs sent again.")
+    graph_throttled: int | None = Field(
+        default=None, description="Graph's 429s the runs waited out.")
+    graph_retries: int | None = Field(
+        default=None, description="Graph requests the runs sent again.")
     last_success_time: Timestamp | None = Field(
         default=None, description="When the latest run that succeeded ended.")
 
@@ -254,9 +257,14 @@ class RunTotals(StatusModel):
         return RunTotals(
             runs={**self.runs, run.result.value: self.runs.get(run.result.value, 0) + 1},
             types=types, duration_seconds=self.duration_seconds + max(took, 0.0),
-            graph_throttled=self.graph_throttled + run.graph_throttled,
-            graph_retries=self.graph_retries + run.graph_retries,
+            graph_throttled=_sum(self.graph_throttled, run.graph_throttled),
+            graph_retries=_sum(self.graph_retries, run.graph_retries),
             last_success_time=run.completion_time if succeeded else self.last_success_time)
+
+
+def _sum(total: int | None, more: int | None) -> int | None:
+    """None while nothing was ever counted (the field stays out of status)."""
+    return None if total is None and more is None else (total or 0) + (more or 0)
 
 
 class WorkflowStatus(StatusModel):

@@ -95,8 +95,8 @@ def _workflows(bodies: list[dict[str, Any]]) -> Iterator[Metric]:
                 objects.add_metric([*key, object_type, operation], value)
         duration.add_metric(key, count_value=sum(totals.runs.values()),
                             sum_value=totals.duration_seconds)
-        throttled.add_metric(key, totals.graph_throttled)
-        retries.add_metric(key, totals.graph_retries)
+        throttled.add_metric(key, totals.graph_throttled or 0)
+        retries.add_metric(key, totals.graph_retries or 0)
         if totals.last_success_time is not None:
             last_success.add_metric(key, totals.last_success_time.timestamp())
         last = status.last_run

@@ -47,8 +47,8 @@ def test_a_finished_run_is_added_to_the_totals_once() -> None:
                   status=finished_run(user={"created": 4, "errors": 1}, group={"updated": 2}))
     done = wire(decide(wf, [job(RUN, finished="Complete")], problems=[], now=T0))
     assert done["totals"] == {
-        "runs": {"Succeeded": 1}, "durationSeconds": 150.0, "graphThrottled": 0,
-        "graphRetries": 0, "lastSuccessTime": "2026-11-21T10:02:30Z",
+        "runs": {"Succeeded": 1}, "durationSeconds": 150.0,
+        "lastSuccessTime": "2026-11-21T10:02:30Z",
         "types": {"user": {"created": 4, "errors": 1}, "group": {"updated": 2}}}
     # reconciled again (a restart, the next event): nothing more is added
     again = wire(decide(workflow(annotations={"ferry.dev/run-requested": "r1"}, status=done),
