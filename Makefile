@@ -32,11 +32,13 @@ demo: deps
 # that need the API server run last and wait for that build (tools/envtest/build.sh holds a
 # lock), so a fresh machine pays for it once, overlapped.
 # So do kstatus and Argo CD's Lua runtime (tools/kstatus, tools/argocd-health), which the
-# GitOps health tests run; their fixtures wait the same way (tools/build-go-tool.sh's lock).
+# GitOps health tests run, and promtool (tools/promtool), which checks the metrics and the
+# chart's alerts; their fixtures wait the same way (the build scripts' locks).
 test: deps
 	@mkdir -p .cache/envtest .cache/tools
 	@tools/envtest/build.sh > .cache/envtest/background-build.log 2>&1 & build=$$!; \
-	  { tools/build-go-tool.sh kstatus && tools/build-go-tool.sh argocd-health; } \
+	  { tools/build-go-tool.sh kstatus && tools/build-go-tool.sh argocd-health \
+	    && tools/promtool/build.sh; } \
 	    > .cache/tools/background-build.log 2>&1 & tools=$$!; \
 	  $(PYTHON) -m ruff check operator agent tests bench \
 	  && $(PYTHON) -m mypy \
