@@ -98,7 +98,11 @@ async def _startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -
     memo.controller = build_controller(ferry_settings)
     address = ferry_settings.metrics_address
     if address is not None:
-        memo.metrics = serve_metrics(memo.controller.cache, *address)
+        try:
+            memo.metrics = serve_metrics(memo.controller.cache, *address)
+        except OSError as exc:  # retrying would not free the port
+            raise kopf.PermanentError(f"FERRY_METRICS_LISTEN {ferry_settings.metrics_listen}:"
+                                      f" cannot listen there: {exc.strerror or exc}") from None
         log.info("metrics.listening", url=f"http://{ferry_settings.metrics_listen}/metrics")
     memo.ticker = asyncio.create_task(_tick(memo.controller))
     log.info("operator.started", namespaces=memo.controller.settings.watched_namespaces or "all")

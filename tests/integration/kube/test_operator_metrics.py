@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 from contextlib import AbstractContextManager
 from datetime import datetime
@@ -112,3 +113,16 @@ def test_a_scrape_counts_the_recorded_runs_and_survives_a_restart(cluster: Clust
         assert final.value("ferry_objects_total", **wf, type="user", operation="created") == 3
     assert "Traceback" not in log.read_text()
 
+
+
+def test_an_operator_that_cannot_listen_for_metrics_stops_saying_why(cluster: Cluster) -> None:
+    log = cluster.folder / "operator.log"
+    with socket.socket() as taken:
+        taken.bind((HOST, 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {**os.environ, **cluster.operator_env(), "FERRY_METRICS_LISTEN": f"{HOST}:{port}"}
+        with test_operator.support_operator_process(cluster.namespace, env, log) as process:
+            eventually(lambda: process.poll() is not None, "the operator to stop", timeout=120)
+    assert process.returncode != 0
+    assert f"FERRY_METRICS_LISTEN {HOST}:{port}: cannot listen there" in log.read_text()
