@@ -90,10 +90,12 @@ def argocd_cm_text() -> str:
 
 
 def capture(obj: dict[str, Any], case: str, volatile: dict[str, str]) -> dict[str, Any]:
-    """The object as the health checks' testdata keeps it: managed fields and the
-    last-applied annotation dropped, timestamps, durations and `volatile` strings (uids, run
-    ids, namespace, lab addresses: value -> stand-in) replaced, conditions sorted by type. Compared with
-    testdata/<case>.yaml of its kind (written instead under FERRY_WRITE_TESTDATA=1)."""
+    """The object as the health checks' testdata keeps it, volatile parts replaced.
+
+    Managed fields and the last-applied annotation are dropped; timestamps, durations and
+    `volatile` strings (uids, run ids, namespace, lab addresses: value -> stand-in) replaced;
+    conditions sorted by type. Compared with testdata/<case>.yaml of its kind (written
+    instead under FERRY_WRITE_TESTDATA=1)."""
     meta = dict(obj["metadata"])
     for key in ("managedFields", "resourceVersion", "uid", "creationTimestamp"):
         meta.pop(key, None)
