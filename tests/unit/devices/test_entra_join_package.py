@@ -20,6 +20,8 @@ from ferry_agent.sealed import Recipient, device_binding, ephemeral_key, key_id,
 
 PACKAGE = b"PK\x03\x04 a provisioning package with its bulk token"
 NOW = datetime(2026, 12, 2, 9, 0, tzinfo=UTC)
+# Enrollment checks a token against the wall clock, not the reconcile time the tests pass.
+TOKEN_EXPIRY = datetime.now(UTC) + timedelta(days=1)
 
 
 def environment(name: str, base: str) -> Environment:
@@ -62,7 +64,7 @@ def test_the_package_reaches_the_device_sealed_to_its_own_key(tmp_path: Path) ->
     key = ephemeral_key()
     pem = Recipient(key_id(key.public_key()), key.public_key()).pem()
     with StateStore(str(tmp_path / "state.sqlite")) as store:
-        store.devices.add_token("h" * 64, "ns/cloud", None, NOW + timedelta(days=1))
+        store.devices.add_token("h" * 64, "ns/cloud", None, TOKEN_EXPIRY)
         agent = store.devices.enroll("h" * 64, "device-1", "WS1", "ws1", "1", "windows", {},
                                      pem)
         assert agent is not None
@@ -81,7 +83,7 @@ def test_a_missing_package_makes_the_migration_not_ready_naming_the_field(tmp_pa
     key = ephemeral_key()
     pem = Recipient(key_id(key.public_key()), key.public_key()).pem()
     with StateStore(str(tmp_path / "state.sqlite")) as store:
-        store.devices.add_token("h" * 64, "ns/cloud", None, NOW + timedelta(days=1))
+        store.devices.add_token("h" * 64, "ns/cloud", None, TOKEN_EXPIRY)
         store.devices.enroll("h" * 64, "device-1", "WS1", "ws1", "1", "windows", {}, pem)
         (tmp_path / "secrets").mkdir()
         outcome = run(store, tmp_path / "secrets", "nope")
