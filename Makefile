@@ -8,10 +8,13 @@ PIP ?= $(PYTHON) -m pip
 # the DCs' Kerberos and SMB/SAMR with them, as a user would.
 # gnupg: each lab DC's key for `password hash gpg key ids` (DC agent password sync).
 # python3-hivex: the device agent edits registry hives with it; python3-libregf: tests read them back.
-DEBIAN_PACKAGES := samba samba-ad-dc samba-ad-provision samba-dsdb-modules winbind adcli krb5-user smbclient ldap-utils iproute2 postgresql gnupg python3-hivex python3-libregf
+# The real node (tools/node, make node-e2e): runc's seccomp (libseccomp-dev, pkg-config), the
+# images without Docker (debootstrap, umoci), pods reaching loopback services (iptables).
+NODE_PACKAGES := libseccomp-dev pkg-config debootstrap umoci iptables
+DEBIAN_PACKAGES := samba samba-ad-dc samba-ad-provision samba-dsdb-modules winbind adcli krb5-user smbclient ldap-utils iproute2 postgresql gnupg python3-hivex python3-libregf $(NODE_PACKAGES)
 STAMP := .cache/stamps
 
-.PHONY: demo test unit integration lint bench deps python-deps system-deps envtest crds e2e lab-down clean
+.PHONY: demo test unit integration lint bench deps python-deps system-deps envtest crds e2e node-e2e lab-down clean
 
 # The demo starts from a new lab each time (seeding again would give SRC new objects, which
 # the last demo's joins would see as deleted, held back by the threshold), and keeps its
@@ -57,6 +60,15 @@ e2e: python-deps
 	$(PIP) install --quiet --disable-pip-version-check 'pytest-kind>=22.11,<23'
 	$(PYTHON) -m pytest tests/e2e
 
+# On a real single-node cluster built here (root; no Docker, no registry): tools/node builds
+# kube-controller-manager, kube-scheduler, kubelet, containerd, runc and the CNI plugins into
+# .cache/node/bin and the Ferry image from this checkout; the chart is installed by helm and
+# its pods run in containerd. Not in `make test` (yet): see README "A real node".
+node-e2e: deps envtest
+	tools/node/build.sh
+	tools/node/image.sh
+	$(PYTHON) -m pytest tests/e2e_node
+
 # The CustomResourceDefinitions, generated from the models in operator/ferry/api.
 crds: python-deps
 	$(PYTHON) -m ferry.api.crd crds charts/ferry/crds
@@ -79,6 +91,7 @@ $(STAMP)/system: Makefile
 	    || ! command -v ip >/dev/null || ! dpkg -s samba-ad-dc samba-ad-provision >/dev/null 2>&1 \
 	    || ! command -v winbindd >/dev/null || ! command -v kinit >/dev/null \
 	    || ! command -v rpcclient >/dev/null \
+	    || ! dpkg -s $(NODE_PACKAGES) >/dev/null 2>&1 \
 	    || ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
 	  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
