@@ -7,7 +7,7 @@ names are set once: a matched target object keeps the names it already has.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ferry.api.environment import DirectoryType
 from ferry.engine import rules as er
@@ -88,6 +88,10 @@ def default_mappings(source: DirectoryType, target: DirectoryType
             found.append(er.AttributeMapping(to_name, f"source.{from_name}", known.apply,
                                              known.types, BUILT_IN))
     if target is ENTRA:
+        # A group's mail is Exchange's to assign, read-only in Graph: never planned, or every
+        # run that sees a Microsoft 365 group would try (and fail) to clear it.
+        found = [replace(m, object_types=m.object_types - {_G})
+                 if m.target_attribute == "mail" else m for m in found]
         found.append(er.AttributeMapping("mailNickname", _MAIL_NICKNAME[source], _ON_CREATE,
                                          frozenset({_U, _G}), BUILT_IN))
         if source is AD:  # Graph requires a display name; AD objects often have only a CN

@@ -28,6 +28,27 @@ COUNT_OF = {OpKind.CREATE: Count.CREATED, OpKind.UPDATE: Count.UPDATED,
 
 
 @dataclass(frozen=True)
+class EnvironmentReadCount:
+    """What a run read of one environment: how many objects, and whether all of it."""
+
+    environment: str
+    role: str                 # source | target
+    objects: int
+    full: bool
+    reason: str = ""          # a target read in full: why
+    delta_objects: int = 0    # a target read in part: what its own delta returned
+
+    def dump(self) -> dict[str, Any]:
+        found: dict[str, Any] = {"environment": self.environment, "role": self.role,
+                                 "objects": self.objects, "full": self.full}
+        if self.reason:
+            found["reason"] = self.reason
+        if self.role == "target" and not self.full:
+            found["deltaObjects"] = self.delta_objects
+        return found
+
+
+@dataclass(frozen=True)
 class ObjectFailure:
     pair: str
     object_type: str
@@ -51,6 +72,7 @@ class RunOutcome:
     scripts: list[ScriptRun] = field(default_factory=list)   # runScript steps, in order run
     graph_throttled: int = 0          # Graph's 429s the run waited out
     graph_retries: int = 0            # Graph requests it sent again (429, 5xx, lost)
+    reads: list[EnvironmentReadCount] = field(default_factory=list)
     fatal: str = ""
 
     @property
@@ -124,6 +146,7 @@ def plan_to_json(outcome: RunOutcome, plans: list[PairPlan]) -> dict[str, Any]:
         "counts": outcome.counts_as_dict(),
         "thresholds": outcome.threshold_messages,
         "scripts": [s.dump() for s in outcome.scripts],
+        "reads": [r.dump() for r in outcome.reads],
         "pairs": [
             {
                 "pair": p.pair,

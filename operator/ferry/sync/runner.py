@@ -29,12 +29,18 @@ from ferry.scripts.steps import ScriptSteps
 from ferry.scripts.texts import ScriptTexts
 from ferry.secrets import ResolvedSecrets, SecretSource, resolve_all
 from ferry.settings import RunSettings
-from ferry.state.rows import ObjectResult, PasswordRoute
+from ferry.state.rows import ObjectResult, PasswordRoute, Watermark
 from ferry.state.store import StateStore
 from ferry.sync.apply import PairApplier
 from ferry.sync.migration import SidHistoryStep
 from ferry.sync.new_conflicts import count_new_conflicts
-from ferry.sync.outcome import COUNT_OF, RunOutcome, plan_to_json, write_plan
+from ferry.sync.outcome import (
+    COUNT_OF,
+    EnvironmentReadCount,
+    RunOutcome,
+    plan_to_json,
+    write_plan,
+)
 from ferry.sync.pairs import PairSettings, workflow_pairs
 from ferry.sync.passwords import PasswordStep
 from ferry.sync.progress import NoProgress, Progress
@@ -43,6 +49,12 @@ from ferry.sync.reading import (
     EnvironmentRead,
     environment_needs,
     read_environment,
+)
+from ferry.sync.target_view import (
+    full_target_reason,
+    read_target_view,
+    target_watermark_key,
+    view_joins,
 )
 
 if TYPE_CHECKING:
@@ -154,20 +166,41 @@ def _read_plan_write(manifests: Manifests, request: RunRequest, store: StateStor
     outcome, run_id = result.outcome, result.outcome.run_id
     retries = {p.rules.name: store.retries.of(p.rules.name) for p in pairs}
     reads: dict[str, EnvironmentRead] = {}
-    for env_name, need in needs.items():
+    target_watermarks: dict[str, Watermark] = {}
+    # Sources first: what a changed-objects-only run reads of a target follows from them.
+    for env_name, need in sorted(needs.items(), key=lambda item: not item[1].as_source):
         connector = connectors[env_name] = open_connector(
             manifests.environments[env_name], resolved, settings)
         task = progress.task(f"read {env_name}")
-        retry_anchors = set().union(*(retries[p.rules.name] for p in pairs
-                                      if p.source == env_name))
-        reads[env_name] = read_environment(
-            connector, need, store, request.workflow, changed_only=changed_only,
-            retry_anchors=retry_anchors)
-        task.advance(len(reads[env_name].result.records))
+        if need.as_source:
+            retry_anchors = set().union(*(retries[p.rules.name] for p in pairs
+                                          if p.source == env_name))
+            reads[env_name] = read_environment(
+                connector, need, store, request.workflow, changed_only=changed_only,
+                retry_anchors=retry_anchors)
+            reason, delta_objects = "", 0
+        else:
+            source_reads = {n: r.result for n, r in reads.items()}
+            reason = full_target_reason(store, request.workflow, env_name, need, pairs,
+                                        source_reads, changed_only)
+            view = read_target_view(
+                connector, manifests.environments[env_name].spec.type, need, store,
+                request.workflow, pairs, connectors, source_reads, needs, reason)
+            reads[env_name] = EnvironmentRead(view.result)
+            reason, delta_objects = view.reason, view.delta_objects
+            if view.result.watermark is not None:
+                target_watermarks[env_name] = view.result.watermark
+        got = reads[env_name].result
+        task.advance(len(got.records))
         task.finish()
-        log.info("read.done", environment=env_name,
-                 objects=len(reads[env_name].result.records),
-                 full=reads[env_name].result.full)
+        outcome.reads.append(EnvironmentReadCount(
+            env_name, "source" if need.as_source else "target", len(got.records),
+            got.full, reason, delta_objects))
+        log.info("read.done", environment=env_name, objects=len(got.records),
+                 full=got.full, **({"full_because": reason} if reason and got.full else {}))
+    # A partial target read adds the sources whose joined targets someone else changed.
+    outcome.reads = [dataclasses.replace(r, objects=len(reads[r.environment].result.records))
+                     for r in outcome.reads]
     planned = []
     for pair in pairs:
         joins = store.joins.confirmed(pair.rules.name)
@@ -193,6 +226,10 @@ def _read_plan_write(manifests: Manifests, request: RunRequest, store: StateStor
         wm = read.result.watermark
         if needs[env_name].as_source and wm is not None:
             store.watermarks.set(request.workflow, env_name, wm)
+    # Taken before this run's writes, so the next target delta sees them once, and any
+    # other change made meanwhile.
+    for env_name, wm in target_watermarks.items():
+        store.watermarks.set(target_watermark_key(request.workflow), env_name, wm)
     scripts.run_at(ScriptPoint.AFTER_WRITE)
 
 
@@ -222,6 +259,9 @@ def _read_secrets(manifests: Manifests, spec: WorkflowSpec, pairs: list[PairSett
 
 def _plan(pair: PairSettings, sources: list[Record], target: EnvironmentRead,
           store: StateStore, joins: dict[str, str], source: ReadResult) -> PairPlan:
+    if not target.result.full:   # a partial view: only the joins of what it holds
+        joins = view_joins(joins, target.result.records, (r.anchor for r in sources),
+                           source.deleted)
     with _collector_paused():
         return plan_pair(
             pair.rules, sources, target.result.records, joins,

@@ -4,6 +4,7 @@ as one Graph update, and the delete threshold."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from pathlib import Path
 from typing import Any
@@ -103,6 +104,17 @@ def test_ad_users_and_groups_reach_entra_and_stay_in_step(
     assert delta.returncode == 0, delta.stdout + delta.stderr
     writes = entra_emulator.admin.writes(tenant.tenant_id)[before:]
     assert [(w["method"], w["path"]) for w in writes] == [("PATCH", f"/users/{some['id']}")]
+    assert by_upn(entra_emulator.admin.users(tenant.tenant_id))[upn.lower()]["jobTitle"] \
+        == "Lead Engineer"
+    assert totals(tmp_path)[0] == {"created": 0, "updated": 1, "deleted": 0, "errors": 0}
+
+    # Someone edits the tenant's copy: the next changed run finds it by the tenant's own
+    # delta, reads its AD source by anchor and puts it back, without reading the tenant whole.
+    entra_emulator.admin.update_object(tenant.tenant_id, some["id"], {"jobTitle": "Intern"})
+    fixed = ferry(tmp_path, "run", "--out", str(tmp_path / "fixed.json"), secrets_dir=secrets)
+    assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+    reads = {r["role"]: r for r in json.loads((tmp_path / "fixed.json").read_text())["reads"]}
+    assert not reads["target"]["full"] and reads["target"]["deltaObjects"] >= 1, reads
     assert by_upn(entra_emulator.admin.users(tenant.tenant_id))[upn.lower()]["jobTitle"] \
         == "Lead Engineer"
     assert totals(tmp_path)[0] == {"created": 0, "updated": 1, "deleted": 0, "errors": 0}

@@ -234,17 +234,21 @@ class EntraConnector:
     def read_anchors(self, anchors: Collection[str], attributes: Collection[str]) -> list[Record]:
         records = []
         for anchor in anchors:
-            object_type = self._types.get(anchor, ObjectType.USER)
-            select = selected(object_type, set(attributes))
-            try:
-                data = self.session.get(f"/{_COLLECTION[object_type]}/{anchor}?"
-                                        + urlencode({"$select": ",".join(select)}))
-            except GraphError as exc:
-                if exc.status == 404:
-                    continue
-                raise
-            members = self._members(anchor) if object_type is ObjectType.GROUP else None
-            records.append(self._record(object_type, data, members))
+            # An anchor this connector has not read yet (a changed run reads targets by
+            # anchor only): tried as each kind in turn, users first.
+            known = self._types.get(anchor)
+            for object_type in (known,) if known is not None else tuple(_COLLECTION):
+                select = selected(object_type, set(attributes))
+                try:
+                    data = self.session.get(f"/{_COLLECTION[object_type]}/{anchor}?"
+                                            + urlencode({"$select": ",".join(select)}))
+                except GraphError as exc:
+                    if exc.status == 404:
+                        continue
+                    raise
+                members = self._members(anchor) if object_type is ObjectType.GROUP else None
+                records.append(self._record(object_type, data, members))
+                break
         return records
 
     def find(self, attribute: str, values: Collection[str], object_types: Collection[ObjectType],
