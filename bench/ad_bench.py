@@ -8,8 +8,12 @@ seeds it, then measures in the same run:
           attributes decoded to str)  vs  ldapsearch -E pr=1000/noprompt of the same entries
           with the same attributes (LDIF to a pipe, entries counted)
   create: ferry_agent.directory.write.create  vs  a bare ldap3 add loop with the same
-          attributes, without and with a password (unicodePwd)
-Each read runs three times and the best run counts; writes run once each.
+          attributes, without and with a password (unicodePwd); and batches of 200 creates
+          (the connector's batch) through the write pool (batch.apply_pooled) of each size
+          in --pool-sizes, one connection per thread
+Each read runs three times and the best run counts; writes run once each. Then each figure
+beside its limit: read_full >= 0.8 x ldapsearch's objects/s, creates through the pool of the
+Environment's default size (spec.activeDirectory.writeConnections) >= 1.5 x the bare loop's.
 """
 
 from __future__ import annotations
@@ -23,10 +27,14 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+import ldap3
+
+from ferry.api.environment import ActiveDirectorySpec
 from ferry.lab import Lab, LabDomain
 from ferry.lab.samba import DomainSpec, free_addresses
 from ferry.lab.seed import seed
 from ferry_agent.directory import ReadScope, ensure_ou, generate_password, read_full
+from ferry_agent.directory.batch import Write, apply_pooled
 from ferry_agent.directory.write import create
 from ferry_agent.dn import build_dn
 
@@ -124,6 +132,28 @@ def create_with_ferry(domain: LabDomain, ou: str, count: int, password: bool) ->
     return count
 
 
+def create_pooled(domain: LabDomain, ou: str, count: int, size: int) -> int:
+    """Creates in the connector's batches of 200 over a pool of `size` connections."""
+    conns: dict[int, ldap3.Connection] = {}
+
+    def connection(number: int) -> ldap3.Connection:
+        if number not in conns:
+            conns[number] = domain.connect()
+        return conns[number]
+
+    tag = uuid.uuid4().hex[:4]
+    writes = [Write("create", build_dn(f"Bench User {index}", ou), object_type="user",
+                    attributes=user_attributes(index, tag), enabled=True)
+              for index in range(count)]
+    for start in range(0, count, 200):
+        for result in apply_pooled(connection, size, writes[start : start + 200]):
+            if result.error is not None:
+                raise SystemExit(f"pooled create failed: {result.error}")
+    for conn in conns.values():
+        conn.unbind()
+    return count
+
+
 def create_with_bare_ldap3(domain: LabDomain, ou: str, count: int, password: bool) -> int:
     conn = domain.connect()
     tag = uuid.uuid4().hex[:4]
@@ -147,7 +177,11 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=10_000)
     parser.add_argument("--creates", type=int, default=1000)
     parser.add_argument("--password-creates", type=int, default=200)
+    parser.add_argument("--pool-sizes", default="1,2,4,8",
+                        help="write pool sizes to measure, comma-separated")
     args = parser.parse_args()
+    default_pool = int(ActiveDirectorySpec.model_fields["write_connections"].default)
+    pool_sizes = sorted({int(size) for size in args.pool_sizes.split(",")} | {default_pool})
 
     root = Path(tempfile.mkdtemp(prefix="ferry-ad-bench-"))
     lab = Lab(max_runtime=3 * 3600)
@@ -172,7 +206,8 @@ def main() -> None:
         conn = domain.connect()
         ous = {
             name: f"OU={name},{summary.base_dn}"
-            for name in ("BenchA", "BenchB", "BenchC", "BenchD")
+            for name in ("BenchA", "BenchB", "BenchC", "BenchD",
+                         *(f"BenchPool{size}" for size in pool_sizes))
         }
         for ou in ous.values():
             ensure_ou(conn, ou)
@@ -199,13 +234,30 @@ def main() -> None:
             started = time.perf_counter()
             action(domain, ou, n, password)
             rows.append((label, tool, n, time.perf_counter() - started))
+        for size in pool_sizes:
+            started = time.perf_counter()
+            create_pooled(domain, ous[f"BenchPool{size}"], args.creates, size)
+            rows.append(("create user", f"write pool of {size}", args.creates,
+                         time.perf_counter() - started))
     finally:
         lab.down(root)
 
     print()
     print(f"{'operation':<24} {'tool':<22} {'objects':>8} {'seconds':>8} {'objects/s':>10}")
+    rates: dict[tuple[str, str], float] = {}
     for label, tool, count, seconds in rows:
+        rates[(label, tool)] = count / seconds
         print(f"{label:<24} {tool:<22} {count:>8} {seconds:>8.2f} {count / seconds:>10.0f}")
+    print()
+    for figure, value, limit, what in (
+        ("full read, users: read_full", rates[("full read, users", "read_full (ldap3)")],
+         0.8 * rates[("full read, users", "ldapsearch -E pr=1000")], "0.8 x ldapsearch"),
+        (f"create user: write pool of {default_pool} (default)",
+         rates[("create user", f"write pool of {default_pool}")],
+         1.5 * rates[("create user", "bare ldap3 add")], "1.5 x bare ldap3 loop"),
+    ):
+        verdict = "met" if value >= limit else "NOT met"
+        print(f"{figure:<44} {value:>7.0f} objects/s   limit {what}: {limit:>6.0f}  {verdict}")
 
 
 if __name__ == "__main__":

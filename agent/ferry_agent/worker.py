@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from .directory.batch import MAX_WRITE_CONNECTIONS
 from .directory.read import AdWatermark
 from .directory.session import DirectorySession
 from .protocol import (
@@ -82,8 +83,11 @@ def _run(session: DirectorySession, item: WorkItem) -> Iterator[Chunk]:
         if not isinstance(raw, list):
             raise ProtocolError("writes: expected a list")
         writes = [decode_write(w) for w in raw]
+        connections = args.get("connections", 1)
+        if type(connections) is not int or not 1 <= connections <= MAX_WRITE_CONNECTIONS:
+            raise ProtocolError(f"connections: expected 1 to {MAX_WRITE_CONNECTIONS}")
         # A retried batch may have been applied in part by an agent that died before reporting.
-        results = session.write(writes, check_first=item.attempt > 1)
+        results = session.write(writes, check_first=item.attempt > 1, connections=connections)
         yield from ((page, None) for page in pages(results, encode_write_result, WRITE_PAGE))
     elif op == "read_passwords":
         guids = args.get("guids")

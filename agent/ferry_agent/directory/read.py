@@ -4,16 +4,24 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import struct
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import ldap3
-from ldap3.core.exceptions import LDAPException
+from ldap3 import DIGEST_MD5
+from ldap3.core.exceptions import (
+    LDAPException,
+    LDAPSocketReceiveError,
+    communication_exception_factory,
+)
 from ldap3.protocol.controls import build_control
 from ldap3.protocol.microsoft import DirSyncControlRequestValue
+from ldap3.strategy.base import RESPONSE_COMPLETE, SESSION_TERMINATED_BY_SERVER
 from ldap3.strategy.sync import SyncStrategy
+from ldap3.utils.asn1 import decode_message_fast
 from ldap3.utils.ciDict import CaseInsensitiveDict
 
 from ..dn import is_under
@@ -271,38 +279,141 @@ def _request_attributes(attributes: Sequence[str], object_types: Iterable[str]) 
 
 
 class _RawEntryStrategy(SyncStrategy):
-    """ldap3's synchronous strategy, minus the str-decoded copy of every search entry.
+    """ldap3's synchronous strategy, receiving search results its own way.
 
-    ldap3 decodes each value twice (raw bytes and formatted str); this library only reads
-    the raw bytes, and skipping the copy makes full reads about a third faster. It is used
-    only for the duration of paged_search(), so the connection behaves normally otherwise.
+    ldap3 decodes each entry into a tree of tuples, then into raw bytes and a str-decoded
+    copy of every value, and re-slices its receive buffer per message; this library only
+    reads the raw bytes. So searchResEntry messages are decoded straight from the BER into
+    ldap3's entry shape (raw values only), out of one buffer filled 64 KiB at a time; every
+    other message (results, references, controls on entries) still goes through ldap3.
+    Plain Python, for agents on Windows too. Used only inside paged_search().
     """
 
-    def decode_response_fast(self, ldap_message: dict[str, Any]) -> dict[str, Any]:
-        if ldap_message["protocolOp"] != 4:  # not a searchResEntry
-            return super().decode_response_fast(ldap_message)
-        payload = ldap_message["payload"]
-        raw = CaseInsensitiveDict()
-        try:
-            dn = bytes(payload[0][3]).decode("utf-8")
-            for attribute in payload[1][3]:
-                values = attribute[3][1][3]
-                name = bytes(attribute[3][0][3]).decode("utf-8")
-                raw[name] = [bytes(value[3]) for value in values] if values else None
-        except UnicodeDecodeError:  # let ldap3 try its other encodings
-            return super().decode_response_fast(ldap_message)
-        entry: dict[str, Any] = {
-            "raw_dn": payload[0][3],
-            "dn": dn,
-            "raw_attributes": raw,
-            "attributes": raw,
-            "type": "searchResEntry",
-        }
-        if ldap_message["controls"]:
-            entry["controls"] = dict(
-                self.decode_control_fast(control[3]) for control in ldap_message["controls"]
-            )
-        return entry
+    def _get_response(self, message_id: int, timeout: Any) -> Any:
+        connection = self.connection
+        if connection.sasl_mechanism == DIGEST_MD5 or not connection.fast_decoder:
+            return super()._get_response(message_id, timeout)
+        responses: list[Any] = []
+        data = b""
+        offset = 0
+        while True:
+            while True:
+                size = _message_size(data, offset)
+                if size < 0 or offset + size > len(data):
+                    break
+                message_end = offset + size
+                if connection.usage:
+                    connection._usage.update_received_message(size)
+                response, number = _decode_message(self, data, offset, message_end)
+                offset = message_end
+                if number == message_id:
+                    responses.append(response)
+                    if response["type"] not in ("searchResEntry", "searchResRef",
+                                                "intermediateResponse"):
+                        responses.append(RESPONSE_COMPLETE)
+                        return responses
+                elif number == 0 and response.get("responseName") == _NOTICE_OF_DISCONNECTION:
+                    return SESSION_TERMINATED_BY_SERVER
+                else:
+                    connection.last_error = "invalid messageId received"
+                    raise LDAPSocketReceiveError(connection.last_error)
+            try:
+                received = connection.socket.recv(_RECEIVE_SIZE)
+            except (OSError, AttributeError) as exc:
+                connection.last_error = f"error receiving data: {exc}"
+                with contextlib.suppress(OSError, LDAPException):
+                    self.close()
+                raise communication_exception_factory(LDAPSocketReceiveError, type(exc)(str(exc)))(
+                    connection.last_error) from None
+            if not received:
+                return SESSION_TERMINATED_BY_SERVER
+            data = data[offset:] + received
+            offset = 0
+
+
+_RECEIVE_SIZE = 65536
+_NOTICE_OF_DISCONNECTION = "1.3.6.1.4.1.1466.20036"
+
+
+def _length(data: bytes, pos: int) -> tuple[int, int]:
+    """A BER definite length at `pos`: (length, where the content starts)."""
+    first = data[pos]
+    if first < 0x80:
+        return first, pos + 1
+    count = first & 0x7F
+    return int.from_bytes(data[pos + 1 : pos + 1 + count], "big"), pos + 1 + count
+
+
+def _message_size(data: bytes, offset: int) -> int:
+    """The size of the LDAPMessage starting at `offset`, or -1 if its header is incomplete."""
+    if len(data) - offset < 2:
+        return -1
+    first = data[offset + 1]
+    header = 2 if first < 0x80 else 2 + (first & 0x7F)
+    if len(data) - offset < header:
+        return -1
+    length, content = _length(data, offset + 1)
+    return content - offset + length
+
+
+def _decode_message(strategy: SyncStrategy, data: bytes, start: int, end: int
+                    ) -> tuple[dict[str, Any], int]:
+    """One LDAPMessage as ldap3's response dict, and its messageID."""
+    _, pos = _length(data, start + 1)               # SEQUENCE
+    id_length, pos = _length(data, pos + 1)         # INTEGER messageID
+    number = int.from_bytes(data[pos : pos + id_length], "big", signed=True)
+    pos += id_length
+    if data[pos] == 0x64:                           # [APPLICATION 4] searchResEntry
+        length, content = _length(data, pos + 1)
+        if content + length == end:                 # no controls follow
+            entry = _decode_entry(data, content, content + length)
+            if entry is not None:
+                return entry, number
+    message = data[start:end]
+    return strategy.decode_response_fast(decode_message_fast(message)), number
+
+
+def _decode_entry(data: bytes, pos: int, end: int) -> dict[str, Any] | None:
+    """searchResEntry content to ldap3's entry dict with raw values; None if a name is not
+    UTF-8 (ldap3 then tries its other encodings). Short lengths are read inline: most are."""
+    length, pos = _length(data, pos + 1)            # OCTET STRING objectName
+    raw_dn = data[pos : pos + length]
+    pos += length
+    _, pos = _length(data, pos + 1)                 # SEQUENCE OF PartialAttribute
+    store: dict[str, list[bytes] | None] = {}
+    keymap: dict[str, str] = {}
+    try:
+        dn = raw_dn.decode("utf-8")
+        while pos < end:
+            length, pos = _length(data, pos + 1)    # SEQUENCE PartialAttribute
+            attribute_end = pos + length
+            length = data[pos + 1]                  # OCTET STRING type
+            if length < 0x80:
+                pos += 2
+            else:
+                length, pos = _length(data, pos + 1)
+            name = data[pos : pos + length].decode("utf-8")
+            pos += length
+            _, pos = _length(data, pos + 1)         # SET OF value
+            values: list[bytes] = []
+            while pos < attribute_end:
+                length = data[pos + 1]
+                if length < 0x80:
+                    pos += 2
+                else:
+                    length, pos = _length(data, pos + 1)
+                values.append(data[pos : pos + length])
+                pos += length
+            store[name] = values or None
+            keymap[name.lower()] = name
+    except UnicodeDecodeError:
+        return None
+    # ldap3's CaseInsensitiveDict, filled at once (its __setitem__ costs more than decoding).
+    raw = CaseInsensitiveDict()
+    raw._store = store
+    raw._case_insensitive_keymap = keymap
+    return {"raw_dn": raw_dn, "dn": dn, "raw_attributes": raw, "attributes": raw,
+            "type": "searchResEntry"}
 
 
 @contextlib.contextmanager
@@ -379,8 +490,7 @@ def _to_entry(
     if not guid_raw or object_type is None:
         return None
     dn = item["dn"]
-    wanted = {a.lower(): a for a in attributes if a.lower() != "member"}
-    everything = "*" in wanted
+    wanted, everything = _wanted(tuple(attributes))
     decoded: dict[str, list[str]] = {}
     members: list[str] = []
     member_range: str | None = None
@@ -412,6 +522,14 @@ def _to_entry(
 
 
 _INTERNAL_LOWER = frozenset(a.lower() for a in _INTERNAL)
+
+
+@functools.lru_cache(maxsize=64)
+def _wanted(attributes: tuple[str, ...]) -> tuple[dict[str, str], bool]:
+    """The attributes asked for by lowercase name (member apart), and whether `*` is one:
+    worked out once per read, not per entry."""
+    wanted = {a.lower(): a for a in attributes if a.lower() != "member"}
+    return wanted, "*" in wanted
 
 
 # --------------------------------------------------------------------------- full reads

@@ -7,11 +7,14 @@ gateway as work items (ferry_agent.protocol) and an agent runs them on its own s
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import ldap3
+from ldap3.core.exceptions import LDAPException
 
 from ..dn import parent_dn
 from . import batch as ad_batch
@@ -34,13 +37,15 @@ class DirectorySession:
     """A lazily opened, bound LDAP connection to one domain and the operations on it;
     `write_subtrees` (an agent's) refuses every write outside them, None leaves writes as
     the server allows them; `dc` is the domain controller the agent runs on, if any;
-    `scripts` the programs script steps may run with (None: none)."""
+    `scripts` the programs script steps may run with (None: none); `write_connections`
+    how many connections a batch of writes may spread over (batch.apply_pooled)."""
 
     def __init__(self, endpoint: DirectoryEndpoint, write_subtrees: WriteSubtrees | None = None,
                  dc: LocalSambaDc | None = None,
                  key: ec.EllipticCurvePrivateKey | None = None,
-                 scripts: AllowedPrograms | None = None):
+                 scripts: AllowedPrograms | None = None, write_connections: int = 1):
         self.endpoint = endpoint
+        self.write_connections = write_connections
         self.write_subtrees = write_subtrees
         self.dc = dc
         self.scripts = scripts
@@ -48,6 +53,8 @@ class DirectorySession:
         # What the DC's password change sender is doing ("": none runs here), for checks.
         self.password_changes = ""
         self._conn: ldap3.Connection | None = None
+        self._writers: dict[int, ldap3.Connection] = {}   # the write pool's others, by number
+        self._writers_lock = threading.Lock()
 
     @property
     def conn(self) -> ldap3.Connection:
@@ -59,6 +66,24 @@ class DirectorySession:
         if self._conn is not None:
             self._conn.unbind()
             self._conn = None
+        with self._writers_lock:
+            writers, self._writers = list(self._writers.values()), {}
+        for conn in writers:
+            with contextlib.suppress(LDAPException):
+                conn.unbind()
+
+    def _writer(self, number: int) -> ldap3.Connection:
+        """The write pool's connection `number` (0 is the session's own), opened when first
+        needed and kept: ldap3 connections are not thread-safe, so one per thread."""
+        if number == 0:
+            return self.conn
+        with self._writers_lock:
+            conn = self._writers.get(number)
+        if conn is None or conn.closed:
+            conn = connect(self.endpoint)
+            with self._writers_lock:
+                self._writers[number] = conn
+        return conn
 
     # reading ---------------------------------------------------------------------------
     def exists(self, dn: str) -> bool:
@@ -91,11 +116,16 @@ class DirectorySession:
         return ad_read.resolve_dns(self.conn, dns)
 
     # writing ---------------------------------------------------------------------------
-    def write(self, writes: Sequence[ad_batch.Write], *, check_first: bool = False
-              ) -> Iterator[ad_batch.WriteResult]:
-        """Apply a batch of writes in order, yielding one result per write (batch.apply)."""
-        return ad_batch.apply(self.conn, writes, check_first=check_first,
-                              subtrees=self.write_subtrees)
+    def write(self, writes: Sequence[ad_batch.Write], *, check_first: bool = False,
+              connections: int | None = None) -> Iterator[ad_batch.WriteResult]:
+        """Apply a batch of writes, one result per write in their order, over up to
+        `connections` (default write_connections) connections (batch.apply_pooled)."""
+        size = self.write_connections if connections is None else connections
+        if size <= 1:
+            return ad_batch.apply(self.conn, writes, check_first=check_first,
+                                  subtrees=self.write_subtrees)
+        return iter(ad_batch.apply_pooled(self._writer, size, writes, check_first=check_first,
+                                          subtrees=self.write_subtrees))
 
     # computers (device moves) -----------------------------------------------------------
     def stage_computer(self, name: str, ou: str, dns_domain: str, mode: str, recipient: str,

@@ -73,8 +73,18 @@ def decode_value(attribute: str, raw: bytes) -> str:
 
 
 def decode_values(attribute: str, raw: list[bytes] | None) -> list[str]:
-    """All wire values of an attribute (None, as ldap3 gives for an empty range, is [])."""
-    return [decode_value(attribute, value) for value in raw or ()]
+    """All wire values of an attribute (None, as ldap3 gives for an empty range, is []).
+
+    The attribute's kind is looked up once: most are text, decoded value by value as is."""
+    if not raw:
+        return []
+    name = attribute.split(";", 1)[0].lower()
+    if name in GUID_ATTRIBUTES or name in SID_ATTRIBUTES or name in BINARY_ATTRIBUTES:
+        return [decode_value(name, value) for value in raw]
+    try:
+        return [value.decode("utf-8") for value in raw]
+    except UnicodeDecodeError:
+        return [decode_value(name, value) for value in raw]
 
 
 def encode_value(attribute: str, value: str) -> bytes | str:

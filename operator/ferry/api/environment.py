@@ -77,6 +77,11 @@ class ActiveDirectorySpec(ApiModel):
         description="Account Ferry binds as; required for connection: direct. With agents,"
         " each agent binds with the credentials of its own host's configuration.",
     )
+    write_connections: int = Field(
+        default=4, ge=1, le=16,
+        description="LDAP connections a batch of writes spreads over (direct, or on the agent"
+        " that carries it out); each object's writes stay in order on one of them.",
+    )
 
 
 class AzureCloud(StrEnum):

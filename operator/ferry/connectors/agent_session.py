@@ -46,8 +46,9 @@ class RemoteDirectory:
     """The DirectoryOperations of an environment, carried out by its agents."""
 
     def __init__(self, settings: GatewaySettings, environment: str,
-                 call_timeout: float = 3600.0):
+                 call_timeout: float = 3600.0, write_connections: int = 1):
         self.environment = environment
+        self.write_connections = write_connections   # the agent's pool for each batch
         self.client = GatewayClient(settings.url, ca_file=settings.ca_file)
         self._headers = {"Authorization": f"Bearer {settings.token.get_secret_value()}"}
         self._timeout = call_timeout
@@ -88,7 +89,8 @@ class RemoteDirectory:
             "scope": encode_scope(scope)})
 
     def write(self, writes: Sequence[Write]) -> list[WriteResult]:
-        pages = self._call("write", {"writes": [encode_write(w) for w in writes]})
+        pages = self._call("write", {"writes": [encode_write(w) for w in writes],
+                                     "connections": self.write_connections})
         results = [decode_write_result(r) for page in pages for r in page or ()]
         if len(results) != len(writes):
             raise GatewayWorkError(f"an agent of environment {self.environment} answered"

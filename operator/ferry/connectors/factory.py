@@ -41,8 +41,9 @@ def open_connector(env: Environment, secrets: SecretSource, settings: RunSetting
             raise ConnectorUnavailable(
                 f"{where}: spec.connection is agent, but no gateway is configured; set"
                 f" {GATEWAY_URL_ENV}, {GATEWAY_CA_ENV} and {GATEWAY_TOKEN_FILE_ENV}")
-        return ActiveDirectoryConnector(name, RemoteDirectory(gateway, name), ad.base_dn,
-                                        env.spec.scope.ous, where=f"the agents of {name}")
+        remote = RemoteDirectory(gateway, name, write_connections=ad.write_connections)
+        return ActiveDirectoryConnector(name, remote, ad.base_dn, env.spec.scope.ous,
+                                        where=f"the agents of {name}")
     credentials = ad.credentials
     if credentials is None:
         raise ConnectorUnavailable(f"{where}: spec.activeDirectory.credentials is required"
@@ -57,8 +58,9 @@ def open_connector(env: Environment, secrets: SecretSource, settings: RunSetting
         bind_user=credentials.username, password=password)
     # A key that lives only in this process: passwords this run sets here are sealed to it.
     return ActiveDirectoryConnector(
-        name, DirectorySession(endpoint, key=ephemeral_key()), ad.base_dn, env.spec.scope.ous,
-        where=f"{ad.host}:{ad.port} as {credentials.username}")
+        name, DirectorySession(endpoint, key=ephemeral_key(),
+                               write_connections=ad.write_connections),
+        ad.base_dn, env.spec.scope.ous, where=f"{ad.host}:{ad.port} as {credentials.username}")
 
 
 def _entra_connector(env: Environment, secrets: SecretSource) -> Connector:

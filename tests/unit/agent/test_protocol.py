@@ -104,6 +104,7 @@ class FakeSession:
     def __init__(self, entries: int = 0) -> None:
         self.entries = entries
         self.check_first: list[bool] = []
+        self.connections: list[int] = []
 
     def exists(self, dn: str) -> bool:
         return False
@@ -121,8 +122,10 @@ class FakeSession:
                 yield Entry(f"g{i}", f"CN=u{i},DC=t", "user")
         return ChangeStream(entries(), ["gone"], outside, AdWatermark.usn(7, "dc"))
 
-    def write(self, writes: list[Write], *, check_first: bool = False) -> Any:
+    def write(self, writes: list[Write], *, check_first: bool = False,
+              connections: int = 1) -> Any:
         self.check_first.append(check_first)
+        self.connections.append(connections)
         for write in writes:
             if write.kind == "delete":
                 yield WriteResult(error=DirectoryError(write.dn, "delete", 32, "noSuchObject"))
@@ -167,8 +170,14 @@ def test_worker_answers_a_write_batch_with_one_result_per_write() -> None:
     results = [decode_write_result(r) for value, _ in chunks for r in value]
     assert [r.ok for r in results].count(False) == 1 and not results[3].ok
     assert results[4].guid == "guid-of-CN=u4,DC=t"
-    list(execute(session, _item("write", {"writes": writes[:1]}, attempt=2)))  # type: ignore[arg-type]
+    list(execute(session, _item("write", {"writes": writes[:1], "connections": 6},  # type: ignore[arg-type]
+                                 attempt=2)))
     assert session.check_first == [False, True]
+    assert session.connections == [1, 6]   # the Environment's writeConnections, with each batch
+    for bad in (0, 17, "4", True):
+        [(_, refused)] = execute(session, _item("write", {"writes": writes[:1],  # type: ignore[arg-type]
+                                                          "connections": bad}))
+        assert refused is not None and "connections: expected 1 to 16" in refused.message
 
 
 def test_worker_turns_failures_into_error_chunks() -> None:
