@@ -10,7 +10,9 @@ seeds it, then measures in the same run:
   create: ferry_agent.directory.write.create  vs  a bare ldap3 add loop with the same
           attributes, without and with a password (unicodePwd); and batches of 200 creates
           (the connector's batch) through the write pool (batch.apply_pooled) of each size
-          in --pool-sizes, one connection per thread
+          in --pool-sizes, one connection per thread; then the bare loop and the default
+          pool again through a loopback proxy adding --latency-ms of round trip (a DC a
+          network away, where a pool overlaps the waits)
 Each read runs three times and the best run counts; writes run once each. Then each figure
 beside its limit: read_full >= 0.8 x ldapsearch's objects/s, creates through the pool of the
 Environment's default size (spec.activeDirectory.writeConnections) >= 1.5 x the bare loop's.
@@ -19,6 +21,7 @@ Environment's default size (spec.activeDirectory.writeConnections) >= 1.5 x the 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import subprocess
 import tempfile
@@ -28,6 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import ldap3
+from latency_proxy import latency_proxy
 
 from ferry.api.environment import ActiveDirectorySpec
 from ferry.lab import Lab, LabDomain
@@ -35,6 +39,7 @@ from ferry.lab.samba import DomainSpec, free_addresses
 from ferry.lab.seed import seed
 from ferry_agent.directory import ReadScope, ensure_ou, generate_password, read_full
 from ferry_agent.directory.batch import Write, apply_pooled
+from ferry_agent.directory.connection import DirectoryEndpoint, connect
 from ferry_agent.directory.write import create
 from ferry_agent.dn import build_dn
 
@@ -132,13 +137,14 @@ def create_with_ferry(domain: LabDomain, ou: str, count: int, password: bool) ->
     return count
 
 
-def create_pooled(domain: LabDomain, ou: str, count: int, size: int) -> int:
+def create_pooled(domain: LabDomain, ou: str, count: int, size: int,
+                  endpoint: DirectoryEndpoint | None = None) -> int:
     """Creates in the connector's batches of 200 over a pool of `size` connections."""
     conns: dict[int, ldap3.Connection] = {}
 
     def connection(number: int) -> ldap3.Connection:
         if number not in conns:
-            conns[number] = domain.connect()
+            conns[number] = connect(endpoint or domain.endpoint())
         return conns[number]
 
     tag = uuid.uuid4().hex[:4]
@@ -154,8 +160,9 @@ def create_pooled(domain: LabDomain, ou: str, count: int, size: int) -> int:
     return count
 
 
-def create_with_bare_ldap3(domain: LabDomain, ou: str, count: int, password: bool) -> int:
-    conn = domain.connect()
+def create_with_bare_ldap3(domain: LabDomain, ou: str, count: int, password: bool,
+                           endpoint: DirectoryEndpoint | None = None) -> int:
+    conn = connect(endpoint or domain.endpoint())
     tag = uuid.uuid4().hex[:4]
     for index in range(count):
         attrs: dict[str, object] = {
@@ -177,6 +184,9 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=10_000)
     parser.add_argument("--creates", type=int, default=1000)
     parser.add_argument("--password-creates", type=int, default=200)
+    parser.add_argument("--latency-ms", type=float, default=20.0,
+                        help="round trip added by a loopback proxy for the creates a network"
+                             " away (20: a cluster reaching an on-premises DC over a VPN)")
     parser.add_argument("--pool-sizes", default="1,2,4,8",
                         help="write pool sizes to measure, comma-separated")
     args = parser.parse_args()
@@ -239,6 +249,24 @@ def main() -> None:
             create_pooled(domain, ous[f"BenchPool{size}"], args.creates, size)
             rows.append(("create user", f"write pool of {size}", args.creates,
                          time.perf_counter() - started))
+        # The same creates with the DC a network away: the latency a pool overlaps.
+        with latency_proxy(domain.ip, domain.port, args.latency_ms / 2000) as port:
+            away = dataclasses.replace(domain.endpoint(), host="127.0.0.1", port=port,
+                                       server_name=domain.host_name)
+            label = f"create, {args.latency_ms:g} ms RTT"
+            for tool, ou_name, make in (
+                ("bare ldap3 add", "BenchE",
+                 lambda ou: create_with_bare_ldap3(domain, ou, args.creates, False, away)),
+                (f"write pool of {default_pool}", "BenchF",
+                 lambda ou: create_pooled(domain, ou, args.creates, default_pool, away)),
+            ):
+                ou = f"OU={ou_name},{summary.base_dn}"
+                conn = domain.connect()
+                ensure_ou(conn, ou)
+                conn.unbind()
+                started = time.perf_counter()
+                make(ou)
+                rows.append((label, tool, args.creates, time.perf_counter() - started))
     finally:
         lab.down(root)
 
@@ -255,6 +283,9 @@ def main() -> None:
         (f"create user: write pool of {default_pool} (default)",
          rates[("create user", f"write pool of {default_pool}")],
          1.5 * rates[("create user", "bare ldap3 add")], "1.5 x bare ldap3 loop"),
+        (f"{label}: write pool of {default_pool}",
+         rates[(label, f"write pool of {default_pool}")],
+         1.5 * rates[(label, "bare ldap3 add")], "1.5 x bare ldap3 loop"),
     ):
         verdict = "met" if value >= limit else "NOT met"
         print(f"{figure:<44} {value:>7.0f} objects/s   limit {what}: {limit:>6.0f}  {verdict}")
