@@ -1,6 +1,7 @@
 """`make bench`: every benchmark, one after the other, each printing its own table.
 
-    python bench/run.py    # start-up of the commands, AD read/create throughput, the
+    python bench/run.py    # start-up of the commands, AD read/create throughput, what
+                           # changed-objects-only runs cost, the
                            # engine at 100k and 1M, the operator, reads through agents,
                            # the gateway's memory, Entra ID writes and reads, DC agent
                            # password changes, their relay to the target, and the
@@ -18,6 +19,9 @@ BENCHES = [
     ("Start-up: ferry --help and ferry-agent --help, best of 5 (limit 0.3 s)",
      ["startup_bench.py", "5"]),
     ("AD connector vs ldapsearch / bare ldap3 (Samba lab)", ["ad_bench.py"]),
+    ("A run costs what changed: ferry run end to end on a Samba pair, 1 change, no change"
+     " (vs ldapsearch), 1,000 changes (vs reading them + bare modifies)",
+     ["delta_bench.py", "--users", "5000", "--changes", "1000"]),
     ("Engine: match + stage + diff", ["engine_bench.py", "100000", "1000000"]),
     ("Operator: run request to Job, memory (real API server)",
      ["operator_bench.py", "50", "200"]),
