@@ -93,17 +93,18 @@ def test_a_refused_object_in_the_pool_fails_alone(lab, tgt_ou: str) -> None:
     pool = [conn, lab.tgt.connect(), lab.tgt.connect()]
     tag = uuid.uuid4().hex[:5]
     taken = f"p{tag}dup"
+    [before] = apply(conn, [Write("create", build_dn(f"Pool {tag} first", tgt_ou),
+                                  object_type="user", attributes={"sAMAccountName": [taken]})])
+    assert before.ok
     writes = [Write("create", build_dn(f"Pool {tag} {i}", tgt_ou), object_type="user",
-                    attributes={"sAMAccountName": [f"p{tag}{i}"]}) for i in range(9)]
-    writes[4] = Write("create", build_dn(f"Pool {tag} 4", tgt_ou), object_type="user",
-                      attributes={"sAMAccountName": [taken]})
-    writes.insert(0, Write("create", build_dn(f"Pool {tag} first", tgt_ou), object_type="user",
-                           attributes={"sAMAccountName": [taken]}))
+                    attributes={"sAMAccountName": [taken if i == 4 else f"p{tag}{i}"]})
+              for i in range(9)]
     writes.append(Write("update", build_dn(f"Pool {tag} nobody", tgt_ou),
                         attributes={"title": ["x"]}))
     results = apply_pooled(pool.__getitem__, 3, writes)
-    assert _codes(results) == [0, 0, 0, 0, 0, 68, 0, 0, 0, 0, 32]
-    assert "Pool" in str(results[5].error) and tag in str(results[5].error)
+    assert _codes(results) == [0, 0, 0, 0, 68, 0, 0, 0, 0, 32]
+    assert f"Pool {tag} 4" in str(results[4].error)
+    assert f"Pool {tag} nobody" in str(results[9].error)
     conn.search(tgt_ou, f"(sAMAccountName=p{tag}*)", ldap3.SUBTREE, attributes=["1.1"])
     assert len([e for e in conn.response if e.get("type") == "searchResEntry"]) == 9
 
