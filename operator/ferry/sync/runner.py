@@ -179,6 +179,7 @@ def _read_plan_write(manifests: Manifests, request: RunRequest, store: StateStor
                 connector, need, store, request.workflow, changed_only=changed_only,
                 retry_anchors=retry_anchors)
             reason, delta_objects = "", 0
+            read_count = len(reads[env_name].result.records)
         else:
             source_reads = {n: r.result for n, r in reads.items()}
             reason = full_target_reason(store, request.workflow, env_name, need, pairs,
@@ -188,19 +189,20 @@ def _read_plan_write(manifests: Manifests, request: RunRequest, store: StateStor
                 request.workflow, pairs, connectors, source_reads, needs, reason)
             reads[env_name] = EnvironmentRead(view.result)
             reason, delta_objects = view.reason, view.delta_objects
+            read_count = len(view.result.records) - view.stand_ins
             if view.result.watermark is not None:
                 target_watermarks[env_name] = view.result.watermark
         got = reads[env_name].result
         task.advance(len(got.records))
         task.finish()
         outcome.reads.append(EnvironmentReadCount(
-            env_name, "source" if need.as_source else "target", len(got.records),
+            env_name, "source" if need.as_source else "target", read_count,
             got.full, reason, delta_objects))
-        log.info("read.done", environment=env_name, objects=len(got.records),
+        log.info("read.done", environment=env_name, objects=read_count,
                  full=got.full, **({"full_because": reason} if reason and got.full else {}))
     # A partial target read adds the sources whose joined targets someone else changed.
     outcome.reads = [dataclasses.replace(r, objects=len(reads[r.environment].result.records))
-                     for r in outcome.reads]
+                     if r.role == "source" else r for r in outcome.reads]
     planned = []
     for pair in pairs:
         joins = store.joins.confirmed(pair.rules.name)

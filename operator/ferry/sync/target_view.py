@@ -38,6 +38,7 @@ class TargetView:
     result: ReadResult          # full=False: a partial view (the engine deletes nothing unseen)
     reason: str                 # why it was read in full ("" when partial)
     delta_objects: int = 0      # objects the target's own delta returned
+    stand_ins: int = 0          # bare records for managed targets known to exist, not read
 
 
 def full_target_reason(store: StateStore, workflow: str, env: str, needs: EnvironmentNeeds,
@@ -85,22 +86,35 @@ def read_target_view(connector: Connector, target_type: DirectoryType, needs: En
         view = {r.anchor: r for r in delta.records}   # AD's deltas read changed objects whole
     # Graph's delta carries only the changed properties: its objects are read back whole
     # below, when the plan needs them (joined ones; new ones only as match candidates).
-    wanted: set[str] = set()
-    for pair in (p for p in pairs if p.target == connector.name):
-        wanted |= _pair_wants(pair, target_type, connector, store, changed_targets,
-                              sources[pair.source], source_reads[pair.source], needs,
-                              source_needs[pair.source].attributes, view)
-    _read_back(connector, needs, view, wanted)
-    # What the targets read reference now (a group's current members) and Ferry manages
-    # must be seen too: the plan removes a managed member, and keeps one it does not know.
-    joined = {t for p in pairs if p.target == connector.name
-              for t in store.joins.confirmed(p.rules.name).values()}
-    _read_back(connector, needs, view, {
-        ref for record in list(view.values()) for refs in record.references.values()
-        for ref in refs if ref in joined})
+    direct: set[str] = set()
+    referenced: set[str] = set()
+    mine = [p for p in pairs if p.target == connector.name]
+    for pair in mine:
+        joined, named = _pair_wants(pair, target_type, connector, store, changed_targets,
+                                    sources[pair.source], source_reads[pair.source], needs,
+                                    source_needs[pair.source].attributes, view)
+        direct |= joined
+        referenced |= named
+    _read_back(connector, needs, view, direct)
+    # Referenced targets (a changed group's members): the plan only needs to know a managed
+    # one exists. Those a read target already references exist (the connector resolved them
+    # with it) and stand in as bare records; only the others are read back, by anchor. The
+    # current managed members of read targets stand in too: the plan removes a managed
+    # member, and keeps one it does not know.
+    types = {t: object_type for p in mine for object_type in p.rules.object_types
+             for t in store.joins.confirmed(p.rules.name, object_type.value).values()}
+    current = {ref for record in view.values() for refs in record.references.values()
+               for ref in refs}
+    _read_back(connector, needs, view, {t for t in referenced - current if t in types})
+    stand_ins = 0
+    for anchor in (current | referenced) - view.keys():
+        if anchor in types:
+            view[anchor] = Record(anchor, types[anchor], "")
+            stand_ins += 1
     records = [r for r in view.values() if r.object_type in needs.object_types]
     return TargetView(ReadResult(records, [], delta.watermark, full=False), "",
-                      delta_objects=len(delta.records) + len(delta.deleted))
+                      delta_objects=len(delta.records) + len(delta.deleted),
+                      stand_ins=stand_ins)
 
 
 def _read_back(connector: Connector, needs: EnvironmentNeeds, view: dict[str, Record],
@@ -128,9 +142,10 @@ def _full(connector: Connector, needs: EnvironmentNeeds) -> ReadResult:
 def _pair_wants(pair: PairSettings, target_type: DirectoryType, target: Connector,
                 store: StateStore, changed_targets: set[str], source: Connector,
                 source_read: ReadResult, needs: EnvironmentNeeds,
-                source_attributes: Collection[str], view: dict[str, Record]) -> set[str]:
-    """Target anchors the pair's plan needs to see; match candidates found by value go
-    straight into `view`."""
+                source_attributes: Collection[str], view: dict[str, Record]
+                ) -> tuple[set[str], set[str]]:
+    """Target anchors the pair's plan needs whole (the planned sources' joined targets) and
+    those their references name; match candidates found by value go straight into `view`."""
     rules = pair.rules
     joins = store.joins.confirmed(rules.name)
     owners = {t: s for s, t in joins.items()}
@@ -141,12 +156,13 @@ def _pair_wants(pair: PairSettings, target_type: DirectoryType, target: Connecto
         source_read.records.extend(source.read_anchors(again, source_attributes))
     records = [r for r in source_read.records if r.object_type in rules.object_types]
     wanted = {joins[a] for a in source_read.deleted if a in joins}
+    named: set[str] = set()
     for record in records:
         joined = joins.get(record.anchor)
         if joined is not None:
             wanted.add(joined)
         for refs in record.references.values():
-            wanted.update(joins[r] for r in refs if r in joins)
+            named.update(joins[r] for r in refs if r in joins)
     # Unjoined changed sources need their match candidates, found by equality on each rule's
     # values (and on the values a create would stage, which would collide), not a full read.
     template = compile_template(rules.staging)
@@ -179,7 +195,7 @@ def _pair_wants(pair: PairSettings, target_type: DirectoryType, target: Connecto
                 view.setdefault(found.anchor, found)
     # A candidate joined to another source: that source's own references stay unread, but
     # the engine only needs to know the candidate is taken (the joins say so).
-    return wanted
+    return wanted, named
 
 
 def _values(value: AttributeValue | None) -> Iterable[str]:

@@ -93,9 +93,10 @@ def test_one_source_change_reads_neither_side_whole(scenario: Scenario) -> None:
     assert not reads["source"]["full"] and not reads["target"]["full"], reads
     # The one change (and what the DC itself touched meanwhile, such as logon times).
     assert reads["source"]["objects"] < N_USERS / 10, reads
-    # Not the whole target: what the change touches, and the members of the groups each run
-    # retries (the seed's conflicting users are members, so those groups wait for them).
-    assert reads["target"]["objects"] < total, reads
+    # Not the whole target: what the change touches, and the groups each run retries (the
+    # seed's conflicting users are members, so those groups wait for them); their members
+    # are known to exist, not read.
+    assert reads["target"]["objects"] < total / 4, reads
     assert [(op["kind"], op["changes"]) for op in plan["pairs"][0]["operations"]] == [
         ("update", {"title": "Harbour Master"})]
     (zoe,) = objects(scenario.tgt, TARGET_OU, "(cn=Zoë Ångström)")
@@ -104,7 +105,7 @@ def test_one_source_change_reads_neither_side_whole(scenario: Scenario) -> None:
     plan = _run(scenario)
     reads = _reads(plan)
     assert reads["source"]["objects"] < N_USERS / 10, reads
-    assert reads["target"]["objects"] < total and reads["target"]["deltaObjects"] <= 1, reads
+    assert reads["target"]["objects"] < total / 4 and reads["target"]["deltaObjects"] <= 1, reads
     assert plan["pairs"][0]["operations"] == []
 
 
