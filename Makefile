@@ -9,9 +9,10 @@ PIP ?= $(PYTHON) -m pip
 # gnupg: each lab DC's key for `password hash gpg key ids` (DC agent password sync).
 # python3-hivex: the device agent edits registry hives with it; python3-libregf: tests read them back.
 # The real node (tools/node, make node-e2e): runc's seccomp (libseccomp-dev, pkg-config), the
-# images without Docker (debootstrap, umoci), pods reaching loopback services (iptables).
+# images without Docker (debootstrap, umoci), pods reaching loopback services (iptables);
+# NODE_PACKAGES repeats them for the install check (listed in full above, which tools read).
 NODE_PACKAGES := libseccomp-dev pkg-config debootstrap umoci iptables
-DEBIAN_PACKAGES := samba samba-ad-dc samba-ad-provision samba-dsdb-modules winbind adcli krb5-user smbclient ldap-utils iproute2 postgresql gnupg python3-hivex python3-libregf $(NODE_PACKAGES)
+DEBIAN_PACKAGES := samba samba-ad-dc samba-ad-provision samba-dsdb-modules winbind adcli krb5-user smbclient ldap-utils iproute2 postgresql gnupg python3-hivex python3-libregf libseccomp-dev pkg-config debootstrap umoci iptables
 STAMP := .cache/stamps
 
 .PHONY: demo test unit integration lint bench deps python-deps system-deps envtest crds e2e node-e2e lab-down clean
