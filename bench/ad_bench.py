@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
-import subprocess
 import tempfile
 import time
 import uuid
@@ -32,6 +30,7 @@ from pathlib import Path
 
 import ldap3
 from latency_proxy import latency_proxy
+from measure import ldapsearch_count
 
 from ferry.api.environment import ActiveDirectorySpec
 from ferry.lab import Lab, LabDomain
@@ -79,32 +78,7 @@ def read_with_ferry(domain: LabDomain, corp: str) -> int:
 
 
 def read_with_ldapsearch(domain: LabDomain, corp: str) -> int:
-    env = {**os.environ, "LDAPTLS_CACERT": str(domain.ca_file)}
-    command = [
-        "ldapsearch",
-        "-LLL",
-        "-o",
-        "ldif-wrap=no",
-        "-H",
-        f"ldaps://{domain.ip}",
-        "-x",
-        "-D",
-        domain.admin_user,
-        "-y",
-        str(domain.password_file),  # password from a file
-        "-b",
-        corp,
-        "-E",
-        "pr=1000/noprompt",
-        USER_FILTER,
-        *ATTRIBUTES,
-    ]
-    with subprocess.Popen(command, stdout=subprocess.PIPE, env=env) as process:
-        assert process.stdout is not None
-        count = sum(1 for line in process.stdout if line.startswith(b"dn:"))
-    if process.returncode != 0:
-        raise SystemExit(f"ldapsearch failed with exit code {process.returncode}")
-    return count
+    return ldapsearch_count(domain, corp, USER_FILTER, ATTRIBUTES)
 
 
 def user_attributes(index: int, tag: str) -> dict[str, list[str]]:

@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 import ldap3
+from measure import ldapsearch_count
 
 from ferry.lab import Lab, LabDomain
 from ferry.lab.samba import DomainSpec, free_addresses
@@ -69,16 +70,7 @@ def ferry_run(work: Path, secrets: Path, *extra: str) -> tuple[float, dict[str, 
 
 
 def ldapsearch(domain: LabDomain, base: str, ldap_filter: str = "(objectClass=*)") -> int:
-    env = {**os.environ, "LDAPTLS_CACERT": str(domain.ca_file)}
-    command = ["ldapsearch", "-LLL", "-o", "ldif-wrap=no", "-H", f"ldaps://{domain.ip}", "-x",
-               "-D", domain.admin_user, "-y", str(domain.password_file), "-b", base,
-               "-E", "pr=1000/noprompt", ldap_filter, *ATTRIBUTES]
-    with subprocess.Popen(command, stdout=subprocess.PIPE, env=env) as process:
-        assert process.stdout is not None
-        count = sum(1 for line in process.stdout if line.startswith(b"dn:"))
-    if process.returncode != 0:
-        raise SystemExit(f"ldapsearch failed with exit code {process.returncode}")
-    return count
+    return ldapsearch_count(domain, base, ldap_filter, ATTRIBUTES)
 
 
 def modify_titles(domain: LabDomain, dns: list[str], title: str) -> float:
