@@ -260,6 +260,9 @@ def run_one(n: int, gc_paused: bool) -> dict[str, object]:
     }
 
 
+MILLION_LIMIT_MB = 2048
+
+
 def main(argv: list[str]) -> None:
     if argv[:1] == ["--one"]:
         print(json.dumps(run_one(int(argv[1]), argv[2:3] == ["--gc-paused"])))
@@ -281,6 +284,13 @@ def main(argv: list[str]) -> None:
               f"{row['engine_cpu_s']:>7} {row['generation_s']:>6} {row['peak_mb']:>8} "
               f"{ops.get('create', 0):>7} {ops.get('update', 0):>7} {ops.get('move', 0):>6} "
               f"{ops.get('references', 0):>7} {row['unchanged']:>9} {row['conflicts']:>9}")
+    # The memory limit: a 1,000,000-object plan under 2 GB (the worse of both gc modes).
+    million = [row for row in rows if row["n"] == 1_000_000]
+    if million:
+        peak = max(int(str(row["peak_mb"])) for row in million)
+        verdict = "ok" if peak <= MILLION_LIMIT_MB else "OVER"
+        print(f"1,000,000-object plan peak memory {peak} MB   limit {MILLION_LIMIT_MB} MB"
+              f"   {verdict}")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
     python bench/run.py    # start-up of the commands, AD read/create throughput, what
                            # changed-objects-only runs cost, the
-                           # engine at 100k and 1M, the operator, reads through agents,
+                           # engine at 100k and 1M, a 100k full run's memory,
+                           # the operator, reads through agents,
                            # the gateway's memory, Entra ID writes and reads, DC agent
                            # password changes, their relay to the target, and the
                            # gateway serving 10,000 device agents
@@ -23,6 +24,8 @@ BENCHES = [
      " (vs ldapsearch), 1,000 changes (vs reading them + bare modifies)",
      ["delta_bench.py", "--users", "5000", "--changes", "1000"]),
     ("Engine: match + stage + diff", ["engine_bench.py", "100000", "1000000"]),
+    ("Memory: peak RSS of a full ferry run on a 100,000-user Samba pair, seeded offline and"
+     " cached (limit 1 GB)", ["memory_bench.py", "--users", "100000"]),
     ("Operator: run request to Job, memory (real API server)",
      ["operator_bench.py", "50", "200"]),
     ("Agents: full read direct vs through one and two agents, gateway memory (Samba lab)",

@@ -6,6 +6,7 @@ bindings); Ferry never imports it. Secrets arrive on stdin, never as arguments.
     offline.py set-admin-password <smb.conf>   < password
     offline.py extend-schema <smb.conf>
     offline.py add-spns <smb.conf>
+    offline.py add-ldif <smb.conf>             < LDIF (objects to add, one transaction)
 """
 
 from __future__ import annotations
@@ -85,11 +86,27 @@ def add_spns(conf: str) -> None:
     subprocess.run(["samba_spnupdate", "-s", conf], check=True)
 
 
+def add_ldif(conf: str) -> None:
+    """Bulk seeding: ~1,000x faster than LDAP adds, which Samba serializes at ~28 ms each."""
+    samdb = _samdb(conf)
+    text = sys.stdin.read()
+    samdb.transaction_start()
+    try:
+        for chunk in text.split("\n\n"):
+            if chunk.strip():
+                samdb.add_ldif(chunk + "\n", controls=["relax:0"])
+    except BaseException:
+        samdb.transaction_cancel()
+        raise
+    samdb.transaction_commit()
+
+
 if __name__ == "__main__":
     commands = {
         "set-admin-password": set_admin_password,
         "extend-schema": extend_schema,
         "add-spns": add_spns,
+        "add-ldif": add_ldif,
     }
     if len(sys.argv) != 3 or sys.argv[1] not in commands:
         sys.exit(f"usage: {sys.argv[0]} {{{'|'.join(commands)}}} <smb.conf>")

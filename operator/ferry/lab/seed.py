@@ -389,3 +389,50 @@ def _members(conn: ldap3.Connection, group_dn: str, members: list[str]) -> None:
         add_members(conn, group_dn, members, chunk=1000)
     except DirectoryError as exc:
         raise LabError(f"seeding failed: {exc}") from None
+
+
+def bulk_ldif(
+    root_dn: str,
+    dns_domain: str,
+    users: int,
+    groups: int = 0,
+    largest: int = 10_000,
+    department_ous: dict[str, str | None] | None = None,
+) -> str:
+    """LDIF of `users` plain users (and `groups` groups) for offline.py's add-ldif (bulk seeding).
+
+    User i is the same person on every side (sAMAccountName bulk<i>, mail bulk<i>@bulk.example,
+    which no domain mapping rewrites), so a source and a target seeded alike match by mail.
+    Users sit in OU=<department> under `root_dn` (or in the OU `department_ous` names for it,
+    None for `root_dn` itself); groups in OU=Groups, group g holding users g*step.. up to
+    `largest` of them (the first holds the first `largest` users).
+    """
+    ous: dict[str, str | None] = dict(department_ous) if department_ous is not None else {
+        d: f"OU={d},{root_dn}" for d in DEPARTMENTS}
+    parts = [f"dn: {root_dn}\nobjectClass: organizationalUnit\n\n"]
+    parts += [f"dn: {dn}\nobjectClass: organizationalUnit\n\n"
+              for dn in sorted({dn for dn in ous.values() if dn})]
+    dns: list[str] = []
+    for i in range(users):
+        department = DEPARTMENTS[i % len(DEPARTMENTS)]
+        given, surname = FIRST_NAMES[i % len(FIRST_NAMES)], LAST_NAMES[i % len(LAST_NAMES)]
+        given, surname = ascii_fold(given), ascii_fold(surname)
+        cn = f"{given} {surname} {i}"
+        dn = f"CN={cn},{ous.get(department) or root_dn}"
+        dns.append(dn)
+        parts.append(
+            f"dn: {dn}\nobjectClass: user\nsAMAccountName: bulk{i}\n"
+            f"userPrincipalName: bulk{i}@{dns_domain}\nmail: bulk{i}@bulk.example\n"
+            f"givenName: {given}\nsn: {surname}\ndisplayName: {cn}\n"
+            f"department: {department}\nuserAccountControl: 512\n\n"
+        )
+    if groups:
+        groups_ou = f"OU=Groups,{root_dn}"
+        parts.append(f"dn: {groups_ou}\nobjectClass: organizationalUnit\n\n")
+        step = max(1, users // groups)
+        for g in range(groups):
+            members = dns[g * step:g * step + largest]
+            lines = "".join(f"member: {dn}\n" for dn in members)
+            parts.append(f"dn: CN=Bulk Group {g},{groups_ou}\nobjectClass: group\n"
+                         f"sAMAccountName: bulkgroup{g}\n{lines}\n")
+    return "".join(parts)
