@@ -23,7 +23,8 @@ Timestamp = Annotated[datetime, PlainSerializer(k8s_time, return_type=str, when_
 class StatusModel(BaseModel):
     """camelCase like the spec; fields a newer Ferry wrote are ignored, not refused."""
 
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore",
+                              defer_build=True)
 
     @classmethod
     def of(cls, body: Mapping[str, Any] | None) -> Self:

@@ -13,10 +13,9 @@ from datetime import datetime, timedelta
 from operator import itemgetter
 from typing import Any
 
-import cel
-from cel import stdlib as cel_stdlib
-
 from ferry.engine import expression_cost as cost
+from ferry.engine.cel_runtime import cel
+from ferry.engine.cel_runtime import stdlib as cel_stdlib
 from ferry.engine.cel_syntax import STRING_OPENING, SyntaxProblem, string_end
 from ferry.engine.domains import DomainMapper
 from ferry.engine.records import AttributeValue, ObjectType, Record
